@@ -1,0 +1,92 @@
+"""Order use cases: input models and the command specs the API and batch ingest expose."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+from pydantic import Field
+
+from hub.application.commands import CommandInput, CommandSpec, NoInput
+from hub.application.unit import Unit
+from hub.domain.base import Aggregate
+from hub.domain.customer import Customer
+from hub.domain.order import Order, OrderLine
+from hub.domain.provenance import Stamp
+
+
+class PlaceOrder(CommandInput):
+    customer_id: UUID
+    opportunity_id: str | None = Field(default=None, max_length=255)
+    lines: list[OrderLine] = Field(min_length=1, max_length=1000)
+    currency: str = Field(min_length=3, max_length=3)
+    term_months: int = Field(ge=0, le=600)
+    start_date: date
+    booking_date: date
+
+
+class RejectOrder(CommandInput):
+    reasons: list[str] = Field(min_length=1)
+
+
+class AcceptOrder(CommandInput):
+    erp_order_number: str = Field(min_length=1, max_length=100)
+
+
+class CancelOrder(CommandInput):
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class AmendOrder(CommandInput):
+    lines: list[OrderLine] = Field(min_length=1, max_length=1000)
+
+
+def _place(stamp: Stamp, order_id: UUID, data: PlaceOrder, unit: Unit) -> Aggregate:
+    unit.get(Customer, data.customer_id, field="customer_id")
+    return Order.place(stamp, order_id, **data.model_dump(exclude_unset=False, mode="python"))
+
+
+def _order(handler: Any) -> Any:
+    """Adapt ``handler(order, stamp, data)`` to the generic handler signature."""
+
+    def run(aggregate: Aggregate, stamp: Stamp, data: Any, unit: Unit) -> None:
+        assert isinstance(aggregate, Order)
+        handler(aggregate, stamp, data)
+
+    return run
+
+
+SPECS = [
+    CommandSpec(
+        "order", "place", PlaceOrder, "Place an order from a won opportunity",
+        create=_place,
+        writes=("customer_id", "opportunity_id", "lines", "currency", "term_months",
+                "start_date", "booking_date"),
+    ),
+    CommandSpec(
+        "order", "validate", NoInput, "Mark the order as validated",
+        handle=_order(lambda o, s, d: o.validate_order(s)), writes=("status",),
+    ),
+    CommandSpec(
+        "order", "reject", RejectOrder, "Reject the order with reasons",
+        handle=_order(lambda o, s, d: o.reject(s, d.reasons)), writes=("status",),
+    ),
+    CommandSpec(
+        "order", "accept", AcceptOrder, "Record the ERP's acceptance and its order number",
+        handle=_order(lambda o, s, d: o.accept(s, d.erp_order_number)),
+        writes=("status", "erp_order_number"),
+    ),
+    CommandSpec(
+        "order", "fulfil", NoInput, "Mark the order as fulfilled",
+        handle=_order(lambda o, s, d: o.fulfil(s)), writes=("fulfilment",),
+    ),
+    CommandSpec(
+        "order", "cancel", CancelOrder, "Cancel the order",
+        handle=_order(lambda o, s, d: o.cancel(s, d.reason)), writes=("status",),
+    ),
+    CommandSpec(
+        "order", "amend", AmendOrder, "Replace the order's lines (totals are recomputed)",
+        handle=_order(lambda o, s, d: o.amend(s, d.lines)), writes=("lines",),
+    ),
+]

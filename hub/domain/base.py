@@ -1,0 +1,193 @@
+"""Aggregate and event base classes, on pydantic and the eventsourcing library's protocols.
+
+Why pydantic events instead of the library's dataclass events: every event type gets a JSON
+Schema for free (published to NATS subscribers), nested values such as money and order lines
+validate on the way in and out of the store, and unknown fields are refused.
+
+Aggregates are plain (mutable) pydantic models whose command methods check rules and then
+*record* past-tense events through :meth:`Aggregate._record`; an event's ``apply`` is the only
+code that changes state, so replaying history rebuilds exactly the same aggregate.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Self, TypeVar
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import OriginatorIDError, OriginatorVersionError
+from eventsourcing.utils import get_topic, resolve_topic
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+from hub.domain.provenance import Provenance, Stamp
+
+
+EVENT_NAMESPACE = UUID("0b4f3b7e-3d7a-4f0e-8a51-6c2d9e1f7a44")
+
+
+class DomainEvent(BaseModel):
+    """Something that happened to one aggregate. ``timestamp`` is the hub's recorded-at."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    originator_id: UUID
+    originator_version: int
+    timestamp: datetime
+    provenance: Provenance
+
+    class_version: ClassVar[int] = 1
+
+    def mutate(self, aggregate: Any) -> Any:
+        """Apply to ``aggregate`` after checking it is the next event of that aggregate."""
+        if aggregate is None:
+            raise AssertionError(f"{type(self).__name__} cannot start an aggregate")
+        if self.originator_id != aggregate.id:
+            raise OriginatorIDError(self.originator_id, aggregate.id)
+        if self.originator_version != aggregate.version + 1:
+            raise OriginatorVersionError(self.originator_version, aggregate.version + 1)
+        self.apply(aggregate)
+        aggregate.version = self.originator_version
+        aggregate.modified_on = self.timestamp
+        return aggregate
+
+    def apply(self, aggregate: Any) -> None:
+        """Change the aggregate's state; events that only record a fact leave it as is."""
+
+    @property
+    def event_id(self) -> UUID:
+        """Stable id of this event (``Nats-Msg-Id``, idempotency key at targets).
+
+        Derived from aggregate id and version, which the store's primary key makes unique,
+        so a republished or replayed event always carries the same id.
+        """
+        return uuid5(EVENT_NAMESPACE, f"{self.originator_id}:{self.originator_version}")
+
+    def external_refs(self) -> list[tuple[str, str]]:
+        """``(system, external id)`` pairs this event ties to its aggregate (cross-reference)."""
+        return []
+
+    @classmethod
+    def type_name(cls) -> str:
+        """Stable public name of the event type, e.g. ``OrderPlaced``."""
+        return cls.__name__
+
+    def data(self) -> dict[str, Any]:
+        """The event's own fields as JSON-ready values (without the envelope fields)."""
+        return self.model_dump(
+            mode="json", exclude={"originator_id", "originator_version", "timestamp", "provenance"}
+        )
+
+
+class CreationEvent(DomainEvent):
+    """The first event of an aggregate: it constructs the aggregate instead of changing it."""
+
+    def external_refs(self) -> list[tuple[str, str]]:
+        record = self.provenance.source_record_id
+        return [(self.provenance.source_system.value, record)] if record else []
+
+    def mutate(self, aggregate: Any) -> Any:
+        if aggregate is not None:
+            raise AssertionError(f"{type(self).__name__} must be the first event")
+        if self.originator_version != 1:
+            raise OriginatorVersionError(self.originator_version, 1)
+        return self.create()
+
+    def create(self) -> Aggregate:
+        """Build the new aggregate from this event's fields."""
+        raise AssertionError(f"{type(self).__name__} must define create()")
+
+
+E = TypeVar("E", bound=DomainEvent)
+
+
+class Aggregate(BaseModel):
+    """Base of the five canonical aggregates: identity, version and pending events."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+    id: UUID
+    version: int
+    created_on: datetime
+    modified_on: datetime
+
+    _pending: list[DomainEvent] = PrivateAttr(default_factory=list)
+
+    #: Entity name in the ownership policy and in URLs (``customer`` -> ``/v1/customers``).
+    entity: ClassVar[str] = ""
+
+    @classmethod
+    def _start(cls, event: CreationEvent) -> Self:
+        aggregate = event.mutate(None)
+        if not isinstance(aggregate, cls):
+            raise AssertionError(f"{type(event).__name__} created {type(aggregate).__name__}")
+        aggregate._pending.append(event)
+        return aggregate
+
+    def _record(self, event_class: type[E], stamp: Stamp, **fields: Any) -> E:
+        """Record the next event of this aggregate and apply it."""
+        event = event_class(
+            originator_id=self.id,
+            originator_version=self.version + 1,
+            timestamp=stamp.recorded_at,
+            provenance=stamp.provenance,
+            **fields,
+        )
+        event.mutate(self)
+        self._pending.append(event)
+        return event
+
+    def collect_events(self) -> list[DomainEvent]:
+        """Hand over (and forget) the events recorded since the last save."""
+        events, self._pending = self._pending, []
+        return events
+
+    @property
+    def pending_events(self) -> list[DomainEvent]:
+        """Events recorded but not yet saved (read-only view)."""
+        return list(self._pending)
+
+    def state(self) -> dict[str, Any]:
+        """JSON-ready state for query results and snapshots."""
+        return self.model_dump(mode="json")
+
+
+def creation_fields(stamp: Stamp, aggregate_id: UUID) -> dict[str, Any]:
+    """Envelope fields of a creation event (version 1)."""
+    return {
+        "originator_id": aggregate_id,
+        "originator_version": 1,
+        "timestamp": stamp.recorded_at,
+        "provenance": stamp.provenance,
+    }
+
+
+class AggregateSnapshot(BaseModel):
+    """Snapshot of any aggregate: its JSON state and class topic.
+
+    Loading a long stream (a contract with hundreds of amendments) starts from the latest
+    snapshot and replays only later events.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    originator_id: UUID
+    originator_version: int
+    timestamp: datetime
+    topic: str
+    state: dict[str, Any]
+
+    class_version: ClassVar[int] = 1
+
+    @classmethod
+    def take(cls, aggregate: Aggregate) -> AggregateSnapshot:
+        return cls(
+            originator_id=aggregate.id,
+            originator_version=aggregate.version,
+            timestamp=aggregate.modified_on,
+            topic=get_topic(type(aggregate)),
+            state=aggregate.state(),
+        )
+
+    def mutate(self, aggregate: Any) -> Aggregate:
+        aggregate_class: type[Aggregate] = resolve_topic(self.topic)
+        return aggregate_class.model_validate(self.state)

@@ -1,0 +1,159 @@
+"""Money: a ``Decimal`` amount in an ISO 4217 currency, never a float.
+
+Amounts carry exactly the currency's minor-unit exponent (JPY 0, USD 2, KWD 3). Input with
+more precision than the currency allows is refused rather than rounded, because silently
+rounding a source system's figure would make reconciliation drift; amounts *computed* by the
+hub (quantity x unit price, proration) are rounded half-even with :meth:`Money.rounded`.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+from hub.domain.errors import CurrencyMismatch, InvalidValue
+
+# ISO 4217 minor units. Currencies not listed are refused: a wrong exponent is worse than none.
+EXPONENTS: dict[str, int] = {
+    **dict.fromkeys(
+        "AED ARS AUD BRL CAD CHF CNY COP CZK DKK EGP EUR GBP HKD ILS INR MXN MYR NOK NZD PEN PHP "
+        "PLN RON RUB SAR SEK SGD THB TRY TWD USD ZAR".split(),
+        2,
+    ),
+    **dict.fromkeys("JPY KRW CLP ISK VND UGX XOF XAF HUF".split(), 0),
+    **dict.fromkeys("KWD BHD OMR JOD TND LYD IQD".split(), 3),
+}
+# HUF is listed with exponent 0 on purpose: cash and most billing systems use whole forints.
+
+
+def exponent(currency: str) -> int:
+    """Minor-unit exponent of ``currency``; refuses unknown codes by name."""
+    try:
+        return EXPONENTS[currency]
+    except KeyError:
+        raise InvalidValue(
+            f"unknown currency {currency!r}; use an ISO 4217 code such as USD, EUR, JPY, KWD",
+            field="currency",
+        ) from None
+
+
+def to_decimal(value: Any, *, field: str = "amount") -> Decimal:
+    """Coerce a JSON number/string to ``Decimal``, refusing floats' binary noise and NaN."""
+    if isinstance(value, bool):
+        raise InvalidValue("amount must be a decimal number, not a boolean", field=field)
+    if isinstance(value, float):
+        value = repr(value)  # shortest repr: 0.1 -> "0.1", never 0.1000000000000000055...
+    try:
+        result = Decimal(value) if not isinstance(value, Decimal) else value
+    except (InvalidOperation, TypeError, ValueError):
+        raise InvalidValue(f"{value!r} is not a decimal number", field=field) from None
+    if not result.is_finite():
+        raise InvalidValue(f"{value!r} is not a finite number", field=field)
+    return result
+
+
+def check_scale(amount: Decimal, currency: str, *, field: str = "amount") -> Decimal:
+    """Return ``amount`` at the currency's exponent, refusing extra significant decimals."""
+    exp = exponent(currency)
+    quantum = Decimal(1).scaleb(-exp)
+    quantized = amount.quantize(quantum)
+    if quantized != amount:
+        raise InvalidValue(
+            f"{amount} has more decimals than {currency} allows ({exp})", field=field
+        )
+    return quantized
+
+
+class Money(BaseModel):
+    """An amount of one currency. Immutable; arithmetic refuses to mix currencies."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    amount: Decimal
+    currency: str
+
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _known_currency(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            exponent(value)
+        return value
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _decimal(cls, value: Any) -> Decimal:
+        return to_decimal(value)
+
+    @model_validator(mode="after")
+    def _scaled(self) -> Money:
+        object.__setattr__(self, "amount", check_scale(self.amount, self.currency))
+        return self
+
+    @classmethod
+    def of(cls, amount: Any, currency: str) -> Money:
+        return cls(amount=amount, currency=currency)
+
+    @classmethod
+    def zero(cls, currency: str) -> Money:
+        return cls(amount=Decimal(0), currency=currency)
+
+    @classmethod
+    def rounded(cls, amount: Decimal, currency: str) -> Money:
+        """Money from a computed amount, rounded half-even to the currency's exponent."""
+        quantum = Decimal(1).scaleb(-exponent(currency))
+        return cls(amount=amount.quantize(quantum, rounding=ROUND_HALF_EVEN), currency=currency)
+
+    def _same(self, other: Money) -> None:
+        if other.currency != self.currency:
+            raise CurrencyMismatch(
+                f"cannot combine {self.currency} with {other.currency}", field="currency"
+            )
+
+    def __add__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(amount=self.amount + other.amount, currency=self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(amount=self.amount - other.amount, currency=self.currency)
+
+    def __lt__(self, other: Money) -> bool:
+        self._same(other)
+        return self.amount < other.amount
+
+    def __le__(self, other: Money) -> bool:
+        self._same(other)
+        return self.amount <= other.amount
+
+    def __gt__(self, other: Money) -> bool:
+        self._same(other)
+        return self.amount > other.amount
+
+    def __ge__(self, other: Money) -> bool:
+        self._same(other)
+        return self.amount >= other.amount
+
+    def times(self, quantity: Decimal) -> Money:
+        """Price x quantity, rounded half-even (the only place the hub creates cents)."""
+        return Money.rounded(self.amount * quantity, self.currency)
+
+    @property
+    def is_zero(self) -> bool:
+        return self.amount == 0
+
+    @property
+    def is_negative(self) -> bool:
+        return self.amount < 0
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency}"
+
+
+def money_sum(items: list[Money], currency: str) -> Money:
+    """Sum in ``currency``; an empty list is zero, a foreign item is a CurrencyMismatch."""
+    total = Money.zero(currency)
+    for item in items:
+        total = total + item
+    return total

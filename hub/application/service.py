@@ -135,12 +135,17 @@ class Hub:
 
     # -- commands -----------------------------------------------------------------------
 
-    def prepare(self, request: CommandRequest) -> tuple[Change, CommandResult]:
-        """Decide a command without committing it (batch ingest commits many at once)."""
+    def prepare(
+        self, request: CommandRequest, store: EventStorePort | None = None
+    ) -> tuple[Change, CommandResult]:
+        """Decide a command without committing it (batch ingest commits many at once).
+
+        ``store`` lets bulk ingest read through its own not-yet-committed aggregates.
+        """
         spec = self.spec(request.entity, request.name)
         self._check_ownership(spec, request)
         stamp = Stamp(provenance=self._provenance(request), recorded_at=self.clock())
-        unit = Unit(self.store)
+        unit = Unit(store or self.store)
         if spec.create is not None:
             aggregate_id = request.aggregate_id or self._new_id(request)
             aggregate = spec.create(stamp, aggregate_id, request.payload, unit)

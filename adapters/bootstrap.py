@@ -1,0 +1,144 @@
+"""Composition root: builds the whole hub from one :class:`Settings`.
+
+Nothing else creates connections or reads settings; tests build a runtime with their own
+database schema, and the CLI builds one after starting the embedded servers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import yaml
+from pydantic import ValidationError
+
+from adapters.keys import KeyRing
+from adapters.postgres.committer import PostgresCommitter
+from adapters.postgres.overlay import BatchOverlay
+from adapters.postgres.schema import create_schema
+from adapters.postgres.store import ApplicationEventStore
+from adapters.settings import Settings
+from hub.application.catalogue import build_catalogue
+from hub.application.ports import Change
+from hub.application.service import CommandRequest, CommandResult, Hub
+from hub.application.stores import Store, store_class
+from hub.domain.catalog import AGGREGATES, EVENT_TYPES
+from hub.domain.errors import DomainError
+from hub.domain.ownership import OwnershipPolicy
+
+DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "ops" / "ownership.yaml"
+
+
+class ConfigurationError(Exception):
+    """Settings that cannot work, with the fix in the message."""
+
+
+def load_policy(path: Path | None) -> OwnershipPolicy:
+    """Read and validate the ownership policy file (YAML)."""
+    path = path or DEFAULT_POLICY
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"ownership policy {path} not found; set CONCORD_OWNERSHIP_FILE to the policy YAML"
+        ) from None
+    try:
+        return OwnershipPolicy.model_validate(raw)
+    except ValidationError as invalid:
+        raise ConfigurationError(f"ownership policy {path} is invalid:\n{invalid}") from None
+
+
+@dataclass
+class Runtime:
+    """Everything a running hub holds; close it to release connections and threads."""
+
+    settings: Settings
+    hub: Hub
+    stores: dict[str, Store]
+    committer: PostgresCommitter
+    policy: OwnershipPolicy
+    keys: KeyRing
+    closed: bool = field(default=False)
+
+    def batch(self, requests: list[CommandRequest]) -> list[CommandResult | DomainError]:
+        """Decide every line against the stores plus earlier lines, then commit together.
+
+        Per line: a line that fails its checks or its commit is reported and changes nothing;
+        the others commit (grouped into as few transactions as the writer can).
+        """
+        overlay = BatchOverlay(self.hub.store)
+        results: list[CommandResult | DomainError] = []
+        changes: list[tuple[int, Change]] = []
+        for index, request in enumerate(requests):
+            try:
+                replay = self.hub.replay(request)
+                if replay is not None:
+                    results.append(replay)
+                    continue
+                change, result = self.hub.prepare(request, overlay)
+            except DomainError as refused:
+                results.append(refused)
+                continue
+            overlay.remember(list(change.aggregates))
+            changes.append((index, change))
+            results.append(result)
+        outcomes = self.committer.commit_many([c for _, c in changes])
+        for (index, _), error in zip(changes, outcomes, strict=True):
+            if error is not None:
+                results[index] = (
+                    error if isinstance(error, DomainError) else DomainError(str(error))
+                )
+        return results
+
+    def event_schemas(self) -> dict[str, Any]:
+        """JSON Schema of every event type's payload, keyed by type name."""
+        return {cls.type_name(): cls.model_json_schema() for cls in EVENT_TYPES}
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.committer.close()
+        for store in self.stores.values():
+            store.close()
+
+
+def open_runtime(settings: Settings) -> Runtime:
+    """Connect to PostgreSQL, create what is missing, and wire the hub."""
+    if not settings.database_url:
+        raise ConfigurationError(
+            "no database: set CONCORD_DATABASE_URL, or run `concord serve` to start the "
+            "embedded PostgreSQL"
+        )
+    policy = load_policy(settings.ownership_file)
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        create_schema(conn, settings.schema_name)
+    env = settings.postgres_env(settings.database_url)
+    stores: dict[str, Store] = {}
+    try:
+        for aggregate_class in AGGREGATES:
+            stores[aggregate_class.entity] = store_class(aggregate_class)(env=env)
+    except Exception:
+        for store in stores.values():
+            store.close()
+        raise
+    committer = PostgresCommitter(
+        stores, settings.schema_name, group_max=settings.group_commit_max
+    )
+    hub = Hub(
+        catalogue=build_catalogue(),
+        policy=policy,
+        store=ApplicationEventStore(stores),
+        committer=committer,
+        aggregates={cls.entity: cls for cls in AGGREGATES},
+    )
+    return Runtime(
+        settings=settings,
+        hub=hub,
+        stores=stores,
+        committer=committer,
+        policy=policy,
+        keys=KeyRing.load(settings),
+    )

@@ -1,0 +1,167 @@
+"""Typed configuration for Concord, read from ``CONCORD_*`` environment variables.
+
+Why a settings object instead of reading ``os.environ`` where a value is needed: one
+composition root builds the hub from one ``Settings`` instance, so tests can build a hub with
+their own values (their own database schema, their own NATS server) without touching the
+process environment. Nothing here reads the environment at import time; values are read when
+``Settings()`` is constructed.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from psycopg.conninfo import conninfo_to_dict
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ApiKeyEntry", "Settings"]
+
+
+@dataclass(frozen=True)
+class ApiKeyEntry:
+    """One configured API client, parsed from ``CONCORD_API_KEYS``.
+
+    Only the SHA-256 hex digest of the key is configured, never the key itself, so a leaked
+    environment dump does not leak working credentials.
+    """
+
+    client_id: str
+    system: str
+    scopes: frozenset[str]
+    sha256_hex: str
+
+
+class Settings(BaseSettings):
+    """Every knob Concord reads from its environment, with defaults for a laptop.
+
+    ``None`` for ``database_url`` / ``nats_url`` means "start the embedded server from the
+    PyPI wheel under ``data_dir``": the same PostgreSQL + NATS code path as production, with
+    no installation step.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="CONCORD_",
+        # Constructing with field names (Settings(schema_name=...)) must keep working even
+        # though ``schema_name`` also has an environment alias.
+        populate_by_name=True,
+        extra="ignore",
+        frozen=True,
+    )
+
+    database_url: str | None = None
+    """libpq URL or DSN; ``None`` starts an embedded PostgreSQL."""
+
+    nats_url: str | None = None
+    """``nats://host:port``; ``None`` starts the embedded NATS server (JetStream)."""
+
+    data_dir: Path = Path(".concord")
+    """Where the embedded servers keep their data (and where their logs are written)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    schema_name: str = Field(
+        default="concord",
+        validation_alias=AliasChoices("CONCORD_SCHEMA", "CONCORD_SCHEMA_NAME"),
+    )
+    """PostgreSQL schema holding every Concord table (env ``CONCORD_SCHEMA``)."""
+
+    pool_size: int = 5
+    max_overflow: int = 10
+
+    lock_timeout_s: int = 5
+    """Writers of one application serialise on a table lock; fail instead of queueing forever
+    behind a stuck transaction."""
+
+    api_keys: str = ""
+    """Comma-separated ``client_id:system:scopes:sha256hex``; scopes joined with ``+``."""
+
+    ownership_file: Path | None = None
+    """``None`` lets the ownership loader use the policy shipped with the package."""
+
+    otel_exporter: Literal["none", "console", "otlp"] = "none"
+    otel_endpoint: str | None = None
+    """Base OTLP/HTTP URL (e.g. ``http://collector:4318``); ``/v1/traces`` is appended."""
+
+    service_name: str = "concord"
+
+    group_commit_max: int = Field(default=256, ge=1)
+    """Most commands folded into one ``save()``: batching is the main throughput lever."""
+
+    nats_stream: str = "CONCORD_EVENTS"
+
+    def postgres_env(self, dsn: str) -> dict[str, str]:
+        """Translate a libpq URL/DSN into the environment the eventsourcing library reads.
+
+        The library does not accept a URL, only separate ``POSTGRES_*`` keys, so every
+        application, projection runner and relay gets its env from here and they cannot drift
+        apart. Missing parts fall back the way libpq does (``PGHOST``, ``PGPORT``, ``PGUSER``,
+        ``PGPASSWORD``, ``PGDATABASE``, then built-in defaults), except that a missing host
+        means ``localhost`` rather than libpq's compiled-in socket directory, which differs
+        between builds.
+        """
+        parts = conninfo_to_dict(dsn)
+        host = str(parts.get("host") or os.environ.get("PGHOST") or "localhost")
+        if "," in host:
+            msg = f"multi-host connection strings are not supported: host={host!r}"
+            raise ValueError(msg)
+        user = str(parts.get("user") or os.environ.get("PGUSER") or getpass.getuser())
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": str(parts.get("dbname") or os.environ.get("PGDATABASE") or user),
+            "POSTGRES_HOST": host,
+            "POSTGRES_PORT": str(parts.get("port") or os.environ.get("PGPORT") or "5432"),
+            "POSTGRES_USER": user,
+            # An empty password is valid (trust / peer auth), the library only needs the key.
+            "POSTGRES_PASSWORD": str(parts.get("password") or os.environ.get("PGPASSWORD") or ""),
+            "POSTGRES_SCHEMA": self.schema_name,
+            "POSTGRES_POOL_SIZE": str(self.pool_size),
+            "POSTGRES_MAX_OVERFLOW": str(self.max_overflow),
+            "POSTGRES_LOCK_TIMEOUT": str(self.lock_timeout_s),
+            # POSTGRES_ENABLE_DB_FUNCTIONS is deliberately never set: in eventsourcing 9.5.x
+            # the stored function is named per schema but hard-codes one table, so events of
+            # one application land in another's table, and it skips the table lock, so
+            # tailing readers (projections, the NATS relay) can silently miss events.
+            # See shared reference eventsourcing.md section 9.
+        }
+
+    def api_key_entries(self) -> tuple[ApiKeyEntry, ...]:
+        """Parse ``api_keys``; raise ``ValueError`` naming the bad entry (not the digest).
+
+        Parsing is a method rather than a validator so that a typo in one entry produces an
+        error at the place that needs the keys (API start-up) with a precise message.
+        """
+        entries: list[ApiKeyEntry] = []
+        for index, raw in enumerate(self.api_keys.split(",")):
+            item = raw.strip()
+            if not item:
+                continue
+            fields = item.split(":")
+            if len(fields) != 4 or not all(fields):
+                msg = (
+                    f"CONCORD_API_KEYS entry #{index + 1} must be "
+                    "'client_id:system:scope+scope:sha256hex'"
+                )
+                raise ValueError(msg)
+            client_id, system, scopes, digest = fields
+            digest = digest.lower()
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                msg = (
+                    f"CONCORD_API_KEYS entry for {client_id!r}: the last part must be the "
+                    "64-character SHA-256 hex digest of the key"
+                )
+                raise ValueError(msg)
+            entries.append(
+                ApiKeyEntry(
+                    client_id=client_id,
+                    system=system,
+                    scopes=frozenset(s for s in scopes.split("+") if s),
+                    sha256_hex=digest,
+                )
+            )
+        return tuple(entries)

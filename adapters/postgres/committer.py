@@ -26,6 +26,7 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+from opentelemetry import trace
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import sql
@@ -72,20 +73,24 @@ class PostgresCommitter(CommitPort):
     # -- CommitPort ---------------------------------------------------------------------
 
     def commit(self, change: Change) -> None:
-        pending = self._pending(change)
-        self._queue.put(pending)
-        pending.future.result()
+        with _tracer.start_as_current_span("store.save") as span:
+            pending = self._pending(change)
+            _describe(span, [change], pending)
+            self._queue.put(pending)
+            pending.future.result()
         self._after_commit([change])
 
     def commit_many(self, changes: Sequence[Change]) -> list[Exception | None]:
         """Commit many changes in as few transactions as possible; per-change outcome."""
-        items = [self._pending(c) for c in changes]
-        for item in items:
-            self._queue.put(item)
-        results: list[Exception | None] = []
-        for item in items:
-            error = item.future.exception()
-            results.append(error if isinstance(error, Exception) else None)
+        with _tracer.start_as_current_span("store.save_many") as span:
+            items = [self._pending(c) for c in changes]
+            _describe(span, changes, *items)
+            for item in items:
+                self._queue.put(item)
+            results: list[Exception | None] = []
+            for item in items:
+                error = item.future.exception()
+                results.append(error if isinstance(error, Exception) else None)
         self._after_commit([c for c, r in zip(changes, results, strict=True) if r is None])
         return results
 
@@ -272,6 +277,27 @@ class PostgresCommitter(CommitPort):
                 f"{clash['entity']} {clash['aggregate_id']}",
                 field="external_id",
             )
+
+
+_tracer = trace.get_tracer("concord.store")
+
+
+def _describe(span: trace.Span, changes: Sequence[Change], *items: _Pending) -> None:
+    """Span attributes: how much is written, to which stores, for which transaction."""
+    span.set_attribute("concord.events", sum(len(e) for i in items for e in i.stored.values()))
+    span.set_attribute("concord.stores", sorted({n for i in items for n in i.stored}))
+    correlations = sorted(
+        {
+            e.provenance.correlation_id
+            for c in changes
+            for a in c.aggregates
+            for e in a.pending_events
+            if e.provenance.correlation_id
+        }
+    )
+    if correlations:
+        span.set_attribute("concord.correlation_id", correlations[0])
+        span.set_attribute("concord.correlation_ids", correlations[:20])
 
 
 def _translate(error: Exception) -> Exception:

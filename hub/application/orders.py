@@ -44,7 +44,17 @@ class AmendOrder(CommandInput):
 
 def _place(stamp: Stamp, order_id: UUID, data: PlaceOrder, unit: Unit) -> Aggregate:
     unit.get(Customer, data.customer_id, field="customer_id")
-    return Order.place(stamp, order_id, **data.model_dump(exclude_unset=False, mode="python"))
+    return Order.place(
+        stamp,
+        order_id,
+        customer_id=data.customer_id,
+        lines=list(data.lines),
+        currency=data.currency,
+        term_months=data.term_months,
+        start_date=data.start_date,
+        booking_date=data.booking_date,
+        opportunity_id=data.opportunity_id,
+    )
 
 
 def _order(handler: Any) -> Any:
@@ -83,7 +93,8 @@ SPECS = [
     ),
     CommandSpec(
         "order", "cancel", CancelOrder, "Cancel the order",
-        handle=_order(lambda o, s, d: o.cancel(s, d.reason)), writes=("status",),
+        # "cancellation", not "status": CRM may cancel but must not validate or accept.
+        handle=_order(lambda o, s, d: o.cancel(s, d.reason)), writes=("cancellation",),
     ),
     CommandSpec(
         "order", "amend", AmendOrder, "Replace the order's lines (totals are recomputed)",

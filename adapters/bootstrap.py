@@ -21,7 +21,7 @@ from adapters.postgres.schema import create_schema
 from adapters.postgres.store import ApplicationEventStore
 from adapters.settings import Settings
 from hub.application.catalogue import build_catalogue
-from hub.application.ports import Change
+from hub.application.ports import Change, ReceiptExists
 from hub.application.service import CommandRequest, CommandResult, Hub
 from hub.application.stores import Store, store_class
 from hub.domain.catalog import AGGREGATES, EVENT_TYPES
@@ -86,10 +86,14 @@ class Runtime:
             results.append(result)
         outcomes = self.committer.commit_many([c for _, c in changes])
         for (index, _), error in zip(changes, outcomes, strict=True):
-            if error is not None:
-                results[index] = (
-                    error if isinstance(error, DomainError) else DomainError(str(error))
-                )
+            if isinstance(error, ReceiptExists):
+                replay = self.hub.replay(requests[index])
+                if replay is not None:
+                    results[index] = replay
+            elif isinstance(error, DomainError):
+                results[index] = self.hub.explain_conflict(requests[index], error)
+            elif error is not None:
+                results[index] = DomainError(str(error))
         return results
 
     def event_schemas(self) -> dict[str, Any]:
@@ -124,9 +128,7 @@ def open_runtime(settings: Settings) -> Runtime:
         for store in stores.values():
             store.close()
         raise
-    committer = PostgresCommitter(
-        stores, settings.schema_name, group_max=settings.group_commit_max
-    )
+    committer = PostgresCommitter(stores, settings.schema_name, group_max=settings.group_commit_max)
     hub = Hub(
         catalogue=build_catalogue(),
         policy=policy,

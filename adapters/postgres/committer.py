@@ -26,15 +26,14 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from opentelemetry import trace
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from opentelemetry import trace
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from hub.application.ports import Change, CommitPort, ConflictRecord, Receipt, ReceiptExists
 from hub.application.stores import Store
-from hub.domain.base import Aggregate
 from hub.domain.errors import AlreadyExists, ConcurrencyConflict, DomainError
 
 
@@ -114,8 +113,14 @@ class PostgresCommitter(CommitPort):
             conn.execute(
                 query,
                 (
-                    conflict.at, conflict.client_id, conflict.system, conflict.entity,
-                    conflict.aggregate_id, conflict.command, conflict.field, conflict.owner,
+                    conflict.at,
+                    conflict.client_id,
+                    conflict.system,
+                    conflict.entity,
+                    conflict.aggregate_id,
+                    conflict.command,
+                    conflict.field,
+                    conflict.owner,
                     Jsonb(conflict.payload),
                 ),
             )
@@ -247,12 +252,19 @@ class PostgresCommitter(CommitPort):
                 "INSERT INTO {}.concord_receipts (client_id, key, request_hash, status, body) "
                 "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1"
             ).format(self.schema),
-            (receipt.client_id, receipt.key, receipt.request_hash, receipt.status,
-             Jsonb(receipt.body)),
+            (
+                receipt.client_id,
+                receipt.key,
+                receipt.request_hash,
+                receipt.status,
+                Jsonb(receipt.body),
+            ),
         )
         return curs.fetchone() is not None
 
-    def _insert_refs(self, curs: psycopg.Cursor[Any], refs: list[tuple[str, str, str, UUID]]) -> None:
+    def _insert_refs(
+        self, curs: psycopg.Cursor[Any], refs: list[tuple[str, str, str, UUID]]
+    ) -> None:
         curs.executemany(
             sql.SQL(
                 "INSERT INTO {}.concord_xref (system, entity, external_id, aggregate_id) "
@@ -267,8 +279,12 @@ class PostgresCommitter(CommitPort):
                 "%s::uuid[]) AS r(system, entity, external_id, aggregate_id) "
                 "USING (system, entity, external_id) WHERE x.aggregate_id <> r.aggregate_id"
             ).format(self.schema),
-            ([r[0] for r in refs], [r[1] for r in refs], [r[2] for r in refs],
-             [r[3] for r in refs]),
+            (
+                [r[0] for r in refs],
+                [r[1] for r in refs],
+                [r[2] for r in refs],
+                [r[3] for r in refs],
+            ),
         )
         clash = curs.fetchone()
         if clash is not None:
@@ -310,8 +326,6 @@ def _translate(error: Exception) -> Exception:
             "the aggregate was changed by another request at the same time; re-read and retry",
             field="version",
         )
-    if isinstance(error, OperationalError | psycopg.errors.LockNotAvailable) and (
-        "lock" in text
-    ):
+    if isinstance(error, OperationalError | psycopg.errors.LockNotAvailable) and ("lock" in text):
         return StoreBusy("the event store is busy (lock timeout); retry shortly")
     return error

@@ -58,4 +58,4 @@ def create_schema(conn: Connection[object], schema: str) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('concord-schema'))")
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
         for statement in TABLES:
-            conn.execute(sql.SQL(statement).format(schema=ident))  # type: ignore[arg-type]
+            conn.execute(sql.SQL(statement).format(schema=ident))

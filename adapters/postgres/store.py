@@ -17,7 +17,7 @@ class ApplicationEventStore(EventStorePort):
 
     def load(self, entity: str, aggregate_id: UUID, version: int | None = None) -> Aggregate | None:
         try:
-            aggregate = self.stores[entity].repository.get(aggregate_id, version=version)
+            aggregate: object = self.stores[entity].repository.get(aggregate_id, version=version)
         except AggregateNotFoundError:
             return None
         assert isinstance(aggregate, Aggregate)

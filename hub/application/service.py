@@ -30,6 +30,8 @@ from hub.application.unit import Unit
 from hub.application.views import aggregate_view, event_envelope
 from hub.domain.base import Aggregate
 from hub.domain.errors import (
+    AlreadyExists,
+    ConcurrencyConflict,
     DomainError,
     NotFound,
     OwnershipViolation,
@@ -190,12 +192,26 @@ class Hub:
         change, result = self.prepare(request)
         try:
             self.committer.commit(change)
+        except ConcurrencyConflict as conflict:
+            raise self.explain_conflict(request, conflict) from None
         except ReceiptExists:
             replay = self.replay(request)
             if replay is None:  # pragma: no cover - the receipt was just stored
                 raise
             return replay
         return result
+
+    def explain_conflict(self, request: CommandRequest, conflict: DomainError) -> DomainError:
+        """A version clash on a create means the id exists already (re-ingested record)."""
+        spec = self.catalogue.get(request.entity, request.name)
+        if spec is None or not spec.creates or not isinstance(conflict, ConcurrencyConflict):
+            return conflict
+        record = request.origin.source_record_id
+        source = f" (source record {record!r})" if record else ""
+        return AlreadyExists(
+            f"this {request.entity} exists already{source}; send commands to it instead",
+            field="id",
+        )
 
     def replay(self, request: CommandRequest) -> CommandResult | None:
         """The stored result for a repeated idempotency key, or None for a new key."""
@@ -287,7 +303,5 @@ class Hub:
     def lookup(self, system: str, entity: str, external: str) -> UUID:
         found = self.committer.lookup(system, entity, external)
         if found is None:
-            raise NotFound(
-                f"no {entity} known to {system} as {external!r}", field="external_id"
-            )
+            raise NotFound(f"no {entity} known to {system} as {external!r}", field="external_id")
         return found

@@ -26,7 +26,7 @@ class Store(Application[UUID]):
     """Base of the per-aggregate applications (names: ``customers``, ``orders`` ...)."""
 
     aggregate_class: ClassVar[type[Aggregate]]
-    snapshot_class = AggregateSnapshot  # type: ignore[assignment]
+    snapshot_class = AggregateSnapshot
     env: ClassVar[dict[str, str]] = {
         "TRANSCODER_TOPIC": get_topic(OrjsonTranscoder),
         "MAPPER_TOPIC": get_topic(PydanticMapper),

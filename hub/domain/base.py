@@ -21,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from hub.domain.provenance import Provenance, Stamp
 
-
 EVENT_NAMESPACE = UUID("0b4f3b7e-3d7a-4f0e-8a51-6c2d9e1f7a44")
 
 

@@ -149,15 +149,11 @@ class Order(Aggregate):
         self._record(OrderFulfilled, stamp)
 
     def cancel(self, stamp: Stamp, reason: str) -> None:
-        self._require(
-            {OrderStatus.PLACED, OrderStatus.VALIDATED, OrderStatus.ACCEPTED}, "cancel"
-        )
+        self._require({OrderStatus.PLACED, OrderStatus.VALIDATED, OrderStatus.ACCEPTED}, "cancel")
         self._record(OrderCancelled, stamp, reason=reason)
 
     def amend(self, stamp: Stamp, lines: list[OrderLine]) -> None:
-        self._require(
-            {OrderStatus.PLACED, OrderStatus.VALIDATED, OrderStatus.ACCEPTED}, "amend"
-        )
+        self._require({OrderStatus.PLACED, OrderStatus.VALIDATED, OrderStatus.ACCEPTED}, "amend")
         priced, totals = price_lines(lines, self.currency)
         self._record(OrderAmended, stamp, lines=priced, totals=totals)
 

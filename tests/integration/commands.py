@@ -56,8 +56,12 @@ def new_order(runtime: Runtime, customer: UUID) -> UUID:
         {
             "customer_id": str(customer),
             "lines": [
-                {"sku": "PLAN-PRO", "quantity": "2", "unit_price": "99.50",
-                 "charge_type": "recurring"},
+                {
+                    "sku": "PLAN-PRO",
+                    "quantity": "2",
+                    "unit_price": "99.50",
+                    "charge_type": "recurring",
+                },
             ],
             "currency": "EUR",
             "term_months": 12,
@@ -79,10 +83,17 @@ def new_invoice(
         {
             "customer_id": str(customer),
             "order_id": str(order),
-            "lines": [{"sku": "PLAN-PRO", "description": "Pro plan", "quantity": "1",
-                       "unit_price": total, "amount": total,
-                       "service_period_start": "2026-12-01",
-                       "service_period_end": "2026-12-31"}],
+            "lines": [
+                {
+                    "sku": "PLAN-PRO",
+                    "description": "Pro plan",
+                    "quantity": "1",
+                    "unit_price": total,
+                    "amount": total,
+                    "service_period_start": "2026-12-01",
+                    "service_period_end": "2026-12-31",
+                }
+            ],
             "currency": "EUR",
             "subtotal": total,
             "tax": "0.00",

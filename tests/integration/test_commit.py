@@ -70,8 +70,7 @@ def test_racing_threads_one_success_one_conflict(runtime: Runtime) -> None:
     outcomes: list[str] = []
 
     def worker(number: str) -> None:
-        req = request(runtime, "order", "accept", {"erp_order_number": number},
-                      aggregate_id=order)
+        req = request(runtime, "order", "accept", {"erp_order_number": number}, aggregate_id=order)
         change, _ = runtime.hub.prepare(req)
         barrier.wait()
         try:
@@ -95,8 +94,7 @@ def test_a_conflict_in_a_group_does_not_fail_its_neighbours(runtime: Runtime) ->
     changes: list[Change] = []
     for i, order in enumerate(orders):
         change, _ = runtime.hub.prepare(
-            request(runtime, "order", "accept", {"erp_order_number": f"SO-{i}"},
-                    aggregate_id=order)
+            request(runtime, "order", "accept", {"erp_order_number": f"SO-{i}"}, aggregate_id=order)
         )
         changes.append(change)
     # A stale second decision on the middle order: conflicts with the first one for it.
@@ -114,8 +112,12 @@ def test_if_match_with_a_stale_version_is_refused(runtime: Runtime) -> None:
     with pytest.raises(VersionMismatch):
         run(runtime, "order", "validate", {}, aggregate_id=order, expected_version=7)
     assert runtime.hub.get("order", order)["version"] == 1
-    assert run(runtime, "order", "validate", {}, aggregate_id=order,
-               expected_version=1).body["version"] == 2
+    assert (
+        run(runtime, "order", "validate", {}, aggregate_id=order, expected_version=1).body[
+            "version"
+        ]
+        == 2
+    )
 
 
 def test_idempotency_key_replays_without_new_events(runtime: Runtime) -> None:
@@ -163,9 +165,13 @@ def test_payment_application_commits_both_stores_or_neither(runtime: Runtime) ->
     with pytest.raises(Overapplication):
         run(runtime, "payment", "apply", apply, aggregate_id=payment)
     # A concurrent change to the invoice makes the payment side roll back too.
-    req = request(runtime, "payment", "apply",
-                  {"invoice_id": str(invoice), "amount": {"amount": "10.00", "currency": "EUR"}},
-                  aggregate_id=payment)
+    req = request(
+        runtime,
+        "payment",
+        "apply",
+        {"invoice_id": str(invoice), "amount": {"amount": "10.00", "currency": "EUR"}},
+        aggregate_id=payment,
+    )
     change, _ = runtime.hub.prepare(req)
     run(runtime, "invoice", "post", {"erp_document_number": "INV-9"}, aggregate_id=invoice)
     with pytest.raises(ConcurrencyConflict):
@@ -191,20 +197,49 @@ def test_source_record_ids_are_cross_referenced_and_deterministic(runtime: Runti
 def test_long_contract_streams_are_snapshotted(runtime: Runtime) -> None:
     customer = new_customer(runtime)
     order = new_order(runtime, customer)
-    contract = run(runtime, "contract", "create", {
-        "order_id": str(order), "customer_id": str(customer), "currency": "EUR",
-        "items": [{"sku": "API-CALLS", "rate_plan": "usage-std", "quantity": "1",
-                   "unit_price": "0.01", "billing_period": "month", "charge_type": "usage"}],
-        "term_start": "2026-12-01", "term_end": "2027-11-30",
-    })
+    contract = run(
+        runtime,
+        "contract",
+        "create",
+        {
+            "order_id": str(order),
+            "customer_id": str(customer),
+            "currency": "EUR",
+            "items": [
+                {
+                    "sku": "API-CALLS",
+                    "rate_plan": "usage-std",
+                    "quantity": "1",
+                    "unit_price": "0.01",
+                    "billing_period": "month",
+                    "charge_type": "usage",
+                }
+            ],
+            "term_start": "2026-12-01",
+            "term_end": "2027-11-30",
+        },
+    )
     contract_id = UUID(contract.body["id"])
-    run(runtime, "contract", "activate", {"billing_subscription_id": "sub_123"},
-        aggregate_id=contract_id)
+    run(
+        runtime,
+        "contract",
+        "activate",
+        {"billing_subscription_id": "sub_123"},
+        aggregate_id=contract_id,
+    )
     for i in range(119):
-        run(runtime, "contract", "record_usage",
-            {"sku": "API-CALLS", "quantity": "5", "period_start": f"2026-12-0{1 + i % 9}",
-             "period_end": f"2026-12-0{1 + i % 9}"},
-            aggregate_id=contract_id)
+        run(
+            runtime,
+            "contract",
+            "record_usage",
+            {
+                "sku": "API-CALLS",
+                "quantity": "5",
+                "period_start": f"2026-12-0{1 + i % 9}",
+                "period_end": f"2026-12-0{1 + i % 9}",
+            },
+            aggregate_id=contract_id,
+        )
     store = runtime.stores["contract"]
     assert store.snapshots is not None
     snapshots = list(store.snapshots.get(contract_id))
@@ -216,7 +251,8 @@ def test_long_contract_streams_are_snapshotted(runtime: Runtime) -> None:
     assert replayed is not None
     assert from_snapshot["version"] == 121 == replayed.version
     assert from_snapshot["state"] == {
-        k: v for k, v in replayed.state().items()
+        k: v
+        for k, v in replayed.state().items()
         if k not in {"id", "version", "created_on", "modified_on"}
     }
 
@@ -227,7 +263,10 @@ def test_a_stored_v1_customer_event_reads_as_v2(runtime: Runtime) -> None:
         "timestamp": "2025-01-01T00:00:00+00:00",
         "provenance": {"source_system": "crm", "actor": "legacy-import"},
         "name": "Old Shape Inc",
-        "web_domain": None, "tax_id": None, "billing_address": None, "currency": "USD",
+        "web_domain": None,
+        "tax_id": None,
+        "billing_address": None,
+        "currency": "USD",
         "parent_customer_id": None,
     }
     assert runtime.settings.database_url
@@ -252,8 +291,7 @@ def test_committed_events_survive_a_restart(
     run(runtime, "order", "accept", {"erp_order_number": "SO-77"}, aggregate_id=order)
     schema = runtime.settings.schema_name
     runtime.close()
-    again = open_runtime(Settings(database_url=database_url, schema_name=schema,
-                                  data_dir=tmp_path))
+    again = open_runtime(Settings(database_url=database_url, schema_name=schema, data_dir=tmp_path))
     try:
         state = again.hub.get("order", order)
         assert state["version"] == 2 and state["state"]["erp_order_number"] == "SO-77"

@@ -1,0 +1,18 @@
+"""The full command catalogue: every aggregate module's specs in one table.
+
+Built by a function, not at import time, so each caller (the API, the batch ingest, a test)
+gets its own instance and duplicate ``(entity, name)`` pairs fail loudly when it is built.
+"""
+
+from __future__ import annotations
+
+from hub.application import contracts, customers, invoices, orders, payments
+from hub.application.commands import Catalogue
+
+
+def build_catalogue() -> Catalogue:
+    """Every command of the five aggregates, in lineage order (customer to payment)."""
+    catalogue = Catalogue()
+    for module in (customers, contracts, orders, invoices, payments):
+        catalogue.add(*module.SPECS)
+    return catalogue

@@ -1,0 +1,202 @@
+"""Customer use cases: input models and the command specs the API and batch ingest expose.
+
+Registration and detail changes count only the fields the caller sent as written
+(``writes_from_input``): CRM registers a customer with names and address, and the ERP later
+sets its own fields (tax id, currency) without either needing to own the other's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from pydantic import Field
+
+from hub.application.commands import CommandInput, CommandSpec, NoInput
+from hub.application.unit import Unit
+from hub.domain.base import Aggregate
+from hub.domain.customer import Address, Customer, CustomerDetails, CustomerStatus, LinkedSystem
+from hub.domain.errors import InvalidTransition, InvalidValue
+from hub.domain.provenance import Stamp
+
+#: Deepest customer hierarchy walked when looking for a cycle; deeper is refused as well.
+MAX_HIERARCHY_DEPTH = 50
+
+
+class RegisterCustomer(CommandInput):
+    legal_name: str = Field(min_length=1, max_length=300)
+    display_name: str | None = Field(default=None, max_length=300)
+    web_domain: str | None = Field(default=None, max_length=253)
+    tax_id: str | None = Field(default=None, max_length=50)
+    billing_address: Address | None = None
+    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    parent_customer_id: UUID | None = None
+
+
+class ChangeCustomerDetails(CommandInput):
+    """Partial update: only the fields sent change (``null`` clears an optional one)."""
+
+    legal_name: str | None = Field(default=None, max_length=300)
+    display_name: str | None = Field(default=None, max_length=300)
+    web_domain: str | None = Field(default=None, max_length=253)
+    tax_id: str | None = Field(default=None, max_length=50)
+    billing_address: Address | None = None
+    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    parent_customer_id: UUID | None = None
+
+
+class LinkCustomer(CommandInput):
+    system: LinkedSystem
+    external_id: str = Field(min_length=1, max_length=255)
+
+
+class MergeCustomer(CommandInput):
+    target_customer_id: UUID
+
+
+class ChangeCustomerStatus(CommandInput):
+    status: CustomerStatus
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class AssignCustomerNumber(CommandInput):
+    customer_number: str = Field(min_length=1, max_length=100)
+
+
+class SetPaymentTerms(CommandInput):
+    payment_terms: str = Field(min_length=1, max_length=50)
+
+
+def check_hierarchy(unit: Unit, customer_id: UUID, parent_id: UUID | None) -> None:
+    """The parent must exist, not be merged away, and not be a descendant (no cycles)."""
+    if parent_id is None or parent_id == customer_id:
+        return  # the aggregate refuses "its own parent" with the clearer message
+    parent = unit.get(Customer, parent_id, field="parent_customer_id")
+    if parent.merged_into is not None:
+        raise InvalidTransition(
+            f"customer {parent_id} was merged into {parent.merged_into}; use that one",
+            field="parent_customer_id",
+        )
+    ancestor: Customer | None = parent
+    for _ in range(MAX_HIERARCHY_DEPTH):
+        if ancestor is None:
+            return
+        if ancestor.id == customer_id:
+            raise InvalidValue(
+                "the parent is a descendant of this customer; that would make a cycle",
+                field="parent_customer_id",
+            )
+        next_id = ancestor.parent_customer_id
+        ancestor = (
+            None if next_id is None else unit.get(Customer, next_id, field="parent_customer_id")
+        )
+    raise InvalidValue(
+        f"the hierarchy is deeper than {MAX_HIERARCHY_DEPTH} levels",
+        field="parent_customer_id",
+    )
+
+
+def _register(stamp: Stamp, customer_id: UUID, data: RegisterCustomer, unit: Unit) -> Aggregate:
+    check_hierarchy(unit, customer_id, data.parent_customer_id)
+    return Customer.register(stamp, customer_id, **dict(data))
+
+
+def _change_details(
+    customer: Customer, stamp: Stamp, data: ChangeCustomerDetails, unit: Unit
+) -> None:
+    if "parent_customer_id" in data.model_fields_set:
+        check_hierarchy(unit, customer.id, data.parent_customer_id)
+    changes = CustomerDetails(**{name: getattr(data, name) for name in data.model_fields_set})
+    customer.change_details(stamp, changes)
+
+
+def _merge(customer: Customer, stamp: Stamp, data: MergeCustomer, unit: Unit) -> None:
+    if data.target_customer_id != customer.id:
+        target = unit.get(Customer, data.target_customer_id, field="target_customer_id")
+        if target.merged_into is not None:
+            raise InvalidTransition(
+                f"the target was itself merged into {target.merged_into}; merge into that one",
+                field="target_customer_id",
+            )
+    customer.merge_into(stamp, data.target_customer_id)
+
+
+def _customer(handler: Any) -> Any:
+    """Adapt ``handler(customer, stamp, data, unit)`` to the generic handler signature."""
+
+    def run(aggregate: Aggregate, stamp: Stamp, data: Any, unit: Unit) -> None:
+        assert isinstance(aggregate, Customer)
+        handler(aggregate, stamp, data, unit)
+
+    return run
+
+
+SPECS = [
+    CommandSpec(
+        "customer",
+        "register",
+        RegisterCustomer,
+        "Register a new customer",
+        create=_register,
+        writes_from_input=True,
+        description="Only the fields sent count as written for the ownership check.",
+    ),
+    CommandSpec(
+        "customer",
+        "change_details",
+        ChangeCustomerDetails,
+        "Change some of the customer's details (only the fields sent)",
+        handle=_customer(_change_details),
+        writes_from_input=True,
+    ),
+    CommandSpec(
+        "customer",
+        "link",
+        LinkCustomer,
+        "Cross-reference a system's record of the customer",
+        handle=_customer(lambda c, s, d, u: c.link(s, d.system, d.external_id)),
+        writes=("external_ids",),
+        description="Linking the same id again changes nothing; a different id for an "
+        "already linked system is refused (resolve the duplicate by merging).",
+    ),
+    CommandSpec(
+        "customer",
+        "merge",
+        MergeCustomer,
+        "Merge this duplicate into a surviving customer",
+        handle=_customer(_merge),
+        writes=("merged_into",),
+    ),
+    CommandSpec(
+        "customer",
+        "change_status",
+        ChangeCustomerStatus,
+        "Put the customer on hold, reactivate or close it (closed is final)",
+        handle=_customer(lambda c, s, d, u: c.change_status(s, d.status, d.reason)),
+        writes=("status",),
+    ),
+    CommandSpec(
+        "customer",
+        "erase",
+        NoInput,
+        "Erase the customer's personal data (GDPR)",
+        handle=_customer(lambda c, s, d, u: c.erase(s)),
+        writes=("erased",),
+    ),
+    CommandSpec(
+        "customer",
+        "assign_number",
+        AssignCustomerNumber,
+        "Record the ERP's customer number",
+        handle=_customer(lambda c, s, d, u: c.assign_number(s, d.customer_number)),
+        writes=("customer_number",),
+    ),
+    CommandSpec(
+        "customer",
+        "set_payment_terms",
+        SetPaymentTerms,
+        "Record the ERP's payment terms",
+        handle=_customer(lambda c, s, d, u: c.set_payment_terms(s, d.payment_terms)),
+        writes=("payment_terms",),
+    ),
+]

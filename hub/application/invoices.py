@@ -1,0 +1,146 @@
+"""Invoice use cases: input models and the command specs the API and batch ingest expose.
+
+Issuing loads the customer, and the contract and order it bills, so an invoice cannot point
+at records that do not exist or belong to another customer (the lineage projection follows
+these ids from opportunity to cash). Payments are applied through the payment commands
+(payments.py), which change the invoice in the same unit of work.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from pydantic import Field
+
+from hub.application.commands import CommandInput, CommandSpec
+from hub.application.unit import Unit
+from hub.domain.base import Aggregate
+from hub.domain.contract import Contract
+from hub.domain.customer import Customer
+from hub.domain.errors import InvalidValue
+from hub.domain.invoice import Invoice, InvoiceLine
+from hub.domain.money import Money
+from hub.domain.order import Order
+from hub.domain.provenance import Stamp
+
+
+class IssueInvoice(CommandInput):
+    customer_id: UUID
+    contract_id: UUID | None = None
+    order_id: UUID | None = None
+    lines: list[InvoiceLine] = Field(min_length=1, max_length=5000)
+    currency: str = Field(min_length=3, max_length=3)
+    subtotal: Decimal = Field(max_digits=18, decimal_places=3)
+    tax: Decimal = Field(max_digits=18, decimal_places=3)
+    total: Decimal = Field(max_digits=18, decimal_places=3)
+    issue_date: date
+    due_date: date
+    source_number: str | None = Field(default=None, max_length=100)
+
+
+class PostInvoice(CommandInput):
+    erp_document_number: str = Field(min_length=1, max_length=100)
+
+
+class VoidInvoice(CommandInput):
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class CreditInvoice(CommandInput):
+    amount: Money
+    credit_note_number: str | None = Field(default=None, max_length=100)
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class MarkUncollectible(CommandInput):
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+def _issue(stamp: Stamp, invoice_id: UUID, data: IssueInvoice, unit: Unit) -> Aggregate:
+    unit.get(Customer, data.customer_id, field="customer_id")
+    if data.contract_id is not None:
+        contract = unit.get(Contract, data.contract_id, field="contract_id")
+        if contract.customer_id != data.customer_id:
+            raise InvalidValue(
+                f"the contract belongs to customer {contract.customer_id}", field="contract_id"
+            )
+    if data.order_id is not None:
+        order = unit.get(Order, data.order_id, field="order_id")
+        if order.customer_id != data.customer_id:
+            raise InvalidValue(
+                f"the order belongs to customer {order.customer_id}", field="order_id"
+            )
+    return Invoice.issue(stamp, invoice_id, **dict(data))
+
+
+def _invoice(handler: Any) -> Any:
+    """Adapt ``handler(invoice, stamp, data)`` to the generic handler signature."""
+
+    def run(aggregate: Aggregate, stamp: Stamp, data: Any, unit: Unit) -> None:
+        assert isinstance(aggregate, Invoice)
+        handler(aggregate, stamp, data)
+
+    return run
+
+
+SPECS = [
+    CommandSpec(
+        "invoice",
+        "issue",
+        IssueInvoice,
+        "Record an invoice the billing system issued",
+        create=_issue,
+        writes=(
+            "customer_id",
+            "contract_id",
+            "order_id",
+            "lines",
+            "currency",
+            "subtotal",
+            "tax",
+            "total",
+            "issue_date",
+            "due_date",
+            "source_number",
+        ),
+    ),
+    CommandSpec(
+        "invoice",
+        "post",
+        PostInvoice,
+        "Record the ERP document the invoice was posted as",
+        handle=_invoice(lambda i, s, d: i.post(s, d.erp_document_number)),
+        writes=("erp_document_number",),
+    ),
+    CommandSpec(
+        "invoice",
+        "void",
+        VoidInvoice,
+        "Void an invoice nothing was paid or credited on",
+        handle=_invoice(lambda i, s, d: i.void(s, d.reason)),
+        writes=("status",),
+    ),
+    CommandSpec(
+        "invoice",
+        "credit",
+        CreditInvoice,
+        "Issue a credit note against the open balance",
+        handle=_invoice(
+            lambda i, s, d: i.credit(
+                s, d.amount, credit_note_number=d.credit_note_number, reason=d.reason
+            )
+        ),
+        writes=("amount_credited", "balance"),
+    ),
+    CommandSpec(
+        "invoice",
+        "mark_uncollectible",
+        MarkUncollectible,
+        "Write off the open balance",
+        handle=_invoice(lambda i, s, d: i.mark_uncollectible(s, d.reason)),
+        writes=("written_off",),
+    ),
+]

@@ -1,0 +1,360 @@
+"""Contract: a subscription created from an order's recurring and usage lines.
+
+Lifecycle: pending (created from the order) -> active (the billing system's subscription id)
+<-> suspended, and cancelled as the end. While not cancelled it is amended (quantity, price,
+plan per item, with an effective date) and renewed (a later term end); usage is recorded
+against usage items while active or suspended.
+
+Contracts get long streams (monthly usage, many amendments), which is why snapshots exist:
+the state keeps running totals (usage per SKU, counters) rather than growing lists, so it
+stays small and round-trips through :meth:`Aggregate.state` and ``model_validate``.
+
+Items are keyed by SKU (unique within a contract) so an amendment can name what it changes
+without positional indexes that would shift under concurrent edits. Prices may be finer than
+the currency's minor unit (a usage rate of 0.0004 USD per call is normal); amounts are
+rounded when invoiced, not here.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hub.domain.base import Aggregate, CreationEvent, DomainEvent, creation_fields
+from hub.domain.errors import InvalidTransition, InvalidValue
+from hub.domain.money import exponent
+from hub.domain.order import ChargeType
+from hub.domain.provenance import Stamp
+
+
+class BillingPeriod(StrEnum):
+    MONTH = "month"
+    QUARTER = "quarter"
+    YEAR = "year"
+
+
+class ContractStatus(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    CANCELLED = "cancelled"
+
+
+class ContractItem(BaseModel):
+    """One subscribed SKU on a rate plan. Usage items may have quantity 0 (pay as you go)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sku: str = Field(min_length=1, max_length=100)
+    rate_plan: str = Field(min_length=1, max_length=100)
+    quantity: Decimal = Field(ge=0, max_digits=18, decimal_places=6)
+    unit_price: Decimal = Field(ge=0, max_digits=18, decimal_places=6)
+    billing_period: BillingPeriod
+    charge_type: ChargeType
+
+
+class ItemChange(BaseModel):
+    """An amendment of one item: only the values given change."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sku: str = Field(min_length=1, max_length=100)
+    quantity: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=6)
+    unit_price: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=6)
+    rate_plan: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+def check_item_quantity(charge_type: ChargeType, quantity: Decimal, field: str) -> None:
+    """A recurring item bills quantity x price every period, so zero would be a free seat."""
+    if charge_type is ChargeType.RECURRING and quantity <= 0:
+        raise InvalidValue("a recurring item needs a quantity above zero", field=field)
+
+
+def check_items(items: list[ContractItem]) -> None:
+    if not items:
+        raise InvalidValue("a contract needs at least one item", field="items")
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        if item.charge_type is ChargeType.ONE_TIME:
+            raise InvalidValue(
+                "one-time charges are invoiced from the order, not subscribed",
+                field=f"items.{index}.charge_type",
+            )
+        if item.sku in seen:
+            raise InvalidValue(
+                f"sku {item.sku!r} appears twice; amend the one item instead",
+                field=f"items.{index}.sku",
+            )
+        seen.add(item.sku)
+        check_item_quantity(item.charge_type, item.quantity, f"items.{index}.quantity")
+
+
+def amended_items(items: list[ContractItem], changes: list[ItemChange]) -> list[ContractItem]:
+    """The items after ``changes`` (pure: used by the command to check, by the event to apply)."""
+    by_sku = {change.sku: change for change in changes}
+    result: list[ContractItem] = []
+    for item in items:
+        change = by_sku.get(item.sku)
+        if change is None:
+            result.append(item)
+            continue
+        update = change.model_dump(include={"quantity", "unit_price", "rate_plan"})
+        result.append(item.model_copy(update={k: v for k, v in update.items() if v is not None}))
+    return result
+
+
+class Contract(Aggregate):
+    entity = "contract"
+
+    order_id: UUID
+    customer_id: UUID
+    currency: str
+    items: list[ContractItem]
+    term_start: date
+    term_end: date
+    status: ContractStatus = ContractStatus.PENDING
+    billing_subscription_id: str | None = None
+    suspended_on: date | None = None
+    cancellation_date: date | None = None
+    cancellation_reason: str | None = None
+    amendments: int = 0
+    last_amendment_date: date | None = None
+    renewals: int = 0
+    usage_totals: dict[str, Decimal] = Field(default_factory=dict)
+    usage_records: int = 0
+
+    # -- commands -------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        stamp: Stamp,
+        contract_id: UUID,
+        *,
+        order_id: UUID,
+        customer_id: UUID,
+        items: list[ContractItem],
+        currency: str,
+        term_start: date,
+        term_end: date,
+    ) -> Contract:
+        exponent(currency)
+        check_items(items)
+        if term_end <= term_start:
+            raise InvalidValue("term_end must be after term_start", field="term_end")
+        return cls._start(
+            ContractCreated(
+                **creation_fields(stamp, contract_id),
+                order_id=order_id,
+                customer_id=customer_id,
+                items=items,
+                currency=currency,
+                term_start=term_start,
+                term_end=term_end,
+            )
+        )
+
+    def activate(self, stamp: Stamp, billing_subscription_id: str) -> None:
+        """Billing confirmed the subscription; its id is how later webhooks find this contract."""
+        self._require({ContractStatus.PENDING}, "activate")
+        if not billing_subscription_id.strip():
+            raise InvalidValue(
+                "billing_subscription_id cannot be empty", field="billing_subscription_id"
+            )
+        self._record(ContractActivated, stamp, billing_subscription_id=billing_subscription_id)
+
+    def amend(self, stamp: Stamp, changes: list[ItemChange], effective_date: date) -> None:
+        self._require_not_cancelled("amend")
+        if not changes:
+            raise InvalidValue("name at least one item change", field="changes")
+        items = {item.sku: item for item in self.items}
+        seen: set[str] = set()
+        for index, change in enumerate(changes):
+            item = items.get(change.sku)
+            if item is None:
+                raise InvalidValue(
+                    f"the contract has no item {change.sku!r}", field=f"changes.{index}.sku"
+                )
+            if change.sku in seen:
+                raise InvalidValue(
+                    f"sku {change.sku!r} is changed twice", field=f"changes.{index}.sku"
+                )
+            seen.add(change.sku)
+            if change.quantity is None and change.unit_price is None and change.rate_plan is None:
+                raise InvalidValue("the change changes nothing", field=f"changes.{index}")
+            if change.quantity is not None:
+                check_item_quantity(item.charge_type, change.quantity, f"changes.{index}.quantity")
+        self._require_in_term(effective_date, "effective_date")
+        self._record(ContractAmended, stamp, changes=changes, effective_date=effective_date)
+
+    def renew(self, stamp: Stamp, new_term_end: date) -> None:
+        """Extend a running contract; a pending one has not started its first term yet."""
+        self._require({ContractStatus.ACTIVE, ContractStatus.SUSPENDED}, "renew")
+        if new_term_end <= self.term_end:
+            raise InvalidValue(
+                f"new_term_end must be after the current term end {self.term_end}",
+                field="new_term_end",
+            )
+        self._record(ContractRenewed, stamp, new_term_end=new_term_end)
+
+    def suspend(self, stamp: Stamp, effective_date: date) -> None:
+        self._require({ContractStatus.ACTIVE}, "suspend")
+        self._require_in_term(effective_date, "effective_date")
+        self._record(ContractSuspended, stamp, effective_date=effective_date)
+
+    def resume(self, stamp: Stamp, effective_date: date) -> None:
+        self._require({ContractStatus.SUSPENDED}, "resume")
+        if self.suspended_on is not None and effective_date < self.suspended_on:
+            raise InvalidValue(
+                f"cannot resume before the suspension on {self.suspended_on}",
+                field="effective_date",
+            )
+        self._record(ContractResumed, stamp, effective_date=effective_date)
+
+    def cancel(self, stamp: Stamp, effective_date: date, reason: str | None = None) -> None:
+        self._require_not_cancelled("cancel")
+        self._require_in_term(effective_date, "effective_date")
+        self._record(ContractCancelled, stamp, effective_date=effective_date, reason=reason)
+
+    def record_usage(
+        self,
+        stamp: Stamp,
+        *,
+        sku: str,
+        quantity: Decimal,
+        period_start: date,
+        period_end: date,
+    ) -> None:
+        """Usage of a usage item; late usage of a suspended contract is still accepted."""
+        self._require({ContractStatus.ACTIVE, ContractStatus.SUSPENDED}, "record usage on")
+        item = next((i for i in self.items if i.sku == sku), None)
+        if item is None:
+            raise InvalidValue(f"the contract has no item {sku!r}", field="sku")
+        if item.charge_type is not ChargeType.USAGE:
+            raise InvalidValue(f"{sku!r} is not a usage item", field="sku")
+        if quantity <= 0:
+            raise InvalidValue("usage quantity must be above zero", field="quantity")
+        if period_end < period_start:
+            raise InvalidValue("period_end is before period_start", field="period_end")
+        self._require_in_term(period_start, "period_start")
+        self._require_in_term(period_end, "period_end")
+        self._record(
+            ContractUsageRecorded,
+            stamp,
+            sku=sku,
+            quantity=quantity,
+            period_start=period_start,
+            period_end=period_end,
+        )
+
+    def _require(self, allowed: set[ContractStatus], action: str) -> None:
+        if self.status not in allowed:
+            raise InvalidTransition(
+                f"cannot {action} a contract that is {self.status.value}", field="status"
+            )
+
+    def _require_not_cancelled(self, action: str) -> None:
+        self._require(
+            {ContractStatus.PENDING, ContractStatus.ACTIVE, ContractStatus.SUSPENDED}, action
+        )
+
+    def _require_in_term(self, day: date, field: str) -> None:
+        if not self.term_start <= day <= self.term_end:
+            raise InvalidValue(
+                f"{day} is outside the term {self.term_start} to {self.term_end}", field=field
+            )
+
+
+# -- events ------------------------------------------------------------------------------
+
+
+class ContractCreated(CreationEvent):
+    order_id: UUID
+    customer_id: UUID
+    items: list[ContractItem]
+    currency: str
+    term_start: date
+    term_end: date
+
+    def create(self) -> Contract:
+        return Contract(
+            id=self.originator_id,
+            version=1,
+            created_on=self.timestamp,
+            modified_on=self.timestamp,
+            order_id=self.order_id,
+            customer_id=self.customer_id,
+            items=list(self.items),
+            currency=self.currency,
+            term_start=self.term_start,
+            term_end=self.term_end,
+        )
+
+
+class ContractActivated(DomainEvent):
+    billing_subscription_id: str
+
+    def apply(self, aggregate: Contract) -> None:
+        aggregate.status = ContractStatus.ACTIVE
+        aggregate.billing_subscription_id = self.billing_subscription_id
+
+
+class ContractAmended(DomainEvent):
+    changes: list[ItemChange]
+    effective_date: date
+
+    def apply(self, aggregate: Contract) -> None:
+        aggregate.items = amended_items(aggregate.items, self.changes)
+        aggregate.amendments += 1
+        aggregate.last_amendment_date = self.effective_date
+
+
+class ContractRenewed(DomainEvent):
+    new_term_end: date
+
+    def apply(self, aggregate: Contract) -> None:
+        aggregate.term_end = self.new_term_end
+        aggregate.renewals += 1
+
+
+class ContractSuspended(DomainEvent):
+    effective_date: date
+
+    def apply(self, aggregate: Contract) -> None:
+        aggregate.status = ContractStatus.SUSPENDED
+        aggregate.suspended_on = self.effective_date
+
+
+class ContractResumed(DomainEvent):
+    effective_date: date
+
+    def apply(self, aggregate: Contract) -> None:
+        aggregate.status = ContractStatus.ACTIVE
+        aggregate.suspended_on = None
+
+
+class ContractCancelled(DomainEvent):
+    effective_date: date
+    reason: str | None = None
+
+    def apply(self, aggregate: Contract) -> None:
+        aggregate.status = ContractStatus.CANCELLED
+        aggregate.cancellation_date = self.effective_date
+        aggregate.cancellation_reason = self.reason
+
+
+class ContractUsageRecorded(DomainEvent):
+    sku: str
+    quantity: Decimal
+    period_start: date
+    period_end: date
+
+    def apply(self, aggregate: Contract) -> None:
+        totals = dict(aggregate.usage_totals)
+        totals[self.sku] = totals.get(self.sku, Decimal(0)) + self.quantity
+        aggregate.usage_totals = totals
+        aggregate.usage_records += 1

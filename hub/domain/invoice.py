@@ -1,0 +1,406 @@
+"""Invoice: what the billing system billed a customer, and how much of it is still open.
+
+Lifecycle: issued (open) -> partially_paid -> paid as payments are applied; credited when
+credit notes cover the whole open amount; uncollectible when written off (a later payment
+still settles it); void as the end (only while nothing has been paid or credited).
+
+The money rule, kept by every event: ``balance = total - amount_credited - amount_paid``
+with ``0 <= amount_paid <= total`` and ``balance >= 0``; a void invoice has ``balance = 0``
+(nothing is collectible) while its totals stay as issued for the audit trail.
+
+Payments change two aggregates: the Payment records where its money went and the Invoice
+records what it received (:meth:`Invoice.apply_payment`). When a payment is refunded, fails
+or is charged back, the money it had applied is taken back off its invoices
+(:meth:`Invoice.unapply_payment`), so the invoice reopens: the customer owes it again, and the
+receivables figure stays true. Crediting instead (a credit note) is the billing system's way
+to forgive an amount, and is recorded separately.
+
+The hub does not re-price invoice lines: the billing system applies proration and discounts,
+so ``amount`` is taken as billed; the hub checks that lines, subtotal, tax and total add up
+and that every amount fits the currency, which is what reconciliation needs.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hub.domain.base import Aggregate, CreationEvent, DomainEvent, creation_fields
+from hub.domain.errors import CurrencyMismatch, InvalidTransition, InvalidValue, Overapplication
+from hub.domain.money import Money, check_scale, exponent, money_sum
+from hub.domain.provenance import Stamp
+
+
+class InvoiceStatus(StrEnum):
+    OPEN = "open"
+    PARTIALLY_PAID = "partially_paid"
+    PAID = "paid"
+    CREDITED = "credited"
+    UNCOLLECTIBLE = "uncollectible"
+    VOID = "void"
+
+
+class UnapplyReason(StrEnum):
+    """Why a payment's money came back off an invoice."""
+
+    REFUND = "refund"
+    FAILURE = "failure"
+    REVERSAL = "reversal"
+
+
+class InvoiceLine(BaseModel):
+    """One billed line. ``amount`` may be negative (a discount line); quantity may not."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sku: str = Field(min_length=1, max_length=100)
+    description: str | None = Field(default=None, max_length=500)
+    quantity: Decimal = Field(gt=0, max_digits=18, decimal_places=6)
+    unit_price: Decimal = Field(max_digits=18, decimal_places=6)
+    amount: Decimal = Field(max_digits=18, decimal_places=3)
+    service_period_start: date | None = None
+    service_period_end: date | None = None
+
+
+class CreditNote(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    amount: Money
+    credit_note_number: str | None = None
+    reason: str | None = None
+
+
+def check_lines(lines: list[InvoiceLine], currency: str) -> Money:
+    """Check each line against the currency and its service period; return their sum."""
+    if not lines:
+        raise InvalidValue("an invoice needs at least one line", field="lines")
+    amounts: list[Money] = []
+    for index, line in enumerate(lines):
+        check_scale(line.amount, currency, field=f"lines.{index}.amount")
+        start, end = line.service_period_start, line.service_period_end
+        if start is not None and end is not None and end < start:
+            raise InvalidValue(
+                "service period ends before it starts",
+                field=f"lines.{index}.service_period_end",
+            )
+        amounts.append(Money.of(line.amount, currency))
+    return money_sum(amounts, currency)
+
+
+class Invoice(Aggregate):
+    entity = "invoice"
+
+    customer_id: UUID
+    contract_id: UUID | None
+    order_id: UUID | None
+    lines: list[InvoiceLine]
+    currency: str
+    subtotal: Money
+    tax: Money
+    total: Money
+    issue_date: date
+    due_date: date
+    source_number: str | None = None
+    status: InvoiceStatus = InvoiceStatus.OPEN
+    amount_paid: Money
+    amount_credited: Money
+    balance: Money
+    payments: dict[UUID, Money] = Field(default_factory=dict)
+    credit_notes: list[CreditNote] = Field(default_factory=list)
+    erp_document_number: str | None = None
+    written_off: bool = False
+    void_reason: str | None = None
+
+    # -- commands -------------------------------------------------------------------------
+
+    @classmethod
+    def issue(
+        cls,
+        stamp: Stamp,
+        invoice_id: UUID,
+        *,
+        customer_id: UUID,
+        lines: list[InvoiceLine],
+        currency: str,
+        subtotal: Decimal,
+        tax: Decimal,
+        total: Decimal,
+        issue_date: date,
+        due_date: date,
+        contract_id: UUID | None = None,
+        order_id: UUID | None = None,
+        source_number: str | None = None,
+    ) -> Invoice:
+        exponent(currency)
+        if contract_id is None and order_id is None:
+            raise InvalidValue(
+                "an invoice bills a contract or an order; give contract_id or order_id",
+                field="contract_id",
+            )
+        line_sum = check_lines(lines, currency)
+        subtotal_money = Money.of(check_scale(subtotal, currency, field="subtotal"), currency)
+        tax_money = Money.of(check_scale(tax, currency, field="tax"), currency)
+        total_money = Money.of(check_scale(total, currency, field="total"), currency)
+        if subtotal_money != line_sum:
+            raise InvalidValue(
+                f"subtotal {subtotal_money} is not the sum of the lines {line_sum}",
+                field="subtotal",
+            )
+        if tax_money.is_negative:
+            raise InvalidValue("tax cannot be negative", field="tax")
+        if total_money != subtotal_money + tax_money:
+            raise InvalidValue(
+                f"total {total_money} is not subtotal + tax {subtotal_money + tax_money}",
+                field="total",
+            )
+        if total_money.is_negative:
+            raise InvalidValue("a negative invoice is a credit note; issue a credit", field="total")
+        if due_date < issue_date:
+            raise InvalidValue("due_date is before issue_date", field="due_date")
+        return cls._start(
+            InvoiceIssued(
+                **creation_fields(stamp, invoice_id),
+                customer_id=customer_id,
+                contract_id=contract_id,
+                order_id=order_id,
+                lines=lines,
+                currency=currency,
+                subtotal=subtotal_money,
+                tax=tax_money,
+                total=total_money,
+                issue_date=issue_date,
+                due_date=due_date,
+                source_number=source_number,
+            )
+        )
+
+    def post(self, stamp: Stamp, erp_document_number: str) -> None:
+        """The ERP's document number; posting again with the same number is a no-op."""
+        self._require_not_void("post")
+        if not erp_document_number.strip():
+            raise InvalidValue("erp_document_number cannot be empty", field="erp_document_number")
+        if self.erp_document_number == erp_document_number:
+            return
+        if self.erp_document_number is not None:
+            raise InvalidTransition(
+                f"already posted to the ERP as {self.erp_document_number!r}",
+                field="erp_document_number",
+            )
+        self._record(InvoicePosted, stamp, erp_document_number=erp_document_number)
+
+    def void(self, stamp: Stamp, reason: str | None = None) -> None:
+        """Cancel the invoice; money already received or credited must be undone first."""
+        self._require_not_void("void")
+        if not self.amount_paid.is_zero:
+            raise InvalidTransition(
+                f"{self.amount_paid} has been paid; refund or unapply it first",
+                field="amount_paid",
+            )
+        if not self.amount_credited.is_zero:
+            raise InvalidTransition(
+                f"{self.amount_credited} has been credited; a voided invoice cannot carry "
+                "credit notes",
+                field="amount_credited",
+            )
+        self._record(InvoiceVoided, stamp, reason=reason)
+
+    def credit(
+        self,
+        stamp: Stamp,
+        amount: Money,
+        *,
+        credit_note_number: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """A credit note: forgive up to the open balance."""
+        self._require_not_void("credit")
+        self._check_amount(amount)
+        if amount > self.balance:
+            raise Overapplication(
+                f"credit {amount} exceeds the open balance {self.balance}", field="amount"
+            )
+        self._record(
+            InvoiceCredited,
+            stamp,
+            credit=CreditNote(amount=amount, credit_note_number=credit_note_number, reason=reason),
+        )
+
+    def mark_uncollectible(self, stamp: Stamp, reason: str | None = None) -> None:
+        """Write off the open balance; a later payment still settles the invoice."""
+        self._require_not_void("write off")
+        if self.balance.is_zero:
+            raise InvalidTransition(
+                f"nothing is open on a {self.status.value} invoice", field="status"
+            )
+        if self.written_off:
+            raise InvalidTransition("the invoice is already written off", field="status")
+        self._record(InvoiceMarkedUncollectible, stamp, reason=reason)
+
+    def check_payment(self, amount: Money) -> None:
+        """Refuse an application that :meth:`apply_payment` would refuse (records nothing).
+
+        Applying a payment changes two aggregates; the command checks both before changing
+        either, so a refusal leaves both untouched.
+        """
+        self._require_not_void("apply a payment to")
+        self._check_amount(amount)
+        if amount > self.balance:
+            raise Overapplication(
+                f"{amount} exceeds the open balance {self.balance}", field="amount"
+            )
+
+    def apply_payment(self, stamp: Stamp, payment_id: UUID, amount: Money) -> None:
+        self.check_payment(amount)
+        self._record(InvoicePaymentApplied, stamp, payment_id=payment_id, amount=amount)
+
+    def unapply_payment(
+        self, stamp: Stamp, payment_id: UUID, amount: Money, reason: UnapplyReason
+    ) -> None:
+        """Take back ``amount`` of what ``payment_id`` paid (refund, failure, chargeback)."""
+        self._check_amount(amount)
+        applied = self.payments.get(payment_id)
+        if applied is None:
+            raise InvalidValue(
+                f"payment {payment_id} was not applied to this invoice", field="payment_id"
+            )
+        if amount > applied:
+            raise Overapplication(
+                f"{amount} exceeds the {applied} payment {payment_id} applied", field="amount"
+            )
+        self._record(
+            InvoicePaymentUnapplied, stamp, payment_id=payment_id, amount=amount, reason=reason
+        )
+
+    def _check_amount(self, amount: Money) -> None:
+        if amount.currency != self.currency:
+            raise CurrencyMismatch(
+                f"the invoice is in {self.currency}, not {amount.currency}", field="amount"
+            )
+        if amount.amount <= 0:
+            raise InvalidValue("amount must be above zero", field="amount")
+
+    def _require_not_void(self, action: str) -> None:
+        if self.status is InvoiceStatus.VOID:
+            raise InvalidTransition(f"cannot {action} a void invoice", field="status")
+
+    def _settle(self) -> None:
+        """Recompute balance and status after money moved (called by events only)."""
+        self.balance = self.total - self.amount_credited - self.amount_paid
+        if self.balance.is_zero:
+            paid_nothing = self.amount_paid.is_zero and not self.amount_credited.is_zero
+            self.status = InvoiceStatus.CREDITED if paid_nothing else InvoiceStatus.PAID
+        elif self.written_off:
+            self.status = InvoiceStatus.UNCOLLECTIBLE
+        elif not self.amount_paid.is_zero:
+            self.status = InvoiceStatus.PARTIALLY_PAID
+        else:
+            self.status = InvoiceStatus.OPEN
+
+
+# -- events ------------------------------------------------------------------------------
+
+
+class InvoiceIssued(CreationEvent):
+    customer_id: UUID
+    contract_id: UUID | None
+    order_id: UUID | None
+    lines: list[InvoiceLine]
+    currency: str
+    subtotal: Money
+    tax: Money
+    total: Money
+    issue_date: date
+    due_date: date
+    source_number: str | None
+
+    def create(self) -> Invoice:
+        zero = Money.zero(self.currency)
+        invoice = Invoice(
+            id=self.originator_id,
+            version=1,
+            created_on=self.timestamp,
+            modified_on=self.timestamp,
+            customer_id=self.customer_id,
+            contract_id=self.contract_id,
+            order_id=self.order_id,
+            lines=list(self.lines),
+            currency=self.currency,
+            subtotal=self.subtotal,
+            tax=self.tax,
+            total=self.total,
+            issue_date=self.issue_date,
+            due_date=self.due_date,
+            source_number=self.source_number,
+            amount_paid=zero,
+            amount_credited=zero,
+            balance=self.total,
+        )
+        invoice._settle()
+        return invoice
+
+
+class InvoicePosted(DomainEvent):
+    erp_document_number: str
+
+    def apply(self, aggregate: Invoice) -> None:
+        aggregate.erp_document_number = self.erp_document_number
+
+
+class InvoiceVoided(DomainEvent):
+    reason: str | None = None
+
+    def apply(self, aggregate: Invoice) -> None:
+        aggregate.status = InvoiceStatus.VOID
+        aggregate.void_reason = self.reason
+        aggregate.balance = Money.zero(aggregate.currency)
+
+
+class InvoiceCredited(DomainEvent):
+    credit: CreditNote
+
+    def apply(self, aggregate: Invoice) -> None:
+        aggregate.amount_credited = aggregate.amount_credited + self.credit.amount
+        aggregate.credit_notes = [*aggregate.credit_notes, self.credit]
+        aggregate._settle()
+
+
+class InvoiceMarkedUncollectible(DomainEvent):
+    reason: str | None = None
+
+    def apply(self, aggregate: Invoice) -> None:
+        aggregate.written_off = True
+        aggregate._settle()
+
+
+class InvoicePaymentApplied(DomainEvent):
+    payment_id: UUID
+    amount: Money
+
+    def apply(self, aggregate: Invoice) -> None:
+        payments = dict(aggregate.payments)
+        previous = payments.get(self.payment_id, Money.zero(aggregate.currency))
+        payments[self.payment_id] = previous + self.amount
+        aggregate.payments = payments
+        aggregate.amount_paid = aggregate.amount_paid + self.amount
+        aggregate._settle()
+
+
+class InvoicePaymentUnapplied(DomainEvent):
+    payment_id: UUID
+    amount: Money
+    reason: UnapplyReason
+
+    def apply(self, aggregate: Invoice) -> None:
+        payments = dict(aggregate.payments)
+        remaining = payments[self.payment_id] - self.amount
+        if remaining.is_zero:
+            del payments[self.payment_id]
+        else:
+            payments[self.payment_id] = remaining
+        aggregate.payments = payments
+        aggregate.amount_paid = aggregate.amount_paid - self.amount
+        aggregate._settle()

@@ -1,32 +1,69 @@
-"""Query results: plain dicts shaped for JSON, never aggregates.
+"""Query results and the event envelope: plain dicts shaped for JSON, never aggregates.
 
-The event envelope here is the same one the NATS relay publishes, so what an auditor sees
-over HTTP and what a subscriber receives agree field for field.
+The envelope is built from an event's stored JSON state by one function, used both for
+histories over HTTP and by the NATS relay (which works on stored bytes without rebuilding
+pydantic objects), so what an auditor sees and what a subscriber receives agree exactly.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID, uuid5
 
-from hub.domain.base import Aggregate, DomainEvent
+from eventsourcing.utils import get_topic, resolve_topic
+
+from hub.application.mapper import upcast
+from hub.domain.base import EVENT_NAMESPACE, Aggregate, DomainEvent
+
+ENVELOPE_VERSION = 1
+_ENVELOPE_FIELDS = (
+    "timestamp",
+    "provenance",
+    "originator_id",
+    "originator_version",
+    "class_version",
+)
+
+
+def event_id(aggregate_id: UUID | str, version: int) -> str:
+    """The event's stable id (see :attr:`DomainEvent.event_id`), from its store key."""
+    return str(uuid5(EVENT_NAMESPACE, f"{aggregate_id}:{version}"))
+
+
+def type_of(topic: str) -> str:
+    """Public event type name from a stored topic (``hub.domain.order:OrderPlaced``)."""
+    return topic.rpartition(":")[2]
+
+
+def envelope(
+    entity: str, topic: str, aggregate_id: UUID | str, version: int, state: dict[str, Any]
+) -> dict[str, Any]:
+    """The published/listed form of one event, from its stored state (upcast if old)."""
+    cls = resolve_topic(topic)
+    state = upcast(cls, dict(state))
+    provenance = state["provenance"]
+    return {
+        "envelope_version": ENVELOPE_VERSION,
+        "event_id": event_id(aggregate_id, version),
+        "type": type_of(topic),
+        "schema_version": getattr(cls, "class_version", 1),
+        "aggregate": entity,
+        "aggregate_id": str(aggregate_id),
+        "version": version,
+        "recorded_at": state["timestamp"],
+        "occurred_at": provenance.get("occurred_at"),
+        "provenance": provenance,
+        "data": {k: v for k, v in state.items() if k not in _ENVELOPE_FIELDS},
+    }
 
 
 def event_envelope(entity: str, event: DomainEvent) -> dict[str, Any]:
-    """One event with its provenance, as published and as listed in histories."""
-    return {
-        "event_id": str(event.event_id),
-        "type": event.type_name(),
-        "schema_version": type(event).class_version,
-        "aggregate": entity,
-        "aggregate_id": str(event.originator_id),
-        "version": event.originator_version,
-        "recorded_at": event.timestamp.isoformat(),
-        "occurred_at": (
-            event.provenance.occurred_at.isoformat() if event.provenance.occurred_at else None
-        ),
-        "provenance": event.provenance.model_dump(mode="json"),
-        "data": event.data(),
-    }
+    """Envelope of an in-memory event (same result as from its stored form)."""
+    state = event.model_dump(mode="json")
+    state["class_version"] = type(event).class_version  # it is current: no upcasting
+    return envelope(
+        entity, get_topic(type(event)), event.originator_id, event.originator_version, state
+    )
 
 
 def aggregate_view(aggregate: Aggregate) -> dict[str, Any]:

@@ -94,6 +94,16 @@ class Settings(BaseSettings):
     """Most commands folded into one ``save()``: batching is the main throughput lever."""
 
     nats_stream: str = "CONCORD_EVENTS"
+    """JetStream stream every committed event is published to."""
+
+    nats_subject_prefix: str = "concord"
+    """First subject token (``concord.v1.<aggregate>.<EventType>.<id>``)."""
+
+    nats_replicas: int = Field(default=1, ge=1, le=5)
+    """Stream replicas; 1 on a single server, 3 in a cluster."""
+
+    relay_batch: int = Field(default=1000, ge=1)
+    """Events read from a store and published (acks in flight) per relay round."""
 
     def postgres_env(self, dsn: str) -> dict[str, str]:
         """Translate a libpq URL/DSN into the environment the eventsourcing library reads.

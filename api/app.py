@@ -1,0 +1,124 @@
+"""The FastAPI application: ``create_app(runtime)`` wires routes, errors and tracing.
+
+Why a factory taking a runtime: the composition root (``adapters.bootstrap``) owns every
+connection; the app only borrows it. Tests build a runtime on their own database schema and
+wrap it in an app; the CLI does the same after starting the embedded servers. Nothing here
+reads settings or opens connections at import time.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from opentelemetry.trace import TracerProvider
+
+from api import errors
+from api.deps import authenticator
+from api.errors import Problem
+from api.limits import BodyLimitMiddleware
+from api.responses import JSONBytes
+from api.routes import admin, batch, commands, queries
+from api.routes.commands import MAX_COMMAND_BYTES
+from api.routes.queries import api_version
+from api.schemas import BatchLine
+from api.telemetry import TracingMiddleware
+
+if TYPE_CHECKING:
+    from adapters.bootstrap import Runtime
+
+DESCRIPTION = """\
+Concord keeps ERP, CRM and billing systems in agreement through one event-sourced canonical
+model (customers, contracts, orders, invoices, payments).
+
+* **Auth**: `Authorization: Bearer <key>` (or `X-API-Key`). Keys belong to one system
+  (crm / erp / billing / admin) and carry scopes: `read` for GETs, `write` for commands,
+  `admin` for keys and conflicts. `concord keys create --system crm` makes one.
+* **Commands** are `POST`s: creation on the collection (`POST /v1/orders` → 201 + `Location`),
+  others on the aggregate (`POST /v1/orders/{id}/accept`). Every command takes
+  `Idempotency-Key` and, on existing aggregates, `If-Match` (the `ETag` version; stale → 412).
+  Concurrent writers: one wins, the other gets 409.
+* **Ownership**: a command writing a field its caller's system does not own is refused with
+  403 (`field-not-owned`, naming the field and owner) and recorded as a conflict.
+* **Errors** are RFC 9457 `application/problem+json` with an `errors` list of dotted paths.
+"""
+
+
+def create_app(runtime: Runtime, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
+    """The ``/v1`` API over one runtime (which the caller keeps and closes).
+
+    ``tracer_provider`` defaults to OpenTelemetry's global one (set by the CLI from settings).
+    """
+    app = FastAPI(
+        title="Concord",
+        version=api_version(),
+        description=DESCRIPTION,
+        default_response_class=JSONBytes,
+        # One span per request from our own middleware (see api.telemetry), not FastAPI's.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+    )
+    app.state.runtime = runtime
+    errors.install(app)
+    app.add_middleware(
+        BodyLimitMiddleware, default=MAX_COMMAND_BYTES, per_path={"/v1/batch": batch.MAX_BYTES}
+    )
+    # Added last, so it runs first: the span also covers refused (too large) requests.
+    app.add_middleware(TracingMiddleware, tracer_provider=tracer_provider)
+
+    require = authenticator(runtime.keys)
+    # Each router carries the /v1 prefix itself (not via a parent router), so a matched
+    # route's ``path`` is the full template that tracing reports as ``http.route``.
+    for module in (commands, queries, batch, admin):
+        app.include_router(module.build(runtime, require))
+
+    def openapi() -> dict[str, Any]:
+        """The generated document plus the shared Problem and BatchLine schemas.
+
+        Routes declare problem responses by ``$ref`` (``application/problem+json``), which
+        FastAPI does not add to the components by itself.
+        """
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title, version=app.version, description=app.description,
+                routes=app.routes, tags=_tags(runtime),
+            )
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            template = "#/components/schemas/{model}"
+            for model in (Problem, BatchLine):
+                schema = model.model_json_schema(ref_template=template)
+                schemas.update(schema.pop("$defs", {}))
+                schemas[model.__name__] = schema
+            _problem_422(document)
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _problem_422(document: dict[str, Any]) -> None:
+    """Replace FastAPI's default 422 (``HTTPValidationError``) with our problem+json."""
+    ours = errors.problem_responses(422)[422]
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            if "HTTPValidationError" in str(responses.get("422", "")):
+                responses["422"] = ours
+
+
+def _tags(runtime: Runtime) -> list[dict[str, str]]:
+    names = {s.entity for s in runtime.hub.catalogue.all()}
+    tags = [{"name": f"{e}s", "description": f"{e.capitalize()} commands and queries"}
+            for e in sorted(names)]
+    tags += [
+        {"name": "batch", "description": "Bulk NDJSON ingest (per-line results)"},
+        {"name": "lookup", "description": "Find aggregates by another system's id"},
+        {"name": "ownership", "description": "System-of-record policy"},
+        {"name": "schemas", "description": "Event JSON Schemas"},
+        {"name": "admin", "description": "Keys and conflicts (admin only)"},
+        {"name": "health", "description": "Liveness"},
+    ]
+    return tags

@@ -1,0 +1,223 @@
+"""The ``concord`` command: run the hub, manage API keys.
+
+Why the CLI starts the embedded servers (and not the composition root): deciding *where*
+PostgreSQL and NATS come from is a deployment choice. ``open_runtime`` only ever connects to
+URLs; ``concord serve`` fills in missing URLs by starting private servers from the PyPI wheels
+under the data folder, so one command runs the whole hub on a fresh machine and stops them
+again on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+import socket
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import typer
+from pydantic import ValidationError
+
+from adapters.settings import Settings
+
+app = typer.Typer(
+    name="concord",
+    help="Concord: event-sourced canonical data hub for ERP, CRM and billing.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+keys_app = typer.Typer(help="Create and list API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data folder (default: $CONCORD_DATA_DIR or ./.concord)."),
+]
+
+
+def _fail(message: str, fix: str | None = None) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    if fix:
+        typer.secho(f"  fix: {fix}", fg=typer.colors.YELLOW, err=True)
+    return typer.Exit(1)
+
+
+def _settings(**overrides: Any) -> Settings:
+    """Settings from the environment with command-line options on top."""
+    try:
+        settings = Settings()
+    except ValidationError as invalid:
+        raise _fail(f"invalid CONCORD_* settings:\n{invalid}",
+                    "correct or unset the variables named above") from None
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return settings.model_copy(update=given) if given else settings
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _label(name: str) -> str:
+    return typer.style(f"{name:<12}", fg=typer.colors.BRIGHT_BLACK)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the API; start embedded PostgreSQL/NATS when no URLs are configured."""
+    # Imported here so `concord keys ...` and `--help` stay fast and need no server stack.
+    import uvicorn
+
+    from adapters.bootstrap import ConfigurationError, open_runtime
+    from adapters.embedded import EmbeddedServerError, embedded_nats, embedded_postgres
+    from adapters.keys import KeyRingError
+    from adapters.telemetry import configure_tracing, shutdown_tracing
+    from api.app import create_app
+
+    settings = _settings(host=host, port=port, data_dir=data_dir)
+    folder = Path(settings.data_dir).expanduser().resolve()
+    if not _port_free(settings.host, settings.port):
+        raise _fail(f"{settings.host}:{settings.port} is already in use",
+                    f"pass --port {settings.port + 1} (or set CONCORD_PORT), or stop the "
+                    "other server")
+    try:
+        with contextlib.ExitStack() as stack:
+            urls: dict[str, Any] = {"data_dir": folder}
+            if not settings.database_url:
+                typer.secho(f"Starting embedded PostgreSQL in {folder / 'postgres'} ...",
+                            fg=typer.colors.CYAN)
+                urls["database_url"] = stack.enter_context(embedded_postgres(folder))
+            if not settings.nats_url:
+                typer.secho(f"Starting embedded NATS in {folder / 'nats'} ...",
+                            fg=typer.colors.CYAN)
+                urls["nats_url"] = stack.enter_context(embedded_nats(folder))
+            settings = settings.model_copy(update=urls)
+            configure_tracing(settings)
+            stack.callback(shutdown_tracing)
+            runtime = open_runtime(settings)
+            stack.callback(runtime.close)
+            new_key = None
+            if runtime.keys.is_empty():
+                new_key = runtime.keys.create("admin", "admin", ["read", "write", "admin"])
+            _banner(settings, new_key)
+            uvicorn.run(create_app(runtime), host=settings.host, port=settings.port,
+                        log_level="info")
+    except KeyboardInterrupt:
+        pass
+    except EmbeddedServerError as failed:
+        raise _fail(str(failed), "set CONCORD_DATABASE_URL / CONCORD_NATS_URL to use "
+                    "servers of your own") from None
+    except (ConfigurationError, KeyRingError, ValueError) as failed:
+        raise _fail(str(failed)) from None
+    typer.secho("Concord stopped; embedded servers shut down.", fg=typer.colors.CYAN)
+
+
+def _banner(settings: Settings, new_key: str | None) -> None:
+    base = f"http://{settings.host}:{settings.port}"
+    typer.echo()
+    typer.secho("Concord is starting", fg=typer.colors.GREEN, bold=True)
+    typer.echo(f"  {_label('API')}{base}/v1")
+    typer.echo(f"  {_label('Docs')}{base}/docs")
+    typer.echo(f"  {_label('Data folder')}{Path(settings.data_dir).resolve()}")
+    typer.echo(f"  {_label('PostgreSQL')}{_redact(settings.database_url)}")
+    typer.echo(f"  {_label('NATS')}{settings.nats_url}")
+    if new_key is not None:
+        typer.echo()
+        typer.secho("No API keys existed, so an admin key was created. It is shown ONCE;",
+                    fg=typer.colors.YELLOW, bold=True)
+        typer.secho("only its hash is stored. Copy it now:", fg=typer.colors.YELLOW, bold=True)
+        typer.echo()
+        typer.secho(f"    {new_key}", fg=typer.colors.BRIGHT_WHITE, bold=True)
+        typer.echo()
+        typer.echo(f'  Use it as: curl -H "Authorization: Bearer <key>" {base}/v1/ownership')
+        typer.echo("  Keys for each system: concord keys create --system crm")
+    typer.echo()
+
+
+def _redact(url: str | None) -> str:
+    """Hide a password in a database URL or DSN before printing it."""
+    if not url:
+        return "-"
+    parts = urlsplit(url)
+    if parts.password:
+        return urlunsplit(parts._replace(netloc=parts.netloc.replace(
+            f":{parts.password}@", ":***@")))
+    return re.sub(r"(password\s*=\s*)\S+", r"\1***", url)
+
+
+@keys_app.command("create")
+def keys_create(
+    system: Annotated[str, typer.Option(help="crm, erp, billing or admin.")],
+    client_id: Annotated[
+        str | None, typer.Option("--client-id", help="Client name (default <system>-<random>).")
+    ] = None,
+    scopes: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated: read,write,admin (default read,write; admin "
+                     "keys get all three)."),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a key bound to one system; it is printed once and only its hash is kept."""
+    from adapters.keys import KeyRing, KeyRingError
+
+    settings = _settings(data_dir=data_dir)
+    default = "read,write,admin" if system == "admin" else "read,write"
+    wanted = [s.strip() for s in (scopes or default).split(",") if s.strip()]
+    name = client_id or f"{system}-{secrets.token_hex(3)}"
+    try:
+        ring = KeyRing.load(settings)
+        key = ring.create(name, system, wanted)
+    except (KeyRingError, ValueError) as refused:
+        raise _fail(str(refused)) from None
+    typer.secho(f"Created key for client {name!r} (system {system}, scopes "
+                f"{', '.join(sorted(set(wanted)))}).", fg=typer.colors.GREEN)
+    typer.secho("It is shown only now; only its hash is stored in "
+                f"{ring.path}:", fg=typer.colors.YELLOW)
+    typer.echo()
+    typer.secho(f"    {key}", bold=True)
+    typer.echo()
+    base = f"http://{settings.host}:{settings.port}"
+    typer.echo("Use it as (or send it in an X-API-Key header):")
+    typer.echo(f'  curl -H "Authorization: Bearer <key>" {base}/v1/ownership')
+
+
+@keys_app.command("list")
+def keys_list(data_dir: DataDir = None) -> None:
+    """List keys: client, system, scopes, where they come from (never the keys)."""
+    from adapters.keys import KeyRing, KeyRingError
+
+    settings = _settings(data_dir=data_dir)
+    try:
+        infos = KeyRing.load(settings).entries()
+    except (KeyRingError, ValueError) as refused:
+        raise _fail(str(refused)) from None
+    if not infos:
+        typer.echo("No API keys yet. Create one: concord keys create --system crm")
+        return
+    header = f"{'KEY ID':<14}{'CLIENT':<24}{'SYSTEM':<9}{'SCOPES':<19}{'SOURCE':<10}CREATED"
+    typer.secho(header, bold=True)
+    for info in infos:
+        typer.echo(
+            f"{info.key_id:<14}{info.client_id:<24}{info.system:<9}"
+            f"{','.join(sorted(info.scopes)):<19}{info.source:<10}{info.created_at or '-'}"
+        )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,334 @@
+"""Every error as an RFC 9457 problem (``application/problem+json``).
+
+Why one shape for everything (domain rules, validation, auth, routing, crashes): a client
+needs one error parser, and each problem says *where* the input was wrong with a dotted path
+(``body.lines.0.unit_price``, ``header.If-Match``, ``path.id``) so a form or a migration
+report can point at the exact value. Domain errors carry ``status``/``code``/``field``
+themselves, so a new rule in ``hub`` needs no change here.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from api.responses import PROBLEM_MEDIA_TYPE, ProblemResponse
+from hub.domain.errors import DomainError, OwnershipViolation
+
+log = logging.getLogger("concord.api")
+
+PROBLEM_BASE = "https://concord.dev/problems/"
+
+#: Fields of a domain error that name a request header rather than a body value.
+HEADER_FIELDS = frozenset(
+    {
+        "If-Match",
+        "Idempotency-Key",
+        "Concord-Source-Record-Id",
+        "Concord-Source-Event-Id",
+        "Concord-Correlation-Id",
+        "Concord-Causation-Id",
+        "Concord-Occurred-At",
+    }
+)
+
+#: Short, stable titles for codes the API itself produces (domain codes get a derived one).
+_TITLES = {
+    "unauthenticated": "Missing or invalid API key",
+    "forbidden": "Not allowed",
+    "field-not-owned": "Field owned by another system",
+    "validation-failed": "Request validation failed",
+    "malformed-json": "Malformed JSON",
+    "unsupported-media-type": "Unsupported media type",
+    "internal-error": "Internal server error",
+}
+
+
+class ProblemItem(BaseModel):
+    """One wrong input: where it is (dotted path) and what is wrong with it."""
+
+    field: str = Field(description="Dotted path, e.g. `body.lines.0.unit_price`.")
+    message: str
+    type: str | None = Field(default=None, description="Machine-readable error kind.")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, plus ``code`` and ``errors`` extension members."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="URI naming the problem kind; stable per `code`.")
+    title: str
+    status: int
+    detail: str
+    instance: str | None = Field(default=None, description="The request path.")
+    code: str = Field(description="Short machine-readable kind, e.g. `stale-version`.")
+    errors: list[ProblemItem] = Field(default_factory=list)
+    field: str | None = Field(default=None, description="Ownership problems: the field.")
+    owner: str | None = Field(default=None, description="Ownership problems: its owner(s).")
+
+
+class ProblemError(Exception):
+    """Raised by API code for problems that are not domain rules (auth, headers, limits)."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        errors: Sequence[Mapping[str, Any]] = (),
+        headers: Mapping[str, str] | None = None,
+        title: str | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.errors = list(errors)
+        self.headers = dict(headers or {})
+        self.title = title
+
+
+def title_for(code: str, status: int) -> str:
+    if code in _TITLES:
+        return _TITLES[code]
+    if code:
+        return code.replace("-", " ").capitalize()
+    return HTTPStatus(status).phrase
+
+
+def problem_body(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    instance: str | None = None,
+    errors: Iterable[Mapping[str, Any]] = (),
+    title: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + code,
+        "title": title or title_for(code, status),
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+        "code": code,
+        "errors": [dict(e) for e in errors],
+    }
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return body
+
+
+def problem_response(
+    body: dict[str, Any], headers: Mapping[str, str] | None = None
+) -> ProblemResponse:
+    return ProblemResponse(body, status_code=int(body["status"]), headers=dict(headers or {}))
+
+
+# -- domain errors ---------------------------------------------------------------------
+
+Locator = Callable[[str], str]
+
+
+def default_locator(field: str) -> str:
+    """Where a domain error's ``field`` lives when the route gives no better idea."""
+    if field in HEADER_FIELDS:
+        return f"header.{field}"
+    if field in {"id", "external_id", "system", "entity"}:
+        return f"path.{field}"
+    return field
+
+
+def body_locator(body_fields: Iterable[str], body_prefix: str = "body") -> Locator:
+    """Locator for a command: its input model's fields are in the body, ``id`` in the path."""
+    names = frozenset(body_fields)
+
+    def locate(field: str) -> str:
+        head = field.split(".", 1)[0]
+        if head in names:
+            return f"{body_prefix}.{field}"
+        return default_locator(field)
+
+    return locate
+
+
+def domain_problem(
+    error: DomainError, instance: str | None, locate: Locator = default_locator
+) -> dict[str, Any]:
+    """Problem body for a refused command or query; the message is the detail, verbatim."""
+    errors = []
+    if error.field:
+        errors.append({"field": locate(error.field), "message": error.message, "type": error.code})
+    extra: dict[str, Any] = {}
+    if isinstance(error, OwnershipViolation):
+        extra = {"field": error.field, "owner": error.owner, "caller": error.caller}
+    return problem_body(
+        error.status, error.code, error.message, instance=instance, errors=errors, **extra
+    )
+
+
+def domain_headers(error: DomainError) -> dict[str, str]:
+    return {"Retry-After": "1"} if error.status == 503 else {}
+
+
+# -- validation errors -----------------------------------------------------------------
+
+
+def dotted(loc: Iterable[Any]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def validation_items(errors: Iterable[Any], prefix: str = "") -> list[dict[str, Any]]:
+    """pydantic errors as problem items; ``prefix`` re-roots their paths (batch lines)."""
+    items = []
+    for error in errors:
+        path = dotted(error.get("loc", ()))
+        if prefix:
+            path = f"{prefix}.{path}" if path else prefix
+        message = str(error.get("msg", "invalid"))
+        if error.get("type") == "extra_forbidden":
+            message = "unknown field (not part of this request's schema)"
+        items.append({"field": path, "message": message, "type": error.get("type")})
+    return items
+
+
+def validation_problem(
+    error: ValidationError | RequestValidationError, instance: str | None, prefix: str = ""
+) -> dict[str, Any]:
+    items = validation_items(error.errors(), prefix)
+    first = items[0] if items else {"field": "", "message": "invalid"}
+    more = f" (and {len(items) - 1} more)" if len(items) > 1 else ""
+    detail = f"{first['field']}: {first['message']}{more}"
+    return problem_body(422, "validation-failed", detail, instance=instance, errors=items)
+
+
+# -- handlers --------------------------------------------------------------------------
+
+
+def _instance(request: Request) -> str:
+    return request.url.path
+
+
+async def _api_problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProblemError)
+    body = problem_body(
+        exc.status, exc.code, exc.detail, instance=_instance(request), errors=exc.errors,
+        title=exc.title,
+    )
+    return problem_response(body, exc.headers)
+
+
+async def _domain_error(request: Request, exc: Exception) -> Response:
+    """Domain errors outside a command's own handling (queries, body parsing)."""
+    assert isinstance(exc, DomainError)
+    endpoint = getattr(request.scope.get("route"), "endpoint", None)
+    locate = getattr(endpoint, "concord_locate", default_locator)
+    return problem_response(
+        domain_problem(exc, _instance(request), locate), domain_headers(exc)
+    )
+
+
+async def _request_validation(request: Request, exc: Exception) -> Response:
+    """422 with every error's path; malformed JSON is 400 and a non-JSON body is 415."""
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    instance = _instance(request)
+    bad_json = [e for e in errors if e.get("type") == "json_invalid"]
+    if bad_json:
+        where = bad_json[0].get("loc", ("body",))
+        reason = (bad_json[0].get("ctx") or {}).get("error", "JSON decode error")
+        position = where[1] if len(where) > 1 else "?"
+        return problem_response(
+            problem_body(
+                400, "malformed-json",
+                f"the request body is not valid JSON: {reason} at character {position}",
+                instance=instance,
+                errors=[{"field": "body", "message": str(reason), "type": "json_invalid"}],
+            )
+        )
+    if isinstance(getattr(exc, "body", None), bytes | bytearray):
+        # FastAPI passes the raw bytes on when the Content-Type is not JSON.
+        return problem_response(
+            problem_body(
+                415, "unsupported-media-type",
+                "send the command as JSON with 'Content-Type: application/json'",
+                instance=instance,
+                errors=[{"field": "header.Content-Type", "message": "expected application/json"}],
+            )
+        )
+    return problem_response(validation_problem(exc, instance))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Routing errors (404 unknown path, 405 wrong method) and Starlette's own (413)."""
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    codes = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}
+    code = codes.get(status, HTTPStatus(status).phrase.lower().replace(" ", "-"))
+    detail = str(exc.detail) if exc.detail else HTTPStatus(status).phrase
+    if status == 404 and detail == "Not Found":
+        detail = f"no such endpoint: {request.method} {request.url.path} (see /docs)"
+    elif status == 405:
+        allowed = (exc.headers or {}).get("allow") or (exc.headers or {}).get("Allow", "")
+        detail = f"{request.method} is not allowed here; allowed: {allowed or 'none'}"
+    return problem_response(
+        problem_body(status, code, detail, instance=_instance(request)), exc.headers
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    """500 that names a reference to look up in the log, and nothing of the exception."""
+    reference = uuid.uuid4().hex[:12]
+    log.error("unhandled error %s on %s %s", reference, request.method, request.url.path,
+              exc_info=exc)
+    return problem_response(
+        problem_body(
+            500, "internal-error",
+            f"the server failed to handle this request; it was logged as {reference}",
+            instance=_instance(request), reference=reference,
+        )
+    )
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ProblemError, _api_problem)
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries declaring problem+json for these statuses."""
+    descriptions = {
+        400: "Malformed request (bad JSON, bad header)",
+        401: "Missing or invalid API key",
+        403: "Scope missing, or a field owned by another system",
+        404: "No such aggregate, command or endpoint",
+        409: "Concurrent modification or invalid state transition",
+        412: "If-Match names a stale version",
+        413: "Request body too large",
+        415: "Unsupported media type",
+        422: "Invalid input, rule violated, or Idempotency-Key reused",
+        500: "Internal error",
+        503: "Store busy; retry",
+    }
+    schema = {"$ref": "#/components/schemas/Problem"}
+    return {
+        status: {
+            "description": descriptions.get(status, HTTPStatus(status).phrase),
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": schema}},
+        }
+        for status in statuses
+    }

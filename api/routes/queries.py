@@ -1,0 +1,157 @@
+"""Read endpoints: state, as-of state, history, lookup by external id, policy, schemas.
+
+Sync ``def`` routes: the hub and the store are synchronous (psycopg pool), so FastAPI runs
+them on its thread pool instead of blocking the event loop.
+
+No ``from __future__ import annotations`` here: the route signatures use values from the
+enclosing builder (the key dependency, the entity name), and FastAPI can only resolve
+annotations that are real objects or module-level names.
+"""
+
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import AwareDatetime
+from starlette.responses import Response
+
+from api.errors import ProblemError
+from api.errors import problem_responses as problems
+from api.responses import JSONBytes
+from api.routes import plural
+from api.schemas import AggregateWithRefs, Health, History, LookupResult
+from hub.application.service import Caller
+from hub.domain.errors import NotFound
+from hub.domain.provenance import System
+
+if TYPE_CHECKING:
+    from adapters.bootstrap import Runtime
+
+
+def api_version() -> str:
+    try:
+        return version("concord-hub")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0.1.0"
+
+
+def entities(runtime: "Runtime") -> list[str]:
+    """Entities with commands, in catalogue order (the URL collections)."""
+    seen: dict[str, None] = {}
+    for spec in runtime.hub.catalogue.all():
+        seen.setdefault(spec.entity, None)
+    return list(seen)
+
+
+def _state_route(runtime: "Runtime", entity: str, reader: Any) -> Callable[..., Response]:
+    def get_state(
+        id: Annotated[UUID, Path(description=f"The {entity}'s canonical id.")],
+        caller: Annotated[Caller, Depends(reader)],
+        as_of: Annotated[
+            AwareDatetime | None,
+            Query(description="Show the state as it was at this instant (the hub's recorded "
+                  "time, ISO 8601 with offset), for audits. 404 if it did not exist yet."),
+        ] = None,
+    ) -> Response:
+        view = runtime.hub.get(entity, id, as_of)
+        view["external_ids"] = runtime.committer.external_ids(id)
+        return JSONBytes(view, headers={"ETag": f'"{view["version"]}"'})
+
+    get_state.__name__ = f"{plural(entity)}_get"
+    return get_state
+
+
+def _history_route(runtime: "Runtime", entity: str, reader: Any) -> Callable[..., Response]:
+    def get_history(
+        id: Annotated[UUID, Path(description=f"The {entity}'s canonical id.")],
+        caller: Annotated[Caller, Depends(reader)],
+    ) -> Response:
+        events = runtime.hub.history(entity, id)
+        body = {"id": str(id), "entity": entity, "version": events[-1]["version"],
+                "events": events}
+        return JSONBytes(body, headers={"ETag": f'"{body["version"]}"'})
+
+    get_history.__name__ = f"{plural(entity)}_events"
+    return get_history
+
+
+def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> APIRouter:
+    router = APIRouter(prefix="/v1")
+    reader = require("read")
+    known = entities(runtime)
+
+    for entity in known:
+        collection = plural(entity)
+        router.add_api_route(
+            f"/{collection}/{{id}}", _state_route(runtime, entity, reader), methods=["GET"],
+            response_model=AggregateWithRefs, response_class=JSONBytes,
+            operation_id=f"{collection}_get", tags=[collection],
+            summary=f"Get a {entity} (current, or as of a past instant)",
+            responses=problems(401, 403, 404, 422),
+        )
+        router.add_api_route(
+            f"/{collection}/{{id}}/events", _history_route(runtime, entity, reader),
+            methods=["GET"], response_model=History, response_class=JSONBytes,
+            operation_id=f"{collection}_events", tags=[collection],
+            summary=f"Every event of a {entity}, oldest first, with provenance",
+            responses=problems(401, 403, 404, 422),
+        )
+
+    @router.get(
+        "/lookup/{system}/{entity}/{external_id:path}",
+        response_model=LookupResult, response_class=JSONBytes, operation_id="lookup",
+        tags=["lookup"], responses=problems(401, 403, 404, 422),
+        summary="Find an aggregate by the id another system knows it by",
+    )
+    def lookup(
+        system: Annotated[System, Path(description="The system whose id this is.")],
+        entity: Annotated[str, Path(description=f"One of: {', '.join(known)}.")],
+        external_id: Annotated[str, Path(description="That system's id.", max_length=255)],
+        caller: Annotated[Caller, Depends(reader)],
+    ) -> Response:
+        if entity not in known:
+            raise NotFound(f"unknown entity {entity!r}; use one of {', '.join(known)}",
+                           field="entity")
+        found = runtime.hub.lookup(system.value, entity, external_id)
+        body = {
+            "id": str(found), "system": system.value, "entity": entity,
+            "external_id": external_id, "aggregate": runtime.hub.get(entity, found),
+        }
+        return JSONBytes(body)
+
+    @router.get(
+        "/ownership", response_class=JSONBytes, operation_id="ownership_get",
+        tags=["ownership"], responses=problems(401, 403),
+        summary="The system-of-record ownership policy in force (with its version)",
+    )
+    def ownership(caller: Annotated[Caller, Depends(reader)]) -> Response:
+        return JSONBytes(runtime.policy.model_dump(mode="json"))
+
+    @router.get(
+        "/schemas/events", response_class=JSONBytes, operation_id="event_schemas",
+        tags=["schemas"], responses=problems(401, 403),
+        summary="JSON Schema of every event type, keyed by type name",
+    )
+    def event_schemas(caller: Annotated[Caller, Depends(reader)]) -> Response:
+        return JSONBytes(runtime.event_schemas())
+
+    @router.get(
+        "/health", response_model=Health, response_class=JSONBytes, operation_id="health",
+        tags=["health"], responses=problems(503),
+        summary="Liveness and database reachability (no key needed)",
+    )
+    def health() -> Response:
+        try:
+            with runtime.committer.datastore.get_connection() as conn:
+                conn.execute("SELECT 1")
+        except Exception as exc:  # any failure means "not healthy"; the reason goes to logs
+            raise ProblemError(503, "unhealthy", "the database is not reachable",
+                             headers={"Retry-After": "5"}) from exc
+        return JSONBytes(
+            {"status": "ok", "version": api_version(),
+             "ownership_version": runtime.policy.version}
+        )
+
+    return router

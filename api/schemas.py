@@ -1,0 +1,167 @@
+"""Response and batch-line models, for the OpenAPI document and client generators.
+
+Routes return the hub's JSON-ready dicts directly (see ``api.responses``); these models
+describe those dicts so a generated client gets typed results. ``state`` stays an open object
+because its shape is the aggregate's, documented by ``GET /v1/schemas/events``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from api.errors import Problem
+
+
+class Provenance(BaseModel):
+    source_system: str
+    source_record_id: str | None = None
+    source_event_id: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    actor: str
+    occurred_at: datetime | None = None
+
+
+class EventEnvelope(BaseModel):
+    """One event with its provenance: the same envelope NATS subscribers receive."""
+
+    envelope_version: int = Field(default=1, description="Version of this envelope's shape.")
+    event_id: UUID
+    type: str
+    schema_version: int
+    aggregate: str
+    aggregate_id: UUID
+    version: int
+    recorded_at: datetime
+    occurred_at: datetime | None = None
+    provenance: Provenance
+    data: dict[str, Any]
+
+
+class AggregateView(BaseModel):
+    """State of one aggregate with its id and version (the version is also the ETag)."""
+
+    id: UUID
+    entity: str
+    version: int
+    created_at: datetime
+    modified_at: datetime
+    state: dict[str, Any]
+
+
+class AggregateWithRefs(AggregateView):
+    external_ids: list[dict[str, str]] = Field(
+        default_factory=list, description="Every system's id for this aggregate (current)."
+    )
+
+
+class CommandOutcome(AggregateView):
+    """A command's result: the aggregate after it, and the events it recorded."""
+
+    events: list[EventEnvelope]
+
+
+class History(BaseModel):
+    id: UUID
+    entity: str
+    version: int
+    events: list[EventEnvelope]
+
+
+class LookupResult(BaseModel):
+    id: UUID
+    system: str
+    entity: str
+    external_id: str
+    aggregate: AggregateView
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    ownership_version: int
+
+
+class Conflicts(BaseModel):
+    items: list[dict[str, Any]]
+
+
+class KeyPublic(BaseModel):
+    key_id: str
+    client_id: str
+    system: str
+    scopes: list[str]
+    source: str
+    created_at: str | None = None
+
+
+class KeyList(BaseModel):
+    items: list[KeyPublic]
+
+
+class NewKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str | None = Field(
+        default=None, description="Defaults to `<system>-<random>`.", max_length=100
+    )
+    system: str = Field(description="crm, erp, billing or admin")
+    scopes: list[str] = Field(default_factory=lambda: ["read", "write"])
+
+
+class CreatedKey(KeyPublic):
+    key: str = Field(description="The key itself. Shown once; only its hash is stored.")
+
+
+# -- batch -----------------------------------------------------------------------------
+
+
+class BatchProvenance(BaseModel):
+    """The ``Concord-*`` headers of a single command, as a batch line's object."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source_record_id: str | None = Field(default=None, max_length=255)
+    source_event_id: str | None = Field(default=None, max_length=255)
+    correlation_id: str | None = Field(default=None, max_length=255)
+    causation_id: str | None = Field(default=None, max_length=255)
+    occurred_at: AwareDatetime | None = None
+
+
+class BatchLine(BaseModel):
+    """One NDJSON line of ``POST /v1/batch``: a command, as it would be sent alone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entity: str = Field(min_length=1, max_length=50, examples=["order"])
+    command: str = Field(min_length=1, max_length=50, examples=["place"])
+    id: UUID | None = Field(
+        default=None, description="The aggregate's id: required except for creation commands."
+    )
+    data: dict[str, Any] = Field(
+        default_factory=dict, description="The command's input, as the single endpoint's body."
+    )
+    provenance: BatchProvenance = Field(default_factory=BatchProvenance)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+    expected_version: int | None = Field(
+        default=None, ge=0, description="Like If-Match: refuse the line if the version differs."
+    )
+
+
+class BatchLineResult(BaseModel):
+    line: int = Field(description="1-based line number in the request body.")
+    status: int
+    id: UUID | None = None
+    version: int | None = None
+    replayed: bool | None = None
+    error: Problem | None = None
+
+
+class BatchResult(BaseModel):
+    accepted: int
+    rejected: int
+    results: list[BatchLineResult]

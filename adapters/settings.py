@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     nats_replicas: int = Field(default=1, ge=1, le=5)
     """Stream replicas; 1 on a single server, 3 in a cluster."""
 
+    nats_duplicate_window_s: float = Field(default=120.0, gt=0)
+    """Server-side dedupe window for ``Nats-Msg-Id``; the relay does not depend on it."""
+
     relay_batch: int = Field(default=1000, ge=1)
     """Events read from a store and published (acks in flight) per relay round."""
 

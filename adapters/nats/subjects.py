@@ -56,7 +56,12 @@ class Subjects:
         return f"{self.root}.{aggregate}.*.{aggregate_id}"
 
 
-def stream_config(name: str, subjects: Subjects, replicas: int = 1) -> StreamConfig:
+def stream_config(
+    name: str,
+    subjects: Subjects,
+    replicas: int = 1,
+    duplicate_window_s: float = DUPLICATE_WINDOW_S,
+) -> StreamConfig:
     """The events stream: file storage, no limits (PostgreSQL holds the full history too,
     but the stream's tail is how the relay knows what it already published), dedupe window
     for in-flight retries, and no message deletes so that tail stays trustworthy."""
@@ -68,7 +73,7 @@ def stream_config(name: str, subjects: Subjects, replicas: int = 1) -> StreamCon
         storage=StorageType.FILE,
         discard=DiscardPolicy.OLD,
         num_replicas=replicas,
-        duplicate_window=DUPLICATE_WINDOW_S,
+        duplicate_window=duplicate_window_s,
         deny_delete=True,
         allow_direct=True,
     )

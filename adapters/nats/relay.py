@@ -1,0 +1,381 @@
+"""The outbox relay: every committed event onto JetStream, exactly once, in store order.
+
+The per-aggregate event tables *are* the outbox. The relay follows each store's notification
+log (woken by the NOTIFY every insert transaction sends, with a slow poll as a safety net) and
+publishes each event with ``Nats-Msg-Id`` = its event id.
+
+Exactly once without trusting a local cursor: on start, and after any doubt, the relay asks
+the stream itself what it already holds — the last message of each store's subjects carries
+that store's position in a header — and resumes right after it. So a crash after commit,
+mid-batch, or after publish but before any bookkeeping neither loses nor repeats an event,
+however long the relay was down (the server's duplicate window is only a second line of
+defence). Every message also carries ``Nats-Expected-Last-Sequence``: the relay is the
+stream's only writer, so it knows which sequence each message must follow. Many publishes
+are in flight at once, yet if one is lost the ones after it are refused rather than stored
+out of order, and the relay re-reads the stream and carries on.
+
+Only one relay publishes at a time: it holds a PostgreSQL advisory lock; others wait as
+warm standbys. Positions are also written to ``concord_relay_positions`` for lag metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+import orjson
+import psycopg
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.errors import APIError, BadRequestError, NotFoundError
+from opentelemetry import trace
+from opentelemetry.propagate import inject
+from psycopg import sql
+
+from adapters.nats.subjects import POSITION, Subjects, headers_for, stream_config
+from adapters.settings import Settings
+from hub.application.stores import store_class
+from hub.application.views import envelope
+from hub.domain.catalog import AGGREGATES
+
+log = logging.getLogger("concord.relay")
+_tracer = trace.get_tracer("concord.relay")
+
+WRONG_LAST_SEQUENCE = 10071
+ACK_TIMEOUT_S = 10.0
+POLL_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class Feed:
+    """One store's notification log as the relay sees it."""
+
+    store: str  # "orders"
+    entity: str  # "order"
+
+    @property
+    def table(self) -> str:
+        return f"{self.store}_events"
+
+
+def feeds() -> list[Feed]:
+    return [Feed(store_class(cls).name, cls.entity) for cls in AGGREGATES]
+
+
+class RelayInterrupted(Exception):
+    """The stream refused or lost a publish; positions must be re-read from the stream."""
+
+
+@dataclass
+class RelayStats:
+    published: int = 0
+    reconciliations: int = 0
+    positions: dict[str, int] = field(default_factory=dict)
+
+
+class Relay:
+    """Publishes the stores' events to JetStream; see the module docstring for guarantees."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        crash_hook: Callable[[str, int], None] | None = None,
+        ack_timeout_s: float = ACK_TIMEOUT_S,
+    ) -> None:
+        if not settings.database_url or not settings.nats_url:
+            raise ValueError("the relay needs CONCORD_DATABASE_URL and CONCORD_NATS_URL")
+        self.settings = settings
+        self.subjects = Subjects(settings.nats_subject_prefix)
+        self.stream = settings.nats_stream
+        self.feeds = feeds()
+        self.schema = sql.Identifier(settings.schema_name)
+        self.stats = RelayStats()
+        self.crash_hook = crash_hook or crash_hook_from_env()
+        self.ack_timeout_s = ack_timeout_s
+        self.poll_interval_s = POLL_INTERVAL_S
+        self._last_seq = 0
+        self._nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._db: psycopg.AsyncConnection[Any] | None = None
+        self._listen: psycopg.AsyncConnection[Any] | None = None
+        self.ready = asyncio.Event()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publish until ``stop`` is set; reconnects are handled by the clients."""
+        await self._connect()
+        try:
+            await self._lead(stop)
+            if stop.is_set():
+                return
+            delay = 0.2
+            synced = False
+            while not stop.is_set():
+                try:
+                    if not synced:
+                        await self.ensure_stream()
+                        await self.reconcile()
+                        synced = True
+                        self.ready.set()
+                    published = await self.pump()
+                    delay = 0.2
+                except (RelayInterrupted, nats.errors.Error, OSError, TimeoutError) as why:
+                    # NATS restarting, a lost acknowledgement, a moved sequence: whatever it
+                    # was, the stream is re-read before anything else is published.
+                    log.warning("relay: %s; re-reading positions from the stream", why)
+                    synced = False
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
+                if published == 0:
+                    await self._wait_for_commits(stop)
+        finally:
+            await self._close()
+
+    async def catch_up(self) -> int:
+        """Publish everything committed so far, then return how many were published."""
+        await self._connect()
+        try:
+            await self.ensure_stream()
+            await self.reconcile()
+            total = 0
+            while True:
+                try:
+                    published = await self.pump()
+                except RelayInterrupted:
+                    await self.reconcile()
+                    continue
+                if published == 0:
+                    return total
+                total += published
+        finally:
+            await self._close()
+
+    async def _connect(self) -> None:
+        assert self.settings.database_url and self.settings.nats_url
+        self._nc = await nats.connect(
+            self.settings.nats_url,
+            name="concord-relay",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+        )
+        self._js = self._nc.jetstream()
+        self._db = await psycopg.AsyncConnection.connect(
+            self.settings.database_url, autocommit=True
+        )
+        self._listen = await psycopg.AsyncConnection.connect(
+            self.settings.database_url, autocommit=True
+        )
+        for feed in self.feeds:
+            await self._listen.execute(sql.SQL("LISTEN {}").format(sql.Identifier(feed.table)))
+        await self._db.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {}.concord_relay_positions ("
+                "store text PRIMARY KEY, position bigint NOT NULL, "
+                "updated_at timestamptz NOT NULL DEFAULT now())"
+            ).format(self.schema)
+        )
+
+    async def _close(self) -> None:
+        for conn in (self._listen, self._db):
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+        self._nc = self._js = self._db = self._listen = None
+
+    async def _lead(self, stop: asyncio.Event) -> None:
+        """Wait until this relay holds the advisory lock: one publisher per stream."""
+        assert self._listen is not None
+        key = f"concord-relay:{self.settings.schema_name}:{self.stream}"
+        while not stop.is_set():
+            row = await (
+                await self._listen.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,))
+            ).fetchone()
+            if row and row[0]:
+                return
+            log.info("relay: another relay is publishing; standing by")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=2.0)
+
+    async def _wait_for_commits(self, stop: asyncio.Event) -> None:
+        """Sleep until a store NOTIFYs, ``stop`` is set, or the poll interval passes."""
+        assert self._listen is not None
+        gen = self._listen.notifies(timeout=self.poll_interval_s, stop_after=1)
+        waiter = asyncio.ensure_future(_drain(gen))
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (waiter, stopper):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    # -- stream -------------------------------------------------------------------------
+
+    async def ensure_stream(self) -> None:
+        """Create the stream, or update it to the configured definition."""
+        assert self._js is not None
+        config = stream_config(
+            self.stream,
+            self.subjects,
+            self.settings.nats_replicas,
+            self.settings.nats_duplicate_window_s,
+        )
+        try:
+            await self._js.stream_info(self.stream)
+        except NotFoundError:
+            await self._js.add_stream(config)
+        else:
+            with contextlib.suppress(BadRequestError):  # e.g. replicas cannot change here
+                await self._js.update_stream(config)
+
+    async def reconcile(self) -> dict[str, int]:
+        """Positions = what the stream holds for each store (its last message's header)."""
+        assert self._js is not None
+        info = await self._js.stream_info(self.stream)
+        self._last_seq = info.state.last_seq
+        for feed in self.feeds:
+            try:
+                msg = await self._js.get_last_msg(self.stream, self.subjects.aggregate(feed.entity))
+            except NotFoundError:
+                self.stats.positions[feed.store] = 0
+                continue
+            self.stats.positions[feed.store] = int((msg.headers or {}).get(POSITION, 0))
+        self.stats.reconciliations += 1
+        return dict(self.stats.positions)
+
+    # -- publishing ---------------------------------------------------------------------
+
+    async def pump(self) -> int:
+        """One round: publish the next batch of every store; returns events published."""
+        total = 0
+        for feed in self.feeds:
+            rows = await self._read(feed)
+            if rows:
+                total += await self._publish(feed, rows)
+        return total
+
+    async def _read(self, feed: Feed) -> list[tuple[Any, ...]]:
+        assert self._db is not None
+        query = sql.SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state "
+            "FROM {}.{} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+        ).format(self.schema, sql.Identifier(feed.table))
+        cursor = await self._db.execute(
+            query, (self.stats.positions.get(feed.store, 0), self.settings.relay_batch)
+        )
+        return await cursor.fetchall()
+
+    async def _publish(self, feed: Feed, rows: Sequence[tuple[Any, ...]]) -> int:
+        assert self._js is not None
+        with _tracer.start_as_current_span("relay.publish") as span:
+            span.set_attribute("concord.store", feed.store)
+            span.set_attribute("concord.events", len(rows))
+            futures = []
+            first_seq = self._last_seq
+            for offset, (position, originator_id, version, topic, state) in enumerate(rows):
+                env = envelope(feed.entity, topic, originator_id, version, orjson.loads(state))
+                headers = headers_for(env, feed.store, position)
+                headers["Nats-Expected-Last-Sequence"] = str(first_seq + offset)
+                inject(headers)
+                subject = self.subjects.event(feed.entity, env["type"], env["aggregate_id"])
+                futures.append(
+                    await self._js.publish_async(subject, orjson.dumps(env), headers=headers)
+                )
+            self._crash("after_publish_sent", len(rows))
+            try:
+                acks = await asyncio.wait_for(
+                    asyncio.gather(*futures, return_exceptions=True), self.ack_timeout_s
+                )
+            except TimeoutError:
+                raise RelayInterrupted(
+                    f"no acknowledgement within {self.ack_timeout_s:g} s"
+                ) from None
+            stored = 0
+            for (position, *_), ack in zip(rows, acks, strict=True):
+                if isinstance(ack, BaseException):
+                    if stored:
+                        await self._record(feed)
+                    if isinstance(ack, APIError) and ack.err_code == WRONG_LAST_SEQUENCE:
+                        raise RelayInterrupted("the stream's last sequence moved")
+                    raise RelayInterrupted(f"publish failed: {ack!r}")
+                self._last_seq = ack.seq
+                self.stats.positions[feed.store] = position
+                stored += 1
+            self.stats.published += stored
+            self._crash("after_acks", stored)
+            await self._record(feed)
+            return stored
+
+    async def _record(self, feed: Feed) -> None:
+        """Remember the position in PostgreSQL (for lag metrics; the stream is the truth)."""
+        assert self._db is not None
+        await self._db.execute(
+            sql.SQL(
+                "INSERT INTO {}.concord_relay_positions (store, position) VALUES (%s, %s) "
+                "ON CONFLICT (store) DO UPDATE SET position = EXCLUDED.position, "
+                "updated_at = now()"
+            ).format(self.schema),
+            (feed.store, self.stats.positions[feed.store]),
+        )
+
+    def _crash(self, point: str, count: int) -> None:
+        if self.crash_hook is not None:
+            self.crash_hook(point, count)
+
+
+async def _drain(gen: Any) -> None:
+    async for _ in gen:
+        return
+
+
+def crash_hook_from_env() -> Callable[[str, int], None] | None:
+    """Fault injection for crash tests: ``CONCORD_RELAY_CRASH_AT=<point>:<n>`` ends the
+    process abruptly (like ``kill -9``) the n-th time the relay passes ``point``."""
+    spec = os.environ.get("CONCORD_RELAY_CRASH_AT")
+    if not spec:
+        return None
+    point, _, nth = spec.partition(":")
+    remaining = [int(nth or 1)]
+
+    def hook(at: str, count: int) -> None:
+        if at == point:
+            remaining[0] -= 1
+            if remaining[0] <= 0:
+                os._exit(137)
+
+    return hook
+
+
+def main() -> None:
+    """``python -m adapters.nats.relay``: run the relay with ``CONCORD_*`` settings."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    relay = Relay(Settings())
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        import signal
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await relay.run(stop)
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

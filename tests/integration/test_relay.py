@@ -1,0 +1,158 @@
+"""The relay on real PostgreSQL and NATS: every committed event in the stream exactly once,
+in per-aggregate order, across crashes at every point, NATS restarts, and downtime longer
+than the stream's duplicate window."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from adapters.bootstrap import Runtime
+from adapters.embedded import embedded_nats
+from adapters.nats.relay import Relay
+from adapters.nats.subjects import AGGREGATE_ID, AGGREGATE_VERSION, EVENT_TYPE, POSITION
+from tests.conftest import run_sync
+from tests.integration.relay_support import (
+    assert_exactly_once_in_order,
+    relay_settings,
+    start_relay,
+    stream_messages,
+    wait_for_count,
+    write_events,
+)
+
+
+def test_catch_up_publishes_every_event_once_with_envelope_and_headers(
+    runtime: Runtime, nats_url: str, stream_name: str
+) -> None:
+    expected = write_events(runtime, 6)
+    settings = relay_settings(runtime, nats_url, stream_name)
+    assert run_sync(Relay(settings).catch_up()) == expected
+    messages = stream_messages(nats_url, stream_name)
+    assert len(messages) == expected
+    assert_exactly_once_in_order(runtime, messages)
+    first = messages[0]
+    env = first["envelope"]
+    assert first["subject"] == (
+        f"{stream_name.lower()}.v1.{env['aggregate']}.{env['type']}.{env['aggregate_id']}"
+    )
+    assert first["headers"][AGGREGATE_ID] == env["aggregate_id"]
+    assert first["headers"][AGGREGATE_VERSION] == str(env["version"])
+    assert first["headers"][EVENT_TYPE] == env["type"]
+    assert int(first["headers"][POSITION]) >= 1
+    # The envelope is exactly what the history API shows.
+    history = runtime.hub.history(env["aggregate"], env["aggregate_id"])
+    assert history[0] == env
+    # A second catch-up finds nothing new: the stream, not a cursor, says what is done.
+    assert run_sync(Relay(settings).catch_up()) == 0
+
+
+@pytest.mark.parametrize(
+    "crash_at", ["after_publish_sent:1", "after_publish_sent:2", "after_acks:1", "after_acks:3"]
+)
+def test_kill_9_at_any_point_then_restart_publishes_exactly_once(
+    runtime: Runtime, nats_url: str, stream_name: str, crash_at: str
+) -> None:
+    expected = write_events(runtime, 10)  # 25 events, 4 stores, batches of 4
+    settings = relay_settings(runtime, nats_url, stream_name, relay_batch=4)
+    crashed = start_relay(settings, CONCORD_RELAY_CRASH_AT=crash_at)
+    assert crashed.wait(timeout=60) == 137  # it died at the crash point (os._exit)
+    # Commits while the relay is down ("after commit, before publish").
+    expected += write_events(runtime, 2)
+    relay = start_relay(settings)
+    try:
+        messages = wait_for_count(nats_url, stream_name, expected)
+        time.sleep(0.5)  # anything extra would show up now
+        messages = stream_messages(nats_url, stream_name)
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        relay.wait(timeout=30)
+    assert len(messages) == expected
+    assert_exactly_once_in_order(runtime, messages)
+
+
+def test_relay_down_longer_than_the_duplicate_window_duplicates_nothing(
+    runtime: Runtime, nats_url: str, stream_name: str
+) -> None:
+    expected = write_events(runtime, 4)
+    settings = relay_settings(
+        runtime, nats_url, stream_name, relay_batch=3, nats_duplicate_window_s=1.0
+    )
+    # Crash after the acks but before the position is written to PostgreSQL.
+    assert start_relay(settings, CONCORD_RELAY_CRASH_AT="after_acks:2").wait(timeout=60) == 137
+    time.sleep(2.5)  # past the server's dedupe window: only reconciliation can help now
+    relay = start_relay(settings)
+    try:
+        wait_for_count(nats_url, stream_name, expected)
+        time.sleep(0.5)
+        messages = stream_messages(nats_url, stream_name)
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        relay.wait(timeout=30)
+    assert len(messages) == expected
+    assert_exactly_once_in_order(runtime, messages)
+
+
+def test_live_relay_follows_commits_and_survives_a_nats_restart(
+    runtime: Runtime, tmp_path: Path, stream_name: str
+) -> None:
+    """NATS killed mid-stream and restarted on the same port and store: nothing lost or
+    doubled, and the relay resumes by itself."""
+    data = tmp_path / "nats"
+    with embedded_nats(data) as url:
+        port = int(url.rsplit(":", 1)[1])
+        settings = relay_settings(runtime, url, stream_name, relay_batch=5)
+        relay = start_relay(settings)
+        try:
+            expected = write_events(runtime, 4)
+            wait_for_count(url, stream_name, expected)
+        except BaseException:
+            relay.kill()
+            raise
+    # The server is gone; commits go on (PostgreSQL only) ...
+    try:
+        expected += write_events(runtime, 4)
+        with embedded_nats(data, port=port) as url_again:
+            expected += write_events(runtime, 2)
+            messages = wait_for_count(url_again, stream_name, expected, timeout=60)
+            time.sleep(0.5)
+            messages = stream_messages(url_again, stream_name)
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        relay.wait(timeout=30)
+    assert len(messages) == expected
+    assert_exactly_once_in_order(runtime, messages)
+
+
+def test_commit_to_stream_is_pushed_by_notify(
+    runtime: Runtime, nats_url: str, stream_name: str
+) -> None:
+    """A live relay is woken by the stores' NOTIFY: with the safety-net poll pushed out to an
+    hour, every commit still reaches the stream (the wait below would time out otherwise)."""
+    settings = relay_settings(runtime, nats_url, stream_name)
+    relay = Relay(settings)
+    relay.poll_interval_s = 3600.0
+    stop = asyncio.Event()
+
+    async def scenario() -> None:
+        task = asyncio.create_task(relay.run(stop))
+        await asyncio.wait_for(relay.ready.wait(), 30)
+        await asyncio.sleep(0.2)  # the relay is now waiting on LISTEN
+        for _ in range(5):
+            before = relay.stats.published
+            written = await asyncio.to_thread(write_events, runtime, 1)
+
+            async def arrived(target: int = before + written) -> None:
+                while relay.stats.published < target:
+                    await asyncio.sleep(0.005)
+
+            await asyncio.wait_for(arrived(), 10)
+        stop.set()
+        await task
+
+    run_sync(scenario())
+    assert_exactly_once_in_order(runtime, stream_messages(nats_url, stream_name))

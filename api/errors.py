@@ -210,7 +210,14 @@ def validation_problem(
     first = items[0] if items else {"field": "", "message": "invalid"}
     more = f" (and {len(items) - 1} more)" if len(items) > 1 else ""
     detail = f"{first['field']}: {first['message']}{more}"
-    return problem_body(422, "validation-failed", detail, instance=instance, errors=items)
+    # Domain value rules checked during parsing (money's currency and scale) keep their own
+    # code, so a client sees the same "invalid-value" however deep the value sat.
+    code = (
+        "invalid-value"
+        if all(i.get("type") == "invalid-value" for i in items)
+        else ("validation-failed")
+    )
+    return problem_body(422, code, detail, instance=instance, errors=items)
 
 
 # -- handlers --------------------------------------------------------------------------
@@ -223,7 +230,11 @@ def _instance(request: Request) -> str:
 async def _api_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProblemError)
     body = problem_body(
-        exc.status, exc.code, exc.detail, instance=_instance(request), errors=exc.errors,
+        exc.status,
+        exc.code,
+        exc.detail,
+        instance=_instance(request),
+        errors=exc.errors,
         title=exc.title,
     )
     return problem_response(body, exc.headers)
@@ -234,9 +245,7 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
     endpoint = getattr(request.scope.get("route"), "endpoint", None)
     locate = getattr(endpoint, "concord_locate", default_locator)
-    return problem_response(
-        domain_problem(exc, _instance(request), locate), domain_headers(exc)
-    )
+    return problem_response(domain_problem(exc, _instance(request), locate), domain_headers(exc))
 
 
 async def _request_validation(request: Request, exc: Exception) -> Response:
@@ -251,7 +260,8 @@ async def _request_validation(request: Request, exc: Exception) -> Response:
         position = where[1] if len(where) > 1 else "?"
         return problem_response(
             problem_body(
-                400, "malformed-json",
+                400,
+                "malformed-json",
                 f"the request body is not valid JSON: {reason} at character {position}",
                 instance=instance,
                 errors=[{"field": "body", "message": str(reason), "type": "json_invalid"}],
@@ -261,7 +271,8 @@ async def _request_validation(request: Request, exc: Exception) -> Response:
         # FastAPI passes the raw bytes on when the Content-Type is not JSON.
         return problem_response(
             problem_body(
-                415, "unsupported-media-type",
+                415,
+                "unsupported-media-type",
                 "send the command as JSON with 'Content-Type: application/json'",
                 instance=instance,
                 errors=[{"field": "header.Content-Type", "message": "expected application/json"}],
@@ -290,13 +301,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _unexpected(request: Request, exc: Exception) -> Response:
     """500 that names a reference to look up in the log, and nothing of the exception."""
     reference = uuid.uuid4().hex[:12]
-    log.error("unhandled error %s on %s %s", reference, request.method, request.url.path,
-              exc_info=exc)
+    log.error(
+        "unhandled error %s on %s %s", reference, request.method, request.url.path, exc_info=exc
+    )
     return problem_response(
         problem_body(
-            500, "internal-error",
+            500,
+            "internal-error",
             f"the server failed to handle this request; it was logged as {reference}",
-            instance=_instance(request), reference=reference,
+            instance=_instance(request),
+            reference=reference,
         )
     )
 

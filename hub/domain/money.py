@@ -8,10 +8,12 @@ hub (quantity x unit price, proration) are rounded half-even with :meth:`Money.r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from hub.domain.errors import CurrencyMismatch, InvalidValue
 
@@ -99,34 +101,62 @@ def check_scale(amount: Decimal, currency: str, *, field: str = "amount") -> Dec
     return quantized
 
 
+T = TypeVar("T")
+
+
+def _as_pydantic(check: Callable[..., T], *args: Any) -> T:
+    """Run a money check inside a pydantic validator, reporting a refusal as its error."""
+    try:
+        return check(*args)
+    except InvalidValue as refused:
+        raise PydanticCustomError(
+            "invalid-value", "{reason}", {"reason": refused.message}
+        ) from None
+
+
 class Money(BaseModel):
     """An amount of one currency. Immutable; arithmetic refuses to mix currencies."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    currency: str  # declared first so the amount's scale check can see it
     amount: Decimal
-    currency: str
+
+    # Validators report rule breaks as pydantic errors (type ``invalid-value``), so inside a
+    # request they come back with their exact path (``body.amount.currency``).
 
     @field_validator("currency", mode="before")
     @classmethod
     def _known_currency(cls, value: Any) -> Any:
         if isinstance(value, str):
-            exponent(value)
+            _as_pydantic(exponent, value)
         return value
 
     @field_validator("amount", mode="before")
     @classmethod
     def _decimal(cls, value: Any) -> Decimal:
-        return to_decimal(value)
+        return _as_pydantic(to_decimal, value)
 
-    @model_validator(mode="after")
-    def _scaled(self) -> Money:
-        object.__setattr__(self, "amount", check_scale(self.amount, self.currency))
-        return self
+    @field_validator("amount", mode="after")
+    @classmethod
+    def _scaled(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        currency = info.data.get("currency")
+        if not isinstance(currency, str):
+            return value  # the currency error is reported on its own
+        return _as_pydantic(check_scale, value, currency)
 
     @classmethod
     def of(cls, amount: Any, currency: str) -> Money:
-        return cls(amount=amount, currency=currency)
+        """Money from domain code: a bad value raises :class:`InvalidValue` naming the field."""
+        try:
+            return cls(amount=amount, currency=currency)
+        except ValidationError as invalid:
+            first = invalid.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "amount"
+            raise InvalidValue(
+                str(first["ctx"].get("reason", first["msg"])) if first.get("ctx") else first["msg"],
+                field=field,
+            ) from None
 
     @classmethod
     def zero(cls, currency: str) -> Money:

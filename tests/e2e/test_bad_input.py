@@ -55,8 +55,18 @@ def test_unknown_currency_inside_money(api: Api) -> None:
     before = api.total_events()
     response = api.post("/v1/payments", payment_body(cid, "10.00", currency="XYZ"),
                         role="billing")
-    problem = assert_problem(response, 422, "invalid-value")
+    problem = assert_problem(response, 422, "invalid-value", field="body.amount.currency")
     assert "XYZ" in problem["detail"]
+    assert api.total_events() == before
+
+
+def test_more_decimals_than_currency_allows_inside_money(api: Api) -> None:
+    cid = api.customer()
+    before = api.total_events()
+    response = api.post("/v1/payments", payment_body(cid, "10.005", currency="USD"),
+                        role="billing")
+    problem = assert_problem(response, 422, "invalid-value", field="body.amount.amount")
+    assert "USD" in problem["detail"]
     assert api.total_events() == before
 
 

@@ -49,8 +49,9 @@ def _settings(**overrides: Any) -> Settings:
     try:
         settings = Settings()
     except ValidationError as invalid:
-        raise _fail(f"invalid CONCORD_* settings:\n{invalid}",
-                    "correct or unset the variables named above") from None
+        raise _fail(
+            f"invalid CONCORD_* settings:\n{invalid}", "correct or unset the variables named above"
+        ) from None
     given = {k: v for k, v in overrides.items() if v is not None}
     return settings.model_copy(update=given) if given else settings
 
@@ -79,48 +80,106 @@ def serve(
     # Imported here so `concord keys ...` and `--help` stay fast and need no server stack.
     import uvicorn
 
+    from adapters.background import background
     from adapters.bootstrap import ConfigurationError, open_runtime
     from adapters.embedded import EmbeddedServerError, embedded_nats, embedded_postgres
     from adapters.keys import KeyRingError
+    from adapters.nats.relay import Relay
     from adapters.telemetry import configure_tracing, shutdown_tracing
     from api.app import create_app
 
     settings = _settings(host=host, port=port, data_dir=data_dir)
     folder = Path(settings.data_dir).expanduser().resolve()
     if not _port_free(settings.host, settings.port):
-        raise _fail(f"{settings.host}:{settings.port} is already in use",
-                    f"pass --port {settings.port + 1} (or set CONCORD_PORT), or stop the "
-                    "other server")
+        raise _fail(
+            f"{settings.host}:{settings.port} is already in use",
+            f"pass --port {settings.port + 1} (or set CONCORD_PORT), or stop the other server",
+        )
     try:
         with contextlib.ExitStack() as stack:
             urls: dict[str, Any] = {"data_dir": folder}
             if not settings.database_url:
-                typer.secho(f"Starting embedded PostgreSQL in {folder / 'postgres'} ...",
-                            fg=typer.colors.CYAN)
+                typer.secho(
+                    f"Starting embedded PostgreSQL in {folder / 'postgres'} ...",
+                    fg=typer.colors.CYAN,
+                )
                 urls["database_url"] = stack.enter_context(embedded_postgres(folder))
             if not settings.nats_url:
-                typer.secho(f"Starting embedded NATS in {folder / 'nats'} ...",
-                            fg=typer.colors.CYAN)
+                typer.secho(
+                    f"Starting embedded NATS in {folder / 'nats'} ...", fg=typer.colors.CYAN
+                )
                 urls["nats_url"] = stack.enter_context(embedded_nats(folder))
             settings = settings.model_copy(update=urls)
             configure_tracing(settings)
             stack.callback(shutdown_tracing)
             runtime = open_runtime(settings)
             stack.callback(runtime.close)
+            # The outbox relay publishes every committed event to NATS while the API runs.
+            stack.enter_context(background("concord-relay", Relay(settings).run))
             new_key = None
             if runtime.keys.is_empty():
                 new_key = runtime.keys.create("admin", "admin", ["read", "write", "admin"])
             _banner(settings, new_key)
-            uvicorn.run(create_app(runtime), host=settings.host, port=settings.port,
-                        log_level="info")
+            uvicorn.run(
+                create_app(runtime), host=settings.host, port=settings.port, log_level="info"
+            )
     except KeyboardInterrupt:
         pass
     except EmbeddedServerError as failed:
-        raise _fail(str(failed), "set CONCORD_DATABASE_URL / CONCORD_NATS_URL to use "
-                    "servers of your own") from None
+        raise _fail(
+            str(failed), "set CONCORD_DATABASE_URL / CONCORD_NATS_URL to use servers of your own"
+        ) from None
     except (ConfigurationError, KeyRingError, ValueError) as failed:
         raise _fail(str(failed)) from None
     typer.secho("Concord stopped; embedded servers shut down.", fg=typer.colors.CYAN)
+
+
+@app.command()
+def relay(
+    once: Annotated[
+        bool, typer.Option("--once", help="Publish what is committed now, then exit.")
+    ] = False,
+) -> None:
+    """Publish every committed event to NATS JetStream (exactly once; resumable)."""
+    import asyncio
+    import logging
+    import signal
+
+    from adapters.nats.relay import Relay
+
+    settings = _settings()
+    if not settings.database_url or not settings.nats_url:
+        raise _fail(
+            "the relay needs a database and a NATS server",
+            "set CONCORD_DATABASE_URL and CONCORD_NATS_URL (`concord serve` runs a "
+            "relay of its own with the embedded servers)",
+        )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    worker = Relay(settings)
+    stream = f"{settings.nats_stream} ({settings.nats_subject_prefix}.v1.>)"
+    if once:
+        count = asyncio.run(worker.catch_up())
+        typer.secho(f"Published {count:,} event(s) to {stream}.", fg=typer.colors.GREEN)
+        return
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        task = asyncio.create_task(worker.run(stop))
+        typer.secho(f"Relaying to {stream}; Ctrl-C stops.", fg=typer.colors.CYAN)
+        shown = -1
+        while not task.done():
+            await asyncio.wait({task}, timeout=2.0)
+            if worker.stats.published != shown:
+                shown = worker.stats.published
+                positions = ", ".join(f"{k} {v}" for k, v in sorted(worker.stats.positions.items()))
+                typer.echo(f"  published {shown:,} this run | positions: {positions}")
+        await task
+
+    asyncio.run(run())
+    typer.secho("Relay stopped.", fg=typer.colors.CYAN)
 
 
 def _banner(settings: Settings, new_key: str | None) -> None:
@@ -134,8 +193,11 @@ def _banner(settings: Settings, new_key: str | None) -> None:
     typer.echo(f"  {_label('NATS')}{settings.nats_url}")
     if new_key is not None:
         typer.echo()
-        typer.secho("No API keys existed, so an admin key was created. It is shown ONCE;",
-                    fg=typer.colors.YELLOW, bold=True)
+        typer.secho(
+            "No API keys existed, so an admin key was created. It is shown ONCE;",
+            fg=typer.colors.YELLOW,
+            bold=True,
+        )
         typer.secho("only its hash is stored. Copy it now:", fg=typer.colors.YELLOW, bold=True)
         typer.echo()
         typer.secho(f"    {new_key}", fg=typer.colors.BRIGHT_WHITE, bold=True)
@@ -151,8 +213,9 @@ def _redact(url: str | None) -> str:
         return "-"
     parts = urlsplit(url)
     if parts.password:
-        return urlunsplit(parts._replace(netloc=parts.netloc.replace(
-            f":{parts.password}@", ":***@")))
+        return urlunsplit(
+            parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+        )
     return re.sub(r"(password\s*=\s*)\S+", r"\1***", url)
 
 
@@ -164,8 +227,9 @@ def keys_create(
     ] = None,
     scopes: Annotated[
         str | None,
-        typer.Option(help="Comma-separated: read,write,admin (default read,write; admin "
-                     "keys get all three)."),
+        typer.Option(
+            help="Comma-separated: read,write,admin (default read,write; admin keys get all three)."
+        ),
     ] = None,
     data_dir: DataDir = None,
 ) -> None:
@@ -181,10 +245,14 @@ def keys_create(
         key = ring.create(name, system, wanted)
     except (KeyRingError, ValueError) as refused:
         raise _fail(str(refused)) from None
-    typer.secho(f"Created key for client {name!r} (system {system}, scopes "
-                f"{', '.join(sorted(set(wanted)))}).", fg=typer.colors.GREEN)
-    typer.secho("It is shown only now; only its hash is stored in "
-                f"{ring.path}:", fg=typer.colors.YELLOW)
+    typer.secho(
+        f"Created key for client {name!r} (system {system}, scopes "
+        f"{', '.join(sorted(set(wanted)))}).",
+        fg=typer.colors.GREEN,
+    )
+    typer.secho(
+        f"It is shown only now; only its hash is stored in {ring.path}:", fg=typer.colors.YELLOW
+    )
     typer.echo()
     typer.secho(f"    {key}", bold=True)
     typer.echo()

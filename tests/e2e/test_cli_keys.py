@@ -46,8 +46,11 @@ def test_keys_create_prints_key_once_and_stores_only_its_hash(env: Path) -> None
 
     caller = KeyRing.load(Settings(data_dir=env)).authenticate(key)
     assert caller is not None
-    assert (caller.client_id, caller.system, caller.scopes) == ("sf", "crm",
-                                                                frozenset({"read", "write"}))
+    assert (caller.client_id, caller.system, caller.scopes) == (
+        "sf",
+        "crm",
+        frozenset({"read", "write"}),
+    )
 
     listed = runner.invoke(app, ["keys", "list"])
     assert listed.exit_code == 0, listed.output
@@ -95,13 +98,20 @@ def _free_port() -> int:
 
 
 def test_serve_prints_admin_key_once_and_serves(
-    env: Path, database_url: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+    env: Path,
+    database_url: str,
+    pg_schema: str,
+    nats_url: str,
+    stream_name: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import uvicorn
 
     monkeypatch.setenv("CONCORD_DATABASE_URL", database_url)
     monkeypatch.setenv("CONCORD_SCHEMA", pg_schema)
-    monkeypatch.setenv("CONCORD_NATS_URL", "nats://127.0.0.1:4222")
+    monkeypatch.setenv("CONCORD_NATS_URL", nats_url)
+    monkeypatch.setenv("CONCORD_NATS_STREAM", stream_name)
+    monkeypatch.setenv("CONCORD_NATS_SUBJECT_PREFIX", stream_name.lower())
     port = _free_port()
     seen: list[Any] = []
 

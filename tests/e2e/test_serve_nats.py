@@ -1,0 +1,91 @@
+"""``concord serve`` as a user runs it: a real server process whose relay publishes every
+command's events to NATS, and which stops cleanly on SIGINT."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.integration.relay_support import stream_messages
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = re.compile(r"cnc_[A-Za-z0-9_-]{20,}")
+
+
+def test_serve_publishes_committed_events_to_nats(
+    database_url: str, pg_schema: str, nats_url: str, stream_name: str, tmp_path: Path
+) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(
+        os.environ,
+        CONCORD_DATABASE_URL=database_url,
+        CONCORD_SCHEMA=pg_schema,
+        CONCORD_NATS_URL=nats_url,
+        CONCORD_NATS_STREAM=stream_name,
+        CONCORD_NATS_SUBJECT_PREFIX=stream_name.lower(),
+        CONCORD_DATA_DIR=str(tmp_path),
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from api.cli import main; main()", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    try:
+        key = None
+        deadline = time.monotonic() + 60
+        assert server.stdout is not None
+        while key is None and time.monotonic() < deadline:
+            line = server.stdout.readline()
+            output.append(line)
+            found = KEY.search(line)
+            key = found.group(0) if found else None
+        assert key, "".join(output)
+        base = f"http://127.0.0.1:{port}"
+        headers = {"Authorization": f"Bearer {key}"}
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        created = httpx.post(
+            f"{base}/v1/customers",
+            json={"legal_name": "Relay Test Ltd"},
+            headers=headers,
+            timeout=10,
+        )
+        assert created.status_code == 201, created.text
+        customer_id = created.json()["id"]
+        messages: list[dict[str, object]] = []
+        while time.monotonic() < deadline and not messages:
+            messages = stream_messages(nats_url, stream_name)
+            time.sleep(0.1)
+        assert len(messages) == 1
+        envelope = messages[0]["envelope"]
+        assert isinstance(envelope, dict)
+        assert envelope["aggregate_id"] == customer_id
+        assert envelope["type"] == "CustomerRegistered"
+        assert envelope["data"]["legal_name"] == "Relay Test Ltd"
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=30)
+        finally:
+            if server.poll() is None:
+                server.kill()
+    assert server.returncode == 0

@@ -274,7 +274,7 @@ def read_nats_info(url: str, timeout: float = 2.0) -> dict[str, Any]:
     return info
 
 
-def _nats_config(layout: NatsLayout, port: int | None) -> str:
+def _nats_config(layout: NatsLayout, port: int | None, sync_always: bool = True) -> str:
     def q(path: Path) -> str:
         return json.dumps(str(path))  # a JSON string is a valid quoted NATS config string
 
@@ -289,11 +289,19 @@ log_file: {q(layout.log_file)}
 max_payload: 8MB
 jetstream {{
   store_dir: {q(layout.store_dir.parent)}
-  # fsync every write before acknowledging it: an acknowledged publish survives power loss,
-  # which the outbox relay relies on to never lose or re-order events.
-  sync_interval: always
+{_sync_line(sync_always)}
 }}
 """
+
+
+def _sync_line(sync_always: bool) -> str:
+    if sync_always:
+        return (
+            "  # fsync every write before acknowledging it: an acknowledged publish survives\n"
+            "  # power loss, which the outbox relay relies on to never lose or re-order events.\n"
+            "  sync_interval: always"
+        )
+    return "  # Benchmark-only: the server's default lazy fsync (NOT durable on power loss)."
 
 
 def _stop_stale_nats(layout: NatsLayout) -> None:
@@ -323,18 +331,21 @@ def _stop_stale_nats(layout: NatsLayout) -> None:
 
 
 @contextlib.contextmanager
-def embedded_nats(data_dir: Path, port: int | None = None) -> Iterator[str]:
+def embedded_nats(
+    data_dir: Path, port: int | None = None, *, sync_always: bool = True
+) -> Iterator[str]:
     """Run the wheel's ``nats-server`` with JetStream under ``data_dir/nats``; yield its URL.
 
     Loopback only; a random free port unless ``port`` is given (the server picks it and
     reports it through its ports file, so there is no bind race). Waits until the server
     answers, and on exit stops it with SIGTERM (SIGKILL after a grace period).
+    ``sync_always=False`` exists only so benchmarks can show the cost of durable fsyncs.
     """
     binary = find_nats_server()
     layout = nats_layout(data_dir)
     layout.store_dir.mkdir(parents=True, exist_ok=True)
     _stop_stale_nats(layout)
-    layout.config_file.write_text(_nats_config(layout, port))
+    layout.config_file.write_text(_nats_config(layout, port, sync_always))
     for old in layout.root.glob("*.ports"):
         old.unlink(missing_ok=True)
 

@@ -68,6 +68,15 @@ def feeds() -> list[Feed]:
     return [Feed(store_class(cls).name, cls.entity) for cls in AGGREGATES]
 
 
+@dataclass
+class _Batch:
+    """Messages sent but not yet acknowledged."""
+
+    feed: Feed
+    positions: list[int]
+    futures: list[asyncio.Future[Any]]
+
+
 class RelayInterrupted(Exception):
     """The stream refused or lost a publish; positions must be re-read from the stream."""
 
@@ -100,7 +109,7 @@ class Relay:
         self.crash_hook = crash_hook or crash_hook_from_env()
         self.ack_timeout_s = ack_timeout_s
         self.poll_interval_s = POLL_INTERVAL_S
-        self._last_seq = 0
+        self._next_seq = 0  # the stream sequence the next message must follow
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._db: psycopg.AsyncConnection[Any] | None = None
@@ -246,7 +255,7 @@ class Relay:
         """Positions = what the stream holds for each store (its last message's header)."""
         assert self._js is not None
         info = await self._js.stream_info(self.stream)
-        self._last_seq = info.state.last_seq
+        self._next_seq = info.state.last_seq
         for feed in self.feeds:
             try:
                 msg = await self._js.get_last_msg(self.stream, self.subjects.aggregate(feed.entity))
@@ -260,32 +269,51 @@ class Relay:
     # -- publishing ---------------------------------------------------------------------
 
     async def pump(self) -> int:
-        """One round: publish the next batch of every store; returns events published."""
+        """Publish until every store is drained (as of now); returns events published.
+
+        Two batches are kept in flight: the next one is read, built and sent while the
+        previous one's acknowledgements are still arriving. Their expected sequences chain,
+        so if the first fails the second is refused too, never stored ahead of it.
+        """
         total = 0
-        for feed in self.feeds:
-            rows = await self._read(feed)
-            if rows:
-                total += await self._publish(feed, rows)
+        sent = dict(self.stats.positions)
+        in_flight: list[_Batch] = []
+        progress = True
+        while progress:
+            progress = False
+            for feed in self.feeds:
+                rows = await self._read(feed, sent.get(feed.store, 0))
+                if not rows:
+                    continue
+                progress = True
+                in_flight.append(await self._send(feed, rows))
+                sent[feed.store] = rows[-1][0]
+                if len(in_flight) > 1:
+                    total += await self._settle(in_flight.pop(0))
+        while in_flight:
+            total += await self._settle(in_flight.pop(0))
         return total
 
-    async def _read(self, feed: Feed) -> list[tuple[Any, ...]]:
+    async def _read(self, feed: Feed, after: int) -> list[tuple[Any, ...]]:
         assert self._db is not None
         query = sql.SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state "
             "FROM {}.{} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
         ).format(self.schema, sql.Identifier(feed.table))
-        cursor = await self._db.execute(
-            query, (self.stats.positions.get(feed.store, 0), self.settings.relay_batch)
-        )
+        try:
+            cursor = await self._db.execute(query, (after, self.settings.relay_batch))
+        except psycopg.errors.UndefinedTable:
+            return []  # no hub has created this store yet: nothing to publish from it
         return await cursor.fetchall()
 
-    async def _publish(self, feed: Feed, rows: Sequence[tuple[Any, ...]]) -> int:
+    async def _send(self, feed: Feed, rows: Sequence[tuple[Any, ...]]) -> _Batch:
+        """Publish a batch without waiting: each message expects the one before it."""
         assert self._js is not None
         with _tracer.start_as_current_span("relay.publish") as span:
             span.set_attribute("concord.store", feed.store)
             span.set_attribute("concord.events", len(rows))
             futures = []
-            first_seq = self._last_seq
+            first_seq = self._next_seq
             for offset, (position, originator_id, version, topic, state) in enumerate(rows):
                 env = envelope(feed.entity, topic, originator_id, version, orjson.loads(state))
                 headers = headers_for(env, feed.store, position)
@@ -295,30 +323,32 @@ class Relay:
                 futures.append(
                     await self._js.publish_async(subject, orjson.dumps(env), headers=headers)
                 )
-            self._crash("after_publish_sent", len(rows))
-            try:
-                acks = await asyncio.wait_for(
-                    asyncio.gather(*futures, return_exceptions=True), self.ack_timeout_s
-                )
-            except TimeoutError:
-                raise RelayInterrupted(
-                    f"no acknowledgement within {self.ack_timeout_s:g} s"
-                ) from None
-            stored = 0
-            for (position, *_), ack in zip(rows, acks, strict=True):
-                if isinstance(ack, BaseException):
-                    if stored:
-                        await self._record(feed)
-                    if isinstance(ack, APIError) and ack.err_code == WRONG_LAST_SEQUENCE:
-                        raise RelayInterrupted("the stream's last sequence moved")
-                    raise RelayInterrupted(f"publish failed: {ack!r}")
-                self._last_seq = ack.seq
-                self.stats.positions[feed.store] = position
-                stored += 1
-            self.stats.published += stored
-            self._crash("after_acks", stored)
-            await self._record(feed)
-            return stored
+            self._next_seq = first_seq + len(rows)
+        self._crash("after_publish_sent", len(rows))
+        return _Batch(feed, [row[0] for row in rows], futures)
+
+    async def _settle(self, batch: _Batch) -> int:
+        """Wait for a batch's acknowledgements; advance positions over the stored prefix."""
+        try:
+            acks = await asyncio.wait_for(
+                asyncio.gather(*batch.futures, return_exceptions=True), self.ack_timeout_s
+            )
+        except TimeoutError:
+            raise RelayInterrupted(f"no acknowledgement within {self.ack_timeout_s:g} s") from None
+        stored = 0
+        for position, ack in zip(batch.positions, acks, strict=True):
+            if isinstance(ack, BaseException):
+                if stored:
+                    await self._record(batch.feed)
+                if isinstance(ack, APIError) and ack.err_code == WRONG_LAST_SEQUENCE:
+                    raise RelayInterrupted("the stream's last sequence moved")
+                raise RelayInterrupted(f"publish failed: {ack!r}")
+            self.stats.positions[batch.feed.store] = position
+            stored += 1
+        self.stats.published += stored
+        self._crash("after_acks", stored)
+        await self._record(batch.feed)
+        return stored
 
     async def _record(self, feed: Feed) -> None:
         """Remember the position in PostgreSQL (for lag metrics; the stream is the truth)."""

@@ -3,6 +3,7 @@ the stream holding exactly the committed events — none lost, none twice, in or
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 
@@ -52,10 +53,8 @@ def streams(nats_url: str) -> Iterator[list[str]]:
     async def delete() -> None:
         nc = await nats.connect(nats_url)
         for name in created:
-            try:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
                 await nc.jetstream().delete_stream(name)
-            except nats.js.errors.NotFoundError:
-                pass
         await nc.close()
 
     run_sync(delete())
@@ -77,9 +76,7 @@ def test_appended_equals_published(
         elif action == "restart":
             run_sync(Relay(config).catch_up())
         else:
-            try:
+            with contextlib.suppress(SimulatedCrash):
                 run_sync(Relay(config, crash_hook=crash_at(action, n)).catch_up())
-            except SimulatedCrash:
-                pass
     run_sync(Relay(config).catch_up())
     assert_exactly_once_in_order(runtime, stream_messages(nats_url, stream))

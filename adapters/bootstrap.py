@@ -117,17 +117,23 @@ def open_runtime(settings: Settings) -> Runtime:
             "embedded PostgreSQL"
         )
     policy = load_policy(settings.ownership_file)
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        create_schema(conn, settings.schema_name)
     env = settings.postgres_env(settings.database_url)
     stores: dict[str, Store] = {}
-    try:
-        for aggregate_class in AGGREGATES:
-            stores[aggregate_class.entity] = store_class(aggregate_class)(env=env)
-    except Exception:
-        for store in stores.values():
-            store.close()
-        raise
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        create_schema(conn, settings.schema_name)
+        # Each store creates its tables on construction; PostgreSQL's CREATE TABLE IF NOT
+        # EXISTS races when several processes start at once (API workers, relay), so the
+        # start-ups take turns.
+        conn.execute("SELECT pg_advisory_lock(hashtext('concord-stores'))")
+        try:
+            for aggregate_class in AGGREGATES:
+                stores[aggregate_class.entity] = store_class(aggregate_class)(env=env)
+        except Exception:
+            for store in stores.values():
+                store.close()
+            raise
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext('concord-stores'))")
     committer = PostgresCommitter(stores, settings.schema_name, group_max=settings.group_commit_max)
     hub = Hub(
         catalogue=build_catalogue(),

@@ -297,3 +297,37 @@ def test_committed_events_survive_a_restart(
         assert state["version"] == 2 and state["state"]["erp_order_number"] == "SO-77"
     finally:
         again.close()
+
+
+def test_several_processes_can_start_on_an_empty_schema_at_once(
+    database_url: str, pg_schema: str, tmp_path: Path
+) -> None:
+    """API workers and relays start together; table creation must not race."""
+    runtimes: list[Runtime] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(3)
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            runtimes.append(
+                open_runtime(
+                    Settings(database_url=database_url, schema_name=pg_schema, data_dir=tmp_path)
+                )
+            )
+        except BaseException as failed:
+            errors.append(failed)
+
+    threads = [threading.Thread(target=start) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == []
+        assert len(runtimes) == 3
+        customer = new_customer(runtimes[0])
+        assert runtimes[2].hub.get("customer", customer)["version"] == 1
+    finally:
+        for rt in runtimes:
+            rt.close()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -26,7 +27,12 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from opentelemetry import trace
 from psycopg import sql
@@ -200,10 +206,22 @@ class PostgresCommitter(CommitPort):
                 group.append(item)
             self._write_group(group)
 
-    def _write_group(self, group: list[_Pending]) -> None:
+    def _write_group(self, group: list[_Pending], *, attempt: int = 1) -> None:
         try:
             taken = self._write(group)
         except Exception as error:
+            if _connection_lost(error):
+                # The connection broke around COMMIT: the transaction may have committed.
+                # Read back instead of guessing, so our own write never turns into a 409 on
+                # retry (or into a duplicate).
+                if self._landed(group):
+                    for item in group:
+                        item.future.set_result(None)
+                    return
+                if attempt < 3:
+                    time.sleep(0.2 * attempt)
+                    self._write_group(group, attempt=attempt + 1)
+                    return
             if len(group) == 1:
                 group[0].future.set_exception(_translate(error))
                 return
@@ -238,6 +256,31 @@ class PostgresCommitter(CommitPort):
             if refs:
                 self._insert_refs(curs, refs)
         return taken
+
+    def _landed(self, group: list[_Pending]) -> bool:
+        """Did the group's transaction commit? It is atomic, so one witness is enough: the
+        first event (same id, version and bytes) or, for a change without events, its
+        receipt. Unreachable database: assume not (the caller then retries or fails)."""
+        try:
+            with self.datastore.get_connection() as conn:
+                for item in group:
+                    for name, events in item.stored.items():
+                        first = events[0]
+                        row = conn.execute(
+                            sql.SQL(
+                                "SELECT state FROM {}.{} WHERE originator_id = %s "
+                                "AND originator_version = %s"
+                            ).format(self.schema, sql.Identifier(f"{name}_events")),
+                            (first.originator_id, first.originator_version),
+                        ).fetchone()
+                        return row is not None and bytes(row["state"]) == first.state
+                    receipt = item.change.receipt
+                    if receipt is not None:
+                        found = self.find_receipt(receipt.client_id, receipt.key)
+                        return found is not None and found.request_hash == receipt.request_hash
+        except Exception:
+            return False
+        return False
 
     def _recorder(self, name: str) -> PostgresApplicationRecorder:
         for store in self.stores.values():
@@ -314,6 +357,16 @@ def _describe(span: trace.Span, changes: Sequence[Change], *items: _Pending) -> 
     if correlations:
         span.set_attribute("concord.correlation_id", correlations[0])
         span.set_attribute("concord.correlation_ids", correlations[:20])
+
+
+def _connection_lost(error: Exception) -> bool:
+    """A broken connection (not a refused statement, not a lock timeout)."""
+    if isinstance(error, psycopg.errors.LockNotAvailable) or "lock timeout" in str(error):
+        return False
+    return isinstance(
+        error,
+        OperationalError | InterfaceError | psycopg.OperationalError | psycopg.InterfaceError,
+    )
 
 
 def _translate(error: Exception) -> Exception:

@@ -108,6 +108,29 @@ class Settings(BaseSettings):
     relay_batch: int = Field(default=1000, ge=1)
     """Events read from a store and published (acks in flight) per relay round."""
 
+    targets: str = ""
+    """Where each subscriber delivers: comma-separated ``name=url`` (``erp=http://erp:9000/
+    events,crm=...``). A declared subscriber with no target configured is not started."""
+
+    def target_urls(self) -> dict[str, str]:
+        """Parse ``targets``; raise ``ValueError`` naming the bad entry.
+
+        A method rather than a validator for the same reason as :meth:`api_key_entries`: the
+        error surfaces where the targets are needed (starting subscribers), precisely.
+        """
+        urls: dict[str, str] = {}
+        for raw in self.targets.split(","):
+            item = raw.strip()
+            if not item:
+                continue
+            name, sep, url = item.partition("=")
+            name, url = name.strip(), url.strip()
+            if not sep or not name or not url.startswith(("http://", "https://")):
+                msg = f"CONCORD_TARGETS entry {item!r} must be 'name=http(s)://host/path'"
+                raise ValueError(msg)
+            urls[name] = url
+        return urls
+
     def postgres_env(self, dsn: str) -> dict[str, str]:
         """Translate a libpq URL/DSN into the environment the eventsourcing library reads.
 

@@ -1,5 +1,6 @@
 """Concord's own tables beside the event stores: idempotency receipts, the cross-reference
-of external ids, and ownership conflicts. Created idempotently at start-up.
+of external ids, ownership conflicts, and the subscribers' dead letters, holds and parked
+events. Created idempotently at start-up.
 
 They live in the same schema (and database) as the per-aggregate event tables so a
 command's events, its receipt and its cross-reference rows commit in one transaction.
@@ -45,6 +46,74 @@ TABLES = [
         owner        text        NOT NULL,
         payload      jsonb       NOT NULL,
         status       text        NOT NULL DEFAULT 'open'
+    )
+    """,
+    # Subscribers (adapters/nats/subscriber.py). A dead letter is an event a target refused
+    # for good (or never confirmed within the delivery budget); at most one per subscriber
+    # and aggregate is open, because later events of that aggregate wait behind it.
+    """
+    CREATE TABLE IF NOT EXISTS {schema}.concord_dead_letters (
+        id              bigserial   PRIMARY KEY,
+        subscriber      text        NOT NULL,
+        event_id        text        NOT NULL,
+        event_type      text        NOT NULL,
+        aggregate       text        NOT NULL,
+        aggregate_id    text        NOT NULL,
+        version         bigint      NOT NULL,
+        stream_seq      bigint      NOT NULL,
+        subject         text        NOT NULL,
+        envelope        jsonb       NOT NULL,
+        reason          text        NOT NULL,
+        error           text        NOT NULL,
+        attempts        integer     NOT NULL,
+        first_failed_at timestamptz NOT NULL,
+        last_failed_at  timestamptz NOT NULL,
+        status          text        NOT NULL DEFAULT 'dead',
+        resolved_at     timestamptz,
+        resolved_by     text
+    )
+    """,
+    """
+    CREATE UNIQUE INDEX IF NOT EXISTS concord_dead_letters_open
+        ON {schema}.concord_dead_letters (subscriber, aggregate, aggregate_id)
+        WHERE status IN ('dead', 'retry_requested', 'retrying')
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS concord_dead_letters_status
+        ON {schema}.concord_dead_letters (subscriber, status, id)
+    """,
+    # An aggregate a subscriber must not deliver past: its blocker is being retried
+    # ('retrying'), dead-lettered ('dead_letter') or done with parked events still to release
+    # ('draining'). Later events of the aggregate wait in concord_parked, in stream order.
+    """
+    CREATE TABLE IF NOT EXISTS {schema}.concord_delivery_holds (
+        subscriber         text        NOT NULL,
+        aggregate          text        NOT NULL,
+        aggregate_id       text        NOT NULL,
+        state              text        NOT NULL,
+        blocker_event_id   text        NOT NULL,
+        blocker_stream_seq bigint      NOT NULL,
+        dead_letter_id     bigint,
+        attempts           integer     NOT NULL DEFAULT 0,
+        last_error         text,
+        since              timestamptz NOT NULL DEFAULT now(),
+        updated_at         timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (subscriber, aggregate, aggregate_id)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS {schema}.concord_parked (
+        subscriber   text        NOT NULL,
+        aggregate    text        NOT NULL,
+        aggregate_id text        NOT NULL,
+        stream_seq   bigint      NOT NULL,
+        event_id     text        NOT NULL,
+        event_type   text        NOT NULL,
+        version      bigint      NOT NULL,
+        subject      text        NOT NULL,
+        envelope     jsonb       NOT NULL,
+        parked_at    timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (subscriber, aggregate, aggregate_id, stream_seq)
     )
     """,
 ]

@@ -1,0 +1,1 @@
+"""Outbound connectors: how a subscriber hands one event to one external system."""

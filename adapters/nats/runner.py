@@ -1,0 +1,269 @@
+"""Running subscribers: the entry points for ``concord subscribe``, ``concord serve``,
+``concord replay`` and the API.
+
+Why each subscriber is supervised separately: a target that is down must not stop the
+others, and an unexpected error (PostgreSQL restarting, NATS reconnecting) is handled by
+starting that subscriber again — nothing unconfirmed was acknowledged, so a restart only
+redelivers. Each subscriber first takes a PostgreSQL advisory lock named after it: a second
+process running the same subscriber waits as a warm standby instead of breaking the
+per-aggregate order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import nats
+import psycopg
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+from psycopg_pool import AsyncConnectionPool
+
+from adapters.nats.dead_letters import delivery_counts
+from adapters.nats.holds import HoldStore
+from adapters.nats.lag import consumer_lag
+from adapters.nats.registry import DECLARATIONS, build_specs, select
+from adapters.nats.replay import Progress, ReplayRequest, ReplayResult, replay
+from adapters.nats.spec import SubscriberSpec
+from adapters.nats.subjects import Subjects, stream_config
+from adapters.nats.subscriber import Subscriber
+from adapters.postgres.schema import create_schema
+from adapters.settings import Settings
+
+if TYPE_CHECKING:
+    from adapters.bootstrap import Runtime
+
+__all__ = [
+    "replay_subscriber",
+    "run_subscribers",
+    "subscriber_lag",
+    "subscribers_service",
+]
+
+log = logging.getLogger("concord.subscriber")
+
+RESTART_DELAY_S = 1.0
+MAX_RESTART_DELAY_S = 30.0
+STANDBY_POLL_S = 2.0
+
+
+def _settings(source: Runtime | Settings) -> Settings:
+    settings = source if isinstance(source, Settings) else source.settings
+    if not settings.database_url or not settings.nats_url:
+        raise ValueError("subscribers need CONCORD_DATABASE_URL and CONCORD_NATS_URL "
+                         "(or run them inside `concord serve`, which starts both)")
+    return settings
+
+
+def lock_key(settings: Settings, name: str) -> str:
+    return f"concord-subscriber:{settings.schema_name}:{settings.nats_stream}:{name}"
+
+
+async def _connect(settings: Settings) -> NatsClient:
+    assert settings.nats_url
+    return await nats.connect(settings.nats_url, name="concord-subscribers",
+                              max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+
+
+async def ensure_stream(js: JetStreamContext, settings: Settings) -> None:
+    """Create the events stream if the relay has not yet (same definition as the relay)."""
+    try:
+        await js.stream_info(settings.nats_stream)
+    except NotFoundError:
+        await js.add_stream(stream_config(
+            settings.nats_stream, Subjects(settings.nats_subject_prefix),
+            settings.nats_replicas, settings.nats_duplicate_window_s))
+
+
+def _create_tables(settings: Settings) -> None:
+    assert settings.database_url
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        create_schema(conn, settings.schema_name)
+
+
+async def run_subscribers(
+    source: Runtime | Settings,
+    names: Sequence[str] | None,
+    stop: asyncio.Event,
+    *,
+    specs: Mapping[str, SubscriberSpec] | None = None,
+) -> None:
+    """Run the named subscribers (``None``: every one with a target) until ``stop``.
+
+    ``specs`` replaces the declared ones built from settings (tests, embedding code).
+    Connectors of the specs are closed on return.
+    """
+    settings = _settings(source)
+    specs = build_specs(settings) if specs is None else specs
+    chosen = select(specs, names)
+    try:
+        if not chosen:
+            log.info("no subscriber has a target (set CONCORD_TARGETS); none started")
+            await stop.wait()
+            return
+        await asyncio.to_thread(_create_tables, settings)
+        nc = await _connect(settings)
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            settings.database_url or "", min_size=1, max_size=2 * len(chosen) + 1,
+            kwargs={"autocommit": True}, open=False, name="concord-subscribers")
+        try:
+            await pool.open()
+            js = nc.jetstream()
+            await ensure_stream(js, settings)
+            async with asyncio.TaskGroup() as group:
+                for spec in chosen:
+                    group.create_task(_supervise(settings, spec, js, pool, stop))
+        finally:
+            await pool.close()
+            with contextlib.suppress(Exception):
+                await nc.close()
+    finally:
+        for spec in specs.values():
+            for connector in spec.connectors():
+                with contextlib.suppress(Exception):
+                    await connector.aclose()
+
+
+async def _supervise(
+    settings: Settings,
+    spec: SubscriberSpec,
+    js: JetStreamContext,
+    pool: AsyncConnectionPool[Any],
+    stop: asyncio.Event,
+) -> None:
+    delay = RESTART_DELAY_S
+    while not stop.is_set():
+        guard: psycopg.AsyncConnection[Any] | None = None
+        try:
+            assert settings.database_url
+            guard = await psycopg.AsyncConnection.connect(settings.database_url,
+                                                          autocommit=True)
+            if not await _lead(guard, lock_key(settings, spec.name), spec.name, stop):
+                return
+            subscriber = Subscriber(spec, js, HoldStore(pool, settings.schema_name, spec.name),
+                                    settings.nats_stream)
+            log.info("subscriber %s: running", spec.name)
+            await subscriber.run(stop, healthcheck=functools.partial(_alive, guard))
+            delay = RESTART_DELAY_S
+        except Exception:
+            log.exception("subscriber %s failed; restarting in %.0f s", spec.name, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, MAX_RESTART_DELAY_S)
+        finally:
+            if guard is not None:
+                with contextlib.suppress(Exception):
+                    await guard.close()
+
+
+async def _lead(conn: psycopg.AsyncConnection[Any], key: str, name: str,
+                stop: asyncio.Event) -> bool:
+    """Take the subscriber's advisory lock (held by this session), or stand by for it."""
+    waiting = False
+    while not stop.is_set():
+        row = await (await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))",
+                                        (key,))).fetchone()
+        if row and row[0]:
+            return True
+        if not waiting:
+            log.info("subscriber %s runs elsewhere; standing by", name)
+            waiting = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), STANDBY_POLL_S)
+    return False
+
+
+async def _alive(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Fails when the lock's session is gone: then another instance may have taken over."""
+    await conn.execute("SELECT 1")
+
+
+def subscribers_service(
+    settings: Settings, names: Sequence[str] | None = None
+) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:
+    """``service(stop)`` for :func:`adapters.background.background` (``concord serve``)."""
+    return functools.partial(run_subscribers, settings, names)
+
+
+# ------------------------------------------------------------------------- reporting
+
+
+async def subscriber_lag(
+    source: Runtime | Settings,
+    names: Sequence[str] | None = None,
+    *,
+    specs: Mapping[str, SubscriberSpec] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Per subscriber: consumer counters, what waits in PostgreSQL, configured, running."""
+    settings = _settings(source)
+    known = [d.name for d in DECLARATIONS] + [n for n in (specs or {}) if
+                                              n not in {d.name for d in DECLARATIONS}]
+    configured = set(specs) if specs is not None else set(settings.target_urls())
+    wanted = list(names) if names is not None else known
+    counts = await asyncio.to_thread(_counts, settings)
+    report: dict[str, dict[str, Any]] = {}
+    nc = await _connect(settings)
+    try:
+        js = nc.jetstream()
+        assert settings.database_url
+        async with await psycopg.AsyncConnection.connect(settings.database_url,
+                                                         autocommit=True) as conn:
+            for name in wanted:
+                held = counts.get(name, {"dead_letters": 0, "parked": 0, "held_aggregates": 0,
+                                         "retrying_aggregates": 0})
+                report[name] = {
+                    "subscriber": name,
+                    "configured": name in configured,
+                    "running": await _running(conn, lock_key(settings, name)),
+                    **await consumer_lag(js, settings.nats_stream, name),
+                    **held,
+                }
+    finally:
+        await nc.close()
+    return report
+
+
+def _counts(settings: Settings) -> dict[str, dict[str, int]]:
+    assert settings.database_url
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        create_schema(conn, settings.schema_name)
+        return delivery_counts(conn, settings.schema_name)
+
+
+async def _running(conn: psycopg.AsyncConnection[Any], key: str) -> bool:
+    """True if some session holds the subscriber's lock (probe: take and give it back)."""
+    row = await (await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))",
+                                    (key,))).fetchone()
+    if row and row[0]:
+        await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+        return False
+    return True
+
+
+async def replay_subscriber(
+    source: Runtime | Settings,
+    name: str,
+    request: ReplayRequest,
+    *,
+    progress: Progress | None = None,
+    specs: Mapping[str, SubscriberSpec] | None = None,
+) -> ReplayResult:
+    """Replay one subscriber through its connectors (see :mod:`adapters.nats.replay`)."""
+    settings = _settings(source)
+    specs = build_specs(settings) if specs is None else specs
+    (spec,) = select(specs, [name])
+    nc = await _connect(settings)
+    try:
+        return await replay(nc.jetstream(), settings.nats_stream, spec,
+                            Subjects(settings.nats_subject_prefix), request, progress=progress)
+    finally:
+        await nc.close()
+        for connector in spec.connectors():
+            with contextlib.suppress(Exception):
+                await connector.aclose()

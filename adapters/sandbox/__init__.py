@@ -1,0 +1,1 @@
+"""Local stand-ins of the external systems, for tests, benchmarks and demos."""

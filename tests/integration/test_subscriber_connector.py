@@ -1,0 +1,86 @@
+"""The HTTP connector against the sandbox target: how answers map to the subscriber's two
+error kinds, and the target's idempotency contract (same key → one effect, same answer)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from adapters.connectors.http import HttpConnector, parse_retry_after
+from adapters.connectors.port import PermanentDeliveryError, TransientDeliveryError
+from adapters.sandbox.target import TargetSystem, serve_in_thread
+from tests.conftest import run_sync
+from tests.integration.subscriber_support import envelope, new_id, wait_until
+
+
+def test_http_connector_maps_answers_to_transient_and_permanent() -> None:
+    async def main() -> None:
+        async with TargetSystem() as target:
+            connector = HttpConnector(target.url, timeout=0.3)
+            env = envelope("order", new_id(), 1, "OrderPlaced")
+            key = env["event_id"]
+            for status in (500, 503, 408, 409):
+                target.fail_next(1, status=status)
+                with pytest.raises(TransientDeliveryError) as transient:
+                    await connector.deliver(env, key)
+                assert str(status) in transient.value.message
+                assert transient.value.retry_after is None
+            target.fail_next(1, status=429, retry_after=7)
+            with pytest.raises(TransientDeliveryError) as limited:
+                await connector.deliver(env, key)
+            assert limited.value.retry_after == 7.0
+            target.slow_next(1, seconds=0.5)
+            with pytest.raises(TransientDeliveryError, match="timeout"):
+                await connector.deliver(env, key)
+            # The target applied the slow call after the client gave up: the classic case
+            # the idempotency key exists for.
+            await wait_until("the slow call applied", lambda: target.effects)
+            target.fail_next(1, status=422)
+            with pytest.raises(PermanentDeliveryError, match="422"):
+                await connector.deliver(env, key)
+            await connector.deliver(env, key)  # the same key again: accepted, no new effect
+            assert len(target.effects) == 1 and target.calls[-1].replayed
+            await connector.aclose()
+
+    run_sync(main())
+
+
+def test_unreachable_target_is_transient() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+
+    async def main() -> None:
+        connector = HttpConnector(f"http://127.0.0.1:{port}/events", timeout=1)
+        with pytest.raises(TransientDeliveryError, match="cannot reach"):
+            await connector.deliver(envelope("order", new_id(), 1, "OrderPlaced"), "k")
+        await connector.aclose()
+
+    run_sync(main())
+
+
+def test_target_in_a_thread_is_programmable_over_http() -> None:
+    import httpx
+
+    with serve_in_thread("crm") as target:
+        aggregate_id = new_id()
+        httpx.post(f"{target.base_url}/_control/fail-aggregate",
+                   json={"aggregate_id": aggregate_id, "status": 400, "count": 1})
+        body = envelope("customer", aggregate_id, 1, "CustomerRegistered")
+        headers = {"Idempotency-Key": body["event_id"]}
+        assert httpx.post(target.url, json=body, headers=headers).status_code == 400
+        assert httpx.post(target.url, json=body, headers=headers).status_code == 201
+        again = httpx.post(target.url, json=body, headers=headers)
+        assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+        assert httpx.post(target.url, json=body).status_code == 400  # no key: refused
+        effects = httpx.get(f"{target.base_url}/effects").json()
+        assert [e["version"] for e in effects] == [1]
+        assert len(httpx.get(f"{target.base_url}/calls").json()) == 4
+
+
+def test_parse_retry_after() -> None:
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0

@@ -315,10 +315,16 @@ class Relay:
             futures = []
             first_seq = self._next_seq
             for offset, (position, originator_id, version, topic, state) in enumerate(rows):
-                env = envelope(feed.entity, topic, originator_id, version, orjson.loads(state))
+                stored = orjson.loads(state)
+                env = envelope(feed.entity, topic, originator_id, version, stored)
                 headers = headers_for(env, feed.store, position)
                 headers["Nats-Expected-Last-Sequence"] = str(first_seq + offset)
-                inject(headers)
+                # Continue the trace of the request that made the event, else the relay's.
+                traceparent = stored.get("traceparent")
+                if traceparent:
+                    headers["traceparent"] = traceparent
+                else:
+                    inject(headers)
                 subject = self.subjects.event(feed.entity, env["type"], env["aggregate_id"])
                 futures.append(
                     await self._js.publish_async(subject, orjson.dumps(env), headers=headers)

@@ -16,6 +16,7 @@ from typing import Any
 from uuid import UUID
 
 import orjson
+from opentelemetry import propagate
 
 from hub.application.commands import Catalogue, CommandInput, CommandSpec
 from hub.application.ports import (
@@ -111,6 +112,13 @@ class UnknownCommand(DomainError):
     code = "unknown-command"
 
 
+def _current_traceparent() -> str | None:
+    """The active trace context (the API request's span), if tracing is on."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent")
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -146,7 +154,11 @@ class Hub:
         """
         spec = self.spec(request.entity, request.name)
         self._check_ownership(spec, request)
-        stamp = Stamp(provenance=self._provenance(request), recorded_at=self.clock())
+        stamp = Stamp(
+            provenance=self._provenance(request),
+            recorded_at=self.clock(),
+            traceparent=_current_traceparent(),
+        )
         unit = Unit(store or self.store)
         if spec.create is not None:
             aggregate_id = request.aggregate_id or self._new_id(request)

@@ -22,6 +22,7 @@ _ENVELOPE_FIELDS = (
     "originator_id",
     "originator_version",
     "class_version",
+    "traceparent",
 )
 
 

@@ -33,6 +33,7 @@ class DomainEvent(BaseModel):
     originator_version: int
     timestamp: datetime
     provenance: Provenance
+    traceparent: str | None = None
 
     class_version: ClassVar[int] = 1
 
@@ -73,7 +74,14 @@ class DomainEvent(BaseModel):
     def data(self) -> dict[str, Any]:
         """The event's own fields as JSON-ready values (without the envelope fields)."""
         return self.model_dump(
-            mode="json", exclude={"originator_id", "originator_version", "timestamp", "provenance"}
+            mode="json",
+            exclude={
+                "originator_id",
+                "originator_version",
+                "timestamp",
+                "provenance",
+                "traceparent",
+            },
         )
 
 
@@ -129,6 +137,7 @@ class Aggregate(BaseModel):
             originator_version=self.version + 1,
             timestamp=stamp.recorded_at,
             provenance=stamp.provenance,
+            traceparent=stamp.traceparent,
             **fields,
         )
         event.mutate(self)
@@ -157,6 +166,7 @@ def creation_fields(stamp: Stamp, aggregate_id: UUID) -> dict[str, Any]:
         "originator_version": 1,
         "timestamp": stamp.recorded_at,
         "provenance": stamp.provenance,
+        "traceparent": stamp.traceparent,
     }
 
 

@@ -54,3 +54,6 @@ class Stamp(BaseModel):
 
     provenance: Provenance
     recorded_at: datetime
+    traceparent: str | None = None
+    """W3C trace context of the request that caused the change, so the trace continues
+    through the store and the NATS relay to subscribers (not part of the public data)."""

@@ -298,6 +298,9 @@ class ContractCreated(CreationEvent):
 class ContractActivated(DomainEvent):
     billing_subscription_id: str
 
+    def external_refs(self) -> list[tuple[str, str]]:
+        return [("billing", self.billing_subscription_id)]
+
     def apply(self, aggregate: Contract) -> None:
         aggregate.status = ContractStatus.ACTIVE
         aggregate.billing_subscription_id = self.billing_subscription_id

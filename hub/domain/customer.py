@@ -351,6 +351,9 @@ class CustomerLinked(DomainEvent):
     system: LinkedSystem
     external_id: str
 
+    def external_refs(self) -> list[tuple[str, str]]:
+        return [(str(self.system), self.external_id)]
+
     def apply(self, aggregate: Customer) -> None:
         aggregate.external_ids = {**aggregate.external_ids, self.system: self.external_id}
 
@@ -386,6 +389,9 @@ class CustomerPersonalDataErased(DomainEvent):
 
 class CustomerNumberAssigned(DomainEvent):
     customer_number: str
+
+    def external_refs(self) -> list[tuple[str, str]]:
+        return [("erp", self.customer_number)]  # the ERP's customer number finds it too
 
     def apply(self, aggregate: Customer) -> None:
         aggregate.customer_number = self.customer_number

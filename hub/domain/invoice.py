@@ -346,6 +346,9 @@ class InvoiceIssued(CreationEvent):
 class InvoicePosted(DomainEvent):
     erp_document_number: str
 
+    def external_refs(self) -> list[tuple[str, str]]:
+        return [("erp", self.erp_document_number)]
+
     def apply(self, aggregate: Invoice) -> None:
         aggregate.erp_document_number = self.erp_document_number
 

@@ -216,6 +216,9 @@ class OrderRejected(DomainEvent):
 class OrderAcceptedByErp(DomainEvent):
     erp_order_number: str
 
+    def external_refs(self) -> list[tuple[str, str]]:
+        return [("erp", self.erp_order_number)]
+
     def apply(self, aggregate: Order) -> None:
         aggregate.status = OrderStatus.ACCEPTED
         aggregate.erp_order_number = self.erp_order_number

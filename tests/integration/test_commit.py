@@ -331,3 +331,25 @@ def test_several_processes_can_start_on_an_empty_schema_at_once(
     finally:
         for rt in runtimes:
             rt.close()
+
+
+def test_ids_from_links_and_acceptances_are_looked_up(runtime: Runtime) -> None:
+    customer = new_customer(runtime)
+    run(
+        runtime,
+        "customer",
+        "link",
+        {"system": "erp", "external_id": "C-1001"},
+        aggregate_id=customer,
+    )
+    assert runtime.hub.lookup("erp", "customer", "C-1001") == customer
+    order = new_order(runtime, customer)
+    run(runtime, "order", "accept", {"erp_order_number": "SO-555"}, aggregate_id=order)
+    assert runtime.hub.lookup("erp", "order", "SO-555") == order
+    # One ERP order number cannot name two orders: refused, and nothing is written.
+    other = new_order(runtime, customer)
+    from hub.domain.errors import AlreadyExists
+
+    with pytest.raises(AlreadyExists):
+        run(runtime, "order", "accept", {"erp_order_number": "SO-555"}, aggregate_id=other)
+    assert runtime.hub.get("order", other)["version"] == 1

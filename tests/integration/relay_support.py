@@ -116,7 +116,8 @@ def write_events(runtime: Runtime, customers: int) -> int:
         order = new_order(runtime, customer)
         count += 2
         if i % 2 == 0:
-            run(runtime, "order", "accept", {"erp_order_number": f"SO-{i}"}, aggregate_id=order)
+            number = f"SO-{order.hex[:12]}"  # ERP order numbers are unique per order
+            run(runtime, "order", "accept", {"erp_order_number": number}, aggregate_id=order)
             count += 1
     return count
 

@@ -199,15 +199,16 @@ class Subscriber:
             for group in groups.values():
                 await self._handle_group(group)
             return
-        gate = asyncio.Semaphore(self.spec.concurrency)
+        # A few workers taking aggregates off one queue: cheaper than a task per aggregate.
+        queue = iter(list(groups.values()))
 
-        async def gated(group: list[tuple[Msg, Delivery]]) -> None:
-            async with gate:
+        async def worker() -> None:
+            for group in queue:
                 await self._handle_group(group)
 
         async with asyncio.TaskGroup() as tasks:
-            for group in groups.values():
-                tasks.create_task(gated(group))
+            for _ in range(min(self.spec.concurrency, len(groups))):
+                tasks.create_task(worker())
 
     async def _handle_group(self, group: list[tuple[Msg, Delivery]]) -> None:
         # A redelivery can arrive in the same batch after a newer event of its aggregate.

@@ -21,6 +21,7 @@ import typer
 from pydantic import ValidationError
 
 from adapters.settings import Settings
+from api.cli_subscribers import register as register_subscriber_commands
 
 app = typer.Typer(
     name="concord",
@@ -85,6 +86,7 @@ def serve(
     from adapters.embedded import EmbeddedServerError, embedded_nats, embedded_postgres
     from adapters.keys import KeyRingError
     from adapters.nats.relay import Relay
+    from adapters.nats.runner import subscribers_service
     from adapters.telemetry import configure_tracing, shutdown_tracing
     from api.app import create_app
 
@@ -114,8 +116,11 @@ def serve(
             stack.callback(shutdown_tracing)
             runtime = open_runtime(settings)
             stack.callback(runtime.close)
-            # The outbox relay publishes every committed event to NATS while the API runs.
+            # The outbox relay publishes every committed event to NATS while the API runs;
+            # the subscribers push them to the targets configured in CONCORD_TARGETS.
             stack.enter_context(background("concord-relay", Relay(settings).run))
+            stack.enter_context(background("concord-subscribers",
+                                           subscribers_service(settings)))
             new_key = None
             if runtime.keys.is_empty():
                 new_key = runtime.keys.create("admin", "admin", ["read", "write", "admin"])
@@ -281,6 +286,9 @@ def keys_list(data_dir: DataDir = None) -> None:
             f"{info.key_id:<14}{info.client_id:<24}{info.system:<9}"
             f"{','.join(sorted(info.scopes)):<19}{info.source:<10}{info.created_at or '-'}"
         )
+
+
+register_subscriber_commands(app, _settings, _fail)
 
 
 def main() -> None:

@@ -20,7 +20,14 @@ from adapters.nats.subjects import Subjects
 from adapters.settings import Settings
 from hub.domain.catalog import AGGREGATES_BY_ENTITY, EVENTS_BY_NAME
 
-__all__ = ["DECLARATIONS", "Declaration", "UnknownSubscriber", "build_specs", "select"]
+__all__ = [
+    "DECLARATIONS",
+    "Declaration",
+    "UnknownSubscriber",
+    "build_specs",
+    "check_targets",
+    "select",
+]
 
 
 @dataclass(frozen=True)
@@ -74,13 +81,7 @@ def build_specs(
     """
     declared = {d.name: d for d in declarations}
     if connectors is None:
-        urls = settings.target_urls()
-        stray = sorted(set(urls) - set(declared))
-        if stray:
-            raise UnknownSubscriber(
-                f"CONCORD_TARGETS names undeclared subscribers {stray}; declared: "
-                f"{', '.join(declared)}"
-            )
+        urls = check_targets(settings, declared)
         connectors = {name: HttpConnector(url) for name, url in urls.items()}
     subjects = Subjects(settings.nats_subject_prefix)
     specs: dict[str, SubscriberSpec] = {}
@@ -96,6 +97,20 @@ def build_specs(
         )
         specs[name] = replace(spec, **tuning) if tuning else spec
     return specs
+
+
+def check_targets(settings: Settings, declarations: Iterable[Declaration] | Mapping[
+        str, Declaration] = DECLARATIONS) -> dict[str, str]:
+    """``CONCORD_TARGETS`` parsed and checked against the declarations (``ValueError``)."""
+    names = list(declarations) if isinstance(declarations, Mapping) else [
+        d.name for d in declarations]
+    urls = settings.target_urls()
+    stray = sorted(set(urls) - set(names))
+    if stray:
+        raise UnknownSubscriber(
+            f"CONCORD_TARGETS names undeclared subscribers {stray}; declared: {', '.join(names)}"
+        )
+    return urls
 
 
 def select(specs: Mapping[str, SubscriberSpec], names: Iterable[str] | None,

@@ -28,7 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 from adapters.nats.dead_letters import delivery_counts
 from adapters.nats.holds import HoldStore
 from adapters.nats.lag import consumer_lag
-from adapters.nats.registry import DECLARATIONS, build_specs, select
+from adapters.nats.registry import DECLARATIONS, build_specs, check_targets, select
 from adapters.nats.replay import Progress, ReplayRequest, ReplayResult, replay
 from adapters.nats.spec import SubscriberSpec
 from adapters.nats.subjects import Subjects, stream_config
@@ -187,7 +187,12 @@ async def _alive(conn: psycopg.AsyncConnection[Any]) -> None:
 def subscribers_service(
     settings: Settings, names: Sequence[str] | None = None
 ) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:
-    """``service(stop)`` for :func:`adapters.background.background` (``concord serve``)."""
+    """``service(stop)`` for :func:`adapters.background.background` (``concord serve``).
+
+    Targets are checked now, so a typo in ``CONCORD_TARGETS`` stops start-up with a clear
+    error instead of a background restart loop; connectors are built per (re)start.
+    """
+    check_targets(settings)
     return functools.partial(run_subscribers, settings, names)
 
 

@@ -10,6 +10,7 @@ again on exit.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import secrets
 import socket
@@ -76,6 +77,10 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     data_dir: DataDir = None,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, help="API worker processes (relay and subscribers run once)."),
+    ] = 1,
 ) -> None:
     """Run the API; start embedded PostgreSQL/NATS when no URLs are configured."""
     # Imported here so `concord keys ...` and `--help` stay fast and need no server stack.
@@ -119,15 +124,29 @@ def serve(
             # The outbox relay publishes every committed event to NATS while the API runs;
             # the subscribers push them to the targets configured in CONCORD_TARGETS.
             stack.enter_context(background("concord-relay", Relay(settings).run))
-            stack.enter_context(background("concord-subscribers",
-                                           subscribers_service(settings)))
+            stack.enter_context(background("concord-subscribers", subscribers_service(settings)))
             new_key = None
             if runtime.keys.is_empty():
                 new_key = runtime.keys.create("admin", "admin", ["read", "write", "admin"])
             _banner(settings, new_key)
-            uvicorn.run(
-                create_app(runtime), host=settings.host, port=settings.port, log_level="info"
-            )
+            if workers == 1:
+                uvicorn.run(
+                    create_app(runtime),
+                    host=settings.host,
+                    port=settings.port,
+                    log_level="info",
+                )
+            else:
+                # Worker processes build their own runtimes from the environment.
+                os.environ.update(_environment(settings))
+                uvicorn.run(
+                    "api.server:app",
+                    factory=True,
+                    workers=workers,
+                    host=settings.host,
+                    port=settings.port,
+                    log_level="info",
+                )
     except KeyboardInterrupt:
         pass
     except EmbeddedServerError as failed:
@@ -185,6 +204,17 @@ def relay(
 
     asyncio.run(run())
     typer.secho("Relay stopped.", fg=typer.colors.CYAN)
+
+
+def _environment(settings: Settings) -> dict[str, str]:
+    """``CONCORD_*`` variables that reproduce ``settings`` in a worker process."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        key = "CONCORD_SCHEMA" if name == "schema_name" else f"CONCORD_{name.upper()}"
+        env[key] = str(value)
+    return env
 
 
 def _banner(settings: Settings, new_key: str | None) -> None:

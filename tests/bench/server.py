@@ -1,13 +1,5 @@
-"""uvicorn factory for benchmarks: the API over a runtime built from ``CONCORD_*``."""
+"""The benchmarks serve the API exactly as ``concord serve --workers N`` does."""
 
-from __future__ import annotations
+from api.server import app
 
-from fastapi import FastAPI
-
-from adapters.bootstrap import open_runtime
-from adapters.settings import Settings
-from api.app import create_app
-
-
-def app() -> FastAPI:
-    return create_app(open_runtime(Settings()))
+__all__ = ["app"]

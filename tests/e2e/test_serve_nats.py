@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.integration.relay_support import stream_messages
 
@@ -19,8 +20,14 @@ ROOT = Path(__file__).resolve().parents[2]
 KEY = re.compile(r"cnc_[A-Za-z0-9_-]{20,}")
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_serve_publishes_committed_events_to_nats(
-    database_url: str, pg_schema: str, nats_url: str, stream_name: str, tmp_path: Path
+    database_url: str,
+    pg_schema: str,
+    nats_url: str,
+    stream_name: str,
+    tmp_path: Path,
+    workers: int,
 ) -> None:
     import socket
 
@@ -37,7 +44,16 @@ def test_serve_publishes_committed_events_to_nats(
         CONCORD_DATA_DIR=str(tmp_path),
     )
     server = subprocess.Popen(
-        [sys.executable, "-c", "from api.cli import main; main()", "serve", "--port", str(port)],
+        [
+            sys.executable,
+            "-c",
+            "from api.cli import main; main()",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -6,6 +6,7 @@ database schema, and the CLI builds one after starting the embedded servers.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from adapters.keys import KeyRing
-from adapters.postgres.committer import PostgresCommitter
+from adapters.postgres.committer import BatchScope, PostgresCommitter, Submitted
 from adapters.postgres.overlay import BatchOverlay
 from adapters.postgres.schema import create_schema
 from adapters.postgres.store import ApplicationEventStore
@@ -62,36 +63,47 @@ class Runtime:
     keys: KeyRing
     closed: bool = field(default=False)
 
-    def batch(self, requests: list[CommandRequest]) -> list[CommandResult | DomainError]:
+    def batch(self, requests: Iterable[CommandRequest]) -> list[CommandResult | DomainError]:
         """Decide every line against the stores plus earlier lines, then commit together.
 
         Per line: a line that fails its checks or its commit is reported and changes nothing;
         the others commit (grouped into as few transactions as the writer can).
         """
         overlay = BatchOverlay(self.hub.store)
+        scope = BatchScope()
+        seen: list[CommandRequest] = []
         results: list[CommandResult | DomainError] = []
-        changes: list[tuple[int, Change]] = []
+        indexes: list[int] = []
+        submitted: list[Submitted] = []
+        pending: list[Change] = []
+        chunk = self.settings.group_commit_max
         for index, request in enumerate(requests):
+            seen.append(request)
             try:
                 replay = self.hub.replay(request)
                 if replay is not None:
                     results.append(replay)
                     continue
-                change, result = self.hub.prepare(request, overlay)
+                change, result = self.hub.prepare(request, overlay, brief=True)
             except DomainError as refused:
                 results.append(refused)
                 continue
             overlay.remember(list(change.aggregates))
-            changes.append((index, change))
+            indexes.append(index)
+            pending.append(change)
             results.append(result)
-        outcomes = self.committer.commit_many([c for _, c in changes])
-        for (index, _), error in zip(changes, outcomes, strict=True):
+            if len(pending) >= chunk:  # the writer commits while later lines are decided
+                submitted += self.committer.submit(pending, scope)
+                pending = []
+        submitted += self.committer.submit(pending, scope)
+        outcomes = self.committer.outcomes(submitted)
+        for index, error in zip(indexes, outcomes, strict=True):
             if isinstance(error, ReceiptExists):
-                replay = self.hub.replay(requests[index])
+                replay = self.hub.replay(seen[index])
                 if replay is not None:
                     results[index] = replay
             elif isinstance(error, DomainError):
-                results[index] = self.hub.explain_conflict(requests[index], error)
+                results[index] = self.hub.explain_conflict(seen[index], error)
             elif error is not None:
                 results[index] = DomainError(str(error))
         return results

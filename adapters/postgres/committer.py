@@ -16,13 +16,14 @@ and never their success.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -50,12 +51,47 @@ class StoreBusy(DomainError):
     code = "store-busy"
 
 
+class StoreUnavailable(DomainError):
+    """The database could not be reached (or a commit's outcome could not be read back)."""
+
+    status = 503
+    code = "store-unavailable"
+
+
+class DependencyFailed(DomainError):
+    """A bulk-ingest line built on an earlier line of its batch that did not commit."""
+
+    code = "depends-on-failed-line"
+
+
+@dataclass
+class BatchScope:
+    """Aggregates whose changes failed within one bulk batch (touched by the writer only).
+
+    Later lines of a batch were decided on top of earlier ones; if an earlier one does not
+    commit, a later one touching the same aggregate must not commit either, or it would
+    append to a history that does not exist (or to somebody else's)."""
+
+    failed: set[UUID] = field(default_factory=set)
+
+
 @dataclass
 class _Pending:
     change: Change
     stored: dict[str, list[StoredEvent]]
     refs: list[tuple[str, str, str, UUID]]
     future: Future[None]
+    scope: BatchScope | None = None
+
+    @property
+    def aggregate_ids(self) -> set[UUID]:
+        return {a.id for a in self.change.aggregates}
+
+
+Submitted = _Pending
+
+#: A caller waits at most this long for its commit (the writer fails it first, normally).
+COMMIT_WAIT_S = 120.0
 
 
 class PostgresCommitter(CommitPort):
@@ -82,21 +118,36 @@ class PostgresCommitter(CommitPort):
             pending = self._pending(change)
             _describe(span, [change], pending)
             self._queue.put(pending)
-            pending.future.result()
+            _wait(pending)
         self._after_commit([change])
 
     def commit_many(self, changes: Sequence[Change]) -> list[Exception | None]:
         """Commit many changes in as few transactions as possible; per-change outcome."""
+        return self.outcomes(self.submit(changes, BatchScope()))
+
+    def submit(self, changes: Sequence[Change], scope: BatchScope | None = None) -> list[Submitted]:
+        """Queue changes for the writer without waiting (bulk ingest keeps deciding later
+        lines meanwhile); pass the result to :meth:`outcomes`. Changes sharing a ``scope``
+        are one batch: a change never commits after an earlier one on the same aggregate
+        failed."""
+        items = [self._pending(c, scope) for c in changes]
+        for item in items:
+            self._queue.put(item)
+        return items
+
+    def outcomes(self, items: Sequence[Submitted]) -> list[Exception | None]:
+        """Wait for submitted changes; None for each committed one, else its error."""
         with _tracer.start_as_current_span("store.save_many") as span:
-            items = [self._pending(c) for c in changes]
-            _describe(span, changes, *items)
-            for item in items:
-                self._queue.put(item)
+            _describe(span, [i.change for i in items], *items)
             results: list[Exception | None] = []
             for item in items:
-                error = item.future.exception()
-                results.append(error if isinstance(error, Exception) else None)
-        self._after_commit([c for c, r in zip(changes, results, strict=True) if r is None])
+                try:
+                    _wait(item)
+                except Exception as error:
+                    results.append(error)
+                else:
+                    results.append(None)
+        self._after_commit([i.change for i, r in zip(items, results, strict=True) if r is None])
         return results
 
     def find_receipt(self, client_id: str, key: str) -> Receipt | None:
@@ -162,11 +213,18 @@ class PostgresCommitter(CommitPort):
 
     def close(self) -> None:
         self._queue.put(None)
-        self._writer.join(timeout=10)
+        self._writer.join(timeout=30)
+        while True:  # anything queued after the stop: refuse it rather than leave it waiting
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None and not item.future.done():
+                item.future.set_exception(StoreUnavailable("the hub is shutting down"))
 
     # -- preparing (caller's thread) ----------------------------------------------------
 
-    def _pending(self, change: Change) -> _Pending:
+    def _pending(self, change: Change, scope: BatchScope | None = None) -> _Pending:
         stored: dict[str, list[StoredEvent]] = defaultdict(list)
         refs: list[tuple[str, str, str, UUID]] = []
         for aggregate in change.aggregates:
@@ -175,7 +233,7 @@ class PostgresCommitter(CommitPort):
                 stored[store.name].append(store.mapper.to_stored_event(event))
                 for system, external in event.external_refs():
                     refs.append((system, aggregate.entity, external, aggregate.id))
-        return _Pending(change, dict(stored), refs, Future())
+        return _Pending(change, dict(stored), refs, Future(), scope)
 
     def _after_commit(self, changes: Sequence[Change]) -> None:
         """Forget committed events and take snapshots where an interval was crossed."""
@@ -185,7 +243,10 @@ class PostgresCommitter(CommitPort):
                 store = self.stores[aggregate.entity]
                 interval = store.snapshotting_intervals.get(type(aggregate))
                 if interval and any(e.originator_version % interval == 0 for e in events):
-                    store.take_snapshot(aggregate.id)
+                    try:
+                        store.take_snapshot(aggregate.id)
+                    except Exception:  # a snapshot only speeds up loading; the commit stands
+                        log.exception("snapshot of %s %s failed", aggregate.entity, aggregate.id)
 
     # -- writing (writer thread) --------------------------------------------------------
 
@@ -204,35 +265,93 @@ class PostgresCommitter(CommitPort):
                     self._queue.put(None)
                     break
                 group.append(item)
-            self._write_group(group)
+            try:
+                self._write_group(group)
+            except Exception as error:  # never let the writer die: every caller gets an answer
+                log.exception("writer failed on a group of %d", len(group))
+                for item in group:
+                    _settle(item, error=StoreUnavailable(f"commit failed: {error}"))
 
-    def _write_group(self, group: list[_Pending], *, attempt: int = 1) -> None:
-        try:
-            taken = self._write(group)
-        except Exception as error:
-            if _connection_lost(error):
-                # The connection broke around COMMIT: the transaction may have committed.
-                # Read back instead of guessing, so our own write never turns into a 409 on
-                # retry (or into a duplicate).
-                if self._landed(group):
-                    for item in group:
-                        item.future.set_result(None)
-                    return
-                if attempt < 3:
-                    time.sleep(0.2 * attempt)
-                    self._write_group(group, attempt=attempt + 1)
-                    return
-            if len(group) == 1:
-                group[0].future.set_exception(_translate(error))
-                return
-            for item in group:  # retry alone: one bad change must not fail its neighbours
-                self._write_group([item])
+    def _write_group(self, group: list[_Pending]) -> None:
+        live = [item for item in group if not self._depends_on_failure(item)]
+        if not live:
             return
-        for item in group:
+        try:
+            taken = self._write(live)
+        except Exception as error:
+            self._after_failure(live, error)
+            return
+        for item in live:
             if id(item) in taken:
-                item.future.set_exception(ReceiptExists())
+                _settle(item, error=ReceiptExists())
+                self._mark_failed(item)
             else:
-                item.future.set_result(None)
+                _settle(item)
+
+    def _after_failure(self, group: list[_Pending], error: Exception) -> None:
+        """A group's transaction failed: find out what to tell each of its callers."""
+        if _connection_lost(error):
+            self._resolve_uncertain(group, error)
+            return
+        translated = _translate(error)
+        if isinstance(translated, StoreBusy) or len(group) == 1:
+            # A lock timeout would only repeat for each change alone: fail them together.
+            for item in group:
+                _settle(item, error=translated)
+                self._mark_failed(item)
+            return
+        for item in group:  # retry alone: one bad change must not fail its neighbours
+            self._write_group([item])
+
+    def _resolve_uncertain(self, group: list[_Pending], error: Exception) -> None:
+        """The connection broke around COMMIT, so the group may or may not have committed.
+
+        Read back rather than guess, so our own write never turns into a 409 on retry or
+        into a duplicate: each change that landed is done, the rest are retried once alone.
+        If even the read-back fails, the outcome is unknown: say so (503), do not retry."""
+        for item in group:
+            landed = self._landed(item)
+            if landed is None:
+                _settle(
+                    item,
+                    error=StoreUnavailable(
+                        f"the database connection was lost while committing ({error}); the "
+                        "outcome is unknown: re-read the aggregate, or retry with the same "
+                        "Idempotency-Key"
+                    ),
+                )
+                self._mark_failed(item)
+            elif landed:
+                _settle(item)
+            else:
+                time.sleep(0.2)
+                try:
+                    taken = self._write([item])
+                except Exception as again:
+                    _settle(item, error=_translate(again))
+                    self._mark_failed(item)
+                else:
+                    if taken:
+                        _settle(item, error=ReceiptExists())
+                    else:
+                        _settle(item)
+
+    def _depends_on_failure(self, item: _Pending) -> bool:
+        if item.scope is None or not (item.aggregate_ids & item.scope.failed):
+            return False
+        _settle(
+            item,
+            error=DependencyFailed(
+                "an earlier line of this batch that this line builds on did not commit", field="id"
+            ),
+        )
+        self._mark_failed(item)
+        return True
+
+    @staticmethod
+    def _mark_failed(item: _Pending) -> None:
+        if item.scope is not None:
+            item.scope.failed |= item.aggregate_ids
 
     def _write(self, group: list[_Pending]) -> set[int]:
         """One transaction for the group; returns ids of items whose receipt was taken."""
@@ -257,30 +376,28 @@ class PostgresCommitter(CommitPort):
                 self._insert_refs(curs, refs)
         return taken
 
-    def _landed(self, group: list[_Pending]) -> bool:
-        """Did the group's transaction commit? It is atomic, so one witness is enough: the
-        first event (same id, version and bytes) or, for a change without events, its
-        receipt. Unreachable database: assume not (the caller then retries or fails)."""
+    def _landed(self, item: _Pending) -> bool | None:
+        """Did this change commit? Its first event (same id, version and bytes) witnesses
+        it, or for a change without events its receipt; None when that cannot be read."""
         try:
             with self.datastore.get_connection() as conn:
-                for item in group:
-                    for name, events in item.stored.items():
-                        first = events[0]
-                        row = conn.execute(
-                            sql.SQL(
-                                "SELECT state FROM {}.{} WHERE originator_id = %s "
-                                "AND originator_version = %s"
-                            ).format(self.schema, sql.Identifier(f"{name}_events")),
-                            (first.originator_id, first.originator_version),
-                        ).fetchone()
-                        return row is not None and bytes(row["state"]) == first.state
-                    receipt = item.change.receipt
-                    if receipt is not None:
-                        found = self.find_receipt(receipt.client_id, receipt.key)
-                        return found is not None and found.request_hash == receipt.request_hash
+                for name, events in item.stored.items():
+                    first = events[0]
+                    row = conn.execute(
+                        sql.SQL(
+                            "SELECT state FROM {}.{} WHERE originator_id = %s "
+                            "AND originator_version = %s"
+                        ).format(self.schema, sql.Identifier(f"{name}_events")),
+                        (first.originator_id, first.originator_version),
+                    ).fetchone()
+                    return row is not None and bytes(row["state"]) == first.state
+            receipt = item.change.receipt
+            if receipt is None:
+                return True  # nothing to write: nothing can have gone wrong
+            found = self.find_receipt(receipt.client_id, receipt.key)
+            return found is not None and found.request_hash == receipt.request_hash
         except Exception:
-            return False
-        return False
+            return None
 
     def _recorder(self, name: str) -> PostgresApplicationRecorder:
         for store in self.stores.values():
@@ -308,26 +425,36 @@ class PostgresCommitter(CommitPort):
     def _insert_refs(
         self, curs: psycopg.Cursor[Any], refs: list[tuple[str, str, str, UUID]]
     ) -> None:
-        curs.executemany(
+        """Record external ids; refuse one that already names another aggregate.
+
+        Two statements on purpose: under READ COMMITTED the check must take a fresh
+        snapshot after the insert, or a row committed concurrently would go unseen."""
+        claimed: dict[tuple[str, str, str], UUID] = {}
+        for system, entity, external, aggregate_id in refs:
+            other = claimed.setdefault((system, entity, external), aggregate_id)
+            if other != aggregate_id:  # two changes of this group claim one external id
+                raise AlreadyExists(
+                    f"{system} id {external!r} is claimed by two {entity}s at once",
+                    field="external_id",
+                )
+        columns = [list(c) for c in zip(*refs, strict=True)]
+        curs.execute(
             sql.SQL(
                 "INSERT INTO {}.concord_xref (system, entity, external_id, aggregate_id) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING"
+                "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::uuid[]) "
+                "ON CONFLICT DO NOTHING"
             ).format(self.schema),
-            refs,
+            columns,
         )
         curs.execute(
             sql.SQL(
                 "SELECT x.system, x.entity, x.external_id, x.aggregate_id "
                 "FROM {}.concord_xref x JOIN unnest(%s::text[], %s::text[], %s::text[], "
                 "%s::uuid[]) AS r(system, entity, external_id, aggregate_id) "
-                "USING (system, entity, external_id) WHERE x.aggregate_id <> r.aggregate_id"
+                "USING (system, entity, external_id) WHERE x.aggregate_id <> r.aggregate_id "
+                "LIMIT 1"
             ).format(self.schema),
-            (
-                [r[0] for r in refs],
-                [r[1] for r in refs],
-                [r[2] for r in refs],
-                [r[3] for r in refs],
-            ),
+            columns,
         )
         clash = curs.fetchone()
         if clash is not None:
@@ -339,6 +466,7 @@ class PostgresCommitter(CommitPort):
 
 
 _tracer = trace.get_tracer("concord.store")
+log = logging.getLogger("concord.store")
 
 
 def _describe(span: trace.Span, changes: Sequence[Change], *items: _Pending) -> None:
@@ -359,14 +487,45 @@ def _describe(span: trace.Span, changes: Sequence[Change], *items: _Pending) -> 
         span.set_attribute("concord.correlation_ids", correlations[:20])
 
 
+def _sqlstate(error: BaseException) -> str | None:
+    """The PostgreSQL SQLSTATE behind an error (the library wraps psycopg's errors)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        state = getattr(seen, "sqlstate", None)
+        if state:
+            return str(state)
+        seen = seen.__cause__
+    return None
+
+
 def _connection_lost(error: Exception) -> bool:
-    """A broken connection (not a refused statement, not a lock timeout)."""
-    if isinstance(error, psycopg.errors.LockNotAvailable) or "lock timeout" in str(error):
-        return False
-    return isinstance(
+    """A broken connection: no SQLSTATE (client side) or class 08 / admin shutdown.
+    Deadlocks, cancellations and lock timeouts are refusals with a known outcome."""
+    if not isinstance(
         error,
         OperationalError | InterfaceError | psycopg.OperationalError | psycopg.InterfaceError,
-    )
+    ):
+        return False
+    state = _sqlstate(error)
+    return state is None or state.startswith("08") or state in {"57P01", "57P02", "57P03"}
+
+
+def _settle(item: _Pending, error: Exception | None = None) -> None:
+    if item.future.done():
+        return
+    if error is None:
+        item.future.set_result(None)
+    else:
+        item.future.set_exception(error)
+
+
+def _wait(item: _Pending) -> None:
+    try:
+        item.future.result(timeout=COMMIT_WAIT_S)
+    except TimeoutError:
+        raise StoreUnavailable(
+            f"no commit within {COMMIT_WAIT_S:g} s; the database may be unreachable"
+        ) from None
 
 
 def _translate(error: Exception) -> Exception:
@@ -379,6 +538,13 @@ def _translate(error: Exception) -> Exception:
             "the aggregate was changed by another request at the same time; re-read and retry",
             field="version",
         )
-    if isinstance(error, OperationalError | psycopg.errors.LockNotAvailable) and ("lock" in text):
+    state = _sqlstate(error)
+    if state == "55P03":  # lock_not_available: POSTGRES_LOCK_TIMEOUT passed
         return StoreBusy("the event store is busy (lock timeout); retry shortly")
+    if state == "40P01":  # deadlock_detected: one of the writers was chosen to give way
+        return ConcurrencyConflict(
+            "the write collided with another one (deadlock); retry", field="version"
+        )
+    if _connection_lost(error):
+        return StoreUnavailable(f"the database could not be reached: {error}")
     return error

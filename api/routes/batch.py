@@ -12,7 +12,7 @@ file may create a customer and then place its order. Valid lines are handed to
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -66,7 +66,8 @@ Requires the `write` scope; ownership is checked per line as for single commands
 
 def _too_large(what: str) -> ProblemError:
     return ProblemError(
-        413, "payload-too-large",
+        413,
+        "payload-too-large",
         f"the batch is too large ({what}); send at most {MAX_LINES:,} lines and "
         f"{MAX_BYTES // (1024 * 1024)} MiB per request, splitting the file into several "
         "requests",
@@ -82,28 +83,33 @@ class _Batch:
         self.instance = instance
 
     def run(self, raw_lines: list[bytes]) -> dict[str, Any]:
-        results: dict[int, dict[str, Any]] = {}
-        numbers: list[int] = []
-        requests: list[CommandRequest] = []
-        locators: list[Callable[[str], str]] = []
-        for number, raw in enumerate(raw_lines, start=1):
-            if not raw.strip():
-                continue
-            parsed = self._parse(number, raw)
-            if isinstance(parsed, dict):
-                results[number] = parsed
-                continue
-            request, locate = parsed
-            numbers.append(number)
-            requests.append(request)
-            locators.append(locate)
-        if not numbers and not results:
+        if not any(raw.strip() for raw in raw_lines):
             raise ProblemError(
-                400, "empty-batch",
+                400,
+                "empty-batch",
                 "the batch has no commands: send one JSON command per line "
                 "(see the description of POST /v1/batch in /docs)",
             )
-        outcomes = self.runtime.batch(requests) if requests else []
+        results: dict[int, dict[str, Any]] = {}
+        numbers: list[int] = []
+        locators: list[Callable[[str], str]] = []
+
+        def requests() -> Iterator[CommandRequest]:
+            """Lines are parsed as the runtime asks for them, so parsing later lines overlaps
+            with committing earlier ones."""
+            for number, raw in enumerate(raw_lines, start=1):
+                if not raw.strip():
+                    continue
+                parsed = self._parse(number, raw)
+                if isinstance(parsed, dict):
+                    results[number] = parsed
+                    continue
+                request, locate = parsed
+                numbers.append(number)
+                locators.append(locate)
+                yield request
+
+        outcomes = self.runtime.batch(requests())
         for number, outcome, locate in zip(numbers, outcomes, locators, strict=True):
             results[number] = self._result(number, outcome, locate)
         ordered = [results[n] for n in sorted(results)]
@@ -126,7 +132,9 @@ class _Batch:
             return self._error(
                 number,
                 problem_body(
-                    400, "malformed-json", f"line {number} is not valid JSON: {bad}",
+                    400,
+                    "malformed-json",
+                    f"line {number} is not valid JSON: {bad}",
                     instance=self._where(number),
                     errors=[{"field": "line", "message": str(bad), "type": "json_invalid"}],
                 ),
@@ -178,8 +186,11 @@ class _Batch:
 
 def _line_locator(locate: Callable[[str], str]) -> Callable[[str], str]:
     """Headers of a single command are fields of a batch line."""
-    renamed = {"If-Match": "expected_version", "Idempotency-Key": "idempotency_key",
-               "path.id": "id"}
+    renamed = {
+        "If-Match": "expected_version",
+        "Idempotency-Key": "idempotency_key",
+        "path.id": "id",
+    }
 
     def line_locate(field: str) -> str:
         if field in renamed:
@@ -222,11 +233,13 @@ def build(runtime: Runtime, require: Callable[[str], Callable[..., Any]]) -> API
         media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media not in NDJSON_TYPES:
             raise ProblemError(
-                415, "unsupported-media-type",
+                415,
+                "unsupported-media-type",
                 "send the batch as NDJSON with 'Content-Type: application/x-ndjson' "
                 "(one JSON command per line)",
-                errors=[{"field": "header.Content-Type",
-                         "message": "expected application/x-ndjson"}],
+                errors=[
+                    {"field": "header.Content-Type", "message": "expected application/x-ndjson"}
+                ],
             )
         body = await request.body()  # size-limited by api.limits.BodyLimitMiddleware
         raw_lines = body.split(b"\n")

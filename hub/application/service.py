@@ -146,11 +146,17 @@ class Hub:
     # -- commands -----------------------------------------------------------------------
 
     def prepare(
-        self, request: CommandRequest, store: EventStorePort | None = None
+        self,
+        request: CommandRequest,
+        store: EventStorePort | None = None,
+        *,
+        brief: bool = False,
     ) -> tuple[Change, CommandResult]:
         """Decide a command without committing it (batch ingest commits many at once).
 
-        ``store`` lets bulk ingest read through its own not-yet-committed aggregates.
+        ``store`` lets bulk ingest read through its own not-yet-committed aggregates;
+        ``brief`` answers with id and version only (bulk ingest reports no more per line),
+        unless an idempotency key needs the full answer remembered.
         """
         spec = self.spec(request.entity, request.name)
         self._check_ownership(spec, request)
@@ -181,10 +187,18 @@ class Hub:
                 )
             spec.handle(aggregate, stamp, request.payload, unit)
             status = 200
-        body = aggregate_view(aggregate)
-        body["events"] = [
-            event_envelope(a.entity, e) for a in unit.changed() for e in a.pending_events
-        ]
+        changed = unit.changed()
+        if brief and request.idempotency_key is None:
+            body: dict[str, Any] = {
+                "id": str(aggregate.id),
+                "entity": aggregate.entity,
+                "version": aggregate.version,
+            }
+        else:
+            body = aggregate_view(aggregate)
+            body["events"] = [
+                event_envelope(a.entity, e) for a in changed for e in a.pending_events
+            ]
         receipt = None
         if request.idempotency_key is not None:
             receipt = Receipt(
@@ -194,7 +208,7 @@ class Hub:
                 status=status,
                 body=body,
             )
-        return Change(aggregates=unit.changed(), receipt=receipt), CommandResult(status, body)
+        return Change(aggregates=changed, receipt=receipt), CommandResult(status, body)
 
     def execute(self, request: CommandRequest) -> CommandResult:
         """Run one command: replay, or decide and commit atomically."""

@@ -92,12 +92,17 @@ def list_dead_letters(
     if before_id is not None:
         where.append(sql.SQL("id < %s"))
         params.append(before_id)
-    query = sql.SQL("SELECT {cols}, (SELECT count(*) FROM {parked} p WHERE "
-                    "p.subscriber = d.subscriber AND p.aggregate = d.aggregate AND "
-                    "p.aggregate_id = d.aggregate_id) AS parked_behind "
-                    "FROM {dead} d WHERE {where} ORDER BY id DESC LIMIT %s").format(
-        cols=sql.SQL(_SUMMARY), parked=_table(schema, "concord_parked"),
-        dead=_table(schema, "concord_dead_letters"), where=sql.SQL(" AND ").join(where))
+    query = sql.SQL(
+        "SELECT {cols}, (SELECT count(*) FROM {parked} p WHERE "
+        "p.subscriber = d.subscriber AND p.aggregate = d.aggregate AND "
+        "p.aggregate_id = d.aggregate_id) AS parked_behind "
+        "FROM {dead} d WHERE {where} ORDER BY id DESC LIMIT %s"
+    ).format(
+        cols=sql.SQL(_SUMMARY),
+        parked=_table(schema, "concord_parked"),
+        dead=_table(schema, "concord_dead_letters"),
+        where=sql.SQL(" AND ").join(where),
+    )
     with conn.cursor(row_factory=dict_row) as cursor:
         cursor.execute(query, [*params, limit])
         return [_json(row) for row in cursor.fetchall()]
@@ -108,16 +113,19 @@ def get_dead_letter(conn: Connection[Any], schema: str, dead_letter_id: int) -> 
     with conn.cursor(row_factory=dict_row) as cursor:
         cursor.execute(
             sql.SQL("SELECT {cols}, envelope FROM {dead} WHERE id = %s").format(
-                cols=sql.SQL(_SUMMARY), dead=_table(schema, "concord_dead_letters")),
+                cols=sql.SQL(_SUMMARY), dead=_table(schema, "concord_dead_letters")
+            ),
             (dead_letter_id,),
         )
         row = cursor.fetchone()
         if row is None:
             raise DeadLetterNotFound(f"no dead letter {dead_letter_id}")
         cursor.execute(
-            sql.SQL("SELECT stream_seq, event_id, event_type, version, parked_at FROM {} "
-                    "WHERE subscriber = %s AND aggregate = %s AND aggregate_id = %s "
-                    "ORDER BY stream_seq").format(_table(schema, "concord_parked")),
+            sql.SQL(
+                "SELECT stream_seq, event_id, event_type, version, parked_at FROM {} "
+                "WHERE subscriber = %s AND aggregate = %s AND aggregate_id = %s "
+                "ORDER BY stream_seq"
+            ).format(_table(schema, "concord_parked")),
             (row["subscriber"], row["aggregate"], row["aggregate_id"]),
         )
         parked = [_json(p) for p in cursor.fetchall()]
@@ -133,9 +141,10 @@ def request_retry(
     """Ask the running subscriber to deliver this dead letter again."""
     with conn.transaction():
         cursor = conn.execute(
-            sql.SQL("UPDATE {} SET status = 'retry_requested', resolved_by = %s "
-                    "WHERE id = %s AND status = 'dead' RETURNING id").format(
-                _table(schema, "concord_dead_letters")),
+            sql.SQL(
+                "UPDATE {} SET status = 'retry_requested', resolved_by = %s "
+                "WHERE id = %s AND status = 'dead' RETURNING id"
+            ).format(_table(schema, "concord_dead_letters")),
             (actor, dead_letter_id),
         )
         if cursor.fetchone() is None:
@@ -149,10 +158,11 @@ def discard(
     """Give up on this event for its target; what was parked behind it is released."""
     with conn.transaction():
         cursor = conn.execute(
-            sql.SQL("UPDATE {} SET status = 'discarded', resolved_at = now(), resolved_by = %s "
-                    "WHERE id = %s AND status = 'dead' "
-                    "RETURNING subscriber, aggregate, aggregate_id").format(
-                _table(schema, "concord_dead_letters")),
+            sql.SQL(
+                "UPDATE {} SET status = 'discarded', resolved_at = now(), resolved_by = %s "
+                "WHERE id = %s AND status = 'dead' "
+                "RETURNING subscriber, aggregate, aggregate_id"
+            ).format(_table(schema, "concord_dead_letters")),
             (actor, dead_letter_id),
         )
         row = cursor.fetchone()
@@ -160,10 +170,11 @@ def discard(
             _refuse(conn, schema, dead_letter_id, "discard")
         else:
             conn.execute(
-                sql.SQL("UPDATE {} SET state = 'draining', updated_at = now() "
-                        "WHERE subscriber = %s AND aggregate = %s AND aggregate_id = %s "
-                        "AND dead_letter_id = %s").format(
-                    _table(schema, "concord_delivery_holds")),
+                sql.SQL(
+                    "UPDATE {} SET state = 'draining', updated_at = now() "
+                    "WHERE subscriber = %s AND aggregate = %s AND aggregate_id = %s "
+                    "AND dead_letter_id = %s"
+                ).format(_table(schema, "concord_delivery_holds")),
                 (*row, dead_letter_id),
             )
     return get_dead_letter(conn, schema, dead_letter_id)
@@ -172,7 +183,8 @@ def discard(
 def _refuse(conn: Connection[Any], schema: str, dead_letter_id: int, action: str) -> None:
     cursor = conn.execute(
         sql.SQL("SELECT status FROM {} WHERE id = %s").format(
-            _table(schema, "concord_dead_letters")),
+            _table(schema, "concord_dead_letters")
+        ),
         (dead_letter_id,),
     )
     row = cursor.fetchone()
@@ -180,8 +192,11 @@ def _refuse(conn: Connection[Any], schema: str, dead_letter_id: int, action: str
         raise DeadLetterNotFound(f"no dead letter {dead_letter_id}")
     raise DeadLetterConflict(
         f"dead letter {dead_letter_id} is {row[0]}; only a 'dead' one can be {action}ed"
-        + (" (already requested: the running subscriber picks it up)"
-           if row[0] in ("retry_requested", "retrying") else "")
+        + (
+            " (already requested: the running subscriber picks it up)"
+            if row[0] in ("retry_requested", "retrying")
+            else ""
+        )
     )
 
 
@@ -190,21 +205,36 @@ def delivery_counts(conn: Connection[Any], schema: str) -> dict[str, dict[str, i
     counts: dict[str, dict[str, int]] = {}
 
     def bump(subscriber: str, name: str, value: int) -> None:
-        counts.setdefault(subscriber, {"dead_letters": 0, "parked": 0, "held_aggregates": 0,
-                                       "retrying_aggregates": 0})[name] = value
+        counts.setdefault(
+            subscriber,
+            {"dead_letters": 0, "parked": 0, "held_aggregates": 0, "retrying_aggregates": 0},
+        )[name] = value
 
     for name, query in (
-        ("dead_letters", sql.SQL("SELECT subscriber, count(*) FROM {} WHERE status = ANY(%s) "
-                                 "GROUP BY subscriber").format(
-            _table(schema, "concord_dead_letters"))),
-        ("parked", sql.SQL("SELECT subscriber, count(*) FROM {} GROUP BY subscriber").format(
-            _table(schema, "concord_parked"))),
-        ("held_aggregates", sql.SQL("SELECT subscriber, count(*) FROM {} "
-                                    "GROUP BY subscriber").format(
-            _table(schema, "concord_delivery_holds"))),
-        ("retrying_aggregates", sql.SQL("SELECT subscriber, count(*) FROM {} WHERE "
-                                        "state = 'retrying' GROUP BY subscriber").format(
-            _table(schema, "concord_delivery_holds"))),
+        (
+            "dead_letters",
+            sql.SQL(
+                "SELECT subscriber, count(*) FROM {} WHERE status = ANY(%s) GROUP BY subscriber"
+            ).format(_table(schema, "concord_dead_letters")),
+        ),
+        (
+            "parked",
+            sql.SQL("SELECT subscriber, count(*) FROM {} GROUP BY subscriber").format(
+                _table(schema, "concord_parked")
+            ),
+        ),
+        (
+            "held_aggregates",
+            sql.SQL("SELECT subscriber, count(*) FROM {} GROUP BY subscriber").format(
+                _table(schema, "concord_delivery_holds")
+            ),
+        ),
+        (
+            "retrying_aggregates",
+            sql.SQL(
+                "SELECT subscriber, count(*) FROM {} WHERE state = 'retrying' GROUP BY subscriber"
+            ).format(_table(schema, "concord_delivery_holds")),
+        ),
     ):
         params = (list(OPEN_STATUSES),) if name == "dead_letters" else ()
         for subscriber, value in conn.execute(query, params).fetchall():

@@ -80,22 +80,30 @@ class HoldStore:
     async def load(self) -> dict[Key, Hold]:
         """Held aggregates; a retry that was running when the process died is re-queued."""
         await self._exec(
-            sql.SQL("UPDATE {} SET status = 'retry_requested' "
-                    "WHERE subscriber = %s AND status = 'retrying'").format(self._dead),
+            sql.SQL(
+                "UPDATE {} SET status = 'retry_requested' "
+                "WHERE subscriber = %s AND status = 'retrying'"
+            ).format(self._dead),
             (self.subscriber,),
         )
         rows = await self._rows(
-            sql.SQL("SELECT aggregate, aggregate_id, state, blocker_stream_seq FROM {} "
-                    "WHERE subscriber = %s").format(self._holds),
+            sql.SQL(
+                "SELECT aggregate, aggregate_id, state, blocker_stream_seq FROM {} "
+                "WHERE subscriber = %s"
+            ).format(self._holds),
             (self.subscriber,),
         )
-        return {(r["aggregate"], r["aggregate_id"]): Hold(r["state"], r["blocker_stream_seq"])
-                for r in rows}
+        return {
+            (r["aggregate"], r["aggregate_id"]): Hold(r["state"], r["blocker_stream_seq"])
+            for r in rows
+        }
 
     async def draining(self) -> list[Key]:
         rows = await self._rows(
-            sql.SQL("SELECT aggregate, aggregate_id FROM {} "
-                    "WHERE subscriber = %s AND state = 'draining'").format(self._holds),
+            sql.SQL(
+                "SELECT aggregate, aggregate_id FROM {} "
+                "WHERE subscriber = %s AND state = 'draining'"
+            ).format(self._holds),
             (self.subscriber,),
         )
         return [(r["aggregate"], r["aggregate_id"]) for r in rows]
@@ -113,8 +121,15 @@ class HoldStore:
                 "SET attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error, "
                 "updated_at = now() WHERE h.blocker_stream_seq = EXCLUDED.blocker_stream_seq"
             ).format(self._holds),
-            (self.subscriber, d.aggregate, d.aggregate_id, d.event_id, d.stream_seq,
-             attempts, error),
+            (
+                self.subscriber,
+                d.aggregate,
+                d.aggregate_id,
+                d.event_id,
+                d.stream_seq,
+                attempts,
+                error,
+            ),
         )
         return Hold(RETRYING, d.stream_seq)
 
@@ -126,8 +141,17 @@ class HoldStore:
                 "event_type, version, subject, envelope) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
             ).format(self._parked),
-            (self.subscriber, d.aggregate, d.aggregate_id, d.stream_seq, d.event_id,
-             d.event_type, d.version, d.subject, Jsonb(d.envelope)),
+            (
+                self.subscriber,
+                d.aggregate,
+                d.aggregate_id,
+                d.stream_seq,
+                d.event_id,
+                d.event_type,
+                d.version,
+                d.subject,
+                Jsonb(d.envelope),
+            ),
         )
 
     async def dead_letter(
@@ -146,9 +170,22 @@ class HoldStore:
                     "  AND aggregate_id = %s AND blocker_stream_seq = %s), now()), now()) "
                     "RETURNING id"
                 ).format(dead=self._dead, holds=self._holds),
-                (self.subscriber, d.event_id, d.event_type, d.aggregate, d.aggregate_id,
-                 d.version, d.stream_seq, d.subject, Jsonb(d.envelope), reason, error,
-                 attempts, *key, d.stream_seq),
+                (
+                    self.subscriber,
+                    d.event_id,
+                    d.event_type,
+                    d.aggregate,
+                    d.aggregate_id,
+                    d.version,
+                    d.stream_seq,
+                    d.subject,
+                    Jsonb(d.envelope),
+                    reason,
+                    error,
+                    attempts,
+                    *key,
+                    d.stream_seq,
+                ),
             )
             row = await cursor.fetchone()
             assert row is not None
@@ -170,8 +207,10 @@ class HoldStore:
             )
             if was_parked:
                 await conn.execute(
-                    sql.SQL("DELETE FROM {} WHERE subscriber = %s AND aggregate = %s "
-                            "AND aggregate_id = %s AND stream_seq = %s").format(self._parked),
+                    sql.SQL(
+                        "DELETE FROM {} WHERE subscriber = %s AND aggregate = %s "
+                        "AND aggregate_id = %s AND stream_seq = %s"
+                    ).format(self._parked),
                     (*key, d.stream_seq),
                 )
         return dead_letter_id
@@ -187,17 +226,24 @@ class HoldStore:
                 "first_failed_at, last_failed_at, status) VALUES (%s, '', '', '', %s, 0, %s, "
                 "%s, %s, 'malformed', %s, 1, now(), now(), 'discarded') RETURNING id"
             ).format(self._dead),
-            (self.subscriber, f"#{stream_seq}", stream_seq, subject,
-             Jsonb({"raw": data.decode("utf-8", "replace")}), error),
+            (
+                self.subscriber,
+                f"#{stream_seq}",
+                stream_seq,
+                subject,
+                Jsonb({"raw": data.decode("utf-8", "replace")}),
+                error,
+            ),
         )
         return int(rows[0]["id"])
 
     async def blocker_delivered(self, d: Delivery) -> Hold:
         """The blocker went through: what is parked behind it may now be released."""
         await self._exec(
-            sql.SQL("UPDATE {} SET state = 'draining', updated_at = now() "
-                    "WHERE subscriber = %s AND aggregate = %s AND aggregate_id = %s"
-                    ).format(self._holds),
+            sql.SQL(
+                "UPDATE {} SET state = 'draining', updated_at = now() "
+                "WHERE subscriber = %s AND aggregate = %s AND aggregate_id = %s"
+            ).format(self._holds),
             (self.subscriber, d.aggregate, d.aggregate_id),
         )
         return Hold(DRAINING, d.stream_seq)
@@ -206,27 +252,33 @@ class HoldStore:
 
     async def next_parked(self, key: Key) -> Delivery | None:
         rows = await self._rows(
-            sql.SQL("SELECT * FROM {} WHERE subscriber = %s AND aggregate = %s "
-                    "AND aggregate_id = %s ORDER BY stream_seq LIMIT 1").format(self._parked),
+            sql.SQL(
+                "SELECT * FROM {} WHERE subscriber = %s AND aggregate = %s "
+                "AND aggregate_id = %s ORDER BY stream_seq LIMIT 1"
+            ).format(self._parked),
             (self.subscriber, *key),
         )
         return _delivery(rows[0]) if rows else None
 
     async def unpark(self, key: Key, stream_seq: int) -> None:
         await self._exec(
-            sql.SQL("DELETE FROM {} WHERE subscriber = %s AND aggregate = %s "
-                    "AND aggregate_id = %s AND stream_seq = %s").format(self._parked),
+            sql.SQL(
+                "DELETE FROM {} WHERE subscriber = %s AND aggregate = %s "
+                "AND aggregate_id = %s AND stream_seq = %s"
+            ).format(self._parked),
             (self.subscriber, *key, stream_seq),
         )
 
     async def release_if_empty(self, key: Key) -> bool:
         """Drop the hold unless something is (still, or newly) parked behind it."""
         rows = await self._rows(
-            sql.SQL("DELETE FROM {holds} h WHERE subscriber = %s AND aggregate = %s "
-                    "AND aggregate_id = %s AND state = 'draining' AND NOT EXISTS ("
-                    "  SELECT 1 FROM {parked} p WHERE p.subscriber = h.subscriber "
-                    "  AND p.aggregate = h.aggregate AND p.aggregate_id = h.aggregate_id) "
-                    "RETURNING 1").format(holds=self._holds, parked=self._parked),
+            sql.SQL(
+                "DELETE FROM {holds} h WHERE subscriber = %s AND aggregate = %s "
+                "AND aggregate_id = %s AND state = 'draining' AND NOT EXISTS ("
+                "  SELECT 1 FROM {parked} p WHERE p.subscriber = h.subscriber "
+                "  AND p.aggregate = h.aggregate AND p.aggregate_id = h.aggregate_id) "
+                "RETURNING 1"
+            ).format(holds=self._holds, parked=self._parked),
             (self.subscriber, *key),
         )
         return bool(rows)
@@ -235,8 +287,10 @@ class HoldStore:
 
     async def claim_retries(self) -> list[DeadLetterTask]:
         rows = await self._rows(
-            sql.SQL("UPDATE {} SET status = 'retrying' WHERE subscriber = %s "
-                    "AND status = 'retry_requested' RETURNING *").format(self._dead),
+            sql.SQL(
+                "UPDATE {} SET status = 'retrying' WHERE subscriber = %s "
+                "AND status = 'retry_requested' RETURNING *"
+            ).format(self._dead),
             (self.subscriber,),
         )
         return [DeadLetterTask(int(r["id"]), _delivery(r), int(r["attempts"])) for r in rows]
@@ -245,8 +299,10 @@ class HoldStore:
         d = task.delivery
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(
-                sql.SQL("UPDATE {} SET status = 'delivered', resolved_at = now(), "
-                        "attempts = attempts + %s WHERE id = %s").format(self._dead),
+                sql.SQL(
+                    "UPDATE {} SET status = 'delivered', resolved_at = now(), "
+                    "attempts = attempts + %s WHERE id = %s"
+                ).format(self._dead),
                 (attempts, task.id),
             )
             await conn.execute(
@@ -257,17 +313,18 @@ class HoldStore:
                     "ON CONFLICT (subscriber, aggregate, aggregate_id) DO UPDATE "
                     "SET state = 'draining', updated_at = now()"
                 ).format(self._holds),
-                (self.subscriber, d.aggregate, d.aggregate_id, d.event_id, d.stream_seq,
-                 task.id),
+                (self.subscriber, d.aggregate, d.aggregate_id, d.event_id, d.stream_seq, task.id),
             )
         return Hold(DRAINING, d.stream_seq)
 
-    async def retry_failed(self, task: DeadLetterTask, reason: str, error: str,
-                           attempts: int) -> None:
+    async def retry_failed(
+        self, task: DeadLetterTask, reason: str, error: str, attempts: int
+    ) -> None:
         await self._exec(
-            sql.SQL("UPDATE {} SET status = 'dead', reason = %s, error = %s, "
-                    "attempts = attempts + %s, last_failed_at = now() WHERE id = %s"
-                    ).format(self._dead),
+            sql.SQL(
+                "UPDATE {} SET status = 'dead', reason = %s, error = %s, "
+                "attempts = attempts + %s, last_failed_at = now() WHERE id = %s"
+            ).format(self._dead),
             (reason, error, attempts, task.id),
         )
 

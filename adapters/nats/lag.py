@@ -22,9 +22,15 @@ async def consumer_lag(js: JetStreamContext, stream: str, name: str) -> dict[str
     try:
         info = await js.consumer_info(stream, name)
     except NotFoundError:
-        return {"exists": False, "num_pending": None, "num_ack_pending": None,
-                "num_redelivered": None, "num_waiting": None, "delivered_stream_seq": None,
-                "ack_floor_stream_seq": None}
+        return {
+            "exists": False,
+            "num_pending": None,
+            "num_ack_pending": None,
+            "num_redelivered": None,
+            "num_waiting": None,
+            "delivered_stream_seq": None,
+            "ack_floor_stream_seq": None,
+        }
     return {
         "exists": True,
         "num_pending": info.num_pending,

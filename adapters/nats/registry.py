@@ -54,12 +54,21 @@ class Declaration:
 
 
 DECLARATIONS: tuple[Declaration, ...] = (
-    Declaration("erp", ("customer", "order", "invoice", "payment"),
-                description="ERP: customers, orders, invoices and payments"),
-    Declaration("crm", ("order", "contract", "customer"),
-                description="CRM: order, contract and customer milestones"),
-    Declaration("billing", ("contract", "order", "customer"),
-                description="Billing: contracts, recurring order lines, customers"),
+    Declaration(
+        "erp",
+        ("customer", "order", "invoice", "payment"),
+        description="ERP: customers, orders, invoices and payments",
+    ),
+    Declaration(
+        "crm",
+        ("order", "contract", "customer"),
+        description="CRM: order, contract and customer milestones",
+    ),
+    Declaration(
+        "billing",
+        ("contract", "order", "customer"),
+        description="Billing: contracts, recurring order lines, customers",
+    ),
 )
 
 
@@ -99,11 +108,14 @@ def build_specs(
     return specs
 
 
-def check_targets(settings: Settings, declarations: Iterable[Declaration] | Mapping[
-        str, Declaration] = DECLARATIONS) -> dict[str, str]:
+def check_targets(
+    settings: Settings,
+    declarations: Iterable[Declaration] | Mapping[str, Declaration] = DECLARATIONS,
+) -> dict[str, str]:
     """``CONCORD_TARGETS`` parsed and checked against the declarations (``ValueError``)."""
-    names = list(declarations) if isinstance(declarations, Mapping) else [
-        d.name for d in declarations]
+    names = (
+        list(declarations) if isinstance(declarations, Mapping) else [d.name for d in declarations]
+    )
     urls = settings.target_urls()
     stray = sorted(set(urls) - set(names))
     if stray:
@@ -113,8 +125,11 @@ def check_targets(settings: Settings, declarations: Iterable[Declaration] | Mapp
     return urls
 
 
-def select(specs: Mapping[str, SubscriberSpec], names: Iterable[str] | None,
-           declarations: Iterable[Declaration] = DECLARATIONS) -> list[SubscriberSpec]:
+def select(
+    specs: Mapping[str, SubscriberSpec],
+    names: Iterable[str] | None,
+    declarations: Iterable[Declaration] = DECLARATIONS,
+) -> list[SubscriberSpec]:
     """The specs to run: all of them for ``None``, else the named ones (clear errors)."""
     if names is None:
         return list(specs.values())

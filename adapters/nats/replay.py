@@ -95,7 +95,8 @@ async def replay(
     Ends when the consumer reports nothing pending (the stream's end as of then).
     """
     filters = (
-        [subjects.of_entity(*request.aggregate)] if request.aggregate
+        [subjects.of_entity(*request.aggregate)]
+        if request.aggregate
         else list(spec.filter_subjects)
     )
     config = ConsumerConfig(
@@ -111,8 +112,9 @@ async def replay(
     else:
         config.deliver_policy = DeliverPolicy.ALL
     result = ReplayResult(spec.name)
-    sub = await js.subscribe(filters[0], stream=stream, ordered_consumer=True, config=config,
-                             pending_msgs_limit=4096)
+    sub = await js.subscribe(
+        filters[0], stream=stream, ordered_consumer=True, config=config, pending_msgs_limit=4096
+    )
     try:
         info = await sub.consumer_info()
         total = (info.num_pending or 0) + (info.delivered.consumer_seq if info.delivered else 0)
@@ -162,4 +164,3 @@ async def _deliver_one(
         result.delivered += 1
     else:
         result.failures.append(ReplayFailure(seq, d.event_id, outcome.error or ""))
-

@@ -83,8 +83,9 @@ async def deliver_with_retries(
             if on_failure is not None:
                 await on_failure(attempt, error)
             if attempt < spec.max_deliver:
-                retry_after = failed.retry_after if isinstance(
-                    failed, TransientDeliveryError) else None
+                retry_after = (
+                    failed.retry_after if isinstance(failed, TransientDeliveryError) else None
+                )
                 await sleep(backoff_delay(spec, attempt, retry_after))
             continue
         return Outcome(True, attempt)

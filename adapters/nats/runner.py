@@ -56,8 +56,10 @@ STANDBY_POLL_S = 2.0
 def _settings(source: Runtime | Settings) -> Settings:
     settings = source if isinstance(source, Settings) else source.settings
     if not settings.database_url or not settings.nats_url:
-        raise ValueError("subscribers need CONCORD_DATABASE_URL and CONCORD_NATS_URL "
-                         "(or run them inside `concord serve`, which starts both)")
+        raise ValueError(
+            "subscribers need CONCORD_DATABASE_URL and CONCORD_NATS_URL "
+            "(or run them inside `concord serve`, which starts both)"
+        )
     return settings
 
 
@@ -67,8 +69,12 @@ def lock_key(settings: Settings, name: str) -> str:
 
 async def _connect(settings: Settings) -> NatsClient:
     assert settings.nats_url
-    return await nats.connect(settings.nats_url, name="concord-subscribers",
-                              max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+    return await nats.connect(
+        settings.nats_url,
+        name="concord-subscribers",
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+    )
 
 
 async def ensure_stream(js: JetStreamContext, settings: Settings) -> None:
@@ -76,9 +82,14 @@ async def ensure_stream(js: JetStreamContext, settings: Settings) -> None:
     try:
         await js.stream_info(settings.nats_stream)
     except NotFoundError:
-        await js.add_stream(stream_config(
-            settings.nats_stream, Subjects(settings.nats_subject_prefix),
-            settings.nats_replicas, settings.nats_duplicate_window_s))
+        await js.add_stream(
+            stream_config(
+                settings.nats_stream,
+                Subjects(settings.nats_subject_prefix),
+                settings.nats_replicas,
+                settings.nats_duplicate_window_s,
+            )
+        )
 
 
 def _create_tables(settings: Settings) -> None:
@@ -110,8 +121,13 @@ async def run_subscribers(
         await asyncio.to_thread(_create_tables, settings)
         nc = await _connect(settings)
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            settings.database_url or "", min_size=1, max_size=2 * len(chosen) + 1,
-            kwargs={"autocommit": True}, open=False, name="concord-subscribers")
+            settings.database_url or "",
+            min_size=1,
+            max_size=2 * len(chosen) + 1,
+            kwargs={"autocommit": True},
+            open=False,
+            name="concord-subscribers",
+        )
         try:
             await pool.open()
             js = nc.jetstream()
@@ -142,12 +158,12 @@ async def _supervise(
         guard: psycopg.AsyncConnection[Any] | None = None
         try:
             assert settings.database_url
-            guard = await psycopg.AsyncConnection.connect(settings.database_url,
-                                                          autocommit=True)
+            guard = await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True)
             if not await _lead(guard, lock_key(settings, spec.name), spec.name, stop):
                 return
-            subscriber = Subscriber(spec, js, HoldStore(pool, settings.schema_name, spec.name),
-                                    settings.nats_stream)
+            subscriber = Subscriber(
+                spec, js, HoldStore(pool, settings.schema_name, spec.name), settings.nats_stream
+            )
             log.info("subscriber %s: running", spec.name)
             await subscriber.run(stop, healthcheck=functools.partial(_alive, guard))
             delay = RESTART_DELAY_S
@@ -162,13 +178,15 @@ async def _supervise(
                     await guard.close()
 
 
-async def _lead(conn: psycopg.AsyncConnection[Any], key: str, name: str,
-                stop: asyncio.Event) -> bool:
+async def _lead(
+    conn: psycopg.AsyncConnection[Any], key: str, name: str, stop: asyncio.Event
+) -> bool:
     """Take the subscriber's advisory lock (held by this session), or stand by for it."""
     waiting = False
     while not stop.is_set():
-        row = await (await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))",
-                                        (key,))).fetchone()
+        row = await (
+            await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,))
+        ).fetchone()
         if row and row[0]:
             return True
         if not waiting:
@@ -207,8 +225,9 @@ async def subscriber_lag(
 ) -> dict[str, dict[str, Any]]:
     """Per subscriber: consumer counters, what waits in PostgreSQL, configured, running."""
     settings = _settings(source)
-    known = [d.name for d in DECLARATIONS] + [n for n in (specs or {}) if
-                                              n not in {d.name for d in DECLARATIONS}]
+    known = [d.name for d in DECLARATIONS] + [
+        n for n in (specs or {}) if n not in {d.name for d in DECLARATIONS}
+    ]
     configured = set(specs) if specs is not None else set(settings.target_urls())
     wanted = list(names) if names is not None else known
     counts = await asyncio.to_thread(_counts, settings)
@@ -217,11 +236,19 @@ async def subscriber_lag(
     try:
         js = nc.jetstream()
         assert settings.database_url
-        async with await psycopg.AsyncConnection.connect(settings.database_url,
-                                                         autocommit=True) as conn:
+        async with await psycopg.AsyncConnection.connect(
+            settings.database_url, autocommit=True
+        ) as conn:
             for name in wanted:
-                held = counts.get(name, {"dead_letters": 0, "parked": 0, "held_aggregates": 0,
-                                         "retrying_aggregates": 0})
+                held = counts.get(
+                    name,
+                    {
+                        "dead_letters": 0,
+                        "parked": 0,
+                        "held_aggregates": 0,
+                        "retrying_aggregates": 0,
+                    },
+                )
                 report[name] = {
                     "subscriber": name,
                     "configured": name in configured,
@@ -243,8 +270,7 @@ def _counts(settings: Settings) -> dict[str, dict[str, int]]:
 
 async def _running(conn: psycopg.AsyncConnection[Any], key: str) -> bool:
     """True if some session holds the subscriber's lock (probe: take and give it back)."""
-    row = await (await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))",
-                                    (key,))).fetchone()
+    row = await (await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,))).fetchone()
     if row and row[0]:
         await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
         return False
@@ -265,8 +291,14 @@ async def replay_subscriber(
     (spec,) = select(specs, [name])
     nc = await _connect(settings)
     try:
-        return await replay(nc.jetstream(), settings.nats_stream, spec,
-                            Subjects(settings.nats_subject_prefix), request, progress=progress)
+        return await replay(
+            nc.jetstream(),
+            settings.nats_stream,
+            spec,
+            Subjects(settings.nats_subject_prefix),
+            request,
+            progress=progress,
+        )
     finally:
         await nc.close()
         for connector in spec.connectors():

@@ -128,8 +128,9 @@ def parse_delivery(subject: str, data: bytes, stream_seq: int) -> Delivery:
         raise MalformedEvent(f"message {stream_seq} is not an event envelope: {bad!r}") from bad
     if not isinstance(envelope, dict):
         raise MalformedEvent(f"message {stream_seq} is not a JSON object")
-    return Delivery(subject, stream_seq, aggregate, aggregate_id, event_type, event_id,
-                    version, envelope)
+    return Delivery(
+        subject, stream_seq, aggregate, aggregate_id, event_type, event_id, version, envelope
+    )
 
 
 def subject_matches(pattern: str, subject: str) -> bool:

@@ -174,9 +174,13 @@ class Subscriber:
         if in_doubt <= 0:
             return
         wait = self.spec.ack_wait * 1.1 + 0.2
-        log.warning("subscriber %s: %d messages of a previous run unacknowledged; waiting "
-                    "%.1f s for their redelivery to keep per-aggregate order",
-                    self.spec.name, in_doubt, wait)
+        log.warning(
+            "subscriber %s: %d messages of a previous run unacknowledged; waiting "
+            "%.1f s for their redelivery to keep per-aggregate order",
+            self.spec.name,
+            in_doubt,
+            wait,
+        )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), wait)
 
@@ -248,8 +252,7 @@ class Subscriber:
                 await self._dead_letter(msg, d, EXHAUSTED, error, attempt)
                 return
             self._held[d.key] = await self.store.hold_retrying(d, error, attempt)
-            retry_after = failed.retry_after if isinstance(failed, TransientDeliveryError) \
-                else None
+            retry_after = failed.retry_after if isinstance(failed, TransientDeliveryError) else None
             await msg.nak(delay=backoff_delay(self.spec, attempt, retry_after, self.rng))
             return
         self.metrics.count("delivered")
@@ -294,8 +297,14 @@ class Subscriber:
         self._held[d.key] = Hold(DEAD_LETTER, d.stream_seq)
         await msg.term()
         self.metrics.count("dead_lettered")
-        log.warning("subscriber %s: dead letter %s %s v%s: %s", self.spec.name, d.aggregate,
-                    d.aggregate_id, d.version, error)
+        log.warning(
+            "subscriber %s: dead letter %s %s v%s: %s",
+            self.spec.name,
+            d.aggregate,
+            d.aggregate_id,
+            d.version,
+            error,
+        )
 
     # ---------------------------------------------------------------- releasing / ops
 
@@ -311,8 +320,7 @@ class Subscriber:
                         self._locks.pop(key, None)
                         return
                 if empty_twice:
-                    log.warning("subscriber %s: hold on %s is not releasable", self.spec.name,
-                                key)
+                    log.warning("subscriber %s: hold on %s is not releasable", self.spec.name, key)
                     return
                 empty_twice = True
                 continue
@@ -323,9 +331,13 @@ class Subscriber:
                     self.spec, connector, d.envelope, d.event_id, on_failure=self._failed
                 )
                 if not outcome.delivered:
-                    await self.store.dead_letter(d, outcome.reason or EXHAUSTED,
-                                                 outcome.error or "", outcome.attempts,
-                                                 was_parked=True)
+                    await self.store.dead_letter(
+                        d,
+                        outcome.reason or EXHAUSTED,
+                        outcome.error or "",
+                        outcome.attempts,
+                        was_parked=True,
+                    )
                     self._held[key] = Hold(DEAD_LETTER, d.stream_seq)
                     self.metrics.count("dead_lettered")
                     return
@@ -343,8 +355,9 @@ class Subscriber:
                 self.spec, connector, d.envelope, d.event_id, on_failure=self._failed
             )
             if not outcome.delivered:
-                await self.store.retry_failed(task, outcome.reason or EXHAUSTED,
-                                              outcome.error or "", outcome.attempts)
+                await self.store.retry_failed(
+                    task, outcome.reason or EXHAUSTED, outcome.error or "", outcome.attempts
+                )
                 return
             attempts = outcome.attempts
             self.metrics.count("delivered")
@@ -395,8 +408,12 @@ class Subscriber:
             if self._tasks.get(key) is finished:
                 del self._tasks[key]
             if not finished.cancelled() and finished.exception() is not None:
-                log.error("subscriber %s: releasing %s failed (retried on the next control "
-                          "round): %r", self.spec.name, key, finished.exception())
+                log.error(
+                    "subscriber %s: releasing %s failed (retried on the next control round): %r",
+                    self.spec.name,
+                    key,
+                    finished.exception(),
+                )
 
         task.add_done_callback(done)
 

@@ -38,9 +38,17 @@ import orjson
 __all__ = ["Call", "Effect", "TargetSystem", "serve_in_thread"]
 
 _REASONS = {
-    200: "OK", 201: "Created", 400: "Bad Request", 404: "Not Found", 409: "Conflict",
-    411: "Length Required", 413: "Payload Too Large", 422: "Unprocessable Entity",
-    429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
+    200: "OK",
+    201: "Created",
+    400: "Bad Request",
+    404: "Not Found",
+    409: "Conflict",
+    411: "Length Required",
+    413: "Payload Too Large",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
     503: "Service Unavailable",
 }
 _MAX_BODY = 4 * 1024 * 1024
@@ -207,13 +215,18 @@ class TargetSystem:
     def _control(self, action: str, body: bytes) -> tuple[int, bytes, dict[str, str]]:
         args: dict[str, Any] = orjson.loads(body) if body else {}
         if action == "fail":
-            self.fail_next(int(args.get("count", 1)), int(args.get("status", 500)),
-                           args.get("retry_after"))
+            self.fail_next(
+                int(args.get("count", 1)), int(args.get("status", 500)), args.get("retry_after")
+            )
         elif action == "slow":
             self.slow_next(int(args.get("count", 1)), float(args["seconds"]))
         elif action == "fail-aggregate":
-            self.fail_aggregate(str(args["aggregate_id"]), int(args.get("status", 400)),
-                                args.get("count"), args.get("retry_after"))
+            self.fail_aggregate(
+                str(args["aggregate_id"]),
+                int(args.get("status", 400)),
+                args.get("count"),
+                args.get("retry_after"),
+            )
         elif action == "heal-aggregate":
             self.heal_aggregate(str(args["aggregate_id"]))
         elif action == "reset":
@@ -246,8 +259,9 @@ class TargetSystem:
             if failure.count <= 0:
                 self._failures.pop(0)
             self._record(Call(key, aggregate_id, version, failure.status, False, arrived))
-            extra = {} if failure.retry_after is None else {
-                "Retry-After": _num(failure.retry_after)}
+            extra = (
+                {} if failure.retry_after is None else {"Retry-After": _num(failure.retry_after)}
+            )
             return failure.status, b'{"error": "injected failure"}', extra
         bad = self._bad_aggregates.get(aggregate_id)
         if bad is not None:
@@ -266,10 +280,19 @@ class TargetSystem:
             self._record(Call(key, aggregate_id, version, existing.status, True, arrived))
             return existing.status, existing.body, {"Idempotent-Replayed": "true"}
         seq = len(self.effects) + 1
-        reply = orjson.dumps({"effect": seq, "key": key, "aggregate_id": aggregate_id,
-                              "version": version})
-        self.effects[key] = Effect(seq, key, str(envelope.get("aggregate", "")), aggregate_id,
-                                   version, str(envelope.get("type", "")), 201, reply)
+        reply = orjson.dumps(
+            {"effect": seq, "key": key, "aggregate_id": aggregate_id, "version": version}
+        )
+        self.effects[key] = Effect(
+            seq,
+            key,
+            str(envelope.get("aggregate", "")),
+            aggregate_id,
+            version,
+            str(envelope.get("type", "")),
+            201,
+            reply,
+        )
         self._record(Call(key, aggregate_id, version, 201, False, arrived))
         return 201, reply, {}
 
@@ -301,8 +324,11 @@ def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
 async def _respond(
     writer: asyncio.StreamWriter, status: int, body: bytes, extra: dict[str, str]
 ) -> None:
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
-             "Content-Type: application/json", f"Content-Length: {len(body)}"]
+    lines = [
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+    ]
     lines += [f"{k}: {v}" for k, v in extra.items()]
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
     await writer.drain()

@@ -169,7 +169,7 @@ def relay(
     import logging
     import signal
 
-    from adapters.nats.relay import Relay
+    from adapters.nats.relay import Relay, RelayBusy
 
     settings = _settings()
     if not settings.database_url or not settings.nats_url:
@@ -182,7 +182,13 @@ def relay(
     worker = Relay(settings)
     stream = f"{settings.nats_stream} ({settings.nats_subject_prefix}.v1.>)"
     if once:
-        count = asyncio.run(worker.catch_up())
+        try:
+            count = asyncio.run(worker.catch_up())
+        except RelayBusy as busy:
+            raise _fail(
+                str(busy), "nothing to do: the running relay keeps the stream current"
+            ) from None
+
         typer.secho(f"Published {count:,} event(s) to {stream}.", fg=typer.colors.GREEN)
         return
 

@@ -77,6 +77,10 @@ class _Batch:
     futures: list[asyncio.Future[Any]]
 
 
+class RelayBusy(Exception):
+    """Another relay holds the lead for this stream."""
+
+
 class RelayInterrupted(Exception):
     """The stream refused or lost a publish; positions must be re-read from the stream."""
 
@@ -119,53 +123,68 @@ class Relay:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Publish until ``stop`` is set; reconnects are handled by the clients."""
-        await self._connect()
-        try:
-            await self._lead(stop)
-            if stop.is_set():
-                return
-            delay = 0.2
-            synced = False
-            while not stop.is_set():
-                try:
-                    if not synced:
-                        await self.ensure_stream()
-                        await self.reconcile()
-                        synced = True
-                        self.ready.set()
-                    published = await self.pump()
-                    delay = 0.2
-                except (RelayInterrupted, nats.errors.Error, OSError, TimeoutError) as why:
-                    # NATS restarting, a lost acknowledgement, a moved sequence: whatever it
-                    # was, the stream is re-read before anything else is published.
-                    log.warning("relay: %s; re-reading positions from the stream", why)
-                    synced = False
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), timeout=delay)
-                    delay = min(delay * 2, 5.0)
-                    continue
-                if published == 0:
-                    await self._wait_for_commits(stop)
-        finally:
-            await self._close()
+        """Publish until ``stop`` is set.
 
-    async def catch_up(self) -> int:
-        """Publish everything committed so far, then return how many were published."""
+        Whatever goes wrong — NATS or PostgreSQL restarting, a lost acknowledgement, a moved
+        sequence, an event that cannot be published — the relay drops its connections,
+        waits (backing off to 30 s), reconnects, takes the lead again and re-reads the
+        stream before publishing anything. It never skips an event: one that keeps failing
+        stops the line, and the log says which and why."""
+        delay = 0.2
+        while not stop.is_set():
+            try:
+                await self._connect()
+                if not await self._lead(stop):
+                    return
+                await self.ensure_stream()
+                await self.reconcile()
+                self.ready.set()
+                delay = 0.2
+                while not stop.is_set():
+                    if await self.pump() == 0:
+                        await self._wait_for_commits(stop)
+            except asyncio.CancelledError:
+                raise
+            except Exception as why:
+                log.warning(
+                    "relay: %s (%s); reconnecting in %.1f s and re-reading the stream",
+                    why,
+                    type(why).__name__,
+                    delay,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                delay = min(delay * 2, 30.0)
+            finally:
+                self.ready.clear()
+                await self._close()
+
+    async def catch_up(self, attempts: int = 20) -> int:
+        """Publish everything committed so far, then return how many were published.
+
+        Refuses to run beside a live relay (it would only contend for the stream)."""
         await self._connect()
         try:
+            if not await self._lead(None):
+                raise RelayBusy(
+                    "another relay is publishing this stream (e.g. inside `concord serve`); "
+                    "it publishes everything already"
+                )
             await self.ensure_stream()
             await self.reconcile()
             total = 0
-            while True:
+            for _ in range(attempts):
                 try:
                     published = await self.pump()
-                except RelayInterrupted:
+                except RelayInterrupted as why:
+                    log.warning("relay: %s; re-reading positions from the stream", why)
+                    await asyncio.sleep(0.2)
                     await self.reconcile()
                     continue
                 if published == 0:
                     return total
                 total += published
+            raise RelayInterrupted(f"gave up after {attempts} interrupted rounds")
         finally:
             await self._close()
 
@@ -179,10 +198,10 @@ class Relay:
         )
         self._js = self._nc.jetstream()
         self._db = await psycopg.AsyncConnection.connect(
-            self.settings.database_url, autocommit=True
+            self.settings.database_url, autocommit=True, application_name="concord-relay"
         )
         self._listen = await psycopg.AsyncConnection.connect(
-            self.settings.database_url, autocommit=True
+            self.settings.database_url, autocommit=True, application_name="concord-relay"
         )
         for feed in self.feeds:
             await self._listen.execute(sql.SQL("LISTEN {}").format(sql.Identifier(feed.table)))
@@ -204,22 +223,31 @@ class Relay:
                 await self._nc.drain()
         self._nc = self._js = self._db = self._listen = None
 
-    async def _lead(self, stop: asyncio.Event) -> None:
-        """Wait until this relay holds the advisory lock: one publisher per stream."""
+    async def _lead(self, stop: asyncio.Event | None) -> bool:
+        """Take the advisory lock (one publisher per stream): wait for it until ``stop``,
+        or with ``stop=None`` try once. The lock lives on the LISTEN connection, so losing
+        that connection loses the lead too, and the relay reconnects and asks again."""
         assert self._listen is not None
         key = f"concord-relay:{self.settings.schema_name}:{self.stream}"
-        while not stop.is_set():
+        while True:
             row = await (
                 await self._listen.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,))
             ).fetchone()
             if row and row[0]:
-                return
+                return True
+            if stop is None:
+                return False
             log.info("relay: another relay is publishing; standing by")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=2.0)
+            if stop.is_set():
+                return False
 
     async def _wait_for_commits(self, stop: asyncio.Event) -> None:
-        """Sleep until a store NOTIFYs, ``stop`` is set, or the poll interval passes."""
+        """Sleep until a store NOTIFYs, ``stop`` is set, or the poll interval passes.
+
+        A broken LISTEN connection raises here (instead of spinning), so ``run`` reconnects.
+        """
         assert self._listen is not None
         gen = self._listen.notifies(timeout=self.poll_interval_s, stop_after=1)
         waiter = asyncio.ensure_future(_drain(gen))
@@ -227,10 +255,15 @@ class Relay:
         try:
             await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (waiter, stopper):
-                task.cancel()
+            stopper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stopper
+            if not waiter.done():
+                waiter.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                    await waiter
+        if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
+            raise RelayInterrupted(f"LISTEN connection failed: {waiter.exception()}")
 
     # -- stream -------------------------------------------------------------------------
 
@@ -278,20 +311,28 @@ class Relay:
         total = 0
         sent = dict(self.stats.positions)
         in_flight: list[_Batch] = []
-        progress = True
-        while progress:
-            progress = False
-            for feed in self.feeds:
-                rows = await self._read(feed, sent.get(feed.store, 0))
-                if not rows:
-                    continue
-                progress = True
-                in_flight.append(await self._send(feed, rows))
-                sent[feed.store] = rows[-1][0]
-                if len(in_flight) > 1:
-                    total += await self._settle(in_flight.pop(0))
-        while in_flight:
-            total += await self._settle(in_flight.pop(0))
+        try:
+            progress = True
+            while progress:
+                progress = False
+                for feed in self.feeds:
+                    rows = await self._read(feed, sent.get(feed.store, 0))
+                    if not rows:
+                        continue
+                    progress = True
+                    in_flight.append(await self._send(feed, rows))
+                    sent[feed.store] = rows[-1][0]
+                    if len(in_flight) > 1:
+                        total += await self._settle(in_flight.pop(0))
+            while in_flight:
+                total += await self._settle(in_flight.pop(0))
+        finally:
+            # Publishes lost with a connection never resolve; cancelling them frees their
+            # slots in the client's in-flight limit (else, after a few NATS restarts, the
+            # next publish would wait forever).
+            for batch in in_flight:
+                for future in batch.futures:
+                    future.cancel()
         return total
 
     async def _read(self, feed: Feed, after: int) -> list[tuple[Any, ...]]:
@@ -312,23 +353,33 @@ class Relay:
         with _tracer.start_as_current_span("relay.publish") as span:
             span.set_attribute("concord.store", feed.store)
             span.set_attribute("concord.events", len(rows))
-            futures = []
+            futures: list[asyncio.Future[Any]] = []
             first_seq = self._next_seq
-            for offset, (position, originator_id, version, topic, state) in enumerate(rows):
-                stored = orjson.loads(state)
-                env = envelope(feed.entity, topic, originator_id, version, stored)
-                headers = headers_for(env, feed.store, position)
-                headers["Nats-Expected-Last-Sequence"] = str(first_seq + offset)
-                # Continue the trace of the request that made the event, else the relay's.
-                traceparent = stored.get("traceparent")
-                if traceparent:
-                    headers["traceparent"] = traceparent
-                else:
-                    inject(headers)
-                subject = self.subjects.event(feed.entity, env["type"], env["aggregate_id"])
-                futures.append(
-                    await self._js.publish_async(subject, orjson.dumps(env), headers=headers)
-                )
+            try:
+                for offset, (position, originator_id, version, topic, state) in enumerate(rows):
+                    stored = orjson.loads(state)
+                    env = envelope(feed.entity, topic, originator_id, version, stored)
+                    headers = headers_for(env, feed.store, position)
+                    headers["Nats-Expected-Last-Sequence"] = str(first_seq + offset)
+                    # Continue the trace of the request that made the event, else the relay's.
+                    traceparent = stored.get("traceparent")
+                    if traceparent:
+                        headers["traceparent"] = traceparent
+                    else:
+                        inject(headers)
+                    subject = self.subjects.event(feed.entity, env["type"], env["aggregate_id"])
+                    futures.append(
+                        await self._js.publish_async(
+                            subject,
+                            orjson.dumps(env),
+                            headers=headers,
+                            wait_stall=self.ack_timeout_s,
+                        )
+                    )
+            except BaseException:
+                for future in futures:  # never leave lost publishes holding client slots
+                    future.cancel()
+                raise
             self._next_seq = first_seq + len(rows)
         self._crash("after_publish_sent", len(rows))
         return _Batch(feed, [row[0] for row in rows], futures)

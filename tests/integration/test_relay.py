@@ -156,3 +156,63 @@ def test_commit_to_stream_is_pushed_by_notify(
 
     run_sync(scenario())
     assert_exactly_once_in_order(runtime, stream_messages(nats_url, stream_name))
+
+
+def test_relay_survives_its_database_connections_being_killed(
+    runtime: Runtime, nats_url: str, stream_name: str, database_url: str
+) -> None:
+    """PostgreSQL restarts or kills the relay's sessions (LISTEN included): the relay
+    reconnects, takes the lead again and publishes what was committed meanwhile."""
+    import psycopg
+
+    settings = relay_settings(runtime, nats_url, stream_name)
+    relay = Relay(settings)
+    stop = asyncio.Event()
+
+    async def scenario() -> int:
+        task = asyncio.create_task(relay.run(stop))
+        await asyncio.wait_for(relay.ready.wait(), 30)
+        expected = await asyncio.to_thread(write_events, runtime, 2)
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'concord-relay' AND pid <> pg_backend_pid()"
+            ).fetchone()
+        assert killed is not None and killed[0] >= 2
+        expected += await asyncio.to_thread(write_events, runtime, 2)
+
+        async def all_published() -> None:
+            while len(await asyncio.to_thread(stream_messages, nats_url, stream_name)) < expected:
+                await asyncio.sleep(0.1)
+
+        await asyncio.wait_for(all_published(), 30)
+        stop.set()
+        await task
+        return expected
+
+    expected = run_sync(scenario())
+    messages = stream_messages(nats_url, stream_name)
+    assert len(messages) == expected
+    assert_exactly_once_in_order(runtime, messages)
+
+
+def test_a_second_catch_up_beside_a_live_relay_is_refused(
+    runtime: Runtime, nats_url: str, stream_name: str
+) -> None:
+    from adapters.nats.relay import RelayBusy
+
+    settings = relay_settings(runtime, nats_url, stream_name)
+    live = Relay(settings)
+    stop = asyncio.Event()
+
+    async def scenario() -> None:
+        task = asyncio.create_task(live.run(stop))
+        await asyncio.wait_for(live.ready.wait(), 30)
+        try:
+            with pytest.raises(RelayBusy):
+                await Relay(settings).catch_up()
+        finally:
+            stop.set()
+            await task
+
+    run_sync(scenario())

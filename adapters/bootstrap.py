@@ -7,6 +7,7 @@ database schema, and the CLI builds one after starting the embedded servers.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,11 @@ class Runtime:
     policy: OwnershipPolicy
     keys: KeyRing
     closed: bool = field(default=False)
+    #: Threads that run commands for async callers (the API): each waits for its group
+    #: commit, so there are as many as commands in flight, not as many as cores.
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(64, thread_name_prefix="concord-command")
+    )
 
     def batch(self, requests: Iterable[CommandRequest]) -> list[CommandResult | DomainError]:
         """Decide every line against the stores plus earlier lines, then commit together.
@@ -116,6 +122,7 @@ class Runtime:
         if self.closed:
             return
         self.closed = True
+        self.executor.shutdown(wait=True, cancel_futures=True)
         self.committer.close()
         for store in self.stores.values():
             store.close()

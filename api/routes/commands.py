@@ -8,8 +8,10 @@ input schema and ``operationId`` (``orders_accept``) in OpenAPI, which client ge
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
@@ -46,7 +48,7 @@ def command_response(result: CommandResult, location: str | None = None) -> Resp
 
 def _endpoint(
     runtime: Runtime, spec: CommandSpec, require_write: Callable[..., Any]
-) -> Callable[..., Response]:
+) -> Callable[..., Awaitable[Response]]:
     """A route function for ``spec`` with a signature FastAPI can read.
 
     The parameters are assembled at run time (the body's type is the spec's input model),
@@ -56,7 +58,7 @@ def _endpoint(
     locate = body_locator(spec.input_model.model_fields)
     takes_nothing = issubclass(spec.input_model, NoInput)
 
-    def endpoint(
+    async def endpoint(
         request: Request,
         caller: Caller,
         context: CommandContext,
@@ -76,7 +78,13 @@ def _endpoint(
             idempotency_key=context.idempotency_key,
         )
         try:
-            result = runtime.hub.execute(command)
+            # The hub blocks (reads, then waits for the group commit): run it on the
+            # runtime's command threads, carrying the request's context (trace) along.
+            # Cheaper per request than the generic thread pool of a sync route.
+            context_copy = contextvars.copy_context()
+            result = await asyncio.get_running_loop().run_in_executor(
+                runtime.executor, context_copy.run, runtime.hub.execute, command
+            )
         except DomainError as refused:
             return problem_response(
                 domain_problem(refused, request.url.path, locate), domain_headers(refused)
@@ -94,7 +102,9 @@ def _endpoint(
         inspect.Parameter("request", kw, annotation=Request),
         inspect.Parameter("caller", kw, annotation=Caller, default=Depends(require_write)),
         inspect.Parameter(
-            "context", kw, annotation=CommandContext,
+            "context",
+            kw,
+            annotation=CommandContext,
             default=Depends(create_headers if spec.creates else command_headers),
         ),
         inspect.Parameter("payload", kw, annotation=body_type, default=body_default),
@@ -102,7 +112,8 @@ def _endpoint(
     if not spec.creates:
         params.append(
             inspect.Parameter(
-                "id", kw,
+                "id",
+                kw,
                 annotation=Annotated[UUID, Path(description=f"The {spec.entity}'s id.")],
             )
         )
@@ -123,17 +134,25 @@ def build(runtime: Runtime, require: Callable[[str], Callable[..., Any]]) -> API
         if spec.creates:
             path, status = f"/{collection}", 201
             declared = problems(400, 401, 403, 404, 409, 413, 415, 422, 503)
-            extra = {"Location": {"description": "URL of the new aggregate",
-                                  "schema": {"type": "string"}}}
+            extra = {
+                "Location": {
+                    "description": "URL of the new aggregate",
+                    "schema": {"type": "string"},
+                }
+            }
         else:
             path, status = f"/{collection}/{{id}}/{spec.name}", 200
             declared = problems(400, 401, 403, 404, 409, 412, 413, 415, 422, 503)
             extra = {}
         headers = {
-            "ETag": {"description": "The aggregate's version after the command",
-                     "schema": {"type": "string"}},
-            "Idempotent-Replayed": {"description": "`true` when this is a stored response",
-                                    "schema": {"type": "string"}},
+            "ETag": {
+                "description": "The aggregate's version after the command",
+                "schema": {"type": "string"},
+            },
+            "Idempotent-Replayed": {
+                "description": "`true` when this is a stored response",
+                "schema": {"type": "string"},
+            },
             **extra,
         }
         router.add_api_route(

@@ -80,8 +80,11 @@ def create_app(runtime: Runtime, *, tracer_provider: TracerProvider | None = Non
         """
         if app.openapi_schema is None:
             document = get_openapi(
-                title=app.title, version=app.version, description=app.description,
-                routes=app.routes, tags=_tags(runtime),
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+                tags=_tags(runtime),
             )
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
             template = "#/components/schemas/{model}"
@@ -111,16 +114,20 @@ def _problem_422(document: dict[str, Any]) -> None:
 
 def _tags(runtime: Runtime) -> list[dict[str, str]]:
     names = {s.entity for s in runtime.hub.catalogue.all()}
-    tags = [{"name": f"{e}s", "description": f"{e.capitalize()} commands and queries"}
-            for e in sorted(names)]
+    tags = [
+        {"name": f"{e}s", "description": f"{e.capitalize()} commands and queries"}
+        for e in sorted(names)
+    ]
     tags += [
         {"name": "batch", "description": "Bulk NDJSON ingest (per-line results)"},
         {"name": "lookup", "description": "Find aggregates by another system's id"},
         {"name": "ownership", "description": "System-of-record policy"},
         {"name": "schemas", "description": "Event JSON Schemas"},
         {"name": "admin", "description": "Keys and conflicts (admin only)"},
-        {"name": "subscribers",
-         "description": "Lag, dead letters and replays of the NATS subscribers (admin only)"},
+        {
+            "name": "subscribers",
+            "description": "Lag, dead letters and replays of the NATS subscribers (admin only)",
+        },
         {"name": "health", "description": "Liveness"},
     ]
     return tags

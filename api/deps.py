@@ -28,7 +28,9 @@ BEARER = HTTPBearer(
     description="`Authorization: Bearer cnc_...` (create one with `concord keys create`).",
 )
 API_KEY = APIKeyHeader(
-    name="X-API-Key", auto_error=False, scheme_name="apiKey",
+    name="X-API-Key",
+    auto_error=False,
+    scheme_name="apiKey",
     description="The same key in an `X-API-Key` header, for clients that cannot set Bearer.",
 )
 
@@ -60,7 +62,8 @@ def authenticator(keys: KeyRing) -> Callable[[str], Callable[..., Awaitable[Call
             presented = bearer.credentials if bearer is not None else api_key
             if not presented:
                 raise ProblemError(
-                    401, "unauthenticated",
+                    401,
+                    "unauthenticated",
                     "no API key: send 'Authorization: Bearer <key>' (or 'X-API-Key: <key>'); "
                     "create a key with `concord keys create --system <crm|erp|billing>`",
                     headers={"WWW-Authenticate": _CHALLENGE},
@@ -68,7 +71,8 @@ def authenticator(keys: KeyRing) -> Callable[[str], Callable[..., Awaitable[Call
             caller = keys.authenticate(presented)
             if caller is None:
                 raise ProblemError(
-                    401, "unauthenticated",
+                    401,
+                    "unauthenticated",
                     "the API key is not valid (unknown or revoked); check for copy errors or "
                     "create a new key with `concord keys create`",
                     headers={"WWW-Authenticate": f'{_CHALLENGE}, error="invalid_token"'},
@@ -76,7 +80,8 @@ def authenticator(keys: KeyRing) -> Callable[[str], Callable[..., Awaitable[Call
             _note_caller(request, caller)
             if not allowed(caller, scope):
                 raise ProblemError(
-                    403, "forbidden",
+                    403,
+                    "forbidden",
                     f"this key ({caller.client_id}, system {caller.system}) lacks the "
                     f"{scope!r} scope needed here; it has: "
                     f"{', '.join(sorted(caller.scopes)) or 'none'}",
@@ -108,11 +113,16 @@ def parse_if_match(value: str | None) -> int | None:
     match = _ETAG.match(value)
     if match is None:
         raise ProblemError(
-            400, "invalid-if-match",
-            f"If-Match must be an aggregate version such as \"3\" (as sent in ETag), "
-            f"not {value!r}",
-            errors=[{"field": "header.If-Match", "message": "expected a version number",
-                     "type": "invalid-if-match"}],
+            400,
+            "invalid-if-match",
+            f'If-Match must be an aggregate version such as "3" (as sent in ETag), not {value!r}',
+            errors=[
+                {
+                    "field": "header.If-Match",
+                    "message": "expected a version number",
+                    "type": "invalid-if-match",
+                }
+            ],
         )
     return int(match.group(1))
 
@@ -138,34 +148,50 @@ IdempotencyKey = Annotated[
 ]
 SourceRecordId = Annotated[
     str | None,
-    Header(alias="Concord-Source-Record-Id", max_length=255,
-           description="The record's id in the calling system. On create, the canonical id is "
-           "derived from it, so re-sending the same record reaches the same aggregate."),
+    Header(
+        alias="Concord-Source-Record-Id",
+        max_length=255,
+        description="The record's id in the calling system. On create, the canonical id is "
+        "derived from it, so re-sending the same record reaches the same aggregate.",
+    ),
 ]
 SourceEventId = Annotated[
     str | None,
-    Header(alias="Concord-Source-Event-Id", max_length=255,
-           description="The source system's event id (deduplication, audit)."),
+    Header(
+        alias="Concord-Source-Event-Id",
+        max_length=255,
+        description="The source system's event id (deduplication, audit).",
+    ),
 ]
 CorrelationId = Annotated[
     str | None,
-    Header(alias="Concord-Correlation-Id", max_length=255,
-           description="The business transaction, e.g. the CRM opportunity id."),
+    Header(
+        alias="Concord-Correlation-Id",
+        max_length=255,
+        description="The business transaction, e.g. the CRM opportunity id.",
+    ),
 ]
 CausationId = Annotated[
     str | None,
-    Header(alias="Concord-Causation-Id", max_length=255,
-           description="The event or request that caused this command."),
+    Header(
+        alias="Concord-Causation-Id",
+        max_length=255,
+        description="The event or request that caused this command.",
+    ),
 ]
 OccurredAt = Annotated[
     AwareDatetime | None,
-    Header(alias="Concord-Occurred-At",
-           description="When it happened at the source (ISO 8601 with offset)."),
+    Header(
+        alias="Concord-Occurred-At",
+        description="When it happened at the source (ISO 8601 with offset).",
+    ),
 ]
 IfMatch = Annotated[
     str | None,
-    Header(alias="If-Match",
-           description="Expected current version (the ETag, e.g. `\"3\"`); 412 if stale."),
+    Header(
+        alias="If-Match",
+        description='Expected current version (the ETag, e.g. `"3"`); 412 if stale.',
+    ),
 ]
 
 
@@ -210,4 +236,3 @@ async def command_headers(
         occurred_at=occurred_at,
     )
     return CommandContext(origin, idempotency_key, parse_if_match(if_match))
-

@@ -39,8 +39,9 @@ class BodyLimitMiddleware:
         limit = self.per_path.get(scope["path"], self.default)
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            body = problem_body(413, "payload-too-large", _too_large_detail(limit),
-                                instance=scope["path"])
+            body = problem_body(
+                413, "payload-too-large", _too_large_detail(limit), instance=scope["path"]
+            )
             await problem_response(body, {"Connection": "close"})(scope, receive, send)
             return
         seen = 0

@@ -471,6 +471,8 @@ log = logging.getLogger("concord.store")
 
 def _describe(span: trace.Span, changes: Sequence[Change], *items: _Pending) -> None:
     """Span attributes: how much is written, to which stores, for which transaction."""
+    if not span.is_recording():
+        return
     span.set_attribute("concord.events", sum(len(e) for i in items for e in i.stored.values()))
     span.set_attribute("concord.stores", sorted({n for i in items for n in i.stored}))
     correlations = sorted(

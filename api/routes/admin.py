@@ -30,28 +30,40 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
     admin = require("admin")
 
     @router.get(
-        "/conflicts", response_model=Conflicts, response_class=JSONBytes,
-        operation_id="conflicts_list", responses=problems(401, 403, 422),
+        "/conflicts",
+        response_model=Conflicts,
+        response_class=JSONBytes,
+        operation_id="conflicts_list",
+        responses=problems(401, 403, 422),
         summary="Refused writes of fields owned by another system, newest first",
     )
     def conflicts(
         caller: Annotated[Caller, Depends(admin)],
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        status: Annotated[str | None, Query(max_length=50,
-                                            description="Only conflicts in this state.")] = None,
+        status: Annotated[
+            str | None, Query(max_length=50, description="Only conflicts in this state.")
+        ] = None,
     ) -> Response:
         return JSONBytes({"items": runtime.committer.conflicts(limit, status)})
 
     @router.get(
-        "/keys", response_model=KeyList, response_class=JSONBytes, operation_id="keys_list",
-        responses=problems(401, 403), summary="API keys (never the keys themselves)",
+        "/keys",
+        response_model=KeyList,
+        response_class=JSONBytes,
+        operation_id="keys_list",
+        responses=problems(401, 403),
+        summary="API keys (never the keys themselves)",
     )
     def list_keys(caller: Annotated[Caller, Depends(admin)]) -> Response:
         return JSONBytes({"items": [k.public() for k in runtime.keys.entries()]})
 
     @router.post(
-        "/keys", status_code=201, response_model=CreatedKey, response_class=JSONBytes,
-        operation_id="keys_create", responses=problems(400, 401, 403, 422),
+        "/keys",
+        status_code=201,
+        response_model=CreatedKey,
+        response_class=JSONBytes,
+        operation_id="keys_create",
+        responses=problems(400, 401, 403, 422),
         summary="Create an API key for one system; the key is shown only in this response",
     )
     def create_key(new: NewKey, caller: Annotated[Caller, Depends(admin)]) -> Response:
@@ -60,7 +72,9 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
             key = runtime.keys.create(client_id, new.system, new.scopes)
         except KeyRingError as refused:
             raise ProblemError(
-                422, "invalid-key-request", str(refused),
+                422,
+                "invalid-key-request",
+                str(refused),
                 errors=[{"field": "body", "message": str(refused)}],
             ) from None
         digest = hash_key(key)

@@ -81,6 +81,7 @@ class _Batch:
         self.runtime = runtime
         self.caller = caller
         self.instance = instance
+        self._locators: dict[str, Callable[[str], str]] = {}  # one per command, not per line
 
     def run(self, raw_lines: list[bytes]) -> dict[str, Any]:
         if not any(raw.strip() for raw in raw_lines):
@@ -147,7 +148,10 @@ class _Batch:
             spec = self.runtime.hub.spec(line.entity, line.command)
         except DomainError as unknown:
             return self._error(number, domain_problem(unknown, self._where(number)))
-        locate = _line_locator(body_locator(spec.input_model.model_fields, "data"))
+        locate = self._locators.get(spec.name + "/" + spec.entity)
+        if locate is None:
+            locate = _line_locator(body_locator(spec.input_model.model_fields, "data"))
+            self._locators[spec.name + "/" + spec.entity] = locate
         try:
             payload = spec.input_model.model_validate(line.data)
         except ValidationError as invalid:

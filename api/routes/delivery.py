@@ -50,8 +50,9 @@ class SubscriberLag(BaseModel):
     running: bool = Field(description="Some process runs this subscriber now.")
     exists: bool = Field(description="Its durable consumer exists in the stream.")
     num_pending: int | None = Field(description="Events not yet fetched.")
-    num_ack_pending: int | None = Field(description="Fetched, not yet confirmed (incl. "
-                                        "retries waiting for their backoff).")
+    num_ack_pending: int | None = Field(
+        description="Fetched, not yet confirmed (incl. retries waiting for their backoff)."
+    )
     num_redelivered: int | None
     num_waiting: int | None
     delivered_stream_seq: int | None
@@ -89,8 +90,9 @@ class DeadLetter(BaseModel):
     attempts: int
     first_failed_at: datetime
     last_failed_at: datetime
-    status: str = Field(description="`dead`, `retry_requested`, `retrying`, `delivered`, "
-                        "`discarded`.")
+    status: str = Field(
+        description="`dead`, `retry_requested`, `retrying`, `delivered`, `discarded`."
+    )
     resolved_at: datetime | None
     resolved_by: str | None
     parked_behind: int
@@ -112,9 +114,12 @@ class ReplayBody(BaseModel):
 
     from_position: int | None = Field(default=None, ge=1, description="Stream sequence.")
     since: AwareDatetime | None = None
-    aggregate: str | None = Field(default=None, max_length=100,
-                                  pattern=r"^[a-z]+:[0-9A-Za-z-]{1,64}$",
-                                  description="`<entity>:<id>`, e.g. `order:3f2c...`.")
+    aggregate: str | None = Field(
+        default=None,
+        max_length=100,
+        pattern=r"^[a-z]+:[0-9A-Za-z-]{1,64}$",
+        description="`<entity>:<id>`, e.g. `order:3f2c...`.",
+    )
 
 
 class ReplayJob(BaseModel):
@@ -131,8 +136,9 @@ class ReplayJob(BaseModel):
 
 def _need_nats(runtime: "Runtime") -> None:
     if not runtime.settings.nats_url:
-        raise ProblemError(503, "nats-not-configured",
-                           "this hub runs without NATS (CONCORD_NATS_URL is not set)")
+        raise ProblemError(
+            503, "nats-not-configured", "this hub runs without NATS (CONCORD_NATS_URL is not set)"
+        )
 
 
 def _connect(runtime: "Runtime") -> psycopg.Connection[Any]:
@@ -143,8 +149,7 @@ def _connect(runtime: "Runtime") -> psycopg.Connection[Any]:
 
 
 def _dead_letter_problem(error: DeadLetterError) -> ProblemError:
-    code = {404: "dead-letter-not-found", 409: "dead-letter-state"}.get(error.status,
-                                                                        "bad-request")
+    code = {404: "dead-letter-not-found", 409: "dead-letter-state"}.get(error.status, "bad-request")
     return ProblemError(error.status, code, str(error))
 
 
@@ -156,8 +161,11 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
     schema = runtime.settings.schema_name
 
     @router.get(
-        "/subscribers", response_model=SubscriberList, response_class=JSONBytes,
-        operation_id="subscribers_list", responses=problems(401, 403, 503),
+        "/subscribers",
+        response_model=SubscriberList,
+        response_class=JSONBytes,
+        operation_id="subscribers_list",
+        responses=problems(401, 403, 503),
         summary="Every declared subscriber with its lag (stream counters + held events)",
     )
     async def subscribers(caller: Annotated[Caller, Depends(admin)]) -> Response:
@@ -166,30 +174,40 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
         return JSONBytes({"items": list(report.values())})
 
     @router.get(
-        "/dead-letters", response_model=DeadLetterList, response_class=JSONBytes,
-        operation_id="dead_letters_list", responses=problems(401, 403, 422),
+        "/dead-letters",
+        response_model=DeadLetterList,
+        response_class=JSONBytes,
+        operation_id="dead_letters_list",
+        responses=problems(401, 403, 422),
         summary="Dead letters, newest first (open ones by default)",
     )
     def dead_letters(
         caller: Annotated[Caller, Depends(admin)],
         subscriber: Annotated[str | None, Query(max_length=64)] = None,
         status: Annotated[
-            Literal["open", "all", "dead", "retry_requested", "retrying", "delivered",
-                    "discarded"],
+            Literal["open", "all", "dead", "retry_requested", "retrying", "delivered", "discarded"],
             Query(description="`open` = dead, retry_requested or retrying."),
         ] = "open",
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         before: Annotated[int | None, Query(ge=1, description="Page: ids below this.")] = None,
     ) -> Response:
         with _connect(runtime) as conn:
-            items = list_dead_letters(conn, schema, subscriber=subscriber,
-                                      status=None if status == "all" else status,
-                                      limit=limit, before_id=before)
+            items = list_dead_letters(
+                conn,
+                schema,
+                subscriber=subscriber,
+                status=None if status == "all" else status,
+                limit=limit,
+                before_id=before,
+            )
         return JSONBytes({"items": items})
 
     @router.get(
-        "/dead-letters/{id}", response_model=DeadLetterDetail, response_class=JSONBytes,
-        operation_id="dead_letters_get", responses=problems(401, 403, 404, 422),
+        "/dead-letters/{id}",
+        response_model=DeadLetterDetail,
+        response_class=JSONBytes,
+        operation_id="dead_letters_get",
+        responses=problems(401, 403, 404, 422),
         summary="One dead letter with its envelope and the events parked behind it",
     )
     def dead_letter(
@@ -202,13 +220,17 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
             raise _dead_letter_problem(error) from None
 
     @router.post(
-        "/dead-letters/{id}/retry", status_code=202, response_model=DeadLetterDetail,
-        response_class=JSONBytes, operation_id="dead_letters_retry",
+        "/dead-letters/{id}/retry",
+        status_code=202,
+        response_model=DeadLetterDetail,
+        response_class=JSONBytes,
+        operation_id="dead_letters_retry",
         responses=problems(401, 403, 404, 409, 422),
         summary="Deliver again (by the running subscriber), then release what waits behind",
     )
-    def retry(id: Annotated[int, Path(ge=1)], caller: Annotated[Caller, Depends(admin)]
-              ) -> Response:
+    def retry(
+        id: Annotated[int, Path(ge=1)], caller: Annotated[Caller, Depends(admin)]
+    ) -> Response:
         try:
             with _connect(runtime) as conn:
                 body = request_retry(conn, schema, id, actor=caller.client_id)
@@ -217,13 +239,16 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
         return JSONBytes(body, status_code=202)
 
     @router.post(
-        "/dead-letters/{id}/discard", response_model=DeadLetterDetail,
-        response_class=JSONBytes, operation_id="dead_letters_discard",
+        "/dead-letters/{id}/discard",
+        response_model=DeadLetterDetail,
+        response_class=JSONBytes,
+        operation_id="dead_letters_discard",
         responses=problems(401, 403, 404, 409, 422),
         summary="Give up on this event for its target; release what waits behind it",
     )
-    def discard_route(id: Annotated[int, Path(ge=1)], caller: Annotated[Caller, Depends(admin)]
-                      ) -> Response:
+    def discard_route(
+        id: Annotated[int, Path(ge=1)], caller: Annotated[Caller, Depends(admin)]
+    ) -> Response:
         try:
             with _connect(runtime) as conn:
                 return JSONBytes(discard(conn, schema, id, actor=caller.client_id))
@@ -231,8 +256,11 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
             raise _dead_letter_problem(error) from None
 
     @router.post(
-        "/subscribers/{name}/replay", status_code=202, response_model=ReplayJob,
-        response_class=JSONBytes, operation_id="subscribers_replay",
+        "/subscribers/{name}/replay",
+        status_code=202,
+        response_model=ReplayJob,
+        response_class=JSONBytes,
+        operation_id="subscribers_replay",
         responses=problems(401, 403, 404, 409, 422, 503),
         summary="Re-send a subscriber's events from a position, a time, or for one aggregate",
     )
@@ -247,24 +275,42 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
             if body.aggregate:
                 entity, _, aggregate_id = body.aggregate.partition(":")
                 aggregate = (entity, aggregate_id)
-            request = ReplayRequest(start_seq=body.from_position, since=body.since,
-                                    aggregate=aggregate)
+            request = ReplayRequest(
+                start_seq=body.from_position, since=body.since, aggregate=aggregate
+            )
         except ValueError as invalid:
-            raise ProblemError(422, "invalid-replay", str(invalid),
-                               errors=[{"field": "body", "message": str(invalid)}]) from None
+            raise ProblemError(
+                422,
+                "invalid-replay",
+                str(invalid),
+                errors=[{"field": "body", "message": str(invalid)}],
+            ) from None
         if name not in {d.name for d in DECLARATIONS}:
-            raise ProblemError(404, "unknown-subscriber", f"no subscriber {name!r}; declared: "
-                               f"{', '.join(d.name for d in DECLARATIONS)}")
+            raise ProblemError(
+                404,
+                "unknown-subscriber",
+                f"no subscriber {name!r}; declared: {', '.join(d.name for d in DECLARATIONS)}",
+            )
         urls = runtime.settings.target_urls()
         if name not in urls:
-            raise ProblemError(409, "subscriber-not-configured",
-                               f"subscriber {name!r} has no target: set "
-                               f"CONCORD_TARGETS={name}=http://host/path")
+            raise ProblemError(
+                409,
+                "subscriber-not-configured",
+                f"subscriber {name!r} has no target: set CONCORD_TARGETS={name}=http://host/path",
+            )
         known = build_specs(runtime.settings, connectors={name: HttpConnector(urls[name])})
         job_id = uuid.uuid4().hex[:12]
-        job: dict[str, Any] = {"id": job_id, "subscriber": name, "status": "running",
-                               "done": 0, "total": 0, "started_at": datetime.now(UTC),
-                               "finished_at": None, "result": None, "error": None}
+        job: dict[str, Any] = {
+            "id": job_id,
+            "subscriber": name,
+            "status": "running",
+            "done": 0,
+            "total": 0,
+            "started_at": datetime.now(UTC),
+            "finished_at": None,
+            "result": None,
+            "error": None,
+        }
         jobs[job_id] = job
 
         def progress(done: int, total: int) -> None:
@@ -272,8 +318,9 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
 
         async def work() -> None:
             try:
-                result = await replay_subscriber(runtime, name, request, progress=progress,
-                                                 specs=known)
+                result = await replay_subscriber(
+                    runtime, name, request, progress=progress, specs=known
+                )
                 job["result"], job["status"] = result.as_dict(), "done"
             except Exception as failed:
                 job["error"], job["status"] = repr(failed), "failed"
@@ -286,16 +333,23 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
         return JSONBytes(job, status_code=202, headers={"Location": f"/v1/replays/{job_id}"})
 
     @router.get(
-        "/replays/{id}", response_model=ReplayJob, response_class=JSONBytes,
-        operation_id="replays_get", responses=problems(401, 403, 404),
+        "/replays/{id}",
+        response_model=ReplayJob,
+        response_class=JSONBytes,
+        operation_id="replays_get",
+        responses=problems(401, 403, 404),
         summary="Progress and result of a replay started over the API",
     )
-    async def replay_job(id: Annotated[str, Path(max_length=32)],
-                         caller: Annotated[Caller, Depends(admin)]) -> Response:
+    async def replay_job(
+        id: Annotated[str, Path(max_length=32)], caller: Annotated[Caller, Depends(admin)]
+    ) -> Response:
         job = jobs.get(id)
         if job is None:
-            raise ProblemError(404, "replay-not-found",
-                               f"no replay job {id!r} (jobs are kept until the API restarts)")
+            raise ProblemError(
+                404,
+                "replay-not-found",
+                f"no replay job {id!r} (jobs are kept until the API restarts)",
+            )
         return JSONBytes(job)
 
     return router

@@ -51,8 +51,10 @@ def _state_route(runtime: "Runtime", entity: str, reader: Any) -> Callable[..., 
         caller: Annotated[Caller, Depends(reader)],
         as_of: Annotated[
             AwareDatetime | None,
-            Query(description="Show the state as it was at this instant (the hub's recorded "
-                  "time, ISO 8601 with offset), for audits. 404 if it did not exist yet."),
+            Query(
+                description="Show the state as it was at this instant (the hub's recorded "
+                "time, ISO 8601 with offset), for audits. 404 if it did not exist yet."
+            ),
         ] = None,
     ) -> Response:
         view = runtime.hub.get(entity, id, as_of)
@@ -69,8 +71,7 @@ def _history_route(runtime: "Runtime", entity: str, reader: Any) -> Callable[...
         caller: Annotated[Caller, Depends(reader)],
     ) -> Response:
         events = runtime.hub.history(entity, id)
-        body = {"id": str(id), "entity": entity, "version": events[-1]["version"],
-                "events": events}
+        body = {"id": str(id), "entity": entity, "version": events[-1]["version"], "events": events}
         return JSONBytes(body, headers={"ETag": f'"{body["version"]}"'})
 
     get_history.__name__ = f"{plural(entity)}_events"
@@ -85,24 +86,35 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
     for entity in known:
         collection = plural(entity)
         router.add_api_route(
-            f"/{collection}/{{id}}", _state_route(runtime, entity, reader), methods=["GET"],
-            response_model=AggregateWithRefs, response_class=JSONBytes,
-            operation_id=f"{collection}_get", tags=[collection],
+            f"/{collection}/{{id}}",
+            _state_route(runtime, entity, reader),
+            methods=["GET"],
+            response_model=AggregateWithRefs,
+            response_class=JSONBytes,
+            operation_id=f"{collection}_get",
+            tags=[collection],
             summary=f"Get a {entity} (current, or as of a past instant)",
             responses=problems(401, 403, 404, 422),
         )
         router.add_api_route(
-            f"/{collection}/{{id}}/events", _history_route(runtime, entity, reader),
-            methods=["GET"], response_model=History, response_class=JSONBytes,
-            operation_id=f"{collection}_events", tags=[collection],
+            f"/{collection}/{{id}}/events",
+            _history_route(runtime, entity, reader),
+            methods=["GET"],
+            response_model=History,
+            response_class=JSONBytes,
+            operation_id=f"{collection}_events",
+            tags=[collection],
             summary=f"Every event of a {entity}, oldest first, with provenance",
             responses=problems(401, 403, 404, 422),
         )
 
     @router.get(
         "/lookup/{system}/{entity}/{external_id:path}",
-        response_model=LookupResult, response_class=JSONBytes, operation_id="lookup",
-        tags=["lookup"], responses=problems(401, 403, 404, 422),
+        response_model=LookupResult,
+        response_class=JSONBytes,
+        operation_id="lookup",
+        tags=["lookup"],
+        responses=problems(401, 403, 404, 422),
         summary="Find an aggregate by the id another system knows it by",
     )
     def lookup(
@@ -112,34 +124,48 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
         caller: Annotated[Caller, Depends(reader)],
     ) -> Response:
         if entity not in known:
-            raise NotFound(f"unknown entity {entity!r}; use one of {', '.join(known)}",
-                           field="entity")
+            raise NotFound(
+                f"unknown entity {entity!r}; use one of {', '.join(known)}", field="entity"
+            )
         found = runtime.hub.lookup(system.value, entity, external_id)
         body = {
-            "id": str(found), "system": system.value, "entity": entity,
-            "external_id": external_id, "aggregate": runtime.hub.get(entity, found),
+            "id": str(found),
+            "system": system.value,
+            "entity": entity,
+            "external_id": external_id,
+            "aggregate": runtime.hub.get(entity, found),
         }
         return JSONBytes(body)
 
     @router.get(
-        "/ownership", response_class=JSONBytes, operation_id="ownership_get",
-        tags=["ownership"], responses=problems(401, 403),
+        "/ownership",
+        response_class=JSONBytes,
+        operation_id="ownership_get",
+        tags=["ownership"],
+        responses=problems(401, 403),
         summary="The system-of-record ownership policy in force (with its version)",
     )
     def ownership(caller: Annotated[Caller, Depends(reader)]) -> Response:
         return JSONBytes(runtime.policy.model_dump(mode="json"))
 
     @router.get(
-        "/schemas/events", response_class=JSONBytes, operation_id="event_schemas",
-        tags=["schemas"], responses=problems(401, 403),
+        "/schemas/events",
+        response_class=JSONBytes,
+        operation_id="event_schemas",
+        tags=["schemas"],
+        responses=problems(401, 403),
         summary="JSON Schema of every event type, keyed by type name",
     )
     def event_schemas(caller: Annotated[Caller, Depends(reader)]) -> Response:
         return JSONBytes(runtime.event_schemas())
 
     @router.get(
-        "/health", response_model=Health, response_class=JSONBytes, operation_id="health",
-        tags=["health"], responses=problems(503),
+        "/health",
+        response_model=Health,
+        response_class=JSONBytes,
+        operation_id="health",
+        tags=["health"],
+        responses=problems(503),
         summary="Liveness and database reachability (no key needed)",
     )
     def health() -> Response:
@@ -147,11 +173,11 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
             with runtime.committer.datastore.get_connection() as conn:
                 conn.execute("SELECT 1")
         except Exception as exc:  # any failure means "not healthy"; the reason goes to logs
-            raise ProblemError(503, "unhealthy", "the database is not reachable",
-                             headers={"Retry-After": "5"}) from exc
+            raise ProblemError(
+                503, "unhealthy", "the database is not reachable", headers={"Retry-After": "5"}
+            ) from exc
         return JSONBytes(
-            {"status": "ok", "version": api_version(),
-             "ownership_version": runtime.policy.version}
+            {"status": "ok", "version": api_version(), "ownership_version": runtime.policy.version}
         )
 
     return router

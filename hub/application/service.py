@@ -50,6 +50,9 @@ class IdempotencyMismatch(DomainError):
     code = "idempotency-key-reused"
 
 
+_SOURCE: dict[str, System] = {s.value: s for s in System} | {ADMIN: System.API}
+
+
 @dataclass(frozen=True)
 class Caller:
     """An authenticated API client, bound to one system."""
@@ -60,7 +63,7 @@ class Caller:
 
     @property
     def source_system(self) -> System:
-        return System.API if self.system == ADMIN else System(self.system)
+        return _SOURCE[self.system]
 
 
 @dataclass(frozen=True)

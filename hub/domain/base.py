@@ -127,7 +127,7 @@ class Aggregate(BaseModel):
         aggregate = event.mutate(None)
         if not isinstance(aggregate, cls):
             raise AssertionError(f"{type(event).__name__} created {type(aggregate).__name__}")
-        aggregate._pending.append(event)
+        aggregate._events().append(event)
         return aggregate
 
     def _record(self, event_class: type[E], stamp: Stamp, **fields: Any) -> E:
@@ -141,18 +141,29 @@ class Aggregate(BaseModel):
             **fields,
         )
         event.mutate(self)
-        self._pending.append(event)
+        self._events().append(event)
         return event
 
     def collect_events(self) -> list[DomainEvent]:
         """Hand over (and forget) the events recorded since the last save."""
-        events, self._pending = self._pending, []
+        events = self._events()
+        private = self.__pydantic_private__
+        assert private is not None
+        private["_pending"] = []
         return events
 
     @property
     def pending_events(self) -> list[DomainEvent]:
         """Events recorded but not yet saved (read-only view)."""
-        return list(self._pending)
+        return list(self._events())
+
+    def _events(self) -> list[DomainEvent]:
+        """The pending list itself. Read from pydantic's private-attribute dict directly:
+        the attribute path goes through ``__getattr__`` and was a hot spot in bulk ingest."""
+        private = self.__pydantic_private__
+        assert private is not None
+        events: list[DomainEvent] = private["_pending"]
+        return events
 
     def state(self) -> dict[str, Any]:
         """JSON-ready state for query results and snapshots."""

@@ -105,8 +105,9 @@ class Settings(BaseSettings):
     nats_duplicate_window_s: float = Field(default=120.0, gt=0)
     """Server-side dedupe window for ``Nats-Msg-Id``; the relay does not depend on it."""
 
-    relay_batch: int = Field(default=1000, ge=1)
-    """Events read from a store and published (acks in flight) per relay round."""
+    relay_batch: int = Field(default=1000, ge=1, le=2000)
+    """Events read from a store and published (acks in flight) per relay round. Two rounds
+    are in flight at once, which must stay under nats-py's 4000 pending publishes."""
 
     targets: str = ""
     """Where each subscriber delivers: comma-separated ``name=url`` (``erp=http://erp:9000/

@@ -369,12 +369,11 @@ class Relay:
                         inject(headers)
                     subject = self.subjects.event(feed.entity, env["type"], env["aggregate_id"])
                     futures.append(
-                        await self._js.publish_async(
-                            subject,
-                            orjson.dumps(env),
-                            headers=headers,
-                            wait_stall=self.ack_timeout_s,
-                        )
+                        # No wait_stall: at most two batches are in flight (below the
+                        # client's 4000-slot limit, see Settings.relay_batch) and lost ones
+                        # are cancelled, so the slot wait cannot block; a wait_stall would
+                        # cost a task per publish.
+                        await self._js.publish_async(subject, orjson.dumps(env), headers=headers)
                     )
             except BaseException:
                 for future in futures:  # never leave lost publishes holding client slots

@@ -219,8 +219,10 @@ class Relay:
                 with contextlib.suppress(Exception):
                     await conn.close()
         if self._nc is not None:
+            # close, not drain: whatever is unacknowledged is re-read from the stream on the
+            # next start, and drain can wait its full 30 s on a connection NATS dropped.
             with contextlib.suppress(Exception):
-                await self._nc.drain()
+                await asyncio.wait_for(self._nc.close(), 5)
         self._nc = self._js = self._db = self._listen = None
 
     async def _lead(self, stop: asyncio.Event | None) -> bool:

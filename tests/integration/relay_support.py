@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +54,31 @@ def start_relay(settings: Settings, **extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "adapters.nats.relay"], cwd=ROOT, env=relay_env(settings, **extra)
     )
+
+
+@contextmanager
+def running_relay(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    """A relay process for the block; stopped with SIGTERM (as an operator would) after."""
+    relay = start_relay(settings)
+    try:
+        yield relay
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        try:
+            relay.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            relay.kill()
+            raise
+
+
+def settled_stream(
+    nats_url: str, stream: str, expected: int, timeout: float = 30.0
+) -> list[dict[str, Any]]:
+    """The stream once it holds ``expected`` messages and half a second more has shown that
+    nothing extra (a duplicate) follows."""
+    wait_for_count(nats_url, stream, expected, timeout)
+    time.sleep(0.5)
+    return stream_messages(nats_url, stream)
 
 
 def stream_messages(nats_url: str, stream: str) -> list[dict[str, Any]]:

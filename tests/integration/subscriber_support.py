@@ -30,8 +30,13 @@ WAIT_S = 20.0
 
 
 def make_settings(database_url: str, nats_url: str, schema: str, stream: str) -> Settings:
-    return Settings(database_url=database_url, nats_url=nats_url, schema_name=schema,
-                    nats_stream=stream, nats_subject_prefix=stream.lower())
+    return Settings(
+        database_url=database_url,
+        nats_url=nats_url,
+        schema_name=schema,
+        nats_stream=stream,
+        nats_subject_prefix=stream.lower(),
+    )
 
 
 def envelope(aggregate: str, aggregate_id: str, version: int, event_type: str) -> dict[str, Any]:
@@ -63,18 +68,23 @@ class Stream:
     async def create(self) -> None:
         await self.js.add_stream(stream_config(self.settings.nats_stream, self.subjects))
 
-    async def publish(self, aggregate: str, aggregate_id: str, version: int,
-                      event_type: str | None = None) -> int:
+    async def publish(
+        self, aggregate: str, aggregate_id: str, version: int, event_type: str | None = None
+    ) -> int:
         kind = event_type or f"{aggregate.capitalize()}Changed"
         env = envelope(aggregate, aggregate_id, version, kind)
         ack = await self.js.publish(
-            self.subjects.event(aggregate, kind, aggregate_id), orjson.dumps(env),
-            headers=headers_for(env, f"{aggregate}s", version), stream=self.settings.nats_stream)
+            self.subjects.event(aggregate, kind, aggregate_id),
+            orjson.dumps(env),
+            headers=headers_for(env, f"{aggregate}s", version),
+            stream=self.settings.nats_stream,
+        )
         return int(ack.seq)
 
     async def publish_raw(self, subject_tail: str, data: bytes) -> int:
-        ack = await self.js.publish(f"{self.subjects.root}.{subject_tail}", data,
-                                    stream=self.settings.nats_stream)
+        ack = await self.js.publish(
+            f"{self.subjects.root}.{subject_tail}", data, stream=self.settings.nats_stream
+        )
         return int(ack.seq)
 
 
@@ -118,7 +128,8 @@ async def running(settings: Settings, *specs: SubscriberSpec) -> AsyncIterator[a
     """Run subscribers; stop them cleanly at the end (unless the test cancelled them)."""
     stop = asyncio.Event()
     task = asyncio.create_task(
-        run_subscribers(settings, None, stop, specs={s.name: s for s in specs}))
+        run_subscribers(settings, None, stop, specs={s.name: s for s in specs})
+    )
     try:
         yield task
     finally:
@@ -146,8 +157,13 @@ def db_rows(settings: Settings, query: str, *params: Any) -> list[tuple[Any, ...
         return conn.execute(query, params).fetchall()
 
 
-async def wait_rows(settings: Settings, what: str, query: str, *params: Any,
-                    until: Callable[[list[tuple[Any, ...]]], bool]) -> list[tuple[Any, ...]]:
+async def wait_rows(
+    settings: Settings,
+    what: str,
+    query: str,
+    *params: Any,
+    until: Callable[[list[tuple[Any, ...]]], bool],
+) -> list[tuple[Any, ...]]:
     deadline = time.monotonic() + WAIT_S
     while True:
         try:

@@ -5,7 +5,6 @@ than the stream's duplicate window."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from tests.conftest import run_sync
 from tests.integration.relay_support import (
     assert_exactly_once_in_order,
     relay_settings,
+    running_relay,
+    settled_stream,
     start_relay,
     stream_messages,
     wait_for_count,
@@ -63,14 +64,8 @@ def test_kill_9_at_any_point_then_restart_publishes_exactly_once(
     assert crashed.wait(timeout=60) == 137  # it died at the crash point (os._exit)
     # Commits while the relay is down ("after commit, before publish").
     expected += write_events(runtime, 2)
-    relay = start_relay(settings)
-    try:
-        messages = wait_for_count(nats_url, stream_name, expected)
-        time.sleep(0.5)  # anything extra would show up now
-        messages = stream_messages(nats_url, stream_name)
-    finally:
-        relay.send_signal(signal.SIGTERM)
-        relay.wait(timeout=30)
+    with running_relay(settings):
+        messages = settled_stream(nats_url, stream_name, expected)
     assert len(messages) == expected
     assert_exactly_once_in_order(runtime, messages)
 
@@ -85,14 +80,8 @@ def test_relay_down_longer_than_the_duplicate_window_duplicates_nothing(
     # Crash after the acks but before the position is written to PostgreSQL.
     assert start_relay(settings, CONCORD_RELAY_CRASH_AT="after_acks:2").wait(timeout=60) == 137
     time.sleep(2.5)  # past the server's dedupe window: only reconciliation can help now
-    relay = start_relay(settings)
-    try:
-        wait_for_count(nats_url, stream_name, expected)
-        time.sleep(0.5)
-        messages = stream_messages(nats_url, stream_name)
-    finally:
-        relay.send_signal(signal.SIGTERM)
-        relay.wait(timeout=30)
+    with running_relay(settings):
+        messages = settled_stream(nats_url, stream_name, expected)
     assert len(messages) == expected
     assert_exactly_once_in_order(runtime, messages)
 
@@ -106,24 +95,18 @@ def test_live_relay_follows_commits_and_survives_a_nats_restart(
     with embedded_nats(data) as url:
         port = int(url.rsplit(":", 1)[1])
         settings = relay_settings(runtime, url, stream_name, relay_batch=5)
-        relay = start_relay(settings)
-        try:
-            expected = write_events(runtime, 4)
-            wait_for_count(url, stream_name, expected)
-        except BaseException:
-            relay.kill()
-            raise
+        relay = running_relay(settings)
+        relay.__enter__()
+        expected = write_events(runtime, 4)
+        wait_for_count(url, stream_name, expected)
     # The server is gone; commits go on (PostgreSQL only) ...
     try:
         expected += write_events(runtime, 4)
         with embedded_nats(data, port=port) as url_again:
             expected += write_events(runtime, 2)
-            messages = wait_for_count(url_again, stream_name, expected, timeout=60)
-            time.sleep(0.5)
-            messages = stream_messages(url_again, stream_name)
+            messages = settled_stream(url_again, stream_name, expected, timeout=60)
     finally:
-        relay.send_signal(signal.SIGTERM)
-        relay.wait(timeout=30)
+        relay.__exit__(None, None, None)
     assert len(messages) == expected
     assert_exactly_once_in_order(runtime, messages)
 

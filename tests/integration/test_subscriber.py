@@ -60,8 +60,12 @@ def test_transient_errors_are_retried_with_backoff_then_delivered_once(settings:
                 # Backoff lower bounds: 50-100 % of 0.05 s, then of 0.1 s.
                 assert calls[1].at - calls[0].at >= 0.025
                 assert calls[2].at - calls[1].at >= 0.05
-                await wait_rows(settings, "the hold to be lifted",
-                                "SELECT * FROM concord_delivery_holds", until=lambda r: not r)
+                await wait_rows(
+                    settings,
+                    "the hold to be lifted",
+                    "SELECT * FROM concord_delivery_holds",
+                    until=lambda r: not r,
+                )
             assert db_rows(settings, "SELECT count(*) FROM concord_dead_letters") == [(0,)]
 
     run_sync(main())
@@ -117,9 +121,11 @@ def test_permanent_error_dead_letters_holds_aggregate_and_retry_releases_in_orde
             async with running(settings, http_spec("erp", target, stream)):
                 await wait_until("B delivered", lambda: target.versions(b) == [1])
                 rows = await wait_rows(
-                    settings, "two parked events",
+                    settings,
+                    "two parked events",
                     "SELECT version FROM concord_parked ORDER BY stream_seq",
-                    until=lambda r: len(r) == 2)
+                    until=lambda r: len(r) == 2,
+                )
                 assert rows == [(2,), (3,)]
             # The subscriber is stopped; its state is in PostgreSQL.
             with _conn(settings) as conn:
@@ -139,8 +145,12 @@ def test_permanent_error_dead_letters_holds_aggregate_and_retry_releases_in_orde
             await stream.publish("customer", a, 4)  # arrives while A is held: parked too
             async with running(settings, http_spec("erp", target, stream)):
                 await wait_until("A released", lambda: target.versions(a) == [1, 2, 3, 4])
-                await wait_rows(settings, "the hold to be lifted",
-                                "SELECT * FROM concord_delivery_holds", until=lambda r: not r)
+                await wait_rows(
+                    settings,
+                    "the hold to be lifted",
+                    "SELECT * FROM concord_delivery_holds",
+                    until=lambda r: not r,
+                )
             with _conn(settings) as conn:
                 done = get_dead_letter(conn, settings.schema_name, letter["id"])
                 assert done["status"] == "delivered" and done["resolved_at"]
@@ -158,15 +168,23 @@ def test_discarding_a_dead_letter_releases_the_parked_events(settings: Settings)
             for version in (1, 2, 3):
                 await stream.publish("invoice", a, version)
             async with running(settings, http_spec("erp", target, stream)):
-                await wait_rows(settings, "two parked events", "SELECT 1 FROM concord_parked",
-                                until=lambda r: len(r) == 2)
+                await wait_rows(
+                    settings,
+                    "two parked events",
+                    "SELECT 1 FROM concord_parked",
+                    until=lambda r: len(r) == 2,
+                )
                 with _conn(settings) as conn:
                     (letter,) = list_dead_letters(conn, settings.schema_name)
                     discarded = discard(conn, settings.schema_name, letter["id"], actor="test")
                     assert discarded["status"] == "discarded"
                 await wait_until("the rest released", lambda: target.versions(a) == [2, 3])
-                await wait_rows(settings, "the hold to be lifted",
-                                "SELECT * FROM concord_delivery_holds", until=lambda r: not r)
+                await wait_rows(
+                    settings,
+                    "the hold to be lifted",
+                    "SELECT * FROM concord_delivery_holds",
+                    until=lambda r: not r,
+                )
 
     run_sync(main())
 
@@ -181,9 +199,11 @@ def test_exhausted_deliveries_become_a_dead_letter(settings: Settings) -> None:
             await stream.publish("payment", b, 1)
             async with running(settings, http_spec("erp", target, stream, max_deliver=3)):
                 rows = await wait_rows(
-                    settings, "a dead letter",
+                    settings,
+                    "a dead letter",
                     "SELECT version, reason, attempts, error FROM concord_dead_letters",
-                    until=lambda r: len(r) == 1)
+                    until=lambda r: len(r) == 1,
+                )
                 await wait_until("B delivered", lambda: target.versions(b) == [1])
             assert rows[0][:3] == (1, "exhausted", 3) and "500" in rows[0][3]
             assert len(target.calls_for(event_id(a, 1))) == 3
@@ -216,8 +236,9 @@ def test_crash_after_the_target_call_before_ack_yields_one_effect(settings: Sett
             key = event_id(a, 1)
             called = asyncio.Event()
             dying = _DiesAfterTheCall(HttpConnector(target.url), key, called)
-            async with running(settings, http_spec("erp", target, stream, ack_wait=1.0,
-                                                   handlers={"*": dying})) as task:
+            async with running(
+                settings, http_spec("erp", target, stream, ack_wait=1.0, handlers={"*": dying})
+            ) as task:
                 await asyncio.wait_for(called.wait(), 10)
                 task.cancel()  # "kill": no ack, no clean shutdown
             assert len(target.effects) == 1

@@ -65,8 +65,10 @@ def test_target_in_a_thread_is_programmable_over_http() -> None:
 
     with serve_in_thread("crm") as target:
         aggregate_id = new_id()
-        httpx.post(f"{target.base_url}/_control/fail-aggregate",
-                   json={"aggregate_id": aggregate_id, "status": 400, "count": 1})
+        httpx.post(
+            f"{target.base_url}/_control/fail-aggregate",
+            json={"aggregate_id": aggregate_id, "status": 400, "count": 1},
+        )
         body = envelope("customer", aggregate_id, 1, "CustomerRegistered")
         headers = {"Idempotency-Key": body["event_id"]}
         assert httpx.post(target.url, json=body, headers=headers).status_code == 400

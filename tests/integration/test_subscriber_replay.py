@@ -48,8 +48,12 @@ def test_replay_from_position_time_and_aggregate(settings: Settings) -> None:
                 before = len(target.calls)
                 seen: list[tuple[int, int]] = []
                 result = await replay_subscriber(
-                    settings, "erp", request, progress=lambda d, t: seen.append((d, t)),
-                    specs={"erp": http_spec("erp", target, stream)})
+                    settings,
+                    "erp",
+                    request,
+                    progress=lambda d, t: seen.append((d, t)),
+                    specs={"erp": http_spec("erp", target, stream)},
+                )
                 assert seen and seen[-1][0] == seen[-1][1] == result.delivered
                 new_calls = target.calls[before:]
                 assert all(c.replayed for c in new_calls)  # same keys: nothing applied again
@@ -83,14 +87,20 @@ def test_replay_reports_failures_and_validates_its_request(settings: Settings) -
             await stream.publish("customer", a, 2)
             target.fail_aggregate(a, status=400, count=1)
             result = await replay_subscriber(
-                settings, "erp", ReplayRequest(start_seq=1),
-                specs={"erp": http_spec("erp", target, stream)})
+                settings,
+                "erp",
+                ReplayRequest(start_seq=1),
+                specs={"erp": http_spec("erp", target, stream)},
+            )
             assert result.delivered == 1 and len(result.failures) == 1
             assert result.failures[0].event_id == event_id(a, 1)
             assert "400" in result.failures[0].error
             empty = await replay_subscriber(
-                settings, "erp", ReplayRequest(aggregate=("customer", new_id())),
-                specs={"erp": http_spec("erp", target, stream)})
+                settings,
+                "erp",
+                ReplayRequest(aggregate=("customer", new_id())),
+                specs={"erp": http_spec("erp", target, stream)},
+            )
             assert empty.delivered == 0 and empty.first_seq is None
 
     run_sync(main())

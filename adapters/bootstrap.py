@@ -26,6 +26,7 @@ from hub.application.catalogue import build_catalogue
 from hub.application.ports import Change, ReceiptExists
 from hub.application.service import CommandRequest, CommandResult, Hub
 from hub.application.stores import Store, store_class
+from hub.application.views import envelope_schema
 from hub.domain.catalog import AGGREGATES, EVENT_TYPES
 from hub.domain.errors import DomainError
 from hub.domain.ownership import OwnershipPolicy
@@ -115,8 +116,11 @@ class Runtime:
         return results
 
     def event_schemas(self) -> dict[str, Any]:
-        """JSON Schema of every event type's payload, keyed by type name."""
-        return {cls.type_name(): cls.model_json_schema() for cls in EVENT_TYPES}
+        """JSON Schema of every event type's envelope (as on NATS), keyed by type name."""
+        entity_of = {cls.__module__: cls.entity for cls in AGGREGATES}
+        return {
+            cls.type_name(): envelope_schema(entity_of[cls.__module__], cls) for cls in EVENT_TYPES
+        }
 
     def close(self) -> None:
         if self.closed:

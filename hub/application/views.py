@@ -78,3 +78,56 @@ def aggregate_view(aggregate: Aggregate) -> dict[str, Any]:
         "modified_at": state.pop("modified_on"),
         "state": state,
     }
+
+
+def envelope_schema(entity: str, cls: type[DomainEvent]) -> dict[str, Any]:
+    """JSON Schema (2020-12) of the envelope of one event type, as published and listed.
+
+    ``data`` is the event class's own fields; the rest is the envelope shared by all types,
+    so a subscriber can validate a message by its ``type`` alone."""
+    own = cls.model_json_schema()
+    defs = own.pop("$defs", {})
+    provenance = defs.get("Provenance")
+    skip = set(_ENVELOPE_FIELDS)
+    data = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {k: v for k, v in own.get("properties", {}).items() if k not in skip},
+        "required": [k for k in own.get("required", []) if k not in skip],
+    }
+    uuid_string = {"type": "string", "format": "uuid"}
+    moment = {"type": "string", "format": "date-time"}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": cls.type_name(),
+        "description": (cls.__doc__ or "").strip() or f"{cls.type_name()} event",
+        "type": "object",
+        "additionalProperties": False,
+        "required": [
+            "envelope_version",
+            "event_id",
+            "type",
+            "schema_version",
+            "aggregate",
+            "aggregate_id",
+            "version",
+            "recorded_at",
+            "occurred_at",
+            "provenance",
+            "data",
+        ],
+        "properties": {
+            "envelope_version": {"const": ENVELOPE_VERSION},
+            "event_id": uuid_string,
+            "type": {"const": cls.type_name()},
+            "schema_version": {"const": cls.class_version},
+            "aggregate": {"const": entity},
+            "aggregate_id": uuid_string,
+            "version": {"type": "integer", "minimum": 1},
+            "recorded_at": moment,
+            "occurred_at": {"anyOf": [moment, {"type": "null"}]},
+            "provenance": {"$ref": "#/$defs/Provenance"} if provenance else {"type": "object"},
+            "data": data,
+        },
+        "$defs": defs,
+    }

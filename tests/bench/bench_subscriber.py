@@ -92,12 +92,21 @@ async def publish(url: str, stream: str, subjects: Subjects, events: int, aggreg
         aggregate_id = ids[i % aggregates]
         versions[aggregate_id] += 1
         version = versions[aggregate_id]
-        env = {"event_id": event_id(aggregate_id, version), "type": "OrderAmended",
-               "aggregate": "order", "aggregate_id": aggregate_id, "version": version,
-               "data": {"line": i, "note": "x" * 200}}
-        futures.append(await js.publish_async(
-            subjects.event("order", "OrderAmended", aggregate_id), orjson.dumps(env),
-            headers=headers_for(env, "orders", i + 1)))
+        env = {
+            "event_id": event_id(aggregate_id, version),
+            "type": "OrderAmended",
+            "aggregate": "order",
+            "aggregate_id": aggregate_id,
+            "version": version,
+            "data": {"line": i, "note": "x" * 200},
+        }
+        futures.append(
+            await js.publish_async(
+                subjects.event("order", "OrderAmended", aggregate_id),
+                orjson.dumps(env),
+                headers=headers_for(env, "orders", i + 1),
+            )
+        )
         if len(futures) >= 1000:
             await asyncio.gather(*futures)
             futures.clear()
@@ -105,12 +114,20 @@ async def publish(url: str, stream: str, subjects: Subjects, events: int, aggreg
     await nc.close()
 
 
-async def raw(url: str, stream: str, subjects: Subjects, events: int,
-              batch: int) -> tuple[float, float]:
+async def raw(
+    url: str, stream: str, subjects: Subjects, events: int, batch: int
+) -> tuple[float, float]:
     nc = await nats.connect(url)
     js = nc.jetstream()
-    await js.add_consumer(stream, ConsumerConfig(durable_name="raw", ack_policy=AckPolicy.EXPLICIT,
-                                                 filter_subject=subjects.all, ack_wait=30))
+    await js.add_consumer(
+        stream,
+        ConsumerConfig(
+            durable_name="raw",
+            ack_policy=AckPolicy.EXPLICIT,
+            filter_subject=subjects.all,
+            ack_wait=30,
+        ),
+    )
     sub = await js.pull_subscribe_bind(durable="raw", stream=stream)
     started = time.perf_counter()
     first = 0.0
@@ -127,10 +144,16 @@ async def raw(url: str, stream: str, subjects: Subjects, events: int,
     return ended - started, ended - first
 
 
-async def framework(settings: Settings, name: str, connector: Counting,
-                    batch: int) -> tuple[float, float]:
-    spec = SubscriberSpec(name=name, filter_subjects=(Subjects(settings.nats_subject_prefix).all,),
-                          handlers={"*": connector}, batch=batch, fetch_timeout=0.5)
+async def framework(
+    settings: Settings, name: str, connector: Counting, batch: int
+) -> tuple[float, float]:
+    spec = SubscriberSpec(
+        name=name,
+        filter_subjects=(Subjects(settings.nats_subject_prefix).all,),
+        handlers={"*": connector},
+        batch=batch,
+        fetch_timeout=0.5,
+    )
     stop = asyncio.Event()
     started = time.perf_counter()
     task = asyncio.create_task(run_subscribers(settings, [name], stop, specs={name: spec}))
@@ -147,22 +170,42 @@ async def main(args: argparse.Namespace) -> None:
         db = database_url()
         schema = stack.enter_context(scratch_schema(db, "bench_sub"))
         stream = f"BENCH_SUB_{uuid.uuid4().hex[:8].upper()}"
-        settings = Settings(database_url=db, nats_url=url, schema_name=schema,
-                            nats_stream=stream, nats_subject_prefix=stream.lower())
+        settings = Settings(
+            database_url=db,
+            nats_url=url,
+            schema_name=schema,
+            nats_stream=stream,
+            nats_subject_prefix=stream.lower(),
+        )
         subjects = Subjects(settings.nats_subject_prefix)
         await publish(url, stream, subjects, args.events, args.aggregates)
-        rows = [("raw nats-py (fetch, parse, ack)", args.events,
-                 await raw(url, stream, subjects, args.events, args.batch))]
-        rows.append(("subscriber, no-op target", args.events,
-                     await framework(settings, "noop", Counting(args.events), args.batch)))
+        rows = [
+            (
+                "raw nats-py (fetch, parse, ack)",
+                args.events,
+                await raw(url, stream, subjects, args.events, args.batch),
+            )
+        ]
+        rows.append(
+            (
+                "subscriber, no-op target",
+                args.events,
+                await framework(settings, "noop", Counting(args.events), args.batch),
+            )
+        )
         if args.http_events:
             target = TargetSystem("bench")
             await target.start()
             try:
-                rows.append(("subscriber, HTTP sandbox target (httpx)", args.http_events,
-                             await framework(settings, "http",
-                                             CountingHttp(target.url, args.http_events),
-                                             args.batch)))
+                rows.append(
+                    (
+                        "subscriber, HTTP sandbox target (httpx)",
+                        args.http_events,
+                        await framework(
+                            settings, "http", CountingHttp(target.url, args.http_events), args.batch
+                        ),
+                    )
+                )
             finally:
                 await target.stop()
         nc = await nats.connect(url)
@@ -172,8 +215,10 @@ async def main(args: argparse.Namespace) -> None:
     print("| consumer | events | seconds (with start-up) | events/s | events/s after the first |")
     print("|---|---:|---:|---:|---:|")
     for label, count, (total, steady) in rows:
-        print(f"| {label} | {count:,} | {total:.2f} | {count / total:,.0f} | "
-              f"{(count - 1) / steady:,.0f} |")
+        print(
+            f"| {label} | {count:,} | {total:.2f} | {count / total:,.0f} | "
+            f"{(count - 1) / steady:,.0f} |"
+        )
 
 
 if __name__ == "__main__":
@@ -181,6 +226,10 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--aggregates", type=int, default=1_000)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--http-events", type=int, default=2_000,
-                        help="events for the HTTP row (0 skips it); httpx's CPU cost dominates")
+    parser.add_argument(
+        "--http-events",
+        type=int,
+        default=2_000,
+        help="events for the HTTP row (0 skips it); httpx's CPU cost dominates",
+    )
     asyncio.run(main(parser.parse_args()))

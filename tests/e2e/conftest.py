@@ -47,13 +47,22 @@ class Api:
         return {**out, **(extra or {})}
 
     def post(
-        self, path: str, json: Any = None, *, role: str | None = "crm",
-        headers: dict[str, str] | None = None, **kw: Any,
+        self,
+        path: str,
+        json: Any = None,
+        *,
+        role: str | None = "crm",
+        headers: dict[str, str] | None = None,
+        **kw: Any,
     ) -> httpx.Response:
         return self.http.post(path, json=json, headers=self.headers(role, headers), **kw)
 
     def get(
-        self, path: str, *, role: str | None = "admin", headers: dict[str, str] | None = None,
+        self,
+        path: str,
+        *,
+        role: str | None = "admin",
+        headers: dict[str, str] | None = None,
         **kw: Any,
     ) -> httpx.Response:
         return self.http.get(path, headers=self.headers(role, headers), **kw)
@@ -105,8 +114,7 @@ def order_body(customer_id: str, currency: str = "USD", **fields: Any) -> dict[s
         "customer_id": customer_id,
         "opportunity_id": "OPP-1",
         "lines": [
-            {"sku": "PLAT-1", "quantity": "2", "unit_price": "50.00",
-             "charge_type": "recurring"},
+            {"sku": "PLAT-1", "quantity": "2", "unit_price": "50.00", "charge_type": "recurring"},
             {"sku": "SETUP", "quantity": "1", "unit_price": "20.00", "charge_type": "one_time"},
         ],
         "currency": currency,
@@ -160,9 +168,7 @@ def assert_problem(
 
 @pytest.fixture
 def runtime(database_url: str, pg_schema: str, tmp_path: Path) -> Iterator[Runtime]:
-    rt = open_runtime(
-        Settings(database_url=database_url, schema_name=pg_schema, data_dir=tmp_path)
-    )
+    rt = open_runtime(Settings(database_url=database_url, schema_name=pg_schema, data_dir=tmp_path))
     try:
         yield rt
     finally:

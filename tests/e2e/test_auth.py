@@ -34,8 +34,9 @@ def test_wrong_key_is_401(api: Api, headers: dict[str, str]) -> None:
 
 
 def test_x_api_key_header_works(api: Api) -> None:
-    response = api.http.post("/v1/customers", json={"legal_name": "Acme"},
-                             headers={"X-API-Key": api.keys["crm"]})
+    response = api.http.post(
+        "/v1/customers", json={"legal_name": "Acme"}, headers={"X-API-Key": api.keys["crm"]}
+    )
     assert response.status_code == 201, response.text
     assert response.json()["events"][0]["provenance"]["actor"] == "crm-client"
 
@@ -64,8 +65,9 @@ def test_health_needs_no_key(api: Api) -> None:
 
 
 def test_keys_over_http_hashed_and_listed_without_secrets(api: Api) -> None:
-    created = api.post("/v1/keys", {"system": "billing", "client_id": "stripe-bridge"},
-                       role="admin")
+    created = api.post(
+        "/v1/keys", {"system": "billing", "client_id": "stripe-bridge"}, role="admin"
+    )
     assert created.status_code == 201, created.text
     key = created.json()["key"]
     assert key.startswith("cnc_")
@@ -75,8 +77,12 @@ def test_keys_over_http_hashed_and_listed_without_secrets(api: Api) -> None:
     cid = api.customer()
     payment = api.http.post(
         "/v1/payments",
-        json={"customer_id": cid, "amount": {"amount": "5.00", "currency": "USD"},
-              "method": "card", "received_at": "2026-02-01T00:00:00Z"},
+        json={
+            "customer_id": cid,
+            "amount": {"amount": "5.00", "currency": "USD"},
+            "method": "card",
+            "received_at": "2026-02-01T00:00:00Z",
+        },
         headers={"Authorization": f"Bearer {key}"},
     )
     assert payment.status_code == 201, payment.text
@@ -86,8 +92,10 @@ def test_keys_over_http_hashed_and_listed_without_secrets(api: Api) -> None:
     assert listed.status_code == 200
     assert "stripe-bridge" in {k["client_id"] for k in listed.json()["items"]}
     assert key not in listed.text
-    assert all(set(k) == {"key_id", "client_id", "system", "scopes", "source", "created_at"}
-               for k in listed.json()["items"])
+    assert all(
+        set(k) == {"key_id", "client_id", "system", "scopes", "source", "created_at"}
+        for k in listed.json()["items"]
+    )
     assert key not in api.runtime.keys.path.read_text()  # type: ignore[union-attr]
 
     bad = api.post("/v1/keys", {"system": "sap"}, role="admin")

@@ -35,8 +35,9 @@ def test_unknown_fields_are_refused_not_dropped(api: Api) -> None:
 def test_missing_body_and_missing_fields(api: Api) -> None:
     before = api.total_events()
     assert_problem(api.post("/v1/customers"), 422, "validation-failed", field="body")
-    problem = assert_problem(api.post("/v1/customers", {}), 422, "validation-failed",
-                             field="body.legal_name")
+    problem = assert_problem(
+        api.post("/v1/customers", {}), 422, "validation-failed", field="body.legal_name"
+    )
     assert problem["errors"][0]["type"] == "missing"
     assert api.total_events() == before
 
@@ -44,8 +45,12 @@ def test_missing_body_and_missing_fields(api: Api) -> None:
 def test_unknown_currency(api: Api) -> None:
     cid = api.customer()
     before = api.total_events()
-    problem = assert_problem(api.post("/v1/orders", order_body(cid, currency="XYZ")),
-                             422, "invalid-value", field="body.currency")
+    problem = assert_problem(
+        api.post("/v1/orders", order_body(cid, currency="XYZ")),
+        422,
+        "invalid-value",
+        field="body.currency",
+    )
     assert "XYZ" in problem["detail"]
     assert api.total_events() == before
 
@@ -53,8 +58,7 @@ def test_unknown_currency(api: Api) -> None:
 def test_unknown_currency_inside_money(api: Api) -> None:
     cid = api.customer()
     before = api.total_events()
-    response = api.post("/v1/payments", payment_body(cid, "10.00", currency="XYZ"),
-                        role="billing")
+    response = api.post("/v1/payments", payment_body(cid, "10.00", currency="XYZ"), role="billing")
     problem = assert_problem(response, 422, "invalid-value", field="body.amount.currency")
     assert "XYZ" in problem["detail"]
     assert api.total_events() == before
@@ -63,8 +67,7 @@ def test_unknown_currency_inside_money(api: Api) -> None:
 def test_more_decimals_than_currency_allows_inside_money(api: Api) -> None:
     cid = api.customer()
     before = api.total_events()
-    response = api.post("/v1/payments", payment_body(cid, "10.005", currency="USD"),
-                        role="billing")
+    response = api.post("/v1/payments", payment_body(cid, "10.005", currency="USD"), role="billing")
     problem = assert_problem(response, 422, "invalid-value", field="body.amount.amount")
     assert "USD" in problem["detail"]
     assert api.total_events() == before
@@ -75,16 +78,18 @@ def test_more_decimals_than_currency_allows(api: Api) -> None:
     before = api.total_events()
     body = order_body(cid, currency="JPY")
     body["lines"][0]["unit_price"] = "10.50"  # JPY has no minor unit
-    problem = assert_problem(api.post("/v1/orders", body), 422, "invalid-value",
-                             field="body.lines.0.unit_price")
+    problem = assert_problem(
+        api.post("/v1/orders", body), 422, "invalid-value", field="body.lines.0.unit_price"
+    )
     assert "JPY" in problem["detail"]
     assert api.total_events() == before
 
 
 def test_malformed_json_is_400(api: Api) -> None:
     before = api.total_events()
-    response = api.post("/v1/customers", content=b'{"legal_name": ',
-                        headers={"Content-Type": "application/json"})
+    response = api.post(
+        "/v1/customers", content=b'{"legal_name": ', headers={"Content-Type": "application/json"}
+    )
     problem = assert_problem(response, 400, "malformed-json", field="body")
     assert "not valid JSON" in problem["detail"]
     assert api.total_events() == before
@@ -92,8 +97,9 @@ def test_malformed_json_is_400(api: Api) -> None:
 
 def test_non_json_content_type_is_415(api: Api) -> None:
     before = api.total_events()
-    response = api.post("/v1/customers", content=b'{"legal_name": "Acme"}',
-                        headers={"Content-Type": "text/plain"})
+    response = api.post(
+        "/v1/customers", content=b'{"legal_name": "Acme"}', headers={"Content-Type": "text/plain"}
+    )
     assert_problem(response, 415, "unsupported-media-type", field="header.Content-Type")
     assert api.total_events() == before
 
@@ -101,11 +107,19 @@ def test_non_json_content_type_is_415(api: Api) -> None:
 def test_unknown_aggregate_is_404_bad_uuid_is_422(api: Api) -> None:
     before = api.total_events()
     ghost = "00000000-0000-4000-8000-000000000001"
-    problem = assert_problem(api.post(f"/v1/orders/{ghost}/accept", {"erp_order_number": "1"},
-                                      role="erp"), 404, "not-found", field="path.id")
+    problem = assert_problem(
+        api.post(f"/v1/orders/{ghost}/accept", {"erp_order_number": "1"}, role="erp"),
+        404,
+        "not-found",
+        field="path.id",
+    )
     assert ghost in problem["detail"]
-    assert_problem(api.post("/v1/orders/not-a-uuid/accept", {"erp_order_number": "1"},
-                            role="erp"), 422, "validation-failed", field="path.id")
+    assert_problem(
+        api.post("/v1/orders/not-a-uuid/accept", {"erp_order_number": "1"}, role="erp"),
+        422,
+        "validation-failed",
+        field="path.id",
+    )
     assert_problem(api.get(f"/v1/orders/{ghost}"), 404, "not-found", field="path.id")
     assert_problem(api.get(f"/v1/orders/{ghost}/events"), 404, "not-found", field="path.id")
     assert api.total_events() == before
@@ -114,22 +128,28 @@ def test_unknown_aggregate_is_404_bad_uuid_is_422(api: Api) -> None:
 def test_referenced_aggregate_must_exist(api: Api) -> None:
     before = api.total_events()
     ghost = "00000000-0000-4000-8000-000000000002"
-    problem = assert_problem(api.post("/v1/orders", order_body(ghost)), 404, "not-found",
-                             field="body.customer_id")
+    problem = assert_problem(
+        api.post("/v1/orders", order_body(ghost)), 404, "not-found", field="body.customer_id"
+    )
     assert ghost in problem["detail"]
     assert api.total_events() == before
 
 
 def test_bad_provenance_header_names_it(api: Api) -> None:
     before = api.total_events()
-    response = api.post("/v1/customers", {"legal_name": "Acme"},
-                        headers={"Concord-Occurred-At": "yesterday"})
+    response = api.post(
+        "/v1/customers", {"legal_name": "Acme"}, headers={"Concord-Occurred-At": "yesterday"}
+    )
     assert_problem(response, 422, "validation-failed", field="header.Concord-Occurred-At")
-    naive = api.post("/v1/customers", {"legal_name": "Acme"},
-                     headers={"Concord-Occurred-At": "2026-01-01T10:00:00"})
+    naive = api.post(
+        "/v1/customers",
+        {"legal_name": "Acme"},
+        headers={"Concord-Occurred-At": "2026-01-01T10:00:00"},
+    )
     assert_problem(naive, 422, "validation-failed", field="header.Concord-Occurred-At")
-    too_long = api.post("/v1/customers", {"legal_name": "Acme"},
-                        headers={"Idempotency-Key": "k" * 256})
+    too_long = api.post(
+        "/v1/customers", {"legal_name": "Acme"}, headers={"Idempotency-Key": "k" * 256}
+    )
     assert_problem(too_long, 422, "validation-failed", field="header.Idempotency-Key")
     assert api.total_events() == before
 
@@ -143,8 +163,7 @@ def test_unknown_route_and_wrong_method_are_problems(api: Api) -> None:
     assert "POST" in wrong.headers["allow"]
 
 
-def test_internal_error_is_500_without_internals(api: Api, monkeypatch: pytest.MonkeyPatch
-                                                  ) -> None:
+def test_internal_error_is_500_without_internals(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     from api.app import create_app
     from tests.e2e.conftest import TestClient
 
@@ -166,8 +185,7 @@ def test_oversized_command_body_is_413(api: Api) -> None:
 
     before = api.total_events()
     huge = b'{"legal_name": "' + b"x" * MAX_COMMAND_BYTES + b'"}'
-    response = api.post("/v1/customers", content=huge,
-                        headers={"Content-Type": "application/json"})
+    response = api.post("/v1/customers", content=huge, headers={"Content-Type": "application/json"})
     assert_problem(response, 413, "payload-too-large")
 
     def chunks():  # no Content-Length: counted as it arrives
@@ -176,7 +194,8 @@ def test_oversized_command_body_is_413(api: Api) -> None:
             yield b"x" * (1024 * 1024)
         yield b'"}'
 
-    streamed = api.post("/v1/customers", content=chunks(),
-                        headers={"Content-Type": "application/json"})
+    streamed = api.post(
+        "/v1/customers", content=chunks(), headers={"Content-Type": "application/json"}
+    )
     assert_problem(streamed, 413, "payload-too-large")
     assert api.total_events() == before

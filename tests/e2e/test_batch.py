@@ -18,21 +18,31 @@ def ndjson(*lines: Any) -> bytes:
 
 
 def send(api: Api, body: bytes, role: str = "admin", **headers: str) -> Any:
-    return api.http.post("/v1/batch", content=body, headers=api.headers(role, {**NDJSON,
-                                                                               **headers}))
+    return api.http.post(
+        "/v1/batch", content=body, headers=api.headers(role, {**NDJSON, **headers})
+    )
 
 
 def test_batch_reports_bad_lines_and_commits_good_ones(api: Api) -> None:
     customer_id = str(uuid4())
     body = ndjson(
-        {"entity": "customer", "command": "register", "id": customer_id,
-         "data": {"legal_name": "Batch Co"}, "provenance": {"source_record_id": "B-1"}},
-        b'{"entity": "customer", "command": ',                             # 2: not JSON
+        {
+            "entity": "customer",
+            "command": "register",
+            "id": customer_id,
+            "data": {"legal_name": "Batch Co"},
+            "provenance": {"source_record_id": "B-1"},
+        },
+        b'{"entity": "customer", "command": ',  # 2: not JSON
         {"entity": "order", "command": "place", "data": order_body(customer_id, colour="red")},
-        {"entity": "order", "command": "teleport", "data": {}},            # 4: unknown command
-        b"",                                                               # blank: skipped
-        {"entity": "order", "command": "place", "data": order_body(customer_id),
-         "idempotency_key": "order-1"},                                    # 6: uses line 1
+        {"entity": "order", "command": "teleport", "data": {}},  # 4: unknown command
+        b"",  # blank: skipped
+        {
+            "entity": "order",
+            "command": "place",
+            "data": order_body(customer_id),
+            "idempotency_key": "order-1",
+        },  # 6: uses line 1
         {"entity": "order", "command": "place", "data": order_body(customer_id, currency="XYZ")},
     )
     before = api.total_events()
@@ -73,8 +83,17 @@ def test_batch_reports_bad_lines_and_commits_good_ones(api: Api) -> None:
     assert found.status_code == 200 and found.json()["id"] == customer_id
 
     # Re-sending the good order line with its key replays it: same id, nothing written.
-    replay = send(api, ndjson({"entity": "order", "command": "place",
-                               "data": order_body(customer_id), "idempotency_key": "order-1"}))
+    replay = send(
+        api,
+        ndjson(
+            {
+                "entity": "order",
+                "command": "place",
+                "data": order_body(customer_id),
+                "idempotency_key": "order-1",
+            }
+        ),
+    )
     [line] = replay.json()["results"]
     assert (line["status"], line["id"], line["replayed"]) == (201, by_line[6]["id"], True)
     assert api.total_events() == before + 2
@@ -83,12 +102,20 @@ def test_batch_reports_bad_lines_and_commits_good_ones(api: Api) -> None:
 def test_batch_enforces_ownership_per_line(api: Api) -> None:
     cid = api.customer()
     body = ndjson(
-        {"entity": "customer", "command": "change_details", "id": cid,
-         "data": {"display_name": "ok"}},
-        {"entity": "customer", "command": "change_details", "id": cid,
-         "data": {"tax_id": "DE1"}},
-        {"entity": "customer", "command": "change_details", "id": cid,
-         "data": {"display_name": "stale"}, "expected_version": 1},
+        {
+            "entity": "customer",
+            "command": "change_details",
+            "id": cid,
+            "data": {"display_name": "ok"},
+        },
+        {"entity": "customer", "command": "change_details", "id": cid, "data": {"tax_id": "DE1"}},
+        {
+            "entity": "customer",
+            "command": "change_details",
+            "id": cid,
+            "data": {"display_name": "stale"},
+            "expected_version": 1,
+        },
     )
     before = len(api.history("customer", cid))
     result = send(api, body, role="crm").json()
@@ -106,9 +133,14 @@ def test_batch_enforces_ownership_per_line(api: Api) -> None:
 
 def test_batch_line_shape_errors(api: Api) -> None:
     body = ndjson(
-        {"entity": "customer", "data": {}},                                  # no command
-        {"entity": "customer", "command": "register", "data": {"legal_name": "x"},
-         "provenance": {"occurred_at": "soon"}, "extra": 1},
+        {"entity": "customer", "data": {}},  # no command
+        {
+            "entity": "customer",
+            "command": "register",
+            "data": {"legal_name": "x"},
+            "provenance": {"occurred_at": "soon"},
+            "extra": 1,
+        },
         [1, 2, 3],
         {"entity": "customer", "command": "change_details", "data": {"display_name": "x"}},
     )
@@ -125,8 +157,11 @@ def test_batch_line_shape_errors(api: Api) -> None:
 
 def test_batch_needs_ndjson_write_scope_and_content(api: Api) -> None:
     line = ndjson({"entity": "customer", "command": "register", "data": {"legal_name": "x"}})
-    wrong_type = api.http.post("/v1/batch", content=line,
-                               headers=api.headers("admin", {"Content-Type": "application/json"}))
+    wrong_type = api.http.post(
+        "/v1/batch",
+        content=line,
+        headers=api.headers("admin", {"Content-Type": "application/json"}),
+    )
     assert_problem(wrong_type, 415, "unsupported-media-type", field="header.Content-Type")
     assert_problem(send(api, line, role="reader"), 403, "forbidden")
     assert_problem(send(api, line, role=None), 401, "unauthenticated")  # type: ignore[arg-type]

@@ -45,7 +45,8 @@ def test_quote_to_cash_over_http(api: Api) -> None:
     assert invoice["state"]["status"] == "paid"
     assert invoice["state"]["balance"] == {"amount": "0.00", "currency": "USD"}
     assert [e.type_name() for e in api.history("invoice", iid)] == [
-        "InvoiceIssued", "InvoicePaymentApplied",
+        "InvoiceIssued",
+        "InvoicePaymentApplied",
     ]
 
     got = api.get(f"/v1/orders/{oid}")
@@ -89,15 +90,17 @@ def test_idempotent_replay_returns_same_response_and_writes_nothing(api: Api) ->
     assert again.headers["etag"] == first.headers["etag"]
     assert len(api.history("customer", cid)) == events
 
-    other = api.post(f"/v1/customers/{cid}/change_details", {"display_name": "Other"},
-                     headers=headers)
+    other = api.post(
+        f"/v1/customers/{cid}/change_details", {"display_name": "Other"}, headers=headers
+    )
     problem = assert_problem(other, 422, "idempotency-key-reused", field="header.Idempotency-Key")
     assert "change-1" in problem["detail"]
     assert len(api.history("customer", cid)) == events
 
     # Keys are per client: another client's identical key is a new request.
-    erp = api.post(f"/v1/customers/{cid}/change_status", {"status": "on_hold"}, role="erp",
-                   headers=headers)
+    erp = api.post(
+        f"/v1/customers/{cid}/change_status", {"status": "on_hold"}, role="erp", headers=headers
+    )
     assert erp.status_code == 200, erp.text
     assert len(api.history("customer", cid)) == events + 1
 
@@ -117,13 +120,17 @@ def test_idempotent_creation_creates_one_aggregate(api: Api) -> None:
 def test_if_match_current_version_passes_stale_is_412(api: Api) -> None:
     cid = api.customer()
     for header in ('"1"', "1", 'W/"1"'):
-        ok = api.post(f"/v1/customers/{cid}/change_details", {"display_name": header},
-                      headers={"If-Match": header})
+        ok = api.post(
+            f"/v1/customers/{cid}/change_details",
+            {"display_name": header},
+            headers={"If-Match": header},
+        )
         assert ok.status_code == 200, (header, ok.text)
         cid = api.customer()  # fresh aggregate at version 1 for the next spelling
 
-    stale = api.post(f"/v1/customers/{cid}/change_details", {"display_name": "x"},
-                     headers={"If-Match": '"7"'})
+    stale = api.post(
+        f"/v1/customers/{cid}/change_details", {"display_name": "x"}, headers={"If-Match": '"7"'}
+    )
     body = assert_problem(stale, 412, "stale-version", field="header.If-Match")
     assert "version 1" in body["detail"]
     assert len(api.history("customer", cid)) == 1
@@ -131,8 +138,9 @@ def test_if_match_current_version_passes_stale_is_412(api: Api) -> None:
 
 def test_if_match_not_a_version_is_400(api: Api) -> None:
     cid = api.customer()
-    bad = api.post(f"/v1/customers/{cid}/change_details", {"display_name": "x"},
-                   headers={"If-Match": '"abc"'})
+    bad = api.post(
+        f"/v1/customers/{cid}/change_details", {"display_name": "x"}, headers={"If-Match": '"abc"'}
+    )
     assert_problem(bad, 400, "invalid-if-match", field="header.If-Match")
     assert len(api.history("customer", cid)) == 1
 
@@ -152,9 +160,7 @@ def test_concurrent_writers_one_wins_other_gets_409(api: Api) -> None:
     responses: list[Any] = []
 
     def write(name: str) -> None:
-        responses.append(
-            api.post(f"/v1/customers/{cid}/change_details", {"display_name": name})
-        )
+        responses.append(api.post(f"/v1/customers/{cid}/change_details", {"display_name": name}))
 
     threads = [threading.Thread(target=write, args=(n,)) for n in ("First", "Second")]
     for thread in threads:
@@ -169,15 +175,19 @@ def test_concurrent_writers_one_wins_other_gets_409(api: Api) -> None:
     winner = next(r for r in responses if r.status_code == 200)
     history = api.history("customer", cid)
     assert len(history) == 2
-    assert api.get(f"/v1/customers/{cid}").json()["state"]["display_name"] == (
-        winner.json()["state"]["display_name"]
+    assert (
+        api.get(f"/v1/customers/{cid}").json()["state"]["display_name"]
+        == (winner.json()["state"]["display_name"])
     )
 
 
 def test_ownership_violation_is_403_recorded_and_writes_nothing(api: Api) -> None:
     cid = api.customer()
-    refused = api.post(f"/v1/customers/{cid}/change_details",
-                       {"display_name": "New", "tax_id": "DE123"}, role="crm")
+    refused = api.post(
+        f"/v1/customers/{cid}/change_details",
+        {"display_name": "New", "tax_id": "DE123"},
+        role="crm",
+    )
     body = assert_problem(refused, 403, "field-not-owned", field="body.tax_id")
     assert body["field"] == "tax_id"
     assert body["owner"] == "erp"
@@ -196,8 +206,10 @@ def test_ownership_violation_is_403_recorded_and_writes_nothing(api: Api) -> Non
     assert conflict["command"] == "change_details"
 
     # The owner may write it.
-    assert api.post(f"/v1/customers/{cid}/change_details", {"tax_id": "DE123"},
-                    role="erp").status_code == 200
+    assert (
+        api.post(f"/v1/customers/{cid}/change_details", {"tax_id": "DE123"}, role="erp").status_code
+        == 200
+    )
 
 
 def test_admin_system_is_exempt_from_ownership_and_stamped_api(api: Api) -> None:
@@ -214,28 +226,35 @@ def test_invoice_and_payment_rules(api: Api) -> None:
     pid = api.payment(cid, "500.00")
     before = (len(api.history("invoice", iid)), len(api.history("payment", pid)))
 
-    over = api.post(f"/v1/payments/{pid}/apply",
-                    {"invoice_id": iid, "amount": {"amount": "150.00", "currency": "USD"}},
-                    role="billing")
+    over = api.post(
+        f"/v1/payments/{pid}/apply",
+        {"invoice_id": iid, "amount": {"amount": "150.00", "currency": "USD"}},
+        role="billing",
+    )
     body = assert_problem(over, 422, "over-application", field="body.amount")
     assert "100.00" in body["detail"]
 
-    foreign = api.post(f"/v1/payments/{pid}/apply",
-                       {"invoice_id": iid, "amount": {"amount": "50.00", "currency": "EUR"}},
-                       role="billing")
+    foreign = api.post(
+        f"/v1/payments/{pid}/apply",
+        {"invoice_id": iid, "amount": {"amount": "50.00", "currency": "EUR"}},
+        role="billing",
+    )
     assert_problem(foreign, 422, "currency-mismatch", field="body.amount")
 
     missing = api.post(
         f"/v1/payments/{pid}/apply",
-        {"invoice_id": "00000000-0000-4000-8000-000000000000",
-         "amount": {"amount": "1.00", "currency": "USD"}},
+        {
+            "invoice_id": "00000000-0000-4000-8000-000000000000",
+            "amount": {"amount": "1.00", "currency": "USD"},
+        },
         role="billing",
     )
     assert_problem(missing, 404, "not-found", field="body.invoice_id")
     assert (len(api.history("invoice", iid)), len(api.history("payment", pid))) == before
 
-    bad_invoice = api.post("/v1/invoices", {**invoice_body(cid, oid), "total": "99.00"},
-                           role="billing")
+    bad_invoice = api.post(
+        "/v1/invoices", {**invoice_body(cid, oid), "total": "99.00"}, role="billing"
+    )
     assert_problem(bad_invoice, 422, "invalid-value", field="body.total")
 
     bad_payment = api.post("/v1/payments", payment_body(cid, "0.00"), role="billing")

@@ -37,8 +37,17 @@ def test_openapi_has_one_operation_per_command(api: Api) -> None:
         assert ("If-Match" in headers) is not spec.creates
 
     assert len(operations) == len(set(operations))  # operationIds are unique
-    for name in ("orders_get", "orders_events", "lookup", "ownership_get", "batch",
-                 "conflicts_list", "health", "event_schemas", "keys_create"):
+    for name in (
+        "orders_get",
+        "orders_events",
+        "lookup",
+        "ownership_get",
+        "batch",
+        "conflicts_list",
+        "health",
+        "event_schemas",
+        "keys_create",
+    ):
         assert name in operations
     batch = operations["batch"][2]
     assert "application/x-ndjson" in batch["requestBody"]["content"]
@@ -61,9 +70,13 @@ def test_a_span_per_request_with_route_client_and_correlation(api: Api) -> None:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     with TestClient(create_app(api.runtime, tracer_provider=provider)) as http:
         created = http.post(
-            "/v1/customers", json={"legal_name": "Traced"},
-            headers={**api.headers("crm"), "Concord-Correlation-Id": "OPP-7",
-                     "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+            "/v1/customers",
+            json={"legal_name": "Traced"},
+            headers={
+                **api.headers("crm"),
+                "Concord-Correlation-Id": "OPP-7",
+                "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            },
         )
         assert created.status_code == 201
         http.get("/v1/customers/not-a-uuid", headers=api.headers("crm"))

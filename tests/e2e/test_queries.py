@@ -64,18 +64,28 @@ def test_as_of_shows_past_state(api: Api) -> None:
     assert now.json()["state"]["legal_name"] == "New Name Ltd"
 
     before = (registered_at - timedelta(seconds=1)).isoformat()
-    problem = assert_problem(api.get(f"/v1/customers/{cid}", params={"as_of": before}),
-                             404, "not-found", field="path.id")
+    problem = assert_problem(
+        api.get(f"/v1/customers/{cid}", params={"as_of": before}), 404, "not-found", field="path.id"
+    )
     assert "at " in problem["detail"]
-    assert_problem(api.get(f"/v1/customers/{cid}", params={"as_of": "2026-01-01T00:00:00"}),
-                   422, "validation-failed", field="query.as_of")
-    assert_problem(api.get(f"/v1/customers/{cid}", params={"as_of": "last week"}),
-                   422, "validation-failed", field="query.as_of")
+    assert_problem(
+        api.get(f"/v1/customers/{cid}", params={"as_of": "2026-01-01T00:00:00"}),
+        422,
+        "validation-failed",
+        field="query.as_of",
+    )
+    assert_problem(
+        api.get(f"/v1/customers/{cid}", params={"as_of": "last week"}),
+        422,
+        "validation-failed",
+        field="query.as_of",
+    )
 
 
 def test_lookup_by_external_id(api: Api) -> None:
-    created = api.post("/v1/customers", {"legal_name": "Acme"},
-                       headers={"Concord-Source-Record-Id": "acct/001"})
+    created = api.post(
+        "/v1/customers", {"legal_name": "Acme"}, headers={"Concord-Source-Record-Id": "acct/001"}
+    )
     cid = created.json()["id"]
 
     found = api.get("/v1/lookup/crm/customer/acct/001", role="reader")
@@ -86,16 +96,19 @@ def test_lookup_by_external_id(api: Api) -> None:
     assert (found.json()["system"], found.json()["external_id"]) == ("crm", "acct/001")
 
     # Re-sending the same source record hits the same aggregate (deterministic id).
-    again = api.post("/v1/customers", {"legal_name": "Acme"},
-                     headers={"Concord-Source-Record-Id": "acct/001"})
+    again = api.post(
+        "/v1/customers", {"legal_name": "Acme"}, headers={"Concord-Source-Record-Id": "acct/001"}
+    )
     assert_problem(again, 409, "already-exists")
 
-    problem = assert_problem(api.get("/v1/lookup/erp/customer/acct/001"), 404, "not-found",
-                             field="path.external_id")
+    problem = assert_problem(
+        api.get("/v1/lookup/erp/customer/acct/001"), 404, "not-found", field="path.external_id"
+    )
     assert "acct/001" in problem["detail"]
     assert_problem(api.get("/v1/lookup/crm/widget/1"), 404, "not-found", field="path.entity")
-    assert_problem(api.get("/v1/lookup/sap/customer/1"), 422, "validation-failed",
-                   field="path.system")
+    assert_problem(
+        api.get("/v1/lookup/sap/customer/1"), 422, "validation-failed", field="path.system"
+    )
 
 
 def test_ownership_policy_as_loaded(api: Api) -> None:
@@ -114,4 +127,8 @@ def test_event_schemas(api: Api) -> None:
     for name in ("CustomerRegistered", "OrderPlaced", "InvoiceIssued", "PaymentReceived"):
         assert schemas[name]["type"] == "object"
         assert "properties" in schemas[name]
-    assert "lines" in schemas["OrderPlaced"]["properties"]
+    placed = schemas["OrderPlaced"]["properties"]
+    assert "lines" in placed["data"]["properties"]
+    assert placed["type"] == {"const": "OrderPlaced"}
+    assert placed["aggregate"] == {"const": "order"}
+    assert "provenance" not in placed["data"]["properties"]

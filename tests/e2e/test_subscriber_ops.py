@@ -42,11 +42,23 @@ def target() -> Iterator[TargetSystem]:
 
 
 @pytest.fixture
-def settings(database_url: str, nats_url: str, pg_schema: str, stream_name: str,
-             tmp_path: Path, target: TargetSystem) -> Settings:
-    return Settings(database_url=database_url, nats_url=nats_url, schema_name=pg_schema,
-                    nats_stream=stream_name, nats_subject_prefix=stream_name.lower(),
-                    data_dir=tmp_path, targets=f"erp={target.url}")
+def settings(
+    database_url: str,
+    nats_url: str,
+    pg_schema: str,
+    stream_name: str,
+    tmp_path: Path,
+    target: TargetSystem,
+) -> Settings:
+    return Settings(
+        database_url=database_url,
+        nats_url=nats_url,
+        schema_name=pg_schema,
+        nats_stream=stream_name,
+        nats_subject_prefix=stream_name.lower(),
+        data_dir=tmp_path,
+        targets=f"erp={target.url}",
+    )
 
 
 @pytest.fixture
@@ -83,15 +95,23 @@ def test_dead_letters_lag_and_replay_over_the_api(
     admin_key = runtime.keys.create("ops", "admin", ["read", "write", "admin"])
     crm_key = runtime.keys.create("crm-app", "crm", ["read", "write"])
     headers = {"Authorization": f"Bearer {admin_key}"}
-    with background("subs", subscribers_service(settings)), \
-            TestClient(create_app(runtime)) as http:
+    with background("subs", subscribers_service(settings)), TestClient(create_app(runtime)) as http:
         _until("the good order delivered", lambda: target.versions(good) == [1])
-        lag = _until("one parked event", lambda: next(
-            (r for r in http.get("/v1/subscribers", headers=headers).json()["items"]
-             if r["subscriber"] == "erp" and r["parked"] == 1), None))
+        lag = _until(
+            "one parked event",
+            lambda: next(
+                (
+                    r
+                    for r in http.get("/v1/subscribers", headers=headers).json()["items"]
+                    if r["subscriber"] == "erp" and r["parked"] == 1
+                ),
+                None,
+            ),
+        )
         assert lag["running"] and lag["configured"] and lag["dead_letters"] == 1
-        assert {r["subscriber"] for r in http.get("/v1/subscribers", headers=headers)
-                .json()["items"]} == {"erp", "crm", "billing"}
+        assert {
+            r["subscriber"] for r in http.get("/v1/subscribers", headers=headers).json()["items"]
+        } == {"erp", "crm", "billing"}
 
         denied = http.get("/v1/dead-letters", headers={"Authorization": f"Bearer {crm_key}"})
         assert_problem(denied, 403, "forbidden")
@@ -99,8 +119,9 @@ def test_dead_letters_lag_and_replay_over_the_api(
         assert letter["aggregate_id"] == bad and letter["reason"] == "permanent"
         detail = http.get(f"/v1/dead-letters/{letter['id']}", headers=headers).json()
         assert detail["envelope"]["version"] == 1 and len(detail["parked"]) == 1
-        assert_problem(http.get("/v1/dead-letters/999999", headers=headers), 404,
-                       "dead-letter-not-found")
+        assert_problem(
+            http.get("/v1/dead-letters/999999", headers=headers), 404, "dead-letter-not-found"
+        )
 
         target.heal_aggregate(bad)
         retried = http.post(f"/v1/dead-letters/{letter['id']}/retry", headers=headers)
@@ -113,45 +134,68 @@ def test_dead_letters_lag_and_replay_over_the_api(
         assert [d["status"] for d in everything] == ["delivered"]
 
         calls = len(target.calls)
-        started = http.post("/v1/subscribers/erp/replay", json={"aggregate": f"order:{bad}"},
-                            headers=headers)
+        started = http.post(
+            "/v1/subscribers/erp/replay", json={"aggregate": f"order:{bad}"}, headers=headers
+        )
         assert started.status_code == 202, started.text
-        job = _until("the replay job", lambda: (lambda j: j if j["status"] != "running"
-                                                else None)(
-            http.get(started.headers["Location"], headers=headers).json()))
+        job = _until(
+            "the replay job",
+            lambda: (lambda j: j if j["status"] != "running" else None)(
+                http.get(started.headers["Location"], headers=headers).json()
+            ),
+        )
         assert job["status"] == "done" and job["result"]["delivered"] == 2
         assert job["done"] == job["total"] == 2
         assert len(target.calls) == calls + 2 and len(target.effects) == 3
 
-        assert_problem(http.post("/v1/subscribers/ledger/replay", json={"from_position": 1},
-                                 headers=headers), 404, "unknown-subscriber")
-        assert_problem(http.post("/v1/subscribers/crm/replay", json={"from_position": 1},
-                                 headers=headers), 409, "subscriber-not-configured")
-        assert_problem(http.post("/v1/subscribers/erp/replay",
-                                 json={"from_position": 1, "since": "2026-01-01T00:00:00Z"},
-                                 headers=headers), 422, "invalid-replay")
-        assert_problem(http.post("/v1/subscribers/erp/replay", json={"aggregate": "nope"},
-                                 headers=headers), 422, "validation-failed")
+        assert_problem(
+            http.post("/v1/subscribers/ledger/replay", json={"from_position": 1}, headers=headers),
+            404,
+            "unknown-subscriber",
+        )
+        assert_problem(
+            http.post("/v1/subscribers/crm/replay", json={"from_position": 1}, headers=headers),
+            409,
+            "subscriber-not-configured",
+        )
+        assert_problem(
+            http.post(
+                "/v1/subscribers/erp/replay",
+                json={"from_position": 1, "since": "2026-01-01T00:00:00Z"},
+                headers=headers,
+            ),
+            422,
+            "invalid-replay",
+        )
+        assert_problem(
+            http.post("/v1/subscribers/erp/replay", json={"aggregate": "nope"}, headers=headers),
+            422,
+            "validation-failed",
+        )
 
 
 def test_dead_letters_and_replay_from_the_cli(
     runtime: Runtime, settings: Settings, target: TargetSystem, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in (("CONCORD_DATABASE_URL", settings.database_url),
-                        ("CONCORD_NATS_URL", settings.nats_url),
-                        ("CONCORD_SCHEMA", settings.schema_name),
-                        ("CONCORD_NATS_STREAM", settings.nats_stream),
-                        ("CONCORD_NATS_SUBJECT_PREFIX", settings.nats_subject_prefix),
-                        ("CONCORD_TARGETS", settings.targets),
-                        ("CONCORD_DATA_DIR", str(settings.data_dir))):
+    for name, value in (
+        ("CONCORD_DATABASE_URL", settings.database_url),
+        ("CONCORD_NATS_URL", settings.nats_url),
+        ("CONCORD_SCHEMA", settings.schema_name),
+        ("CONCORD_NATS_STREAM", settings.nats_stream),
+        ("CONCORD_NATS_SUBJECT_PREFIX", settings.nats_subject_prefix),
+        ("CONCORD_TARGETS", settings.targets),
+        ("CONCORD_DATA_DIR", str(settings.data_dir)),
+    ):
         monkeypatch.setenv(name, str(value))
     bad = new_id()
     target.fail_aggregate(bad, status=400, count=1)
     _publish(settings, ("invoice", bad, 1), ("invoice", bad, 2))
     runner = CliRunner()
     with background("subs", subscribers_service(settings)):
-        _until("a dead letter", lambda: "invoice:" + bad in runner.invoke(
-            cli, ["dead-letters", "list"]).output)
+        _until(
+            "a dead letter",
+            lambda: "invoice:" + bad in runner.invoke(cli, ["dead-letters", "list"]).output,
+        )
         listed = runner.invoke(cli, ["dead-letters", "list"])
         dead_id = listed.output.splitlines()[1].split()[0]
         shown = runner.invoke(cli, ["dead-letters", "show", dead_id])

@@ -22,8 +22,11 @@ class _Nothing(Connector):
 
 
 def _spec(**overrides: object) -> SubscriberSpec:
-    values: dict[str, object] = {"name": "erp", "filter_subjects": ("c.v1.>",),
-                                 "handlers": {"*": _Nothing()}}
+    values: dict[str, object] = {
+        "name": "erp",
+        "filter_subjects": ("c.v1.>",),
+        "handlers": {"*": _Nothing()},
+    }
     values.update(overrides)
     return SubscriberSpec(**values)  # type: ignore[arg-type]
 
@@ -40,15 +43,23 @@ def test_parse_delivery_reads_the_subject_from_the_right() -> None:
     body = orjson.dumps({"event_id": "e", "version": 3})
     d = parse_delivery("my.prefix.v1.order.OrderPlaced.abc", body, 9)
     assert (d.aggregate, d.event_type, d.aggregate_id, d.version, d.key) == (
-        "order", "OrderPlaced", "abc", 3, ("order", "abc"))
+        "order",
+        "OrderPlaced",
+        "abc",
+        3,
+        ("order", "abc"),
+    )
     with pytest.raises(MalformedEvent):
         parse_delivery("c.v1.order.OrderPlaced.abc", b"[1]", 1)
     with pytest.raises(MalformedEvent):
         parse_delivery("short.subject", body, 1)
 
 
-@given(attempt=st.integers(1, 20), retry_after=st.none() | st.floats(0, 1e4),
-       seed=st.integers(0, 2**32))
+@given(
+    attempt=st.integers(1, 20),
+    retry_after=st.none() | st.floats(0, 1e4),
+    seed=st.integers(0, 2**32),
+)
 def test_backoff_stays_within_schedule_and_honours_retry_after(
     attempt: int, retry_after: float | None, seed: int
 ) -> None:
@@ -66,15 +77,23 @@ def test_spec_validation_and_handler_lookup() -> None:
     assert spec.handler_for("OrderPlaced") is special
     assert spec.handler_for("OrderCancelled") is not special
     assert _spec(handlers={"OrderPlaced": special}).handler_for("Other") is None
-    for bad in ({"name": "a.b"}, {"filter_subjects": ()}, {"max_deliver": 0},
-                {"backoff": ()}, {"jitter": 2.0}, {"ack_wait": 0}):
+    for bad in (
+        {"name": "a.b"},
+        {"filter_subjects": ()},
+        {"max_deliver": 0},
+        {"backoff": ()},
+        {"jitter": 2.0},
+        {"ack_wait": 0},
+    ):
         with pytest.raises(ValueError):
             _spec(**bad)
 
 
 def test_registry_builds_specs_for_configured_targets_only() -> None:
-    settings = Settings(targets="erp=http://erp.local/events, crm=https://crm.local/in",
-                        nats_subject_prefix="concord")
+    settings = Settings(
+        targets="erp=http://erp.local/events, crm=https://crm.local/in",
+        nats_subject_prefix="concord",
+    )
     specs = build_specs(settings, max_deliver=3)
     assert sorted(specs) == ["crm", "erp"]
     assert "concord.v1.invoice.>" in specs["erp"].filter_subjects

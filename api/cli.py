@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import secrets
+import signal
 import socket
 from pathlib import Path
 from typing import Annotated, Any
@@ -129,12 +130,18 @@ def serve(
             if runtime.keys.is_empty():
                 new_key = runtime.keys.create("admin", "admin", ["read", "write", "admin"])
             _banner(settings, new_key)
+            # uvicorn re-raises the signal it stopped on; for SIGTERM (docker stop, systemd)
+            # the default action would kill us before the embedded servers are stopped.
+            signal.signal(signal.SIGTERM, _stop_on_sigterm)
             if workers == 1:
+                # No lifespan: this process owns the runtime (the ExitStack closes it), and
+                # uvicorn's lifespan task would print a traceback on Ctrl-C.
                 uvicorn.run(
                     create_app(runtime),
                     host=settings.host,
                     port=settings.port,
                     log_level="info",
+                    lifespan="off",
                 )
             else:
                 # Worker processes build their own runtimes from the environment.
@@ -210,6 +217,11 @@ def relay(
 
     asyncio.run(run())
     typer.secho("Relay stopped.", fg=typer.colors.CYAN)
+
+
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    """Treat SIGTERM like Ctrl-C: unwind, so every started server is stopped in order."""
+    raise KeyboardInterrupt
 
 
 def _environment(settings: Settings) -> dict[str, str]:

@@ -105,3 +105,51 @@ def test_serve_publishes_committed_events_to_nats(
             if server.poll() is None:
                 server.kill()
     assert server.returncode == 0
+
+
+def test_sigterm_stops_serve_and_its_embedded_servers(tmp_path: Path) -> None:
+    """`docker stop` / systemd send SIGTERM: the hub must stop the servers it started."""
+    import psutil  # type: ignore[import-untyped]
+
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"CONCORD_DATABASE_URL", "CONCORD_NATS_URL"}
+    }
+    env["CONCORD_DATA_DIR"] = str(tmp_path)
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from api.cli import main; main()", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert server.stdout is not None
+    output: list[str] = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = server.stdout.readline()
+        output.append(line)
+        if "Uvicorn running" in line or not line:
+            break
+    assert any("Uvicorn running" in line for line in output), "".join(output)
+
+    def ours() -> list[psutil.Process]:
+        found = []
+        for proc in psutil.process_iter(["cmdline"]):
+            mine = any(str(tmp_path) in part for part in proc.info["cmdline"] or [])
+            if mine and proc.pid != server.pid and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        return found
+
+    assert ours(), "the embedded servers should be running"
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(timeout=60) == 0, "".join(output) + server.stdout.read()
+    deadline = time.monotonic() + 20
+    while ours() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ours() == []

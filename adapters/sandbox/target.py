@@ -94,6 +94,8 @@ class TargetSystem:
     def __init__(self, name: str = "target") -> None:
         self.name = name
         self.effects: dict[str, Effect] = {}
+        self.applied_versions: dict[str, int] = {}
+        """Highest version applied per aggregate: older versions are not applied again."""
         self.calls: list[Call] = []
         self._failures: list[_Failure] = []
         self._slow: list[tuple[int, float]] = []
@@ -130,6 +132,7 @@ class TargetSystem:
 
     def reset(self) -> None:
         self.effects.clear()
+        self.applied_versions.clear()
         self.calls.clear()
         self._failures.clear()
         self._slow.clear()
@@ -279,6 +282,13 @@ class TargetSystem:
         if existing is not None:
             self._record(Call(key, aggregate_id, version, existing.status, True, arrived))
             return existing.status, existing.body, {"Idempotent-Replayed": "true"}
+        applied = self.applied_versions.get(aggregate_id, 0)
+        if version <= applied:
+            # Like a real system guarding on a record version: an older change arriving
+            # after a newer one is acknowledged but not applied (reliability T14).
+            self._record(Call(key, aggregate_id, version, 200, False, arrived))
+            return 200, orjson.dumps({"superseded_by": applied, "version": version}), {}
+        self.applied_versions[aggregate_id] = version
         seq = len(self.effects) + 1
         reply = orjson.dumps(
             {"effect": seq, "key": key, "aggregate_id": aggregate_id, "version": version}

@@ -86,3 +86,38 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+
+
+def test_target_never_regresses_to_an_older_version() -> None:
+    """Reliability T14: versions 1..5 of one aggregate pushed by 4 parallel workers in
+    random order with random delays end at version 5; older ones are not applied after."""
+    import asyncio
+    import random
+
+    async def main() -> None:
+        async with TargetSystem() as target:
+            connector = HttpConnector(target.url, timeout=5)
+            aggregate = new_id()
+            envelopes = [
+                envelope("customer", aggregate, v, "CustomerDetailsChanged") for v in range(1, 6)
+            ]
+            random.Random(14).shuffle(envelopes)
+            queue: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+            for env in envelopes:
+                queue.put_nowait(env)
+
+            async def worker(seed: int) -> None:
+                rng = random.Random(seed)
+                while not queue.empty():
+                    env = queue.get_nowait()
+                    await asyncio.sleep(rng.uniform(0, 0.02))
+                    await connector.deliver(env, str(env["event_id"]))
+
+            await asyncio.gather(*(worker(i) for i in range(4)))
+            applied = target.versions(aggregate)
+            assert applied == sorted(applied), applied  # never applied an older one later
+            assert target.applied_versions[str(aggregate)] == 5
+            assert len(target.calls) == 5  # every version was acknowledged
+            await connector.aclose()
+
+    run_sync(main())

@@ -89,3 +89,43 @@ def shutdown_tracing() -> None:
         provider = _provider
     if provider is not None:
         provider.shutdown()
+
+
+_meter_provider: object | None = None
+
+
+def configure_metrics(settings: Settings) -> bool:
+    """Install a global meter provider exporting every 30 s (console or OTLP); once per
+    process. The hub's instruments (``concord.store.appended``, ``concord.relay.published``,
+    ``concord.relay.lag``, ``concord.subscriber.*``) are no-ops until this runs."""
+    global _meter_provider
+    if settings.otel_exporter == "none":
+        return False
+    with _lock:
+        if _meter_provider is not None:
+            return True
+        from opentelemetry import metrics
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import (
+            ConsoleMetricExporter,
+            MetricExporter,
+            PeriodicExportingMetricReader,
+        )
+
+        exporter: MetricExporter
+        if settings.otel_exporter == "console":
+            exporter = ConsoleMetricExporter()
+        else:
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+                OTLPMetricExporter,
+            )
+
+            base = settings.otel_endpoint.rstrip("/") if settings.otel_endpoint else None
+            exporter = OTLPMetricExporter(endpoint=f"{base}/v1/metrics" if base else None)
+        provider = MeterProvider(
+            resource=Resource.create({SERVICE_NAME: settings.service_name}),
+            metric_readers=[PeriodicExportingMetricReader(exporter, 30_000)],
+        )
+        metrics.set_meter_provider(provider)
+        _meter_provider = provider
+        return True

@@ -93,7 +93,7 @@ def serve(
     from adapters.keys import KeyRingError
     from adapters.nats.relay import Relay
     from adapters.nats.runner import subscribers_service
-    from adapters.telemetry import configure_tracing, shutdown_tracing
+    from adapters.telemetry import configure_metrics, configure_tracing, shutdown_tracing
     from api.app import create_app
 
     settings = _settings(host=host, port=port, data_dir=data_dir)
@@ -119,6 +119,7 @@ def serve(
                 urls["nats_url"] = stack.enter_context(embedded_nats(folder))
             settings = settings.model_copy(update=urls)
             configure_tracing(settings)
+            configure_metrics(settings)
             stack.callback(shutdown_tracing)
             runtime = open_runtime(settings)
             stack.callback(runtime.close)

@@ -14,13 +14,14 @@ from fastapi import FastAPI
 
 from adapters.bootstrap import open_runtime
 from adapters.settings import Settings
-from adapters.telemetry import configure_tracing
+from adapters.telemetry import configure_metrics, configure_tracing
 from api.app import create_app
 
 
 def app() -> FastAPI:
     settings = Settings()
     configure_tracing(settings)
+    configure_metrics(settings)
     runtime = open_runtime(settings)
     application = create_app(runtime)
 

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +35,8 @@ import psycopg
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, BadRequestError, NotFoundError
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import Observation
 from opentelemetry.propagate import inject
 from psycopg import sql
 
@@ -46,6 +48,27 @@ from hub.domain.catalog import AGGREGATES
 
 log = logging.getLogger("concord.relay")
 _tracer = trace.get_tracer("concord.relay")
+_meter = metrics.get_meter("concord.relay")
+_published = _meter.create_counter(
+    "concord.relay.published", unit="{event}", description="events published, per store"
+)
+_LIVE: weakref.WeakSet[Relay] = weakref.WeakSet()
+
+
+def _observe_lag(_: Any) -> list[Observation]:
+    return [
+        Observation(n, {"store": store, "stream": relay.stream})
+        for relay in list(_LIVE)
+        for store, n in relay.stats.lag.items()
+    ]
+
+
+_meter.create_observable_gauge(
+    "concord.relay.lag",
+    [_observe_lag],
+    unit="{event}",
+    description="events committed but not yet published, per store",
+)
 
 WRONG_LAST_SEQUENCE = 10071
 ACK_TIMEOUT_S = 10.0
@@ -90,6 +113,8 @@ class RelayStats:
     published: int = 0
     reconciliations: int = 0
     positions: dict[str, int] = field(default_factory=dict)
+    lag: dict[str, int] = field(default_factory=dict)
+    """Per store: events committed but not yet in the stream (as of the last round)."""
 
 
 class Relay:
@@ -119,6 +144,7 @@ class Relay:
         self._db: psycopg.AsyncConnection[Any] | None = None
         self._listen: psycopg.AsyncConnection[Any] | None = None
         self.ready = asyncio.Event()
+        _LIVE.add(self)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -328,6 +354,7 @@ class Relay:
                         total += await self._settle(in_flight.pop(0))
             while in_flight:
                 total += await self._settle(in_flight.pop(0))
+            await self._measure_lag()
         finally:
             # Publishes lost with a connection never resolve; cancelling them frees their
             # slots in the client's in-flight limit (else, after a few NATS restarts, the
@@ -336,6 +363,22 @@ class Relay:
                 for future in batch.futures:
                     future.cancel()
         return total
+
+    async def _measure_lag(self) -> None:
+        """Committed-but-unpublished events per store (for the ``concord.relay.lag`` gauge)."""
+        assert self._db is not None
+        for feed in self.feeds:
+            try:
+                cursor = await self._db.execute(
+                    sql.SQL("SELECT max(notification_id) FROM {}.{}").format(
+                        self.schema, sql.Identifier(feed.table)
+                    )
+                )
+            except psycopg.errors.UndefinedTable:
+                continue
+            row = await cursor.fetchone()
+            newest = int(row[0] or 0) if row else 0
+            self.stats.lag[feed.store] = max(0, newest - self.stats.positions.get(feed.store, 0))
 
     async def _read(self, feed: Feed, after: int) -> list[tuple[Any, ...]]:
         assert self._db is not None
@@ -404,6 +447,7 @@ class Relay:
             self.stats.positions[batch.feed.store] = position
             stored += 1
         self.stats.published += stored
+        _published.add(stored, {"store": batch.feed.store})
         self._crash("after_acks", stored)
         await self._record(batch.feed)
         return stored

@@ -35,7 +35,7 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -286,6 +286,8 @@ class PostgresCommitter(CommitPort):
                 _settle(item, error=ReceiptExists())
                 self._mark_failed(item)
             else:
+                for store, events in item.stored.items():
+                    _appended.add(len(events), {"store": store})
                 _settle(item)
 
     def _after_failure(self, group: list[_Pending], error: Exception) -> None:
@@ -466,6 +468,9 @@ class PostgresCommitter(CommitPort):
 
 
 _tracer = trace.get_tracer("concord.store")
+_appended = metrics.get_meter("concord.store").create_counter(
+    "concord.store.appended", unit="{event}", description="events committed, per store"
+)
 log = logging.getLogger("concord.store")
 
 

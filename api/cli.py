@@ -90,6 +90,7 @@ def serve(
     from adapters.background import background
     from adapters.bootstrap import ConfigurationError, open_runtime
     from adapters.embedded import EmbeddedServerError, embedded_nats, embedded_postgres
+    from adapters.gc_tuning import tune_for_serving
     from adapters.keys import KeyRingError
     from adapters.nats.relay import Relay
     from adapters.nats.runner import subscribers_service
@@ -135,10 +136,12 @@ def serve(
             # the default action would kill us before the embedded servers are stopped.
             signal.signal(signal.SIGTERM, _stop_on_sigterm)
             if workers == 1:
+                application = create_app(runtime)
+                tune_for_serving()
                 # No lifespan: this process owns the runtime (the ExitStack closes it), and
                 # uvicorn's lifespan task would print a traceback on Ctrl-C.
                 uvicorn.run(
-                    create_app(runtime),
+                    application,
                     host=settings.host,
                     port=settings.port,
                     log_level="info",

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from adapters.bootstrap import open_runtime
+from adapters.gc_tuning import tune_for_serving
 from adapters.settings import Settings
 from adapters.telemetry import configure_metrics, configure_tracing
 from api.app import create_app
@@ -33,4 +34,5 @@ def app() -> FastAPI:
             runtime.close()
 
     application.router.lifespan_context = lifespan
+    tune_for_serving()
     return application

@@ -10,6 +10,7 @@ import hashlib
 import re
 import socket
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,17 @@ from api.cli import app
 from tests.e2e.conftest import TestClient
 
 KEY = re.compile(r"cnc_[A-Za-z0-9_-]{43}")
+
+
+@pytest.fixture(autouse=True)
+def _restore_gc() -> Iterator[None]:
+    """`serve` tunes the collector for serving; in-process here, so put it back after."""
+    import gc
+
+    saved = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*saved)
 
 
 @pytest.fixture

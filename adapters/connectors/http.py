@@ -19,6 +19,7 @@ request with the same key is still being processed.
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from typing import Any
 
@@ -33,20 +34,28 @@ _TRANSIENT_4XX = frozenset({408, 409, 425, 429})
 _MAX_DETAIL = 300
 
 
+#: Longest wait a target can ask for: a bogus ``Retry-After`` ("inf", "1e999", a date next
+#: year) must not stall an aggregate for good (or crash ``nak``, which needs an int).
+MAX_RETRY_AFTER_S = 3600.0
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delay-seconds or an HTTP date)."""
+    """Seconds to wait from a ``Retry-After`` value (delay-seconds or an HTTP date),
+    capped at :data:`MAX_RETRY_AFTER_S`; None when absent or unreadable."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if math.isnan(seconds):
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return min(MAX_RETRY_AFTER_S, max(0.0, seconds))
 
 
 class HttpConnector(Connector):

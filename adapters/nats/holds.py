@@ -86,6 +86,19 @@ class HoldStore:
             ).format(self._dead),
             (self.subscriber,),
         )
+        # Parked events whose hold is gone (a crash between steps) must still be released,
+        # in order, before anything newer of their aggregate: give them a draining hold.
+        await self._exec(
+            sql.SQL(
+                "INSERT INTO {holds} (subscriber, aggregate, aggregate_id, state, "
+                "blocker_event_id, blocker_stream_seq) "
+                "SELECT DISTINCT ON (p.aggregate, p.aggregate_id) p.subscriber, p.aggregate, "
+                "p.aggregate_id, 'draining', p.event_id, p.stream_seq FROM {parked} p "
+                "WHERE p.subscriber = %s ORDER BY p.aggregate, p.aggregate_id, p.stream_seq "
+                "ON CONFLICT (subscriber, aggregate, aggregate_id) DO NOTHING"
+            ).format(holds=self._holds, parked=self._parked),
+            (self.subscriber,),
+        )
         rows = await self._rows(
             sql.SQL(
                 "SELECT aggregate, aggregate_id, state, blocker_stream_seq FROM {} "
@@ -97,6 +110,26 @@ class HoldStore:
             (r["aggregate"], r["aggregate_id"]): Hold(r["state"], r["blocker_stream_seq"])
             for r in rows
         }
+
+    async def hold_state(self, key: Key) -> str | None:
+        """The aggregate's hold as stored (None: not held)."""
+        rows = await self._rows(
+            sql.SQL(
+                "SELECT state FROM {} WHERE subscriber = %s AND aggregate = %s "
+                "AND aggregate_id = %s"
+            ).format(self._holds),
+            (self.subscriber, *key),
+        )
+        return str(rows[0]["state"]) if rows else None
+
+    async def retry_interrupted(self, task: DeadLetterTask) -> None:
+        """A retry that broke off (not a delivery failure): ask for it again."""
+        await self._exec(
+            sql.SQL(
+                "UPDATE {} SET status = 'retry_requested' WHERE id = %s AND status = 'retrying'"
+            ).format(self._dead),
+            (task.id,),
+        )
 
     async def draining(self) -> list[Key]:
         rows = await self._rows(
@@ -218,13 +251,14 @@ class HoldStore:
     async def dead_letter_malformed(
         self, subject: str, stream_seq: int, data: bytes, error: str
     ) -> int:
-        """A message that is not an envelope: kept for inspection, blocks nothing."""
+        """A message that is not an envelope: an open dead letter (listed, so the gap is seen
+        and an operator decides), blocking nothing since its aggregate cannot be known."""
         rows = await self._rows(
             sql.SQL(
                 "INSERT INTO {} (subscriber, event_id, event_type, aggregate, aggregate_id, "
                 "version, stream_seq, subject, envelope, reason, error, attempts, "
                 "first_failed_at, last_failed_at, status) VALUES (%s, '', '', '', %s, 0, %s, "
-                "%s, %s, 'malformed', %s, 1, now(), now(), 'discarded') RETURNING id"
+                "%s, %s, 'malformed', %s, 1, now(), now(), 'dead') RETURNING id"
             ).format(self._dead),
             (
                 self.subscriber,

@@ -75,7 +75,7 @@ async def deliver_with_retries(
     error = ""
     for attempt in range(1, spec.max_deliver + 1):
         try:
-            await connector.deliver(envelope, idempotency_key)
+            await call_target(spec, connector, envelope, idempotency_key)
         except PermanentDeliveryError as refused:
             return Outcome(False, attempt, PERMANENT, describe(refused))
         except Exception as failed:
@@ -90,3 +90,15 @@ async def deliver_with_retries(
             continue
         return Outcome(True, attempt)
     return Outcome(False, spec.max_deliver, EXHAUSTED, error)
+
+
+async def call_target(
+    spec: SubscriberSpec, connector: Connector, envelope: dict[str, Any], idempotency_key: str
+) -> None:
+    """One connector call under the spec's overall deadline (a timeout is transient)."""
+    try:
+        await asyncio.wait_for(connector.deliver(envelope, idempotency_key), spec.call_deadline)
+    except TimeoutError:
+        raise TransientDeliveryError(
+            f"the target did not answer within {spec.call_deadline:g} s", None
+        ) from None

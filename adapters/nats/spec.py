@@ -54,6 +54,9 @@ class SubscriberSpec:
     """Longest wait for new messages; also how quickly a stop request is noticed."""
     control_interval: float = 1.0
     """How often operator requests (retry, discard) are picked up from PostgreSQL."""
+    call_deadline: float = 120.0
+    """Longest a single target call may take, whatever the connector's own timeouts (a
+    target trickling bytes would otherwise hold its aggregate, and the batch, forever)."""
     description: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)
 

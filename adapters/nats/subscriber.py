@@ -51,6 +51,7 @@ from adapters.nats.retry import (
     EXHAUSTED,
     PERMANENT,
     backoff_delay,
+    call_target,
     deliver_with_retries,
     describe,
 )
@@ -277,7 +278,7 @@ class Subscriber:
 
         handle = loop.call_later(interval, still_working)
         try:
-            await connector.deliver(d.envelope, d.event_id)
+            await call_target(self.spec, connector, d.envelope, d.event_id)
         finally:
             handle.cancel()
 
@@ -320,6 +321,13 @@ class Subscriber:
                         self._locks.pop(key, None)
                         return
                 if empty_twice:
+                    async with self._lock(key):
+                        if await self.store.hold_state(key) is None:
+                            # Released meanwhile (a stale "draining" reading started this
+                            # task): forget the hold in memory too, or the aggregate would
+                            # park its events forever.
+                            self._held.pop(key, None)
+                            return
                     log.warning("subscriber %s: hold on %s is not releasable", self.spec.name, key)
                     return
                 empty_twice = True
@@ -346,7 +354,18 @@ class Subscriber:
             self.metrics.count("released")
 
     async def _retry(self, task: DeadLetterTask) -> None:
-        """An operator asked to retry a dead letter: deliver it, then release what waits."""
+        """An operator asked to retry a dead letter: deliver it, then release what waits.
+
+        If the retry breaks off (e.g. PostgreSQL unreachable for a moment), it is requested
+        again rather than left ``retrying`` until a restart."""
+        try:
+            await self._retry_once(task)
+        except Exception:
+            with contextlib.suppress(Exception):
+                await self.store.retry_interrupted(task)
+            raise
+
+    async def _retry_once(self, task: DeadLetterTask) -> None:
         d = task.delivery
         connector = self.spec.handler_for(d.event_type)
         attempts = 0

@@ -86,6 +86,30 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+    # Bogus hints are capped or ignored: they must not stall an aggregate (or crash nak).
+    assert parse_retry_after("inf") == 3600.0
+    assert parse_retry_after("1e999") == 3600.0
+    assert parse_retry_after("nan") is None
+    assert parse_retry_after("-5") == 0.0
+
+
+def test_a_target_call_has_an_overall_deadline() -> None:
+    """A target that answers too slowly (e.g. trickling bytes) is a transient failure after
+    the spec's deadline, whatever the connector's own timeouts."""
+    from adapters.nats.retry import call_target
+    from adapters.nats.spec import SubscriberSpec
+
+    async def main() -> None:
+        async with TargetSystem() as target:
+            connector = HttpConnector(target.url, timeout=30)
+            spec = SubscriberSpec("erp", ("x.>",), {"*": connector}, call_deadline=0.3)
+            target.slow_next(1, seconds=2)
+            env = envelope("order", new_id(), 1, "OrderPlaced")
+            with pytest.raises(TransientDeliveryError, match="did not answer within"):
+                await call_target(spec, connector, env, env["event_id"])
+            await connector.aclose()
+
+    run_sync(main())
 
 
 def test_target_never_regresses_to_an_older_version() -> None:

@@ -147,7 +147,17 @@ class Subscriber:
                 except (nats.errors.TimeoutError, TimeoutError):
                     msgs = []
                 if msgs:
-                    await self._handle_batch(msgs)
+                    # Deliver while the control loop watches the lead: if the health check
+                    # fails (the advisory lock's session is gone, so a standby may take
+                    # over), stop at once instead of finishing the batch beside it.
+                    work = asyncio.ensure_future(self._handle_batch(msgs))
+                    await asyncio.wait({work, control}, return_when=asyncio.FIRST_COMPLETED)
+                    lost_lead = control.done() and not control.cancelled() and control.exception()
+                    if not work.done() and lost_lead:
+                        work.cancel()
+                        await asyncio.gather(work, return_exceptions=True)
+                    else:
+                        await work  # a clean stop lets the batch finish
                 if control.done():
                     control.result()  # surfaces a failed health check or control query
                     return

@@ -34,7 +34,6 @@ from adapters.nats.dead_letters import (
 from adapters.nats.registry import DECLARATIONS, build_specs
 from adapters.nats.replay import ReplayRequest
 from adapters.nats.runner import replay_subscriber, subscriber_lag
-from adapters.postgres.schema import create_schema
 from api.errors import ProblemError
 from api.errors import problem_responses as problems
 from api.responses import JSONBytes
@@ -142,10 +141,10 @@ def _need_nats(runtime: "Runtime") -> None:
 
 
 def _connect(runtime: "Runtime") -> psycopg.Connection[Any]:
+    """A connection for an operator request (rare; tuple rows, as the queries expect).
+    The tables exist: ``open_runtime`` created them when the API started."""
     assert runtime.settings.database_url
-    conn = psycopg.connect(runtime.settings.database_url, autocommit=True)
-    create_schema(conn, runtime.settings.schema_name)
-    return conn
+    return psycopg.connect(runtime.settings.database_url, autocommit=True)
 
 
 def _dead_letter_problem(error: DeadLetterError) -> ProblemError:

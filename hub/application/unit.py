@@ -35,9 +35,6 @@ class Unit:
             raise NotFound(f"{aggregate_id} is not a {cls.entity}", field=field)
         return found
 
-    def exists(self, cls: type[Aggregate], aggregate_id: UUID) -> bool:
-        return aggregate_id in self._seen or self._store.load(cls.entity, aggregate_id) is not None
-
     def add(self, aggregate: Aggregate) -> None:
         """Register a newly created aggregate.
 

@@ -14,15 +14,18 @@ from typing import Any
 
 import psycopg
 import yaml
+from eventsourcing.postgres import PostgresApplicationRecorder
 from pydantic import ValidationError
 
 from adapters.keys import KeyRing
 from adapters.postgres.committer import BatchScope, PostgresCommitter, Submitted
 from adapters.postgres.overlay import BatchOverlay
+from adapters.postgres.personal_keys import PersonalKeyStore
 from adapters.postgres.schema import create_schema
 from adapters.postgres.store import ApplicationEventStore
 from adapters.settings import Settings
 from hub.application.catalogue import build_catalogue
+from hub.application.mapper import PydanticMapper
 from hub.application.ports import Change, ReceiptExists
 from hub.application.service import CommandRequest, CommandResult, Hub
 from hub.application.stores import Store, store_class
@@ -132,6 +135,19 @@ class Runtime:
             store.close()
 
 
+def personal_keys(stores: dict[str, Store], settings: Settings) -> PersonalKeyStore:
+    """One key store for the process, sealing personal fields in every store's mapper."""
+    recorder = next(iter(stores.values())).recorder
+    assert isinstance(recorder, PostgresApplicationRecorder)
+    keys = PersonalKeyStore(
+        recorder.datastore, settings.schema_name, read_ttl_s=settings.personal_key_cache_s
+    )
+    for store in stores.values():
+        assert isinstance(store.mapper, PydanticMapper)
+        store.mapper.personal = keys
+    return keys
+
+
 def open_runtime(settings: Settings) -> Runtime:
     """Connect to PostgreSQL, create what is missing, and wire the hub."""
     if not settings.database_url:
@@ -157,7 +173,10 @@ def open_runtime(settings: Settings) -> Runtime:
             raise
         finally:
             conn.execute("SELECT pg_advisory_unlock(hashtext('concord-stores'))")
-    committer = PostgresCommitter(stores, settings.schema_name, group_max=settings.group_commit_max)
+    personal = personal_keys(stores, settings)
+    committer = PostgresCommitter(
+        stores, settings.schema_name, group_max=settings.group_commit_max, personal=personal
+    )
     hub = Hub(
         catalogue=build_catalogue(),
         policy=policy,

@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     group_commit_max: int = Field(default=256, ge=1)
     """Most commands folded into one ``save()``: batching is the main throughput lever."""
 
+    personal_key_cache_s: float = Field(default=1.0, ge=0)
+    """How long a process reuses a customer key it read for decrypting. An erasure is
+    effective at once in the process that commits it and within this time in the others."""
+
     nats_stream: str = "CONCORD_EVENTS"
     """JetStream stream every committed event is published to."""
 

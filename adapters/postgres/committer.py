@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+import orjson
 import psycopg
 from eventsourcing.persistence import (
     IntegrityError,
@@ -39,6 +40,8 @@ from opentelemetry import metrics, trace
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from adapters.postgres.personal_keys import PersonalKeyStore
+from hub.application.personal import open_view, seal_view, withhold
 from hub.application.ports import Change, CommitPort, ConflictRecord, Receipt, ReceiptExists
 from hub.application.stores import Store
 from hub.domain.errors import AlreadyExists, ConcurrencyConflict, DomainError
@@ -82,6 +85,11 @@ class _Pending:
     refs: list[tuple[str, str, str, UUID]]
     future: Future[None]
     scope: BatchScope | None = None
+    #: The receipt's body with personal fields sealed (what the receipts table holds).
+    receipt_body: dict[str, Any] | None = None
+    #: Customer keys made for this change (inserted with it) and keys its erasure destroys.
+    new_keys: list[tuple[UUID, bytes]] = field(default_factory=list)
+    destroyed: list[UUID] = field(default_factory=list)
 
     @property
     def aggregate_ids(self) -> set[UUID]:
@@ -97,8 +105,16 @@ COMMIT_WAIT_S = 120.0
 class PostgresCommitter(CommitPort):
     """Implements :class:`CommitPort` on the stores' PostgreSQL database."""
 
-    def __init__(self, stores: dict[str, Store], schema: str, *, group_max: int = 256) -> None:
+    def __init__(
+        self,
+        stores: dict[str, Store],
+        schema: str,
+        *,
+        group_max: int = 256,
+        personal: PersonalKeyStore | None = None,
+    ) -> None:
         self.stores = stores
+        self.personal = personal
         self.schema = sql.Identifier(schema)
         self.group_max = group_max
         first = next(iter(stores.values()))
@@ -159,7 +175,10 @@ class PostgresCommitter(CommitPort):
             row = conn.execute(query, (client_id, key)).fetchone()
         if row is None:
             return None
-        return Receipt(client_id, key, row["request_hash"], row["status"], row["body"])
+        body = row["body"]
+        if self.personal is not None:
+            open_view(self.personal, body)  # an erased customer's replay reads "[erased]"
+        return Receipt(client_id, key, row["request_hash"], row["status"], body)
 
     def record_conflict(self, conflict: ConflictRecord) -> None:
         query = sql.SQL(
@@ -178,7 +197,7 @@ class PostgresCommitter(CommitPort):
                     conflict.command,
                     conflict.field,
                     conflict.owner,
-                    Jsonb(conflict.payload),
+                    Jsonb(withhold(conflict.entity, conflict.payload)),
                 ),
             )
 
@@ -233,7 +252,27 @@ class PostgresCommitter(CommitPort):
                 stored[store.name].append(store.mapper.to_stored_event(event))
                 for system, external in event.external_refs():
                     refs.append((system, aggregate.entity, external, aggregate.id))
-        return _Pending(change, dict(stored), refs, Future(), scope)
+        item = _Pending(change, dict(stored), refs, Future(), scope)
+        if change.receipt is not None:
+            item.receipt_body = change.receipt.body
+        personal = self.personal
+        if personal is not None:
+            if item.receipt_body is not None:
+                item.receipt_body = orjson.loads(orjson.dumps(item.receipt_body))
+                seal_view(personal, item.receipt_body)
+            item.new_keys = personal.fresh(item.aggregate_ids)
+            item.destroyed = [
+                a.id
+                for a in change.aggregates
+                if any(e.erases_personal_data for e in a.pending_events)
+            ]
+            if item.new_keys or item.destroyed:
+                item.future.add_done_callback(
+                    lambda done: personal.settled(
+                        item.new_keys, item.destroyed, committed=done.exception() is None
+                    )
+                )
+        return item
 
     def _after_commit(self, changes: Sequence[Change]) -> None:
         """Forget committed events and take snapshots where an interval was crossed."""
@@ -362,7 +401,9 @@ class PostgresCommitter(CommitPort):
             live = []
             for item in group:
                 receipt = item.change.receipt
-                if receipt is not None and not self._insert_receipt(curs, receipt):
+                if receipt is not None and not self._insert_receipt(
+                    curs, receipt, item.receipt_body
+                ):
                     taken.add(id(item))
                 else:
                     live.append(item)
@@ -376,7 +417,22 @@ class PostgresCommitter(CommitPort):
             refs = [ref for item in live for ref in item.refs]
             if refs:
                 self._insert_refs(curs, refs)
+            self._write_keys(curs, live)
         return taken
+
+    def _write_keys(self, curs: psycopg.Cursor[Any], live: list[_Pending]) -> None:
+        """New customers' keys, and erasures' destroyed keys, in the events' transaction."""
+        if self.personal is None:
+            return
+        new_keys = [pair for item in live for pair in item.new_keys]
+        if new_keys and not self.personal.insert(curs, new_keys):
+            raise ConcurrencyConflict(
+                "the customer was created (or erased) by another request at the same time",
+                field="id",
+            )
+        destroyed = [subject for item in live for subject in item.destroyed]
+        if destroyed:
+            self.personal.destroy(curs, destroyed)
 
     def _landed(self, item: _Pending) -> bool | None:
         """Did this change commit? Its first event (same id, version and bytes) witnesses
@@ -408,7 +464,9 @@ class PostgresCommitter(CommitPort):
                 return store.recorder
         raise KeyError(name)
 
-    def _insert_receipt(self, curs: psycopg.Cursor[Any], receipt: Receipt) -> bool:
+    def _insert_receipt(
+        self, curs: psycopg.Cursor[Any], receipt: Receipt, body: dict[str, Any] | None
+    ) -> bool:
         curs.execute(
             sql.SQL(
                 "INSERT INTO {}.concord_receipts (client_id, key, request_hash, status, body) "
@@ -419,7 +477,7 @@ class PostgresCommitter(CommitPort):
                 receipt.key,
                 receipt.request_hash,
                 receipt.status,
-                Jsonb(receipt.body),
+                Jsonb(receipt.body if body is None else body),
             ),
         )
         return curs.fetchone() is not None

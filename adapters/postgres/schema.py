@@ -1,6 +1,6 @@
 """Concord's own tables beside the event stores: idempotency receipts, the cross-reference
-of external ids, ownership conflicts, and the subscribers' dead letters, holds and parked
-events. Created idempotently at start-up.
+of external ids, ownership conflicts, per-customer data keys, and the subscribers' dead
+letters, holds and parked events. Created idempotently at start-up.
 
 They live in the same schema (and database) as the per-aggregate event tables so a
 command's events, its receipt and its cross-reference rows commit in one transaction.
@@ -46,6 +46,17 @@ TABLES = [
         owner        text        NOT NULL,
         payload      jsonb       NOT NULL,
         status       text        NOT NULL DEFAULT 'open'
+    )
+    """,
+    # Per-customer data keys (adapters/postgres/personal_keys.py): erasure sets key to NULL
+    # in the erasure's own transaction, which makes every sealed copy unreadable at once.
+    """
+    CREATE TABLE IF NOT EXISTS {schema}.concord_personal_keys (
+        subject_id   uuid        PRIMARY KEY,
+        key          bytea,
+        created_at   timestamptz NOT NULL DEFAULT now(),
+        destroyed_at timestamptz,
+        CHECK ((key IS NULL) = (destroyed_at IS NOT NULL))
     )
     """,
     # Subscribers (adapters/nats/subscriber.py). A dead letter is an event a target refused

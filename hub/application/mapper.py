@@ -16,6 +16,8 @@ from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
 from eventsourcing.utils import get_topic, resolve_topic
 from pydantic import BaseModel
 
+from hub.application.personal import PersonalCipher, open_state, paths_of, seal_state
+
 
 class OrjsonTranscoder(Transcoder):
     """JSON via orjson: several times faster than the stdlib encoder the library defaults to."""
@@ -40,12 +42,22 @@ def upcast(cls: type[Any], state: dict[str, Any]) -> dict[str, Any]:
 class PydanticMapper(Mapper[UUID]):
     """Maps pydantic domain events and snapshots to stored events and back."""
 
+    #: Seals personal fields; set by the composition root (without it they stay in clear,
+    #: which only tools and tests that build a bare store do).
+    personal: PersonalCipher | None = None
+
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
         if not isinstance(domain_event, BaseModel):
             raise TypeError(f"{type(domain_event).__name__} is not a pydantic event")
         state = domain_event.model_dump(mode="json")
         state.pop("originator_id")
         state.pop("originator_version")
+        if self.personal is not None:
+            paths = paths_of(type(domain_event), state)
+            if paths:
+                if domain_event.originator_version == 1:
+                    self.personal.new_subject(domain_event.originator_id)
+                seal_state(self.personal, domain_event.originator_id, paths, state)
         class_version = getattr(type(domain_event), "class_version", 1)
         if class_version > 1:
             state["class_version"] = class_version
@@ -68,7 +80,13 @@ class PydanticMapper(Mapper[UUID]):
         if self.compressor:
             data = self.compressor.decompress(data)
         cls = resolve_topic(stored_event.topic)
-        state = upcast(cls, self.transcoder.decode(data))
+        decoded = self.transcoder.decode(data)
+        if self.personal is not None:
+            paths = paths_of(cls, decoded)
+            if paths:
+                subject = UUID(str(stored_event.originator_id))
+                open_state(self.personal, subject, paths, decoded)
+        state = upcast(cls, decoded)
         event: DomainEventProtocol[UUID] = cls(
             originator_id=stored_event.originator_id,
             originator_version=stored_event.originator_version,

@@ -36,6 +36,11 @@ class DomainEvent(BaseModel):
     traceparent: str | None = None
 
     class_version: ClassVar[int] = 1
+    #: Dotted paths (in the stored state) of a person's data: the store seals them with the
+    #: aggregate's own key, so destroying that key erases them everywhere (crypto-shredding).
+    personal_fields: ClassVar[tuple[str, ...]] = ()
+    #: True for the event that erases the aggregate's personal data: its commit destroys the key.
+    erases_personal_data: ClassVar[bool] = False
 
     def mutate(self, aggregate: Any) -> Any:
         """Apply to ``aggregate`` after checking it is the next event of that aggregate."""
@@ -121,6 +126,8 @@ class Aggregate(BaseModel):
 
     #: Entity name in the ownership policy and in URLs (``customer`` -> ``/v1/customers``).
     entity: ClassVar[str] = ""
+    #: State fields holding a person's data (sealed in snapshots and receipts, see events).
+    personal_fields: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def _start(cls, event: CreationEvent) -> Self:

@@ -16,8 +16,13 @@ Design choices, each to keep re-delivered or replayed input harmless:
   overwrite that would orphan the old id's cross-reference.
 * After a merge every command is refused, except erasure: data-protection law applies to the
   merged-away record too.
-* Erasure blanks personal fields and records only *that* it happened. Older events still hold
-  the values; the store's crypto-shredding (see reference/eventsourcing.md §6) removes those.
+* Personal data (``PERSONAL_FIELDS``: names, web domain, tax id, billing address; a
+  customer may be a sole trader, so its names and tax id identify a person) is declared here
+  per event (``personal_fields``) and sealed by the store with this customer's own key.
+  Erasure records only *that* it happened; committing it destroys the key, so every older
+  event, snapshot, receipt and published message holding those fields reads as ``[erased]``
+  (crypto-shredding). Amounts, dates, ids, customer number and payment terms are kept:
+  finance records must be.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from hub.domain.money import exponent
 from hub.domain.provenance import Stamp
 
 ERASED = "[erased]"
+#: What a personal value reads as once its key is destroyed (any field, any shape).
+Erased = Literal["[erased]"]
 
 
 class CustomerStatus(StrEnum):
@@ -75,8 +82,12 @@ DetailField = Literal[
     "parent_customer_id",
 ]
 DETAIL_FIELDS: tuple[str, ...] = get_args(DetailField)
-PERSONAL_FIELDS = frozenset(
-    {"legal_name", "display_name", "web_domain", "tax_id", "billing_address"}
+PERSONAL_FIELDS: tuple[str, ...] = (
+    "legal_name",
+    "display_name",
+    "web_domain",
+    "tax_id",
+    "billing_address",
 )
 
 
@@ -92,7 +103,7 @@ class CustomerDetails(BaseModel):
     display_name: str | None = Field(default=None, max_length=300)
     web_domain: str | None = Field(default=None, max_length=253)
     tax_id: str | None = Field(default=None, max_length=50)
-    billing_address: Address | None = None
+    billing_address: Address | Erased | None = None
     currency: str | None = Field(default=None, min_length=3, max_length=3)
     parent_customer_id: UUID | None = None
 
@@ -165,7 +176,7 @@ class Customer(Aggregate):
     display_name: str
     web_domain: str | None = None
     tax_id: str | None = None
-    billing_address: Address | None = None
+    billing_address: Address | Erased | None = None
     currency: str | None = None
     parent_customer_id: UUID | None = None
     status: CustomerStatus = CustomerStatus.ACTIVE
@@ -175,6 +186,8 @@ class Customer(Aggregate):
     payment_terms: str | None = None
     erased: bool = False
     status_reason: str | None = None
+
+    personal_fields: ClassVar[tuple[str, ...]] = PERSONAL_FIELDS
 
     # -- commands -------------------------------------------------------------------------
 
@@ -313,11 +326,12 @@ class CustomerRegistered(CreationEvent):
     display_name: str
     web_domain: str | None
     tax_id: str | None
-    billing_address: Address | None
+    billing_address: Address | Erased | None
     currency: str | None
     parent_customer_id: UUID | None
 
     class_version: ClassVar[int] = 2
+    personal_fields: ClassVar[tuple[str, ...]] = PERSONAL_FIELDS
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -341,6 +355,8 @@ class CustomerDetailsChanged(DomainEvent):
 
     details: CustomerDetails
     changed: list[DetailField]
+
+    personal_fields: ClassVar[tuple[str, ...]] = tuple(f"details.{f}" for f in PERSONAL_FIELDS)
 
     def apply(self, aggregate: Customer) -> None:
         for name in self.changed:
@@ -377,6 +393,8 @@ class CustomerStatusChanged(DomainEvent):
 
 class CustomerPersonalDataErased(DomainEvent):
     """Records only *that* personal data was erased, never the data itself."""
+
+    erases_personal_data: ClassVar[bool] = True
 
     def apply(self, aggregate: Customer) -> None:
         aggregate.legal_name = ERASED

@@ -28,6 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 from adapters.nats.dead_letters import delivery_counts
 from adapters.nats.holds import HoldStore
 from adapters.nats.lag import consumer_lag
+from adapters.nats.personal import EnvelopeOpener
 from adapters.nats.registry import DECLARATIONS, build_specs, check_targets, select
 from adapters.nats.replay import Progress, ReplayRequest, ReplayResult, replay
 from adapters.nats.spec import SubscriberSpec
@@ -290,7 +291,16 @@ async def replay_subscriber(
     specs = build_specs(settings) if specs is None else specs
     (spec,) = select(specs, [name])
     nc = await _connect(settings)
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        settings.database_url or "",
+        min_size=1,
+        max_size=1,
+        kwargs={"autocommit": True},
+        open=False,
+        name="concord-replay",
+    )
     try:
+        await pool.open()
         return await replay(
             nc.jetstream(),
             settings.nats_stream,
@@ -298,8 +308,10 @@ async def replay_subscriber(
             Subjects(settings.nats_subject_prefix),
             request,
             progress=progress,
+            opener=EnvelopeOpener(pool, settings.schema_name),
         )
     finally:
+        await pool.close()
         await nc.close()
         for connector in spec.connectors():
             with contextlib.suppress(Exception):

@@ -50,8 +50,26 @@ NONCE_BYTES = 12
 MAX_CACHED = 100_000
 
 
+class _Random(threading.local):
+    """Random bytes drawn from the OS a few KiB at a time: one ``getrandom`` call per value
+    cost more than the AES-GCM sealing itself (a syscall, slow on virtual machines)."""
+
+    def __init__(self) -> None:
+        self.pool = b""
+        self.at = 0
+
+    def take(self, n: int) -> bytes:
+        if self.at + n > len(self.pool):
+            self.pool, self.at = os.urandom(4096), 0
+        self.at += n
+        return self.pool[self.at - n : self.at]
+
+
+_random = _Random()
+
+
 def seal_with(aead: AESGCM, subject: UUID, value: Any) -> str:
-    nonce = os.urandom(NONCE_BYTES)
+    nonce = _random.take(NONCE_BYTES)
     sealed = aead.encrypt(nonce, orjson.dumps(value), subject.bytes)
     return SEALED + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
 
@@ -97,16 +115,17 @@ class PersonalKeyStore(PersonalCipher):
     def new_subject(self, subject: UUID) -> None:
         """A subject's first event is being sealed: make its key without asking the database
         (if it did exist, the commit's key check refuses the change)."""
+        if subject in self._fresh:  # reads need no lock: single dict operations are atomic
+            return
         with self._lock:
             if subject in self._fresh or subject in self._cache:
                 return
-            key = AESGCM.generate_key(bit_length=KEY_BYTES * 8)
+            key = _random.take(KEY_BYTES)
             self._fresh[subject] = key
             self._remember(subject, AESGCM(key))
 
     def seal(self, subject: UUID, value: Any) -> str:
-        with self._lock:
-            entry = self._cache.get(subject)
+        entry = self._cache.get(subject)
         if entry is None:
             entry = self._load(subject, create=True)
         if entry.aead is None:
@@ -116,9 +135,8 @@ class PersonalKeyStore(PersonalCipher):
         return seal_with(entry.aead, subject, value)
 
     def open(self, subject: UUID, token: str) -> Any:
-        with self._lock:
-            entry = self._cache.get(subject)
-            fresh = subject in self._fresh
+        entry = self._cache.get(subject)
+        fresh = subject in self._fresh
         if entry is None or (not fresh and time.monotonic() - entry.fetched > self.read_ttl_s):
             entry = self._load(subject, create=False)
         return open_with(entry.aead, subject, token)
@@ -127,30 +145,37 @@ class PersonalKeyStore(PersonalCipher):
 
     def fresh(self, subjects: Iterable[UUID]) -> list[tuple[UUID, bytes]]:
         """Keys generated for these subjects that the commit must insert."""
-        with self._lock:
-            return [(s, self._fresh[s]) for s in subjects if s in self._fresh]
+        found = ((s, self._fresh.get(s)) for s in subjects)
+        return [(s, key) for s, key in found if key is not None]
 
     def insert(self, curs: psycopg.Cursor[Any], keys: list[tuple[UUID, bytes]]) -> bool:
         """Insert new keys; False if one existed already with another key (the subject
-        was created concurrently, or erased): then the transaction must not commit."""
-        subjects = [s for s, _ in keys]
-        values = [k for _, k in keys]
+        was created concurrently, or erased): then the transaction must not commit.
+        One statement in the usual case (every key new), so the write path pays little."""
+        unique = dict(keys)  # a batch may name one new subject in several changes
         curs.execute(
             sql.SQL(
                 "INSERT INTO {}.concord_personal_keys (subject_id, key) "
-                "SELECT * FROM unnest(%s::uuid[], %s::bytea[]) ON CONFLICT DO NOTHING"
+                "SELECT * FROM unnest(%s::uuid[], %s::bytea[]) ON CONFLICT DO NOTHING "
+                "RETURNING subject_id"
             ).format(self.schema),
-            (subjects, values),
+            (list(unique), list(unique.values())),
         )
+        inserted = {UUID(str(_first(row))) for row in curs.fetchall()}
+        existing = [s for s in unique if s not in inserted]
+        if not existing:
+            return True
         curs.execute(
             sql.SQL(
-                "SELECT 1 FROM {}.concord_personal_keys k JOIN unnest(%s::uuid[], %s::bytea[]) "
-                "AS r(subject_id, key) USING (subject_id) WHERE k.key IS DISTINCT FROM r.key "
-                "LIMIT 1"
+                "SELECT subject_id, key FROM {}.concord_personal_keys WHERE subject_id = ANY(%s)"
             ).format(self.schema),
-            (subjects, values),
+            (existing,),
         )
-        return curs.fetchone() is None
+        rows = curs.fetchall()
+        return len(rows) == len(existing) and all(
+            _second(row) is not None and bytes(_second(row)) == unique[UUID(str(_first(row)))]
+            for row in rows
+        )
 
     def destroy(self, curs: psycopg.Cursor[Any], subjects: list[UUID]) -> None:
         """Erase: overwrite each subject's key with a tombstone, in the erasure's transaction."""
@@ -176,7 +201,8 @@ class PersonalKeyStore(PersonalCipher):
             for subject, key in created:
                 self._fresh.pop(subject, None)
                 if committed:
-                    self._remember(subject, AESGCM(key), now)
+                    entry = self._cache.get(subject)
+                    self._remember(subject, entry.aead if entry else AESGCM(key), now)
                 else:
                     self._cache.pop(subject, None)
             if committed:
@@ -213,6 +239,14 @@ class PersonalKeyStore(PersonalCipher):
                 self._cache[oldest] = _Entry(AESGCM(self._fresh[oldest]), entry.fetched)
                 break
         return entry
+
+
+def _first(row: Any) -> Any:
+    return row["subject_id"] if isinstance(row, dict) else row[0]
+
+
+def _second(row: Any) -> Any:
+    return row["key"] if isinstance(row, dict) else row[1]
 
 
 class KnownKeys(PersonalCipher):

@@ -14,6 +14,7 @@ receipts, published messages, dead letters, parked envelopes) reads as :data:`ER
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
@@ -62,10 +63,14 @@ def paths_of(cls: type[Any], state: dict[str, Any]) -> tuple[str, ...]:
     return tuple(getattr(cls, "personal_fields", ()))
 
 
+@functools.cache
+def _split(paths: tuple[str, ...]) -> tuple[tuple[tuple[str, ...], str], ...]:
+    return tuple((tuple(p.split(".")[:-1]), p.rpartition(".")[2]) for p in paths)
+
+
 def _rewrite(state: dict[str, Any], paths: tuple[str, ...], change: Callable[[Any], Any]) -> None:
     """Replace the value at each dotted path (where present) by ``change(value)``, in place."""
-    for path in paths:
-        *parents, leaf = path.split(".")
+    for parents, leaf in _split(paths):
         node: Any = state
         for part in parents:
             node = node.get(part) if isinstance(node, dict) else None

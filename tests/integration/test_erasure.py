@@ -16,7 +16,7 @@ from psycopg import sql
 from adapters.bootstrap import Runtime, open_runtime
 from adapters.settings import Settings
 from hub.domain.customer import ERASED
-from hub.domain.errors import OwnershipViolation
+from hub.domain.errors import AlreadyExists, OwnershipViolation
 from tests.integration.commands import CRM, ERP, new_order, request, run
 
 PERSON = {
@@ -168,3 +168,43 @@ def test_an_erased_customers_key_is_not_recreated(
         assert keys == "1 0"
     finally:
         first.close()
+
+
+def test_a_new_customer_never_takes_over_an_existing_key(runtime: Runtime) -> None:
+    """The key is made in memory for a new customer; if the table already holds another
+    one for that id (a concurrent create, a tombstone), the commit is refused, not mixed."""
+    subject = UUID("00000000-0000-4000-8000-0000000000aa")
+    assert runtime.settings.database_url
+    with psycopg.connect(runtime.settings.database_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {}.concord_personal_keys (subject_id, key) VALUES (%s, %s)"
+            ).format(sql.Identifier(runtime.settings.schema_name)),
+            (subject, b"k" * 32),
+        )
+    with pytest.raises(AlreadyExists):
+        run(runtime, "customer", "register", PERSON, aggregate_id=subject)
+    assert raw(runtime, "SELECT count(*) FROM {}.customers_events") == "0"
+    # A customer whose key is new commits, in the same group as its key.
+    other = UUID(run(runtime, "customer", "register", PERSON).body["id"])
+    assert runtime.hub.get("customer", other)["state"]["tax_id"] == "GB123456789"
+
+
+def test_a_batch_seals_a_new_customers_later_lines_with_its_new_key(runtime: Runtime) -> None:
+    subject = UUID("00000000-0000-4000-8000-0000000000bb")
+    results = runtime.batch(
+        [
+            request(runtime, "customer", "register", PERSON, aggregate_id=subject),
+            request(runtime, "customer", "change_details", {"billing_address": MOVED},
+                    aggregate_id=subject),
+        ]
+    )  # fmt: skip
+    assert [getattr(r, "status", r) for r in results] == [201, 200]
+    assert clear_values(raw(runtime, "SELECT state FROM {}.customers_events")) == []
+    fresh = open_runtime(runtime.settings)  # reads the committed key, not a cached one
+    try:
+        state = fresh.hub.get("customer", subject)["state"]
+        assert state["billing_address"]["line2"] == "Flat 2"
+        assert state["legal_name"] == PERSON["legal_name"]
+    finally:
+        fresh.close()

@@ -395,29 +395,41 @@ class PostgresCommitter(CommitPort):
             item.scope.failed |= item.aggregate_ids
 
     def _write(self, group: list[_Pending]) -> set[int]:
-        """One transaction for the group; returns ids of items whose receipt was taken."""
+        """One transaction for the group; returns ids of items whose receipt was taken.
+
+        In pipeline mode: the statements that return nothing (each store's lock, notify and
+        insert, the customers' new keys) travel together instead of one round trip each,
+        and are synced before COMMIT so a refusal surfaces as the error it is."""
         taken: set[int] = set()
-        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
-            live = []
-            for item in group:
-                receipt = item.change.receipt
-                if receipt is not None and not self._insert_receipt(
-                    curs, receipt, item.receipt_body
-                ):
-                    taken.add(id(item))
-                else:
-                    live.append(item)
-            by_store: dict[str, list[StoredEvent]] = defaultdict(list)
-            for item in live:
-                for name, events in item.stored.items():
-                    by_store[name].extend(events)
-            for name in sorted(by_store):  # fixed lock order: no deadlock between writers
-                recorder = self._recorder(name)
-                recorder._insert_stored_events(curs, by_store[name])
-            refs = [ref for item in live for ref in item.refs]
-            if refs:
-                self._insert_refs(curs, refs)
-            self._write_keys(curs, live)
+        failed: Exception | None = None
+        with self.datastore.get_connection() as conn, conn.pipeline() as pipeline:
+            try:
+                with conn.transaction(), conn.cursor() as curs:  # an error rolls it back
+                    live = []
+                    for item in group:
+                        receipt = item.change.receipt
+                        if receipt is not None and not self._insert_receipt(
+                            curs, receipt, item.receipt_body
+                        ):
+                            taken.add(id(item))
+                        else:
+                            live.append(item)
+                    by_store: dict[str, list[StoredEvent]] = defaultdict(list)
+                    for item in live:
+                        for name, events in item.stored.items():
+                            by_store[name].extend(events)
+                    for name in sorted(by_store):  # fixed lock order: no deadlock
+                        recorder = self._recorder(name)
+                        recorder._insert_stored_events(curs, by_store[name])
+                    refs = [ref for item in live for ref in item.refs]
+                    if refs:
+                        self._insert_refs(curs, refs)
+                    self._write_keys(curs, live)
+                    pipeline.sync()
+            except Exception as error:
+                failed = error  # re-raised outside the pipeline (psycopg's advice)
+        if failed is not None:
+            raise failed
         return taken
 
     def _write_keys(self, curs: psycopg.Cursor[Any], live: list[_Pending]) -> None:
@@ -425,11 +437,8 @@ class PostgresCommitter(CommitPort):
         if self.personal is None:
             return
         new_keys = [pair for item in live for pair in item.new_keys]
-        if new_keys and not self.personal.insert(curs, new_keys):
-            raise ConcurrencyConflict(
-                "the customer was created (or erased) by another request at the same time",
-                field="id",
-            )
+        if new_keys:  # a clash is a primary-key violation: a concurrency conflict
+            self.personal.insert(curs, new_keys)
         destroyed = [subject for item in live for subject in item.destroyed]
         if destroyed:
             self.personal.destroy(curs, destroyed)

@@ -30,7 +30,7 @@ from api.errors import problem_responses as problems
 from api.responses import JSONBytes
 from api.routes import plural
 from api.schemas import CommandOutcome
-from hub.application.commands import CommandSpec, NoInput
+from hub.application.commands import Command, NoInput
 from hub.application.ports import StoreError
 from hub.application.service import Caller, CommandRequest, CommandResult
 from hub.domain.errors import DomainError
@@ -54,7 +54,7 @@ def command_response(result: CommandResult, location: str | None = None) -> Resp
 
 
 def _endpoint(
-    runtime: Runtime, spec: CommandSpec, require_write: Callable[..., Any]
+    runtime: Runtime, spec: Command, require_write: Callable[..., Any]
 ) -> Callable[..., Awaitable[Response]]:
     """A route function for ``spec`` with a signature FastAPI can read.
 

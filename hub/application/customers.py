@@ -7,12 +7,12 @@ sets its own fields (tax id, currency) without either needing to own the other's
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 from uuid import UUID
 
 from pydantic import Field
 
-from hub.application.commands import CommandInput, CommandSpec, NoInput
+from hub.application.commands import CommandInput, CommandSpec, Handler, InputT, NoInput, on
 from hub.application.unit import Unit
 from hub.domain.base import Aggregate
 from hub.domain.customer import Address, Customer, CustomerDetails, CustomerStatus, LinkedSystem
@@ -121,14 +121,9 @@ def _merge(customer: Customer, stamp: Stamp, data: MergeCustomer, unit: Unit) ->
     customer.merge_into(stamp, data.target_customer_id)
 
 
-def _customer(handler: Any) -> Any:
+def _customer(handler: Callable[[Customer, Stamp, InputT, Unit], None]) -> Handler[InputT]:
     """Adapt ``handler(customer, stamp, data, unit)`` to the generic handler signature."""
-
-    def run(aggregate: Aggregate, stamp: Stamp, data: Any, unit: Unit) -> None:
-        assert isinstance(aggregate, Customer)
-        handler(aggregate, stamp, data, unit)
-
-    return run
+    return on(Customer, handler)
 
 
 SPECS = [

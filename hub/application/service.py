@@ -19,7 +19,7 @@ from uuid import UUID
 
 import orjson
 
-from hub.application.commands import Catalogue, CommandInput, CommandSpec
+from hub.application.commands import Catalogue, Command, CommandInput
 from hub.application.ports import (
     Change,
     ConflictRecord,
@@ -181,7 +181,7 @@ class Hub:
         return self._decide(spec, request, store, brief=False)
 
     def _decide(
-        self, spec: CommandSpec, request: CommandRequest, store: EventStorePort | None, brief: bool
+        self, spec: Command, request: CommandRequest, store: EventStorePort | None, brief: bool
     ) -> tuple[Change, CommandResult]:
         stamp = Stamp(
             provenance=self._provenance(request),
@@ -189,12 +189,11 @@ class Hub:
             traceparent=self.trace_context(),
         )
         unit = Unit(store or self.store)
-        if spec.create is not None:
+        if spec.creates:
             aggregate_id = request.aggregate_id or self._new_id(request)
-            aggregate = spec.create(stamp, aggregate_id, request.payload, unit)
+            aggregate = spec.run_create(stamp, aggregate_id, request.payload, unit)
             unit.add(aggregate)
         else:
-            assert spec.handle is not None
             if request.aggregate_id is None:
                 raise NotFound("this command needs an aggregate id", field="id")
             cls = self.aggregates[request.entity]
@@ -207,7 +206,7 @@ class Hub:
                     f"not {request.expected_version}; re-read it and retry",
                     field="If-Match",
                 )
-            spec.handle(aggregate, stamp, request.payload, unit)
+            spec.run_handle(aggregate, stamp, request.payload, unit)
         changed = unit.changed()
         if brief and request.idempotency_key is None:
             body: dict[str, Any] = {
@@ -276,7 +275,7 @@ class Hub:
             )
         return CommandResult(receipt.created, receipt.body, replayed=True)
 
-    def spec(self, entity: str, name: str) -> CommandSpec:
+    def spec(self, entity: str, name: str) -> Command:
         spec = self.catalogue.get(entity, name)
         if spec is None:
             known = ", ".join(s.name for s in self.catalogue.for_entity(entity)) or "none"
@@ -285,7 +284,7 @@ class Hub:
             )
         return spec
 
-    def _check_ownership(self, spec: CommandSpec, request: CommandRequest) -> None:
+    def _check_ownership(self, spec: Command, request: CommandRequest) -> None:
         try:
             self.policy.check(
                 request.caller.system, spec.entity, spec.fields_written(request.payload)

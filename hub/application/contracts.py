@@ -66,6 +66,13 @@ class RecordUsage(CommandInput):
     quantity: Decimal = Field(gt=0, max_digits=18, decimal_places=6)
     period_start: date
     period_end: date
+    usage_record_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Billing's id of the usage record: counted once (a re-delivery changes "
+        "nothing; the id with other values is refused with 409).",
+    )
 
 
 def _create(stamp: Stamp, contract_id: UUID, data: CreateContract, unit: Unit) -> Aggregate:
@@ -163,6 +170,7 @@ SPECS = [
                 quantity=d.quantity,
                 period_start=d.period_start,
                 period_end=d.period_end,
+                usage_record_id=d.usage_record_id,
             )
         ),
         writes=("usage_totals",),

@@ -25,7 +25,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.domain.base import Aggregate, CreationEvent, DomainEvent, creation_fields
-from hub.domain.errors import InvalidTransition, InvalidValue
+from hub.domain.errors import AlreadyExists, InvalidTransition, InvalidValue
 from hub.domain.money import exponent
 from hub.domain.order import ChargeType
 from hub.domain.provenance import Stamp
@@ -107,6 +107,11 @@ def amended_items(items: list[ContractItem], changes: list[ItemChange]) -> list[
     return result
 
 
+def usage_fingerprint(sku: str, quantity: Decimal, period_start: date, period_end: date) -> str:
+    """What a usage record said, to tell a re-delivery (equal) from a clash (different)."""
+    return f"{sku} x {quantity.normalize():f} for {period_start} to {period_end}"
+
+
 class Contract(Aggregate):
     entity = "contract"
 
@@ -126,6 +131,7 @@ class Contract(Aggregate):
     renewals: int = 0
     usage_totals: dict[str, Decimal] = Field(default_factory=dict)
     usage_records: int = 0
+    usage_record_ids: dict[str, str] = Field(default_factory=dict)
 
     # -- commands -------------------------------------------------------------------------
 
@@ -228,9 +234,25 @@ class Contract(Aggregate):
         quantity: Decimal,
         period_start: date,
         period_end: date,
+        usage_record_id: str | None = None,
     ) -> None:
-        """Usage of a usage item; late usage of a suspended contract is still accepted."""
+        """Usage of a usage item; late usage of a suspended contract is still accepted.
+
+        ``usage_record_id`` is billing's id of the usage record: a record counts once. The
+        same record delivered again (same item, quantity and period) records nothing; the id
+        with other values cannot be true and is refused. The ids stay in the state (one short
+        string each) so the check needs no other read; usage without an id always counts.
+        """
         self._require({ContractStatus.ACTIVE, ContractStatus.SUSPENDED}, "record usage on")
+        record = usage_fingerprint(sku, quantity, period_start, period_end)
+        if usage_record_id is not None and usage_record_id in self.usage_record_ids:
+            if self.usage_record_ids[usage_record_id] == record:
+                return
+            raise AlreadyExists(
+                f"usage record {usage_record_id!r} was already counted as "
+                f"{self.usage_record_ids[usage_record_id]}; a new record needs its own id",
+                field="usage_record_id",
+            )
         item = next((i for i in self.items if i.sku == sku), None)
         if item is None:
             raise InvalidValue(f"the contract has no item {sku!r}", field="sku")
@@ -249,6 +271,7 @@ class Contract(Aggregate):
             quantity=quantity,
             period_start=period_start,
             period_end=period_end,
+            usage_record_id=usage_record_id,
         )
 
     def _require(self, allowed: set[ContractStatus], action: str) -> None:
@@ -355,9 +378,17 @@ class ContractUsageRecorded(DomainEvent):
     quantity: Decimal
     period_start: date
     period_end: date
+    usage_record_id: str | None = None
 
     def apply(self, aggregate: Contract) -> None:
         totals = dict(aggregate.usage_totals)
         totals[self.sku] = totals.get(self.sku, Decimal(0)) + self.quantity
         aggregate.usage_totals = totals
         aggregate.usage_records += 1
+        if self.usage_record_id is not None:
+            aggregate.usage_record_ids = {
+                **aggregate.usage_record_ids,
+                self.usage_record_id: usage_fingerprint(
+                    self.sku, self.quantity, self.period_start, self.period_end
+                ),
+            }

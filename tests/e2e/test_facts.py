@@ -3,7 +3,9 @@ be true is refused, and an older report never overwrites a newer one."""
 
 from __future__ import annotations
 
-from tests.e2e.conftest import Api, order_body
+from typing import Any
+
+from tests.e2e.conftest import Api, assert_problem, invoice_body, order_body
 
 
 def test_order_amended_after_erp_acceptance_awaits_acceptance_again(api: Api) -> None:
@@ -22,3 +24,98 @@ def test_order_amended_after_erp_acceptance_awaits_acceptance_again(api: Api) ->
     again = api.post(f"/v1/orders/{oid}/accept", {"erp_order_number": "SO-7"}, role="erp")
     assert again.status_code == 200, again.text
     assert again.json()["state"]["status"] == "accepted"
+
+
+def _contract_body(customer_id: str, order_id: str) -> dict[str, Any]:
+    return {
+        "order_id": order_id,
+        "customer_id": customer_id,
+        "items": [
+            {
+                "sku": "PLAT-1",
+                "rate_plan": "pro",
+                "quantity": "2",
+                "unit_price": "50.00",
+                "billing_period": "month",
+                "charge_type": "recurring",
+            },
+            {
+                "sku": "CALLS",
+                "rate_plan": "metered",
+                "quantity": "0",
+                "unit_price": "0.0004",
+                "billing_period": "month",
+                "charge_type": "usage",
+            },
+        ],
+        "currency": "USD",
+        "term_start": "2026-01-01",
+        "term_end": "2026-12-31",
+    }
+
+
+def _contract(api: Api, customer_id: str, order_id: str) -> str:
+    created = api.post("/v1/contracts", _contract_body(customer_id, order_id), role="billing")
+    assert created.status_code == 201, created.text
+    return str(created.json()["id"])
+
+
+def test_what_cannot_be_true_across_customers_is_refused(api: Api) -> None:
+    mine, theirs = api.customer(), api.customer(legal_name="Other AG")
+    their_order = api.order(theirs)
+    body = invoice_body(mine, api.order(mine))
+    before = api.total_events()
+    refused = api.post("/v1/contracts", _contract_body(mine, their_order), role="billing")
+    assert_problem(refused, 422, "invalid-value", field="body.customer_id")
+    assert api.total_events() == before
+    their_contract = _contract(api, theirs, their_order)
+    before = api.total_events()
+    refused = api.post("/v1/invoices", body | {"contract_id": their_contract}, role="billing")
+    assert_problem(refused, 422, "invalid-value", field="body.contract_id")
+    assert api.total_events() == before
+
+
+def test_a_credit_note_number_counts_once_per_invoice(api: Api) -> None:
+    cid = api.customer()
+    iid = api.invoice(cid, api.order(cid))
+    note = {"amount": {"amount": "10.00", "currency": "USD"}, "credit_note_number": "CN-1"}
+    first = api.post(f"/v1/invoices/{iid}/credit", note, role="billing")
+    assert first.status_code == 200, first.text
+    again = api.post(f"/v1/invoices/{iid}/credit", note, role="billing")
+    assert again.status_code == 200, again.text
+    assert again.json()["version"] == 2 and again.json()["events"] == []
+    before = api.total_events()
+    other = note | {"amount": {"amount": "20.00", "currency": "USD"}}
+    clash = api.post(f"/v1/invoices/{iid}/credit", other, role="billing")
+    body = assert_problem(clash, 409, "already-exists", field="body.credit_note_number")
+    assert "CN-1" in body["detail"]
+    assert api.total_events() == before
+    state = api.get(f"/v1/invoices/{iid}").json()["state"]
+    assert state["amount_credited"] == {"amount": "10.00", "currency": "USD"}
+
+
+def test_a_usage_record_id_counts_once(api: Api) -> None:
+    cid = api.customer()
+    kid = _contract(api, cid, api.order(cid))
+    assert (
+        api.post(
+            f"/v1/contracts/{kid}/activate", {"billing_subscription_id": "sub_1"}, role="billing"
+        ).status_code
+        == 200
+    )
+    usage = {
+        "sku": "CALLS",
+        "quantity": "1000",
+        "period_start": "2026-02-01",
+        "period_end": "2026-02-28",
+        "usage_record_id": "ur_1",
+    }
+    for _ in range(2):
+        sent = api.post(f"/v1/contracts/{kid}/record_usage", usage, role="billing")
+        assert sent.status_code == 200, sent.text
+    state = api.get(f"/v1/contracts/{kid}").json()["state"]
+    assert state["usage_totals"] == {"CALLS": "1000"} and state["usage_records"] == 1
+    before = api.total_events()
+    clash = api.post(f"/v1/contracts/{kid}/record_usage", usage | {"quantity": "5"}, role="billing")
+    assert_problem(clash, 409, "already-exists", field="body.usage_record_id")
+    assert api.total_events() == before

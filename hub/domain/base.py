@@ -11,7 +11,7 @@ code that changes state, so replaying history rebuilds exactly the same aggregat
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar, Self, TypeVar
 from uuid import UUID, uuid5
 
@@ -164,6 +164,11 @@ class Aggregate(BaseModel):
         assert private is not None
         events: list[DomainEvent] = private["_pending"]
         return events
+
+    def on_business_date(self, day: date) -> Self:
+        """The aggregate as in force on ``day`` (queries name one; changes scheduled for a
+        later date stay ahead). Only contracts schedule changes; the rest are as they are."""
+        return self
 
     def state(self) -> dict[str, Any]:
         """JSON-ready state for query results and snapshots."""

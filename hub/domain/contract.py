@@ -112,6 +112,26 @@ def usage_fingerprint(sku: str, quantity: Decimal, period_start: date, period_en
     return f"{sku} x {quantity.normalize():f} for {period_start} to {period_end}"
 
 
+class ScheduledChange(BaseModel):
+    """An amendment recorded before its effective date: not in force until that day."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    effective_date: date
+    changes: list[ItemChange]
+
+
+def bring_into_force(
+    items: list[ContractItem], scheduled: list[ScheduledChange], day: date
+) -> tuple[list[ContractItem], list[ScheduledChange]]:
+    """Apply the scheduled changes effective on or before ``day``, in effective-date order
+    (among equal dates, in the order recorded); return the items and what is still ahead."""
+    for change in scheduled:
+        if change.effective_date <= day:
+            items = amended_items(items, change.changes)
+    return items, [c for c in scheduled if c.effective_date > day]
+
+
 class Contract(Aggregate):
     entity = "contract"
 
@@ -132,6 +152,19 @@ class Contract(Aggregate):
     usage_totals: dict[str, Decimal] = Field(default_factory=dict)
     usage_records: int = 0
     usage_record_ids: dict[str, str] = Field(default_factory=dict)
+    scheduled_changes: list[ScheduledChange] = Field(default_factory=list)
+
+    def on_business_date(self, day: date) -> Contract:
+        """The contract as in force on ``day``: scheduled changes due by then applied.
+
+        ``items`` holds what was in force on the day the last amendment was recorded; a
+        query names its business date (today, by default) and gets the changes due by then
+        folded in, so today's state never shows tomorrow's price. A read-only copy.
+        """
+        items, ahead = bring_into_force(self.items, self.scheduled_changes, day)
+        if len(ahead) == len(self.scheduled_changes):
+            return self
+        return self.model_copy(update={"items": items, "scheduled_changes": ahead})
 
     # -- commands -------------------------------------------------------------------------
 
@@ -334,7 +367,17 @@ class ContractAmended(DomainEvent):
     effective_date: date
 
     def apply(self, aggregate: Contract) -> None:
-        aggregate.items = amended_items(aggregate.items, self.changes)
+        """In force at once when effective by the day it is recorded (the event's own
+        timestamp, so replay decides the same), else scheduled for its effective date."""
+        today = self.timestamp.date()
+        items, ahead = bring_into_force(aggregate.items, aggregate.scheduled_changes, today)
+        if self.effective_date <= today:
+            items = amended_items(items, self.changes)
+        else:
+            change = ScheduledChange(effective_date=self.effective_date, changes=self.changes)
+            ahead = sorted([*ahead, change], key=lambda c: c.effective_date)
+        aggregate.items = items
+        aggregate.scheduled_changes = ahead
         aggregate.amendments += 1
         aggregate.last_amendment_date = self.effective_date
 

@@ -3,6 +3,7 @@ be true is refused, and an older report never overwrites a newer one."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.e2e.conftest import Api, assert_problem, invoice_body, order_body
@@ -119,3 +120,34 @@ def test_a_usage_record_id_counts_once(api: Api) -> None:
     clash = api.post(f"/v1/contracts/{kid}/record_usage", usage | {"quantity": "5"}, role="billing")
     assert_problem(clash, 409, "already-exists", field="body.usage_record_id")
     assert api.total_events() == before
+
+
+def test_a_future_amendment_is_a_scheduled_change(api: Api) -> None:
+    today = datetime.now(UTC).date()
+    tomorrow = today + timedelta(days=1)
+    cid = api.customer()
+    body = _contract_body(cid, api.order(cid)) | {
+        "term_start": str(today - timedelta(days=30)),
+        "term_end": str(today + timedelta(days=365)),
+    }
+    created = api.post("/v1/contracts", body, role="billing")
+    assert created.status_code == 201, created.text
+    kid = created.json()["id"]
+    change = {
+        "changes": [{"sku": "PLAT-1", "unit_price": "60.00"}],
+        "effective_date": str(tomorrow),
+    }
+    amended = api.post(f"/v1/contracts/{kid}/amend", change, role="billing")
+    assert amended.status_code == 200, amended.text
+
+    def seat_price(state: dict[str, Any]) -> str:
+        return str(next(i["unit_price"] for i in state["items"] if i["sku"] == "PLAT-1"))
+
+    now = api.get(f"/v1/contracts/{kid}").json()["state"]
+    assert seat_price(now) == "50.00"  # today's state does not show tomorrow's price
+    assert [c["effective_date"] for c in now["scheduled_changes"]] == [str(tomorrow)]
+    then = api.get(f"/v1/contracts/{kid}", params={"business_date": str(tomorrow)}).json()
+    assert seat_price(then["state"]) == "60.00" and then["state"]["scheduled_changes"] == []
+    assert then["version"] == amended.json()["version"]
+    bad = api.get(f"/v1/contracts/{kid}", params={"business_date": "tomorrow"})
+    assert bad.status_code == 422

@@ -18,7 +18,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.domain.base import Aggregate, CreationEvent, DomainEvent, creation_fields
+from hub.domain.base import Aggregate, CreationEvent, DomainEvent, StaleUpdate, creation_fields
 from hub.domain.errors import InvalidTransition, InvalidValue
 from hub.domain.money import Money, check_scale, exponent, money_sum
 from hub.domain.provenance import Stamp
@@ -159,6 +159,8 @@ class Order(Aggregate):
     def amend(self, stamp: Stamp, lines: list[OrderLine]) -> None:
         self._require({OrderStatus.PLACED, OrderStatus.VALIDATED, OrderStatus.ACCEPTED}, "amend")
         priced, totals = price_lines(lines, self.currency)
+        if not self._fresh(stamp, ["lines"]):
+            return
         reopened = self.status is OrderStatus.ACCEPTED
         self._record(OrderAmended, stamp, lines=priced, totals=totals, reopened=reopened)
 
@@ -181,6 +183,9 @@ class OrderPlaced(CreationEvent):
     start_date: date
     booking_date: date
     totals: OrderTotals
+
+    def source_fields(self) -> list[str]:
+        return ["lines"]
 
     def create(self) -> Order:
         return Order(
@@ -259,3 +264,13 @@ class OrderAmended(DomainEvent):
         aggregate.amendments += 1
         if self.reopened:
             aggregate.status = OrderStatus.PLACED
+
+    def source_fields(self) -> list[str]:
+        return ["lines"]
+
+
+class OrderUpdateStale(StaleUpdate):
+    """An amendment older (by the source's clock) than the lines the order holds."""
+
+
+Order.stale_event = OrderUpdateStale

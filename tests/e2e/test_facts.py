@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from tests.e2e.conftest import Api, assert_problem, invoice_body, order_body
 
 
@@ -151,3 +153,39 @@ def test_a_future_amendment_is_a_scheduled_change(api: Api) -> None:
     assert then["version"] == amended.json()["version"]
     bad = api.get(f"/v1/contracts/{kid}", params={"business_date": "tomorrow"})
     assert bad.status_code == 422
+
+
+def test_an_older_source_update_never_overwrites_a_newer_one(api: Api) -> None:
+    cid = api.customer()
+    newer = {"Concord-Occurred-At": "2026-03-01T12:00:00+00:00"}
+    older = {"Concord-Occurred-At": "2026-03-01T11:00:00Z"}
+    path = f"/v1/customers/{cid}/set_payment_terms"
+    first = api.post(path, {"payment_terms": "NET45"}, role="erp", headers=newer)
+    assert first.status_code == 200, first.text
+    late = api.post(path, {"payment_terms": "NET30"}, role="erp", headers=older)
+    assert late.status_code == 200, late.text
+    assert [e["type"] for e in late.json()["events"]] == ["CustomerUpdateStale"]
+    state = api.get(f"/v1/customers/{cid}").json()["state"]
+    assert state["payment_terms"] == "NET45"
+    assert state["source_occurred_at"]["payment_terms"].startswith("2026-03-01T12:00:00")
+    stale = api.history("customer", cid)[-1]
+    assert stale.type_name() == "CustomerUpdateStale"
+    assert stale.fields == ["payment_terms"]
+    assert stale.provenance.occurred_at.hour == 11
+
+    # The same rule holds in batch (provenance.occurred_at on the line).
+    line = {
+        "entity": "customer",
+        "command": "set_payment_terms",
+        "id": cid,
+        "data": {"payment_terms": "NET60"},
+        "provenance": {"occurred_at": "2026-02-01T00:00:00Z"},
+    }
+    batch = api.http.post(
+        "/v1/batch",
+        content=orjson.dumps(line) + b"\n",
+        headers=api.headers("erp", {"Content-Type": "application/x-ndjson"}),
+    )
+    assert batch.status_code == 200, batch.text
+    assert api.get(f"/v1/customers/{cid}").json()["state"]["payment_terms"] == "NET45"
+    assert api.history("customer", cid)[-1].type_name() == "CustomerUpdateStale"

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from api.responses import PROBLEM_MEDIA_TYPE, ProblemResponse
-from hub.domain.errors import DomainError, OwnershipViolation
+from hub.domain.errors import DomainError, MergedAway, OwnershipViolation
 
 log = logging.getLogger("concord.api")
 
@@ -75,6 +75,9 @@ class Problem(BaseModel):
     errors: list[ProblemItem] = Field(default_factory=list)
     field: str | None = Field(default=None, description="Ownership problems: the field.")
     owner: str | None = Field(default=None, description="Ownership problems: its owner(s).")
+    survivor_id: str | None = Field(
+        default=None, description="Merged customer: the surviving customer to address instead."
+    )
 
 
 class ProblemError(Exception):
@@ -173,6 +176,8 @@ def domain_problem(
     extra: dict[str, Any] = {}
     if isinstance(error, OwnershipViolation):
         extra = {"field": error.field, "owner": error.owner, "caller": error.caller}
+    if isinstance(error, MergedAway):
+        extra = {"survivor_id": str(error.survivor_id)}
     return problem_body(
         error.status, error.code, error.message, instance=instance, errors=errors, **extra
     )

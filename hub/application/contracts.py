@@ -17,10 +17,10 @@ from uuid import UUID
 from pydantic import Field
 
 from hub.application.commands import CommandInput, CommandSpec
+from hub.application.merges import same_customer, survivor
 from hub.application.unit import Unit
 from hub.domain.base import Aggregate
 from hub.domain.contract import Contract, ContractItem, ItemChange
-from hub.domain.customer import Customer
 from hub.domain.errors import CurrencyMismatch, InvalidTransition, InvalidValue
 from hub.domain.order import Order, OrderStatus
 from hub.domain.provenance import Stamp
@@ -76,19 +76,20 @@ class RecordUsage(CommandInput):
 
 
 def _create(stamp: Stamp, contract_id: UUID, data: CreateContract, unit: Unit) -> Aggregate:
+    """A fact from billing: a merged customer's subscription is recorded on the survivor."""
     order = unit.get(Order, data.order_id, field="order_id")
-    unit.get(Customer, data.customer_id, field="customer_id")
+    customer = survivor(unit, data.customer_id, field="customer_id")
     if order.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED):
         raise InvalidTransition(
             f"the order is {order.status.value}; nothing is left to subscribe", field="order_id"
         )
-    if order.customer_id != data.customer_id:
+    if not same_customer(unit, order.customer_id, customer.id, field="customer_id"):
         raise InvalidValue(
             f"the order belongs to customer {order.customer_id}", field="customer_id"
         )
     if order.currency != data.currency:
         raise CurrencyMismatch(f"the order is in {order.currency}", field="currency")
-    return Contract.create(stamp, contract_id, **dict(data))
+    return Contract.create(stamp, contract_id, **(dict(data) | {"customer_id": customer.id}))
 
 
 def _contract(handler: Any) -> Any:

@@ -13,6 +13,7 @@ from uuid import UUID
 from pydantic import Field
 
 from hub.application.commands import CommandInput, CommandSpec, NoInput
+from hub.application.merges import unmerged
 from hub.application.unit import Unit
 from hub.domain.base import Aggregate
 from hub.domain.customer import Address, Customer, CustomerDetails, CustomerStatus, LinkedSystem
@@ -121,11 +122,18 @@ def _merge(customer: Customer, stamp: Stamp, data: MergeCustomer, unit: Unit) ->
     customer.merge_into(stamp, data.target_customer_id)
 
 
-def _customer(handler: Any) -> Any:
-    """Adapt ``handler(customer, stamp, data, unit)`` to the generic handler signature."""
+def _customer(handler: Any, *, after_merge: bool = False) -> Any:
+    """Adapt ``handler(customer, stamp, data, unit)`` to the generic handler signature.
+
+    On a merged customer only ``after_merge`` commands run (erasure: the law applies to the
+    merged-away record too); the rest are refused naming the survivor at the end of the
+    merge chain, which the aggregate alone cannot know.
+    """
 
     def run(aggregate: Aggregate, stamp: Stamp, data: Any, unit: Unit) -> None:
         assert isinstance(aggregate, Customer)
+        if aggregate.merged_into is not None and not after_merge:
+            unmerged(unit, aggregate.id, field="id", action="send the command")
         handler(aggregate, stamp, data, unit)
 
     return run
@@ -180,7 +188,7 @@ SPECS = [
         "erase",
         NoInput,
         "Erase the customer's personal data (GDPR)",
-        handle=_customer(lambda c, s, d, u: c.erase(s)),
+        handle=_customer(lambda c, s, d, u: c.erase(s), after_merge=True),
         writes=("erased",),
     ),
     CommandSpec(

@@ -30,7 +30,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.domain.base import Aggregate, CreationEvent, DomainEvent, StaleUpdate, creation_fields
-from hub.domain.errors import AlreadyExists, InvalidTransition, InvalidValue
+from hub.domain.errors import AlreadyExists, InvalidTransition, InvalidValue, MergedAway
 from hub.domain.money import exponent
 from hub.domain.provenance import Stamp
 
@@ -300,8 +300,12 @@ class Customer(Aggregate):
 
     def _require_not_merged(self, action: str) -> None:
         if self.status is CustomerStatus.MERGED:
-            raise InvalidTransition(
-                f"cannot {action} a customer merged into {self.merged_into}", field="status"
+            assert self.merged_into is not None
+            raise MergedAway(
+                f"cannot {action} a customer merged into {self.merged_into}; send it to "
+                f"{self.merged_into}",
+                field="status",
+                survivor_id=self.merged_into,
             )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from tests.e2e.conftest import Api, assert_problem, invoice_body, order_body
+from tests.e2e.conftest import Api, assert_problem, invoice_body, order_body, payment_body
 
 
 def test_order_amended_after_erp_acceptance_awaits_acceptance_again(api: Api) -> None:
@@ -189,3 +189,33 @@ def test_an_older_source_update_never_overwrites_a_newer_one(api: Api) -> None:
     assert batch.status_code == 200, batch.text
     assert api.get(f"/v1/customers/{cid}").json()["state"]["payment_terms"] == "NET45"
     assert api.history("customer", cid)[-1].type_name() == "CustomerUpdateStale"
+
+
+def test_a_merged_customer_facts_follow_intentions_are_refused(api: Api) -> None:
+    survivor, merged = api.customer(), api.customer(legal_name="Acme Duplicate")
+    oid = api.order(merged)  # placed before the merge
+    done = api.post(f"/v1/customers/{merged}/merge", {"target_customer_id": survivor})
+    assert done.status_code == 200, done.text
+
+    invoice = api.post("/v1/invoices", invoice_body(merged, oid), role="billing")
+    assert invoice.status_code == 201, invoice.text
+    assert invoice.json()["state"]["customer_id"] == survivor
+    payment = api.post("/v1/payments", payment_body(merged, "30.00"), role="billing")
+    assert payment.status_code == 201, payment.text
+    assert payment.json()["state"]["customer_id"] == survivor
+    applied = api.post(
+        f"/v1/payments/{payment.json()['id']}/apply",
+        {"invoice_id": invoice.json()["id"], "amount": {"amount": "30.00", "currency": "USD"}},
+        role="billing",
+    )
+    assert applied.status_code == 200, applied.text
+
+    before = api.total_events()
+    place = api.post("/v1/orders", order_body(merged))
+    body = assert_problem(place, 409, "customer-merged", field="body.customer_id")
+    assert body["survivor_id"] == survivor and survivor in body["detail"]
+    rename = api.post(f"/v1/customers/{merged}/change_details", {"display_name": "X"})
+    assert assert_problem(rename, 409, "customer-merged")["survivor_id"] == survivor
+    assert api.total_events() == before
+    erased = api.post(f"/v1/customers/{merged}/erase", role="crm")
+    assert erased.status_code == 200, erased.text

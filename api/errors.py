@@ -35,6 +35,7 @@ from hub.domain.errors import (
     ConcurrencyConflict,
     DomainError,
     InvalidTransition,
+    MergedAway,
     NotFound,
     OwnershipViolation,
     VersionMismatch,
@@ -95,6 +96,9 @@ class Problem(BaseModel):
         default=None,
         description="Refusals by the hub: whether sending the same request again can succeed "
         "(`concurrent-modification`, `store-busy`: yes; `invalid-transition`: never).",
+    )
+    survivor_id: str | None = Field(
+        default=None, description="Merged customer: the surviving customer to address instead."
     )
 
 
@@ -225,6 +229,8 @@ def domain_problem(
     extra: dict[str, Any] = {"retryable": error.retryable}
     if isinstance(error, OwnershipViolation):
         extra |= {"field": error.field, "owner": error.owner, "caller": error.caller}
+    if isinstance(error, MergedAway):
+        extra |= {"survivor_id": str(error.survivor_id)}
     return problem_body(
         status_of(error), error.code, error.message, instance=instance, errors=errors, **extra
     )

@@ -9,6 +9,7 @@ annotations that are real objects or module-level names.
 """
 
 from collections.abc import Callable
+from datetime import date
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
@@ -56,8 +57,16 @@ def _state_route(runtime: "Runtime", entity: str, reader: Any) -> Callable[..., 
                 "time, ISO 8601 with offset), for audits. 404 if it did not exist yet."
             ),
         ] = None,
+        business_date: Annotated[
+            date | None,
+            Query(
+                description="Show what is in force on this business date (ISO 8601 date): a "
+                "contract's amendments effective later stay in `scheduled_changes`. Default: "
+                "the day of `as_of`, or today (UTC)."
+            ),
+        ] = None,
     ) -> Response:
-        view = runtime.hub.get(entity, id, as_of)
+        view = runtime.hub.get(entity, id, as_of, business_date)
         view["external_ids"] = runtime.xref.external_ids(id)
         return JSONBytes(view, headers={"ETag": f'"{view["version"]}"'})
 

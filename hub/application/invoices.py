@@ -16,10 +16,10 @@ from uuid import UUID
 from pydantic import Field
 
 from hub.application.commands import CommandInput, CommandSpec, Handler, InputT, on
+from hub.application.merges import same_customer, survivor
 from hub.application.unit import Unit
 from hub.domain.base import Aggregate
 from hub.domain.contract import Contract
-from hub.domain.customer import Customer
 from hub.domain.errors import InvalidValue
 from hub.domain.invoice import Invoice, InvoiceLine
 from hub.domain.money import Money
@@ -60,20 +60,21 @@ class MarkUncollectible(CommandInput):
 
 
 def _issue(stamp: Stamp, invoice_id: UUID, data: IssueInvoice, unit: Unit) -> Aggregate:
-    unit.get(Customer, data.customer_id, field="customer_id")
+    """A fact from billing: a merged customer's invoice is recorded on the survivor."""
+    customer = survivor(unit, data.customer_id, field="customer_id")
     if data.contract_id is not None:
         contract = unit.get(Contract, data.contract_id, field="contract_id")
-        if contract.customer_id != data.customer_id:
+        if not same_customer(unit, contract.customer_id, customer.id, field="contract_id"):
             raise InvalidValue(
                 f"the contract belongs to customer {contract.customer_id}", field="contract_id"
             )
     if data.order_id is not None:
         order = unit.get(Order, data.order_id, field="order_id")
-        if order.customer_id != data.customer_id:
+        if not same_customer(unit, order.customer_id, customer.id, field="order_id"):
             raise InvalidValue(
                 f"the order belongs to customer {order.customer_id}", field="order_id"
             )
-    return Invoice.issue(stamp, invoice_id, **dict(data))
+    return Invoice.issue(stamp, invoice_id, **(dict(data) | {"customer_id": customer.id}))
 
 
 def _invoice(handler: Callable[[Invoice, Stamp, InputT], None]) -> Handler[InputT]:

@@ -14,9 +14,9 @@ from uuid import UUID
 from pydantic import AwareDatetime, Field
 
 from hub.application.commands import CommandInput, CommandSpec, Handler, InputT, on
+from hub.application.merges import same_customer, survivor
 from hub.application.unit import Unit
 from hub.domain.base import Aggregate
-from hub.domain.customer import Customer
 from hub.domain.errors import InvalidValue
 from hub.domain.invoice import Invoice, UnapplyReason
 from hub.domain.money import Money
@@ -51,11 +51,12 @@ class ReversePayment(CommandInput):
 
 
 def _receive(stamp: Stamp, payment_id: UUID, data: ReceivePayment, unit: Unit) -> Aggregate:
-    unit.get(Customer, data.customer_id, field="customer_id")
+    """A fact: money a merged customer sent is the survivor's."""
+    customer = survivor(unit, data.customer_id, field="customer_id")
     return Payment.receive(
         stamp,
         payment_id,
-        customer_id=data.customer_id,
+        customer_id=customer.id,
         amount=data.amount,
         method=data.method,
         received_at=data.received_at,
@@ -65,7 +66,7 @@ def _receive(stamp: Stamp, payment_id: UUID, data: ReceivePayment, unit: Unit) -
 
 def _apply(payment: Payment, stamp: Stamp, data: ApplyPayment, unit: Unit) -> None:
     invoice = unit.get(Invoice, data.invoice_id, field="invoice_id")
-    if invoice.customer_id != payment.customer_id:
+    if not same_customer(unit, invoice.customer_id, payment.customer_id, field="invoice_id"):
         raise InvalidValue(
             f"the invoice belongs to customer {invoice.customer_id}, the payment to "
             f"{payment.customer_id}",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from hashlib import sha256
 from typing import Any
 from uuid import UUID
@@ -326,8 +326,15 @@ class Hub:
 
     # -- queries ------------------------------------------------------------------------
 
-    def get(self, entity: str, aggregate_id: UUID, as_of: datetime | None = None) -> dict[str, Any]:
-        """Current state, or the state as it was at ``as_of`` (recorded time)."""
+    def get(
+        self,
+        entity: str,
+        aggregate_id: UUID,
+        as_of: datetime | None = None,
+        business_date: date | None = None,
+    ) -> dict[str, Any]:
+        """Current state, or the state as it was at ``as_of`` (recorded time), as in force on
+        ``business_date`` (default: the day of ``as_of``, or today by the hub's clock)."""
         if as_of is None:
             aggregate = self.store.load(entity, aggregate_id)
         else:
@@ -339,7 +346,8 @@ class Hub:
         if aggregate is None:
             when = f" at {as_of.isoformat()}" if as_of else ""
             raise NotFound(f"no {entity} with id {aggregate_id}{when}", field="id")
-        return aggregate_view(aggregate)
+        day = business_date or (as_of or self.clock()).astimezone(UTC).date()
+        return aggregate_view(aggregate.on_business_date(day))
 
     def history(self, entity: str, aggregate_id: UUID) -> list[dict[str, Any]]:
         events = self.store.history(entity, aggregate_id)

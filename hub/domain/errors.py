@@ -10,6 +10,8 @@ The API maps each class to an HTTP status in ``api/errors.py``; the hub knows no
 
 from __future__ import annotations
 
+from uuid import UUID
+
 
 class DomainError(Exception):
     """A command was refused by a business rule; nothing was recorded."""
@@ -44,6 +46,20 @@ class InvalidTransition(DomainError):
     :class:`ConcurrencyConflict`, which a re-read and retry resolves."""
 
     code = "invalid-transition"
+
+
+class MergedAway(InvalidTransition):
+    """The customer was merged into a survivor; an action must name the survivor instead.
+
+    ``survivor_id`` is the customer that survives (the end of the merge chain), so the
+    caller can resend the command there without another lookup.
+    """
+
+    code = "customer-merged"
+
+    def __init__(self, message: str, *, field: str | None, survivor_id: UUID) -> None:
+        super().__init__(message, field=field)
+        self.survivor_id = survivor_id
 
 
 class Overapplication(DomainError):

@@ -6,8 +6,8 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
+from adapters.postgres.stores import Store
 from hub.application.ports import EventStorePort
-from hub.application.stores import Store
 from hub.domain.base import Aggregate, DomainEvent
 
 

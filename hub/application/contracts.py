@@ -9,18 +9,18 @@ a dependency is the orchestration's job, not a domain rule.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
-from typing import Any
 from uuid import UUID
 
 from pydantic import Field
 
-from hub.application.commands import CommandInput, CommandSpec
+from hub.application.commands import CommandInput, CommandSpec, Handler, InputT, on
+from hub.application.merges import same_customer, survivor
 from hub.application.unit import Unit
 from hub.domain.base import Aggregate
 from hub.domain.contract import Contract, ContractItem, ItemChange
-from hub.domain.customer import Customer
 from hub.domain.errors import CurrencyMismatch, InvalidTransition, InvalidValue
 from hub.domain.order import Order, OrderStatus
 from hub.domain.provenance import Stamp
@@ -66,32 +66,35 @@ class RecordUsage(CommandInput):
     quantity: Decimal = Field(gt=0, max_digits=18, decimal_places=6)
     period_start: date
     period_end: date
+    usage_record_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Billing's id of the usage record: counted once (a re-delivery changes "
+        "nothing; the id with other values is refused with 409).",
+    )
 
 
 def _create(stamp: Stamp, contract_id: UUID, data: CreateContract, unit: Unit) -> Aggregate:
+    """A fact from billing: a merged customer's subscription is recorded on the survivor."""
     order = unit.get(Order, data.order_id, field="order_id")
-    unit.get(Customer, data.customer_id, field="customer_id")
+    customer = survivor(unit, data.customer_id, field="customer_id")
     if order.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED):
         raise InvalidTransition(
             f"the order is {order.status.value}; nothing is left to subscribe", field="order_id"
         )
-    if order.customer_id != data.customer_id:
+    if not same_customer(unit, order.customer_id, customer.id, field="customer_id"):
         raise InvalidValue(
             f"the order belongs to customer {order.customer_id}", field="customer_id"
         )
     if order.currency != data.currency:
         raise CurrencyMismatch(f"the order is in {order.currency}", field="currency")
-    return Contract.create(stamp, contract_id, **dict(data))
+    return Contract.create(stamp, contract_id, **(dict(data) | {"customer_id": customer.id}))
 
 
-def _contract(handler: Any) -> Any:
+def _contract(handler: Callable[[Contract, Stamp, InputT], None]) -> Handler[InputT]:
     """Adapt ``handler(contract, stamp, data)`` to the generic handler signature."""
-
-    def run(aggregate: Aggregate, stamp: Stamp, data: Any, unit: Unit) -> None:
-        assert isinstance(aggregate, Contract)
-        handler(aggregate, stamp, data)
-
-    return run
+    return on(Contract, lambda aggregate, stamp, data, unit: handler(aggregate, stamp, data))
 
 
 SPECS = [
@@ -163,6 +166,7 @@ SPECS = [
                 quantity=d.quantity,
                 period_start=d.period_start,
                 period_end=d.period_end,
+                usage_record_id=d.usage_record_id,
             )
         ),
         writes=("usage_totals",),

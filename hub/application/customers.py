@@ -7,12 +7,13 @@ sets its own fields (tax id, currency) without either needing to own the other's
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 from uuid import UUID
 
 from pydantic import Field
 
-from hub.application.commands import CommandInput, CommandSpec, NoInput
+from hub.application.commands import CommandInput, CommandSpec, Handler, InputT, NoInput, on
+from hub.application.merges import unmerged
 from hub.application.unit import Unit
 from hub.domain.base import Aggregate
 from hub.domain.customer import Address, Customer, CustomerDetails, CustomerStatus, LinkedSystem
@@ -121,14 +122,22 @@ def _merge(customer: Customer, stamp: Stamp, data: MergeCustomer, unit: Unit) ->
     customer.merge_into(stamp, data.target_customer_id)
 
 
-def _customer(handler: Any) -> Any:
-    """Adapt ``handler(customer, stamp, data, unit)`` to the generic handler signature."""
+def _customer(
+    handler: Callable[[Customer, Stamp, InputT, Unit], None], *, after_merge: bool = False
+) -> Handler[InputT]:
+    """Adapt ``handler(customer, stamp, data, unit)`` to the generic handler signature.
 
-    def run(aggregate: Aggregate, stamp: Stamp, data: Any, unit: Unit) -> None:
-        assert isinstance(aggregate, Customer)
-        handler(aggregate, stamp, data, unit)
+    On a merged customer only ``after_merge`` commands run (erasure: the law applies to the
+    merged-away record too); the rest are refused naming the survivor at the end of the
+    merge chain, which the aggregate alone cannot know.
+    """
 
-    return run
+    def run(customer: Customer, stamp: Stamp, data: InputT, unit: Unit) -> None:
+        if customer.merged_into is not None and not after_merge:
+            unmerged(unit, customer.id, field="id", action="send the command")
+        handler(customer, stamp, data, unit)
+
+    return on(Customer, run)
 
 
 SPECS = [
@@ -180,7 +189,7 @@ SPECS = [
         "erase",
         NoInput,
         "Erase the customer's personal data (GDPR)",
-        handle=_customer(lambda c, s, d, u: c.erase(s)),
+        handle=_customer(lambda c, s, d, u: c.erase(s), after_merge=True),
         writes=("erased",),
     ),
     CommandSpec(

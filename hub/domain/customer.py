@@ -34,8 +34,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.domain.base import Aggregate, CreationEvent, DomainEvent, creation_fields
-from hub.domain.errors import AlreadyExists, InvalidTransition, InvalidValue
+from hub.domain.base import Aggregate, CreationEvent, DomainEvent, StaleUpdate, creation_fields
+from hub.domain.errors import AlreadyExists, InvalidTransition, InvalidValue, MergedAway
 from hub.domain.money import exponent
 from hub.domain.provenance import Stamp
 
@@ -234,7 +234,7 @@ class Customer(Aggregate):
                         field=name,
                     )
         values = {name: normalise(self.id, name, getattr(changes, name)) for name in given}
-        changed = [name for name in given if values[name] != getattr(self, name)]
+        changed = self._fresh(stamp, [n for n in given if values[n] != getattr(self, n)])
         if not changed:
             return
         self._record(
@@ -283,6 +283,8 @@ class Customer(Aggregate):
                 f"a closed customer cannot become {status.value}; register a new one",
                 field="status",
             )
+        if not self._fresh(stamp, ["status"]):
+            return
         self._record(CustomerStatusChanged, stamp, status=status, reason=reason)
 
     def erase(self, stamp: Stamp) -> None:
@@ -296,7 +298,7 @@ class Customer(Aggregate):
         self._require_not_merged("number")
         if not customer_number.strip():
             raise InvalidValue("customer_number cannot be empty", field="customer_number")
-        if customer_number == self.customer_number:
+        if customer_number == self.customer_number or not self._fresh(stamp, ["customer_number"]):
             return
         self._record(CustomerNumberAssigned, stamp, customer_number=customer_number)
 
@@ -305,14 +307,18 @@ class Customer(Aggregate):
         self._require_not_merged("set payment terms of")
         if not payment_terms.strip():
             raise InvalidValue("payment_terms cannot be empty", field="payment_terms")
-        if payment_terms == self.payment_terms:
+        if payment_terms == self.payment_terms or not self._fresh(stamp, ["payment_terms"]):
             return
         self._record(CustomerPaymentTermsSet, stamp, payment_terms=payment_terms)
 
     def _require_not_merged(self, action: str) -> None:
         if self.status is CustomerStatus.MERGED:
-            raise InvalidTransition(
-                f"cannot {action} a customer merged into {self.merged_into}", field="status"
+            assert self.merged_into is not None
+            raise MergedAway(
+                f"cannot {action} a customer merged into {self.merged_into}; send it to "
+                f"{self.merged_into}",
+                field="status",
+                survivor_id=self.merged_into,
             )
 
 
@@ -349,6 +355,9 @@ class CustomerRegistered(CreationEvent):
             **self.model_dump(include=set(DETAIL_FIELDS)),
         )
 
+    def source_fields(self) -> list[str]:
+        return [name for name in DETAIL_FIELDS if getattr(self, name) is not None]
+
 
 class CustomerDetailsChanged(DomainEvent):
     """Only the fields named in ``changed`` changed; the rest of ``details`` is unused."""
@@ -361,6 +370,9 @@ class CustomerDetailsChanged(DomainEvent):
     def apply(self, aggregate: Customer) -> None:
         for name in self.changed:
             setattr(aggregate, name, getattr(self.details, name))
+
+    def source_fields(self) -> list[str]:
+        return list(self.changed)
 
 
 class CustomerLinked(DomainEvent):
@@ -390,6 +402,9 @@ class CustomerStatusChanged(DomainEvent):
         aggregate.status = self.status
         aggregate.status_reason = self.reason
 
+    def source_fields(self) -> list[str]:
+        return ["status"]
+
 
 class CustomerPersonalDataErased(DomainEvent):
     """Records only *that* personal data was erased, never the data itself."""
@@ -414,9 +429,22 @@ class CustomerNumberAssigned(DomainEvent):
     def apply(self, aggregate: Customer) -> None:
         aggregate.customer_number = self.customer_number
 
+    def source_fields(self) -> list[str]:
+        return ["customer_number"]
+
 
 class CustomerPaymentTermsSet(DomainEvent):
     payment_terms: str
 
     def apply(self, aggregate: Customer) -> None:
         aggregate.payment_terms = self.payment_terms
+
+    def source_fields(self) -> list[str]:
+        return ["payment_terms"]
+
+
+class CustomerUpdateStale(StaleUpdate):
+    """A source update of the customer older than the values it holds (nothing changed)."""
+
+
+Customer.stale_event = CustomerUpdateStale

@@ -121,7 +121,8 @@ def test_amend_changes_items_from_an_effective_date() -> None:
         ],
         date(2026, 3, 1),
     )
-    seats, calls = contract.items
+    assert contract.items == [SEATS, CALLS]  # recorded on 15 January: scheduled for March
+    seats, calls = contract.on_business_date(date(2026, 3, 1)).items
     assert (seats.quantity, seats.unit_price) == (Decimal(15), Decimal("20.00"))
     assert (calls.unit_price, calls.rate_plan) == (Decimal("0.0003"), "metered-v2")
     assert (contract.amendments, contract.last_amendment_date) == (1, date(2026, 3, 1))

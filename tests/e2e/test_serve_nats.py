@@ -96,7 +96,9 @@ def test_serve_publishes_committed_events_to_nats(
         assert isinstance(envelope, dict)
         assert envelope["aggregate_id"] == customer_id
         assert envelope["type"] == "CustomerRegistered"
-        assert envelope["data"]["legal_name"] == "Relay Test Ltd"
+        # Personal fields travel sealed with the customer's key, never in clear.
+        assert str(envelope["data"]["legal_name"]).startswith("pii:v1:")
+        assert "Relay Test Ltd" not in str(messages)
     finally:
         server.send_signal(signal.SIGINT)
         try:

@@ -182,22 +182,18 @@ def test_a_merge_moves_open_invoices_and_unapplied_payments() -> None:
     open_one, paid, void = invoice("open"), invoice("paid"), invoice("void")
     paid.apply_payment(stamp("billing"), uid("p0"), usd(200))
     void.void(stamp("billing"))
-    credit = Payment.receive(
-        stamp("billing"),
-        uid("credit"),
-        customer_id=merged.id,
-        amount=usd(50),
-        method=PaymentMethod.WIRE,
-        received_at=datetime(2026, 1, 5, tzinfo=UTC),
-    )
-    spent = Payment.receive(
-        stamp("billing"),
-        uid("spent"),
-        customer_id=merged.id,
-        amount=usd(200),
-        method=PaymentMethod.WIRE,
-        received_at=datetime(2026, 1, 5, tzinfo=UTC),
-    )
+
+    def received(name: str, amount: int) -> Payment:
+        return Payment.receive(
+            stamp("billing"),
+            uid(name),
+            customer_id=merged.id,
+            amount=usd(amount),
+            method=PaymentMethod.WIRE,
+            received_at=datetime(2026, 1, 5, tzinfo=UTC),
+        )
+
+    credit, spent = received("credit", 50), received("spent", 200)
     spent.apply_to(stamp("billing"), paid.id, usd(200))
     everything = [survivor, merged, open_one, paid, void, credit, spent]
     for aggregate in everything:

@@ -289,3 +289,12 @@ def test_a_merge_in_a_batch_moves_what_earlier_lines_issued(api: Api) -> None:
         "InvoiceIssued",
         "InvoiceMovedToSurvivor",
     ]
+
+
+def test_billing_reports_a_subscription_on_a_cancelled_order(api: Api) -> None:
+    cid = api.customer()
+    oid = api.order(cid)
+    assert api.post(f"/v1/orders/{oid}/cancel", {"reason": "lost"}).status_code == 200
+    created = api.post("/v1/contracts", _contract_body(cid, oid), role="billing")
+    assert created.status_code == 201, created.text  # recorded: a reconciliation break
+    assert api.get(f"/v1/orders/{oid}").json()["state"]["status"] == "cancelled"

@@ -12,20 +12,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import yaml
+from eventsourcing.postgres import PostgresDatastore
 from pydantic import ValidationError
 
 from adapters.keys import KeyRing
 from adapters.postgres.committer import BatchScope, PostgresCommitter, Submitted
+from adapters.postgres.datastore import open_datastore
 from adapters.postgres.overlay import BatchOverlay
+from adapters.postgres.records import PostgresConflicts, PostgresCrossReference
 from adapters.postgres.schema import create_schema
 from adapters.postgres.store import ApplicationEventStore
+from adapters.postgres.stores import Store, store_class
 from adapters.settings import Settings
+from adapters.telemetry import current_traceparent
 from hub.application.catalogue import build_catalogue
-from hub.application.ports import Change, ReceiptExists
+from hub.application.ports import Change, ReceiptExists, StoragePorts, StoreError
 from hub.application.service import CommandRequest, CommandResult, Hub
-from hub.application.stores import Store, store_class
 from hub.application.views import envelope_schema
 from hub.domain.catalog import AGGREGATES, EVENT_TYPES
 from hub.domain.errors import DomainError
@@ -55,7 +58,11 @@ def load_policy(path: Path | None) -> OwnershipPolicy:
 
 @dataclass
 class Runtime:
-    """Everything a running hub holds; close it to release connections and threads."""
+    """Everything a running hub holds; close it to release connections and threads.
+
+    ``datastore`` is the one PostgreSQL pool of the process: the stores, the committer and
+    the small ports (receipts, conflicts, cross-reference) borrow from it, and so do the
+    operator endpoints (dead letters, subscribers). Nothing else opens connections."""
 
     settings: Settings
     hub: Hub
@@ -63,6 +70,9 @@ class Runtime:
     committer: PostgresCommitter
     policy: OwnershipPolicy
     keys: KeyRing
+    datastore: PostgresDatastore
+    conflicts: PostgresConflicts
+    xref: PostgresCrossReference
     closed: bool = field(default=False)
     #: Threads that run commands for async callers (the API): each waits for its group
     #: commit, so there are as many as commands in flight, not as many as cores.
@@ -70,16 +80,21 @@ class Runtime:
         default_factory=lambda: ThreadPoolExecutor(64, thread_name_prefix="concord-command")
     )
 
-    def batch(self, requests: Iterable[CommandRequest]) -> list[CommandResult | DomainError]:
+    def batch(
+        self, requests: Iterable[CommandRequest]
+    ) -> list[CommandResult | DomainError | StoreError]:
         """Decide every line against the stores plus earlier lines, then commit together.
 
         Per line: a line that fails its checks or its commit is reported and changes nothing;
-        the others commit (grouped into as few transactions as the writer can).
+        the others commit (grouped into as few transactions as the writer can). Lines are
+        decided by the hub in the same order of checks as a single command; only the commit
+        differs: the committer's ``submit``/``outcomes`` let later lines be decided while
+        earlier ones are written.
         """
         overlay = BatchOverlay(self.hub.store)
         scope = BatchScope()
         seen: list[CommandRequest] = []
-        results: list[CommandResult | DomainError] = []
+        results: list[CommandResult | DomainError | StoreError] = []
         indexes: list[int] = []
         submitted: list[Submitted] = []
         pending: list[Change] = []
@@ -87,18 +102,16 @@ class Runtime:
         for index, request in enumerate(requests):
             seen.append(request)
             try:
-                replay = self.hub.replay(request)
-                if replay is not None:
-                    results.append(replay)
-                    continue
-                change, result = self.hub.prepare(request, overlay, brief=True)
+                change, result = self.hub.decide(request, overlay, brief=True)
             except DomainError as refused:
                 results.append(refused)
+                continue
+            results.append(result)
+            if change is None:  # an idempotent replay
                 continue
             overlay.remember(list(change.aggregates))
             indexes.append(index)
             pending.append(change)
-            results.append(result)
             if len(pending) >= chunk:  # the writer commits while later lines are decided
                 submitted += self.committer.submit(pending, scope)
                 pending = []
@@ -111,8 +124,10 @@ class Runtime:
                     results[index] = replay
             elif isinstance(error, DomainError):
                 results[index] = self.hub.explain_conflict(seen[index], error)
+            elif isinstance(error, StoreError):
+                results[index] = error
             elif error is not None:
-                results[index] = DomainError(str(error))
+                results[index] = StoreError(f"commit failed: {error}")
         return results
 
     def event_schemas(self) -> dict[str, Any]:
@@ -130,6 +145,7 @@ class Runtime:
         self.committer.close()
         for store in self.stores.values():
             store.close()
+        self.datastore.close()
 
 
 def open_runtime(settings: Settings) -> Runtime:
@@ -141,29 +157,39 @@ def open_runtime(settings: Settings) -> Runtime:
         )
     policy = load_policy(settings.ownership_file)
     env = settings.postgres_env(settings.database_url)
+    datastore = open_datastore(env, settings.database_application_name)
     stores: dict[str, Store] = {}
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        create_schema(conn, settings.schema_name)
-        # Each store creates its tables on construction; PostgreSQL's CREATE TABLE IF NOT
-        # EXISTS races when several processes start at once (API workers, relay), so the
-        # start-ups take turns.
-        conn.execute("SELECT pg_advisory_lock(hashtext('concord-stores'))")
-        try:
-            for aggregate_class in AGGREGATES:
-                stores[aggregate_class.entity] = store_class(aggregate_class)(env=env)
-        except Exception:
-            for store in stores.values():
-                store.close()
-            raise
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(hashtext('concord-stores'))")
+    try:
+        with datastore.get_connection() as conn:
+            create_schema(conn, settings.schema_name)
+            # Each store creates its tables on construction; PostgreSQL's CREATE TABLE IF
+            # NOT EXISTS races when several processes start at once (API workers, relay),
+            # so the start-ups take turns (a session lock, on this pooled connection).
+            conn.execute("SELECT pg_advisory_lock(hashtext('concord-stores'))")
+            try:
+                for aggregate_class in AGGREGATES:
+                    store = store_class(aggregate_class)(env=env, datastore=datastore)
+                    stores[aggregate_class.entity] = store
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext('concord-stores'))")
+    except Exception:
+        datastore.close()
+        raise
     committer = PostgresCommitter(stores, settings.schema_name, group_max=settings.group_commit_max)
+    conflicts = PostgresConflicts(datastore, settings.schema_name)
+    xref = PostgresCrossReference(datastore, settings.schema_name)
     hub = Hub(
         catalogue=build_catalogue(),
         policy=policy,
-        store=ApplicationEventStore(stores),
-        committer=committer,
+        ports=StoragePorts(
+            events=ApplicationEventStore(stores),
+            commits=committer,
+            receipts=committer.receipts,
+            conflicts=conflicts,
+            xref=xref,
+        ),
         aggregates={cls.entity: cls for cls in AGGREGATES},
+        trace_context=current_traceparent,
     )
     return Runtime(
         settings=settings,
@@ -172,4 +198,7 @@ def open_runtime(settings: Settings) -> Runtime:
         committer=committer,
         policy=policy,
         keys=KeyRing.load(settings),
+        datastore=datastore,
+        conflicts=conflicts,
+        xref=xref,
     )

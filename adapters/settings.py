@@ -72,7 +72,12 @@ class Settings(BaseSettings):
     """PostgreSQL schema holding every Concord table (env ``CONCORD_SCHEMA``)."""
 
     pool_size: int = 5
+    """Connections the process's one PostgreSQL pool keeps open (shared by every store)."""
     max_overflow: int = 10
+    """Extra connections the pool may open under load, closed again when idle."""
+
+    database_application_name: str = Field(default="concord", max_length=63)
+    """``application_name`` of the hub's pooled connections (see ``pg_stat_activity``)."""
 
     lock_timeout_s: int = 5
     """Writers of one application serialise on a table lock; fail instead of queueing forever

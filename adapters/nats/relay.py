@@ -41,8 +41,8 @@ from opentelemetry.propagate import inject
 from psycopg import sql
 
 from adapters.nats.subjects import POSITION, Subjects, headers_for, stream_config
+from adapters.postgres.stores import store_class
 from adapters.settings import Settings
-from hub.application.stores import store_class
 from hub.application.views import envelope
 from hub.domain.catalog import AGGREGATES
 

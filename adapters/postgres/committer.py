@@ -39,22 +39,21 @@ from opentelemetry import metrics, trace
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from hub.application.ports import Change, CommitPort, ConflictRecord, Receipt, ReceiptExists
-from hub.application.stores import Store
+from adapters.postgres.records import PostgresReceipts, receipt_status
+from adapters.postgres.stores import Store
+from hub.application.ports import Change, CommitPort, Receipt, ReceiptExists, StoreError
 from hub.domain.errors import AlreadyExists, ConcurrencyConflict, DomainError
 
 
-class StoreBusy(DomainError):
+class StoreBusy(StoreError):
     """A table lock could not be taken within the lock timeout."""
 
-    status = 503
     code = "store-busy"
 
 
-class StoreUnavailable(DomainError):
+class StoreUnavailable(StoreError):
     """The database could not be reached (or a commit's outcome could not be read back)."""
 
-    status = 503
     code = "store-unavailable"
 
 
@@ -104,9 +103,10 @@ class PostgresCommitter(CommitPort):
         first = next(iter(stores.values()))
         recorder = first.recorder
         assert isinstance(recorder, PostgresApplicationRecorder)
-        # All stores share one database and schema, hence one composite row type; the first
-        # store's datastore has the type adapters the library's insert statement needs.
+        # All stores share one datastore (pool), database and schema, hence one composite
+        # row type; it has the type adapters the library's insert statement needs.
         self.datastore: PostgresDatastore = recorder.datastore
+        self.receipts = PostgresReceipts(self.datastore, schema)
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._writer = threading.Thread(target=self._run, name="concord-writer", daemon=True)
         self._writer.start()
@@ -149,67 +149,6 @@ class PostgresCommitter(CommitPort):
                     results.append(None)
         self._after_commit([i.change for i, r in zip(items, results, strict=True) if r is None])
         return results
-
-    def find_receipt(self, client_id: str, key: str) -> Receipt | None:
-        query = sql.SQL(
-            "SELECT request_hash, status, body FROM {}.concord_receipts "
-            "WHERE client_id = %s AND key = %s"
-        ).format(self.schema)
-        with self.datastore.get_connection() as conn:
-            row = conn.execute(query, (client_id, key)).fetchone()
-        if row is None:
-            return None
-        return Receipt(client_id, key, row["request_hash"], row["status"], row["body"])
-
-    def record_conflict(self, conflict: ConflictRecord) -> None:
-        query = sql.SQL(
-            "INSERT INTO {}.concord_conflicts (at, client_id, system, entity, aggregate_id, "
-            "command, field, owner, payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-        ).format(self.schema)
-        with self.datastore.get_connection() as conn:
-            conn.execute(
-                query,
-                (
-                    conflict.at,
-                    conflict.client_id,
-                    conflict.system,
-                    conflict.entity,
-                    conflict.aggregate_id,
-                    conflict.command,
-                    conflict.field,
-                    conflict.owner,
-                    Jsonb(conflict.payload),
-                ),
-            )
-
-    def conflicts(self, limit: int = 100, status: str | None = None) -> list[dict[str, Any]]:
-        """Recorded ownership conflicts, newest first (for the exception workbench)."""
-        where = sql.SQL("WHERE status = %s") if status else sql.SQL("")
-        query = sql.SQL(
-            "SELECT id, at, client_id, system, entity, aggregate_id, command, field, owner, "
-            "payload, status FROM {}.concord_conflicts {} ORDER BY id DESC LIMIT %s"
-        ).format(self.schema, where)
-        params: tuple[Any, ...] = (status, limit) if status else (limit,)
-        with self.datastore.get_connection() as conn:
-            return [dict(row) for row in conn.execute(query, params).fetchall()]
-
-    def lookup(self, system: str, entity: str, external_id: str) -> UUID | None:
-        query = sql.SQL(
-            "SELECT aggregate_id FROM {}.concord_xref "
-            "WHERE system = %s AND entity = %s AND external_id = %s"
-        ).format(self.schema)
-        with self.datastore.get_connection() as conn:
-            row = conn.execute(query, (system, entity, external_id)).fetchone()
-        return None if row is None else UUID(str(row["aggregate_id"]))
-
-    def external_ids(self, aggregate_id: UUID) -> list[dict[str, str]]:
-        """Every system's id for one aggregate."""
-        query = sql.SQL(
-            "SELECT system, external_id FROM {}.concord_xref WHERE aggregate_id = %s "
-            "ORDER BY system, external_id"
-        ).format(self.schema)
-        with self.datastore.get_connection() as conn:
-            return [dict(r) for r in conn.execute(query, (aggregate_id,)).fetchall()]
 
     def close(self) -> None:
         self._queue.put(None)
@@ -396,7 +335,7 @@ class PostgresCommitter(CommitPort):
             receipt = item.change.receipt
             if receipt is None:
                 return True  # nothing to write: nothing can have gone wrong
-            found = self.find_receipt(receipt.client_id, receipt.key)
+            found = self.receipts.find_receipt(receipt.client_id, receipt.key)
             return found is not None and found.request_hash == receipt.request_hash
         except Exception:
             return None
@@ -418,7 +357,7 @@ class PostgresCommitter(CommitPort):
                 receipt.client_id,
                 receipt.key,
                 receipt.request_hash,
-                receipt.status,
+                receipt_status(receipt),
                 Jsonb(receipt.body),
             ),
         )
@@ -537,7 +476,7 @@ def _wait(item: _Pending) -> None:
 
 def _translate(error: Exception) -> Exception:
     """Map storage errors to domain errors a client can act on."""
-    if isinstance(error, DomainError | ReceiptExists):
+    if isinstance(error, DomainError | ReceiptExists | StoreError):
         return error
     text = str(error)
     if isinstance(error, IntegrityError | psycopg.errors.UniqueViolation) and "_pkey" in text:

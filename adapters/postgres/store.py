@@ -10,8 +10,8 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 from psycopg.sql import SQL, Identifier
 
+from adapters.postgres.stores import Store
 from hub.application.ports import EventStorePort
-from hub.application.stores import Store
 from hub.domain.base import Aggregate, DomainEvent
 from hub.domain.catalog import EVENT_TYPES
 

@@ -67,7 +67,7 @@ def _state_route(runtime: "Runtime", entity: str, reader: Any) -> Callable[..., 
         ] = None,
     ) -> Response:
         view = runtime.hub.get(entity, id, as_of, business_date)
-        view["external_ids"] = runtime.committer.external_ids(id)
+        view["external_ids"] = runtime.xref.external_ids(id)
         return JSONBytes(view, headers={"ETag": f'"{view["version"]}"'})
 
     get_state.__name__ = f"{plural(entity)}_get"
@@ -179,7 +179,7 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
     )
     def health() -> Response:
         try:
-            with runtime.committer.datastore.get_connection() as conn:
+            with runtime.datastore.get_connection() as conn:
                 conn.execute("SELECT 1")
         except Exception as exc:  # any failure means "not healthy"; the reason goes to logs
             raise ProblemError(

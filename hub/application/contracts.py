@@ -13,14 +13,14 @@ survivor (see merges.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
-from typing import Any
 from uuid import UUID
 
 from pydantic import Field
 
-from hub.application.commands import CommandInput, CommandSpec
+from hub.application.commands import CommandInput, CommandSpec, Handler, InputT, on
 from hub.application.merges import same_customer, survivor
 from hub.application.unit import Unit
 from hub.domain.base import Aggregate
@@ -97,14 +97,9 @@ def _create(stamp: Stamp, contract_id: UUID, data: CreateContract, unit: Unit) -
     return Contract.create(stamp, contract_id, **(dict(data) | {"customer_id": customer.id}))
 
 
-def _contract(handler: Any) -> Any:
+def _contract(handler: Callable[[Contract, Stamp, InputT], None]) -> Handler[InputT]:
     """Adapt ``handler(contract, stamp, data)`` to the generic handler signature."""
-
-    def run(aggregate: Aggregate, stamp: Stamp, data: Any, unit: Unit) -> None:
-        assert isinstance(aggregate, Contract)
-        handler(aggregate, stamp, data)
-
-    return run
+    return on(Contract, lambda aggregate, stamp, data, unit: handler(aggregate, stamp, data))
 
 
 SPECS = [

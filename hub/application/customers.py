@@ -7,12 +7,12 @@ sets its own fields (tax id, currency) without either needing to own the other's
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 from uuid import UUID
 
 from pydantic import Field
 
-from hub.application.commands import CommandInput, CommandSpec, NoInput
+from hub.application.commands import CommandInput, CommandSpec, Handler, InputT, NoInput, on
 from hub.application.merges import unmerged
 from hub.application.unit import Unit
 from hub.domain.base import Aggregate
@@ -136,7 +136,9 @@ def _merge(customer: Customer, stamp: Stamp, data: MergeCustomer, unit: Unit) ->
             payment.move_to(stamp, data.target_customer_id)
 
 
-def _customer(handler: Any, *, after_merge: bool = False) -> Any:
+def _customer(
+    handler: Callable[[Customer, Stamp, InputT, Unit], None], *, after_merge: bool = False
+) -> Handler[InputT]:
     """Adapt ``handler(customer, stamp, data, unit)`` to the generic handler signature.
 
     On a merged customer only ``after_merge`` commands run (erasure: the law applies to the
@@ -144,13 +146,12 @@ def _customer(handler: Any, *, after_merge: bool = False) -> Any:
     merge chain, which the aggregate alone cannot know.
     """
 
-    def run(aggregate: Aggregate, stamp: Stamp, data: Any, unit: Unit) -> None:
-        assert isinstance(aggregate, Customer)
-        if aggregate.merged_into is not None and not after_merge:
-            unmerged(unit, aggregate.id, field="id", action="send the command")
-        handler(aggregate, stamp, data, unit)
+    def run(customer: Customer, stamp: Stamp, data: InputT, unit: Unit) -> None:
+        if customer.merged_into is not None and not after_merge:
+            unmerged(unit, customer.id, field="id", action="send the command")
+        handler(customer, stamp, data, unit)
 
-    return run
+    return on(Customer, run)
 
 
 SPECS = [

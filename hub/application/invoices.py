@@ -8,14 +8,14 @@ these ids from opportunity to cash). Payments are applied through the payment co
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
-from typing import Any
 from uuid import UUID
 
 from pydantic import Field
 
-from hub.application.commands import CommandInput, CommandSpec
+from hub.application.commands import CommandInput, CommandSpec, Handler, InputT, on
 from hub.application.merges import same_customer, survivor
 from hub.application.unit import Unit
 from hub.domain.base import Aggregate
@@ -77,14 +77,9 @@ def _issue(stamp: Stamp, invoice_id: UUID, data: IssueInvoice, unit: Unit) -> Ag
     return Invoice.issue(stamp, invoice_id, **(dict(data) | {"customer_id": customer.id}))
 
 
-def _invoice(handler: Any) -> Any:
+def _invoice(handler: Callable[[Invoice, Stamp, InputT], None]) -> Handler[InputT]:
     """Adapt ``handler(invoice, stamp, data)`` to the generic handler signature."""
-
-    def run(aggregate: Aggregate, stamp: Stamp, data: Any, unit: Unit) -> None:
-        assert isinstance(aggregate, Invoice)
-        handler(aggregate, stamp, data)
-
-    return run
+    return on(Invoice, lambda aggregate, stamp, data, unit: handler(aggregate, stamp, data))
 
 
 SPECS = [

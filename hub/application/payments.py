@@ -8,12 +8,12 @@ on both sides run before either records anything, so a refusal changes nothing.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 from uuid import UUID
 
 from pydantic import AwareDatetime, Field
 
-from hub.application.commands import CommandInput, CommandSpec
+from hub.application.commands import CommandInput, CommandSpec, Handler, InputT, on
 from hub.application.merges import same_customer, survivor
 from hub.application.unit import Unit
 from hub.domain.base import Aggregate
@@ -115,14 +115,9 @@ def _reverse(payment: Payment, stamp: Stamp, data: ReversePayment, unit: Unit) -
     _take_back(payment, stamp, unit, unapplied, UnapplyReason.REVERSAL)
 
 
-def _payment(handler: Any) -> Any:
+def _payment(handler: Callable[[Payment, Stamp, InputT, Unit], None]) -> Handler[InputT]:
     """Adapt ``handler(payment, stamp, data, unit)`` to the generic handler signature."""
-
-    def run(aggregate: Aggregate, stamp: Stamp, data: Any, unit: Unit) -> None:
-        assert isinstance(aggregate, Payment)
-        handler(aggregate, stamp, data, unit)
-
-    return run
+    return on(Payment, handler)
 
 
 SPECS = [

@@ -12,7 +12,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.utils import get_topic, resolve_topic
 
-from hub.application.mapper import upcast
+from hub.application.upcast import upcast
 from hub.domain.base import EVENT_NAMESPACE, Aggregate, DomainEvent
 
 ENVELOPE_VERSION = 1

@@ -2,7 +2,8 @@
 
 The library's documented pydantic mapper drops ``class_version`` upcasting (eventsourcing
 issue #302); this one keeps it: a stored v1 event is passed through ``upcast_v1_v2`` ... on
-the way out, so old history reads as the current event class.
+the way out, so old history reads as the current event class. The upcasting steps live on
+the event classes (``hub``); storing them, topics included, is this adapter's business.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
 from eventsourcing.utils import get_topic, resolve_topic
 from pydantic import BaseModel
 
+from hub.application.upcast import upcast
+
 
 class OrjsonTranscoder(Transcoder):
     """JSON via orjson: several times faster than the stdlib encoder the library defaults to."""
@@ -25,16 +28,6 @@ class OrjsonTranscoder(Transcoder):
 
     def decode(self, data: bytes) -> Any:
         return orjson.loads(data)
-
-
-def upcast(cls: type[Any], state: dict[str, Any]) -> dict[str, Any]:
-    """Bring a stored event's state up to ``cls.class_version`` step by step."""
-    version = state.pop("class_version", 1)
-    target = getattr(cls, "class_version", 1)
-    while version < target:
-        getattr(cls, f"upcast_v{version}_v{version + 1}")(state)
-        version += 1
-    return state
 
 
 class PydanticMapper(Mapper[UUID]):

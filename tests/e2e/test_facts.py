@@ -298,3 +298,24 @@ def test_billing_reports_a_subscription_on_a_cancelled_order(api: Api) -> None:
     created = api.post("/v1/contracts", _contract_body(cid, oid), role="billing")
     assert created.status_code == 201, created.text  # recorded: a reconciliation break
     assert api.get(f"/v1/orders/{oid}").json()["state"]["status"] == "cancelled"
+
+
+def test_a_business_date_before_a_backdated_amendment_shows_the_old_price(api: Api) -> None:
+    today = datetime.now(UTC).date()
+    cid = api.customer()
+    body = _contract_body(cid, api.order(cid)) | {
+        "term_start": str(today - timedelta(days=30)),
+        "term_end": str(today + timedelta(days=365)),
+    }
+    kid = api.post("/v1/contracts", body, role="billing").json()["id"]
+    backdated = today - timedelta(days=10)
+    change = {
+        "changes": [{"sku": "PLAT-1", "unit_price": "45.00"}],
+        "effective_date": str(backdated),
+    }
+    assert api.post(f"/v1/contracts/{kid}/amend", change, role="billing").status_code == 200
+    before = {"business_date": str(backdated - timedelta(days=1))}
+    items = api.get(f"/v1/contracts/{kid}", params=before).json()["state"]["items"]
+    assert str(items[0]["unit_price"]) == "50.00"
+    items = api.get(f"/v1/contracts/{kid}").json()["state"]["items"]
+    assert str(items[0]["unit_price"]) == "45.00"

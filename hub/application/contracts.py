@@ -1,10 +1,14 @@
 """Contract use cases: input models and the command specs the API and batch ingest expose.
 
 A contract is created from an order: the command loads the order so a subscription cannot
-point at an order that does not exist, belongs to another customer, is in another currency,
-or was rejected or cancelled. It does not wait for the ERP's acceptance: billing may set up
-the subscription while the ERP is still booking the order, and holding records that wait on
-a dependency is the orchestration's job, not a domain rule.
+point at an order that does not exist, belongs to another customer or is in another
+currency. An order that was rejected or cancelled refuses the hub's request to subscribe it
+(an intention), but not billing's report of a subscription it already set up (a fact: it
+started before billing heard of the cancellation; the projections show the break). It does
+not wait for the ERP's acceptance: billing may set up the subscription while the ERP is
+still booking the order, and holding records that wait on a dependency is the
+orchestration's job, not a domain rule. A merged customer's subscription is recorded on the
+survivor (see merges.py).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from hub.domain.base import Aggregate
 from hub.domain.contract import Contract, ContractItem, ItemChange
 from hub.domain.errors import CurrencyMismatch, InvalidTransition, InvalidValue
 from hub.domain.order import Order, OrderStatus
-from hub.domain.provenance import Stamp
+from hub.domain.provenance import Stamp, System
 
 
 class CreateContract(CommandInput):
@@ -79,7 +83,8 @@ def _create(stamp: Stamp, contract_id: UUID, data: CreateContract, unit: Unit) -
     """A fact from billing: a merged customer's subscription is recorded on the survivor."""
     order = unit.get(Order, data.order_id, field="order_id")
     customer = survivor(unit, data.customer_id, field="customer_id")
-    if order.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED):
+    reports_its_own = stamp.provenance.source_system is System.BILLING
+    if order.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED) and not reports_its_own:
         raise InvalidTransition(
             f"the order is {order.status.value}; nothing is left to subscribe", field="order_id"
         )

@@ -18,6 +18,8 @@ from hub.application.unit import Unit
 from hub.domain.base import Aggregate
 from hub.domain.customer import Address, Customer, CustomerDetails, CustomerStatus, LinkedSystem
 from hub.domain.errors import InvalidTransition, InvalidValue
+from hub.domain.invoice import Invoice
+from hub.domain.payment import Payment
 from hub.domain.provenance import Stamp
 
 #: Deepest customer hierarchy walked when looking for a cycle; deeper is refused as well.
@@ -112,6 +114,12 @@ def _change_details(
 
 
 def _merge(customer: Customer, stamp: Stamp, data: MergeCustomer, unit: Unit) -> None:
+    """Merge, and move what the customer still owes or is owed to the survivor.
+
+    Open invoices (receivables, written off or not) and payments with unapplied credit
+    change customer in the same transaction as the merge, each with an event naming both
+    customers; settled and void documents stay where they were issued, for the audit trail.
+    """
     if data.target_customer_id != customer.id:
         target = unit.get(Customer, data.target_customer_id, field="target_customer_id")
         if target.merged_into is not None:
@@ -120,6 +128,12 @@ def _merge(customer: Customer, stamp: Stamp, data: MergeCustomer, unit: Unit) ->
                 field="target_customer_id",
             )
     customer.merge_into(stamp, data.target_customer_id)
+    for invoice in unit.of_customer(Invoice, customer.id):
+        if invoice.is_open:
+            invoice.move_to(stamp, data.target_customer_id)
+    for payment in unit.of_customer(Payment, customer.id):
+        if payment.has_credit:
+            payment.move_to(stamp, data.target_customer_id)
 
 
 def _customer(

@@ -68,6 +68,13 @@ class EventStorePort(ABC):
     def history(self, entity: str, aggregate_id: UUID) -> list[DomainEvent]:
         """Every event of the aggregate, oldest first (empty if it does not exist)."""
 
+    def of_customer(self, entity: str, customer_id: UUID) -> list[UUID]:
+        """Ids of ``entity`` aggregates that named ``customer_id`` when created or moved
+        (candidates: the caller checks their current state). Merges need it to move the
+        merged customer's receivables; a store that cannot answer must say so, not return
+        nothing, or a merge would leave invoices behind silently."""
+        raise NotImplementedError(f"this store cannot find {entity}s by customer")
+
 
 class CommitPort(ABC):
     """Writes a command's changes: all aggregates, their external ids and the receipt in

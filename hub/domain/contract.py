@@ -153,16 +153,26 @@ class Contract(Aggregate):
     usage_records: int = 0
     usage_record_ids: dict[str, str] = Field(default_factory=dict)
     scheduled_changes: list[ScheduledChange] = Field(default_factory=list)
+    initial_items: list[ContractItem] | None = None
+    amendment_log: list[ScheduledChange] = Field(default_factory=list)
+    """Every amendment by effective date (equal dates: as recorded), with the items the
+    contract was created with, so the items of *any* business date can be rebuilt; an
+    amendment is small and contracts have tens of them, unlike usage (kept as totals).
+    ``initial_items`` is None only in snapshots taken before the log existed."""
 
     def on_business_date(self, day: date) -> Contract:
-        """The contract as in force on ``day``: scheduled changes due by then applied.
+        """The contract as in force on ``day``: the amendments effective by then applied,
+        later ones listed in ``scheduled_changes``. A read-only copy (or self, unchanged).
 
-        ``items`` holds what was in force on the day the last amendment was recorded; a
-        query names its business date (today, by default) and gets the changes due by then
-        folded in, so today's state never shows tomorrow's price. A read-only copy.
+        ``items`` in the state is what was in force on the day the last amendment was
+        recorded; a query names its business date (today by default), so today's state
+        never shows tomorrow's price and an earlier day shows what was in force then.
         """
-        items, ahead = bring_into_force(self.items, self.scheduled_changes, day)
-        if len(ahead) == len(self.scheduled_changes):
+        if self.initial_items is None:  # a snapshot from before the log: forward only
+            items, ahead = bring_into_force(self.items, self.scheduled_changes, day)
+        else:
+            items, ahead = bring_into_force(self.initial_items, self.amendment_log, day)
+        if items == self.items and ahead == self.scheduled_changes:
             return self
         return self.model_copy(update={"items": items, "scheduled_changes": ahead})
 
@@ -348,6 +358,7 @@ class ContractCreated(CreationEvent):
             currency=self.currency,
             term_start=self.term_start,
             term_end=self.term_end,
+            initial_items=list(self.items),
         )
 
 
@@ -370,12 +381,17 @@ class ContractAmended(DomainEvent):
         """In force at once when effective by the day it is recorded (the event's own
         timestamp, so replay decides the same), else scheduled for its effective date."""
         today = self.timestamp.date()
-        items, ahead = bring_into_force(aggregate.items, aggregate.scheduled_changes, today)
-        if self.effective_date <= today:
-            items = amended_items(items, self.changes)
+        change = ScheduledChange(effective_date=self.effective_date, changes=self.changes)
+        if aggregate.initial_items is None:  # resumed from a snapshot older than the log
+            items, ahead = bring_into_force(aggregate.items, aggregate.scheduled_changes, today)
+            if self.effective_date <= today:
+                items = amended_items(items, self.changes)
+            else:
+                ahead = sorted([*ahead, change], key=lambda c: c.effective_date)
         else:
-            change = ScheduledChange(effective_date=self.effective_date, changes=self.changes)
-            ahead = sorted([*ahead, change], key=lambda c: c.effective_date)
+            log = sorted([*aggregate.amendment_log, change], key=lambda c: c.effective_date)
+            aggregate.amendment_log = log
+            items, ahead = bring_into_force(aggregate.initial_items, log, today)
         aggregate.items = items
         aggregate.scheduled_changes = ahead
         aggregate.amendments += 1

@@ -268,6 +268,24 @@ class Invoice(Aggregate):
             raise InvalidTransition("the invoice is already written off", field="status")
         self._record(InvoiceMarkedUncollectible, stamp, reason=reason)
 
+    @property
+    def is_open(self) -> bool:
+        """Something is still owed on it (a receivable), written off or not."""
+        return self.status is not InvoiceStatus.VOID and not self.balance.is_zero
+
+    def move_to(self, stamp: Stamp, survivor_id: UUID) -> None:
+        """The customer was merged into ``survivor_id``: this receivable is now theirs."""
+        if not self.is_open:
+            raise InvalidTransition(
+                f"a {self.status.value} invoice stays with its customer", field="status"
+            )
+        self._record(
+            InvoiceMovedToSurvivor,
+            stamp,
+            from_customer_id=self.customer_id,
+            customer_id=survivor_id,
+        )
+
     def check_payment(self, amount: Money) -> None:
         """Refuse an application that :meth:`apply_payment` would refuse (records nothing).
 
@@ -418,6 +436,16 @@ class InvoicePaymentApplied(DomainEvent):
         aggregate.payments = payments
         aggregate.amount_paid = aggregate.amount_paid + self.amount
         aggregate._settle()
+
+
+class InvoiceMovedToSurvivor(DomainEvent):
+    """The invoice's customer was merged; the open invoice now belongs to the survivor."""
+
+    from_customer_id: UUID
+    customer_id: UUID
+
+    def apply(self, aggregate: Invoice) -> None:
+        aggregate.customer_id = self.customer_id
 
 
 class InvoicePaymentUnapplied(DomainEvent):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 import orjson
 
@@ -219,3 +220,102 @@ def test_a_merged_customer_facts_follow_intentions_are_refused(api: Api) -> None
     assert api.total_events() == before
     erased = api.post(f"/v1/customers/{merged}/erase", role="crm")
     assert erased.status_code == 200, erased.text
+
+
+def test_a_merge_moves_open_invoices_and_credit_to_the_survivor(api: Api) -> None:
+    survivor, merged = api.customer(), api.customer(legal_name="Acme Duplicate")
+    oid = api.order(merged)
+    open_invoice = api.invoice(merged, oid, "100.00")
+    paid_invoice = api.invoice(merged, oid, "40.00")
+    pid = api.payment(merged, "70.00")  # 40 applied, 30 left as the customer's credit
+    applied = api.post(
+        f"/v1/payments/{pid}/apply",
+        {"invoice_id": paid_invoice, "amount": {"amount": "40.00", "currency": "USD"}},
+        role="billing",
+    )
+    assert applied.status_code == 200, applied.text
+
+    done = api.post(f"/v1/customers/{merged}/merge", {"target_customer_id": survivor})
+    assert done.status_code == 200, done.text
+    moved = {(e["aggregate"], e["type"]) for e in done.json()["events"]}
+    assert moved == {
+        ("customer", "CustomerMerged"),
+        ("invoice", "InvoiceMovedToSurvivor"),
+        ("payment", "PaymentMovedToSurvivor"),
+    }
+    assert api.get(f"/v1/invoices/{open_invoice}").json()["state"]["customer_id"] == survivor
+    assert api.get(f"/v1/payments/{pid}").json()["state"]["customer_id"] == survivor
+    assert api.get(f"/v1/invoices/{paid_invoice}").json()["state"]["customer_id"] == merged
+    last = api.history("invoice", open_invoice)[-1]
+    assert (str(last.from_customer_id), str(last.customer_id)) == (merged, survivor)
+    # The survivor's credit pays the moved invoice: one customer now.
+    paid = api.post(
+        f"/v1/payments/{pid}/apply",
+        {"invoice_id": open_invoice, "amount": {"amount": "30.00", "currency": "USD"}},
+        role="billing",
+    )
+    assert paid.status_code == 200, paid.text
+
+
+def test_a_merge_in_a_batch_moves_what_earlier_lines_issued(api: Api) -> None:
+    """The batch decides line 2 seeing line 1's not-yet-committed invoice (its overlay)."""
+    survivor, merged = api.customer(), api.customer(legal_name="Acme Duplicate")
+    oid = api.order(merged)
+    invoice_id = str(uuid4())
+    lines = [
+        {
+            "entity": "invoice",
+            "command": "issue",
+            "id": invoice_id,
+            "data": invoice_body(merged, oid),
+        },
+        {
+            "entity": "customer",
+            "command": "merge",
+            "id": merged,
+            "data": {"target_customer_id": survivor},
+        },
+    ]
+    sent = api.http.post(
+        "/v1/batch",
+        content=b"\n".join(orjson.dumps(line) for line in lines),
+        headers=api.headers("admin", {"Content-Type": "application/x-ndjson"}),
+    )
+    assert sent.status_code == 200, sent.text
+    results = sent.json()["results"]
+    assert [r["status"] for r in results] == [201, 200], results
+    assert api.get(f"/v1/invoices/{invoice_id}").json()["state"]["customer_id"] == survivor
+    assert [e.type_name() for e in api.history("invoice", invoice_id)] == [
+        "InvoiceIssued",
+        "InvoiceMovedToSurvivor",
+    ]
+
+
+def test_billing_reports_a_subscription_on_a_cancelled_order(api: Api) -> None:
+    cid = api.customer()
+    oid = api.order(cid)
+    assert api.post(f"/v1/orders/{oid}/cancel", {"reason": "lost"}).status_code == 200
+    created = api.post("/v1/contracts", _contract_body(cid, oid), role="billing")
+    assert created.status_code == 201, created.text  # recorded: a reconciliation break
+    assert api.get(f"/v1/orders/{oid}").json()["state"]["status"] == "cancelled"
+
+
+def test_a_business_date_before_a_backdated_amendment_shows_the_old_price(api: Api) -> None:
+    today = datetime.now(UTC).date()
+    cid = api.customer()
+    body = _contract_body(cid, api.order(cid)) | {
+        "term_start": str(today - timedelta(days=30)),
+        "term_end": str(today + timedelta(days=365)),
+    }
+    kid = api.post("/v1/contracts", body, role="billing").json()["id"]
+    backdated = today - timedelta(days=10)
+    change = {
+        "changes": [{"sku": "PLAT-1", "unit_price": "45.00"}],
+        "effective_date": str(backdated),
+    }
+    assert api.post(f"/v1/contracts/{kid}/amend", change, role="billing").status_code == 200
+    before = {"business_date": str(backdated - timedelta(days=1))}
+    items = api.get(f"/v1/contracts/{kid}", params=before).json()["state"]["items"]
+    assert str(items[0]["unit_price"]) == "50.00"
+    items = api.get(f"/v1/contracts/{kid}").json()["state"]["items"]
+    assert str(items[0]["unit_price"]) == "45.00"

@@ -292,7 +292,7 @@ def _order(**fields: Any) -> Order:
     return Order.place(stamp(), uid("order"), **values)
 
 
-def _create(unit: Unit, **fields: Any) -> Any:
+def _create(unit: Unit, stamp_system: str = "hub", **fields: Any) -> Any:
     spec = next(s for s in SPECS if s.name == "create")
     assert spec.create is not None
     values: dict[str, Any] = {
@@ -303,7 +303,7 @@ def _create(unit: Unit, **fields: Any) -> Any:
         "term_start": START,
         "term_end": END,
     } | fields
-    return spec.create(stamp("hub"), uid("contract"), CreateContract(**values), unit)
+    return spec.create(stamp(stamp_system), uid("contract"), CreateContract(**values), unit)
 
 
 def test_create_spec_checks_the_order() -> None:

@@ -92,3 +92,23 @@ def test_a_usage_record_id_with_other_values_is_refused() -> None:
         _usage(contract, "ur_1", 6)
     assert caught.value.field == "usage_record_id"
     assert contract.usage_totals["API-CALL"] == 5 and len(contract.pending_events) == 3
+
+
+def test_billing_subscription_on_a_cancelled_order_is_recorded_the_hub_is_refused() -> None:
+    """Billing reports a subscription it set up before it heard of the cancellation: a fact
+    (and a reconciliation break); the hub asking to create one is an intention, refused."""
+    from hub.application.unit import Unit
+    from hub.domain.customer import Customer
+    from hub.domain.errors import InvalidTransition
+
+    from .stamps import MemoryStore, uid
+    from .test_contract import _create, _order
+
+    customer = Customer.register(stamp(), uid("customer"), legal_name="Acme")
+    order = _order()
+    order.cancel(stamp(), "lost")
+    store = MemoryStore(customer, order)
+    with pytest.raises(InvalidTransition):
+        _create(Unit(store))  # the hub's orchestration (an intention)
+    contract = _create(Unit(store), stamp_system="billing")
+    assert isinstance(contract, Contract) and contract.order_id == order.id

@@ -149,3 +149,65 @@ def test_another_customer_is_still_refused_after_following() -> None:
     with pytest.raises(InvalidValue) as caught:
         create(invoices.SPECS, "issue", store, **invoice_data(customers[1].id, order_id=order.id))
     assert caught.value.field == "order_id"
+
+
+# -- a merge moves the merged customer's open invoices and credit to the survivor ----------
+
+
+class CustomerIndexStore(MemoryStore):
+    """The in-memory store, answering "which aggregates name this customer" as well."""
+
+    def of_customer(self, entity: str, customer_id: Any) -> list[Any]:
+        return [
+            a.id
+            for a in self.aggregates.values()
+            if a.entity == entity and getattr(a, "customer_id", None) == customer_id
+        ]
+
+
+def test_a_merge_moves_open_invoices_and_unapplied_payments() -> None:
+    from hub.application.customers import SPECS as CUSTOMER_SPECS
+    from hub.application.customers import MergeCustomer
+    from hub.domain.invoice import Invoice
+    from hub.domain.payment import Payment, PaymentMethod
+
+    survivor = Customer.register(stamp(), uid("survivor"), legal_name="Acme")
+    merged = Customer.register(stamp(), uid("merged"), legal_name="Acme Dup")
+
+    def invoice(name: str) -> Invoice:
+        return Invoice.issue(
+            stamp("billing"), uid(name), **(invoice_data(merged.id, order_id=uid("o")))
+        )
+
+    open_one, paid, void = invoice("open"), invoice("paid"), invoice("void")
+    paid.apply_payment(stamp("billing"), uid("p0"), usd(200))
+    void.void(stamp("billing"))
+
+    def received(name: str, amount: int) -> Payment:
+        return Payment.receive(
+            stamp("billing"),
+            uid(name),
+            customer_id=merged.id,
+            amount=usd(amount),
+            method=PaymentMethod.WIRE,
+            received_at=datetime(2026, 1, 5, tzinfo=UTC),
+        )
+
+    credit, spent = received("credit", 50), received("spent", 200)
+    spent.apply_to(stamp("billing"), paid.id, usd(200))
+    everything = [survivor, merged, open_one, paid, void, credit, spent]
+    for aggregate in everything:
+        aggregate.collect_events()
+    unit = Unit(CustomerIndexStore(*everything))
+    spec = next(s for s in CUSTOMER_SPECS if s.name == "merge")
+    assert spec.handle is not None
+    target = MergeCustomer(target_customer_id=survivor.id)
+    spec.handle(unit.get(Customer, merged.id), stamp("crm"), target, unit)
+
+    assert {a.id for a in unit.changed()} == {merged.id, open_one.id, credit.id}
+    assert open_one.customer_id == survivor.id and credit.customer_id == survivor.id
+    assert paid.customer_id == merged.id and void.customer_id == merged.id
+    moved = open_one.pending_events[-1]
+    assert moved.type_name() == "InvoiceMovedToSurvivor"
+    assert moved.data()["from_customer_id"] == str(merged.id)
+    assert credit.pending_events[-1].type_name() == "PaymentMovedToSurvivor"

@@ -89,3 +89,34 @@ def test_the_price_on_a_day_is_the_latest_change_in_force(
     assert price(contract.on_business_date(day)) == expected
     assert price(contract) == 20
     assert all(c.effective_date > day for c in contract.on_business_date(day).scheduled_changes)
+
+
+def test_a_business_date_before_an_amendment_in_force_shows_the_earlier_items() -> None:
+    contract = active_contract()
+    backdated = TODAY - timedelta(days=5)
+    contract.amend(stamp("billing"), [ItemChange(sku="SEAT", unit_price=Decimal(22))], backdated)
+    assert price(contract) == 22
+    assert price(contract.on_business_date(backdated - timedelta(days=1))) == 20
+    assert price(contract.on_business_date(backdated)) == 22
+    rebuilt = replay(contract.collect_events())
+    assert isinstance(rebuilt, Contract)
+    assert price(rebuilt.on_business_date(backdated - timedelta(days=1))) == 20
+
+
+@given(changes, st.integers(min_value=-20, max_value=320), st.integers(min_value=0, max_value=14))
+def test_any_business_date_shows_the_latest_change_effective_by_then(
+    amendments: list[tuple[int, int]], day_offset: int, shift: int
+) -> None:
+    """Amendments effective before, on or after the day they are recorded (``shift`` days
+    back-dates them all), each on its own SKU price: the latest effective by the day wins."""
+    contract = active_contract()
+    for offset, new_price in amendments:
+        contract.amend(
+            stamp("billing"),
+            [ItemChange(sku="SEAT", unit_price=Decimal(new_price))],
+            TODAY + timedelta(days=offset - shift),
+        )
+    day = TODAY + timedelta(days=day_offset)
+    in_force = [(o - shift, n) for n, (o, _) in enumerate(amendments) if o - shift <= day_offset]
+    expected = Decimal(amendments[max(in_force)[1]][1]) if in_force else Decimal(20)
+    assert price(contract.on_business_date(day)) == expected

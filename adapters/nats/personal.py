@@ -19,7 +19,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from adapters.connectors.port import Connector
 from adapters.postgres.personal_keys import KnownKeys
-from hub.application.personal import envelope_paths, is_sealed, open_envelope
+from hub.application.personal import (
+    WITHHELD,
+    PersonalCipher,
+    envelope_paths,
+    is_sealed,
+    open_envelope,
+)
 from hub.domain.catalog import EVENTS_BY_NAME
 
 
@@ -30,10 +36,15 @@ def erases_personal_data(event_type: str) -> bool:
 
 
 class EnvelopeOpener:
-    """Reads a subject's key from the hub's key table and opens an envelope's sealed fields."""
+    """Reads a subject's key from the hub's key table and opens an envelope's sealed fields
+    (or, for a target that does not need personal data, replaces them by ``[withheld]``
+    without reading any key)."""
 
-    def __init__(self, pool: AsyncConnectionPool[Any], schema: str) -> None:
+    def __init__(
+        self, pool: AsyncConnectionPool[Any], schema: str, *, withhold: bool = False
+    ) -> None:
         self.pool = pool
+        self.withhold = withhold
         self.query = sql.SQL(
             "SELECT key FROM {}.concord_personal_keys WHERE subject_id = %s"
         ).format(sql.Identifier(schema))
@@ -45,12 +56,24 @@ class EnvelopeOpener:
         if not paths or not isinstance(data, dict) or not _any_sealed(data):
             return envelope
         subject = UUID(str(envelope["aggregate_id"]))
+        if self.withhold:
+            withheld: dict[str, Any] = orjson.loads(orjson.dumps(envelope))
+            open_envelope(_Withheld(), withheld)
+            return withheld
         async with self.pool.connection() as conn:
             row = await (await conn.execute(self.query, (subject,))).fetchone()
         key = None if row is None else _column(row)
         opened: dict[str, Any] = orjson.loads(orjson.dumps(envelope))
         open_envelope(KnownKeys({subject: None if key is None else bytes(key)}), opened)
         return opened
+
+
+class _Withheld(PersonalCipher):
+    def seal(self, subject: UUID, value: Any) -> str:
+        raise TypeError("subscribers never seal personal data")
+
+    def open(self, subject: UUID, token: str) -> Any:
+        return WITHHELD
 
 
 def _column(row: Any) -> Any:

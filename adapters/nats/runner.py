@@ -308,7 +308,7 @@ async def replay_subscriber(
             Subjects(settings.nats_subject_prefix),
             request,
             progress=progress,
-            opener=EnvelopeOpener(pool, settings.schema_name),
+            opener=EnvelopeOpener(pool, settings.schema_name, withhold=not spec.personal_data),
         )
     finally:
         await pool.close()

@@ -121,7 +121,7 @@ class Subscriber:
         self._locks: dict[Key, asyncio.Lock] = {}
         self._tasks: dict[Key, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self._opener = EnvelopeOpener(store.pool, store.schema)
+        self._opener = EnvelopeOpener(store.pool, store.schema, withhold=not spec.personal_data)
 
     def _connector(self, event_type: str) -> Connector | None:
         """The target's connector for this event type, receiving opened personal fields."""

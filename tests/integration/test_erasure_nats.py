@@ -45,7 +45,7 @@ class Recorder(Connector):
         return [e for e in self.received if e["aggregate_id"] == str(aggregate_id)]
 
 
-def spec(settings: Settings, connector: Connector) -> SubscriberSpec:
+def spec(settings: Settings, connector: Connector, **extra: Any) -> SubscriberSpec:
     return SubscriberSpec(
         name="erp",
         filter_subjects=(Subjects(settings.nats_subject_prefix).all,),
@@ -55,6 +55,7 @@ def spec(settings: Settings, connector: Connector) -> SubscriberSpec:
         ack_wait=5.0,
         fetch_timeout=0.2,
         control_interval=0.1,
+        **extra,
     )
 
 
@@ -126,5 +127,28 @@ def test_the_stream_dead_letters_and_parked_events_never_hold_personal_data_in_c
         assert clear_values(target.received) == []
         assert clear_values(stream_messages(nats_url, stream_name)) == []
         assert all(value not in str(target.received) for value in CLEAR)
+
+    run_sync(main())
+
+
+def test_a_target_that_does_not_need_personal_data_gets_it_withheld(
+    runtime: Runtime, nats_url: str, stream_name: str
+) -> None:
+    settings = relay_settings(runtime, nats_url, stream_name)
+    target = Recorder()
+
+    async def main() -> None:
+        result = await asyncio.to_thread(
+            run, runtime, "customer", "register", {**PERSON, "currency": "EUR"}
+        )
+        await Relay(settings).catch_up()
+        async with running(settings, spec(settings, target, personal_data=False)):
+            await wait_until("the customer delivered", lambda: target.received)
+        (delivered,) = target.received
+        assert delivered["aggregate_id"] == result.body["id"]
+        assert delivered["data"]["legal_name"] == "[withheld]"
+        assert delivered["data"]["billing_address"] == "[withheld]"
+        assert delivered["data"]["currency"] == "EUR"
+        assert clear_values(target.received) == []
 
     run_sync(main())

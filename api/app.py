@@ -8,6 +8,8 @@ reads settings or opens connections at import time.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
@@ -50,7 +52,17 @@ def create_app(runtime: Runtime, *, tracer_provider: TracerProvider | None = Non
 
     ``tracer_provider`` defaults to OpenTelemetry's global one (set by the CLI from settings).
     """
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        """On the way out, close the operator endpoints' NATS connection on its own loop."""
+        try:
+            yield
+        finally:
+            await runtime.close_nats()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Concord",
         version=api_version(),
         description=DESCRIPTION,

@@ -31,6 +31,7 @@ def app() -> FastAPI:
         try:
             yield
         finally:
+            await runtime.close_nats()
             runtime.close()
 
     application.router.lifespan_context = lifespan

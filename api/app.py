@@ -47,8 +47,14 @@ model (customers, contracts, orders, invoices, payments).
 """
 
 
-def create_app(runtime: Runtime, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
-    """The ``/v1`` API over one runtime (which the caller keeps and closes).
+def create_app(
+    runtime: Runtime,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    owns_runtime: bool = False,
+) -> FastAPI:
+    """The ``/v1`` API over one runtime (which the caller keeps and closes, unless
+    ``owns_runtime``: then the app's shutdown closes it, as in a uvicorn worker).
 
     ``tracer_provider`` defaults to OpenTelemetry's global one (set by the CLI from settings).
     """
@@ -60,6 +66,8 @@ def create_app(runtime: Runtime, *, tracer_provider: TracerProvider | None = Non
             yield
         finally:
             await runtime.close_nats()
+            if owns_runtime:
+                runtime.close()
 
     app = FastAPI(
         lifespan=lifespan,

@@ -9,11 +9,7 @@ it, named ``<CONCORD_DATABASE_APPLICATION_NAME>-<role>`` in ``pg_stat_activity``
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,47 +21,22 @@ import httpx
 import psutil  # type: ignore[import-untyped]
 import psycopg
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.e2e.serving import free_port, interrupt, serve_env, start_serve, wait_healthy
+
 #: Idle bound: the pool's 5 eager connections plus the relay's two sessions, and one spare.
 IDLE_BOUND = 8
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextmanager
 def serving(env: dict[str, str], port: int) -> Iterator[subprocess.Popen[str]]:
     """``concord serve`` on ``port`` until the block ends (then SIGINT, as a user would)."""
-    server = subprocess.Popen(
-        [sys.executable, "-c", "from api.cli import main; main()", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    server = start_serve(env, port, capture=False)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            raise AssertionError("concord serve did not become healthy")
+        healthy = wait_healthy(f"http://127.0.0.1:{port}", time.monotonic() + 60)
+        assert healthy, "concord serve did not become healthy"
         yield server
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=30)
-        finally:
-            if server.poll() is None:
-                server.kill()
+        interrupt(server)
 
 
 def _sockets_to(pid: int, pg_port: int) -> int:
@@ -96,19 +67,11 @@ def test_an_idle_hub_holds_a_small_bounded_number_of_connections(
     database_url: str, pg_schema: str, nats_url: str, stream_name: str, tmp_path: Path
 ) -> None:
     name = f"concord-t{uuid.uuid4().hex[:8]}"
-    env = dict(
-        os.environ,
-        CONCORD_DATABASE_URL=database_url,
-        CONCORD_SCHEMA=pg_schema,
-        CONCORD_NATS_URL=nats_url,
-        CONCORD_NATS_STREAM=stream_name,
-        CONCORD_NATS_SUBJECT_PREFIX=stream_name.lower(),
-        CONCORD_DATA_DIR=str(tmp_path),
-        CONCORD_DATABASE_APPLICATION_NAME=name,
-    )
+    env = serve_env(database_url, pg_schema, nats_url, stream_name, tmp_path)
+    env["CONCORD_DATABASE_APPLICATION_NAME"] = name
     env.pop("CONCORD_TARGETS", None)
     pg_port = urlsplit(database_url).port or 5432
-    port = _free_port()
+    port = free_port()
     with serving(env, port) as server:
         deadline = time.monotonic() + 20
         named = _named(database_url, name)

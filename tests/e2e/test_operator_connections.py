@@ -15,24 +15,23 @@ import psycopg
 import pytest
 
 from adapters.bootstrap import Runtime, open_runtime
-from adapters.settings import Settings
 from api.app import create_app
-from tests.e2e.conftest import TestClient
+from tests.e2e.conftest import TestClient, nats_settings
 
 
 @pytest.fixture
 def runtime(
     database_url: str, nats_url: str, pg_schema: str, stream_name: str, tmp_path: Path
 ) -> Iterator[Runtime]:
+    name = f"concord-o{uuid.uuid4().hex[:8]}"
     rt = open_runtime(
-        Settings(
-            database_url=database_url,
-            nats_url=nats_url,
-            schema_name=pg_schema,
-            nats_stream=stream_name,
-            nats_subject_prefix=stream_name.lower(),
-            data_dir=tmp_path,
-            database_application_name=f"concord-o{uuid.uuid4().hex[:8]}",
+        nats_settings(
+            database_url,
+            nats_url,
+            pg_schema,
+            stream_name,
+            tmp_path,
+            database_application_name=name,
         )
     )
     try:

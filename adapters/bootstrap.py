@@ -13,6 +13,8 @@ import contextlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +45,10 @@ from hub.domain.catalog import AGGREGATES, EVENT_TYPES
 from hub.domain.errors import DomainError
 from hub.domain.ownership import OwnershipPolicy
 
-DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "ops" / "ownership.yaml"
+#: The ownership policy shipped inside the package (``adapters/ownership.yaml``): the one
+#: source of truth, present in a built wheel and the Docker image as in a checkout. To
+#: change who owns what, copy it and point ``CONCORD_OWNERSHIP_FILE`` at the copy.
+DEFAULT_POLICY: Traversable = files("adapters") / "ownership.yaml"
 
 
 class ConfigurationError(Exception):
@@ -51,18 +56,18 @@ class ConfigurationError(Exception):
 
 
 def load_policy(path: Path | None) -> OwnershipPolicy:
-    """Read and validate the ownership policy file (YAML)."""
-    path = path or DEFAULT_POLICY
+    """Read and validate the ownership policy file (YAML); ``None``: the shipped one."""
+    source: Path | Traversable = path or DEFAULT_POLICY
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigurationError(
-            f"ownership policy {path} not found; set CONCORD_OWNERSHIP_FILE to the policy YAML"
+            f"ownership policy {source} not found; set CONCORD_OWNERSHIP_FILE to the policy YAML"
         ) from None
     try:
         return OwnershipPolicy.model_validate(raw)
     except ValidationError as invalid:
-        raise ConfigurationError(f"ownership policy {path} is invalid:\n{invalid}") from None
+        raise ConfigurationError(f"ownership policy {source} is invalid:\n{invalid}") from None
 
 
 class Connections:

@@ -1,19 +1,30 @@
 """Composition root: builds the whole hub from one :class:`Settings`.
 
-Nothing else creates connections or reads settings; tests build a runtime with their own
+Nothing else creates connections: the hub's stores share one PostgreSQL pool built here,
+and everything else (relay, subscribers, CLI, operator endpoints) connects through
+:class:`Connections` or borrows the runtime's pool. Tests build a runtime with their own
 database schema, and the CLI builds one after starting the embedded servers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import contextlib
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
+import nats
+import psycopg
 import yaml
 from eventsourcing.postgres import PostgresDatastore
+from nats.aio.client import Client as NatsClient
+from psycopg.rows import dict_row, tuple_row
+from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from adapters.keys import KeyRing
@@ -36,7 +47,10 @@ from hub.domain.catalog import AGGREGATES, EVENT_TYPES
 from hub.domain.errors import DomainError
 from hub.domain.ownership import OwnershipPolicy
 
-DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "ops" / "ownership.yaml"
+#: The ownership policy shipped inside the package (``adapters/ownership.yaml``): the one
+#: source of truth, present in a built wheel and the Docker image as in a checkout. To
+#: change who owns what, copy it and point ``CONCORD_OWNERSHIP_FILE`` at the copy.
+DEFAULT_POLICY: Traversable = files("adapters") / "ownership.yaml"
 
 
 class ConfigurationError(Exception):
@@ -44,18 +58,76 @@ class ConfigurationError(Exception):
 
 
 def load_policy(path: Path | None) -> OwnershipPolicy:
-    """Read and validate the ownership policy file (YAML)."""
-    path = path or DEFAULT_POLICY
+    """Read and validate the ownership policy file (YAML); ``None``: the shipped one."""
+    source: Path | Traversable = path or DEFAULT_POLICY
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigurationError(
-            f"ownership policy {path} not found; set CONCORD_OWNERSHIP_FILE to the policy YAML"
+            f"ownership policy {source} not found; set CONCORD_OWNERSHIP_FILE to the policy YAML"
         ) from None
     try:
         return OwnershipPolicy.model_validate(raw)
     except ValidationError as invalid:
-        raise ConfigurationError(f"ownership policy {path} is invalid:\n{invalid}") from None
+        raise ConfigurationError(f"ownership policy {source} is invalid:\n{invalid}") from None
+
+
+class Connections:
+    """How every part of Concord connects, built once from settings by this module.
+
+    The relay, the subscribers, the CLI and the operator endpoints take one of these
+    instead of reading URLs from :class:`Settings` themselves: connection options (URLs,
+    NATS reconnect policy, and PostgreSQL ``application_name`` = the configured name plus
+    the role, so ``pg_stat_activity`` shows who holds what) are decided here only.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def application_name(self, role: str) -> str:
+        return f"{self.settings.database_application_name}-{role}"[:63]
+
+    def _database_url(self) -> str:
+        if not self.settings.database_url:
+            raise ConfigurationError("no database: set CONCORD_DATABASE_URL")
+        return self.settings.database_url
+
+    def postgres(self, role: str) -> psycopg.Connection[Any]:
+        """One autocommit connection for a short-lived caller (a CLI command)."""
+        return psycopg.connect(
+            self._database_url(), autocommit=True, application_name=self.application_name(role)
+        )
+
+    async def postgres_async(self, role: str) -> psycopg.AsyncConnection[Any]:
+        """A dedicated session (LISTEN, a session advisory lock): never pooled."""
+        return await psycopg.AsyncConnection.connect(
+            self._database_url(), autocommit=True, application_name=self.application_name(role)
+        )
+
+    def postgres_async_pool(
+        self, role: str, *, min_size: int, max_size: int
+    ) -> AsyncConnectionPool[Any]:
+        """A (closed) async pool; the caller opens and closes it around its run."""
+        return AsyncConnectionPool(
+            self._database_url(),
+            min_size=min_size,
+            max_size=max_size,
+            kwargs={"autocommit": True, "application_name": self.application_name(role)},
+            open=False,
+            name=self.application_name(role),
+        )
+
+    async def nats(self, role: str) -> NatsClient:
+        """A NATS connection that reconnects for ever (the services outlive NATS restarts)."""
+        if not self.settings.nats_url:
+            raise ConfigurationError("no NATS: set CONCORD_NATS_URL")
+        client: NatsClient = await nats.connect(
+            self.settings.nats_url,
+            name=f"concord-{role}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+        )
+        return client
 
 
 @dataclass
@@ -75,7 +147,10 @@ class Runtime:
     datastore: PostgresDatastore
     conflicts: PostgresConflicts
     xref: PostgresCrossReference
+    connections: Connections
     closed: bool = field(default=False)
+    _nats: NatsClient | None = field(default=None, repr=False)
+    _nats_loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     #: Threads that run commands for async callers (the API): each waits for its group
     #: commit, so there are as many as commands in flight, not as many as cores.
     executor: ThreadPoolExecutor = field(
@@ -139,10 +214,43 @@ class Runtime:
             cls.type_name(): envelope_schema(entity_of[cls.__module__], cls) for cls in EVENT_TYPES
         }
 
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection for an operator request (dead letters, subscriber counts),
+        with tuple rows as those queries expect; it goes back to the pool afterwards."""
+        with self.datastore.get_connection() as conn:
+            conn.row_factory = tuple_row  # type: ignore[assignment]
+            try:
+                yield conn
+            finally:
+                conn.row_factory = dict_row
+
+    async def nats(self) -> NatsClient:
+        """The operator endpoints' NATS connection: opened on first use and kept, so a
+        monitoring poll of ``GET /v1/subscribers`` does not open one per request. One per
+        event loop (a client belongs to the loop it was made on)."""
+        loop = asyncio.get_running_loop()
+        current = self._nats
+        if current is None or current.is_closed or self._nats_loop is not loop:
+            current = self._nats = await self.connections.nats("operator")
+            self._nats_loop = loop
+        return current
+
+    async def close_nats(self) -> None:
+        """Close the operator NATS connection (the API's shutdown, on its own loop)."""
+        current, self._nats, self._nats_loop = self._nats, None, None
+        if current is not None and not current.is_closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(current.close(), 5)
+
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        loop = self._nats_loop
+        if self._nats is not None and loop is not None and loop.is_running():
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(self.close_nats(), loop).result(5)
         self.executor.shutdown(wait=True, cancel_futures=True)
         self.committer.close()
         for store in self.stores.values():
@@ -174,12 +282,14 @@ def open_runtime(settings: Settings) -> Runtime:
     env = settings.postgres_env(settings.database_url)
     datastore = open_datastore(env, settings.database_application_name)
     stores: dict[str, Store] = {}
+    # A short-lived session of its own for the start-up lock (not a pooled connection,
+    # which would grow the pool past its size while the stores create their tables).
     try:
-        with datastore.get_connection() as conn:
+        with Connections(settings).postgres("startup") as conn:
             create_schema(conn, settings.schema_name)
             # Each store creates its tables on construction; PostgreSQL's CREATE TABLE IF
             # NOT EXISTS races when several processes start at once (API workers, relay),
-            # so the start-ups take turns (a session lock, on this pooled connection).
+            # so the start-ups take turns.
             conn.execute("SELECT pg_advisory_lock(hashtext('concord-stores'))")
             try:
                 for aggregate_class in AGGREGATES:
@@ -219,4 +329,5 @@ def open_runtime(settings: Settings) -> Runtime:
         datastore=datastore,
         conflicts=conflicts,
         xref=xref,
+        connections=Connections(settings),
     )

@@ -21,4 +21,7 @@ def open_datastore(env: dict[str, str], application_name: str) -> PostgresDatast
     kwargs = datastore.pool.kwargs
     assert isinstance(kwargs, dict)
     kwargs["application_name"] = application_name
+    # Open now and wait for the pool's connections: a request arriving while they are
+    # still being made would otherwise grow the pool past its size, for good.
+    datastore.pool.open(wait=True, timeout=30)
     return datastore

@@ -2,7 +2,7 @@
 
 Lifecycle: registered -> active <-> on_hold -> closed, or merged into a surviving customer.
 Names, domain, address and hierarchy come from CRM; customer number, payment terms, tax id
-and currency from ERP (see ``ops/ownership.yaml``). Values are normalised here (domain lower
+and currency from ERP (see ``adapters/ownership.yaml``). Values are normalised here (domain lower
 case without scheme, tax id without spaces) because identity matching compares them.
 
 Design choices, each to keep re-delivered or replayed input harmless:

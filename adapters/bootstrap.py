@@ -6,6 +6,8 @@ database schema, and the CLI builds one after starting the embedded servers.
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,6 +33,8 @@ from hub.domain.catalog import AGGREGATES, EVENT_TYPES
 from hub.domain.errors import DomainError
 from hub.domain.ownership import OwnershipPolicy
 
+log = logging.getLogger("concord.batch")
+
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "ops" / "ownership.yaml"
 
 
@@ -51,6 +55,20 @@ def load_policy(path: Path | None) -> OwnershipPolicy:
         return OwnershipPolicy.model_validate(raw)
     except ValidationError as invalid:
         raise ConfigurationError(f"ownership policy {path} is invalid:\n{invalid}") from None
+
+
+class LineFailed(DomainError):
+    """A batch line failed for a reason that is not the client's (a store error): its
+    details go to the log under a reference, never into the response."""
+
+    status = 500
+    code = "internal-error"
+
+
+def _line_failed(error: Exception) -> LineFailed:
+    reference = uuid.uuid4().hex[:12]
+    log.error("batch line failed (%s)", reference, exc_info=error)
+    return LineFailed(f"the line could not be stored; it was logged as {reference}")
 
 
 @dataclass
@@ -112,7 +130,7 @@ class Runtime:
             elif isinstance(error, DomainError):
                 results[index] = self.hub.explain_conflict(seen[index], error)
             elif error is not None:
-                results[index] = DomainError(str(error))
+                results[index] = _line_failed(error)
         return results
 
     def event_schemas(self) -> dict[str, Any]:
@@ -157,7 +175,12 @@ def open_runtime(settings: Settings) -> Runtime:
             raise
         finally:
             conn.execute("SELECT pg_advisory_unlock(hashtext('concord-stores'))")
-    committer = PostgresCommitter(stores, settings.schema_name, group_max=settings.group_commit_max)
+    committer = PostgresCommitter(
+        stores,
+        settings.schema_name,
+        group_max=settings.group_commit_max,
+        max_event_bytes=settings.max_event_bytes,
+    )
     hub = Hub(
         catalogue=build_catalogue(),
         policy=policy,

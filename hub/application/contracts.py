@@ -10,7 +10,6 @@ a dependency is the orchestration's job, not a domain rule.
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -19,6 +18,14 @@ from pydantic import Field
 from hub.application.commands import CommandInput, CommandSpec
 from hub.application.unit import Unit
 from hub.domain.base import Aggregate
+from hub.domain.bounded import (
+    MAX_LINES,
+    CurrencyCode,
+    Quantity,
+    Reason,
+    RequiredCode,
+    RequiredReference,
+)
 from hub.domain.contract import Contract, ContractItem, ItemChange
 from hub.domain.customer import Customer
 from hub.domain.errors import CurrencyMismatch, InvalidTransition, InvalidValue
@@ -29,18 +36,18 @@ from hub.domain.provenance import Stamp
 class CreateContract(CommandInput):
     order_id: UUID
     customer_id: UUID
-    items: list[ContractItem] = Field(min_length=1, max_length=1000)
-    currency: str = Field(min_length=3, max_length=3)
+    items: list[ContractItem] = Field(min_length=1, max_length=MAX_LINES)
+    currency: CurrencyCode
     term_start: date
     term_end: date
 
 
 class ActivateContract(CommandInput):
-    billing_subscription_id: str = Field(min_length=1, max_length=255)
+    billing_subscription_id: RequiredReference
 
 
 class AmendContract(CommandInput):
-    changes: list[ItemChange] = Field(min_length=1, max_length=1000)
+    changes: list[ItemChange] = Field(min_length=1, max_length=MAX_LINES)
     effective_date: date
 
 
@@ -58,12 +65,12 @@ class ResumeContract(CommandInput):
 
 class CancelContract(CommandInput):
     effective_date: date
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: Reason | None = None
 
 
 class RecordUsage(CommandInput):
-    sku: str = Field(min_length=1, max_length=100)
-    quantity: Decimal = Field(gt=0, max_digits=18, decimal_places=6)
+    sku: RequiredCode
+    quantity: Quantity
     period_start: date
     period_end: date
 

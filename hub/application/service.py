@@ -17,6 +17,7 @@ from uuid import UUID
 
 import orjson
 from opentelemetry import propagate
+from pydantic import ValidationError
 
 from hub.application.commands import Catalogue, CommandInput, CommandSpec
 from hub.application.ports import (
@@ -34,6 +35,7 @@ from hub.domain.errors import (
     AlreadyExists,
     ConcurrencyConflict,
     DomainError,
+    InvalidValue,
     NotFound,
     OwnershipViolation,
     VersionMismatch,
@@ -110,6 +112,14 @@ class CommandResult:
     replayed: bool = False
 
 
+def _invalid_value(invalid: ValidationError) -> InvalidValue:
+    """A value object refused a value a command computed (a total beyond the bounds): the
+    same 422 as a refused input, naming the field, rather than an unhandled error."""
+    first = invalid.errors()[0]
+    field = ".".join(str(part) for part in first.get("loc", ())) or None
+    return InvalidValue(str(first.get("msg", "invalid value")), field=field)
+
+
 class UnknownCommand(DomainError):
     status = 404
     code = "unknown-command"
@@ -169,27 +179,12 @@ class Hub:
             traceparent=_current_traceparent(),
         )
         unit = Unit(store or self.store)
-        if spec.create is not None:
-            aggregate_id = request.aggregate_id or self._new_id(request)
-            aggregate = spec.create(stamp, aggregate_id, request.payload, unit)
-            unit.add(aggregate)
-            status = 201
-        else:
-            assert spec.handle is not None
-            if request.aggregate_id is None:
-                raise NotFound("this command needs an aggregate id", field="id")
-            cls = self.aggregates[request.entity]
-            aggregate = unit.get(cls, request.aggregate_id, field="id")
-            if request.expected_version is not None and (
-                aggregate.version != request.expected_version
-            ):
-                raise VersionMismatch(
-                    f"{request.entity} {aggregate.id} is at version {aggregate.version}, "
-                    f"not {request.expected_version}; re-read it and retry",
-                    field="If-Match",
-                )
-            spec.handle(aggregate, stamp, request.payload, unit)
-            status = 200
+        try:
+            aggregate, status = self._decide(spec, request, stamp, unit)
+        except ValidationError as invalid:
+            raise _invalid_value(invalid) from None
+        except ArithmeticError as overflow:  # decimal.InvalidOperation, Overflow
+            raise InvalidValue(f"a number is out of range ({overflow})") from None
         changed = unit.changed()
         if brief and request.idempotency_key is None:
             body: dict[str, Any] = {
@@ -212,6 +207,33 @@ class Hub:
                 body=body,
             )
         return Change(aggregates=changed, receipt=receipt), CommandResult(status, body)
+
+    def _decide(
+        self, spec: CommandSpec, request: CommandRequest, stamp: Stamp, unit: Unit
+    ) -> tuple[Aggregate, int]:
+        """Create or load the aggregate and run the command on it; its status code."""
+        if spec.create is not None:
+            aggregate_id = request.aggregate_id or self._new_id(request)
+            aggregate = spec.create(stamp, aggregate_id, request.payload, unit)
+            unit.add(aggregate)
+            status = 201
+        else:
+            assert spec.handle is not None
+            if request.aggregate_id is None:
+                raise NotFound("this command needs an aggregate id", field="id")
+            cls = self.aggregates[request.entity]
+            aggregate = unit.get(cls, request.aggregate_id, field="id")
+            if request.expected_version is not None and (
+                aggregate.version != request.expected_version
+            ):
+                raise VersionMismatch(
+                    f"{request.entity} {aggregate.id} is at version {aggregate.version}, "
+                    f"not {request.expected_version}; re-read it and retry",
+                    field="If-Match",
+                )
+            spec.handle(aggregate, stamp, request.payload, unit)
+            status = 200
+        return aggregate, status
 
     def execute(self, request: CommandRequest) -> CommandResult:
         """Run one command: replay, or decide and commit atomically."""

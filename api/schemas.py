@@ -67,10 +67,17 @@ class CommandOutcome(AggregateView):
 
 
 class History(BaseModel):
+    """One page of an aggregate's events."""
+
     id: UUID
     entity: str
-    version: int
+    version: int = Field(
+        description="Version of this page's last event (`after_version` of the next page)."
+    )
     events: list[EventEnvelope]
+    next: str | None = Field(
+        default=None, description="URL of the next page; null on the last page."
+    )
 
 
 class LookupResult(BaseModel):

@@ -8,7 +8,7 @@ product runs with; tests use it too.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -59,8 +59,31 @@ class EventStorePort(ABC):
         """The aggregate at ``version`` (latest when None), or None if it does not exist."""
 
     @abstractmethod
-    def history(self, entity: str, aggregate_id: UUID) -> list[DomainEvent]:
-        """Every event of the aggregate, oldest first (empty if it does not exist)."""
+    def history(
+        self, entity: str, aggregate_id: UUID, *, after_version: int = 0, limit: int | None = None
+    ) -> list[DomainEvent]:
+        """Events of the aggregate after ``after_version``, oldest first, at most ``limit``
+        (empty if it does not exist)."""
+
+    def load_as_of(self, entity: str, aggregate_id: UUID, at: datetime) -> Aggregate | None:
+        """The aggregate as it was at ``at`` (recorded time), or None if it did not exist.
+
+        This default replays the whole history; stores with snapshots start from the
+        nearest snapshot at or before ``at`` instead."""
+        return replay_until(None, self.history(entity, aggregate_id), at)
+
+
+def replay_until(
+    start: Aggregate | None, events: Iterable[DomainEvent], at: datetime
+) -> Aggregate | None:
+    """Apply ``events`` to ``start`` up to (and including) those recorded at ``at``."""
+    aggregate: Any = start
+    for event in events:
+        if event.timestamp > at:
+            break
+        aggregate = event.mutate(aggregate)
+    assert aggregate is None or isinstance(aggregate, Aggregate)
+    return aggregate
 
 
 class CommitPort(ABC):

@@ -335,19 +335,20 @@ class Hub:
         if as_of is None:
             aggregate = self.store.load(entity, aggregate_id)
         else:
-            aggregate = None
-            for event in self.store.history(entity, aggregate_id):
-                if event.timestamp > as_of:
-                    break
-                aggregate = event.mutate(aggregate)
+            aggregate = self.store.load_as_of(entity, aggregate_id, as_of)
         if aggregate is None:
             when = f" at {as_of.isoformat()}" if as_of else ""
             raise NotFound(f"no {entity} with id {aggregate_id}{when}", field="id")
         return aggregate_view(aggregate)
 
-    def history(self, entity: str, aggregate_id: UUID) -> list[dict[str, Any]]:
-        events = self.store.history(entity, aggregate_id)
-        if not events:
+    def history(
+        self, entity: str, aggregate_id: UUID, *, after_version: int = 0, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Envelopes of the events after ``after_version`` (a page of at most ``limit``).
+
+        An empty page past the end is an answer; an aggregate that does not exist is not."""
+        events = self.store.history(entity, aggregate_id, after_version=after_version, limit=limit)
+        if not events and not (after_version and self.store.history(entity, aggregate_id, limit=1)):
             raise NotFound(f"no {entity} with id {aggregate_id}", field="id")
         return [event_envelope(entity, e) for e in events]
 

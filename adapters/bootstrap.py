@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +25,8 @@ from adapters.postgres.schema import create_schema
 from adapters.postgres.store import ApplicationEventStore
 from adapters.settings import Settings
 from hub.application.catalogue import build_catalogue
-from hub.application.ports import Change, ReceiptExists
-from hub.application.service import CommandRequest, CommandResult, Hub
+from hub.application.ports import Change, ConflictRecord, ReceiptExists
+from hub.application.service import CommandRequest, CommandResult, Hub, merge_conflicts
 from hub.application.stores import Store, store_class
 from hub.application.views import envelope_schema
 from hub.domain.catalog import AGGREGATES, EVENT_TYPES
@@ -88,11 +88,17 @@ class Runtime:
         default_factory=lambda: ThreadPoolExecutor(64, thread_name_prefix="concord-command")
     )
 
-    def batch(self, requests: Iterable[CommandRequest]) -> list[CommandResult | DomainError]:
+    def batch(
+        self,
+        requests: Iterable[CommandRequest],
+        line_of: Callable[[int], int] = lambda index: index + 1,
+    ) -> list[CommandResult | DomainError]:
         """Decide every line against the stores plus earlier lines, then commit together.
 
         Per line: a line that fails its checks or its commit is reported and changes nothing;
-        the others commit (grouped into as few transactions as the writer can).
+        the others commit (grouped into as few transactions as the writer can). Ownership
+        conflicts are recorded once per distinct violation, with the lines (``line_of`` maps
+        a request's index to its line number) that repeated it.
         """
         overlay = BatchOverlay(self.hub.store)
         scope = BatchScope()
@@ -102,16 +108,19 @@ class Runtime:
         submitted: list[Submitted] = []
         pending: list[Change] = []
         chunk = self.settings.group_commit_max
+        conflicts: list[tuple[int, ConflictRecord]] = []
         for index, request in enumerate(requests):
             seen.append(request)
+            found: list[ConflictRecord] = []
             try:
                 replay = self.hub.replay(request)
                 if replay is not None:
                     results.append(replay)
                     continue
-                change, result = self.hub.prepare(request, overlay, brief=True)
+                change, result = self.hub.prepare(request, overlay, brief=True, conflicts=found)
             except DomainError as refused:
                 results.append(refused)
+                conflicts += [(index, record) for record in found]
                 continue
             overlay.remember(list(change.aggregates))
             indexes.append(index)
@@ -121,6 +130,8 @@ class Runtime:
                 submitted += self.committer.submit(pending, scope)
                 pending = []
         submitted += self.committer.submit(pending, scope)
+        for record in merge_conflicts([(line_of(i), record) for i, record in conflicts]):
+            self.committer.record_conflict(record)
         outcomes = self.committer.outcomes(submitted)
         for index, error in zip(indexes, outcomes, strict=True):
             if isinstance(error, ReceiptExists):

@@ -189,7 +189,8 @@ class PostgresCommitter(CommitPort):
     def record_conflict(self, conflict: ConflictRecord) -> None:
         query = sql.SQL(
             "INSERT INTO {}.concord_conflicts (at, client_id, system, entity, aggregate_id, "
-            "command, field, owner, payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            "command, field, owner, payload, occurrences, lines) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         ).format(self.schema)
         with self.datastore.get_connection() as conn:
             conn.execute(
@@ -204,6 +205,8 @@ class PostgresCommitter(CommitPort):
                     conflict.field,
                     conflict.owner,
                     Jsonb(conflict.payload),
+                    conflict.occurrences,
+                    list(conflict.lines) or None,
                 ),
             )
 
@@ -212,7 +215,8 @@ class PostgresCommitter(CommitPort):
         where = sql.SQL("WHERE status = %s") if status else sql.SQL("")
         query = sql.SQL(
             "SELECT id, at, client_id, system, entity, aggregate_id, command, field, owner, "
-            "payload, status FROM {}.concord_conflicts {} ORDER BY id DESC LIMIT %s"
+            "payload, status, occurrences, lines FROM {}.concord_conflicts {} "
+            "ORDER BY id DESC LIMIT %s"
         ).format(self.schema, where)
         params: tuple[Any, ...] = (status, limit) if status else (limit,)
         with self.datastore.get_connection() as conn:

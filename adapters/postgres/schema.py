@@ -48,6 +48,12 @@ TABLES = [
         status       text        NOT NULL DEFAULT 'open'
     )
     """,
+    # One batch repeating a violation on many lines records it once: how often, and where.
+    """
+    ALTER TABLE {schema}.concord_conflicts
+        ADD COLUMN IF NOT EXISTS occurrences integer NOT NULL DEFAULT 1,
+        ADD COLUMN IF NOT EXISTS lines integer[]
+    """,
     # Subscribers (adapters/nats/subscriber.py). A dead letter is an event a target refused
     # for good (or never confirmed within the delivery budget); at most one per subscriber
     # and aggregate is open, because later events of that aggregate wait behind it.

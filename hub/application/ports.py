@@ -41,6 +41,20 @@ class ConflictRecord:
     owner: str
     payload: dict[str, Any]
     at: datetime
+    occurrences: int = 1
+    lines: tuple[int, ...] = ()  # batch line numbers (empty for a single command)
+
+    def same_violation(self) -> tuple[Any, ...]:
+        """What makes two refusals one conflict: who wrote which field of what, and how
+        (the values written may differ; the first one is kept)."""
+        return (
+            self.client_id,
+            self.entity,
+            self.aggregate_id,
+            self.command,
+            self.field,
+            self.owner,
+        )
 
 
 @dataclass(frozen=True)

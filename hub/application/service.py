@@ -9,7 +9,7 @@ the command's aggregates and its idempotency receipt commit in one transaction.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from hashlib import sha256
 from typing import Any
@@ -112,6 +112,25 @@ class CommandResult:
     replayed: bool = False
 
 
+def merge_conflicts(
+    found: list[tuple[int, ConflictRecord]],
+) -> list[ConflictRecord]:
+    """One record per distinct violation among ``(line, record)`` pairs, with how many lines
+    repeated it and which: a migration file that writes an unowned field on 10,000 lines
+    is one problem to resolve, not 10,000."""
+    merged: dict[tuple[Any, ...], ConflictRecord] = {}
+    for line, record in found:
+        key = record.same_violation()
+        first = merged.get(key)
+        if first is None:
+            merged[key] = replace(record, occurrences=1, lines=(line,))
+        else:
+            merged[key] = replace(
+                first, occurrences=first.occurrences + 1, lines=(*first.lines, line)
+            )
+    return list(merged.values())
+
+
 def _invalid_value(invalid: ValidationError) -> InvalidValue:
     """A value object refused a value a command computed (a total beyond the bounds): the
     same 422 as a refused input, naming the field, rather than an unhandled error."""
@@ -164,15 +183,17 @@ class Hub:
         store: EventStorePort | None = None,
         *,
         brief: bool = False,
+        conflicts: list[ConflictRecord] | None = None,
     ) -> tuple[Change, CommandResult]:
         """Decide a command without committing it (batch ingest commits many at once).
 
         ``store`` lets bulk ingest read through its own not-yet-committed aggregates;
         ``brief`` answers with id and version only (bulk ingest reports no more per line),
-        unless an idempotency key needs the full answer remembered.
+        unless an idempotency key needs the full answer remembered. ``conflicts`` collects
+        ownership refusals instead of recording each at once (see :func:`merge_conflicts`).
         """
         spec = self.spec(request.entity, request.name)
-        self._check_ownership(spec, request)
+        self._check_ownership(spec, request, conflicts)
         stamp = Stamp(
             provenance=self._provenance(request),
             recorded_at=self.clock(),
@@ -288,25 +309,32 @@ class Hub:
             )
         return spec
 
-    def _check_ownership(self, spec: CommandSpec, request: CommandRequest) -> None:
+    def _check_ownership(
+        self,
+        spec: CommandSpec,
+        request: CommandRequest,
+        collect: list[ConflictRecord] | None = None,
+    ) -> None:
         try:
             self.policy.check(
                 request.caller.system, spec.entity, spec.fields_written(request.payload)
             )
         except OwnershipViolation as refused:
-            self.committer.record_conflict(
-                ConflictRecord(
-                    client_id=request.caller.client_id,
-                    system=request.caller.system,
-                    entity=spec.entity,
-                    aggregate_id=request.aggregate_id,
-                    command=spec.name,
-                    field=refused.field or "",
-                    owner=refused.owner,
-                    payload=request.payload.model_dump(mode="json"),
-                    at=self.clock(),
-                )
+            record = ConflictRecord(
+                client_id=request.caller.client_id,
+                system=request.caller.system,
+                entity=spec.entity,
+                aggregate_id=request.aggregate_id,
+                command=spec.name,
+                field=refused.field or "",
+                owner=refused.owner,
+                payload=request.payload.model_dump(mode="json"),
+                at=self.clock(),
             )
+            if collect is None:
+                self.committer.record_conflict(record)
+            else:
+                collect.append(record)
             raise
 
     def _provenance(self, request: CommandRequest) -> Provenance:

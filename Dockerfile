@@ -13,7 +13,11 @@ COPY hub ./hub
 COPY projections ./projections
 COPY adapters ./adapters
 COPY api ./api
+# `pip install .` builds the wheel and installs it; the ownership policy ships inside it
+# (adapters/ownership.yaml), and the build fails here if the installed hub cannot load it.
 RUN pip install . \
+    && cd / && python -c "from adapters.bootstrap import load_policy; load_policy(None)" \
+    && concord --help > /dev/null \
     && useradd --system --home-dir /app concord
 USER concord
 

@@ -1,41 +1,58 @@
 """Composition root: builds the whole hub from one :class:`Settings`.
 
-Nothing else creates connections or reads settings; tests build a runtime with their own
+Nothing else creates connections: the hub's stores share one PostgreSQL pool built here,
+and everything else (relay, subscribers, CLI, operator endpoints) connects through
+:class:`Connections` or borrows the runtime's pool. Tests build a runtime with their own
 database schema, and the CLI builds one after starting the embedded servers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
+import nats
 import psycopg
 import yaml
+from eventsourcing.postgres import PostgresDatastore
+from nats.aio.client import Client as NatsClient
+from psycopg.rows import dict_row, tuple_row
+from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from adapters.keys import KeyRing
 from adapters.postgres.committer import BatchScope, PostgresCommitter, Submitted
+from adapters.postgres.datastore import open_datastore
+from adapters.postgres.mapper import PydanticMapper
 from adapters.postgres.overlay import BatchOverlay
+from adapters.postgres.personal_keys import PersonalKeyStore
+from adapters.postgres.records import PostgresConflicts, PostgresCrossReference
 from adapters.postgres.schema import create_schema
 from adapters.postgres.store import ApplicationEventStore
+from adapters.postgres.stores import Store, store_class
 from adapters.settings import Settings
+from adapters.telemetry import current_traceparent
 from hub.application.catalogue import build_catalogue
-from hub.application.ports import Change, ConflictRecord, ReceiptExists
+from hub.application.ports import Change, ConflictRecord, ReceiptExists, StoragePorts, StoreError
 from hub.application.service import CommandRequest, CommandResult, Hub, merge_conflicts
-from hub.application.stores import Store, store_class
 from hub.application.views import envelope_schema
 from hub.domain.catalog import AGGREGATES, EVENT_TYPES
 from hub.domain.errors import DomainError
 from hub.domain.ownership import OwnershipPolicy
 
-log = logging.getLogger("concord.batch")
-
-DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "ops" / "ownership.yaml"
+#: The ownership policy shipped inside the package (``adapters/ownership.yaml``): the one
+#: source of truth, present in a built wheel and the Docker image as in a checkout. To
+#: change who owns what, copy it and point ``CONCORD_OWNERSHIP_FILE`` at the copy.
+DEFAULT_POLICY: Traversable = files("adapters") / "ownership.yaml"
 
 
 class ConfigurationError(Exception):
@@ -43,37 +60,96 @@ class ConfigurationError(Exception):
 
 
 def load_policy(path: Path | None) -> OwnershipPolicy:
-    """Read and validate the ownership policy file (YAML)."""
-    path = path or DEFAULT_POLICY
+    """Read and validate the ownership policy file (YAML); ``None``: the shipped one."""
+    source: Path | Traversable = path or DEFAULT_POLICY
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigurationError(
-            f"ownership policy {path} not found; set CONCORD_OWNERSHIP_FILE to the policy YAML"
+            f"ownership policy {source} not found; set CONCORD_OWNERSHIP_FILE to the policy YAML"
         ) from None
     try:
         return OwnershipPolicy.model_validate(raw)
     except ValidationError as invalid:
-        raise ConfigurationError(f"ownership policy {path} is invalid:\n{invalid}") from None
+        raise ConfigurationError(f"ownership policy {source} is invalid:\n{invalid}") from None
 
 
-class LineFailed(DomainError):
-    """A batch line failed for a reason that is not the client's (a store error): its
-    details go to the log under a reference, never into the response."""
+class Connections:
+    """How every part of Concord connects, built once from settings by this module.
 
-    status = 500
-    code = "internal-error"
+    The relay, the subscribers, the CLI and the operator endpoints take one of these
+    instead of reading URLs from :class:`Settings` themselves: connection options (URLs,
+    NATS reconnect policy, and PostgreSQL ``application_name`` = the configured name plus
+    the role, so ``pg_stat_activity`` shows who holds what) are decided here only.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def application_name(self, role: str) -> str:
+        return f"{self.settings.database_application_name}-{role}"[:63]
+
+    def _database_url(self) -> str:
+        if not self.settings.database_url:
+            raise ConfigurationError("no database: set CONCORD_DATABASE_URL")
+        return self.settings.database_url
+
+    def postgres(self, role: str) -> psycopg.Connection[Any]:
+        """One autocommit connection for a short-lived caller (a CLI command)."""
+        return psycopg.connect(
+            self._database_url(), autocommit=True, application_name=self.application_name(role)
+        )
+
+    async def postgres_async(self, role: str) -> psycopg.AsyncConnection[Any]:
+        """A dedicated session (LISTEN, a session advisory lock): never pooled."""
+        return await psycopg.AsyncConnection.connect(
+            self._database_url(), autocommit=True, application_name=self.application_name(role)
+        )
+
+    def postgres_async_pool(
+        self, role: str, *, min_size: int, max_size: int
+    ) -> AsyncConnectionPool[Any]:
+        """A (closed) async pool; the caller opens and closes it around its run."""
+        return AsyncConnectionPool(
+            self._database_url(),
+            min_size=min_size,
+            max_size=max_size,
+            kwargs={"autocommit": True, "application_name": self.application_name(role)},
+            open=False,
+            name=self.application_name(role),
+        )
+
+    async def nats(self, role: str) -> NatsClient:
+        """A NATS connection that reconnects for ever (the services outlive NATS restarts)."""
+        if not self.settings.nats_url:
+            raise ConfigurationError("no NATS: set CONCORD_NATS_URL")
+        client: NatsClient = await nats.connect(
+            self.settings.nats_url,
+            name=f"concord-{role}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+        )
+        return client
 
 
-def _line_failed(error: Exception) -> LineFailed:
+log = logging.getLogger("concord.batch")
+
+
+def _line_failed(error: Exception) -> StoreError:
+    """A batch line failed in the store for a reason that is not the client's: the details
+    go to the log under a reference, never the database's own text into the response."""
     reference = uuid.uuid4().hex[:12]
     log.error("batch line failed (%s)", reference, exc_info=error)
-    return LineFailed(f"the line could not be stored; it was logged as {reference}")
+    return StoreError(f"the line could not be stored; it was logged as {reference}")
 
 
 @dataclass
 class Runtime:
-    """Everything a running hub holds; close it to release connections and threads."""
+    """Everything a running hub holds; close it to release connections and threads.
+
+    ``datastore`` is the one PostgreSQL pool of the process: the stores, the committer and
+    the small ports (receipts, conflicts, cross-reference) borrow from it, and so do the
+    operator endpoints (dead letters, subscribers). Nothing else opens connections."""
 
     settings: Settings
     hub: Hub
@@ -81,7 +157,13 @@ class Runtime:
     committer: PostgresCommitter
     policy: OwnershipPolicy
     keys: KeyRing
+    datastore: PostgresDatastore
+    conflicts: PostgresConflicts
+    xref: PostgresCrossReference
+    connections: Connections
     closed: bool = field(default=False)
+    _nats: NatsClient | None = field(default=None, repr=False)
+    _nats_loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     #: Threads that run commands for async callers (the API): each waits for its group
     #: commit, so there are as many as commands in flight, not as many as cores.
     executor: ThreadPoolExecutor = field(
@@ -92,18 +174,21 @@ class Runtime:
         self,
         requests: Iterable[CommandRequest],
         line_of: Callable[[int], int] = lambda index: index + 1,
-    ) -> list[CommandResult | DomainError]:
+    ) -> list[CommandResult | DomainError | StoreError]:
         """Decide every line against the stores plus earlier lines, then commit together.
 
         Per line: a line that fails its checks or its commit is reported and changes nothing;
-        the others commit (grouped into as few transactions as the writer can). Ownership
-        conflicts are recorded once per distinct violation, with the lines (``line_of`` maps
-        a request's index to its line number) that repeated it.
+        the others commit (grouped into as few transactions as the writer can). Lines are
+        decided by the hub in the same order of checks as a single command; only the commit
+        differs: the committer's ``submit``/``outcomes`` let later lines be decided while
+        earlier ones are written. Ownership conflicts are recorded once per distinct
+        violation, with the lines (``line_of`` maps a request's index to its line number)
+        that repeated it.
         """
         overlay = BatchOverlay(self.hub.store)
         scope = BatchScope()
         seen: list[CommandRequest] = []
-        results: list[CommandResult | DomainError] = []
+        results: list[CommandResult | DomainError | StoreError] = []
         indexes: list[int] = []
         submitted: list[Submitted] = []
         pending: list[Change] = []
@@ -113,25 +198,23 @@ class Runtime:
             seen.append(request)
             found: list[ConflictRecord] = []
             try:
-                replay = self.hub.replay(request)
-                if replay is not None:
-                    results.append(replay)
-                    continue
-                change, result = self.hub.prepare(request, overlay, brief=True, conflicts=found)
+                change, result = self.hub.decide(request, overlay, brief=True, conflicts=found)
             except DomainError as refused:
                 results.append(refused)
                 conflicts += [(index, record) for record in found]
                 continue
+            results.append(result)
+            if change is None:  # an idempotent replay
+                continue
             overlay.remember(list(change.aggregates))
             indexes.append(index)
             pending.append(change)
-            results.append(result)
             if len(pending) >= chunk:  # the writer commits while later lines are decided
                 submitted += self.committer.submit(pending, scope)
                 pending = []
         submitted += self.committer.submit(pending, scope)
         for record in merge_conflicts([(line_of(i), record) for i, record in conflicts]):
-            self.committer.record_conflict(record)
+            self.hub.ports.conflicts.record_conflict(record)
         outcomes = self.committer.outcomes(submitted)
         for index, error in zip(indexes, outcomes, strict=True):
             if isinstance(error, ReceiptExists):
@@ -140,6 +223,8 @@ class Runtime:
                     results[index] = replay
             elif isinstance(error, DomainError):
                 results[index] = self.hub.explain_conflict(seen[index], error)
+            elif isinstance(error, StoreError):
+                results[index] = error
             elif error is not None:
                 results[index] = _line_failed(error)
         return results
@@ -151,14 +236,61 @@ class Runtime:
             cls.type_name(): envelope_schema(entity_of[cls.__module__], cls) for cls in EVENT_TYPES
         }
 
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection for an operator request (dead letters, subscriber counts),
+        with tuple rows as those queries expect; it goes back to the pool afterwards."""
+        with self.datastore.get_connection() as conn:
+            conn.row_factory = tuple_row  # type: ignore[assignment]
+            try:
+                yield conn
+            finally:
+                conn.row_factory = dict_row
+
+    async def nats(self) -> NatsClient:
+        """The operator endpoints' NATS connection: opened on first use and kept, so a
+        monitoring poll of ``GET /v1/subscribers`` does not open one per request. One per
+        event loop (a client belongs to the loop it was made on)."""
+        loop = asyncio.get_running_loop()
+        current = self._nats
+        if current is None or current.is_closed or self._nats_loop is not loop:
+            current = self._nats = await self.connections.nats("operator")
+            self._nats_loop = loop
+        return current
+
+    async def close_nats(self) -> None:
+        """Close the operator NATS connection (the API's shutdown, on its own loop)."""
+        current, self._nats, self._nats_loop = self._nats, None, None
+        if current is not None and not current.is_closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(current.close(), 5)
+
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        loop = self._nats_loop
+        if self._nats is not None and loop is not None and loop.is_running():
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(self.close_nats(), loop).result(5)
         self.executor.shutdown(wait=True, cancel_futures=True)
         self.committer.close()
         for store in self.stores.values():
             store.close()
+        self.datastore.close()
+
+
+def personal_keys(
+    stores: dict[str, Store], datastore: PostgresDatastore, settings: Settings
+) -> PersonalKeyStore:
+    """One key store for the process, sealing personal fields in every store's mapper."""
+    keys = PersonalKeyStore(
+        datastore, settings.schema_name, read_ttl_s=settings.personal_key_cache_s
+    )
+    for store in stores.values():
+        assert isinstance(store.mapper, PydanticMapper)
+        store.mapper.personal = keys
+    return keys
 
 
 def open_runtime(settings: Settings) -> Runtime:
@@ -170,34 +302,48 @@ def open_runtime(settings: Settings) -> Runtime:
         )
     policy = load_policy(settings.ownership_file)
     env = settings.postgres_env(settings.database_url)
+    datastore = open_datastore(env, settings.database_application_name)
     stores: dict[str, Store] = {}
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        create_schema(conn, settings.schema_name)
-        # Each store creates its tables on construction; PostgreSQL's CREATE TABLE IF NOT
-        # EXISTS races when several processes start at once (API workers, relay), so the
-        # start-ups take turns.
-        conn.execute("SELECT pg_advisory_lock(hashtext('concord-stores'))")
-        try:
-            for aggregate_class in AGGREGATES:
-                stores[aggregate_class.entity] = store_class(aggregate_class)(env=env)
-        except Exception:
-            for store in stores.values():
-                store.close()
-            raise
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(hashtext('concord-stores'))")
+    # A short-lived session of its own for the start-up lock (not a pooled connection,
+    # which would grow the pool past its size while the stores create their tables).
+    try:
+        with Connections(settings).postgres("startup") as conn:
+            create_schema(conn, settings.schema_name)
+            # Each store creates its tables on construction; PostgreSQL's CREATE TABLE IF
+            # NOT EXISTS races when several processes start at once (API workers, relay),
+            # so the start-ups take turns.
+            conn.execute("SELECT pg_advisory_lock(hashtext('concord-stores'))")
+            try:
+                for aggregate_class in AGGREGATES:
+                    store = store_class(aggregate_class)(env=env, datastore=datastore)
+                    stores[aggregate_class.entity] = store
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext('concord-stores'))")
+    except Exception:
+        datastore.close()
+        raise
+    personal = personal_keys(stores, datastore, settings)
     committer = PostgresCommitter(
         stores,
         settings.schema_name,
         group_max=settings.group_commit_max,
+        personal=personal,
         max_event_bytes=settings.max_event_bytes,
     )
+    conflicts = PostgresConflicts(datastore, settings.schema_name)
+    xref = PostgresCrossReference(datastore, settings.schema_name)
     hub = Hub(
         catalogue=build_catalogue(),
         policy=policy,
-        store=ApplicationEventStore(stores),
-        committer=committer,
+        ports=StoragePorts(
+            events=ApplicationEventStore(stores),
+            commits=committer,
+            receipts=committer.receipts,
+            conflicts=conflicts,
+            xref=xref,
+        ),
         aggregates={cls.entity: cls for cls in AGGREGATES},
+        trace_context=current_traceparent,
     )
     return Runtime(
         settings=settings,
@@ -206,4 +352,8 @@ def open_runtime(settings: Settings) -> Runtime:
         committer=committer,
         policy=policy,
         keys=KeyRing.load(settings),
+        datastore=datastore,
+        conflicts=conflicts,
+        xref=xref,
+        connections=Connections(settings),
     )

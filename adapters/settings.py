@@ -74,7 +74,12 @@ class Settings(BaseSettings):
     """PostgreSQL schema holding every Concord table (env ``CONCORD_SCHEMA``)."""
 
     pool_size: int = 5
+    """Connections the process's one PostgreSQL pool keeps open (shared by every store)."""
     max_overflow: int = 10
+    """Extra connections the pool may open under load, closed again when idle."""
+
+    database_application_name: str = Field(default="concord", max_length=63)
+    """``application_name`` of the hub's pooled connections (see ``pg_stat_activity``)."""
 
     lock_timeout_s: int = 5
     """Writers of one application serialise on a table lock; fail instead of queueing forever
@@ -99,6 +104,9 @@ class Settings(BaseSettings):
     """Largest event (as published: envelope plus NATS headers) a command may commit; the
     default is the NATS servers' ``max_payload`` (8 MiB). A larger event is refused with 413
     at commit, because the relay could never publish it."""
+    personal_key_cache_s: float = Field(default=1.0, ge=0)
+    """How long a process reuses a customer key it read for decrypting. An erasure is
+    effective at once in the process that commits it and within this time in the others."""
 
     nats_stream: str = "CONCORD_EVENTS"
     """JetStream stream every committed event is published to."""

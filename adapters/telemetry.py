@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
@@ -23,6 +23,16 @@ _OTLP_TRACES_PATH = "/v1/traces"
 
 _lock = threading.Lock()
 _provider: TracerProvider | None = None
+
+
+def current_traceparent() -> str | None:
+    """The active trace context (the API request's span) as W3C ``traceparent``, if any.
+
+    Handed to the hub by the composition root: the hub stamps it on events without
+    knowing OpenTelemetry."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent")
 
 
 def build_tracer_provider(settings: Settings) -> TracerProvider | None:

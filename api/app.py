@@ -8,6 +8,8 @@ reads settings or opens connections at import time.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
@@ -45,12 +47,30 @@ model (customers, contracts, orders, invoices, payments).
 """
 
 
-def create_app(runtime: Runtime, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
-    """The ``/v1`` API over one runtime (which the caller keeps and closes).
+def create_app(
+    runtime: Runtime,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    owns_runtime: bool = False,
+) -> FastAPI:
+    """The ``/v1`` API over one runtime (which the caller keeps and closes, unless
+    ``owns_runtime``: then the app's shutdown closes it, as in a uvicorn worker).
 
     ``tracer_provider`` defaults to OpenTelemetry's global one (set by the CLI from settings).
     """
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        """On the way out, close the operator endpoints' NATS connection on its own loop."""
+        try:
+            yield
+        finally:
+            await runtime.close_nats()
+            if owns_runtime:
+                runtime.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Concord",
         version=api_version(),
         description=DESCRIPTION,

@@ -126,8 +126,9 @@ def serve(
             stack.callback(runtime.close)
             # The outbox relay publishes every committed event to NATS while the API runs;
             # the subscribers push them to the targets configured in CONCORD_TARGETS.
-            stack.enter_context(background("concord-relay", Relay(settings).run))
-            stack.enter_context(background("concord-subscribers", subscribers_service(settings)))
+            relay = Relay(settings, connections=runtime.connections)
+            stack.enter_context(background("concord-relay", relay.run))
+            stack.enter_context(background("concord-subscribers", subscribers_service(runtime)))
             new_key = None
             if runtime.keys.is_empty():
                 new_key = runtime.keys.create("admin", "admin", ["read", "write", "admin"])

@@ -196,15 +196,13 @@ def register(app: typer.Typer, settings_factory: SettingsFactory, fail: Fail) ->
             raise typer.Exit(2)
 
     def with_conn(action: Callable[[Any, str], Any]) -> Any:
-        import psycopg
-
+        from adapters.bootstrap import Connections
         from adapters.nats.dead_letters import DeadLetterError
         from adapters.postgres.schema import create_schema
 
         settings = settings_with_database()
-        assert settings.database_url
         try:
-            with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            with Connections(settings).postgres("cli") as conn:
                 create_schema(conn, settings.schema_name)
                 return action(conn, settings.schema_name)
         except DeadLetterError as refused:

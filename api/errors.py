@@ -3,8 +3,14 @@
 Why one shape for everything (domain rules, validation, auth, routing, crashes): a client
 needs one error parser, and each problem says *where* the input was wrong with a dotted path
 (``body.lines.0.unit_price``, ``header.If-Match``, ``path.id``) so a form or a migration
-report can point at the exact value. Domain errors carry ``status``/``code``/``field``
-themselves, so a new rule in ``hub`` needs no change here.
+report can point at the exact value.
+
+The hub knows no HTTP: its errors carry a ``code``, a ``field`` and whether a retry can
+help; the status each kind answers with is decided here (:data:`STATUS`, looked up along
+the error's class hierarchy, so a new rule in ``hub`` gets its family's status). Every
+problem from a hub or store error says ``retryable``: a concurrency conflict (409
+``concurrent-modification``) or a busy store (503) may succeed when sent again, an invalid
+state transition (409 ``invalid-transition``) never will.
 """
 
 from __future__ import annotations
@@ -21,9 +27,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from adapters.postgres.committer import EventTooLarge
 from api.responses import PROBLEM_MEDIA_TYPE, ProblemResponse
+from hub.application.ports import StoreError
+from hub.application.service import CommandResult, IdempotencyMismatch, UnknownCommand
 from hub.domain.bounded import NO_NUL
-from hub.domain.errors import DomainError, OwnershipViolation
+from hub.domain.errors import (
+    AlreadyExists,
+    ConcurrencyConflict,
+    DomainError,
+    InvalidTransition,
+    MergedAway,
+    NotFound,
+    OwnershipViolation,
+    VersionMismatch,
+)
 
 log = logging.getLogger("concord.api")
 
@@ -76,6 +94,14 @@ class Problem(BaseModel):
     errors: list[ProblemItem] = Field(default_factory=list)
     field: str | None = Field(default=None, description="Ownership problems: the field.")
     owner: str | None = Field(default=None, description="Ownership problems: its owner(s).")
+    retryable: bool | None = Field(
+        default=None,
+        description="Refusals by the hub: whether sending the same request again can succeed "
+        "(`concurrent-modification`, `store-busy`: yes; `invalid-transition`: never).",
+    )
+    survivor_id: str | None = Field(
+        default=None, description="Merged customer: the surviving customer to address instead."
+    )
 
 
 class ProblemError(Exception):
@@ -139,6 +165,38 @@ def problem_response(
 
 # -- domain errors ---------------------------------------------------------------------
 
+#: HTTP status per kind of hub refusal; the most specific class along the MRO wins.
+STATUS: dict[type[Exception], int] = {
+    DomainError: 422,
+    OwnershipViolation: 403,
+    NotFound: 404,
+    UnknownCommand: 404,
+    AlreadyExists: 409,
+    InvalidTransition: 409,
+    ConcurrencyConflict: 409,
+    VersionMismatch: 412,
+    IdempotencyMismatch: 422,
+    StoreError: 503,
+    EventTooLarge: 413,
+}
+
+Refusal = DomainError | StoreError
+
+
+def status_of(error: Refusal) -> int:
+    """The HTTP status a hub or store error answers with."""
+    for cls in type(error).__mro__:
+        status = STATUS.get(cls)
+        if status is not None:
+            return status
+    return 422  # pragma: no cover - DomainError and StoreError are both mapped
+
+
+def result_status(result: CommandResult) -> int:
+    """201 for a command that created its aggregate (also when replayed), else 200."""
+    return 201 if result.created else 200
+
+
 Locator = Callable[[str], str]
 
 
@@ -165,22 +223,24 @@ def body_locator(body_fields: Iterable[str], body_prefix: str = "body") -> Locat
 
 
 def domain_problem(
-    error: DomainError, instance: str | None, locate: Locator = default_locator
+    error: Refusal, instance: str | None, locate: Locator = default_locator
 ) -> dict[str, Any]:
     """Problem body for a refused command or query; the message is the detail, verbatim."""
     errors = []
     if error.field:
         errors.append({"field": locate(error.field), "message": error.message, "type": error.code})
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"retryable": error.retryable}
     if isinstance(error, OwnershipViolation):
-        extra = {"field": error.field, "owner": error.owner, "caller": error.caller}
+        extra |= {"field": error.field, "owner": error.owner, "caller": error.caller}
+    if isinstance(error, MergedAway):
+        extra |= {"survivor_id": str(error.survivor_id)}
     return problem_body(
-        error.status, error.code, error.message, instance=instance, errors=errors, **extra
+        status_of(error), error.code, error.message, instance=instance, errors=errors, **extra
     )
 
 
-def domain_headers(error: DomainError) -> dict[str, str]:
-    return {"Retry-After": "1"} if error.status == 503 else {}
+def domain_headers(error: Refusal) -> dict[str, str]:
+    return {"Retry-After": "1"} if isinstance(error, StoreError) else {}
 
 
 # -- validation errors -----------------------------------------------------------------
@@ -244,8 +304,8 @@ async def _api_problem(request: Request, exc: Exception) -> Response:
 
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
-    """Domain errors outside a command's own handling (queries, body parsing)."""
-    assert isinstance(exc, DomainError)
+    """Hub and store errors outside a command's own handling (queries, body parsing)."""
+    assert isinstance(exc, DomainError | StoreError)
     endpoint = getattr(request.scope.get("route"), "endpoint", None)
     locate = getattr(endpoint, "concord_locate", default_locator)
     return problem_response(domain_problem(exc, _instance(request), locate), domain_headers(exc))
@@ -324,6 +384,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _api_problem)
     app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(StoreError, _domain_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -1,14 +1,12 @@
 """uvicorn factory for multi-process serving: ``uvicorn api.server:app --factory``.
 
-Each worker process builds its own runtime (connection pools, writer thread) from the
-``CONCORD_*`` environment; ``concord serve --workers N`` sets that environment (including the
-embedded servers' URLs) and runs the relay and subscribers once, in the parent.
+Each worker process builds its own runtime (one connection pool, writer thread) through the
+composition root from the ``CONCORD_*`` environment; ``concord serve --workers N`` sets that
+environment (including the embedded servers' URLs) and runs the relay and subscribers once,
+in the parent. The app owns the worker's runtime and closes it on shutdown.
 """
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -23,16 +21,6 @@ def app() -> FastAPI:
     settings = Settings()
     configure_tracing(settings)
     configure_metrics(settings)
-    runtime = open_runtime(settings)
-    application = create_app(runtime)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            runtime.close()
-
-    application.router.lifespan_context = lifespan
+    application = create_app(open_runtime(settings), owns_runtime=True)
     tune_for_serving()
     return application

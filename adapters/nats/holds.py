@@ -58,6 +58,7 @@ class HoldStore:
 
     def __init__(self, pool: AsyncConnectionPool[Any], schema: str, subscriber: str) -> None:
         self.pool = pool
+        self.schema = schema
         self.subscriber = subscriber
         ident = sql.Identifier(schema)
         self._holds = sql.SQL("{}.concord_delivery_holds").format(ident)

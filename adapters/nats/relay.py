@@ -29,7 +29,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import nats
 import orjson
 import psycopg
 from nats.aio.client import Client as NatsClient
@@ -40,9 +39,10 @@ from opentelemetry.metrics import Observation
 from opentelemetry.propagate import inject
 from psycopg import sql
 
+from adapters.bootstrap import Connections
 from adapters.nats.subjects import POSITION, Subjects, headers_for, stream_config
+from adapters.postgres.stores import store_class
 from adapters.settings import Settings
-from hub.application.stores import store_class
 from hub.application.views import envelope
 from hub.domain.catalog import AGGREGATES
 
@@ -124,12 +124,15 @@ class Relay:
         self,
         settings: Settings,
         *,
+        connections: Connections | None = None,
         crash_hook: Callable[[str, int], None] | None = None,
         ack_timeout_s: float = ACK_TIMEOUT_S,
     ) -> None:
+        """``connections``: the composition root's (``Connections(settings)`` if not given)."""
         if not settings.database_url or not settings.nats_url:
             raise ValueError("the relay needs CONCORD_DATABASE_URL and CONCORD_NATS_URL")
         self.settings = settings
+        self.connections = connections or Connections(settings)
         self.subjects = Subjects(settings.nats_subject_prefix)
         self.stream = settings.nats_stream
         self.feeds = feeds()
@@ -216,19 +219,10 @@ class Relay:
 
     async def _connect(self) -> None:
         assert self.settings.database_url and self.settings.nats_url
-        self._nc = await nats.connect(
-            self.settings.nats_url,
-            name="concord-relay",
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-        )
+        self._nc = await self.connections.nats("relay")
         self._js = self._nc.jetstream()
-        self._db = await psycopg.AsyncConnection.connect(
-            self.settings.database_url, autocommit=True, application_name="concord-relay"
-        )
-        self._listen = await psycopg.AsyncConnection.connect(
-            self.settings.database_url, autocommit=True, application_name="concord-relay"
-        )
+        self._db = await self.connections.postgres_async("relay")
+        self._listen = await self.connections.postgres_async("relay")
         for feed in self.feeds:
             await self._listen.execute(sql.SQL("LISTEN {}").format(sql.Identifier(feed.table)))
         await self._db.execute(

@@ -21,6 +21,7 @@ import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from adapters.nats.personal import EnvelopeOpener, OpeningConnector
 from adapters.nats.retry import deliver_with_retries
 from adapters.nats.spec import MalformedEvent, SubscriberSpec, parse_delivery
 from adapters.nats.subjects import Subjects
@@ -89,6 +90,7 @@ async def replay(
     *,
     progress: Progress | None = None,
     idle_timeout: float = 5.0,
+    opener: EnvelopeOpener | None = None,
 ) -> ReplayResult:
     """Replay ``spec``'s events per ``request``; returns counts and failures.
 
@@ -132,7 +134,7 @@ async def replay(
             meta = msg.metadata
             done += 1
             total = done + meta.num_pending
-            await _deliver_one(spec, msg.subject, msg.data, meta.sequence.stream, result)
+            await _deliver_one(spec, msg.subject, msg.data, meta.sequence.stream, result, opener)
             if progress is not None:
                 progress(done, total)
     finally:
@@ -142,7 +144,12 @@ async def replay(
 
 
 async def _deliver_one(
-    spec: SubscriberSpec, subject: str, data: bytes, seq: int, result: ReplayResult
+    spec: SubscriberSpec,
+    subject: str,
+    data: bytes,
+    seq: int,
+    result: ReplayResult,
+    opener: EnvelopeOpener | None = None,
 ) -> None:
     if result.first_seq is None:
         result.first_seq = seq
@@ -159,6 +166,8 @@ async def _deliver_one(
     if connector is None:
         result.skipped += 1
         return
+    if opener is not None:  # personal fields opened for the target (``[erased]`` if erased)
+        connector = OpeningConnector(connector, opener)
     outcome = await deliver_with_retries(spec, connector, d.envelope, d.event_id)
     if outcome.delivered:
         result.delivered += 1

@@ -18,16 +18,16 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import nats
 import psycopg
-from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from psycopg_pool import AsyncConnectionPool
 
+from adapters.bootstrap import Connections
 from adapters.nats.dead_letters import delivery_counts
 from adapters.nats.holds import HoldStore
 from adapters.nats.lag import consumer_lag
+from adapters.nats.personal import EnvelopeOpener
 from adapters.nats.registry import DECLARATIONS, build_specs, check_targets, select
 from adapters.nats.replay import Progress, ReplayRequest, ReplayResult, replay
 from adapters.nats.spec import SubscriberSpec
@@ -63,18 +63,13 @@ def _settings(source: Runtime | Settings) -> Settings:
     return settings
 
 
+def _connections(source: Runtime | Settings) -> Connections:
+    """The runtime's connections, or (a CLI command without a runtime) ones for settings."""
+    return Connections(source) if isinstance(source, Settings) else source.connections
+
+
 def lock_key(settings: Settings, name: str) -> str:
     return f"concord-subscriber:{settings.schema_name}:{settings.nats_stream}:{name}"
-
-
-async def _connect(settings: Settings) -> NatsClient:
-    assert settings.nats_url
-    return await nats.connect(
-        settings.nats_url,
-        name="concord-subscribers",
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
-    )
 
 
 async def ensure_stream(js: JetStreamContext, settings: Settings) -> None:
@@ -92,10 +87,11 @@ async def ensure_stream(js: JetStreamContext, settings: Settings) -> None:
         )
 
 
-def _create_tables(settings: Settings) -> None:
-    assert settings.database_url
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        create_schema(conn, settings.schema_name)
+def _create_tables(source: Connections | Settings) -> None:
+    """Once per start (``concord subscribe`` may run before any hub created the tables)."""
+    connections = Connections(source) if isinstance(source, Settings) else source
+    with connections.postgres("subscribers") as conn:
+        create_schema(conn, connections.settings.schema_name)
 
 
 async def run_subscribers(
@@ -111,6 +107,7 @@ async def run_subscribers(
     Connectors of the specs are closed on return.
     """
     settings = _settings(source)
+    connections = _connections(source)
     specs = build_specs(settings) if specs is None else specs
     chosen = select(specs, names)
     try:
@@ -118,15 +115,10 @@ async def run_subscribers(
             log.info("no subscriber has a target (set CONCORD_TARGETS); none started")
             await stop.wait()
             return
-        await asyncio.to_thread(_create_tables, settings)
-        nc = await _connect(settings)
-        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            settings.database_url or "",
-            min_size=1,
-            max_size=2 * len(chosen) + 1,
-            kwargs={"autocommit": True},
-            open=False,
-            name="concord-subscribers",
+        await asyncio.to_thread(_create_tables, connections)
+        nc = await connections.nats("subscribers")
+        pool = connections.postgres_async_pool(
+            "subscribers", min_size=1, max_size=2 * len(chosen) + 1
         )
         try:
             await pool.open()
@@ -134,7 +126,7 @@ async def run_subscribers(
             await ensure_stream(js, settings)
             async with asyncio.TaskGroup() as group:
                 for spec in chosen:
-                    group.create_task(_supervise(settings, spec, js, pool, stop))
+                    group.create_task(_supervise(connections, spec, js, pool, stop))
         finally:
             await pool.close()
             with contextlib.suppress(Exception):
@@ -147,18 +139,18 @@ async def run_subscribers(
 
 
 async def _supervise(
-    settings: Settings,
+    connections: Connections,
     spec: SubscriberSpec,
     js: JetStreamContext,
     pool: AsyncConnectionPool[Any],
     stop: asyncio.Event,
 ) -> None:
+    settings = connections.settings
     delay = RESTART_DELAY_S
     while not stop.is_set():
         guard: psycopg.AsyncConnection[Any] | None = None
         try:
-            assert settings.database_url
-            guard = await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True)
+            guard = await connections.postgres_async(f"subscriber-{spec.name}")
             if not await _lead(guard, lock_key(settings, spec.name), spec.name, stop):
                 return
             subscriber = Subscriber(
@@ -203,15 +195,15 @@ async def _alive(conn: psycopg.AsyncConnection[Any]) -> None:
 
 
 def subscribers_service(
-    settings: Settings, names: Sequence[str] | None = None
+    source: Runtime | Settings, names: Sequence[str] | None = None
 ) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:
     """``service(stop)`` for :func:`adapters.background.background` (``concord serve``).
 
     Targets are checked now, so a typo in ``CONCORD_TARGETS`` stops start-up with a clear
     error instead of a background restart loop; connectors are built per (re)start.
     """
-    check_targets(settings)
-    return functools.partial(run_subscribers, settings, names)
+    check_targets(_settings(source))
+    return functools.partial(run_subscribers, source, names)
 
 
 # ------------------------------------------------------------------------- reporting
@@ -230,49 +222,55 @@ async def subscriber_lag(
     ]
     configured = set(specs) if specs is not None else set(settings.target_urls())
     wanted = list(names) if names is not None else known
-    counts = await asyncio.to_thread(_counts, settings)
+    keys = {name: lock_key(settings, name) for name in wanted}
+    if isinstance(source, Settings):  # a CLI command: its own short-lived connections
+        with Connections(source).postgres("operator") as conn:
+            create_schema(conn, settings.schema_name)
+            counts, running = _read_holds(conn, settings.schema_name, keys)
+        nc = await Connections(source).nats("operator")
+    else:  # the API: the runtime's pool and NATS connection, no DDL (the tables exist)
+        counts, running = await asyncio.to_thread(_pooled_holds, source, keys)
+        nc = await source.nats()
     report: dict[str, dict[str, Any]] = {}
-    nc = await _connect(settings)
     try:
         js = nc.jetstream()
-        assert settings.database_url
-        async with await psycopg.AsyncConnection.connect(
-            settings.database_url, autocommit=True
-        ) as conn:
-            for name in wanted:
-                held = counts.get(
-                    name,
-                    {
-                        "dead_letters": 0,
-                        "parked": 0,
-                        "held_aggregates": 0,
-                        "retrying_aggregates": 0,
-                    },
-                )
-                report[name] = {
-                    "subscriber": name,
-                    "configured": name in configured,
-                    "running": await _running(conn, lock_key(settings, name)),
-                    **await consumer_lag(js, settings.nats_stream, name),
-                    **held,
-                }
+        for name in wanted:
+            held = counts.get(
+                name,
+                {"dead_letters": 0, "parked": 0, "held_aggregates": 0, "retrying_aggregates": 0},
+            )
+            report[name] = {
+                "subscriber": name,
+                "configured": name in configured,
+                "running": running[name],
+                **await consumer_lag(js, settings.nats_stream, name),
+                **held,
+            }
     finally:
-        await nc.close()
+        if isinstance(source, Settings):
+            await nc.close()
     return report
 
 
-def _counts(settings: Settings) -> dict[str, dict[str, int]]:
-    assert settings.database_url
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        create_schema(conn, settings.schema_name)
-        return delivery_counts(conn, settings.schema_name)
+def _pooled_holds(
+    runtime: Runtime, keys: Mapping[str, str]
+) -> tuple[dict[str, dict[str, int]], dict[str, bool]]:
+    with runtime.connection() as conn:
+        return _read_holds(conn, runtime.settings.schema_name, keys)
 
 
-async def _running(conn: psycopg.AsyncConnection[Any], key: str) -> bool:
+def _read_holds(
+    conn: psycopg.Connection[Any], schema: str, keys: Mapping[str, str]
+) -> tuple[dict[str, dict[str, int]], dict[str, bool]]:
+    """What waits in PostgreSQL per subscriber, and which subscribers hold their lock."""
+    return delivery_counts(conn, schema), {n: _running(conn, k) for n, k in keys.items()}
+
+
+def _running(conn: psycopg.Connection[Any], key: str) -> bool:
     """True if some session holds the subscriber's lock (probe: take and give it back)."""
-    row = await (await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,))).fetchone()
+    row = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
     if row and row[0]:
-        await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+        conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
         return False
     return True
 
@@ -289,8 +287,11 @@ async def replay_subscriber(
     settings = _settings(source)
     specs = build_specs(settings) if specs is None else specs
     (spec,) = select(specs, [name])
-    nc = await _connect(settings)
+    connections = _connections(source)
+    nc = await connections.nats("replay")
+    pool = connections.postgres_async_pool("replay", min_size=1, max_size=1)
     try:
+        await pool.open()
         return await replay(
             nc.jetstream(),
             settings.nats_stream,
@@ -298,8 +299,10 @@ async def replay_subscriber(
             Subjects(settings.nats_subject_prefix),
             request,
             progress=progress,
+            opener=EnvelopeOpener(pool, settings.schema_name, withhold=not spec.personal_data),
         )
     finally:
+        await pool.close()
         await nc.close()
         for connector in spec.connectors():
             with contextlib.suppress(Exception):

@@ -59,6 +59,9 @@ class SubscriberSpec:
     target trickling bytes would otherwise hold its aggregate, and the batch, forever)."""
     description: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)
+    personal_data: bool = True
+    """Whether the target needs customers' personal fields: they are opened with the key
+    just before each call; a target that does not need them gets ``[withheld]``."""
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):

@@ -15,6 +15,12 @@ Guarantees, and how they are kept:
   the consumer moves on and other aggregates keep flowing. When the blocker is delivered
   (or an operator retries or discards its dead letter), the parked events are released in
   stream order. All of it is in PostgreSQL, so it survives restarts.
+* **Erasure goes first.** A customer's erasure event is delivered at once even while the
+  customer is held (it does not wait behind a dead letter): the target must forget the
+  person now. What is parked behind the hold is released later with ``[erased]`` fields.
+* **Personal data opened last.** Envelopes on the stream, in dead letters and parked hold
+  personal fields sealed; they are opened with the customer's key only for the target call
+  (``adapters.nats.personal``), so after an erasure a target receives ``[erased]``.
 
 Within one fetched batch, aggregates are handled concurrently and each aggregate's events
 serially. One instance per subscriber runs at a time (the runner holds an advisory lock);
@@ -47,6 +53,7 @@ from adapters.nats.holds import (
     Key,
 )
 from adapters.nats.metrics import SubscriberMetrics
+from adapters.nats.personal import EnvelopeOpener, OpeningConnector, erases_personal_data
 from adapters.nats.retry import (
     EXHAUSTED,
     PERMANENT,
@@ -114,6 +121,12 @@ class Subscriber:
         self._locks: dict[Key, asyncio.Lock] = {}
         self._tasks: dict[Key, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._opener = EnvelopeOpener(store.pool, store.schema, withhold=not spec.personal_data)
+
+    def _connector(self, event_type: str) -> Connector | None:
+        """The target's connector for this event type, receiving opened personal fields."""
+        connector = self.spec.handler_for(event_type)
+        return None if connector is None else OpeningConnector(connector, self._opener)
 
     # -------------------------------------------------------------------- lifecycle
 
@@ -238,10 +251,12 @@ class Subscriber:
                 # A copy of a blocker already settled (the process died before its ack/term).
                 await (msg.term() if hold.state == DEAD_LETTER else msg.ack())
                 return
+            if erases_personal_data(d.event_type) and await self._deliver_past_hold(msg, d):
+                return
             if await self._park(msg, d):
                 return
             hold = None  # released while we waited for the aggregate's lock
-        connector = self.spec.handler_for(d.event_type)
+        connector = self._connector(d.event_type)
         if connector is None:
             await msg.ack()
             self.metrics.count("skipped")
@@ -274,6 +289,35 @@ class Subscriber:
         self._held[d.key] = await self.store.blocker_delivered(d)
         await msg.ack()
         self._spawn(d.key, self._drain(d.key))
+
+    async def _deliver_past_hold(self, msg: Msg, d: Delivery) -> bool:
+        """Deliver an erasure without waiting behind the aggregate's hold. A failure is
+        retried by redelivery; only when its budget is spent does it join the parked events
+        (False: park it), so it is never lost."""
+        connector = self._connector(d.event_type)
+        if connector is None:
+            await msg.ack()
+            self.metrics.count("skipped")
+            return True
+        attempt = msg.metadata.num_delivered
+        try:
+            await self._call(msg, connector, d)
+        except Exception as failed:
+            self.metrics.count("failed")
+            if attempt >= self.spec.max_deliver:
+                log.warning(
+                    "subscriber %s: erasure %s not delivered past the hold (%s); parked",
+                    self.spec.name,
+                    d.event_id,
+                    describe(failed),
+                )
+                return False
+            retry_after = failed.retry_after if isinstance(failed, TransientDeliveryError) else None
+            await msg.nak(delay=backoff_delay(self.spec, attempt, retry_after, self.rng))
+            return True
+        self.metrics.count("delivered")
+        await msg.ack()
+        return True
 
     async def _call(self, msg: Msg, connector: Connector, d: Delivery) -> None:
         """Call the target, telling the server we are still working if it takes long."""
@@ -343,7 +387,7 @@ class Subscriber:
                 empty_twice = True
                 continue
             empty_twice = False
-            connector = self.spec.handler_for(d.event_type)
+            connector = self._connector(d.event_type)
             if connector is not None:
                 outcome = await deliver_with_retries(
                     self.spec, connector, d.envelope, d.event_id, on_failure=self._failed
@@ -377,7 +421,7 @@ class Subscriber:
 
     async def _retry_once(self, task: DeadLetterTask) -> None:
         d = task.delivery
-        connector = self.spec.handler_for(d.event_type)
+        connector = self._connector(d.event_type)
         attempts = 0
         if connector is not None:
             outcome = await deliver_with_retries(

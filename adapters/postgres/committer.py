@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+import orjson
 import psycopg
 from eventsourcing.persistence import (
     IntegrityError,
@@ -40,22 +41,23 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from adapters.nats.size import MAX_PAYLOAD_BYTES, largest_field, published_size_bound
-from hub.application.ports import Change, CommitPort, ConflictRecord, Receipt, ReceiptExists
-from hub.application.stores import Store
+from adapters.postgres.personal_keys import PersonalKeyStore
+from adapters.postgres.records import PostgresReceipts, receipt_status
+from adapters.postgres.stores import Store
+from hub.application.personal import seal_view
+from hub.application.ports import Change, CommitPort, Receipt, ReceiptExists, StoreError
 from hub.domain.errors import AlreadyExists, ConcurrencyConflict, DomainError
 
 
-class StoreBusy(DomainError):
+class StoreBusy(StoreError):
     """A table lock could not be taken within the lock timeout."""
 
-    status = 503
     code = "store-busy"
 
 
-class StoreUnavailable(DomainError):
+class StoreUnavailable(StoreError):
     """The database could not be reached (or a commit's outcome could not be read back)."""
 
-    status = 503
     code = "store-unavailable"
 
 
@@ -91,6 +93,11 @@ class _Pending:
     refs: list[tuple[str, str, str, UUID]]
     future: Future[None]
     scope: BatchScope | None = None
+    #: The receipt's body with personal fields sealed (what the receipts table holds).
+    receipt_body: dict[str, Any] | None = None
+    #: Customer keys made for this change (inserted with it) and keys its erasure destroys.
+    new_keys: list[tuple[UUID, bytes]] = field(default_factory=list)
+    destroyed: list[UUID] = field(default_factory=list)
 
     @property
     def aggregate_ids(self) -> set[UUID]:
@@ -113,17 +120,20 @@ class PostgresCommitter(CommitPort):
         *,
         group_max: int = 256,
         max_event_bytes: int = MAX_PAYLOAD_BYTES,
+        personal: PersonalKeyStore | None = None,
     ) -> None:
         self.stores = stores
+        self.personal = personal
         self.schema = sql.Identifier(schema)
         self.group_max = group_max
         self.max_event_bytes = max_event_bytes
         first = next(iter(stores.values()))
         recorder = first.recorder
         assert isinstance(recorder, PostgresApplicationRecorder)
-        # All stores share one database and schema, hence one composite row type; the first
-        # store's datastore has the type adapters the library's insert statement needs.
+        # All stores share one datastore (pool), database and schema, hence one composite
+        # row type; it has the type adapters the library's insert statement needs.
         self.datastore: PostgresDatastore = recorder.datastore
+        self.receipts = PostgresReceipts(self.datastore, schema, personal=personal)
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._writer = threading.Thread(target=self._run, name="concord-writer", daemon=True)
         self._writer.start()
@@ -175,71 +185,6 @@ class PostgresCommitter(CommitPort):
         self._after_commit([i.change for i, r in zip(items, results, strict=True) if r is None])
         return results
 
-    def find_receipt(self, client_id: str, key: str) -> Receipt | None:
-        query = sql.SQL(
-            "SELECT request_hash, status, body FROM {}.concord_receipts "
-            "WHERE client_id = %s AND key = %s"
-        ).format(self.schema)
-        with self.datastore.get_connection() as conn:
-            row = conn.execute(query, (client_id, key)).fetchone()
-        if row is None:
-            return None
-        return Receipt(client_id, key, row["request_hash"], row["status"], row["body"])
-
-    def record_conflict(self, conflict: ConflictRecord) -> None:
-        query = sql.SQL(
-            "INSERT INTO {}.concord_conflicts (at, client_id, system, entity, aggregate_id, "
-            "command, field, owner, payload, occurrences, lines) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-        ).format(self.schema)
-        with self.datastore.get_connection() as conn:
-            conn.execute(
-                query,
-                (
-                    conflict.at,
-                    conflict.client_id,
-                    conflict.system,
-                    conflict.entity,
-                    conflict.aggregate_id,
-                    conflict.command,
-                    conflict.field,
-                    conflict.owner,
-                    Jsonb(conflict.payload),
-                    conflict.occurrences,
-                    list(conflict.lines) or None,
-                ),
-            )
-
-    def conflicts(self, limit: int = 100, status: str | None = None) -> list[dict[str, Any]]:
-        """Recorded ownership conflicts, newest first (for the exception workbench)."""
-        where = sql.SQL("WHERE status = %s") if status else sql.SQL("")
-        query = sql.SQL(
-            "SELECT id, at, client_id, system, entity, aggregate_id, command, field, owner, "
-            "payload, status, occurrences, lines FROM {}.concord_conflicts {} "
-            "ORDER BY id DESC LIMIT %s"
-        ).format(self.schema, where)
-        params: tuple[Any, ...] = (status, limit) if status else (limit,)
-        with self.datastore.get_connection() as conn:
-            return [dict(row) for row in conn.execute(query, params).fetchall()]
-
-    def lookup(self, system: str, entity: str, external_id: str) -> UUID | None:
-        query = sql.SQL(
-            "SELECT aggregate_id FROM {}.concord_xref "
-            "WHERE system = %s AND entity = %s AND external_id = %s"
-        ).format(self.schema)
-        with self.datastore.get_connection() as conn:
-            row = conn.execute(query, (system, entity, external_id)).fetchone()
-        return None if row is None else UUID(str(row["aggregate_id"]))
-
-    def external_ids(self, aggregate_id: UUID) -> list[dict[str, str]]:
-        """Every system's id for one aggregate."""
-        query = sql.SQL(
-            "SELECT system, external_id FROM {}.concord_xref WHERE aggregate_id = %s "
-            "ORDER BY system, external_id"
-        ).format(self.schema)
-        with self.datastore.get_connection() as conn:
-            return [dict(r) for r in conn.execute(query, (aggregate_id,)).fetchall()]
-
     def close(self) -> None:
         self._queue.put(None)
         self._writer.join(timeout=30)
@@ -264,7 +209,27 @@ class PostgresCommitter(CommitPort):
                 stored[store.name].append(record)
                 for system, external in event.external_refs():
                     refs.append((system, aggregate.entity, external, aggregate.id))
-        return _Pending(change, dict(stored), refs, Future(), scope)
+        item = _Pending(change, dict(stored), refs, Future(), scope)
+        if change.receipt is not None:
+            item.receipt_body = change.receipt.body
+        personal = self.personal
+        if personal is not None:
+            if item.receipt_body is not None:
+                item.receipt_body = orjson.loads(orjson.dumps(item.receipt_body))
+                seal_view(personal, item.receipt_body)
+            item.new_keys = personal.fresh(item.aggregate_ids)
+            item.destroyed = [
+                a.id
+                for a in change.aggregates
+                if any(e.erases_personal_data for e in a.pending_events)
+            ]
+            if item.new_keys or item.destroyed:
+                item.future.add_done_callback(
+                    lambda done: personal.settled(
+                        item.new_keys, item.destroyed, committed=done.exception() is None
+                    )
+                )
+        return item
 
     def _check_size(self, event_type: str, record: StoredEvent) -> None:
         """Refuse an event NATS could not carry, naming the field that makes it large."""
@@ -400,27 +365,53 @@ class PostgresCommitter(CommitPort):
             item.scope.failed |= item.aggregate_ids
 
     def _write(self, group: list[_Pending]) -> set[int]:
-        """One transaction for the group; returns ids of items whose receipt was taken."""
+        """One transaction for the group; returns ids of items whose receipt was taken.
+
+        In pipeline mode: the statements that return nothing (each store's lock, notify and
+        insert, the customers' new keys) travel together instead of one round trip each,
+        and are synced before COMMIT so a refusal surfaces as the error it is."""
         taken: set[int] = set()
-        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
-            live = []
-            for item in group:
-                receipt = item.change.receipt
-                if receipt is not None and not self._insert_receipt(curs, receipt):
-                    taken.add(id(item))
-                else:
-                    live.append(item)
-            by_store: dict[str, list[StoredEvent]] = defaultdict(list)
-            for item in live:
-                for name, events in item.stored.items():
-                    by_store[name].extend(events)
-            for name in sorted(by_store):  # fixed lock order: no deadlock between writers
-                recorder = self._recorder(name)
-                recorder._insert_stored_events(curs, by_store[name])
-            refs = [ref for item in live for ref in item.refs]
-            if refs:
-                self._insert_refs(curs, refs)
+        failed: Exception | None = None
+        with self.datastore.get_connection() as conn, conn.pipeline() as pipeline:
+            try:
+                with conn.transaction(), conn.cursor() as curs:  # an error rolls it back
+                    live = []
+                    for item in group:
+                        receipt = item.change.receipt
+                        if receipt is not None and not self._insert_receipt(
+                            curs, receipt, item.receipt_body
+                        ):
+                            taken.add(id(item))
+                        else:
+                            live.append(item)
+                    by_store: dict[str, list[StoredEvent]] = defaultdict(list)
+                    for item in live:
+                        for name, events in item.stored.items():
+                            by_store[name].extend(events)
+                    for name in sorted(by_store):  # fixed lock order: no deadlock
+                        recorder = self._recorder(name)
+                        recorder._insert_stored_events(curs, by_store[name])
+                    refs = [ref for item in live for ref in item.refs]
+                    if refs:
+                        self._insert_refs(curs, refs)
+                    self._write_keys(curs, live)
+                    pipeline.sync()
+            except Exception as error:
+                failed = error  # re-raised outside the pipeline (psycopg's advice)
+        if failed is not None:
+            raise failed
         return taken
+
+    def _write_keys(self, curs: psycopg.Cursor[Any], live: list[_Pending]) -> None:
+        """New customers' keys, and erasures' destroyed keys, in the events' transaction."""
+        if self.personal is None:
+            return
+        new_keys = [pair for item in live for pair in item.new_keys]
+        if new_keys:  # a clash is a primary-key violation: a concurrency conflict
+            self.personal.insert(curs, new_keys)
+        destroyed = [subject for item in live for subject in item.destroyed]
+        if destroyed:
+            self.personal.destroy(curs, destroyed)
 
     def _landed(self, item: _Pending) -> bool | None:
         """Did this change commit? Its first event (same id, version and bytes) witnesses
@@ -440,7 +431,7 @@ class PostgresCommitter(CommitPort):
             receipt = item.change.receipt
             if receipt is None:
                 return True  # nothing to write: nothing can have gone wrong
-            found = self.find_receipt(receipt.client_id, receipt.key)
+            found = self.receipts.find_receipt(receipt.client_id, receipt.key)
             return found is not None and found.request_hash == receipt.request_hash
         except Exception:
             return None
@@ -452,7 +443,9 @@ class PostgresCommitter(CommitPort):
                 return store.recorder
         raise KeyError(name)
 
-    def _insert_receipt(self, curs: psycopg.Cursor[Any], receipt: Receipt) -> bool:
+    def _insert_receipt(
+        self, curs: psycopg.Cursor[Any], receipt: Receipt, body: dict[str, Any] | None
+    ) -> bool:
         curs.execute(
             sql.SQL(
                 "INSERT INTO {}.concord_receipts (client_id, key, request_hash, status, body) "
@@ -462,8 +455,8 @@ class PostgresCommitter(CommitPort):
                 receipt.client_id,
                 receipt.key,
                 receipt.request_hash,
-                receipt.status,
-                Jsonb(receipt.body),
+                receipt_status(receipt),
+                Jsonb(receipt.body if body is None else body),
             ),
         )
         return curs.fetchone() is not None
@@ -581,7 +574,7 @@ def _wait(item: _Pending) -> None:
 
 def _translate(error: Exception) -> Exception:
     """Map storage errors to domain errors a client can act on."""
-    if isinstance(error, DomainError | ReceiptExists):
+    if isinstance(error, DomainError | ReceiptExists | StoreError):
         return error
     text = str(error)
     if isinstance(error, IntegrityError | psycopg.errors.UniqueViolation) and "_pkey" in text:

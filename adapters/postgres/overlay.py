@@ -36,3 +36,12 @@ class BatchOverlay(EventStorePort):
         self, entity: str, aggregate_id: UUID, *, after_version: int = 0, limit: int | None = None
     ) -> list[DomainEvent]:
         return self.base.history(entity, aggregate_id, after_version=after_version, limit=limit)
+
+    def of_customer(self, entity: str, customer_id: UUID) -> list[UUID]:
+        """The stores' answer plus this batch's own aggregates of that customer."""
+        ours = [
+            a.id
+            for a in self._latest.values()
+            if a.entity == entity and getattr(a, "customer_id", None) == customer_id
+        ]
+        return list(dict.fromkeys([*self.base.of_customer(entity, customer_id), *ours]))

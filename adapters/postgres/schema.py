@@ -1,6 +1,6 @@
 """Concord's own tables beside the event stores: idempotency receipts, the cross-reference
-of external ids, ownership conflicts, and the subscribers' dead letters, holds and parked
-events. Created idempotently at start-up.
+of external ids, ownership conflicts, per-customer data keys, and the subscribers' dead
+letters, holds and parked events. Created idempotently at start-up.
 
 They live in the same schema (and database) as the per-aggregate event tables so a
 command's events, its receipt and its cross-reference rows commit in one transaction.
@@ -53,6 +53,17 @@ TABLES = [
     ALTER TABLE {schema}.concord_conflicts
         ADD COLUMN IF NOT EXISTS occurrences integer NOT NULL DEFAULT 1,
         ADD COLUMN IF NOT EXISTS lines integer[]
+    """,
+    # Per-customer data keys (adapters/postgres/personal_keys.py): erasure sets key to NULL
+    # in the erasure's own transaction, which makes every sealed copy unreadable at once.
+    """
+    CREATE TABLE IF NOT EXISTS {schema}.concord_personal_keys (
+        subject_id   uuid        PRIMARY KEY,
+        key          bytea,
+        created_at   timestamptz NOT NULL DEFAULT now(),
+        destroyed_at timestamptz,
+        CHECK ((key IS NULL) = (destroyed_at IS NOT NULL))
+    )
     """,
     # Subscribers (adapters/nats/subscriber.py). A dead letter is an event a target refused
     # for good (or never confirmed within the delivery budget); at most one per subscriber

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import get_topic
+from psycopg.sql import SQL, Identifier
 
+from adapters.postgres.stores import Store
 from hub.application.ports import EventStorePort, replay_until
-from hub.application.stores import Store
 from hub.domain.base import Aggregate, AggregateSnapshot, DomainEvent
+from hub.domain.catalog import EVENT_TYPES
 
 
 class ApplicationEventStore(EventStorePort):
@@ -50,3 +55,40 @@ class ApplicationEventStore(EventStorePort):
         after = start.version if start is not None else None
         later = [e for e in store.events.get(aggregate_id, gt=after) if isinstance(e, DomainEvent)]
         return replay_until(start, later, at)
+
+    def of_customer(self, entity: str, customer_id: UUID) -> list[UUID]:
+        """Aggregates whose events set ``customer_id`` (creation, or a move on a merge).
+
+        Reads only those event types, and decodes them through the store's own mapper so
+        whatever the transcoder does (upcasting, encryption) applies. It scans every such
+        event of the entity: merges are rare, and an index by customer is a projection's
+        job (not built yet).
+        """
+        store = self.stores[entity]
+        module = store.aggregate_class.__module__
+        topics = [
+            get_topic(cls)
+            for cls in EVENT_TYPES
+            if cls.__module__ == module and "customer_id" in cls.model_fields
+        ]
+        recorder: Any = store.recorder
+        query = SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {}.{} "
+            "WHERE topic = ANY(%s)"
+        ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(query, (topics,))
+            rows = cursor.fetchall()
+        found: dict[UUID, None] = {}
+        for row in rows:
+            event = store.mapper.to_domain_event(
+                StoredEvent(
+                    originator_id=row["originator_id"],
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=bytes(row["state"]),
+                )
+            )
+            if getattr(event, "customer_id", None) == customer_id:
+                found[event.originator_id] = None
+        return list(found)

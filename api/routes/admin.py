@@ -44,7 +44,7 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
             str | None, Query(max_length=50, description="Only conflicts in this state.")
         ] = None,
     ) -> Response:
-        return JSONBytes({"items": runtime.committer.conflicts(limit, status)})
+        return JSONBytes({"items": runtime.conflicts.recent(limit, status)})
 
     @router.get(
         "/keys",

@@ -26,11 +26,13 @@ from api.errors import (
     body_locator,
     domain_problem,
     problem_body,
+    result_status,
     validation_problem,
 )
 from api.errors import problem_responses as problems
 from api.responses import JSONBytes
 from api.schemas import BatchLine, BatchResult
+from hub.application.ports import StoreError
 from hub.application.service import Caller, CommandRequest, CommandResult, Origin
 from hub.domain.errors import DomainError
 
@@ -173,13 +175,16 @@ class _Batch:
         return request, locate
 
     def _result(
-        self, number: int, outcome: CommandResult | DomainError, locate: Callable[[str], str]
+        self,
+        number: int,
+        outcome: CommandResult | DomainError | StoreError,
+        locate: Callable[[str], str],
     ) -> dict[str, Any]:
-        if isinstance(outcome, DomainError):
+        if isinstance(outcome, DomainError | StoreError):
             return self._error(number, domain_problem(outcome, self._where(number), locate))
         result: dict[str, Any] = {
             "line": number,
-            "status": outcome.status,
+            "status": result_status(outcome),
             "id": outcome.body["id"],
             "version": outcome.body["version"],
         }

@@ -19,12 +19,19 @@ from fastapi import APIRouter, Body, Depends, Path, Request
 from starlette.responses import Response
 
 from api.deps import CommandContext, command_headers, create_headers
-from api.errors import body_locator, domain_headers, domain_problem, problem_response
+from api.errors import (
+    body_locator,
+    domain_headers,
+    domain_problem,
+    problem_response,
+    result_status,
+)
 from api.errors import problem_responses as problems
 from api.responses import JSONBytes
 from api.routes import plural
 from api.schemas import CommandOutcome
-from hub.application.commands import CommandSpec, NoInput
+from hub.application.commands import Command, NoInput
+from hub.application.ports import StoreError
 from hub.application.service import Caller, CommandRequest, CommandResult
 from hub.domain.errors import DomainError
 
@@ -39,15 +46,15 @@ def command_response(result: CommandResult, location: str | None = None) -> Resp
     """The hub's result with ``ETag`` = version, ``Location`` for creations, replay marker."""
     body = result.body
     headers = {"ETag": f'"{body["version"]}"'}
-    if location is not None and result.status == 201:
+    if location is not None and result.created:
         headers["Location"] = location
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return JSONBytes(body, status_code=result.status, headers=headers)
+    return JSONBytes(body, status_code=result_status(result), headers=headers)
 
 
 def _endpoint(
-    runtime: Runtime, spec: CommandSpec, require_write: Callable[..., Any]
+    runtime: Runtime, spec: Command, require_write: Callable[..., Any]
 ) -> Callable[..., Awaitable[Response]]:
     """A route function for ``spec`` with a signature FastAPI can read.
 
@@ -85,7 +92,7 @@ def _endpoint(
             result = await asyncio.get_running_loop().run_in_executor(
                 runtime.executor, context_copy.run, runtime.hub.execute, command
             )
-        except DomainError as refused:
+        except (DomainError, StoreError) as refused:
             return problem_response(
                 domain_problem(refused, request.url.path, locate), domain_headers(refused)
             )

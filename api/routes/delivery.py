@@ -15,6 +15,7 @@ No ``from __future__ import annotations``: signatures use the builder's key depe
 import asyncio
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -140,11 +141,10 @@ def _need_nats(runtime: "Runtime") -> None:
         )
 
 
-def _connect(runtime: "Runtime") -> psycopg.Connection[Any]:
-    """A connection for an operator request (rare; tuple rows, as the queries expect).
+def _connect(runtime: "Runtime") -> AbstractContextManager[psycopg.Connection[Any]]:
+    """A pooled connection for an operator request (tuple rows, as the queries expect).
     The tables exist: ``open_runtime`` created them when the API started."""
-    assert runtime.settings.database_url
-    return psycopg.connect(runtime.settings.database_url, autocommit=True)
+    return runtime.connection()
 
 
 def _dead_letter_problem(error: DeadLetterError) -> ProblemError:

@@ -9,6 +9,7 @@ annotations that are real objects or module-level names.
 """
 
 from collections.abc import Callable
+from datetime import date
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
@@ -57,9 +58,17 @@ def _state_route(runtime: "Runtime", entity: str, reader: Any) -> Callable[..., 
                 "time, ISO 8601 with offset), for audits. 404 if it did not exist yet."
             ),
         ] = None,
+        business_date: Annotated[
+            date | None,
+            Query(
+                description="Show what is in force on this business date (ISO 8601 date): a "
+                "contract's amendments effective later stay in `scheduled_changes`. Default: "
+                "the day of `as_of`, or today (UTC)."
+            ),
+        ] = None,
     ) -> Response:
-        view = runtime.hub.get(entity, id, as_of)
-        view["external_ids"] = runtime.committer.external_ids(id)
+        view = runtime.hub.get(entity, id, as_of, business_date)
+        view["external_ids"] = runtime.xref.external_ids(id)
         return JSONBytes(view, headers={"ETag": f'"{view["version"]}"'})
 
     get_state.__name__ = f"{plural(entity)}_get"
@@ -211,7 +220,7 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
     )
     def health() -> Response:
         try:
-            with runtime.committer.datastore.get_connection() as conn:
+            with runtime.datastore.get_connection() as conn:
                 conn.execute("SELECT 1")
         except Exception as exc:  # any failure means "not healthy"; the reason goes to logs
             raise ProblemError(

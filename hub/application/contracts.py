@@ -1,21 +1,26 @@
 """Contract use cases: input models and the command specs the API and batch ingest expose.
 
 A contract is created from an order: the command loads the order so a subscription cannot
-point at an order that does not exist, belongs to another customer, is in another currency,
-or was rejected or cancelled. It does not wait for the ERP's acceptance: billing may set up
-the subscription while the ERP is still booking the order, and holding records that wait on
-a dependency is the orchestration's job, not a domain rule.
+point at an order that does not exist, belongs to another customer or is in another
+currency. An order that was rejected or cancelled refuses the hub's request to subscribe it
+(an intention), but not billing's report of a subscription it already set up (a fact: it
+started before billing heard of the cancellation; the projections show the break). It does
+not wait for the ERP's acceptance: billing may set up the subscription while the ERP is
+still booking the order, and holding records that wait on a dependency is the
+orchestration's job, not a domain rule. A merged customer's subscription is recorded on the
+survivor (see merges.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
-from typing import Any
 from uuid import UUID
 
 from pydantic import Field
 
-from hub.application.commands import CommandInput, CommandSpec
+from hub.application.commands import CommandInput, CommandSpec, Handler, InputT, on
+from hub.application.merges import same_customer, survivor
 from hub.application.unit import Unit
 from hub.domain.base import Aggregate
 from hub.domain.bounded import (
@@ -27,10 +32,9 @@ from hub.domain.bounded import (
     RequiredReference,
 )
 from hub.domain.contract import Contract, ContractItem, ItemChange
-from hub.domain.customer import Customer
 from hub.domain.errors import CurrencyMismatch, InvalidTransition, InvalidValue
 from hub.domain.order import Order, OrderStatus
-from hub.domain.provenance import Stamp
+from hub.domain.provenance import Stamp, System
 
 
 class CreateContract(CommandInput):
@@ -73,32 +77,34 @@ class RecordUsage(CommandInput):
     quantity: Quantity
     period_start: date
     period_end: date
+    usage_record_id: RequiredReference | None = Field(
+        default=None,
+        description="Billing's id of the usage record: counted once (a re-delivery changes "
+        "nothing; the id with other values is refused with 409).",
+    )
 
 
 def _create(stamp: Stamp, contract_id: UUID, data: CreateContract, unit: Unit) -> Aggregate:
+    """A fact from billing: a merged customer's subscription is recorded on the survivor."""
     order = unit.get(Order, data.order_id, field="order_id")
-    unit.get(Customer, data.customer_id, field="customer_id")
-    if order.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED):
+    customer = survivor(unit, data.customer_id, field="customer_id")
+    reports_its_own = stamp.provenance.source_system is System.BILLING
+    if order.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED) and not reports_its_own:
         raise InvalidTransition(
             f"the order is {order.status.value}; nothing is left to subscribe", field="order_id"
         )
-    if order.customer_id != data.customer_id:
+    if not same_customer(unit, order.customer_id, customer.id, field="customer_id"):
         raise InvalidValue(
             f"the order belongs to customer {order.customer_id}", field="customer_id"
         )
     if order.currency != data.currency:
         raise CurrencyMismatch(f"the order is in {order.currency}", field="currency")
-    return Contract.create(stamp, contract_id, **dict(data))
+    return Contract.create(stamp, contract_id, **(dict(data) | {"customer_id": customer.id}))
 
 
-def _contract(handler: Any) -> Any:
+def _contract(handler: Callable[[Contract, Stamp, InputT], None]) -> Handler[InputT]:
     """Adapt ``handler(contract, stamp, data)`` to the generic handler signature."""
-
-    def run(aggregate: Aggregate, stamp: Stamp, data: Any, unit: Unit) -> None:
-        assert isinstance(aggregate, Contract)
-        handler(aggregate, stamp, data)
-
-    return run
+    return on(Contract, lambda aggregate, stamp, data, unit: handler(aggregate, stamp, data))
 
 
 SPECS = [
@@ -170,6 +176,7 @@ SPECS = [
                 quantity=d.quantity,
                 period_start=d.period_start,
                 period_end=d.period_end,
+                usage_record_id=d.usage_record_id,
             )
         ),
         writes=("usage_totals",),

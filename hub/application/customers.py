@@ -7,10 +7,11 @@ sets its own fields (tax id, currency) without either needing to own the other's
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 from uuid import UUID
 
-from hub.application.commands import CommandInput, CommandSpec, NoInput
+from hub.application.commands import CommandInput, CommandSpec, Handler, InputT, NoInput, on
+from hub.application.merges import unmerged
 from hub.application.unit import Unit
 from hub.domain.base import Aggregate
 from hub.domain.bounded import (
@@ -26,6 +27,8 @@ from hub.domain.bounded import (
 )
 from hub.domain.customer import Address, Customer, CustomerDetails, CustomerStatus, LinkedSystem
 from hub.domain.errors import InvalidTransition, InvalidValue
+from hub.domain.invoice import Invoice
+from hub.domain.payment import Payment
 from hub.domain.provenance import Stamp
 
 #: Deepest customer hierarchy walked when looking for a cycle; deeper is refused as well.
@@ -120,6 +123,12 @@ def _change_details(
 
 
 def _merge(customer: Customer, stamp: Stamp, data: MergeCustomer, unit: Unit) -> None:
+    """Merge, and move what the customer still owes or is owed to the survivor.
+
+    Open invoices (receivables, written off or not) and payments with unapplied credit
+    change customer in the same transaction as the merge, each with an event naming both
+    customers; settled and void documents stay where they were issued, for the audit trail.
+    """
     if data.target_customer_id != customer.id:
         target = unit.get(Customer, data.target_customer_id, field="target_customer_id")
         if target.merged_into is not None:
@@ -128,16 +137,30 @@ def _merge(customer: Customer, stamp: Stamp, data: MergeCustomer, unit: Unit) ->
                 field="target_customer_id",
             )
     customer.merge_into(stamp, data.target_customer_id)
+    for invoice in unit.of_customer(Invoice, customer.id):
+        if invoice.is_open:
+            invoice.move_to(stamp, data.target_customer_id)
+    for payment in unit.of_customer(Payment, customer.id):
+        if payment.has_credit:
+            payment.move_to(stamp, data.target_customer_id)
 
 
-def _customer(handler: Any) -> Any:
-    """Adapt ``handler(customer, stamp, data, unit)`` to the generic handler signature."""
+def _customer(
+    handler: Callable[[Customer, Stamp, InputT, Unit], None], *, after_merge: bool = False
+) -> Handler[InputT]:
+    """Adapt ``handler(customer, stamp, data, unit)`` to the generic handler signature.
 
-    def run(aggregate: Aggregate, stamp: Stamp, data: Any, unit: Unit) -> None:
-        assert isinstance(aggregate, Customer)
-        handler(aggregate, stamp, data, unit)
+    On a merged customer only ``after_merge`` commands run (erasure: the law applies to the
+    merged-away record too); the rest are refused naming the survivor at the end of the
+    merge chain, which the aggregate alone cannot know.
+    """
 
-    return run
+    def run(customer: Customer, stamp: Stamp, data: InputT, unit: Unit) -> None:
+        if customer.merged_into is not None and not after_merge:
+            unmerged(unit, customer.id, field="id", action="send the command")
+        handler(customer, stamp, data, unit)
+
+    return on(Customer, run)
 
 
 SPECS = [
@@ -189,7 +212,7 @@ SPECS = [
         "erase",
         NoInput,
         "Erase the customer's personal data (GDPR)",
-        handle=_customer(lambda c, s, d, u: c.erase(s)),
+        handle=_customer(lambda c, s, d, u: c.erase(s), after_merge=True),
         writes=("erased",),
     ),
     CommandSpec(

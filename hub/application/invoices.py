@@ -8,18 +8,18 @@ these ids from opportunity to cash). Payments are applied through the payment co
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
-from typing import Any
 from uuid import UUID
 
 from pydantic import Field
 
-from hub.application.commands import CommandInput, CommandSpec
+from hub.application.commands import CommandInput, CommandSpec, Handler, InputT, on
+from hub.application.merges import same_customer, survivor
 from hub.application.unit import Unit
 from hub.domain.base import Aggregate
 from hub.domain.bounded import MAX_INVOICE_LINES, Amount, Code, CurrencyCode, Reason, RequiredCode
 from hub.domain.contract import Contract
-from hub.domain.customer import Customer
 from hub.domain.errors import InvalidValue
 from hub.domain.invoice import Invoice, InvoiceLine
 from hub.domain.money import Money
@@ -60,30 +60,26 @@ class MarkUncollectible(CommandInput):
 
 
 def _issue(stamp: Stamp, invoice_id: UUID, data: IssueInvoice, unit: Unit) -> Aggregate:
-    unit.get(Customer, data.customer_id, field="customer_id")
+    """A fact from billing: a merged customer's invoice is recorded on the survivor."""
+    customer = survivor(unit, data.customer_id, field="customer_id")
     if data.contract_id is not None:
         contract = unit.get(Contract, data.contract_id, field="contract_id")
-        if contract.customer_id != data.customer_id:
+        if not same_customer(unit, contract.customer_id, customer.id, field="contract_id"):
             raise InvalidValue(
                 f"the contract belongs to customer {contract.customer_id}", field="contract_id"
             )
     if data.order_id is not None:
         order = unit.get(Order, data.order_id, field="order_id")
-        if order.customer_id != data.customer_id:
+        if not same_customer(unit, order.customer_id, customer.id, field="order_id"):
             raise InvalidValue(
                 f"the order belongs to customer {order.customer_id}", field="order_id"
             )
-    return Invoice.issue(stamp, invoice_id, **dict(data))
+    return Invoice.issue(stamp, invoice_id, **(dict(data) | {"customer_id": customer.id}))
 
 
-def _invoice(handler: Any) -> Any:
+def _invoice(handler: Callable[[Invoice, Stamp, InputT], None]) -> Handler[InputT]:
     """Adapt ``handler(invoice, stamp, data)`` to the generic handler signature."""
-
-    def run(aggregate: Aggregate, stamp: Stamp, data: Any, unit: Unit) -> None:
-        assert isinstance(aggregate, Invoice)
-        handler(aggregate, stamp, data)
-
-    return run
+    return on(Invoice, lambda aggregate, stamp, data, unit: handler(aggregate, stamp, data))
 
 
 SPECS = [

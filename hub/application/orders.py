@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
-from typing import Any
 from uuid import UUID
 
 from pydantic import Field
 
-from hub.application.commands import CommandInput, CommandSpec, NoInput
+from hub.application.commands import CommandInput, CommandSpec, Handler, InputT, NoInput, on
+from hub.application.merges import unmerged
 from hub.application.unit import Unit
 from hub.domain.base import Aggregate
 from hub.domain.bounded import (
@@ -19,7 +20,6 @@ from hub.domain.bounded import (
     RequiredCode,
     RequiredReason,
 )
-from hub.domain.customer import Customer
 from hub.domain.order import Order, OrderLine
 from hub.domain.provenance import Stamp
 
@@ -51,7 +51,8 @@ class AmendOrder(CommandInput):
 
 
 def _place(stamp: Stamp, order_id: UUID, data: PlaceOrder, unit: Unit) -> Aggregate:
-    unit.get(Customer, data.customer_id, field="customer_id")
+    """An intention (Concord books it in the ERP): refused for a merged customer."""
+    unmerged(unit, data.customer_id, field="customer_id", action="place the order")
     return Order.place(
         stamp,
         order_id,
@@ -65,14 +66,9 @@ def _place(stamp: Stamp, order_id: UUID, data: PlaceOrder, unit: Unit) -> Aggreg
     )
 
 
-def _order(handler: Any) -> Any:
+def _order(handler: Callable[[Order, Stamp, InputT], None]) -> Handler[InputT]:
     """Adapt ``handler(order, stamp, data)`` to the generic handler signature."""
-
-    def run(aggregate: Aggregate, stamp: Stamp, data: Any, unit: Unit) -> None:
-        assert isinstance(aggregate, Order)
-        handler(aggregate, stamp, data)
-
-    return run
+    return on(Order, lambda aggregate, stamp, data, unit: handler(aggregate, stamp, data))
 
 
 SPECS = [

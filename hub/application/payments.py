@@ -8,16 +8,16 @@ on both sides run before either records anything, so a refusal changes nothing.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 from uuid import UUID
 
 from pydantic import AwareDatetime
 
-from hub.application.commands import CommandInput, CommandSpec
+from hub.application.commands import CommandInput, CommandSpec, Handler, InputT, on
+from hub.application.merges import same_customer, survivor
 from hub.application.unit import Unit
 from hub.domain.base import Aggregate
 from hub.domain.bounded import Reference, RequiredReason
-from hub.domain.customer import Customer
 from hub.domain.errors import InvalidValue
 from hub.domain.invoice import Invoice, UnapplyReason
 from hub.domain.money import Money
@@ -52,11 +52,12 @@ class ReversePayment(CommandInput):
 
 
 def _receive(stamp: Stamp, payment_id: UUID, data: ReceivePayment, unit: Unit) -> Aggregate:
-    unit.get(Customer, data.customer_id, field="customer_id")
+    """A fact: money a merged customer sent is the survivor's."""
+    customer = survivor(unit, data.customer_id, field="customer_id")
     return Payment.receive(
         stamp,
         payment_id,
-        customer_id=data.customer_id,
+        customer_id=customer.id,
         amount=data.amount,
         method=data.method,
         received_at=data.received_at,
@@ -66,7 +67,7 @@ def _receive(stamp: Stamp, payment_id: UUID, data: ReceivePayment, unit: Unit) -
 
 def _apply(payment: Payment, stamp: Stamp, data: ApplyPayment, unit: Unit) -> None:
     invoice = unit.get(Invoice, data.invoice_id, field="invoice_id")
-    if invoice.customer_id != payment.customer_id:
+    if not same_customer(unit, invoice.customer_id, payment.customer_id, field="invoice_id"):
         raise InvalidValue(
             f"the invoice belongs to customer {invoice.customer_id}, the payment to "
             f"{payment.customer_id}",
@@ -115,14 +116,9 @@ def _reverse(payment: Payment, stamp: Stamp, data: ReversePayment, unit: Unit) -
     _take_back(payment, stamp, unit, unapplied, UnapplyReason.REVERSAL)
 
 
-def _payment(handler: Any) -> Any:
+def _payment(handler: Callable[[Payment, Stamp, InputT, Unit], None]) -> Handler[InputT]:
     """Adapt ``handler(payment, stamp, data, unit)`` to the generic handler signature."""
-
-    def run(aggregate: Aggregate, stamp: Stamp, data: Any, unit: Unit) -> None:
-        assert isinstance(aggregate, Payment)
-        handler(aggregate, stamp, data, unit)
-
-    return run
+    return on(Payment, handler)
 
 
 SPECS = [

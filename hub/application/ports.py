@@ -1,8 +1,11 @@
 """Ports: what the application layer needs from storage, as small abstract classes.
 
-The hub decides; adapters store. ``adapters.postgres`` implements these on PostgreSQL (one
-transaction across the per-aggregate event tables), which is the only implementation the
-product runs with; tests use it too.
+The hub decides; adapters store. Each port is one concern, so a test can fake exactly what
+a use case touches (``tests/unit/fakes.py`` holds in-memory versions of all of them) and the
+hub's order of checks runs in milliseconds. ``adapters.postgres`` implements them on one
+PostgreSQL database, where :class:`CommitPort` writes a command's events, its receipt and
+its cross-reference rows in one transaction: that atomicity is why receipts are *read* through
+:class:`ReceiptPort` but *written* only as part of a :class:`Change`.
 """
 
 from __future__ import annotations
@@ -19,12 +22,15 @@ from hub.domain.base import Aggregate, DomainEvent
 
 @dataclass(frozen=True)
 class Receipt:
-    """A remembered command result for an ``Idempotency-Key`` (scoped to one client)."""
+    """A remembered command result for an ``Idempotency-Key`` (scoped to one client).
+
+    ``created`` tells a replay whether the original command created its aggregate (the API
+    answers a replay exactly as it answered the first time)."""
 
     client_id: str
     key: str
     request_hash: str
-    status: int
+    created: bool
     body: dict[str, Any]
 
 
@@ -86,6 +92,13 @@ class EventStorePort(ABC):
         nearest snapshot at or before ``at`` instead."""
         return replay_until(None, self.history(entity, aggregate_id), at)
 
+    def of_customer(self, entity: str, customer_id: UUID) -> list[UUID]:
+        """Ids of ``entity`` aggregates that named ``customer_id`` when created or moved
+        (candidates: the caller checks their current state). Merges need it to move the
+        merged customer's receivables; a store that cannot answer must say so, not return
+        nothing, or a merge would leave invoices behind silently."""
+        raise NotImplementedError(f"this store cannot find {entity}s by customer")
+
 
 def replay_until(
     start: Aggregate | None, events: Iterable[DomainEvent], at: datetime
@@ -101,25 +114,65 @@ def replay_until(
 
 
 class CommitPort(ABC):
-    """Writes a command's changes: all aggregates and the receipt in one transaction."""
+    """Writes a command's changes: all aggregates, their external ids and the receipt in
+    one transaction."""
 
     @abstractmethod
     def commit(self, change: Change) -> None:
         """Store atomically; raise ConcurrencyConflict if any aggregate moved meanwhile,
-        ReceiptExists if the idempotency key was stored concurrently."""
+        AlreadyExists if an external id names another aggregate, ReceiptExists if the
+        idempotency key was stored concurrently, StoreError if storage failed."""
+
+
+class ReceiptPort(ABC):
+    """Reads remembered idempotency receipts (written by :class:`CommitPort`)."""
 
     @abstractmethod
     def find_receipt(self, client_id: str, key: str) -> Receipt | None:
         """The stored result of an earlier command with this key, if any."""
 
+
+class ConflictPort(ABC):
+    """Remembers refused ownership violations for the exception workbench."""
+
     @abstractmethod
     def record_conflict(self, conflict: ConflictRecord) -> None:
-        """Remember a refused ownership violation."""
+        """Remember a refused ownership violation (outside any command transaction)."""
+
+
+class CrossReferencePort(ABC):
+    """Finds canonical ids by another system's id (rows written by :class:`CommitPort`)."""
 
     @abstractmethod
     def lookup(self, system: str, entity: str, external_id: str) -> UUID | None:
         """Canonical id that ``system`` knows as ``external_id``, if any."""
 
 
+@dataclass(frozen=True)
+class StoragePorts:
+    """Everything the hub needs from storage, handed over by the composition root."""
+
+    events: EventStorePort
+    commits: CommitPort
+    receipts: ReceiptPort
+    conflicts: ConflictPort
+    xref: CrossReferencePort
+
+
 class ReceiptExists(Exception):
     """Another request with the same idempotency key committed first."""
+
+
+class StoreError(Exception):
+    """Storage failed (busy, unreachable, outcome unknown): not a business rule.
+
+    Kept apart from :class:`~hub.domain.errors.DomainError` because nothing about the
+    request is wrong; the same request may succeed a moment later (``retryable``)."""
+
+    code = "store-unavailable"
+    retryable = True
+    field: str | None = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

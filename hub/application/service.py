@@ -1,32 +1,33 @@
 """The hub's use-case service: run one command, answer queries.
 
-Order of checks for a command, cheapest and least surprising first: idempotent replay,
-ownership (refused writes are recorded as conflicts), existence and ``If-Match`` version,
-then the aggregate's own rules. Only when all pass is anything committed, and then all of
-the command's aggregates and its idempotency receipt commit in one transaction.
+Order of checks for a command (the API has authenticated the caller and checked its scope):
+ownership first (refused writes are recorded as conflicts; a replay must not hand a caller a
+result its system may no longer write), then the idempotent replay, then existence and the
+``If-Match`` version, then the aggregate's own rules. Only when all pass is anything
+committed, and then all of the command's aggregates and its idempotency receipt commit in
+one transaction. ``tests/unit/test_hub_order.py`` pins this order with in-memory ports.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from hashlib import sha256
 from typing import Any
 from uuid import UUID
 
 import orjson
-from opentelemetry import propagate
 from pydantic import ValidationError
 
-from hub.application.commands import Catalogue, CommandInput, CommandSpec
+from hub.application.commands import Catalogue, Command, CommandInput
 from hub.application.ports import (
     Change,
-    CommitPort,
     ConflictRecord,
     EventStorePort,
     Receipt,
     ReceiptExists,
+    StoragePorts,
 )
 from hub.application.unit import Unit
 from hub.application.views import aggregate_view, event_envelope
@@ -48,7 +49,6 @@ from hub.domain.provenance import Provenance, Stamp, System
 class IdempotencyMismatch(DomainError):
     """The idempotency key was used before with a different request."""
 
-    status = 422
     code = "idempotency-key-reused"
 
 
@@ -107,7 +107,9 @@ class CommandRequest:
 
 @dataclass(frozen=True)
 class CommandResult:
-    status: int
+    """A command's answer: ``created`` when it made a new aggregate (the API says 201)."""
+
+    created: bool
     body: dict[str, Any]
     replayed: bool = False
 
@@ -140,19 +142,16 @@ def _invalid_value(invalid: ValidationError) -> InvalidValue:
 
 
 class UnknownCommand(DomainError):
-    status = 404
     code = "unknown-command"
-
-
-def _current_traceparent() -> str | None:
-    """The active trace context (the API request's span), if tracing is on."""
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return carrier.get("traceparent")
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def no_trace_context() -> str | None:
+    """Default trace context source: none (the composition root passes OpenTelemetry's)."""
+    return None
 
 
 class Hub:
@@ -163,29 +162,34 @@ class Hub:
         *,
         catalogue: Catalogue,
         policy: OwnershipPolicy,
-        store: EventStorePort,
-        committer: CommitPort,
+        ports: StoragePorts,
         aggregates: dict[str, type[Aggregate]],
         clock: Callable[[], datetime] = utc_now,
+        trace_context: Callable[[], str | None] = no_trace_context,
     ) -> None:
+        """``trace_context`` returns the caller's W3C ``traceparent`` (stamped on every
+        event so NATS consumers continue the request's trace); tracing itself stays
+        outside the hub."""
         self.catalogue = catalogue
         self.policy = policy
-        self.store = store
-        self.committer = committer
+        self.ports = ports
+        self.store = ports.events
         self.aggregates = aggregates
         self.clock = clock
+        self.trace_context = trace_context
 
     # -- commands -----------------------------------------------------------------------
 
-    def prepare(
+    def decide(
         self,
         request: CommandRequest,
         store: EventStorePort | None = None,
         *,
         brief: bool = False,
         conflicts: list[ConflictRecord] | None = None,
-    ) -> tuple[Change, CommandResult]:
-        """Decide a command without committing it (batch ingest commits many at once).
+    ) -> tuple[Change | None, CommandResult]:
+        """Check and decide a command without committing it (bulk ingest commits many at
+        once): ownership, then replay (no change: ``None``), then the command itself.
 
         ``store`` lets bulk ingest read through its own not-yet-committed aggregates;
         ``brief`` answers with id and version only (bulk ingest reports no more per line),
@@ -194,14 +198,30 @@ class Hub:
         """
         spec = self.spec(request.entity, request.name)
         self._check_ownership(spec, request, conflicts)
+        replay = self.replay(request)
+        if replay is not None:
+            return None, replay
+        return self._decide(spec, request, store, brief)
+
+    def prepare(
+        self, request: CommandRequest, store: EventStorePort | None = None
+    ) -> tuple[Change, CommandResult]:
+        """Decide a command ignoring any stored receipt (tests commit the change themselves)."""
+        spec = self.spec(request.entity, request.name)
+        self._check_ownership(spec, request)
+        return self._decide(spec, request, store, brief=False)
+
+    def _decide(
+        self, spec: Command, request: CommandRequest, store: EventStorePort | None, brief: bool
+    ) -> tuple[Change, CommandResult]:
         stamp = Stamp(
             provenance=self._provenance(request),
             recorded_at=self.clock(),
-            traceparent=_current_traceparent(),
+            traceparent=self.trace_context(),
         )
         unit = Unit(store or self.store)
         try:
-            aggregate, status = self._decide(spec, request, stamp, unit)
+            aggregate = self._run(spec, request, stamp, unit)
         except ValidationError as invalid:
             raise _invalid_value(invalid) from None
         except ArithmeticError as overflow:  # decimal.InvalidOperation, Overflow
@@ -224,46 +244,18 @@ class Hub:
                 client_id=request.caller.client_id,
                 key=request.idempotency_key,
                 request_hash=request.fingerprint(),
-                status=status,
+                created=spec.creates,
                 body=body,
             )
-        return Change(aggregates=changed, receipt=receipt), CommandResult(status, body)
-
-    def _decide(
-        self, spec: CommandSpec, request: CommandRequest, stamp: Stamp, unit: Unit
-    ) -> tuple[Aggregate, int]:
-        """Create or load the aggregate and run the command on it; its status code."""
-        if spec.create is not None:
-            aggregate_id = request.aggregate_id or self._new_id(request)
-            aggregate = spec.create(stamp, aggregate_id, request.payload, unit)
-            unit.add(aggregate)
-            status = 201
-        else:
-            assert spec.handle is not None
-            if request.aggregate_id is None:
-                raise NotFound("this command needs an aggregate id", field="id")
-            cls = self.aggregates[request.entity]
-            aggregate = unit.get(cls, request.aggregate_id, field="id")
-            if request.expected_version is not None and (
-                aggregate.version != request.expected_version
-            ):
-                raise VersionMismatch(
-                    f"{request.entity} {aggregate.id} is at version {aggregate.version}, "
-                    f"not {request.expected_version}; re-read it and retry",
-                    field="If-Match",
-                )
-            spec.handle(aggregate, stamp, request.payload, unit)
-            status = 200
-        return aggregate, status
+        return Change(aggregates=changed, receipt=receipt), CommandResult(spec.creates, body)
 
     def execute(self, request: CommandRequest) -> CommandResult:
         """Run one command: replay, or decide and commit atomically."""
-        replay = self.replay(request)
-        if replay is not None:
-            return replay
-        change, result = self.prepare(request)
+        change, result = self.decide(request)
+        if change is None:
+            return result
         try:
-            self.committer.commit(change)
+            self.ports.commits.commit(change)
         except ConcurrencyConflict as conflict:
             raise self.explain_conflict(request, conflict) from None
         except ReceiptExists:
@@ -289,7 +281,9 @@ class Hub:
         """The stored result for a repeated idempotency key, or None for a new key."""
         if request.idempotency_key is None:
             return None
-        receipt = self.committer.find_receipt(request.caller.client_id, request.idempotency_key)
+        receipt = self.ports.receipts.find_receipt(
+            request.caller.client_id, request.idempotency_key
+        )
         if receipt is None:
             return None
         if receipt.request_hash != request.fingerprint():
@@ -298,9 +292,9 @@ class Hub:
                 "request; use a new key for a new request",
                 field="Idempotency-Key",
             )
-        return CommandResult(receipt.status, receipt.body, replayed=True)
+        return CommandResult(receipt.created, receipt.body, replayed=True)
 
-    def spec(self, entity: str, name: str) -> CommandSpec:
+    def spec(self, entity: str, name: str) -> Command:
         spec = self.catalogue.get(entity, name)
         if spec is None:
             known = ", ".join(s.name for s in self.catalogue.for_entity(entity)) or "none"
@@ -309,9 +303,31 @@ class Hub:
             )
         return spec
 
+    def _run(self, spec: Command, request: CommandRequest, stamp: Stamp, unit: Unit) -> Aggregate:
+        """Create or load the aggregate and run the command on it."""
+        if spec.creates:
+            aggregate_id = request.aggregate_id or self._new_id(request)
+            aggregate = spec.run_create(stamp, aggregate_id, request.payload, unit)
+            unit.add(aggregate)
+        else:
+            if request.aggregate_id is None:
+                raise NotFound("this command needs an aggregate id", field="id")
+            cls = self.aggregates[request.entity]
+            aggregate = unit.get(cls, request.aggregate_id, field="id")
+            if request.expected_version is not None and (
+                aggregate.version != request.expected_version
+            ):
+                raise VersionMismatch(
+                    f"{request.entity} {aggregate.id} is at version {aggregate.version}, "
+                    f"not {request.expected_version}; re-read it and retry",
+                    field="If-Match",
+                )
+            spec.run_handle(aggregate, stamp, request.payload, unit)
+        return aggregate
+
     def _check_ownership(
         self,
-        spec: CommandSpec,
+        spec: Command,
         request: CommandRequest,
         collect: list[ConflictRecord] | None = None,
     ) -> None:
@@ -332,7 +348,7 @@ class Hub:
                 at=self.clock(),
             )
             if collect is None:
-                self.committer.record_conflict(record)
+                self.ports.conflicts.record_conflict(record)
             else:
                 collect.append(record)
             raise
@@ -358,8 +374,15 @@ class Hub:
 
     # -- queries ------------------------------------------------------------------------
 
-    def get(self, entity: str, aggregate_id: UUID, as_of: datetime | None = None) -> dict[str, Any]:
-        """Current state, or the state as it was at ``as_of`` (recorded time)."""
+    def get(
+        self,
+        entity: str,
+        aggregate_id: UUID,
+        as_of: datetime | None = None,
+        business_date: date | None = None,
+    ) -> dict[str, Any]:
+        """Current state, or the state as it was at ``as_of`` (recorded time), as in force on
+        ``business_date`` (default: the day of ``as_of``, or today by the hub's clock)."""
         if as_of is None:
             aggregate = self.store.load(entity, aggregate_id)
         else:
@@ -367,7 +390,8 @@ class Hub:
         if aggregate is None:
             when = f" at {as_of.isoformat()}" if as_of else ""
             raise NotFound(f"no {entity} with id {aggregate_id}{when}", field="id")
-        return aggregate_view(aggregate)
+        day = business_date or (as_of or self.clock()).astimezone(UTC).date()
+        return aggregate_view(aggregate.on_business_date(day))
 
     def history(
         self, entity: str, aggregate_id: UUID, *, after_version: int = 0, limit: int | None = None
@@ -381,7 +405,7 @@ class Hub:
         return [event_envelope(entity, e) for e in events]
 
     def lookup(self, system: str, entity: str, external: str) -> UUID:
-        found = self.committer.lookup(system, entity, external)
+        found = self.ports.xref.lookup(system, entity, external)
         if found is None:
             raise NotFound(f"no {entity} known to {system} as {external!r}", field="external_id")
         return found

@@ -35,6 +35,14 @@ class Unit:
             raise NotFound(f"{aggregate_id} is not a {cls.entity}", field=field)
         return found
 
+    def of_customer(self, cls: type[A], customer_id: UUID) -> list[A]:
+        """The ``cls`` aggregates that belong to ``customer_id`` now (read through this unit,
+        so ones created or changed earlier in the command count as they are)."""
+        ids = dict.fromkeys(self._store.of_customer(cls.entity, customer_id))
+        ids.update(dict.fromkeys(a.id for a in self._seen.values() if isinstance(a, cls)))
+        found = [self.get(cls, aggregate_id) for aggregate_id in ids]
+        return [a for a in found if getattr(a, "customer_id", None) == customer_id]
+
     def add(self, aggregate: Aggregate) -> None:
         """Register a newly created aggregate.
 

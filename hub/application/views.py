@@ -12,7 +12,8 @@ from uuid import UUID, uuid5
 
 from eventsourcing.utils import get_topic, resolve_topic
 
-from hub.application.mapper import upcast
+from hub.application.personal import SEALED
+from hub.application.upcast import upcast
 from hub.domain.base import EVENT_NAMESPACE, Aggregate, DomainEvent
 
 ENVELOPE_VERSION = 1
@@ -95,6 +96,7 @@ def envelope_schema(entity: str, cls: type[DomainEvent]) -> dict[str, Any]:
         "properties": {k: v for k, v in own.get("properties", {}).items() if k not in skip},
         "required": [k for k in own.get("required", []) if k not in skip],
     }
+    _allow_sealed(data, defs, cls.personal_fields)
     uuid_string = {"type": "string", "format": "uuid"}
     moment = {"type": "string", "format": "date-time"}
     return {
@@ -131,3 +133,25 @@ def envelope_schema(entity: str, cls: type[DomainEvent]) -> dict[str, Any]:
         },
         "$defs": defs,
     }
+
+
+#: A personal value as published: sealed with the customer's key (a subscriber of Concord's
+#: opens it with the key store; anyone else sees only ciphertext).
+SEALED_SCHEMA = {
+    "type": "string",
+    "pattern": f"^{SEALED}",
+    "description": "personal data sealed with the customer's key (AES-256-GCM)",
+}
+
+
+def _allow_sealed(data: dict[str, Any], defs: dict[str, Any], paths: tuple[str, ...]) -> None:
+    """Let each personal field (a dotted path, possibly into a nested model) be sealed."""
+    for path in paths:
+        *parents, leaf = path.split(".")
+        properties: dict[str, Any] | None = data["properties"]
+        for part in parents:
+            ref = (properties or {}).get(part, {}).get("$ref", "")
+            found = defs.get(ref.rpartition("/")[2]) if ref else None
+            properties = None if found is None else found.get("properties")
+        if properties is not None and leaf in properties:
+            properties[leaf] = {"anyOf": [properties[leaf], SEALED_SCHEMA]}

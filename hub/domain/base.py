@@ -11,13 +11,13 @@ code that changes state, so replaying history rebuilds exactly the same aggregat
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar, Self, TypeVar
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import OriginatorIDError, OriginatorVersionError
 from eventsourcing.utils import get_topic, resolve_topic
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from hub.domain.provenance import Provenance, Stamp
 
@@ -36,6 +36,11 @@ class DomainEvent(BaseModel):
     traceparent: str | None = None
 
     class_version: ClassVar[int] = 1
+    #: Dotted paths (in the stored state) of a person's data: the store seals them with the
+    #: aggregate's own key, so destroying that key erases them everywhere (crypto-shredding).
+    personal_fields: ClassVar[tuple[str, ...]] = ()
+    #: True for the event that erases the aggregate's personal data: its commit destroys the key.
+    erases_personal_data: ClassVar[bool] = False
 
     def mutate(self, aggregate: Any) -> Any:
         """Apply to ``aggregate`` after checking it is the next event of that aggregate."""
@@ -48,10 +53,25 @@ class DomainEvent(BaseModel):
         self.apply(aggregate)
         aggregate.version = self.originator_version
         aggregate.modified_on = self.timestamp
+        self.note_source_time(aggregate)
         return aggregate
 
     def apply(self, aggregate: Any) -> None:
         """Change the aggregate's state; events that only record a fact leave it as is."""
+
+    def source_fields(self) -> list[str]:
+        """Aggregate fields this event set from its source (their source time is kept)."""
+        return []
+
+    def note_source_time(self, aggregate: Aggregate) -> None:
+        """Remember when, by the source's clock, each field this event set was said."""
+        occurred = self.provenance.occurred_at
+        fields = self.source_fields()
+        if occurred is not None and fields:
+            aggregate.source_occurred_at = {
+                **aggregate.source_occurred_at,
+                **dict.fromkeys(fields, occurred),
+            }
 
     @property
     def event_id(self) -> UUID:
@@ -97,11 +117,27 @@ class CreationEvent(DomainEvent):
             raise AssertionError(f"{type(self).__name__} must be the first event")
         if self.originator_version != 1:
             raise OriginatorVersionError(self.originator_version, 1)
-        return self.create()
+        aggregate = self.create()
+        self.note_source_time(aggregate)
+        return aggregate
 
     def create(self) -> Aggregate:
         """Build the new aggregate from this event's fields."""
         raise AssertionError(f"{type(self).__name__} must define create()")
+
+
+class StaleUpdate(DomainEvent):
+    """A source update older (by the source's clock) than what the aggregate holds for
+    ``fields``: recorded, so the audit trail shows it arrived, but nothing changed.
+
+    ``newer_occurred_at`` is the source time of the value each field kept. The stale values
+    themselves are not copied into the log (they may be personal data); the provenance names
+    the source record and event that carried them. Each aggregate module defines its own
+    subclass, so the event type names its aggregate (``CustomerUpdateStale``).
+    """
+
+    fields: list[str]
+    newer_occurred_at: dict[str, datetime]
 
 
 E = TypeVar("E", bound=DomainEvent)
@@ -117,10 +153,17 @@ class Aggregate(BaseModel):
     created_on: datetime
     modified_on: datetime
 
+    source_occurred_at: dict[str, datetime] = Field(default_factory=dict)
+    """Per field, when the source said its current value (``Concord-Occurred-At``)."""
+
     _pending: list[DomainEvent] = PrivateAttr(default_factory=list)
 
     #: Entity name in the ownership policy and in URLs (``customer`` -> ``/v1/customers``).
     entity: ClassVar[str] = ""
+    #: State fields holding a person's data (sealed in snapshots and receipts, see events).
+    personal_fields: ClassVar[tuple[str, ...]] = ()
+    #: The aggregate's StaleUpdate event type (for :meth:`_fresh`).
+    stale_event: ClassVar[type[StaleUpdate] | None] = None
 
     @classmethod
     def _start(cls, event: CreationEvent) -> Self:
@@ -144,6 +187,23 @@ class Aggregate(BaseModel):
         self._events().append(event)
         return event
 
+    def _fresh(self, stamp: Stamp, fields: list[str]) -> list[str]:
+        """The ``fields`` this update may change: an older fact never overwrites a newer one.
+
+        A field is stale when the update's source time is before the source time of the
+        value held (equal times: the later arrival wins). Stale fields are recorded as one
+        StaleUpdate event and left out; an update without a source time always applies.
+        """
+        occurred = stamp.provenance.occurred_at
+        if occurred is None or self.stale_event is None:
+            return fields
+        held = self.source_occurred_at
+        stale = [f for f in fields if f in held and occurred < held[f]]
+        if stale:
+            newer = {f: held[f] for f in stale}
+            self._record(self.stale_event, stamp, fields=stale, newer_occurred_at=newer)
+        return [f for f in fields if f not in stale]
+
     def collect_events(self) -> list[DomainEvent]:
         """Hand over (and forget) the events recorded since the last save."""
         events = self._events()
@@ -164,6 +224,11 @@ class Aggregate(BaseModel):
         assert private is not None
         events: list[DomainEvent] = private["_pending"]
         return events
+
+    def on_business_date(self, day: date) -> Self:
+        """The aggregate as in force on ``day`` (queries name one; changes scheduled for a
+        later date stay ahead). Only contracts schedule changes; the rest are as they are."""
+        return self
 
     def state(self) -> dict[str, Any]:
         """JSON-ready state for query results and snapshots."""

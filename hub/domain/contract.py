@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hub.domain.base import Aggregate, CreationEvent, DomainEvent, creation_fields
 from hub.domain.bounded import NonNegativeQuantity, RatePrice, RequiredCode
-from hub.domain.errors import InvalidTransition, InvalidValue
+from hub.domain.errors import AlreadyExists, InvalidTransition, InvalidValue
 from hub.domain.money import exponent
 from hub.domain.order import ChargeType
 from hub.domain.provenance import Stamp
@@ -108,6 +108,31 @@ def amended_items(items: list[ContractItem], changes: list[ItemChange]) -> list[
     return result
 
 
+def usage_fingerprint(sku: str, quantity: Decimal, period_start: date, period_end: date) -> str:
+    """What a usage record said, to tell a re-delivery (equal) from a clash (different)."""
+    return f"{sku} x {quantity.normalize():f} for {period_start} to {period_end}"
+
+
+class ScheduledChange(BaseModel):
+    """An amendment recorded before its effective date: not in force until that day."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    effective_date: date
+    changes: list[ItemChange]
+
+
+def bring_into_force(
+    items: list[ContractItem], scheduled: list[ScheduledChange], day: date
+) -> tuple[list[ContractItem], list[ScheduledChange]]:
+    """Apply the scheduled changes effective on or before ``day``, in effective-date order
+    (among equal dates, in the order recorded); return the items and what is still ahead."""
+    for change in scheduled:
+        if change.effective_date <= day:
+            items = amended_items(items, change.changes)
+    return items, [c for c in scheduled if c.effective_date > day]
+
+
 class Contract(Aggregate):
     entity = "contract"
 
@@ -127,6 +152,30 @@ class Contract(Aggregate):
     renewals: int = 0
     usage_totals: dict[str, Decimal] = Field(default_factory=dict)
     usage_records: int = 0
+    usage_record_ids: dict[str, str] = Field(default_factory=dict)
+    scheduled_changes: list[ScheduledChange] = Field(default_factory=list)
+    initial_items: list[ContractItem] | None = None
+    amendment_log: list[ScheduledChange] = Field(default_factory=list)
+    """Every amendment by effective date (equal dates: as recorded), with the items the
+    contract was created with, so the items of *any* business date can be rebuilt; an
+    amendment is small and contracts have tens of them, unlike usage (kept as totals).
+    ``initial_items`` is None only in snapshots taken before the log existed."""
+
+    def on_business_date(self, day: date) -> Contract:
+        """The contract as in force on ``day``: the amendments effective by then applied,
+        later ones listed in ``scheduled_changes``. A read-only copy (or self, unchanged).
+
+        ``items`` in the state is what was in force on the day the last amendment was
+        recorded; a query names its business date (today by default), so today's state
+        never shows tomorrow's price and an earlier day shows what was in force then.
+        """
+        if self.initial_items is None:  # a snapshot from before the log: forward only
+            items, ahead = bring_into_force(self.items, self.scheduled_changes, day)
+        else:
+            items, ahead = bring_into_force(self.initial_items, self.amendment_log, day)
+        if items == self.items and ahead == self.scheduled_changes:
+            return self
+        return self.model_copy(update={"items": items, "scheduled_changes": ahead})
 
     # -- commands -------------------------------------------------------------------------
 
@@ -229,9 +278,25 @@ class Contract(Aggregate):
         quantity: Decimal,
         period_start: date,
         period_end: date,
+        usage_record_id: str | None = None,
     ) -> None:
-        """Usage of a usage item; late usage of a suspended contract is still accepted."""
+        """Usage of a usage item; late usage of a suspended contract is still accepted.
+
+        ``usage_record_id`` is billing's id of the usage record: a record counts once. The
+        same record delivered again (same item, quantity and period) records nothing; the id
+        with other values cannot be true and is refused. The ids stay in the state (one short
+        string each) so the check needs no other read; usage without an id always counts.
+        """
         self._require({ContractStatus.ACTIVE, ContractStatus.SUSPENDED}, "record usage on")
+        record = usage_fingerprint(sku, quantity, period_start, period_end)
+        if usage_record_id is not None and usage_record_id in self.usage_record_ids:
+            if self.usage_record_ids[usage_record_id] == record:
+                return
+            raise AlreadyExists(
+                f"usage record {usage_record_id!r} was already counted as "
+                f"{self.usage_record_ids[usage_record_id]}; a new record needs its own id",
+                field="usage_record_id",
+            )
         item = next((i for i in self.items if i.sku == sku), None)
         if item is None:
             raise InvalidValue(f"the contract has no item {sku!r}", field="sku")
@@ -250,6 +315,7 @@ class Contract(Aggregate):
             quantity=quantity,
             period_start=period_start,
             period_end=period_end,
+            usage_record_id=usage_record_id,
         )
 
     def _require(self, allowed: set[ContractStatus], action: str) -> None:
@@ -293,6 +359,7 @@ class ContractCreated(CreationEvent):
             currency=self.currency,
             term_start=self.term_start,
             term_end=self.term_end,
+            initial_items=list(self.items),
         )
 
 
@@ -312,7 +379,22 @@ class ContractAmended(DomainEvent):
     effective_date: date
 
     def apply(self, aggregate: Contract) -> None:
-        aggregate.items = amended_items(aggregate.items, self.changes)
+        """In force at once when effective by the day it is recorded (the event's own
+        timestamp, so replay decides the same), else scheduled for its effective date."""
+        today = self.timestamp.date()
+        change = ScheduledChange(effective_date=self.effective_date, changes=self.changes)
+        if aggregate.initial_items is None:  # resumed from a snapshot older than the log
+            items, ahead = bring_into_force(aggregate.items, aggregate.scheduled_changes, today)
+            if self.effective_date <= today:
+                items = amended_items(items, self.changes)
+            else:
+                ahead = sorted([*ahead, change], key=lambda c: c.effective_date)
+        else:
+            log = sorted([*aggregate.amendment_log, change], key=lambda c: c.effective_date)
+            aggregate.amendment_log = log
+            items, ahead = bring_into_force(aggregate.initial_items, log, today)
+        aggregate.items = items
+        aggregate.scheduled_changes = ahead
         aggregate.amendments += 1
         aggregate.last_amendment_date = self.effective_date
 
@@ -356,9 +438,17 @@ class ContractUsageRecorded(DomainEvent):
     quantity: Decimal
     period_start: date
     period_end: date
+    usage_record_id: str | None = None
 
     def apply(self, aggregate: Contract) -> None:
         totals = dict(aggregate.usage_totals)
         totals[self.sku] = totals.get(self.sku, Decimal(0)) + self.quantity
         aggregate.usage_totals = totals
         aggregate.usage_records += 1
+        if self.usage_record_id is not None:
+            aggregate.usage_record_ids = {
+                **aggregate.usage_record_ids,
+                self.usage_record_id: usage_fingerprint(
+                    self.sku, self.quantity, self.period_start, self.period_end
+                ),
+            }

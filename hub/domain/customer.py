@@ -2,7 +2,7 @@
 
 Lifecycle: registered -> active <-> on_hold -> closed, or merged into a surviving customer.
 Names, domain, address and hierarchy come from CRM; customer number, payment terms, tax id
-and currency from ERP (see ``ops/ownership.yaml``). Values are normalised here (domain lower
+and currency from ERP (see ``adapters/ownership.yaml``). Values are normalised here (domain lower
 case without scheme, tax id without spaces) because identity matching compares them.
 
 Design choices, each to keep re-delivered or replayed input harmless:
@@ -16,8 +16,13 @@ Design choices, each to keep re-delivered or replayed input harmless:
   overwrite that would orphan the old id's cross-reference.
 * After a merge every command is refused, except erasure: data-protection law applies to the
   merged-away record too.
-* Erasure blanks personal fields and records only *that* it happened. Older events still hold
-  the values; the store's crypto-shredding (see reference/eventsourcing.md §6) removes those.
+* Personal data (``PERSONAL_FIELDS``: names, web domain, tax id, billing address; a
+  customer may be a sole trader, so its names and tax id identify a person) is declared here
+  per event (``personal_fields``) and sealed by the store with this customer's own key.
+  Erasure records only *that* it happened; committing it destroys the key, so every older
+  event, snapshot, receipt and published message holding those fields reads as ``[erased]``
+  (crypto-shredding). Amounts, dates, ids, customer number and payment terms are kept:
+  finance records must be.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.domain.base import Aggregate, CreationEvent, DomainEvent, creation_fields
+from hub.domain.base import Aggregate, CreationEvent, DomainEvent, StaleUpdate, creation_fields
 from hub.domain.bounded import (
     AddressLine,
     Code,
@@ -40,11 +45,13 @@ from hub.domain.bounded import (
     RequiredCode,
     ShortCode,
 )
-from hub.domain.errors import AlreadyExists, InvalidTransition, InvalidValue
+from hub.domain.errors import AlreadyExists, InvalidTransition, InvalidValue, MergedAway
 from hub.domain.money import exponent
 from hub.domain.provenance import Stamp
 
 ERASED = "[erased]"
+#: What a personal value reads as once its key is destroyed (any field, any shape).
+Erased = Literal["[erased]"]
 
 
 class CustomerStatus(StrEnum):
@@ -85,8 +92,12 @@ DetailField = Literal[
     "parent_customer_id",
 ]
 DETAIL_FIELDS: tuple[str, ...] = get_args(DetailField)
-PERSONAL_FIELDS = frozenset(
-    {"legal_name", "display_name", "web_domain", "tax_id", "billing_address"}
+PERSONAL_FIELDS: tuple[str, ...] = (
+    "legal_name",
+    "display_name",
+    "web_domain",
+    "tax_id",
+    "billing_address",
 )
 
 
@@ -102,7 +113,7 @@ class CustomerDetails(BaseModel):
     display_name: Name | None = None
     web_domain: Domain | None = None
     tax_id: ShortCode | None = None
-    billing_address: Address | None = None
+    billing_address: Address | Erased | None = None
     currency: CurrencyCode | None = None
     parent_customer_id: UUID | None = None
 
@@ -175,7 +186,7 @@ class Customer(Aggregate):
     display_name: str
     web_domain: str | None = None
     tax_id: str | None = None
-    billing_address: Address | None = None
+    billing_address: Address | Erased | None = None
     currency: str | None = None
     parent_customer_id: UUID | None = None
     status: CustomerStatus = CustomerStatus.ACTIVE
@@ -185,6 +196,8 @@ class Customer(Aggregate):
     payment_terms: str | None = None
     erased: bool = False
     status_reason: str | None = None
+
+    personal_fields: ClassVar[tuple[str, ...]] = PERSONAL_FIELDS
 
     # -- commands -------------------------------------------------------------------------
 
@@ -231,7 +244,7 @@ class Customer(Aggregate):
                         field=name,
                     )
         values = {name: normalise(self.id, name, getattr(changes, name)) for name in given}
-        changed = [name for name in given if values[name] != getattr(self, name)]
+        changed = self._fresh(stamp, [n for n in given if values[n] != getattr(self, n)])
         if not changed:
             return
         self._record(
@@ -280,6 +293,8 @@ class Customer(Aggregate):
                 f"a closed customer cannot become {status.value}; register a new one",
                 field="status",
             )
+        if not self._fresh(stamp, ["status"]):
+            return
         self._record(CustomerStatusChanged, stamp, status=status, reason=reason)
 
     def erase(self, stamp: Stamp) -> None:
@@ -293,7 +308,7 @@ class Customer(Aggregate):
         self._require_not_merged("number")
         if not customer_number.strip():
             raise InvalidValue("customer_number cannot be empty", field="customer_number")
-        if customer_number == self.customer_number:
+        if customer_number == self.customer_number or not self._fresh(stamp, ["customer_number"]):
             return
         self._record(CustomerNumberAssigned, stamp, customer_number=customer_number)
 
@@ -302,14 +317,18 @@ class Customer(Aggregate):
         self._require_not_merged("set payment terms of")
         if not payment_terms.strip():
             raise InvalidValue("payment_terms cannot be empty", field="payment_terms")
-        if payment_terms == self.payment_terms:
+        if payment_terms == self.payment_terms or not self._fresh(stamp, ["payment_terms"]):
             return
         self._record(CustomerPaymentTermsSet, stamp, payment_terms=payment_terms)
 
     def _require_not_merged(self, action: str) -> None:
         if self.status is CustomerStatus.MERGED:
-            raise InvalidTransition(
-                f"cannot {action} a customer merged into {self.merged_into}", field="status"
+            assert self.merged_into is not None
+            raise MergedAway(
+                f"cannot {action} a customer merged into {self.merged_into}; send it to "
+                f"{self.merged_into}",
+                field="status",
+                survivor_id=self.merged_into,
             )
 
 
@@ -323,11 +342,12 @@ class CustomerRegistered(CreationEvent):
     display_name: str
     web_domain: str | None
     tax_id: str | None
-    billing_address: Address | None
+    billing_address: Address | Erased | None
     currency: str | None
     parent_customer_id: UUID | None
 
     class_version: ClassVar[int] = 2
+    personal_fields: ClassVar[tuple[str, ...]] = PERSONAL_FIELDS
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -345,6 +365,9 @@ class CustomerRegistered(CreationEvent):
             **self.model_dump(include=set(DETAIL_FIELDS)),
         )
 
+    def source_fields(self) -> list[str]:
+        return [name for name in DETAIL_FIELDS if getattr(self, name) is not None]
+
 
 class CustomerDetailsChanged(DomainEvent):
     """Only the fields named in ``changed`` changed; the rest of ``details`` is unused."""
@@ -352,9 +375,14 @@ class CustomerDetailsChanged(DomainEvent):
     details: CustomerDetails
     changed: list[DetailField]
 
+    personal_fields: ClassVar[tuple[str, ...]] = tuple(f"details.{f}" for f in PERSONAL_FIELDS)
+
     def apply(self, aggregate: Customer) -> None:
         for name in self.changed:
             setattr(aggregate, name, getattr(self.details, name))
+
+    def source_fields(self) -> list[str]:
+        return list(self.changed)
 
 
 class CustomerLinked(DomainEvent):
@@ -384,9 +412,14 @@ class CustomerStatusChanged(DomainEvent):
         aggregate.status = self.status
         aggregate.status_reason = self.reason
 
+    def source_fields(self) -> list[str]:
+        return ["status"]
+
 
 class CustomerPersonalDataErased(DomainEvent):
     """Records only *that* personal data was erased, never the data itself."""
+
+    erases_personal_data: ClassVar[bool] = True
 
     def apply(self, aggregate: Customer) -> None:
         aggregate.legal_name = ERASED
@@ -406,9 +439,22 @@ class CustomerNumberAssigned(DomainEvent):
     def apply(self, aggregate: Customer) -> None:
         aggregate.customer_number = self.customer_number
 
+    def source_fields(self) -> list[str]:
+        return ["customer_number"]
+
 
 class CustomerPaymentTermsSet(DomainEvent):
     payment_terms: str
 
     def apply(self, aggregate: Customer) -> None:
         aggregate.payment_terms = self.payment_terms
+
+    def source_fields(self) -> list[str]:
+        return ["payment_terms"]
+
+
+class CustomerUpdateStale(StaleUpdate):
+    """A source update of the customer older than the values it holds (nothing changed)."""
+
+
+Customer.stale_event = CustomerUpdateStale

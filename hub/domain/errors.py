@@ -1,19 +1,25 @@
 """Domain errors.
 
 Every rule an aggregate enforces says *no* with one of these, never with a bare
-``ValueError``: the API maps each class to one HTTP status and a problem+json body, so
-the class name is part of the contract. ``field`` names the input that broke the rule
-(dotted path such as ``lines.0.unit_price``) so a client can point at it.
+``ValueError``. An error carries what the refusal *is*, not how a transport shows it:
+``code`` is a stable machine-readable kind (part of the contract), ``retryable`` says
+whether sending the same request again can succeed, and ``field`` names the input that
+broke the rule (dotted path such as ``lines.0.unit_price``) so a client can point at it.
+The API maps each class to an HTTP status in ``api/errors.py``; the hub knows no HTTP.
 """
 
 from __future__ import annotations
+
+from uuid import UUID
 
 
 class DomainError(Exception):
     """A command was refused by a business rule; nothing was recorded."""
 
-    status = 422
     code = "rule-violated"
+    #: A rule refusal repeats for the same request; only a race (see
+    #: :class:`ConcurrencyConflict`) clears by itself.
+    retryable = False
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -34,10 +40,26 @@ class CurrencyMismatch(DomainError):
 
 
 class InvalidTransition(DomainError):
-    """The aggregate's status does not allow this command (e.g. amending a cancelled contract)."""
+    """The aggregate's status does not allow this command (e.g. amending a cancelled contract).
 
-    status = 409
+    Not retryable: the aggregate will not leave that status by itself, unlike a
+    :class:`ConcurrencyConflict`, which a re-read and retry resolves."""
+
     code = "invalid-transition"
+
+
+class MergedAway(InvalidTransition):
+    """The customer was merged into a survivor; an action must name the survivor instead.
+
+    ``survivor_id`` is the customer that survives (the end of the merge chain), so the
+    caller can resend the command there without another lookup.
+    """
+
+    code = "customer-merged"
+
+    def __init__(self, message: str, *, field: str | None, survivor_id: UUID) -> None:
+        super().__init__(message, field=field)
+        self.survivor_id = survivor_id
 
 
 class Overapplication(DomainError):
@@ -49,35 +71,31 @@ class Overapplication(DomainError):
 class NotFound(DomainError):
     """No aggregate with that id (or external id) exists."""
 
-    status = 404
     code = "not-found"
 
 
 class AlreadyExists(DomainError):
     """An aggregate with that id exists already (e.g. re-creating from the same source id)."""
 
-    status = 409
     code = "already-exists"
 
 
 class ConcurrencyConflict(DomainError):
-    """Someone else changed the aggregate between our read and our write."""
+    """Someone else changed the aggregate between our read and our write; retry."""
 
-    status = 409
     code = "concurrent-modification"
+    retryable = True
 
 
 class VersionMismatch(DomainError):
-    """``If-Match`` named a version that is no longer the current one."""
+    """``If-Match`` named a version that is no longer the current one (re-read first)."""
 
-    status = 412
     code = "stale-version"
 
 
 class OwnershipViolation(DomainError):
     """The caller's system does not own a field the command would change."""
 
-    status = 403
     code = "field-not-owned"
 
     def __init__(self, message: str, *, field: str, owner: str, caller: str) -> None:

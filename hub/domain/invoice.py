@@ -31,7 +31,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hub.domain.base import Aggregate, CreationEvent, DomainEvent, creation_fields
 from hub.domain.bounded import Amount, Description, InvoicePrice, Quantity, RequiredCode
-from hub.domain.errors import CurrencyMismatch, InvalidTransition, InvalidValue, Overapplication
+from hub.domain.errors import (
+    AlreadyExists,
+    CurrencyMismatch,
+    InvalidTransition,
+    InvalidValue,
+    Overapplication,
+)
 from hub.domain.money import Money, check_scale, exponent, money_sum
 from hub.domain.provenance import Stamp
 
@@ -180,8 +186,12 @@ class Invoice(Aggregate):
         )
 
     def post(self, stamp: Stamp, erp_document_number: str) -> None:
-        """The ERP's document number; posting again with the same number is a no-op."""
-        self._require_not_void("post")
+        """The ERP's document number; posting again with the same number is a no-op.
+
+        A void invoice may be posted: the ERP posting it is a fact (it booked the document
+        before it heard of the void), so it is recorded, and the invoice stays void with the
+        ERP's number beside it, a reconciliation break for the projections to show.
+        """
         if not erp_document_number.strip():
             raise InvalidValue("erp_document_number cannot be empty", field="erp_document_number")
         if self.erp_document_number == erp_document_number:
@@ -217,9 +227,27 @@ class Invoice(Aggregate):
         credit_note_number: str | None = None,
         reason: str | None = None,
     ) -> None:
-        """A credit note: forgive up to the open balance."""
+        """A credit note: forgive up to the open balance.
+
+        A credit note number counts once per invoice: the same note delivered again (same
+        number, same amount) records nothing; the number with another amount cannot be true
+        (two notes do not share a number) and is refused. Notes without a number all count.
+        """
         self._require_not_void("credit")
         self._check_amount(amount)
+        if credit_note_number is not None:
+            earlier = next(
+                (n for n in self.credit_notes if n.credit_note_number == credit_note_number),
+                None,
+            )
+            if earlier is not None and earlier.amount == amount:
+                return
+            if earlier is not None:
+                raise AlreadyExists(
+                    f"credit note {credit_note_number!r} was already recorded on this invoice "
+                    f"for {earlier.amount}; a second note needs its own number",
+                    field="credit_note_number",
+                )
         if amount > self.balance:
             raise Overapplication(
                 f"credit {amount} exceeds the open balance {self.balance}", field="amount"
@@ -240,6 +268,24 @@ class Invoice(Aggregate):
         if self.written_off:
             raise InvalidTransition("the invoice is already written off", field="status")
         self._record(InvoiceMarkedUncollectible, stamp, reason=reason)
+
+    @property
+    def is_open(self) -> bool:
+        """Something is still owed on it (a receivable), written off or not."""
+        return self.status is not InvoiceStatus.VOID and not self.balance.is_zero
+
+    def move_to(self, stamp: Stamp, survivor_id: UUID) -> None:
+        """The customer was merged into ``survivor_id``: this receivable is now theirs."""
+        if not self.is_open:
+            raise InvalidTransition(
+                f"a {self.status.value} invoice stays with its customer", field="status"
+            )
+        self._record(
+            InvoiceMovedToSurvivor,
+            stamp,
+            from_customer_id=self.customer_id,
+            customer_id=survivor_id,
+        )
 
     def check_payment(self, amount: Money) -> None:
         """Refuse an application that :meth:`apply_payment` would refuse (records nothing).
@@ -391,6 +437,16 @@ class InvoicePaymentApplied(DomainEvent):
         aggregate.payments = payments
         aggregate.amount_paid = aggregate.amount_paid + self.amount
         aggregate._settle()
+
+
+class InvoiceMovedToSurvivor(DomainEvent):
+    """The invoice's customer was merged; the open invoice now belongs to the survivor."""
+
+    from_customer_id: UUID
+    customer_id: UUID
+
+    def apply(self, aggregate: Invoice) -> None:
+        aggregate.customer_id = self.customer_id
 
 
 class InvoicePaymentUnapplied(DomainEvent):

@@ -1,8 +1,12 @@
 """Order: what the customer bought, placed from a won opportunity.
 
 Lifecycle: placed -> validated -> accepted (ERP order number) -> fulfilled, with rejected and
-cancelled as ends, and amended while not yet fulfilled. Totals are computed here from the
-lines (half-even rounding per line) so every system sees the same figures.
+cancelled as ends, and amended while not yet fulfilled. An amendment after the ERP accepted
+the order sends it back to ``placed``: the ERP accepted other lines, so the new ones await
+validation and the ERP's acceptance again (the ERP order number is kept, since the ERP's
+document still exists, and the re-acceptance may carry the same number). Totals are
+computed here from the lines (half-even rounding per line) so every system sees the same
+figures.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.domain.base import Aggregate, CreationEvent, DomainEvent, creation_fields
+from hub.domain.base import Aggregate, CreationEvent, DomainEvent, StaleUpdate, creation_fields
 from hub.domain.bounded import Amount, Description, OrderPrice, Quantity, RequiredCode
 from hub.domain.errors import InvalidTransition, InvalidValue
 from hub.domain.money import Money, check_magnitude, check_scale, exponent, money_sum
@@ -156,7 +160,10 @@ class Order(Aggregate):
     def amend(self, stamp: Stamp, lines: list[OrderLine]) -> None:
         self._require({OrderStatus.PLACED, OrderStatus.VALIDATED, OrderStatus.ACCEPTED}, "amend")
         priced, totals = price_lines(lines, self.currency)
-        self._record(OrderAmended, stamp, lines=priced, totals=totals)
+        if not self._fresh(stamp, ["lines"]):
+            return
+        reopened = self.status is OrderStatus.ACCEPTED
+        self._record(OrderAmended, stamp, lines=priced, totals=totals, reopened=reopened)
 
     def _require(self, allowed: set[OrderStatus], action: str) -> None:
         if self.status not in allowed:
@@ -177,6 +184,9 @@ class OrderPlaced(CreationEvent):
     start_date: date
     booking_date: date
     totals: OrderTotals
+
+    def source_fields(self) -> list[str]:
+        return ["lines"]
 
     def create(self) -> Order:
         return Order(
@@ -239,10 +249,29 @@ class OrderCancelled(DomainEvent):
 
 
 class OrderAmended(DomainEvent):
+    """``reopened``: the ERP had accepted the order, so it awaits acceptance again.
+
+    A flag in the event rather than a rule in ``apply`` so amendments stored before the rule
+    existed (without it) replay exactly as they were recorded.
+    """
+
     lines: list[OrderLine]
     totals: OrderTotals
+    reopened: bool = False
 
     def apply(self, aggregate: Order) -> None:
         aggregate.lines = list(self.lines)
         aggregate.totals = self.totals
         aggregate.amendments += 1
+        if self.reopened:
+            aggregate.status = OrderStatus.PLACED
+
+    def source_fields(self) -> list[str]:
+        return ["lines"]
+
+
+class OrderUpdateStale(StaleUpdate):
+    """An amendment older (by the source's clock) than the lines the order holds."""
+
+
+Order.stale_event = OrderUpdateStale

@@ -1,8 +1,9 @@
 """System-of-record ownership: which system may write which field of which entity.
 
-The policy is data (``ops/ownership.yaml``, versioned) so a company can change who owns
-what without a release. The hub checks every command against it before anything runs;
-``admin`` callers (operators, migrations) are exempt and their writes are stamped ``api``.
+The policy is data (``adapters/ownership.yaml``, versioned, shipped in the package) so a
+company can change who owns what without a release. The hub checks every command against
+it before anything runs; ``admin`` callers (operators, migrations) are exempt and their
+writes are stamped ``api``.
 """
 
 from __future__ import annotations

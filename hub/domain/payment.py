@@ -141,6 +141,22 @@ class Payment(Aggregate):
             )
         )
 
+    @property
+    def has_credit(self) -> bool:
+        """Money of the customer still on this payment (neither applied nor refunded)."""
+        return self.status is PaymentStatus.RECEIVED and self.unapplied.amount > 0
+
+    def move_to(self, stamp: Stamp, survivor_id: UUID) -> None:
+        """The customer was merged into ``survivor_id``: the unapplied credit is theirs."""
+        if not self.has_credit:
+            raise InvalidTransition("nothing of this payment is left to move", field="status")
+        self._record(
+            PaymentMovedToSurvivor,
+            stamp,
+            from_customer_id=self.customer_id,
+            customer_id=survivor_id,
+        )
+
     def check_application(self, amount: Money) -> None:
         """Refuse what :meth:`apply_to` would refuse, recording nothing (see Invoice)."""
         self._require_received("apply")
@@ -252,6 +268,16 @@ class PaymentApplied(DomainEvent):
             PaymentApplication(invoice_id=self.invoice_id, amount=self.amount),
         ]
         aggregate.amount_applied = aggregate.amount_applied + self.amount
+
+
+class PaymentMovedToSurvivor(DomainEvent):
+    """The payer was merged; the payment (and its unapplied credit) is the survivor's."""
+
+    from_customer_id: UUID
+    customer_id: UUID
+
+    def apply(self, aggregate: Payment) -> None:
+        aggregate.customer_id = self.customer_id
 
 
 def _take_back(aggregate: Payment, unapplied: list[PaymentApplication]) -> None:

@@ -32,8 +32,8 @@ import orjson
 from adapters.embedded import MIN_NATS_VERSION, embedded_nats, read_nats_info
 from adapters.nats.relay import Relay
 from adapters.nats.subjects import Subjects, headers_for, stream_config
+from adapters.postgres.stores import store_class
 from adapters.settings import Settings
-from hub.application.stores import store_class
 from hub.application.views import envelope
 from hub.domain.customer import Customer
 from hub.domain.provenance import Provenance, Stamp, System

@@ -114,8 +114,8 @@ def stamp() -> Any:
 
 def raw_save_rate(url: str, per_save: int, seconds: float) -> float:
     """Aggregates/s through the library's own ``Application.save()`` (the raw limit)."""
+    from adapters.postgres.stores import store_class
     from adapters.settings import Settings
-    from hub.application.stores import store_class
     from hub.domain.customer import Customer
 
     with scratch_schema(url, "raw") as schema:

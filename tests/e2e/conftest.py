@@ -19,6 +19,7 @@ import pytest
 from adapters.bootstrap import Runtime, open_runtime
 from adapters.settings import Settings
 from api.app import create_app
+from tests.integration.subscriber_support import make_settings
 
 with warnings.catch_warnings():
     # Starlette now nudges towards httpx2; the TestClient still works with httpx.
@@ -32,6 +33,19 @@ ROLES = {
     "billing": ("billing", ["read", "write"]),
     "reader": ("crm", ["read"]),
 }
+
+
+def nats_settings(
+    database_url: str,
+    nats_url: str,
+    pg_schema: str,
+    stream_name: str,
+    data_dir: Path,
+    **extra: Any,
+) -> Settings:
+    """Settings of a hub with NATS on this test's schema and stream."""
+    base = make_settings(database_url, nats_url, pg_schema, stream_name)
+    return base.model_copy(update={"data_dir": data_dir, **extra})
 
 
 @dataclass

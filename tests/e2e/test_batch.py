@@ -198,5 +198,5 @@ def test_a_violation_repeated_on_many_lines_is_one_conflict(api: Api) -> None:
     assert len(conflicts) == 2
     assert (by_aggregate[first]["occurrences"], by_aggregate[first]["lines"]) == (3, [1, 2, 4])
     assert (by_aggregate[second]["occurrences"], by_aggregate[second]["lines"]) == (1, [5])
-    assert by_aggregate[first]["payload"]["tax_id"] == "DE1"  # the first line's values
+    assert "tax_id" in by_aggregate[first]["payload"]  # the first line's (personal: withheld)
     assert api.total_events() == before + 1

@@ -66,12 +66,15 @@ def test_no_input_command_takes_empty_object_or_nothing_but_not_fields(api: Api)
     assert api.total_events() == before
 
 
-def test_invalid_transition_is_409_and_writes_nothing(api: Api) -> None:
+def test_invalid_transition_is_409_not_retryable_and_writes_nothing(api: Api) -> None:
+    """Distinct from a concurrency conflict (also 409): its code and ``retryable: false``
+    tell a client that sending it again will never work."""
     oid = api.order(api.customer())
     assert api.post(f"/v1/orders/{oid}/cancel", {"reason": "lost"}).status_code == 200
     refused = api.post(f"/v1/orders/{oid}/accept", {"erp_order_number": "SO-2"}, role="erp")
     body = assert_problem(refused, 409, "invalid-transition", field="status")
     assert "cancelled" in body["detail"]
+    assert body["retryable"] is False
     assert len(api.history("order", oid)) == 2
 
 
@@ -148,7 +151,7 @@ def test_if_match_not_a_version_is_400(api: Api) -> None:
 def test_concurrent_writers_one_wins_other_gets_409(api: Api) -> None:
     """Both commands are decided on version 1 before either commits: exactly one may win."""
     cid = api.customer()
-    committer = api.runtime.hub.committer
+    committer = api.runtime.committer
     real_commit = committer.commit
     both_decided = threading.Barrier(2, timeout=10)
 
@@ -171,7 +174,7 @@ def test_concurrent_writers_one_wins_other_gets_409(api: Api) -> None:
 
     assert sorted(r.status_code for r in responses) == [200, 409], [r.text for r in responses]
     loser = next(r for r in responses if r.status_code == 409)
-    assert_problem(loser, 409, "concurrent-modification")
+    assert assert_problem(loser, 409, "concurrent-modification")["retryable"] is True
     winner = next(r for r in responses if r.status_code == 200)
     history = api.history("customer", cid)
     assert len(history) == 2

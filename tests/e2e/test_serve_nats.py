@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.serving import ROOT, free_port, interrupt, serve_env, start_serve, wait_healthy
 from tests.integration.relay_support import stream_messages
 
-ROOT = Path(__file__).resolve().parents[2]
 KEY = re.compile(r"cnc_[A-Za-z0-9_-]{20,}")
 
 
@@ -29,20 +29,8 @@ def test_serve_publishes_committed_events_to_nats(
     tmp_path: Path,
     workers: int,
 ) -> None:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = dict(
-        os.environ,
-        CONCORD_DATABASE_URL=database_url,
-        CONCORD_SCHEMA=pg_schema,
-        CONCORD_NATS_URL=nats_url,
-        CONCORD_NATS_STREAM=stream_name,
-        CONCORD_NATS_SUBJECT_PREFIX=stream_name.lower(),
-        CONCORD_DATA_DIR=str(tmp_path),
-    )
+    port = free_port()
+    env = serve_env(database_url, pg_schema, nats_url, stream_name, tmp_path)
     server = subprocess.Popen(
         [
             sys.executable,
@@ -73,12 +61,7 @@ def test_serve_publishes_committed_events_to_nats(
         assert key, "".join(output)
         base = f"http://127.0.0.1:{port}"
         headers = {"Authorization": f"Bearer {key}"}
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_healthy(base, deadline)
         created = httpx.post(
             f"{base}/v1/customers",
             json={"legal_name": "Relay Test Ltd"},
@@ -96,14 +79,11 @@ def test_serve_publishes_committed_events_to_nats(
         assert isinstance(envelope, dict)
         assert envelope["aggregate_id"] == customer_id
         assert envelope["type"] == "CustomerRegistered"
-        assert envelope["data"]["legal_name"] == "Relay Test Ltd"
+        # Personal fields travel sealed with the customer's key, never in clear.
+        assert str(envelope["data"]["legal_name"]).startswith("pii:v1:")
+        assert "Relay Test Ltd" not in str(messages)
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=30)
-        finally:
-            if server.poll() is None:
-                server.kill()
+        interrupt(server)
     assert server.returncode == 0
 
 
@@ -115,19 +95,8 @@ def test_sigterm_stops_serve_and_its_embedded_servers(tmp_path: Path) -> None:
         k: v for k, v in os.environ.items() if k not in {"CONCORD_DATABASE_URL", "CONCORD_NATS_URL"}
     }
     env["CONCORD_DATA_DIR"] = str(tmp_path)
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-c", "from api.cli import main; main()", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    port = free_port()
+    server = start_serve(env, port, capture=True)
     assert server.stdout is not None
     output: list[str] = []
     deadline = time.monotonic() + 90

@@ -20,7 +20,7 @@ from adapters.settings import Settings
 from api.app import create_app
 from api.cli import app as cli
 from tests.conftest import run_sync
-from tests.e2e.conftest import TestClient, assert_problem
+from tests.e2e.conftest import TestClient, assert_problem, nats_settings
 from tests.integration.subscriber_support import Stream, new_id
 
 
@@ -50,14 +50,8 @@ def settings(
     tmp_path: Path,
     target: TargetSystem,
 ) -> Settings:
-    return Settings(
-        database_url=database_url,
-        nats_url=nats_url,
-        schema_name=pg_schema,
-        nats_stream=stream_name,
-        nats_subject_prefix=stream_name.lower(),
-        data_dir=tmp_path,
-        targets=f"erp={target.url}",
+    return nats_settings(
+        database_url, nats_url, pg_schema, stream_name, tmp_path, targets=f"erp={target.url}"
     )
 
 

@@ -6,7 +6,7 @@ from typing import Any
 from uuid import UUID
 
 from adapters.bootstrap import Runtime
-from hub.application.service import Caller, CommandRequest, CommandResult, Origin
+from hub.application.service import Caller, CommandRequest, CommandResult, Hub, Origin
 
 ADMIN = Caller("ops", "admin", frozenset({"read", "write", "admin"}))
 CRM = Caller("crm-sync", "crm")
@@ -15,7 +15,13 @@ BILLING = Caller("billing-sync", "billing")
 
 
 def request(
-    runtime: Runtime,
+    runtime: Runtime, entity: str, name: str, data: dict[str, Any], **kw: Any
+) -> CommandRequest:
+    return hub_request(runtime.hub, entity, name, data, **kw)
+
+
+def hub_request(
+    hub: Hub,
     entity: str,
     name: str,
     data: dict[str, Any],
@@ -26,7 +32,7 @@ def request(
     expected_version: int | None = None,
     origin: Origin | None = None,
 ) -> CommandRequest:
-    spec = runtime.hub.spec(entity, name)
+    spec = hub.spec(entity, name)
     return CommandRequest(
         entity=entity,
         name=name,

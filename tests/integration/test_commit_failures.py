@@ -36,7 +36,7 @@ def test_a_line_building_on_a_failed_line_does_not_commit(runtime: Runtime) -> N
     results = runtime.batch([twin, follow_up, unrelated])
     assert isinstance(results[0], AlreadyExists)
     assert isinstance(results[1], DependencyFailed)
-    assert isinstance(results[2], CommandResult) and results[2].status == 201
+    assert isinstance(results[2], CommandResult) and results[2].created
     history = runtime.hub.history("customer", existing)
     assert [e["type"] for e in history] == ["CustomerRegistered"]  # untouched
 

@@ -14,6 +14,7 @@ from adapters.bootstrap import Runtime
 from adapters.embedded import embedded_nats
 from adapters.nats.relay import Relay
 from adapters.nats.subjects import AGGREGATE_ID, AGGREGATE_VERSION, EVENT_TYPE, POSITION
+from hub.application.personal import open_envelope
 from tests.conftest import run_sync
 from tests.integration.relay_support import (
     assert_exactly_once_in_order,
@@ -45,8 +46,12 @@ def test_catch_up_publishes_every_event_once_with_envelope_and_headers(
     assert first["headers"][AGGREGATE_VERSION] == str(env["version"])
     assert first["headers"][EVENT_TYPE] == env["type"]
     assert int(first["headers"][POSITION]) >= 1
-    # The envelope is exactly what the history API shows.
+    # The envelope is exactly what the history API shows, once its personal fields
+    # (published sealed, never in clear) are opened with the customer's key.
     history = runtime.hub.history(env["aggregate"], env["aggregate_id"])
+    assert history[0] != env and env["data"]["legal_name"].startswith("pii:v1:")
+    assert runtime.committer.personal is not None
+    open_envelope(runtime.committer.personal, env)
     assert history[0] == env
     # A second catch-up finds nothing new: the stream, not a cursor, says what is done.
     assert run_sync(Relay(settings).catch_up()) == 0

@@ -121,7 +121,8 @@ def test_amend_changes_items_from_an_effective_date() -> None:
         ],
         date(2026, 3, 1),
     )
-    seats, calls = contract.items
+    assert contract.items == [SEATS, CALLS]  # recorded on 15 January: scheduled for March
+    seats, calls = contract.on_business_date(date(2026, 3, 1)).items
     assert (seats.quantity, seats.unit_price) == (Decimal(15), Decimal("20.00"))
     assert (calls.unit_price, calls.rate_plan) == (Decimal("0.0003"), "metered-v2")
     assert (contract.amendments, contract.last_amendment_date) == (1, date(2026, 3, 1))
@@ -291,7 +292,7 @@ def _order(**fields: Any) -> Order:
     return Order.place(stamp(), uid("order"), **values)
 
 
-def _create(unit: Unit, **fields: Any) -> Any:
+def _create(unit: Unit, stamp_system: str = "hub", **fields: Any) -> Any:
     spec = next(s for s in SPECS if s.name == "create")
     assert spec.create is not None
     values: dict[str, Any] = {
@@ -302,7 +303,7 @@ def _create(unit: Unit, **fields: Any) -> Any:
         "term_start": START,
         "term_end": END,
     } | fields
-    return spec.create(stamp("hub"), uid("contract"), CreateContract(**values), unit)
+    return spec.create(stamp(stamp_system), uid("contract"), CreateContract(**values), unit)
 
 
 def test_create_spec_checks_the_order() -> None:

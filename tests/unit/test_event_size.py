@@ -18,8 +18,8 @@ from adapters.nats.size import (
     published_size_bound,
 )
 from adapters.nats.subjects import Subjects, headers_for
+from adapters.postgres.mapper import OrjsonTranscoder, PydanticMapper
 from adapters.settings import Settings
-from hub.application.mapper import OrjsonTranscoder, PydanticMapper
 from hub.application.views import envelope
 from hub.domain.order import ChargeType, Order, OrderLine
 from tests.unit.stamps import stamp

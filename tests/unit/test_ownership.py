@@ -15,7 +15,7 @@ from hub.domain.catalog import AGGREGATES
 from hub.domain.errors import OwnershipViolation
 from hub.domain.ownership import ADMIN, OwnershipPolicy
 
-POLICY_FILE = Path(__file__).resolve().parents[2] / "ops" / "ownership.yaml"
+POLICY_FILE = Path(__file__).resolve().parents[2] / "adapters" / "ownership.yaml"
 
 
 @pytest.fixture(scope="module")

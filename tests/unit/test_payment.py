@@ -130,7 +130,13 @@ def test_apply_changes_payment_and_invoice_together() -> None:
 def test_apply_refusals_change_neither_side() -> None:
     pay, small, big = payment("50.00"), invoice("small", "30.00"), invoice("big", "500.00")
     foreign = invoice("foreign", "10.00", customer_id=uid("someone-else"))
-    unit = Unit(MemoryStore(pay, small, big, foreign))
+    customers = [
+        Customer.register(stamp(), uid(name), legal_name=name)
+        for name in ("customer", "someone-else")
+    ]
+    for customer in customers:
+        customer.collect_events()  # as loaded from the store: nothing pending
+    unit = Unit(MemoryStore(pay, small, big, foreign, *customers))
     cases: list[tuple[type[DomainError], str, ApplyPayment]] = [
         (Overapplication, "amount", ApplyPayment(invoice_id=small.id, amount=usd(40))),
         (Overapplication, "amount", ApplyPayment(invoice_id=big.id, amount=usd(60))),

@@ -8,7 +8,8 @@ import orjson
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
-from hub.application.mapper import OrjsonTranscoder, PydanticMapper, upcast
+from adapters.postgres.mapper import OrjsonTranscoder, PydanticMapper
+from hub.application.upcast import upcast
 from hub.domain.customer import Customer, CustomerRegistered
 
 from .stamps import T0, stamp, uid

@@ -2,7 +2,8 @@
 
 The library's documented pydantic mapper drops ``class_version`` upcasting (eventsourcing
 issue #302); this one keeps it: a stored v1 event is passed through ``upcast_v1_v2`` ... on
-the way out, so old history reads as the current event class.
+the way out, so old history reads as the current event class. The upcasting steps live on
+the event classes (``hub``); storing them, topics included, is this adapter's business.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
 from eventsourcing.utils import get_topic, resolve_topic
 from pydantic import BaseModel
 
+from hub.application.personal import PersonalCipher, open_state, paths_of, seal_state
+from hub.application.upcast import upcast
+
 
 class OrjsonTranscoder(Transcoder):
     """JSON via orjson: several times faster than the stdlib encoder the library defaults to."""
@@ -27,18 +31,12 @@ class OrjsonTranscoder(Transcoder):
         return orjson.loads(data)
 
 
-def upcast(cls: type[Any], state: dict[str, Any]) -> dict[str, Any]:
-    """Bring a stored event's state up to ``cls.class_version`` step by step."""
-    version = state.pop("class_version", 1)
-    target = getattr(cls, "class_version", 1)
-    while version < target:
-        getattr(cls, f"upcast_v{version}_v{version + 1}")(state)
-        version += 1
-    return state
-
-
 class PydanticMapper(Mapper[UUID]):
     """Maps pydantic domain events and snapshots to stored events and back."""
+
+    #: Seals personal fields; set by the composition root (without it they stay in clear,
+    #: which only tools and tests that build a bare store do).
+    personal: PersonalCipher | None = None
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
         if not isinstance(domain_event, BaseModel):
@@ -46,6 +44,12 @@ class PydanticMapper(Mapper[UUID]):
         state = domain_event.model_dump(mode="json")
         state.pop("originator_id")
         state.pop("originator_version")
+        if self.personal is not None:
+            paths = paths_of(type(domain_event), state)
+            if paths:
+                if domain_event.originator_version == 1:
+                    self.personal.new_subject(domain_event.originator_id)
+                seal_state(self.personal, domain_event.originator_id, paths, state)
         class_version = getattr(type(domain_event), "class_version", 1)
         if class_version > 1:
             state["class_version"] = class_version
@@ -68,7 +72,13 @@ class PydanticMapper(Mapper[UUID]):
         if self.compressor:
             data = self.compressor.decompress(data)
         cls = resolve_topic(stored_event.topic)
-        state = upcast(cls, self.transcoder.decode(data))
+        decoded = self.transcoder.decode(data)
+        if self.personal is not None:
+            paths = paths_of(cls, decoded)
+            if paths:
+                subject = UUID(str(stored_event.originator_id))
+                open_state(self.personal, subject, paths, decoded)
+        state = upcast(cls, decoded)
         event: DomainEventProtocol[UUID] = cls(
             originator_id=stored_event.originator_id,
             originator_version=stored_event.originator_version,

@@ -12,14 +12,33 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.utils import get_topic
+from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.postgres import PostgresDatastore, PostgresFactory
+from eventsourcing.utils import Environment, get_topic
 
-from hub.application.mapper import OrjsonTranscoder, PydanticMapper
+from adapters.postgres.mapper import OrjsonTranscoder, PydanticMapper
 from hub.domain.base import Aggregate, AggregateSnapshot
 
 #: Snapshot every N events. Contracts collect amendments and usage, so they get a short one.
 SNAPSHOT_EVERY: dict[str, int] = {"contract": 50}
 DEFAULT_SNAPSHOT_EVERY = 100
+
+
+class SharedDatastoreFactory(PostgresFactory):
+    """The library's PostgreSQL factory on a datastore (and pool) it does not own.
+
+    By default each ``Application`` builds its own datastore and connection pool, which
+    for five stores meant five eager pools (about 30 idle connections per process). The
+    composition root builds one :class:`PostgresDatastore` and every store shares it;
+    closing a store therefore leaves the pool open for the others (the root closes it).
+    """
+
+    def __init__(self, env: Environment, datastore: PostgresDatastore) -> None:
+        InfrastructureFactory.__init__(self, env)  # not the base's: it builds a datastore
+        self.datastore = datastore
+
+    def close(self) -> None:
+        """The shared pool outlives any one store."""
 
 
 class Store(Application[UUID]):
@@ -32,6 +51,19 @@ class Store(Application[UUID]):
         "MAPPER_TOPIC": get_topic(PydanticMapper),
         "IS_SNAPSHOTTING_ENABLED": "y",
     }
+
+    def __init__(
+        self, env: dict[str, str] | None = None, datastore: PostgresDatastore | None = None
+    ) -> None:
+        """``datastore``: the shared one from the composition root; without it the store
+        builds its own from ``env`` (the library's default, one pool per store)."""
+        self._shared = datastore
+        super().__init__(env=env)
+
+    def construct_factory(self, env: Environment) -> InfrastructureFactory[Any]:
+        if self._shared is None:
+            return super().construct_factory(env)
+        return SharedDatastoreFactory(env, self._shared)
 
 
 _classes: dict[type[Aggregate], type[Store]] = {}

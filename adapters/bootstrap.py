@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Iterator
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -40,8 +42,8 @@ from adapters.postgres.stores import Store, store_class
 from adapters.settings import Settings
 from adapters.telemetry import current_traceparent
 from hub.application.catalogue import build_catalogue
-from hub.application.ports import Change, ReceiptExists, StoragePorts, StoreError
-from hub.application.service import CommandRequest, CommandResult, Hub
+from hub.application.ports import Change, ConflictRecord, ReceiptExists, StoragePorts, StoreError
+from hub.application.service import CommandRequest, CommandResult, Hub, merge_conflicts
 from hub.application.views import envelope_schema
 from hub.domain.catalog import AGGREGATES, EVENT_TYPES
 from hub.domain.errors import DomainError
@@ -130,6 +132,17 @@ class Connections:
         return client
 
 
+log = logging.getLogger("concord.batch")
+
+
+def _line_failed(error: Exception) -> StoreError:
+    """A batch line failed in the store for a reason that is not the client's: the details
+    go to the log under a reference, never the database's own text into the response."""
+    reference = uuid.uuid4().hex[:12]
+    log.error("batch line failed (%s)", reference, exc_info=error)
+    return StoreError(f"the line could not be stored; it was logged as {reference}")
+
+
 @dataclass
 class Runtime:
     """Everything a running hub holds; close it to release connections and threads.
@@ -158,7 +171,9 @@ class Runtime:
     )
 
     def batch(
-        self, requests: Iterable[CommandRequest]
+        self,
+        requests: Iterable[CommandRequest],
+        line_of: Callable[[int], int] = lambda index: index + 1,
     ) -> list[CommandResult | DomainError | StoreError]:
         """Decide every line against the stores plus earlier lines, then commit together.
 
@@ -166,7 +181,9 @@ class Runtime:
         the others commit (grouped into as few transactions as the writer can). Lines are
         decided by the hub in the same order of checks as a single command; only the commit
         differs: the committer's ``submit``/``outcomes`` let later lines be decided while
-        earlier ones are written.
+        earlier ones are written. Ownership conflicts are recorded once per distinct
+        violation, with the lines (``line_of`` maps a request's index to its line number)
+        that repeated it.
         """
         overlay = BatchOverlay(self.hub.store)
         scope = BatchScope()
@@ -176,12 +193,15 @@ class Runtime:
         submitted: list[Submitted] = []
         pending: list[Change] = []
         chunk = self.settings.group_commit_max
+        conflicts: list[tuple[int, ConflictRecord]] = []
         for index, request in enumerate(requests):
             seen.append(request)
+            found: list[ConflictRecord] = []
             try:
-                change, result = self.hub.decide(request, overlay, brief=True)
+                change, result = self.hub.decide(request, overlay, brief=True, conflicts=found)
             except DomainError as refused:
                 results.append(refused)
+                conflicts += [(index, record) for record in found]
                 continue
             results.append(result)
             if change is None:  # an idempotent replay
@@ -193,6 +213,8 @@ class Runtime:
                 submitted += self.committer.submit(pending, scope)
                 pending = []
         submitted += self.committer.submit(pending, scope)
+        for record in merge_conflicts([(line_of(i), record) for i, record in conflicts]):
+            self.hub.ports.conflicts.record_conflict(record)
         outcomes = self.committer.outcomes(submitted)
         for index, error in zip(indexes, outcomes, strict=True):
             if isinstance(error, ReceiptExists):
@@ -204,7 +226,7 @@ class Runtime:
             elif isinstance(error, StoreError):
                 results[index] = error
             elif error is not None:
-                results[index] = StoreError(f"commit failed: {error}")
+                results[index] = _line_failed(error)
         return results
 
     def event_schemas(self) -> dict[str, Any]:
@@ -302,7 +324,11 @@ def open_runtime(settings: Settings) -> Runtime:
         raise
     personal = personal_keys(stores, datastore, settings)
     committer = PostgresCommitter(
-        stores, settings.schema_name, group_max=settings.group_commit_max, personal=personal
+        stores,
+        settings.schema_name,
+        group_max=settings.group_commit_max,
+        personal=personal,
+        max_event_bytes=settings.max_event_bytes,
     )
     conflicts = PostgresConflicts(datastore, settings.schema_name)
     xref = PostgresCrossReference(datastore, settings.schema_name)

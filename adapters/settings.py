@@ -19,6 +19,8 @@ from psycopg.conninfo import conninfo_to_dict
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from adapters.nats.size import MAX_PAYLOAD_BYTES
+
 __all__ = ["ApiKeyEntry", "Settings"]
 
 
@@ -98,6 +100,10 @@ class Settings(BaseSettings):
     group_commit_max: int = Field(default=256, ge=1)
     """Most commands folded into one ``save()``: batching is the main throughput lever."""
 
+    max_event_bytes: int = Field(default=MAX_PAYLOAD_BYTES, ge=4096)
+    """Largest event (as published: envelope plus NATS headers) a command may commit; the
+    default is the NATS servers' ``max_payload`` (8 MiB). A larger event is refused with 413
+    at commit, because the relay could never publish it."""
     personal_key_cache_s: float = Field(default=1.0, ge=0)
     """How long a process reuses a customer key it read for decrypting. An erasure is
     effective at once in the process that commits it and within this time in the others."""

@@ -27,9 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from adapters.postgres.committer import EventTooLarge
 from api.responses import PROBLEM_MEDIA_TYPE, ProblemResponse
 from hub.application.ports import StoreError
 from hub.application.service import CommandResult, IdempotencyMismatch, UnknownCommand
+from hub.domain.bounded import NO_NUL
 from hub.domain.errors import (
     AlreadyExists,
     ConcurrencyConflict,
@@ -175,6 +177,7 @@ STATUS: dict[type[Exception], int] = {
     VersionMismatch: 412,
     IdempotencyMismatch: 422,
     StoreError: 503,
+    EventTooLarge: 413,
 }
 
 Refusal = DomainError | StoreError
@@ -257,6 +260,8 @@ def validation_items(errors: Iterable[Any], prefix: str = "") -> list[dict[str, 
         message = str(error.get("msg", "invalid"))
         if error.get("type") == "extra_forbidden":
             message = "unknown field (not part of this request's schema)"
+        elif (error.get("ctx") or {}).get("pattern") == NO_NUL:
+            message = "must not contain a NUL character (\\u0000)"
         items.append({"field": path, "message": message, "type": error.get("type")})
     return items
 
@@ -369,7 +374,10 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
             f"the server failed to handle this request; it was logged as {reference}",
             instance=_instance(request),
             reference=reference,
-        )
+        ),
+        # The server may be in a bad state for this connection (a half-read body): tell the
+        # client it ends here, so it does not send the next request into a reset.
+        {"Connection": "close"},
     )
 
 

@@ -14,6 +14,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api.errors import Problem
+from hub.domain.bounded import Reference, RequiredCode, RequiredReference, RequiredShortCode
 
 
 class Provenance(BaseModel):
@@ -66,10 +67,17 @@ class CommandOutcome(AggregateView):
 
 
 class History(BaseModel):
+    """One page of an aggregate's events."""
+
     id: UUID
     entity: str
-    version: int
+    version: int = Field(
+        description="Version of this page's last event (`after_version` of the next page)."
+    )
     events: list[EventEnvelope]
+    next: str | None = Field(
+        default=None, description="URL of the next page; null on the last page."
+    )
 
 
 class LookupResult(BaseModel):
@@ -106,8 +114,8 @@ class KeyList(BaseModel):
 class NewKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    client_id: str | None = Field(
-        default=None, description="Defaults to `<system>-<random>`.", max_length=100
+    client_id: RequiredCode | None = Field(
+        default=None, description="Defaults to `<system>-<random>`."
     )
     system: str = Field(description="crm, erp, billing or admin")
     scopes: list[str] = Field(default_factory=lambda: ["read", "write"])
@@ -125,10 +133,10 @@ class BatchProvenance(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source_record_id: str | None = Field(default=None, max_length=255)
-    source_event_id: str | None = Field(default=None, max_length=255)
-    correlation_id: str | None = Field(default=None, max_length=255)
-    causation_id: str | None = Field(default=None, max_length=255)
+    source_record_id: Reference | None = None
+    source_event_id: Reference | None = None
+    correlation_id: Reference | None = None
+    causation_id: Reference | None = None
     occurred_at: AwareDatetime | None = None
 
 
@@ -137,8 +145,8 @@ class BatchLine(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    entity: str = Field(min_length=1, max_length=50, examples=["order"])
-    command: str = Field(min_length=1, max_length=50, examples=["place"])
+    entity: RequiredShortCode = Field(examples=["order"])
+    command: RequiredShortCode = Field(examples=["place"])
     id: UUID | None = Field(
         default=None, description="The aggregate's id: required except for creation commands."
     )
@@ -146,7 +154,7 @@ class BatchLine(BaseModel):
         default_factory=dict, description="The command's input, as the single endpoint's body."
     )
     provenance: BatchProvenance = Field(default_factory=BatchProvenance)
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+    idempotency_key: RequiredReference | None = None
     expected_version: int | None = Field(
         default=None, ge=0, description="Like If-Match: refuse the line if the version differs."
     )

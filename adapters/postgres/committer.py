@@ -40,6 +40,7 @@ from opentelemetry import metrics, trace
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from adapters.nats.size import MAX_PAYLOAD_BYTES, largest_field, published_size_bound
 from adapters.postgres.personal_keys import PersonalKeyStore
 from adapters.postgres.records import PostgresReceipts, receipt_status
 from adapters.postgres.stores import Store
@@ -58,6 +59,14 @@ class StoreUnavailable(StoreError):
     """The database could not be reached (or a commit's outcome could not be read back)."""
 
     code = "store-unavailable"
+
+
+class EventTooLarge(DomainError):
+    """An event would exceed what NATS accepts in one message; the relay could never publish
+    it (and would hold back every later event of its store), so it is not committed."""
+
+    status = 413
+    code = "event-too-large"
 
 
 class DependencyFailed(DomainError):
@@ -110,12 +119,14 @@ class PostgresCommitter(CommitPort):
         schema: str,
         *,
         group_max: int = 256,
+        max_event_bytes: int = MAX_PAYLOAD_BYTES,
         personal: PersonalKeyStore | None = None,
     ) -> None:
         self.stores = stores
         self.personal = personal
         self.schema = sql.Identifier(schema)
         self.group_max = group_max
+        self.max_event_bytes = max_event_bytes
         first = next(iter(stores.values()))
         recorder = first.recorder
         assert isinstance(recorder, PostgresApplicationRecorder)
@@ -146,9 +157,17 @@ class PostgresCommitter(CommitPort):
         lines meanwhile); pass the result to :meth:`outcomes`. Changes sharing a ``scope``
         are one batch: a change never commits after an earlier one on the same aggregate
         failed."""
-        items = [self._pending(c, scope) for c in changes]
-        for item in items:
-            self._queue.put(item)
+        items: list[_Pending] = []
+        for change in changes:
+            try:
+                item = self._pending(change, scope)
+            except EventTooLarge as refused:  # this line only: settle it, queue the others
+                item = _Pending(change, {}, [], Future(), scope)
+                _settle(item, error=refused)
+                self._mark_failed(item)
+            else:
+                self._queue.put(item)
+            items.append(item)
         return items
 
     def outcomes(self, items: Sequence[Submitted]) -> list[Exception | None]:
@@ -185,7 +204,9 @@ class PostgresCommitter(CommitPort):
         for aggregate in change.aggregates:
             store = self.stores[aggregate.entity]
             for event in aggregate.pending_events:
-                stored[store.name].append(store.mapper.to_stored_event(event))
+                record = store.mapper.to_stored_event(event)
+                self._check_size(type(event).__name__, record)
+                stored[store.name].append(record)
                 for system, external in event.external_refs():
                     refs.append((system, aggregate.entity, external, aggregate.id))
         item = _Pending(change, dict(stored), refs, Future(), scope)
@@ -209,6 +230,19 @@ class PostgresCommitter(CommitPort):
                     )
                 )
         return item
+
+    def _check_size(self, event_type: str, record: StoredEvent) -> None:
+        """Refuse an event NATS could not carry, naming the field that makes it large."""
+        size = published_size_bound(record.state)
+        if size <= self.max_event_bytes:
+            return
+        field, field_size = largest_field(record.state)
+        where = f"; its largest field is {field!r} ({field_size:,} bytes)" if field else ""
+        raise EventTooLarge(
+            f"the {event_type} event would be {size:,} bytes on the event stream, over its "
+            f"limit of {self.max_event_bytes:,} bytes{where}: send less",
+            field=field,
+        )
 
     def _after_commit(self, changes: Sequence[Change]) -> None:
         """Forget committed events and take snapshots where an interval was crossed."""

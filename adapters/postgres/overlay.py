@@ -32,8 +32,10 @@ class BatchOverlay(EventStorePort):
             return type(found).model_validate(found.state())
         return self.base.load(entity, aggregate_id, version)
 
-    def history(self, entity: str, aggregate_id: UUID) -> list[DomainEvent]:
-        return self.base.history(entity, aggregate_id)
+    def history(
+        self, entity: str, aggregate_id: UUID, *, after_version: int = 0, limit: int | None = None
+    ) -> list[DomainEvent]:
+        return self.base.history(entity, aggregate_id, after_version=after_version, limit=limit)
 
     def of_customer(self, entity: str, customer_id: UUID) -> list[UUID]:
         """The stores' answer plus this batch's own aggregates of that customer."""

@@ -69,7 +69,8 @@ class PostgresConflicts(_Table, ConflictPort):
     def record_conflict(self, conflict: ConflictRecord) -> None:
         query = sql.SQL(
             "INSERT INTO {}.concord_conflicts (at, client_id, system, entity, aggregate_id, "
-            "command, field, owner, payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            "command, field, owner, payload, occurrences, lines) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         ).format(self.schema)
         with self.datastore.get_connection() as conn:
             conn.execute(
@@ -84,6 +85,8 @@ class PostgresConflicts(_Table, ConflictPort):
                     conflict.field,
                     conflict.owner,
                     Jsonb(withhold(conflict.entity, conflict.payload)),
+                    conflict.occurrences,
+                    list(conflict.lines) or None,
                 ),
             )
 
@@ -92,7 +95,8 @@ class PostgresConflicts(_Table, ConflictPort):
         where = sql.SQL("WHERE status = %s") if status else sql.SQL("")
         query = sql.SQL(
             "SELECT id, at, client_id, system, entity, aggregate_id, command, field, owner, "
-            "payload, status FROM {}.concord_conflicts {} ORDER BY id DESC LIMIT %s"
+            "payload, status, occurrences, lines FROM {}.concord_conflicts {} "
+            "ORDER BY id DESC LIMIT %s"
         ).format(self.schema, where)
         params: tuple[Any, ...] = (status, limit) if status else (limit,)
         with self.datastore.get_connection() as conn:

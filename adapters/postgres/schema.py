@@ -48,6 +48,12 @@ TABLES = [
         status       text        NOT NULL DEFAULT 'open'
     )
     """,
+    # One batch repeating a violation on many lines records it once: how often, and where.
+    """
+    ALTER TABLE {schema}.concord_conflicts
+        ADD COLUMN IF NOT EXISTS occurrences integer NOT NULL DEFAULT 1,
+        ADD COLUMN IF NOT EXISTS lines integer[]
+    """,
     # Per-customer data keys (adapters/postgres/personal_keys.py): erasure sets key to NULL
     # in the erasure's own transaction, which makes every sealed copy unreadable at once.
     """

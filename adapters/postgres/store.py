@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -11,8 +12,8 @@ from eventsourcing.utils import get_topic
 from psycopg.sql import SQL, Identifier
 
 from adapters.postgres.stores import Store
-from hub.application.ports import EventStorePort
-from hub.domain.base import Aggregate, DomainEvent
+from hub.application.ports import EventStorePort, replay_until
+from hub.domain.base import Aggregate, AggregateSnapshot, DomainEvent
 from hub.domain.catalog import EVENT_TYPES
 
 
@@ -28,10 +29,32 @@ class ApplicationEventStore(EventStorePort):
         assert isinstance(aggregate, Aggregate)
         return aggregate
 
-    def history(self, entity: str, aggregate_id: UUID) -> list[DomainEvent]:
-        events = list(self.stores[entity].events.get(aggregate_id))
+    def history(
+        self, entity: str, aggregate_id: UUID, *, after_version: int = 0, limit: int | None = None
+    ) -> list[DomainEvent]:
+        events = list(
+            self.stores[entity].events.get(aggregate_id, gt=after_version or None, limit=limit)
+        )
         assert all(isinstance(e, DomainEvent) for e in events)
         return events  # type: ignore[return-value]
+
+    def load_as_of(self, entity: str, aggregate_id: UUID, at: datetime) -> Aggregate | None:
+        """Start from the newest snapshot taken at or before ``at``; replay only what follows.
+
+        Snapshots are few (one per 50 or 100 events) and read newest first, so an audit of a
+        long-lived contract reads one snapshot and at most an interval of events rather than
+        its whole history."""
+        store = self.stores[entity]
+        start: Aggregate | None = None
+        if store.snapshots is not None:
+            for snapshot in store.snapshots.get(aggregate_id, desc=True):
+                assert isinstance(snapshot, AggregateSnapshot)
+                if snapshot.timestamp <= at:
+                    start = snapshot.mutate(None)
+                    break
+        after = start.version if start is not None else None
+        later = [e for e in store.events.get(aggregate_id, gt=after) if isinstance(e, DomainEvent)]
+        return replay_until(start, later, at)
 
     def of_customer(self, entity: str, customer_id: UUID) -> list[UUID]:
         """Aggregates whose events set ``customer_id`` (creation, or a move on a merge).

@@ -112,7 +112,7 @@ class _Batch:
                 locators.append(locate)
                 yield request
 
-        outcomes = self.runtime.batch(requests())
+        outcomes = self.runtime.batch(requests(), lambda index: numbers[index])
         for number, outcome, locate in zip(numbers, outcomes, locators, strict=True):
             results[number] = self._result(number, outcome, locate)
         ordered = [results[n] for n in sorted(results)]

@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import AwareDatetime
 from starlette.responses import Response
 
@@ -24,6 +24,7 @@ from api.responses import JSONBytes
 from api.routes import plural
 from api.schemas import AggregateWithRefs, Health, History, LookupResult
 from hub.application.service import Caller
+from hub.domain.bounded import NO_NUL
 from hub.domain.errors import NotFound
 from hub.domain.provenance import System
 
@@ -74,14 +75,49 @@ def _state_route(runtime: "Runtime", entity: str, reader: Any) -> Callable[..., 
     return get_state
 
 
+#: Events per history page unless ``limit`` says otherwise, and the most it may say.
+HISTORY_PAGE = 100
+HISTORY_PAGE_MAX = 1000
+#: Versions are PostgreSQL ``integer`` columns.
+MAX_VERSION = 2**31 - 1
+
+
 def _history_route(runtime: "Runtime", entity: str, reader: Any) -> Callable[..., Response]:
     def get_history(
+        request: Request,
         id: Annotated[UUID, Path(description=f"The {entity}'s canonical id.")],
         caller: Annotated[Caller, Depends(reader)],
+        after_version: Annotated[
+            int,
+            Query(
+                ge=0,
+                le=MAX_VERSION,
+                description="Only events after this version (0: from the first); pass the "
+                "previous page's `version` to read on.",
+            ),
+        ] = 0,
+        limit: Annotated[
+            int,
+            Query(
+                ge=1,
+                le=HISTORY_PAGE_MAX,
+                description=f"Events per page (default {HISTORY_PAGE}, at most "
+                f"{HISTORY_PAGE_MAX}).",
+            ),
+        ] = HISTORY_PAGE,
     ) -> Response:
-        events = runtime.hub.history(entity, id)
-        body = {"id": str(id), "entity": entity, "version": events[-1]["version"], "events": events}
-        return JSONBytes(body, headers={"ETag": f'"{body["version"]}"'})
+        # One more than asked tells whether another page follows without an extra query.
+        events = runtime.hub.history(entity, id, after_version=after_version, limit=limit + 1)
+        page, more = events[:limit], len(events) > limit
+        last = page[-1]["version"] if page else after_version
+        following = None
+        headers = {"ETag": f'"{last}"'}
+        if more:
+            following = f"{request.url.path}?after_version={last}&limit={limit}"
+            headers["Link"] = f'<{following}>; rel="next"'
+        body = {"id": str(id), "entity": entity, "version": last, "events": page}
+        body["next"] = following
+        return JSONBytes(body, headers=headers)
 
     get_history.__name__ = f"{plural(entity)}_events"
     return get_history
@@ -113,7 +149,10 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
             response_class=JSONBytes,
             operation_id=f"{collection}_events",
             tags=[collection],
-            summary=f"Every event of a {entity}, oldest first, with provenance",
+            summary=f"Events of a {entity}, oldest first, with provenance (paginated)",
+            description=f"Pages of `limit` events (default {HISTORY_PAGE}, at most "
+            f"{HISTORY_PAGE_MAX}) after `after_version`; `next` (and the `Link: <...>; "
+            'rel="next"` header) is the URL of the following page, null on the last one.',
             responses=problems(401, 403, 404, 422),
         )
 
@@ -129,7 +168,9 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
     def lookup(
         system: Annotated[System, Path(description="The system whose id this is.")],
         entity: Annotated[str, Path(description=f"One of: {', '.join(known)}.")],
-        external_id: Annotated[str, Path(description="That system's id.", max_length=255)],
+        external_id: Annotated[
+            str, Path(description="That system's id.", max_length=255, pattern=NO_NUL)
+        ],
         caller: Annotated[Caller, Depends(reader)],
     ) -> Response:
         if entity not in known:

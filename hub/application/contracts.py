@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from decimal import Decimal
 from uuid import UUID
 
 from pydantic import Field
@@ -24,6 +23,14 @@ from hub.application.commands import CommandInput, CommandSpec, Handler, InputT,
 from hub.application.merges import same_customer, survivor
 from hub.application.unit import Unit
 from hub.domain.base import Aggregate
+from hub.domain.bounded import (
+    MAX_LINES,
+    CurrencyCode,
+    Quantity,
+    Reason,
+    RequiredCode,
+    RequiredReference,
+)
 from hub.domain.contract import Contract, ContractItem, ItemChange
 from hub.domain.errors import CurrencyMismatch, InvalidTransition, InvalidValue
 from hub.domain.order import Order, OrderStatus
@@ -33,18 +40,18 @@ from hub.domain.provenance import Stamp, System
 class CreateContract(CommandInput):
     order_id: UUID
     customer_id: UUID
-    items: list[ContractItem] = Field(min_length=1, max_length=1000)
-    currency: str = Field(min_length=3, max_length=3)
+    items: list[ContractItem] = Field(min_length=1, max_length=MAX_LINES)
+    currency: CurrencyCode
     term_start: date
     term_end: date
 
 
 class ActivateContract(CommandInput):
-    billing_subscription_id: str = Field(min_length=1, max_length=255)
+    billing_subscription_id: RequiredReference
 
 
 class AmendContract(CommandInput):
-    changes: list[ItemChange] = Field(min_length=1, max_length=1000)
+    changes: list[ItemChange] = Field(min_length=1, max_length=MAX_LINES)
     effective_date: date
 
 
@@ -62,18 +69,16 @@ class ResumeContract(CommandInput):
 
 class CancelContract(CommandInput):
     effective_date: date
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: Reason | None = None
 
 
 class RecordUsage(CommandInput):
-    sku: str = Field(min_length=1, max_length=100)
-    quantity: Decimal = Field(gt=0, max_digits=18, decimal_places=6)
+    sku: RequiredCode
+    quantity: Quantity
     period_start: date
     period_end: date
-    usage_record_id: str | None = Field(
+    usage_record_id: RequiredReference | None = Field(
         default=None,
-        min_length=1,
-        max_length=255,
         description="Billing's id of the usage record: counted once (a re-delivery changes "
         "nothing; the id with other values is refused with 409).",
     )

@@ -10,12 +10,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from uuid import UUID
 
-from pydantic import Field
-
 from hub.application.commands import CommandInput, CommandSpec, Handler, InputT, NoInput, on
 from hub.application.merges import unmerged
 from hub.application.unit import Unit
 from hub.domain.base import Aggregate
+from hub.domain.bounded import (
+    CurrencyCode,
+    Domain,
+    Name,
+    Reason,
+    RequiredCode,
+    RequiredName,
+    RequiredReference,
+    RequiredShortCode,
+    ShortCode,
+)
 from hub.domain.customer import Address, Customer, CustomerDetails, CustomerStatus, LinkedSystem
 from hub.domain.errors import InvalidTransition, InvalidValue
 from hub.domain.invoice import Invoice
@@ -27,30 +36,30 @@ MAX_HIERARCHY_DEPTH = 50
 
 
 class RegisterCustomer(CommandInput):
-    legal_name: str = Field(min_length=1, max_length=300)
-    display_name: str | None = Field(default=None, max_length=300)
-    web_domain: str | None = Field(default=None, max_length=253)
-    tax_id: str | None = Field(default=None, max_length=50)
+    legal_name: RequiredName
+    display_name: Name | None = None
+    web_domain: Domain | None = None
+    tax_id: ShortCode | None = None
     billing_address: Address | None = None
-    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    currency: CurrencyCode | None = None
     parent_customer_id: UUID | None = None
 
 
 class ChangeCustomerDetails(CommandInput):
     """Partial update: only the fields sent change (``null`` clears an optional one)."""
 
-    legal_name: str | None = Field(default=None, max_length=300)
-    display_name: str | None = Field(default=None, max_length=300)
-    web_domain: str | None = Field(default=None, max_length=253)
-    tax_id: str | None = Field(default=None, max_length=50)
+    legal_name: Name | None = None
+    display_name: Name | None = None
+    web_domain: Domain | None = None
+    tax_id: ShortCode | None = None
     billing_address: Address | None = None
-    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    currency: CurrencyCode | None = None
     parent_customer_id: UUID | None = None
 
 
 class LinkCustomer(CommandInput):
     system: LinkedSystem
-    external_id: str = Field(min_length=1, max_length=255)
+    external_id: RequiredReference
 
 
 class MergeCustomer(CommandInput):
@@ -59,15 +68,15 @@ class MergeCustomer(CommandInput):
 
 class ChangeCustomerStatus(CommandInput):
     status: CustomerStatus
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: Reason | None = None
 
 
 class AssignCustomerNumber(CommandInput):
-    customer_number: str = Field(min_length=1, max_length=100)
+    customer_number: RequiredCode
 
 
 class SetPaymentTerms(CommandInput):
-    payment_terms: str = Field(min_length=1, max_length=50)
+    payment_terms: RequiredShortCode
 
 
 def check_hierarchy(unit: Unit, customer_id: UUID, parent_id: UUID | None) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from decimal import Decimal
 from uuid import UUID
 
 from pydantic import Field
@@ -19,6 +18,7 @@ from hub.application.commands import CommandInput, CommandSpec, Handler, InputT,
 from hub.application.merges import same_customer, survivor
 from hub.application.unit import Unit
 from hub.domain.base import Aggregate
+from hub.domain.bounded import MAX_INVOICE_LINES, Amount, Code, CurrencyCode, Reason, RequiredCode
 from hub.domain.contract import Contract
 from hub.domain.errors import InvalidValue
 from hub.domain.invoice import Invoice, InvoiceLine
@@ -31,32 +31,32 @@ class IssueInvoice(CommandInput):
     customer_id: UUID
     contract_id: UUID | None = None
     order_id: UUID | None = None
-    lines: list[InvoiceLine] = Field(min_length=1, max_length=5000)
-    currency: str = Field(min_length=3, max_length=3)
-    subtotal: Decimal = Field(max_digits=18, decimal_places=3)
-    tax: Decimal = Field(max_digits=18, decimal_places=3)
-    total: Decimal = Field(max_digits=18, decimal_places=3)
+    lines: list[InvoiceLine] = Field(min_length=1, max_length=MAX_INVOICE_LINES)
+    currency: CurrencyCode
+    subtotal: Amount
+    tax: Amount
+    total: Amount
     issue_date: date
     due_date: date
-    source_number: str | None = Field(default=None, max_length=100)
+    source_number: Code | None = None
 
 
 class PostInvoice(CommandInput):
-    erp_document_number: str = Field(min_length=1, max_length=100)
+    erp_document_number: RequiredCode
 
 
 class VoidInvoice(CommandInput):
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: Reason | None = None
 
 
 class CreditInvoice(CommandInput):
     amount: Money
-    credit_note_number: str | None = Field(default=None, max_length=100)
-    reason: str | None = Field(default=None, max_length=1000)
+    credit_note_number: Code | None = None
+    reason: Reason | None = None
 
 
 class MarkUncollectible(CommandInput):
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: Reason | None = None
 
 
 def _issue(stamp: Stamp, invoice_id: UUID, data: IssueInvoice, unit: Unit) -> Aggregate:

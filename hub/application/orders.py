@@ -12,34 +12,42 @@ from hub.application.commands import CommandInput, CommandSpec, Handler, InputT,
 from hub.application.merges import unmerged
 from hub.application.unit import Unit
 from hub.domain.base import Aggregate
+from hub.domain.bounded import (
+    MAX_LINES,
+    CurrencyCode,
+    Reasons,
+    Reference,
+    RequiredCode,
+    RequiredReason,
+)
 from hub.domain.order import Order, OrderLine
 from hub.domain.provenance import Stamp
 
 
 class PlaceOrder(CommandInput):
     customer_id: UUID
-    opportunity_id: str | None = Field(default=None, max_length=255)
-    lines: list[OrderLine] = Field(min_length=1, max_length=1000)
-    currency: str = Field(min_length=3, max_length=3)
+    opportunity_id: Reference | None = None
+    lines: list[OrderLine] = Field(min_length=1, max_length=MAX_LINES)
+    currency: CurrencyCode
     term_months: int = Field(ge=0, le=600)
     start_date: date
     booking_date: date
 
 
 class RejectOrder(CommandInput):
-    reasons: list[str] = Field(min_length=1)
+    reasons: Reasons
 
 
 class AcceptOrder(CommandInput):
-    erp_order_number: str = Field(min_length=1, max_length=100)
+    erp_order_number: RequiredCode
 
 
 class CancelOrder(CommandInput):
-    reason: str = Field(min_length=1, max_length=1000)
+    reason: RequiredReason
 
 
 class AmendOrder(CommandInput):
-    lines: list[OrderLine] = Field(min_length=1, max_length=1000)
+    lines: list[OrderLine] = Field(min_length=1, max_length=MAX_LINES)
 
 
 def _place(stamp: Stamp, order_id: UUID, data: PlaceOrder, unit: Unit) -> Aggregate:

@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime
 
 from hub.application.commands import CommandInput, CommandSpec, Handler, InputT, on
 from hub.application.merges import same_customer, survivor
 from hub.application.unit import Unit
 from hub.domain.base import Aggregate
+from hub.domain.bounded import Reference, RequiredReason
 from hub.domain.errors import InvalidValue
 from hub.domain.invoice import Invoice, UnapplyReason
 from hub.domain.money import Money
@@ -29,7 +30,7 @@ class ReceivePayment(CommandInput):
     amount: Money
     method: PaymentMethod
     received_at: AwareDatetime
-    reference: str | None = Field(default=None, max_length=255)
+    reference: Reference | None = None
 
 
 class ApplyPayment(CommandInput):
@@ -39,15 +40,15 @@ class ApplyPayment(CommandInput):
 
 class RefundPayment(CommandInput):
     amount: Money
-    reference: str | None = Field(default=None, max_length=255)
+    reference: Reference | None = None
 
 
 class FailPayment(CommandInput):
-    reason: str = Field(min_length=1, max_length=1000)
+    reason: RequiredReason
 
 
 class ReversePayment(CommandInput):
-    reason: str = Field(min_length=1, max_length=1000)
+    reason: RequiredReason
 
 
 def _receive(stamp: Stamp, payment_id: UUID, data: ReceivePayment, unit: Unit) -> Aggregate:

@@ -11,7 +11,7 @@ its cross-reference rows in one transaction: that atomicity is why receipts are 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -47,6 +47,20 @@ class ConflictRecord:
     owner: str
     payload: dict[str, Any]
     at: datetime
+    occurrences: int = 1
+    lines: tuple[int, ...] = ()  # batch line numbers (empty for a single command)
+
+    def same_violation(self) -> tuple[Any, ...]:
+        """What makes two refusals one conflict: who wrote which field of what, and how
+        (the values written may differ; the first one is kept)."""
+        return (
+            self.client_id,
+            self.entity,
+            self.aggregate_id,
+            self.command,
+            self.field,
+            self.owner,
+        )
 
 
 @dataclass(frozen=True)
@@ -65,8 +79,18 @@ class EventStorePort(ABC):
         """The aggregate at ``version`` (latest when None), or None if it does not exist."""
 
     @abstractmethod
-    def history(self, entity: str, aggregate_id: UUID) -> list[DomainEvent]:
-        """Every event of the aggregate, oldest first (empty if it does not exist)."""
+    def history(
+        self, entity: str, aggregate_id: UUID, *, after_version: int = 0, limit: int | None = None
+    ) -> list[DomainEvent]:
+        """Events of the aggregate after ``after_version``, oldest first, at most ``limit``
+        (empty if it does not exist)."""
+
+    def load_as_of(self, entity: str, aggregate_id: UUID, at: datetime) -> Aggregate | None:
+        """The aggregate as it was at ``at`` (recorded time), or None if it did not exist.
+
+        This default replays the whole history; stores with snapshots start from the
+        nearest snapshot at or before ``at`` instead."""
+        return replay_until(None, self.history(entity, aggregate_id), at)
 
     def of_customer(self, entity: str, customer_id: UUID) -> list[UUID]:
         """Ids of ``entity`` aggregates that named ``customer_id`` when created or moved
@@ -74,6 +98,19 @@ class EventStorePort(ABC):
         merged customer's receivables; a store that cannot answer must say so, not return
         nothing, or a merge would leave invoices behind silently."""
         raise NotImplementedError(f"this store cannot find {entity}s by customer")
+
+
+def replay_until(
+    start: Aggregate | None, events: Iterable[DomainEvent], at: datetime
+) -> Aggregate | None:
+    """Apply ``events`` to ``start`` up to (and including) those recorded at ``at``."""
+    aggregate: Any = start
+    for event in events:
+        if event.timestamp > at:
+            break
+        aggregate = event.mutate(aggregate)
+    assert aggregate is None or isinstance(aggregate, Aggregate)
+    return aggregate
 
 
 class CommitPort(ABC):

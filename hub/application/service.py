@@ -11,13 +11,14 @@ one transaction. ``tests/unit/test_hub_order.py`` pins this order with in-memory
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from hashlib import sha256
 from typing import Any
 from uuid import UUID
 
 import orjson
+from pydantic import ValidationError
 
 from hub.application.commands import Catalogue, Command, CommandInput
 from hub.application.ports import (
@@ -35,6 +36,7 @@ from hub.domain.errors import (
     AlreadyExists,
     ConcurrencyConflict,
     DomainError,
+    InvalidValue,
     NotFound,
     OwnershipViolation,
     VersionMismatch,
@@ -112,6 +114,33 @@ class CommandResult:
     replayed: bool = False
 
 
+def merge_conflicts(
+    found: list[tuple[int, ConflictRecord]],
+) -> list[ConflictRecord]:
+    """One record per distinct violation among ``(line, record)`` pairs, with how many lines
+    repeated it and which: a migration file that writes an unowned field on 10,000 lines
+    is one problem to resolve, not 10,000."""
+    merged: dict[tuple[Any, ...], ConflictRecord] = {}
+    for line, record in found:
+        key = record.same_violation()
+        first = merged.get(key)
+        if first is None:
+            merged[key] = replace(record, occurrences=1, lines=(line,))
+        else:
+            merged[key] = replace(
+                first, occurrences=first.occurrences + 1, lines=(*first.lines, line)
+            )
+    return list(merged.values())
+
+
+def _invalid_value(invalid: ValidationError) -> InvalidValue:
+    """A value object refused a value a command computed (a total beyond the bounds): the
+    same 422 as a refused input, naming the field, rather than an unhandled error."""
+    first = invalid.errors()[0]
+    field = ".".join(str(part) for part in first.get("loc", ())) or None
+    return InvalidValue(str(first.get("msg", "invalid value")), field=field)
+
+
 class UnknownCommand(DomainError):
     code = "unknown-command"
 
@@ -157,16 +186,18 @@ class Hub:
         store: EventStorePort | None = None,
         *,
         brief: bool = False,
+        conflicts: list[ConflictRecord] | None = None,
     ) -> tuple[Change | None, CommandResult]:
         """Check and decide a command without committing it (bulk ingest commits many at
         once): ownership, then replay (no change: ``None``), then the command itself.
 
         ``store`` lets bulk ingest read through its own not-yet-committed aggregates;
         ``brief`` answers with id and version only (bulk ingest reports no more per line),
-        unless an idempotency key needs the full answer remembered.
+        unless an idempotency key needs the full answer remembered. ``conflicts`` collects
+        ownership refusals instead of recording each at once (see :func:`merge_conflicts`).
         """
         spec = self.spec(request.entity, request.name)
-        self._check_ownership(spec, request)
+        self._check_ownership(spec, request, conflicts)
         replay = self.replay(request)
         if replay is not None:
             return None, replay
@@ -189,24 +220,12 @@ class Hub:
             traceparent=self.trace_context(),
         )
         unit = Unit(store or self.store)
-        if spec.creates:
-            aggregate_id = request.aggregate_id or self._new_id(request)
-            aggregate = spec.run_create(stamp, aggregate_id, request.payload, unit)
-            unit.add(aggregate)
-        else:
-            if request.aggregate_id is None:
-                raise NotFound("this command needs an aggregate id", field="id")
-            cls = self.aggregates[request.entity]
-            aggregate = unit.get(cls, request.aggregate_id, field="id")
-            if request.expected_version is not None and (
-                aggregate.version != request.expected_version
-            ):
-                raise VersionMismatch(
-                    f"{request.entity} {aggregate.id} is at version {aggregate.version}, "
-                    f"not {request.expected_version}; re-read it and retry",
-                    field="If-Match",
-                )
-            spec.run_handle(aggregate, stamp, request.payload, unit)
+        try:
+            aggregate = self._run(spec, request, stamp, unit)
+        except ValidationError as invalid:
+            raise _invalid_value(invalid) from None
+        except ArithmeticError as overflow:  # decimal.InvalidOperation, Overflow
+            raise InvalidValue(f"a number is out of range ({overflow})") from None
         changed = unit.changed()
         if brief and request.idempotency_key is None:
             body: dict[str, Any] = {
@@ -284,25 +303,54 @@ class Hub:
             )
         return spec
 
-    def _check_ownership(self, spec: Command, request: CommandRequest) -> None:
+    def _run(self, spec: Command, request: CommandRequest, stamp: Stamp, unit: Unit) -> Aggregate:
+        """Create or load the aggregate and run the command on it."""
+        if spec.creates:
+            aggregate_id = request.aggregate_id or self._new_id(request)
+            aggregate = spec.run_create(stamp, aggregate_id, request.payload, unit)
+            unit.add(aggregate)
+        else:
+            if request.aggregate_id is None:
+                raise NotFound("this command needs an aggregate id", field="id")
+            cls = self.aggregates[request.entity]
+            aggregate = unit.get(cls, request.aggregate_id, field="id")
+            if request.expected_version is not None and (
+                aggregate.version != request.expected_version
+            ):
+                raise VersionMismatch(
+                    f"{request.entity} {aggregate.id} is at version {aggregate.version}, "
+                    f"not {request.expected_version}; re-read it and retry",
+                    field="If-Match",
+                )
+            spec.run_handle(aggregate, stamp, request.payload, unit)
+        return aggregate
+
+    def _check_ownership(
+        self,
+        spec: Command,
+        request: CommandRequest,
+        collect: list[ConflictRecord] | None = None,
+    ) -> None:
         try:
             self.policy.check(
                 request.caller.system, spec.entity, spec.fields_written(request.payload)
             )
         except OwnershipViolation as refused:
-            self.ports.conflicts.record_conflict(
-                ConflictRecord(
-                    client_id=request.caller.client_id,
-                    system=request.caller.system,
-                    entity=spec.entity,
-                    aggregate_id=request.aggregate_id,
-                    command=spec.name,
-                    field=refused.field or "",
-                    owner=refused.owner,
-                    payload=request.payload.model_dump(mode="json"),
-                    at=self.clock(),
-                )
+            record = ConflictRecord(
+                client_id=request.caller.client_id,
+                system=request.caller.system,
+                entity=spec.entity,
+                aggregate_id=request.aggregate_id,
+                command=spec.name,
+                field=refused.field or "",
+                owner=refused.owner,
+                payload=request.payload.model_dump(mode="json"),
+                at=self.clock(),
             )
+            if collect is None:
+                self.ports.conflicts.record_conflict(record)
+            else:
+                collect.append(record)
             raise
 
     def _provenance(self, request: CommandRequest) -> Provenance:
@@ -338,20 +386,21 @@ class Hub:
         if as_of is None:
             aggregate = self.store.load(entity, aggregate_id)
         else:
-            aggregate = None
-            for event in self.store.history(entity, aggregate_id):
-                if event.timestamp > as_of:
-                    break
-                aggregate = event.mutate(aggregate)
+            aggregate = self.store.load_as_of(entity, aggregate_id, as_of)
         if aggregate is None:
             when = f" at {as_of.isoformat()}" if as_of else ""
             raise NotFound(f"no {entity} with id {aggregate_id}{when}", field="id")
         day = business_date or (as_of or self.clock()).astimezone(UTC).date()
         return aggregate_view(aggregate.on_business_date(day))
 
-    def history(self, entity: str, aggregate_id: UUID) -> list[dict[str, Any]]:
-        events = self.store.history(entity, aggregate_id)
-        if not events:
+    def history(
+        self, entity: str, aggregate_id: UUID, *, after_version: int = 0, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Envelopes of the events after ``after_version`` (a page of at most ``limit``).
+
+        An empty page past the end is an answer; an aggregate that does not exist is not."""
+        events = self.store.history(entity, aggregate_id, after_version=after_version, limit=limit)
+        if not events and not (after_version and self.store.history(entity, aggregate_id, limit=1)):
             raise NotFound(f"no {entity} with id {aggregate_id}", field="id")
         return [event_envelope(entity, e) for e in events]
 

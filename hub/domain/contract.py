@@ -25,6 +25,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.domain.base import Aggregate, CreationEvent, DomainEvent, creation_fields
+from hub.domain.bounded import NonNegativeQuantity, RatePrice, RequiredCode
 from hub.domain.errors import AlreadyExists, InvalidTransition, InvalidValue
 from hub.domain.money import exponent
 from hub.domain.order import ChargeType
@@ -49,10 +50,10 @@ class ContractItem(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    sku: str = Field(min_length=1, max_length=100)
-    rate_plan: str = Field(min_length=1, max_length=100)
-    quantity: Decimal = Field(ge=0, max_digits=18, decimal_places=6)
-    unit_price: Decimal = Field(ge=0, max_digits=18, decimal_places=6)
+    sku: RequiredCode
+    rate_plan: RequiredCode
+    quantity: NonNegativeQuantity
+    unit_price: RatePrice
     billing_period: BillingPeriod
     charge_type: ChargeType
 
@@ -62,10 +63,10 @@ class ItemChange(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    sku: str = Field(min_length=1, max_length=100)
-    quantity: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=6)
-    unit_price: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=6)
-    rate_plan: str | None = Field(default=None, min_length=1, max_length=100)
+    sku: RequiredCode
+    quantity: NonNegativeQuantity | None = None
+    unit_price: RatePrice | None = None
+    rate_plan: RequiredCode | None = None
 
 
 def check_item_quantity(charge_type: ChargeType, quantity: Decimal, field: str) -> None:

@@ -35,6 +35,16 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.domain.base import Aggregate, CreationEvent, DomainEvent, StaleUpdate, creation_fields
+from hub.domain.bounded import (
+    AddressLine,
+    Code,
+    CurrencyCode,
+    Domain,
+    Name,
+    PostalCode,
+    RequiredCode,
+    ShortCode,
+)
 from hub.domain.errors import AlreadyExists, InvalidTransition, InvalidValue, MergedAway
 from hub.domain.money import exponent
 from hub.domain.provenance import Stamp
@@ -64,12 +74,12 @@ class Address(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    line1: str = Field(min_length=1, max_length=200)
-    line2: str | None = Field(default=None, max_length=200)
-    city: str = Field(min_length=1, max_length=100)
-    region: str | None = Field(default=None, max_length=100)
-    postal_code: str | None = Field(default=None, max_length=20)
-    country: str = Field(pattern=r"^[A-Z]{2}$")
+    line1: AddressLine
+    line2: AddressLine | None = None
+    city: RequiredCode
+    region: Code | None = None
+    postal_code: PostalCode | None = None
+    country: str = Field(pattern=r"^[A-Z]{2}$", min_length=2, max_length=2)
 
 
 DetailField = Literal[
@@ -99,12 +109,12 @@ class CustomerDetails(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    legal_name: str | None = Field(default=None, max_length=300)
-    display_name: str | None = Field(default=None, max_length=300)
-    web_domain: str | None = Field(default=None, max_length=253)
-    tax_id: str | None = Field(default=None, max_length=50)
+    legal_name: Name | None = None
+    display_name: Name | None = None
+    web_domain: Domain | None = None
+    tax_id: ShortCode | None = None
     billing_address: Address | Erased | None = None
-    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    currency: CurrencyCode | None = None
     parent_customer_id: UUID | None = None
 
 

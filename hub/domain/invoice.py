@@ -30,6 +30,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.domain.base import Aggregate, CreationEvent, DomainEvent, creation_fields
+from hub.domain.bounded import Amount, Description, InvoicePrice, Quantity, RequiredCode
 from hub.domain.errors import (
     AlreadyExists,
     CurrencyMismatch,
@@ -63,11 +64,11 @@ class InvoiceLine(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    sku: str = Field(min_length=1, max_length=100)
-    description: str | None = Field(default=None, max_length=500)
-    quantity: Decimal = Field(gt=0, max_digits=18, decimal_places=6)
-    unit_price: Decimal = Field(max_digits=18, decimal_places=6)
-    amount: Decimal = Field(max_digits=18, decimal_places=3)
+    sku: RequiredCode
+    description: Description | None = None
+    quantity: Quantity
+    unit_price: InvoicePrice
+    amount: Amount
     service_period_start: date | None = None
     service_period_end: date | None = None
 

@@ -9,13 +9,17 @@ hub (quantity x unit price, proration) are rounded half-even with :meth:`Money.r
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from hub.domain.bounded import Amount, CurrencyCode, ExactDecimal
 from hub.domain.errors import CurrencyMismatch, InvalidValue
+
+#: The bounds of every money amount (digits before and after the point).
+AMOUNT = ExactDecimal(15, 3)
 
 # ISO 4217 minor units. Currencies not listed are refused: a wrong exponent is worse than none.
 EXPONENTS: dict[str, int] = {
@@ -75,24 +79,32 @@ def exponent(currency: str) -> int:
 
 
 def to_decimal(value: Any, *, field: str = "amount") -> Decimal:
-    """Coerce a JSON number/string to ``Decimal``, refusing floats' binary noise and NaN."""
-    if isinstance(value, bool):
-        raise InvalidValue("amount must be a decimal number, not a boolean", field=field)
-    if isinstance(value, float):
-        value = repr(value)  # shortest repr: 0.1 -> "0.1", never 0.1000000000000000055...
+    """An amount as ``Decimal``: a decimal string, an integer or a ``Decimal``, bounded like
+    every amount (see :mod:`hub.domain.bounded`). Floats are refused: their binary noise
+    (``0.1 + 0.2``) is not a figure any source system meant."""
     try:
-        result = Decimal(value) if not isinstance(value, Decimal) else value
-    except (InvalidOperation, TypeError, ValueError):
-        raise InvalidValue(f"{value!r} is not a decimal number", field=field) from None
-    if not result.is_finite():
-        raise InvalidValue(f"{value!r} is not a finite number", field=field)
-    return result
+        return AMOUNT.parse(value)
+    except PydanticCustomError as refused:
+        raise InvalidValue(str(refused), field=field) from None
+
+
+def check_magnitude(amount: Decimal, *, field: str = "amount") -> Decimal:
+    """Refuse an amount beyond the largest Concord holds (before rounding could overflow the
+    28-digit decimal context: a 1e26 line total used to end a request with a 500)."""
+    if amount.is_finite() and (amount.is_zero() or amount.adjusted() < AMOUNT.integer_digits):
+        return amount
+    raise InvalidValue(
+        f"{amount:.6g} is beyond the largest amount Concord holds "
+        f"({AMOUNT.integer_digits} digits before the decimal point)",
+        field=field,
+    )
 
 
 def check_scale(amount: Decimal, currency: str, *, field: str = "amount") -> Decimal:
     """Return ``amount`` at the currency's exponent, refusing extra significant decimals."""
     exp = exponent(currency)
     quantum = Decimal(1).scaleb(-exp)
+    check_magnitude(amount, field=field)
     quantized = amount.quantize(quantum)
     if quantized != amount:
         raise InvalidValue(
@@ -119,8 +131,8 @@ class Money(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    currency: str  # declared first so the amount's scale check can see it
-    amount: Decimal
+    currency: CurrencyCode  # declared first so the amount's scale check can see it
+    amount: Amount
 
     # Validators report rule breaks as pydantic errors (type ``invalid-value``), so inside a
     # request they come back with their exact path (``body.amount.currency``).
@@ -131,11 +143,6 @@ class Money(BaseModel):
         if isinstance(value, str):
             _as_pydantic(exponent, value)
         return value
-
-    @field_validator("amount", mode="before")
-    @classmethod
-    def _decimal(cls, value: Any) -> Decimal:
-        return _as_pydantic(to_decimal, value)
 
     @field_validator("amount", mode="after")
     @classmethod
@@ -166,7 +173,8 @@ class Money(BaseModel):
     def rounded(cls, amount: Decimal, currency: str) -> Money:
         """Money from a computed amount, rounded half-even to the currency's exponent."""
         quantum = Decimal(1).scaleb(-exponent(currency))
-        return cls(amount=amount.quantize(quantum, rounding=ROUND_HALF_EVEN), currency=currency)
+        check_magnitude(amount)
+        return cls.of(amount.quantize(quantum, rounding=ROUND_HALF_EVEN), currency)
 
     def _same(self, other: Money) -> None:
         if other.currency != self.currency:
@@ -176,11 +184,11 @@ class Money(BaseModel):
 
     def __add__(self, other: Money) -> Money:
         self._same(other)
-        return Money(amount=self.amount + other.amount, currency=self.currency)
+        return Money.of(check_magnitude(self.amount + other.amount), self.currency)
 
     def __sub__(self, other: Money) -> Money:
         self._same(other)
-        return Money(amount=self.amount - other.amount, currency=self.currency)
+        return Money.of(check_magnitude(self.amount - other.amount), self.currency)
 
     def __lt__(self, other: Money) -> bool:
         self._same(other)

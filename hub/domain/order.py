@@ -12,15 +12,15 @@ figures.
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
 from enum import StrEnum
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.domain.base import Aggregate, CreationEvent, DomainEvent, StaleUpdate, creation_fields
+from hub.domain.bounded import Amount, Description, OrderPrice, Quantity, RequiredCode
 from hub.domain.errors import InvalidTransition, InvalidValue
-from hub.domain.money import Money, check_scale, exponent, money_sum
+from hub.domain.money import Money, check_magnitude, check_scale, exponent, money_sum
 from hub.domain.provenance import Stamp
 
 
@@ -44,12 +44,12 @@ class OrderLine(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    sku: str = Field(min_length=1, max_length=100)
-    description: str | None = Field(default=None, max_length=500)
-    quantity: Decimal = Field(gt=0, max_digits=18, decimal_places=6)
-    unit_price: Decimal = Field(ge=0, max_digits=18, decimal_places=3)
+    sku: RequiredCode
+    description: Description | None = None
+    quantity: Quantity
+    unit_price: OrderPrice
     charge_type: ChargeType
-    amount: Decimal | None = None
+    amount: Amount | None = None  # computed by the hub; what a client sends is replaced
 
 
 class OrderTotals(BaseModel):
@@ -72,6 +72,7 @@ def price_lines(lines: list[OrderLine], currency: str) -> tuple[list[OrderLine],
     by_type: dict[ChargeType, list[Money]] = {t: [] for t in ChargeType}
     for index, line in enumerate(lines):
         check_scale(line.unit_price, currency, field=f"lines.{index}.unit_price")
+        check_magnitude(line.unit_price * line.quantity, field=f"lines.{index}.quantity")
         amount = Money.of(line.unit_price, currency).times(line.quantity)
         priced.append(line.model_copy(update={"amount": amount.amount}))
         by_type[line.charge_type].append(amount)

@@ -12,6 +12,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hub.domain.bounded import Reference
+
 
 class System(StrEnum):
     """Systems that can cause a change. ``api`` is a direct client, ``hub`` is Concord itself."""
@@ -29,15 +31,15 @@ class Provenance(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     source_system: System
-    source_record_id: str | None = Field(default=None, max_length=255)
-    source_event_id: str | None = Field(default=None, max_length=255)
-    correlation_id: str | None = Field(
-        default=None, max_length=255, description="The business transaction, e.g. the opportunity."
+    source_record_id: Reference | None = None
+    source_event_id: Reference | None = None
+    correlation_id: Reference | None = Field(
+        default=None, description="The business transaction, e.g. the opportunity."
     )
-    causation_id: str | None = Field(
-        default=None, max_length=255, description="The event or request that caused this one."
+    causation_id: Reference | None = Field(
+        default=None, description="The event or request that caused this one."
     )
-    actor: str = Field(max_length=255, description="The API client or user that acted.")
+    actor: Reference = Field(description="The API client or user that acted.")
     occurred_at: datetime | None = Field(
         default=None, description="When it happened in the source system (source clock)."
     )

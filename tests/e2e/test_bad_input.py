@@ -178,6 +178,7 @@ def test_internal_error_is_500_without_internals(api: Api, monkeypatch: pytest.M
     assert "hunter2" not in response.text
     assert "RuntimeError" not in response.text
     assert problem["reference"] in problem["detail"]
+    assert response.headers["connection"] == "close"  # the client must not reuse it
 
 
 def test_oversized_command_body_is_413(api: Api) -> None:

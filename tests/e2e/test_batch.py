@@ -178,3 +178,25 @@ def test_batch_too_many_lines_is_413(api: Api, monkeypatch: pytest.MonkeyPatch) 
     assert "3" in problem["detail"]
     assert api.total_events() == 0
     assert send(api, ndjson(*[line] * 3) + b"\n").json()["accepted"] == 3
+
+
+def test_a_violation_repeated_on_many_lines_is_one_conflict(api: Api) -> None:
+    """A migration writing an unowned field on every line records one conflict, naming the
+    lines, instead of one row per line."""
+    first, second = api.customer(), api.customer()
+    lines = [
+        {"entity": "customer", "command": "change_details", "id": cid, "data": {"tax_id": tax}}
+        for cid, tax in [(first, "DE1"), (first, "DE2"), (first, "DE3"), (second, "DE4")]
+    ]
+    owned = {"display_name": "Owned"}
+    lines.insert(2, {"entity": "customer", "command": "change_details", "id": first, "data": owned})
+    before = api.total_events()
+    result = send(api, ndjson(*lines), role="crm").json()
+    assert [r["status"] for r in result["results"]] == [403, 403, 200, 403, 403]
+    conflicts = api.get("/v1/conflicts").json()["items"]
+    by_aggregate = {c["aggregate_id"]: c for c in conflicts}
+    assert len(conflicts) == 2
+    assert (by_aggregate[first]["occurrences"], by_aggregate[first]["lines"]) == (3, [1, 2, 4])
+    assert (by_aggregate[second]["occurrences"], by_aggregate[second]["lines"]) == (1, [5])
+    assert "tax_id" in by_aggregate[first]["payload"]  # the first line's (personal: withheld)
+    assert api.total_events() == before + 1

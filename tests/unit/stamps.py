@@ -46,7 +46,9 @@ class MemoryStore(EventStorePort):
         found = self.aggregates.get(aggregate_id)
         return found if found is not None and found.entity == entity else None
 
-    def history(self, entity: str, aggregate_id: UUID) -> list[DomainEvent]:
+    def history(
+        self, entity: str, aggregate_id: UUID, *, after_version: int = 0, limit: int | None = None
+    ) -> list[DomainEvent]:
         return []
 
 

@@ -86,17 +86,38 @@ def test_unknown_currency_is_refused_by_name() -> None:
         check_scale(Decimal(1), "usd")
 
 
-def test_floats_are_converted_through_their_shortest_repr() -> None:
-    assert to_decimal(0.1) == Decimal("0.1")  # not 0.1000000000000000055...
-    assert Money.of(0.1, "USD").amount == Decimal("0.10")
-    assert Money.of(19.99, "USD").amount == Decimal("19.99")
+@pytest.mark.parametrize("number", [0.1 + 0.2, 19.99, 0.1, 1e2, 12345678901234567.89])
+def test_json_numbers_with_a_fraction_are_refused_not_rounded(number: float) -> None:
+    """A float cannot be exact (0.1 + 0.2 is 0.30000000000000004): refused, never guessed."""
+    with pytest.raises(InvalidValue) as refused:
+        Money.of(number, "USD")
+    assert refused.value.field == "amount"
+    assert "JSON strings" in refused.value.message
 
 
-def test_floats_with_more_decimals_than_the_currency_are_refused() -> None:
+def test_decimal_strings_and_integers_are_exact() -> None:
+    assert Money.of("19.99", "USD").amount == Decimal("19.99")
+    assert Money.of("0.30", "USD").amount == Decimal("0.30")
+    assert Money.of(20, "USD").amount == Decimal("20.00")
+    assert to_decimal("-5.125") == Decimal("-5.125")
+
+
+@pytest.mark.parametrize("bad", ["1e28", "1E+2", 10**28, "1" * 16, "1" * 400, "1.\x00", " 1"])
+def test_amounts_beyond_the_bounds_or_in_exponent_form_are_refused(bad: object) -> None:
+    with pytest.raises(InvalidValue) as refused:
+        Money.of(bad, "USD")
+    assert refused.value.field == "amount"
+
+
+def test_arithmetic_beyond_the_bounds_is_refused_not_overflowed() -> None:
+    """Sums and products that would overflow the decimal context when rounded say so."""
+    big = Money.of("999999999999999.00", "USD")
     with pytest.raises(InvalidValue):
-        Money.of(0.125, "USD")
+        big + Money.of("1.00", "USD")
     with pytest.raises(InvalidValue):
-        Money.of(1.5, "JPY")
+        big.times(Decimal("1000000"))
+    with pytest.raises(InvalidValue):
+        Money.rounded(Decimal("1e26"), "USD")
 
 
 @pytest.mark.parametrize("bad", [True, float("nan"), float("inf"), "abc", None])

@@ -128,6 +128,26 @@ class Settings(BaseSettings):
     """Where each subscriber delivers: comma-separated ``name=url`` (``erp=http://erp:9000/
     events,crm=...``). A declared subscriber with no target configured is not started."""
 
+    target_secrets: str = Field(default="", repr=False)
+    """Signing secrets per target: comma-separated ``name=secret``; during a rotation
+    ``name=new|old`` signs with both (one ``v1=`` each). Secrets may not contain ``,`` or
+    ``|``. A target with no entry gets unsigned deliveries."""
+
+    def target_secret_map(self) -> dict[str, tuple[str, ...]]:
+        """Parse ``target_secrets``; raise ``ValueError`` naming the entry (never the secret)."""
+        secrets: dict[str, tuple[str, ...]] = {}
+        for index, raw in enumerate(self.target_secrets.split(",")):
+            item = raw.strip()
+            if not item:
+                continue
+            name, sep, values = item.partition("=")
+            parsed = tuple(v.strip() for v in values.split("|") if v.strip())
+            if not sep or not name.strip() or not parsed:
+                msg = f"CONCORD_TARGET_SECRETS entry #{index + 1} must be 'name=secret[|old]'"
+                raise ValueError(msg)
+            secrets[name.strip()] = parsed
+        return secrets
+
     def target_urls(self) -> dict[str, str]:
         """Parse ``targets``; raise ``ValueError`` naming the bad entry.
 

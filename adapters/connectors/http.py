@@ -21,12 +21,14 @@ from __future__ import annotations
 import email.utils
 import math
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 import orjson
 
 from adapters.connectors.port import Connector, PermanentDeliveryError, TransientDeliveryError
+from adapters.connectors.signing import SIGNATURE_HEADER, sign
 
 __all__ = ["HttpConnector", "parse_retry_after"]
 
@@ -64,6 +66,9 @@ class HttpConnector(Connector):
     One ``httpx.AsyncClient`` per connector keeps connections alive across events. The
     timeout must stay below the subscriber's ``ack_wait`` or the stream redelivers a message
     whose call is still running (the subscriber also sends progress acks, as a safety net).
+
+    With ``secrets`` (the target's active secrets, newest first) every request carries a
+    ``Concord-Signature`` over its exact body, so the target can refuse anyone else's POST.
     """
 
     def __init__(
@@ -73,23 +78,26 @@ class HttpConnector(Connector):
         timeout: float = 10.0,
         headers: dict[str, str] | None = None,
         client: httpx.AsyncClient | None = None,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.url = url
+        self._secrets = tuple(secrets)
         self._client = client or httpx.AsyncClient(
             timeout=timeout, follow_redirects=False, headers=headers
         )
 
     async def deliver(self, envelope: dict[str, Any], idempotency_key: str) -> None:
+        body = orjson.dumps(envelope)
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": idempotency_key,
+            "Concord-Event-Type": str(envelope.get("type", "")),
+        }
+        if self._secrets:
+            # Signed per attempt: a retry hours later must carry a fresh timestamp.
+            headers[SIGNATURE_HEADER] = sign(body, self._secrets)
         try:
-            response = await self._client.post(
-                self.url,
-                content=orjson.dumps(envelope),
-                headers={
-                    "Content-Type": "application/json",
-                    "Idempotency-Key": idempotency_key,
-                    "Concord-Event-Type": str(envelope.get("type", "")),
-                },
-            )
+            response = await self._client.post(self.url, content=body, headers=headers)
         except httpx.TimeoutException as slow:
             raise TransientDeliveryError(f"timeout calling {self.url}: {slow!r}") from slow
         except httpx.TransportError as broken:

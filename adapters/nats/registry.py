@@ -91,7 +91,10 @@ def build_specs(
     declared = {d.name: d for d in declarations}
     if connectors is None:
         urls = check_targets(settings, declared)
-        connectors = {name: HttpConnector(url) for name, url in urls.items()}
+        secrets = settings.target_secret_map()
+        connectors = {
+            name: HttpConnector(url, secrets=secrets.get(name, ())) for name, url in urls.items()
+        }
     subjects = Subjects(settings.nats_subject_prefix)
     specs: dict[str, SubscriberSpec] = {}
     for name, connector in connectors.items():

@@ -10,6 +10,10 @@ Failures are programmable, from Python or over HTTP (for tests that drive a sepa
 process): fail the next N calls with a status (500, 429 + ``Retry-After``, 400 ...), answer
 slowly (to provoke client timeouts), or always refuse one aggregate id.
 
+Given ``secrets``, it verifies ``Concord-Signature`` the way a real receiver should (see
+``adapters.connectors.signing.verify``) and answers 401 to an unsigned, forged or expired
+event before looking at it, applying nothing.
+
 HTTP surface::
 
     POST /<anything>               an event envelope (JSON) with an Idempotency-Key header
@@ -29,11 +33,13 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import orjson
+
+from adapters.connectors.signing import TOLERANCE_S, verify
 
 __all__ = ["Call", "Effect", "TargetSystem", "serve_in_thread"]
 
@@ -41,6 +47,7 @@ _REASONS = {
     200: "OK",
     201: "Created",
     400: "Bad Request",
+    401: "Unauthorized",
     404: "Not Found",
     409: "Conflict",
     411: "Length Required",
@@ -91,8 +98,17 @@ class _Failure:
 class TargetSystem:
     """The stateful server. ``async with TargetSystem() as t: ... t.url ...``."""
 
-    def __init__(self, name: str = "target") -> None:
+    def __init__(
+        self,
+        name: str = "target",
+        *,
+        secrets: Sequence[str] = (),
+        tolerance_s: float = TOLERANCE_S,
+    ) -> None:
         self.name = name
+        self.secrets: tuple[str, ...] = tuple(secrets)
+        """Accepted signing secrets; empty means signatures are not checked."""
+        self.tolerance_s = tolerance_s
         self.effects: dict[str, Effect] = {}
         self.applied_versions: dict[str, int] = {}
         """Highest version applied per aggregate: older versions are not applied again."""
@@ -243,6 +259,11 @@ class TargetSystem:
     ) -> tuple[int, bytes, dict[str, str]]:
         arrived = time.monotonic()
         key = headers.get("idempotency-key", "")
+        if self.secrets and not verify(
+            headers.get("concord-signature"), body, self.secrets, tolerance_s=self.tolerance_s
+        ):
+            self._record(Call(key, "", 0, 401, False, arrived))
+            return 401, b'{"error": "missing, forged or expired Concord-Signature"}', {}
         try:
             envelope = orjson.loads(body)
             aggregate_id = str(envelope["aggregate_id"])
@@ -345,9 +366,11 @@ async def _respond(
 
 
 @contextlib.contextmanager
-def serve_in_thread(name: str = "target", port: int = 0) -> Iterator[TargetSystem]:
+def serve_in_thread(
+    name: str = "target", port: int = 0, secrets: Sequence[str] = ()
+) -> Iterator[TargetSystem]:
     """Run a target on its own event loop in a daemon thread (for sync tests / processes)."""
-    target = TargetSystem(name)
+    target = TargetSystem(name, secrets=secrets)
     loop = asyncio.new_event_loop()
     ready = threading.Event()
 
@@ -374,10 +397,13 @@ def main() -> None:  # pragma: no cover - manual use
     parser = argparse.ArgumentParser(description="Run a sandbox target system.")
     parser.add_argument("--name", default="target")
     parser.add_argument("--port", type=int, default=8900)
+    parser.add_argument(
+        "--secret", action="append", default=[], help="verify Concord-Signature (repeatable)"
+    )
     args = parser.parse_args()
 
     async def run() -> None:
-        target = TargetSystem(args.name)
+        target = TargetSystem(args.name, secrets=args.secret)
         await target.start(port=args.port)
         print(f"sandbox target {args.name!r} listening: POST events to {target.url}")
         await asyncio.Event().wait()

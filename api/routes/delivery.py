@@ -297,7 +297,9 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
                 "subscriber-not-configured",
                 f"subscriber {name!r} has no target: set CONCORD_TARGETS={name}=http://host/path",
             )
-        known = build_specs(runtime.settings, connectors={name: HttpConnector(urls[name])})
+        secrets = runtime.settings.target_secret_map().get(name, ())
+        connector = HttpConnector(urls[name], secrets=secrets)
+        known = build_specs(runtime.settings, connectors={name: connector})
         job_id = uuid.uuid4().hex[:12]
         job: dict[str, Any] = {
             "id": job_id,

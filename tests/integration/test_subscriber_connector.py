@@ -4,11 +4,15 @@ error kinds, and the target's idempotency contract (same key → one effect, sam
 from __future__ import annotations
 
 import socket
+import time
 
+import httpx
+import orjson
 import pytest
 
 from adapters.connectors.http import HttpConnector, parse_retry_after
 from adapters.connectors.port import PermanentDeliveryError, TransientDeliveryError
+from adapters.connectors.signing import SIGNATURE_HEADER, sign
 from adapters.sandbox.target import TargetSystem, serve_in_thread
 from tests.conftest import run_sync
 from tests.integration.subscriber_support import envelope, new_id, wait_until
@@ -143,5 +147,57 @@ def test_target_never_regresses_to_an_older_version() -> None:
             assert target.applied_versions[str(aggregate)] == 5
             assert len(target.calls) == 5  # every version was acknowledged
             await connector.aclose()
+
+    run_sync(main())
+
+
+def test_signed_deliveries_forged_refused_rotated_accepted() -> None:
+    """A target with a secret refuses anyone without it (401, nothing applied) and keeps
+    accepting Concord while the secret is rotated."""
+
+    async def main() -> None:
+        async with TargetSystem(secrets=["old"]) as target:
+            forger = HttpConnector(target.url, timeout=5, secrets=["guessed"])
+            unsigned = HttpConnector(target.url, timeout=5)
+            env = envelope("order", new_id(), 1, "OrderPlaced")
+            for intruder in (forger, unsigned):
+                with pytest.raises(PermanentDeliveryError, match="401"):
+                    await intruder.deliver(env, env["event_id"])
+                await intruder.aclose()
+            assert not target.effects
+            assert [c.status for c in target.calls] == [401, 401]
+            # Rotation: Concord signs with new and old; the target still knows only old...
+            rotating = HttpConnector(target.url, timeout=5, secrets=["new", "old"])
+            await rotating.deliver(env, env["event_id"])
+            # ... then the target switches to the new secret only.
+            target.secrets = ("new",)
+            second = envelope("order", new_id(), 1, "OrderPlaced")
+            await rotating.deliver(second, second["event_id"])
+            assert len(target.effects) == 2
+            await rotating.aclose()
+            stale = HttpConnector(target.url, timeout=5, secrets=["old"])
+            with pytest.raises(PermanentDeliveryError, match="401"):
+                await stale.deliver(second, "another-key")
+            await stale.aclose()
+
+    run_sync(main())
+
+
+def test_replayed_old_signature_is_refused() -> None:
+    """A captured, correctly signed request replayed after the tolerance window gets 401."""
+
+    async def main() -> None:
+        async with TargetSystem(secrets=["s"]) as target:
+            env = envelope("order", new_id(), 1, "OrderPlaced")
+            body = orjson.dumps(env)
+            old = sign(body, ["s"], now=time.time() - target.tolerance_s - 5)
+            async with httpx.AsyncClient() as client:
+                answer = await client.post(
+                    target.url,
+                    content=body,
+                    headers={"Idempotency-Key": env["event_id"], SIGNATURE_HEADER: old},
+                )
+            assert answer.status_code == 401
+            assert not target.effects
 
     run_sync(main())

@@ -202,6 +202,10 @@ def relay(
             ) from None
 
         typer.secho(f"Published {count:,} event(s) to {stream}.", fg=typer.colors.GREEN)
+        if worker.stuck:
+            for store, reason in sorted(worker.stuck.items()):
+                typer.secho(f"  store {store} is STUCK: {reason}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1)
         return
 
     async def run() -> None:
@@ -212,8 +216,13 @@ def relay(
         task = asyncio.create_task(worker.run(stop))
         typer.secho(f"Relaying to {stream}; Ctrl-C stops.", fg=typer.colors.CYAN)
         shown = -1
+        stuck: dict[str, str] = {}
         while not task.done():
             await asyncio.wait({task}, timeout=2.0)
+            if worker.stuck != stuck:
+                stuck = dict(worker.stuck)
+                for store, reason in sorted(stuck.items()):
+                    typer.secho(f"  store {store} is STUCK: {reason}", fg=typer.colors.RED)
             if worker.stats.published != shown:
                 shown = worker.stats.published
                 positions = ", ".join(f"{k} {v}" for k, v in sorted(worker.stats.positions.items()))

@@ -70,6 +70,22 @@ _foreign = _meter.create_counter(
 _LIVE: weakref.WeakSet[Relay] = weakref.WeakSet()
 
 
+def _observe_stuck(_: Any) -> list[Observation]:
+    return [
+        Observation(1 if store in relay.stuck else 0, {"store": store, "stream": relay.stream})
+        for relay in list(_LIVE)
+        for store in relay.stats.positions
+    ]
+
+
+_meter.create_observable_gauge(
+    "concord.relay.stuck",
+    [_observe_stuck],
+    unit="{store}",
+    description="1 while a store cannot publish its next event (see the relay's error log)",
+)
+
+
 def _observe_lag(_: Any) -> list[Observation]:
     return [
         Observation(n, {"store": store, "stream": relay.stream})
@@ -89,6 +105,9 @@ WRONG_LAST_SEQUENCE = 10071
 WRONG_LAST_MSG_ID = 10070
 ACK_TIMEOUT_S = 10.0
 POLL_INTERVAL_S = 1.0
+#: What NATS adds around the headers' names and values (status line, separators, traceparent
+#: and the expected-sequence headers added after the size check).
+_HEADERS_BOUND = 512
 
 
 @dataclass(frozen=True)
@@ -180,6 +199,9 @@ class Relay:
         self._db: psycopg.AsyncConnection[Any] | None = None
         self._listen: psycopg.AsyncConnection[Any] | None = None
         self.ready = asyncio.Event()
+        self.stuck: dict[str, str] = {}
+        """Store -> why its next event cannot be published (e.g. larger than NATS's
+        ``max_payload``). The other stores keep flowing; this one waits for the fix."""
         _LIVE.add(self)
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -463,10 +485,14 @@ class Relay:
                 for feed in self.feeds:
                     rows = await self._read(feed, sent.get(feed.store, 0))
                     if not rows:
+                        self._unstick(feed)
+                        continue
+                    batch = await self._send(feed, rows)
+                    if batch is None:  # its next event cannot be published: stuck
                         continue
                     progress = True
-                    in_flight.append(await self._send(feed, rows))
-                    sent[feed.store] = rows[-1][0]
+                    in_flight.append(batch)
+                    sent[feed.store] = batch.positions[-1]
                     if len(in_flight) > 1:
                         total += await self._settle(in_flight.pop(0))
             while in_flight:
@@ -509,9 +535,13 @@ class Relay:
             return []  # no hub has created this store yet: nothing to publish from it
         return await cursor.fetchall()
 
-    async def _send(self, feed: Feed, rows: Sequence[tuple[Any, ...]]) -> _Batch:
-        """Publish a batch without waiting: each message expects the one before it."""
-        assert self._publisher is not None
+    async def _send(self, feed: Feed, rows: Sequence[tuple[Any, ...]]) -> _Batch | None:
+        """Publish a batch without waiting: each message expects the one before it.
+
+        Stops before an event NATS would refuse for its size (the store is then stuck, see
+        :meth:`_stick`); None when that is the first one, i.e. nothing could be sent."""
+        assert self._publisher is not None and self._nc is not None
+        max_payload = self._nc.max_payload
         with _tracer.start_as_current_span("relay.publish") as span:
             span.set_attribute("concord.store", feed.store)
             span.set_attribute("concord.events", len(rows))
@@ -522,7 +552,17 @@ class Relay:
                 for offset, (position, originator_id, version, topic, state) in enumerate(rows):
                     stored = orjson.loads(state)
                     env = envelope(feed.entity, topic, originator_id, version, stored)
+                    payload = orjson.dumps(env)
                     headers = headers_for(env, feed.store, position)
+                    size = (
+                        len(payload)
+                        + _HEADERS_BOUND
+                        + sum(len(k) + len(v) for k, v in headers.items())
+                    )
+                    if size > max_payload:
+                        self._stick(feed, env["event_id"], position, size, max_payload)
+                        break
+                    self._unstick(feed)
                     headers["Nats-Expected-Last-Sequence"] = str(first_seq + offset)
                     if self._last_sent is not None:
                         # The sequence alone does not hold the chain: if a foreign message
@@ -538,16 +578,42 @@ class Relay:
                         inject(headers)
                     subject = self.subjects.event(feed.entity, env["type"], env["aggregate_id"])
                     event_ids.append(env["event_id"])
-                    futures.append(
-                        await self._publisher.publish(subject, orjson.dumps(env), headers)
-                    )
+                    futures.append(await self._publisher.publish(subject, payload, headers))
             except BaseException:
                 for future in futures:  # never leave lost publishes holding client slots
                     future.cancel()
                 raise
-            self._next_seq = first_seq + len(rows)
-        self._crash("after_publish_sent", len(rows))
-        return _Batch(feed, [row[0] for row in rows], event_ids, futures)
+            self._next_seq = first_seq + len(futures)
+        if not futures:
+            return None
+        self._crash("after_publish_sent", len(futures))
+        return _Batch(feed, [row[0] for row in rows[: len(futures)]], event_ids, futures)
+
+    def _stick(self, feed: Feed, event_id: str, position: int, size: int, limit: int) -> None:
+        """Report, once per event, a store whose next event NATS cannot take.
+
+        Skipping it would break the store's order (and lose a committed fact), so the store
+        waits; the commit-time size check normally makes this impossible, so it is loud."""
+        reason = (
+            f"event {event_id} (position {position}) is {size} bytes with headers, above "
+            f"the NATS max_payload of {limit}"
+        )
+        if self.stuck.get(feed.store) == reason:
+            return
+        self.stuck[feed.store] = reason
+        log.error(
+            "relay: store %s is STUCK: %s; its later events wait behind it, the other stores "
+            "keep flowing. Fix: raise max_payload of the NATS servers above %d bytes "
+            "(ops/nats/nats.conf, the embedded config) and restart them; the relay then "
+            "publishes it and carries on by itself.",
+            feed.store,
+            reason,
+            size,
+        )
+
+    def _unstick(self, feed: Feed) -> None:
+        if self.stuck.pop(feed.store, None) is not None:
+            log.warning("relay: store %s is flowing again", feed.store)
 
     async def _settle(self, batch: _Batch) -> int:
         """Wait for a batch's acknowledgements; advance positions over the stored prefix."""

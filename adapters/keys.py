@@ -35,10 +35,14 @@ __all__ = [
     "KEY_PREFIX",
     "SCOPES",
     "SYSTEMS",
+    "DuplicateClient",
     "KeyInfo",
     "KeyRing",
     "KeyRingError",
+    "MintRefusal",
+    "check_request",
     "hash_key",
+    "mint_refusal",
 ]
 
 KEY_PREFIX = "cnc_"
@@ -52,6 +56,50 @@ _CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 
 class KeyRingError(ValueError):
     """A key could not be created or loaded; the message names the fix."""
+
+
+class DuplicateClient(KeyRingError):
+    """The client id belongs to another key already.
+
+    Why unique: the client id is the idempotency namespace and the ``actor`` of every event
+    the key writes, so two keys with one id (a ``crm`` key named ``admin``) could replay each
+    other's answers and write events in each other's name.
+    """
+
+
+@dataclass(frozen=True)
+class MintRefusal:
+    """Why a key may not mint the key it asked for: the offending input and the reason."""
+
+    field: str  # "system" or "scopes"
+    message: str
+
+
+def mint_refusal(
+    minter: Caller, system: str, scopes: Iterable[str], *, admin_system: str = "admin"
+) -> MintRefusal | None:
+    """None if ``minter`` may create a key for ``system`` with ``scopes``.
+
+    A key never mints more rights than its own: the scopes must be a subset of its scopes,
+    and the system must be its own, unless it is an ``admin``-system key holding the admin
+    scope (an operator hands out keys to every system). Without this, any key allowed on
+    ``POST /v1/keys`` could mint itself an ``admin`` key and with it every field.
+    """
+    extra = sorted(set(scopes) - minter.scopes)
+    if extra:
+        return MintRefusal(
+            "scopes",
+            f"this key ({minter.client_id}) cannot grant scope(s) it does not hold: "
+            f"{', '.join(extra)}; it holds {', '.join(sorted(minter.scopes))}",
+        )
+    operator = minter.system == admin_system and "admin" in minter.scopes
+    if system != minter.system and not operator:
+        return MintRefusal(
+            "system",
+            f"this key (system {minter.system}) can mint keys only for its own system "
+            f"{minter.system!r}, not {system!r}; ask an operator with an admin key",
+        )
+    return None
 
 
 def hash_key(key: str) -> str:
@@ -90,7 +138,8 @@ class KeyInfo:
         }
 
 
-def _check(client_id: str, system: str, scopes: Iterable[str]) -> frozenset[str]:
+def check_request(client_id: str, system: str, scopes: Iterable[str]) -> frozenset[str]:
+    """The scopes asked for, once client id, system and scopes are known to be valid."""
     if not _CLIENT_ID.match(client_id):
         raise KeyRingError(
             f"client id {client_id!r} is not valid: use 1-100 letters, digits, '_', '-', '.', '@'"
@@ -124,9 +173,14 @@ class KeyRing:
     @classmethod
     def load(cls, settings: Settings) -> KeyRing:
         """Keys from ``CONCORD_API_KEYS`` plus ``<data_dir>/keys.json``."""
-        configured = []
+        configured: list[KeyInfo] = []
         for entry in settings.api_key_entries():
-            scopes = _check(entry.client_id, entry.system, entry.scopes)
+            scopes = check_request(entry.client_id, entry.system, entry.scopes)
+            if any(k.client_id == entry.client_id for k in configured):
+                raise DuplicateClient(
+                    f"CONCORD_API_KEYS names client {entry.client_id!r} twice; client ids "
+                    "must be unique (give each key its own)"
+                )
             configured.append(
                 KeyInfo(entry.client_id, entry.system, scopes, entry.sha256_hex, "settings")
             )
@@ -173,7 +227,9 @@ class KeyRing:
         if stamp == self._file_stamp:
             return
         with self._lock:
-            self._file_keys = tuple(self._read_file()) if stamp is not None else ()
+            file_keys = tuple(self._read_file()) if stamp is not None else ()
+            _refuse_duplicates([*self._configured, *file_keys], self._path)
+            self._file_keys = file_keys
             self._file_stamp = stamp
 
     def _read_file(self) -> list[KeyInfo]:
@@ -208,7 +264,7 @@ class KeyRing:
         """
         if self._path is None:
             raise KeyRingError("this key ring has no key file; set CONCORD_DATA_DIR")
-        checked = _check(client_id, system, scopes)
+        checked = check_request(client_id, system, scopes)
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         entry = {
             "client_id": client_id,
@@ -221,6 +277,14 @@ class KeyRing:
             existing: list[dict[str, Any]] = []
             if self._path.exists():
                 existing = list(orjson.loads(self._path.read_bytes()).get("keys", []))
+            taken = {k.client_id for k in self._configured} | {
+                str(e.get("client_id")) for e in existing
+            }
+            if client_id in taken:
+                raise DuplicateClient(
+                    f"client id {client_id!r} is taken by another key; choose another "
+                    "(each client id names one key: its idempotency keys and its events)"
+                )
             document = {"version": 1, "keys": [*existing, entry]}
             self._write(orjson.dumps(document, option=orjson.OPT_INDENT_2))
             self._file_stamp = None  # force a re-read on next use
@@ -242,3 +306,15 @@ class KeyRing:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+
+
+def _refuse_duplicates(keys: Iterable[KeyInfo], path: Path | None) -> None:
+    """A key file (edited by hand) naming one client twice is refused, not half-used."""
+    seen: set[str] = set()
+    for info in keys:
+        if info.client_id in seen:
+            raise DuplicateClient(
+                f"client id {info.client_id!r} names two keys (settings and/or {path}); "
+                "client ids must be unique: remove or rename one"
+            )
+        seen.add(info.client_id)

@@ -99,6 +99,11 @@ class ProblemError(Exception):
         self.title = title
 
 
+def input_problem(status: int, code: str, message: str, field: str) -> ProblemError:
+    """A problem about one input, named by its dotted path (``body.client_id``)."""
+    return ProblemError(status, code, message, errors=[{"field": field, "message": message}])
+
+
 def title_for(code: str, status: int) -> str:
     if code in _TITLES:
         return _TITLES[code]

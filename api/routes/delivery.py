@@ -34,7 +34,7 @@ from adapters.nats.dead_letters import (
 from adapters.nats.registry import DECLARATIONS, build_specs
 from adapters.nats.replay import ReplayRequest
 from adapters.nats.runner import replay_subscriber, subscriber_lag
-from api.errors import ProblemError
+from api.errors import ProblemError, input_problem
 from api.errors import problem_responses as problems
 from api.responses import JSONBytes
 from hub.application.service import Caller
@@ -278,12 +278,7 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
                 start_seq=body.from_position, since=body.since, aggregate=aggregate
             )
         except ValueError as invalid:
-            raise ProblemError(
-                422,
-                "invalid-replay",
-                str(invalid),
-                errors=[{"field": "body", "message": str(invalid)}],
-            ) from None
+            raise input_problem(422, "invalid-replay", str(invalid), "body") from None
         if name not in {d.name for d in DECLARATIONS}:
             raise ProblemError(
                 404,

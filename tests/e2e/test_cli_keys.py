@@ -160,3 +160,14 @@ def test_serve_names_the_fix_when_the_port_is_taken(env: Path) -> None:
     assert result.exit_code == 1
     assert "already in use" in result.output
     assert f"--port {port + 1}" in result.output
+
+
+def test_keys_create_refuses_a_taken_client_id(env: Path) -> None:
+    runner = CliRunner()
+    first = runner.invoke(app, ["keys", "create", "--system", "admin", "--client-id", "admin"])
+    assert first.exit_code == 0, first.output
+    stored = (env / "keys.json").read_bytes()
+    again = runner.invoke(app, ["keys", "create", "--system", "crm", "--client-id", "admin"])
+    assert again.exit_code == 1
+    assert "'admin' is taken" in again.output
+    assert (env / "keys.json").read_bytes() == stored

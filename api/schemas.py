@@ -97,6 +97,8 @@ class KeyPublic(BaseModel):
     scopes: list[str]
     source: str
     created_at: str | None = None
+    expires_at: str | None = Field(default=None, description="When the key stops working.")
+    revoked_at: str | None = Field(default=None, description="When the key was revoked.")
 
 
 class KeyList(BaseModel):
@@ -111,6 +113,10 @@ class NewKey(BaseModel):
     )
     system: str = Field(description="crm, erp, billing or admin")
     scopes: list[str] = Field(default_factory=lambda: ["read", "write"])
+    expires_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the key stops working (future, with offset); default: never.",
+    )
 
 
 class CreatedKey(KeyPublic):

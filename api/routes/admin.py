@@ -11,14 +11,22 @@ import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from starlette.responses import Response
 
-from adapters.keys import DuplicateClient, KeyRingError, check_request, hash_key, mint_refusal
+from adapters.keys import (
+    CLIENT_ID_PATTERN,
+    DuplicateClient,
+    KeyRingError,
+    UnknownClient,
+    check_request,
+    hash_key,
+    mint_refusal,
+)
 from api.errors import input_problem
 from api.errors import problem_responses as problems
 from api.responses import JSONBytes
-from api.schemas import Conflicts, CreatedKey, KeyList, NewKey
+from api.schemas import Conflicts, CreatedKey, KeyList, KeyPublic, NewKey
 from hub.application.service import Caller
 from hub.domain.ownership import ADMIN
 
@@ -78,13 +86,46 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
             if refusal is not None:
                 field = f"body.{refusal.field}"
                 raise input_problem(403, "exceeds-own-rights", refusal.message, field)
-            key = runtime.keys.create(client_id, new.system, scopes)
+            key = runtime.keys.create(client_id, new.system, scopes, expires_at=new.expires_at)
         except DuplicateClient as taken:
             raise input_problem(409, "client-id-taken", str(taken), "body.client_id") from None
         except KeyRingError as refused:
-            raise input_problem(422, "invalid-key-request", str(refused), "body") from None
+            field = "body.expires_at" if "expires_at" in str(refused) else "body"
+            raise input_problem(422, "invalid-key-request", str(refused), field) from None
         digest = hash_key(key)
         info = next(k for k in runtime.keys.entries() if k.sha256_hex == digest)
-        return JSONBytes({**info.public(), "key": key}, status_code=201)
+        # The body holds a credential: no cache or proxy may keep it.
+        return JSONBytes(
+            {**info.public(), "key": key}, status_code=201, headers={"Cache-Control": "no-store"}
+        )
+
+    @router.delete(
+        "/keys/{client_id}",
+        response_model=KeyPublic,
+        response_class=JSONBytes,
+        operation_id="keys_revoke",
+        responses=problems(401, 403, 404, 422),
+        summary="Revoke a client's API key: it answers 401 from the next request on",
+        description="Revoking twice changes nothing. The client id stays taken (its events "
+        "and idempotency receipts name it). A key that is not an `admin`-system key may "
+        "revoke only keys of its own system.",
+    )
+    def revoke_key(
+        client_id: Annotated[str, Path(pattern=CLIENT_ID_PATTERN, max_length=100)],
+        caller: Annotated[Caller, Depends(admin)],
+    ) -> Response:
+        where = "path.client_id"
+        target = runtime.keys.find(client_id)
+        if target is None:
+            message = f"no key has client id {client_id!r} (see GET /v1/keys)"
+            raise input_problem(404, "unknown-client", message, where)
+        refusal = mint_refusal(caller, target.system, (), admin_system=ADMIN)
+        if refusal is not None:
+            raise input_problem(403, "exceeds-own-rights", refusal.message, where)
+        try:
+            info = runtime.keys.revoke(client_id)
+        except UnknownClient as gone:  # removed from the file meanwhile
+            raise input_problem(404, "unknown-client", str(gone), where) from None
+        return JSONBytes(info.public())
 
     return router

@@ -18,6 +18,7 @@ from api import errors
 from api.deps import authenticator
 from api.errors import Problem
 from api.limits import BodyLimitMiddleware
+from api.rate_limits import RequestLimits
 from api.responses import JSONBytes
 from api.routes import admin, batch, commands, delivery, queries
 from api.routes.commands import MAX_COMMAND_BYTES
@@ -66,7 +67,7 @@ def create_app(runtime: Runtime, *, tracer_provider: TracerProvider | None = Non
     # Added last, so it runs first: the span also covers refused (too large) requests.
     app.add_middleware(TracingMiddleware, tracer_provider=tracer_provider)
 
-    require = authenticator(runtime.keys)
+    require = authenticator(runtime.keys, RequestLimits.from_settings(runtime.settings))
     # Each router carries the /v1 prefix itself (not via a parent router), so a matched
     # route's ``path`` is the full template that tracing reports as ``http.route``.
     for module in (commands, queries, batch, admin, delivery):
@@ -93,6 +94,7 @@ def create_app(runtime: Runtime, *, tracer_provider: TracerProvider | None = Non
                 schemas.update(schema.pop("$defs", {}))
                 schemas[model.__name__] = schema
             _problem_422(document)
+            _problem_429(document)
             schemas.pop("HTTPValidationError", None)
             schemas.pop("ValidationError", None)
             app.openapi_schema = document
@@ -110,6 +112,16 @@ def _problem_422(document: dict[str, Any]) -> None:
             responses = operation.get("responses", {})
             if "HTTPValidationError" in str(responses.get("422", "")):
                 responses["422"] = ours
+
+
+def _problem_429(document: dict[str, Any]) -> None:
+    """Every route that takes a key may answer 429 (rate limits are applied with the key)."""
+    ours = errors.problem_responses(429)[429]
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            if "401" in responses or 401 in responses:
+                responses.setdefault("429", ours)
 
 
 def _tags(runtime: Runtime) -> list[dict[str, str]]:

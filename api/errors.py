@@ -46,6 +46,7 @@ HEADER_FIELDS = frozenset(
 _TITLES = {
     "unauthenticated": "Missing or invalid API key",
     "forbidden": "Not allowed",
+    "rate-limited": "Too many requests",
     "field-not-owned": "Field owned by another system",
     "validation-failed": "Request validation failed",
     "malformed-json": "Malformed JSON",
@@ -369,6 +370,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "Request body too large",
         415: "Unsupported media type",
         422: "Invalid input, rule violated, or Idempotency-Key reused",
+        429: "Rate limit of this client (or of failed authentications) reached; see Retry-After",
         500: "Internal error",
         503: "Store busy; retry",
     }

@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from api.errors import ProblemError
 from api.errors import problem_responses as problems
+from api.redaction import redact_body
 from api.responses import JSONBytes
 from api.routes import plural
 from api.schemas import AggregateWithRefs, Health, History, LookupResult
@@ -59,6 +60,7 @@ def _state_route(runtime: "Runtime", entity: str, reader: Any) -> Callable[..., 
     ) -> Response:
         view = runtime.hub.get(entity, id, as_of)
         view["external_ids"] = runtime.committer.external_ids(id)
+        view = redact_body(runtime.policy, caller.system, entity, view)
         return JSONBytes(view, headers={"ETag": f'"{view["version"]}"'})
 
     get_state.__name__ = f"{plural(entity)}_get"
@@ -72,6 +74,7 @@ def _history_route(runtime: "Runtime", entity: str, reader: Any) -> Callable[...
     ) -> Response:
         events = runtime.hub.history(entity, id)
         body = {"id": str(id), "entity": entity, "version": events[-1]["version"], "events": events}
+        body = redact_body(runtime.policy, caller.system, entity, body)
         return JSONBytes(body, headers={"ETag": f'"{body["version"]}"'})
 
     get_history.__name__ = f"{plural(entity)}_events"
@@ -135,7 +138,7 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
             "external_id": external_id,
             "aggregate": runtime.hub.get(entity, found),
         }
-        return JSONBytes(body)
+        return JSONBytes(redact_body(runtime.policy, caller.system, entity, body))
 
     @router.get(
         "/ownership",

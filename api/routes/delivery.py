@@ -26,6 +26,7 @@ from starlette.responses import Response
 from adapters.connectors.http import HttpConnector
 from adapters.nats.dead_letters import (
     DeadLetterError,
+    MalformedDeadLetter,
     discard,
     get_dead_letter,
     list_dead_letters,
@@ -148,6 +149,8 @@ def _connect(runtime: "Runtime") -> psycopg.Connection[Any]:
 
 
 def _dead_letter_problem(error: DeadLetterError) -> ProblemError:
+    if isinstance(error, MalformedDeadLetter):
+        return ProblemError(error.status, "dead-letter-malformed", str(error))
     code = {404: "dead-letter-not-found", 409: "dead-letter-state"}.get(error.status, "bad-request")
     return ProblemError(error.status, code, str(error))
 

@@ -35,7 +35,11 @@ model (customers, contracts, orders, invoices, payments).
 
 * **Auth**: `Authorization: Bearer <key>` (or `X-API-Key`). Keys belong to one system
   (crm / erp / billing / admin) and carry scopes: `read` for GETs, `write` for commands,
-  `admin` for keys and conflicts. `concord keys create --system crm` makes one.
+  `admin` for keys, conflicts and dead letters (required whatever the system).
+  `concord keys create --system crm` makes one. Over a client's rate limit (or after too
+  many failed authentications from one address): 429 with `Retry-After`.
+* **Personal data** fields a caller's system may not read (`personal_data` in
+  `GET /v1/ownership`) are returned as `"redacted"`.
 * **Commands** are `POST`s: creation on the collection (`POST /v1/orders` → 201 + `Location`),
   others on the aggregate (`POST /v1/orders/{id}/accept`). Every command takes
   `Idempotency-Key` and, on existing aggregates, `If-Match` (the `ETag` version; stale → 412).

@@ -8,11 +8,12 @@ because its shape is the aggregate's, documented by ``GET /v1/schemas/events``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from adapters.keys import CLIENT_ID_PATTERN
 from api.errors import Problem
 
 
@@ -105,14 +106,31 @@ class KeyList(BaseModel):
     items: list[KeyPublic]
 
 
+Scope = Literal["read", "write", "admin"]
+
+
+def _default_scopes() -> list[Scope]:
+    return ["read", "write"]
+
+
 class NewKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     client_id: str | None = Field(
-        default=None, description="Defaults to `<system>-<random>`.", max_length=100
+        default=None,
+        description="Unique across keys (409 if taken). Defaults to `<system>-<random>`.",
+        max_length=100,
+        pattern=CLIENT_ID_PATTERN,
     )
-    system: str = Field(description="crm, erp, billing or admin")
-    scopes: list[str] = Field(default_factory=lambda: ["read", "write"])
+    system: Literal["crm", "erp", "billing", "admin"] = Field(
+        description="The system the key acts as; your own unless yours is an admin key."
+    )
+    scopes: list[Scope] = Field(
+        default_factory=_default_scopes,
+        min_length=1,
+        max_length=3,
+        description="A subset of the minting key's own scopes.",
+    )
     expires_at: AwareDatetime | None = Field(
         default=None,
         description="When the key stops working (future, with offset); default: never.",

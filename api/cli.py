@@ -298,7 +298,8 @@ def keys_create(
     data_dir: DataDir = None,
 ) -> None:
     """Create a key bound to one system; it is printed once and only its hash is kept."""
-    from adapters.keys import KeyRing, KeyRingError, parse_expiry
+    from adapters.key_rules import parse_expiry
+    from adapters.keys import KeyRing, KeyRingError
 
     settings = _settings(data_dir=data_dir)
     default = "read,write,admin" if system == "admin" else "read,write"

@@ -13,7 +13,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from adapters.keys import CLIENT_ID_PATTERN
+from adapters.key_rules import CLIENT_ID_PATTERN
 from api.errors import Problem
 
 

@@ -14,15 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query
 from starlette.responses import Response
 
-from adapters.keys import (
-    CLIENT_ID_PATTERN,
-    DuplicateClient,
-    KeyRingError,
-    UnknownClient,
-    check_request,
-    hash_key,
-    mint_refusal,
-)
+from adapters.key_rules import CLIENT_ID_PATTERN, check_request, mint_refusal
+from adapters.keys import DuplicateClient, KeyRingError, UnknownClient, hash_key
 from api.errors import input_problem
 from api.errors import problem_responses as problems
 from api.responses import JSONBytes

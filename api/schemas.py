@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel
 
 from api.errors import Problem
 
@@ -78,6 +78,10 @@ class LookupResult(BaseModel):
     entity: str
     external_id: str
     aggregate: AggregateView
+
+
+class EventSchemas(RootModel[dict[str, dict[str, Any]]]):
+    """Event type name -> JSON Schema of its envelope (``data`` holds the event's fields)."""
 
 
 class Health(BaseModel):

@@ -20,10 +20,11 @@ from starlette.responses import Response
 from api.errors import ProblemError
 from api.errors import problem_responses as problems
 from api.responses import JSONBytes
-from api.routes import plural
-from api.schemas import AggregateWithRefs, Health, History, LookupResult
+from api.routes import article, plural
+from api.schemas import AggregateWithRefs, EventSchemas, Health, History, LookupResult
 from hub.application.service import Caller
 from hub.domain.errors import NotFound
+from hub.domain.ownership import OwnershipPolicy
 from hub.domain.provenance import System
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
             response_class=JSONBytes,
             operation_id=f"{collection}_get",
             tags=[collection],
-            summary=f"Get a {entity} (current, or as of a past instant)",
+            summary=f"Get {article(entity)} (current, or as of a past instant)",
             responses=problems(401, 403, 404, 422),
         )
         router.add_api_route(
@@ -104,7 +105,7 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
             response_class=JSONBytes,
             operation_id=f"{collection}_events",
             tags=[collection],
-            summary=f"Every event of a {entity}, oldest first, with provenance",
+            summary=f"Every event of {article(entity)}, oldest first, with provenance",
             responses=problems(401, 403, 404, 422),
         )
 
@@ -139,6 +140,7 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
 
     @router.get(
         "/ownership",
+        response_model=OwnershipPolicy,
         response_class=JSONBytes,
         operation_id="ownership_get",
         tags=["ownership"],
@@ -150,6 +152,7 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
 
     @router.get(
         "/schemas/events",
+        response_model=EventSchemas,
         response_class=JSONBytes,
         operation_id="event_schemas",
         tags=["schemas"],

@@ -17,7 +17,7 @@ Design choices, each to keep re-delivered or replayed input harmless:
 * After a merge every command is refused, except erasure: data-protection law applies to the
   merged-away record too.
 * Erasure blanks personal fields and records only *that* it happened. Older events still hold
-  the values; the store's crypto-shredding (see reference/eventsourcing.md §6) removes those.
+  the values; crypto-shredding of the store removes those.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from opentelemetry.trace import TracerProvider
 
-from api import errors
+from api import docs_pages, errors
 from api.deps import authenticator
 from api.errors import Problem
 from api.limits import BodyLimitMiddleware
@@ -55,11 +55,14 @@ def create_app(runtime: Runtime, *, tracer_provider: TracerProvider | None = Non
         version=api_version(),
         description=DESCRIPTION,
         default_response_class=JSONBytes,
+        docs_url=None,  # served from the package by api.docs_pages (no CDN)
+        redoc_url=None,
         # One span per request from our own middleware (see api.telemetry), not FastAPI's.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.runtime = runtime
     errors.install(app)
+    docs_pages.install(app)
     app.add_middleware(
         BodyLimitMiddleware, default=MAX_COMMAND_BYTES, per_path={"/v1/batch": batch.MAX_BYTES}
     )

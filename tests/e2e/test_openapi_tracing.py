@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -61,10 +62,21 @@ def test_openapi_has_one_operation_per_command(api: Api) -> None:
     assert {"bearer", "apiKey"} <= set(document["components"]["securitySchemes"])
 
 
-def test_docs_page_is_served(api: Api) -> None:
-    response = api.get("/docs", role=None)
+@pytest.mark.parametrize(("page", "marker"), [("/docs", "swagger"), ("/redoc", "redoc")])
+def test_docs_pages_load_only_local_assets(api: Api, page: str, marker: str) -> None:
+    """Regression: the pages loaded Swagger UI / ReDoc from a CDN, blank when offline."""
+    response = api.get(page, role=None)
     assert response.status_code == 200
-    assert "swagger" in response.text.lower()
+    assert marker in response.text.lower()
+    references = re.findall(r"""(?:src|href|url)\s*[:=]\s*["']([^"']+)["']""", response.text)
+    assert references, response.text
+    external = [r for r in references if not r.startswith("/")]
+    assert external == []
+    assert "https://" not in response.text and "http://" not in response.text
+    for reference in references:
+        asset = api.get(reference, role=None)
+        assert asset.status_code == 200, reference
+        assert len(asset.content) > 100, reference
 
 
 def test_a_span_per_request_with_route_client_and_correlation(api: Api) -> None:

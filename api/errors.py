@@ -22,7 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from api.responses import PROBLEM_MEDIA_TYPE, ProblemResponse
-from hub.domain.errors import DomainError, OwnershipViolation
+from api.routes import plural
+from hub.domain.errors import AlreadyExists, DomainError, OwnershipViolation
 
 log = logging.getLogger("concord.api")
 
@@ -75,6 +76,12 @@ class Problem(BaseModel):
     errors: list[ProblemItem] = Field(default_factory=list)
     field: str | None = Field(default=None, description="Ownership problems: the field.")
     owner: str | None = Field(default=None, description="Ownership problems: its owner(s).")
+    existing_id: str | None = Field(
+        default=None, description="`already-exists`: the id of the aggregate already there."
+    )
+    location: str | None = Field(
+        default=None, description="`already-exists`: its URL (also the `Location` header)."
+    )
 
 
 class ProblemError(Exception):
@@ -173,12 +180,19 @@ def domain_problem(
     extra: dict[str, Any] = {}
     if isinstance(error, OwnershipViolation):
         extra = {"field": error.field, "owner": error.owner, "caller": error.caller}
+    if isinstance(error, AlreadyExists) and error.existing is not None:
+        entity, existing_id = error.existing
+        extra = {"existing_id": str(existing_id), "location": f"/v1/{plural(entity)}/{existing_id}"}
     return problem_body(
         error.status, error.code, error.message, instance=instance, errors=errors, **extra
     )
 
 
 def domain_headers(error: DomainError) -> dict[str, str]:
+    """``Retry-After`` on 503s; ``Location`` of the aggregate a duplicate create found."""
+    if isinstance(error, AlreadyExists) and error.existing is not None:
+        entity, existing_id = error.existing
+        return {"Location": f"/v1/{plural(entity)}/{existing_id}"}
     return {"Retry-After": "1"} if error.status == 503 else {}
 
 

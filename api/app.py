@@ -19,7 +19,7 @@ from api.deps import authenticator
 from api.errors import Problem
 from api.limits import BodyLimitMiddleware
 from api.responses import JSONBytes
-from api.routes import admin, batch, commands, delivery, queries
+from api.routes import admin, batch, commands, delivery, listing, queries
 from api.routes.commands import MAX_COMMAND_BYTES
 from api.routes.queries import api_version
 from api.schemas import BatchLine
@@ -72,7 +72,7 @@ def create_app(runtime: Runtime, *, tracer_provider: TracerProvider | None = Non
     require = authenticator(runtime.keys)
     # Each router carries the /v1 prefix itself (not via a parent router), so a matched
     # route's ``path`` is the full template that tracing reports as ``http.route``.
-    for module in (commands, queries, batch, admin, delivery):
+    for module in (commands, listing, queries, batch, admin, delivery):
         app.include_router(module.build(runtime, require))
 
     def openapi() -> dict[str, Any]:

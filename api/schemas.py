@@ -80,6 +80,31 @@ class LookupResult(BaseModel):
     aggregate: AggregateView
 
 
+class AggregateSummary(BaseModel):
+    """One row of a list: enough to filter and sync; follow ``url`` for the state."""
+
+    id: UUID
+    entity: str
+    version: int
+    customer_id: UUID | None = None
+    status: str | None = None
+    created_at: datetime
+    modified_at: datetime
+    url: str
+
+
+class AggregateList(BaseModel):
+    items: list[AggregateSummary]
+    next: str | None = Field(
+        description="The next page (same filters, `cursor` set), or null on the last page."
+    )
+
+
+class ApiIndex(BaseModel):
+    name: str
+    links: dict[str, str] = Field(description="Name -> URL (templates in braces).")
+
+
 class EventSchemas(RootModel[dict[str, dict[str, Any]]]):
     """Event type name -> JSON Schema of its envelope (``data`` holds the event's fields)."""
 

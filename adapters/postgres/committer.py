@@ -39,6 +39,8 @@ from opentelemetry import metrics, trace
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from adapters.postgres import index
+from adapters.postgres.index import IndexRow, index_rows
 from hub.application.ports import Change, CommitPort, ConflictRecord, Receipt, ReceiptExists
 from hub.application.stores import Store
 from hub.domain.errors import AlreadyExists, ConcurrencyConflict, DomainError
@@ -80,6 +82,7 @@ class _Pending:
     change: Change
     stored: dict[str, list[StoredEvent]]
     refs: list[tuple[str, str, str, UUID]]
+    index: list[IndexRow]
     future: Future[None]
     scope: BatchScope | None = None
 
@@ -211,6 +214,11 @@ class PostgresCommitter(CommitPort):
         with self.datastore.get_connection() as conn:
             return [dict(r) for r in conn.execute(query, (aggregate_id,)).fetchall()]
 
+    def list_aggregates(self, query: index.ListQuery) -> list[IndexRow]:
+        """A page of the aggregate index (``adapters.postgres.index``)."""
+        with self.datastore.get_connection() as conn:
+            return index.select(conn, self.schema, query)
+
     def close(self) -> None:
         self._queue.put(None)
         self._writer.join(timeout=30)
@@ -233,7 +241,8 @@ class PostgresCommitter(CommitPort):
                 stored[store.name].append(store.mapper.to_stored_event(event))
                 for system, external in event.external_refs():
                     refs.append((system, aggregate.entity, external, aggregate.id))
-        return _Pending(change, dict(stored), refs, Future(), scope)
+        rows = index_rows(change.aggregates)
+        return _Pending(change, dict(stored), refs, rows, Future(), scope)
 
     def _after_commit(self, changes: Sequence[Change]) -> None:
         """Forget committed events and take snapshots where an interval was crossed."""
@@ -376,6 +385,7 @@ class PostgresCommitter(CommitPort):
             refs = [ref for item in live for ref in item.refs]
             if refs:
                 self._insert_refs(curs, refs)
+            index.upsert(curs, self.schema, [row for item in live for row in item.index])
         return taken
 
     def _landed(self, item: _Pending) -> bool | None:

@@ -24,6 +24,7 @@ from api.routes.commands import MAX_COMMAND_BYTES
 from api.routes.queries import api_version
 from api.schemas import BatchLine
 from api.telemetry import TracingMiddleware
+from hub.domain.money import EXPONENTS
 
 if TYPE_CHECKING:
     from adapters.bootstrap import Runtime
@@ -96,6 +97,7 @@ def create_app(runtime: Runtime, *, tracer_provider: TracerProvider | None = Non
                 schemas.update(schema.pop("$defs", {}))
                 schemas[model.__name__] = schema
             _problem_422(document)
+            _stated_constraints(document)
             schemas.pop("HTTPValidationError", None)
             schemas.pop("ValidationError", None)
             app.openapi_schema = document
@@ -113,6 +115,29 @@ def _problem_422(document: dict[str, Any]) -> None:
             responses = operation.get("responses", {})
             if "HTTPValidationError" in str(responses.get("422", "")):
                 responses["422"] = ours
+
+
+def _stated_constraints(document: dict[str, Any]) -> None:
+    """Say in the document what the server enforces but pydantic's schema leaves out.
+
+    * An optional header or query parameter is absent, never JSON ``null``: FastAPI writes
+      ``anyOf [..., {"type": "null"}]``, which invites clients to send the text ``null``.
+    * A ``currency`` is one of the ISO 4217 codes Concord knows (``hub.domain.money``).
+    """
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                schema = parameter.get("schema", {})
+                options = [o for o in schema.get("anyOf", []) if o.get("type") != "null"]
+                if "anyOf" in schema and len(options) == 1:
+                    del schema["anyOf"]
+                    schema.update(options[0])
+    codes = sorted(EXPONENTS)
+    for schema in document.get("components", {}).get("schemas", {}).values():
+        currency = schema.get("properties", {}).get("currency")
+        for option in [] if currency is None else [currency, *currency.get("anyOf", [])]:
+            if option.get("type") == "string":
+                option["enum"] = codes
 
 
 def _tags(runtime: Runtime) -> list[dict[str, str]]:

@@ -8,7 +8,7 @@ because its shape is the aggregate's, documented by ``GET /v1/schemas/events``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel
@@ -132,14 +132,23 @@ class KeyList(BaseModel):
     items: list[KeyPublic]
 
 
+Scope = Literal["read", "write", "admin"]
+
+
+def _default_scopes() -> list[Scope]:
+    return ["read", "write"]
+
+
 class NewKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     client_id: str | None = Field(
-        default=None, description="Defaults to `<system>-<random>`.", max_length=100
+        default=None,
+        description="Defaults to `<system>-<random>`.",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$",  # the key ring's rule, stated
     )
-    system: str = Field(description="crm, erp, billing or admin")
-    scopes: list[str] = Field(default_factory=lambda: ["read", "write"])
+    system: Literal["crm", "erp", "billing", "admin"]
+    scopes: list[Scope] = Field(default_factory=_default_scopes, min_length=1, max_length=3)
 
 
 class CreatedKey(KeyPublic):
@@ -177,7 +186,10 @@ class BatchLine(BaseModel):
     provenance: BatchProvenance = Field(default_factory=BatchProvenance)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
     expected_version: int | None = Field(
-        default=None, ge=0, description="Like If-Match: refuse the line if the version differs."
+        default=None,
+        ge=0,
+        le=10**18 - 1,
+        description="Like If-Match: refuse the line if the version differs.",
     )
 
 

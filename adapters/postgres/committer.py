@@ -43,7 +43,7 @@ from adapters.postgres import index
 from adapters.postgres.index import IndexRow, index_rows
 from hub.application.ports import Change, CommitPort, ConflictRecord, Receipt, ReceiptExists
 from hub.application.stores import Store
-from hub.domain.errors import AlreadyExists, ConcurrencyConflict, DomainError
+from hub.domain.errors import AlreadyExists, ConcurrencyConflict, DomainError, InvalidValue
 
 
 class StoreBusy(DomainError):
@@ -561,6 +561,11 @@ def _translate(error: Exception) -> Exception:
     if state == "40P01":  # deadlock_detected: one of the writers was chosen to give way
         return ConcurrencyConflict(
             "the write collided with another one (deadlock); retry", field="version"
+        )
+    if state in {"22P05", "22021"}:  # untranslatable character / bad encoding (e.g. NUL)
+        return InvalidValue(
+            "a text value holds a character PostgreSQL cannot store (such as NUL, \\u0000); "
+            "remove it and retry"
         )
     if _connection_lost(error):
         return StoreUnavailable(f"the database could not be reached: {error}")

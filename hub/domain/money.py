@@ -93,7 +93,10 @@ def check_scale(amount: Decimal, currency: str, *, field: str = "amount") -> Dec
     """Return ``amount`` at the currency's exponent, refusing extra significant decimals."""
     exp = exponent(currency)
     quantum = Decimal(1).scaleb(-exp)
-    quantized = amount.quantize(quantum)
+    try:
+        quantized = amount.quantize(quantum)
+    except InvalidOperation:  # more digits than the context holds (e.g. 1e28 and beyond)
+        raise InvalidValue(f"{amount} is too large an amount", field=field) from None
     if quantized != amount:
         raise InvalidValue(
             f"{amount} has more decimals than {currency} allows ({exp})", field=field

@@ -193,7 +193,7 @@ class Settings(BaseSettings):
             # the stored function is named per schema but hard-codes one table, so events of
             # one application land in another's table, and it skips the table lock, so
             # tailing readers (projections, the NATS relay) can silently miss events.
-            # See shared reference eventsourcing.md section 9.
+            # tests/unit/test_settings.py guards that it stays unset.
         }
 
     def api_key_entries(self) -> tuple[ApiKeyEntry, ...]:

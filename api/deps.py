@@ -220,6 +220,8 @@ IfMatch = Annotated[
     str | None,
     Header(
         alias="If-Match",
+        # The form parse_if_match accepts, stated so clients and fuzzers know it.
+        pattern=r'^\s*(?:\*|(?:W/)?"?\s*\d{1,18}\s*"?)?\s*$',
         description='Expected current version (the ETag, e.g. `"3"`); 412 if stale.',
     ),
 ]

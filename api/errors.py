@@ -30,6 +30,7 @@ from starlette.routing import Match
 
 from adapters.postgres.committer import EventTooLarge
 from api.responses import PROBLEM_MEDIA_TYPE, ProblemResponse
+from api.routes import plural
 from hub.application.ports import StoreError
 from hub.application.service import CommandResult, IdempotencyMismatch, UnknownCommand
 from hub.domain.bounded import NO_NUL
@@ -104,6 +105,12 @@ class Problem(BaseModel):
     )
     survivor_id: str | None = Field(
         default=None, description="Merged customer: the surviving customer to address instead."
+    )
+    existing_id: str | None = Field(
+        default=None, description="`already-exists`: the id of the aggregate already there."
+    )
+    location: str | None = Field(
+        default=None, description="`already-exists`: its URL (also the `Location` header)."
     )
 
 
@@ -243,12 +250,22 @@ def domain_problem(
         extra |= {"field": error.field, "owner": error.owner, "caller": error.caller}
     if isinstance(error, MergedAway):
         extra |= {"survivor_id": str(error.survivor_id)}
+    if isinstance(error, AlreadyExists) and error.existing is not None:
+        entity, existing_id = error.existing
+        extra |= {
+            "existing_id": str(existing_id),
+            "location": f"/v1/{plural(entity)}/{existing_id}",
+        }
     return problem_body(
         status_of(error), error.code, error.message, instance=instance, errors=errors, **extra
     )
 
 
 def domain_headers(error: Refusal) -> dict[str, str]:
+    """``Retry-After`` on store failures; ``Location`` of the aggregate a duplicate create found."""
+    if isinstance(error, AlreadyExists) and error.existing is not None:
+        entity, existing_id = error.existing
+        return {"Location": f"/v1/{plural(entity)}/{existing_id}"}
     return {"Retry-After": "1"} if isinstance(error, StoreError) else {}
 
 

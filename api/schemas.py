@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel
 
 from adapters.key_rules import CLIENT_ID_PATTERN
 from api.errors import Problem
@@ -87,6 +87,35 @@ class LookupResult(BaseModel):
     entity: str
     external_id: str
     aggregate: AggregateView
+
+
+class AggregateSummary(BaseModel):
+    """One row of a list: enough to filter and sync; follow ``url`` for the state."""
+
+    id: UUID
+    entity: str
+    version: int
+    customer_id: UUID | None = None
+    status: str | None = None
+    created_at: datetime
+    modified_at: datetime
+    url: str
+
+
+class AggregateList(BaseModel):
+    items: list[AggregateSummary]
+    next: str | None = Field(
+        description="The next page (same filters, `cursor` set), or null on the last page."
+    )
+
+
+class ApiIndex(BaseModel):
+    name: str
+    links: dict[str, str] = Field(description="Name -> URL (templates in braces).")
+
+
+class EventSchemas(RootModel[dict[str, dict[str, Any]]]):
+    """Event type name -> JSON Schema of its envelope (``data`` holds the event's fields)."""
 
 
 class Health(BaseModel):
@@ -180,7 +209,10 @@ class BatchLine(BaseModel):
     provenance: BatchProvenance = Field(default_factory=BatchProvenance)
     idempotency_key: RequiredReference | None = None
     expected_version: int | None = Field(
-        default=None, ge=0, description="Like If-Match: refuse the line if the version differs."
+        default=None,
+        ge=0,
+        le=10**18 - 1,
+        description="Like If-Match: refuse the line if the version differs.",
     )
 
 

@@ -272,9 +272,12 @@ class Hub:
             return conflict
         record = request.origin.source_record_id
         source = f" (source record {record!r})" if record else ""
+        existing = request.aggregate_id or self._new_id(request)  # deterministic: the twin
         return AlreadyExists(
-            f"this {request.entity} exists already{source}; send commands to it instead",
+            f"this {request.entity} exists already{source} as {existing}; send commands to "
+            "it instead",
             field="id",
+            existing=(request.entity, existing),
         )
 
     def replay(self, request: CommandRequest) -> CommandResult | None:

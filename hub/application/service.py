@@ -21,6 +21,7 @@ import orjson
 from pydantic import ValidationError
 
 from hub.application.commands import Catalogue, Command, CommandInput
+from hub.application.personal import refuse_reserved
 from hub.application.ports import (
     Change,
     ConflictRecord,
@@ -220,6 +221,7 @@ class Hub:
             traceparent=self.trace_context(),
         )
         _check_source_time(stamp)
+        refuse_reserved(request.entity, request.payload)
         unit = Unit(store or self.store)
         try:
             aggregate = self._run(spec, request, stamp, unit)

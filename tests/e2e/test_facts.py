@@ -240,6 +240,7 @@ def test_a_merge_moves_open_invoices_and_credit_to_the_survivor(api: Api) -> Non
     moved = {(e["aggregate"], e["type"]) for e in done.json()["events"]}
     assert moved == {
         ("customer", "CustomerMerged"),
+        ("customer", "CustomerAbsorbed"),  # the survivor records it too
         ("invoice", "InvoiceMovedToSurvivor"),
         ("payment", "PaymentMovedToSurvivor"),
     }

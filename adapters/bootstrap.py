@@ -119,8 +119,10 @@ class Connections:
             name=self.application_name(role),
         )
 
-    async def nats(self, role: str) -> NatsClient:
-        """A NATS connection that reconnects for ever (the services outlive NATS restarts)."""
+    async def nats(self, role: str, **callbacks: Any) -> NatsClient:
+        """A NATS connection that reconnects for ever (the services outlive NATS restarts).
+
+        ``callbacks``: nats-py's connection callbacks (``disconnected_cb`` and the like)."""
         if not self.settings.nats_url:
             raise ConfigurationError("no NATS: set CONCORD_NATS_URL")
         client: NatsClient = await nats.connect(
@@ -128,6 +130,7 @@ class Connections:
             name=f"concord-{role}",
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
+            **callbacks,
         )
         return client
 

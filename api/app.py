@@ -20,6 +20,7 @@ from api import errors
 from api.deps import authenticator
 from api.errors import Problem
 from api.limits import BodyLimitMiddleware
+from api.rate_limits import RequestLimits
 from api.responses import JSONBytes
 from api.routes import admin, batch, commands, delivery, queries
 from api.routes.commands import MAX_COMMAND_BYTES
@@ -36,7 +37,11 @@ model (customers, contracts, orders, invoices, payments).
 
 * **Auth**: `Authorization: Bearer <key>` (or `X-API-Key`). Keys belong to one system
   (crm / erp / billing / admin) and carry scopes: `read` for GETs, `write` for commands,
-  `admin` for keys and conflicts. `concord keys create --system crm` makes one.
+  `admin` for keys, conflicts and dead letters (required whatever the system).
+  `concord keys create --system crm` makes one. Over a client's rate limit (or after too
+  many failed authentications from one address): 429 with `Retry-After`.
+* **Personal data** fields a caller's system may not read (`personal_data` in
+  `GET /v1/ownership`) are returned as `"redacted"`.
 * **Commands** are `POST`s: creation on the collection (`POST /v1/orders` → 201 + `Location`),
   others on the aggregate (`POST /v1/orders/{id}/accept`). Every command takes
   `Idempotency-Key` and, on existing aggregates, `If-Match` (the `ETag` version; stale → 412).
@@ -86,7 +91,7 @@ def create_app(
     # Added last, so it runs first: the span also covers refused (too large) requests.
     app.add_middleware(TracingMiddleware, tracer_provider=tracer_provider)
 
-    require = authenticator(runtime.keys)
+    require = authenticator(runtime.keys, RequestLimits.from_settings(runtime.settings))
     # Each router carries the /v1 prefix itself (not via a parent router), so a matched
     # route's ``path`` is the full template that tracing reports as ``http.route``.
     for module in (commands, queries, batch, admin, delivery):
@@ -113,6 +118,7 @@ def create_app(
                 schemas.update(schema.pop("$defs", {}))
                 schemas[model.__name__] = schema
             _problem_422(document)
+            _problem_429(document)
             schemas.pop("HTTPValidationError", None)
             schemas.pop("ValidationError", None)
             app.openapi_schema = document
@@ -130,6 +136,16 @@ def _problem_422(document: dict[str, Any]) -> None:
             responses = operation.get("responses", {})
             if "HTTPValidationError" in str(responses.get("422", "")):
                 responses["422"] = ours
+
+
+def _problem_429(document: dict[str, Any]) -> None:
+    """Every route that takes a key may answer 429 (rate limits are applied with the key)."""
+    ours = errors.problem_responses(429)[429]
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            if "401" in responses or 401 in responses:
+                responses.setdefault("429", ours)
 
 
 def _tags(runtime: Runtime) -> list[dict[str, str]]:

@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from adapters.postgres.committer import EventTooLarge
 from api.responses import PROBLEM_MEDIA_TYPE, ProblemResponse
@@ -36,6 +37,7 @@ from hub.domain.errors import (
     AlreadyExists,
     ConcurrencyConflict,
     DomainError,
+    ForeignIdentifier,
     InvalidTransition,
     MergedAway,
     NotFound,
@@ -64,6 +66,7 @@ HEADER_FIELDS = frozenset(
 _TITLES = {
     "unauthenticated": "Missing or invalid API key",
     "forbidden": "Not allowed",
+    "rate-limited": "Too many requests",
     "field-not-owned": "Field owned by another system",
     "validation-failed": "Request validation failed",
     "malformed-json": "Malformed JSON",
@@ -126,6 +129,11 @@ class ProblemError(Exception):
         self.title = title
 
 
+def input_problem(status: int, code: str, message: str, field: str) -> ProblemError:
+    """A problem about one input, named by its dotted path (``body.client_id``)."""
+    return ProblemError(status, code, message, errors=[{"field": field, "message": message}])
+
+
 def title_for(code: str, status: int) -> str:
     if code in _TITLES:
         return _TITLES[code]
@@ -169,6 +177,7 @@ def problem_response(
 STATUS: dict[type[Exception], int] = {
     DomainError: 422,
     OwnershipViolation: 403,
+    ForeignIdentifier: 403,
     NotFound: 404,
     UnknownCommand: 404,
     AlreadyExists: 409,
@@ -353,12 +362,40 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     detail = str(exc.detail) if exc.detail else HTTPStatus(status).phrase
     if status == 404 and detail == "Not Found":
         detail = f"no such endpoint: {request.method} {request.url.path} (see /docs)"
-    elif status == 405:
-        allowed = (exc.headers or {}).get("allow") or (exc.headers or {}).get("Allow", "")
+    headers = dict(exc.headers or {})
+    if status == 405:
+        allowed = _allowed_methods(request) or headers.get("allow") or headers.get("Allow", "")
+        headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
+        headers["Allow"] = allowed
         detail = f"{request.method} is not allowed here; allowed: {allowed or 'none'}"
     return problem_response(
-        problem_body(status, code, detail, instance=_instance(request)), exc.headers
+        problem_body(status, code, detail, instance=_instance(request)), headers
     )
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method of every route on this path.
+
+    Starlette answers 405 with the methods of the first route whose path matched, so with
+    ``GET /v1/keys`` and ``POST /v1/keys`` declared as two routes, ``Allow`` named only one.
+    """
+    probe = {**request.scope, "method": "CONCORD-PROBE"}
+    methods: set[str] = set()
+    for route in _leaf_routes(request.app.router.routes):
+        match, _ = route.matches(probe)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
+def _leaf_routes(routes: Iterable[Any]) -> Iterable[Any]:
+    """Routes with methods, looking inside included routers (FastAPI wraps each one)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _leaf_routes(inner.routes)
+        else:
+            yield route
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -402,6 +439,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "Request body too large",
         415: "Unsupported media type",
         422: "Invalid input, rule violated, or Idempotency-Key reused",
+        429: "Rate limit of this client (or of failed authentications) reached; see Retry-After",
         500: "Internal error",
         503: "Store busy; retry",
     }

@@ -8,13 +8,14 @@ because its shape is the aggregate's, documented by ``GET /v1/schemas/events``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from adapters.key_rules import CLIENT_ID_PATTERN
 from api.errors import Problem
-from hub.domain.bounded import Reference, RequiredCode, RequiredReference, RequiredShortCode
+from hub.domain.bounded import Reference, RequiredReference, RequiredShortCode
 
 
 class Provenance(BaseModel):
@@ -105,20 +106,43 @@ class KeyPublic(BaseModel):
     scopes: list[str]
     source: str
     created_at: str | None = None
+    expires_at: str | None = Field(default=None, description="When the key stops working.")
+    revoked_at: str | None = Field(default=None, description="When the key was revoked.")
 
 
 class KeyList(BaseModel):
     items: list[KeyPublic]
 
 
+Scope = Literal["read", "write", "admin"]
+
+
+def _default_scopes() -> list[Scope]:
+    return ["read", "write"]
+
+
 class NewKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    client_id: RequiredCode | None = Field(
-        default=None, description="Defaults to `<system>-<random>`."
+    client_id: str | None = Field(
+        default=None,
+        description="Unique across keys (409 if taken). Defaults to `<system>-<random>`.",
+        max_length=100,
+        pattern=CLIENT_ID_PATTERN,
     )
-    system: str = Field(description="crm, erp, billing or admin")
-    scopes: list[str] = Field(default_factory=lambda: ["read", "write"])
+    system: Literal["crm", "erp", "billing", "admin"] = Field(
+        description="The system the key acts as; your own unless yours is an admin key."
+    )
+    scopes: list[Scope] = Field(
+        default_factory=_default_scopes,
+        min_length=1,
+        max_length=3,
+        description="A subset of the minting key's own scopes.",
+    )
+    expires_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the key stops working (future, with offset); default: never.",
+    )
 
 
 class CreatedKey(KeyPublic):

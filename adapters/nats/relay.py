@@ -4,18 +4,26 @@ The per-aggregate event tables *are* the outbox. The relay follows each store's 
 log (woken by the NOTIFY every insert transaction sends, with a slow poll as a safety net) and
 publishes each event with ``Nats-Msg-Id`` = its event id.
 
-Exactly once without trusting a local cursor: on start, and after any doubt, the relay asks
-the stream itself what it already holds — the last message of each store's subjects carries
-that store's position in a header — and resumes right after it. So a crash after commit,
-mid-batch, or after publish but before any bookkeeping neither loses nor repeats an event,
-however long the relay was down (the server's duplicate window is only a second line of
-defence). Every message also carries ``Nats-Expected-Last-Sequence``: the relay is the
-stream's only writer, so it knows which sequence each message must follow. Many publishes
-are in flight at once, yet if one is lost the ones after it are refused rather than stored
-out of order, and the relay re-reads the stream and carries on.
+Exactly once without trusting the stream's contents: after each acknowledgement the relay
+writes, per stream and store, the last event it published (position, event id, stream
+sequence) to ``concord_relay_published`` in PostgreSQL. On start, and after any doubt, it
+confirms that record against the stream (the message at that sequence must carry that event
+id), then walks the store's later messages and matches each, by ``Nats-Msg-Id`` and content,
+against the next events it would publish: those are its own publishes acknowledged just
+before a crash, before the PostgreSQL write. Anything else is a message the relay did not
+publish: it is reported (error log and the ``concord.relay.foreign`` counter) and never moves
+a position, whatever its headers claim. So neither a crash at any point nor a forged message
+loses or repeats an event, however long the relay was down (the server's duplicate window is
+only a second line of defence).
+
+Every message also carries ``Nats-Expected-Last-Sequence`` and the id of the message before
+it (``Nats-Expected-Last-Msg-Id``): the relay knows what each message must follow. Many
+publishes are in flight at once, yet if one is lost — or a foreign message slips in between
+— the ones after it are refused rather than stored out of order, and the relay re-reads the
+stream and carries on.
 
 Only one relay publishes at a time: it holds a PostgreSQL advisory lock; others wait as
-warm standbys. Positions are also written to ``concord_relay_positions`` for lag metrics.
+warm standbys.
 """
 
 from __future__ import annotations
@@ -33,14 +41,16 @@ import orjson
 import psycopg
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from nats.js.errors import APIError, BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import Observation
 from opentelemetry.propagate import inject
 from psycopg import sql
 
 from adapters.bootstrap import Connections
-from adapters.nats.subjects import POSITION, Subjects, headers_for, stream_config
+from adapters.nats.acks import Ack, AckedPublisher, PublishRefused
+from adapters.nats.subjects import MSG_ID, Subjects, headers_for, stream_config
+from adapters.postgres.schema import create_schema
 from adapters.postgres.stores import store_class
 from adapters.settings import Settings
 from hub.application.views import envelope
@@ -51,6 +61,11 @@ _tracer = trace.get_tracer("concord.relay")
 _meter = metrics.get_meter("concord.relay")
 _published = _meter.create_counter(
     "concord.relay.published", unit="{event}", description="events published, per store"
+)
+_foreign = _meter.create_counter(
+    "concord.relay.foreign",
+    unit="{message}",
+    description="messages found in the stream that the relay did not publish, per store",
 )
 _LIVE: weakref.WeakSet[Relay] = weakref.WeakSet()
 
@@ -71,6 +86,7 @@ _meter.create_observable_gauge(
 )
 
 WRONG_LAST_SEQUENCE = 10071
+WRONG_LAST_MSG_ID = 10070
 ACK_TIMEOUT_S = 10.0
 POLL_INTERVAL_S = 1.0
 
@@ -97,7 +113,17 @@ class _Batch:
 
     feed: Feed
     positions: list[int]
-    futures: list[asyncio.Future[Any]]
+    event_ids: list[str]
+    futures: list[asyncio.Future[Ack]]
+
+
+@dataclass(frozen=True)
+class Published:
+    """The last event the relay knows it published from one store (PostgreSQL's record)."""
+
+    position: int = 0
+    event_id: str = ""
+    stream_seq: int = 0
 
 
 class RelayBusy(Exception):
@@ -115,6 +141,8 @@ class RelayStats:
     positions: dict[str, int] = field(default_factory=dict)
     lag: dict[str, int] = field(default_factory=dict)
     """Per store: events committed but not yet in the stream (as of the last round)."""
+    foreign: dict[int, str] = field(default_factory=dict)
+    """Stream sequence -> subject of each message found that the relay did not publish."""
 
 
 class Relay:
@@ -136,14 +164,19 @@ class Relay:
         self.subjects = Subjects(settings.nats_subject_prefix)
         self.stream = settings.nats_stream
         self.feeds = feeds()
+        self.schema_name = settings.schema_name
         self.schema = sql.Identifier(settings.schema_name)
         self.stats = RelayStats()
         self.crash_hook = crash_hook or crash_hook_from_env()
         self.ack_timeout_s = ack_timeout_s
         self.poll_interval_s = POLL_INTERVAL_S
         self._next_seq = 0  # the stream sequence the next message must follow
+        self._last_sent: str | None = None  # the event id the next message must follow
+        self._published: dict[str, Published] = {}
+        self._tables_ready = False
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
+        self._publisher: AckedPublisher | None = None
         self._db: psycopg.AsyncConnection[Any] | None = None
         self._listen: psycopg.AsyncConnection[Any] | None = None
         self.ready = asyncio.Event()
@@ -156,7 +189,7 @@ class Relay:
 
         Whatever goes wrong — NATS or PostgreSQL restarting, a lost acknowledgement, a moved
         sequence, an event that cannot be published — the relay drops its connections,
-        waits (backing off to 30 s), reconnects, takes the lead again and re-reads the
+        waits (backing off to 1 s), reconnects, takes the lead again and re-reads the
         stream before publishing anything. It never skips an event: one that keeps failing
         stops the line, and the log says which and why."""
         delay = 0.2
@@ -183,7 +216,9 @@ class Relay:
                 )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay)
-                delay = min(delay * 2, 30.0)
+                # Capped at 1 s: NATS or PostgreSQL back means publishing again within
+                # about a second (a lost connection fails the pending acks at once).
+                delay = min(delay * 2, 1.0)
             finally:
                 self.ready.clear()
                 await self._close()
@@ -219,19 +254,22 @@ class Relay:
 
     async def _connect(self) -> None:
         assert self.settings.database_url and self.settings.nats_url
-        self._nc = await self.connections.nats("relay")
+
+        async def disconnected() -> None:
+            if self._publisher is not None:
+                self._publisher.fail_all("NATS connection lost")
+
+        self._nc = await self.connections.nats("relay", disconnected_cb=disconnected)
         self._js = self._nc.jetstream()
+        self._publisher = AckedPublisher(self._nc)
+        await self._publisher.start()
         self._db = await self.connections.postgres_async("relay")
         self._listen = await self.connections.postgres_async("relay")
         for feed in self.feeds:
             await self._listen.execute(sql.SQL("LISTEN {}").format(sql.Identifier(feed.table)))
-        await self._db.execute(
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {}.concord_relay_positions ("
-                "store text PRIMARY KEY, position bigint NOT NULL, "
-                "updated_at timestamptz NOT NULL DEFAULT now())"
-            ).format(self.schema)
-        )
+        if not self._tables_ready:  # the relay may run alone (`concord relay`)
+            await asyncio.to_thread(_create_tables, self.connections, self.schema_name)
+            self._tables_ready = True
 
     async def _close(self) -> None:
         for conn in (self._listen, self._db):
@@ -243,7 +281,7 @@ class Relay:
             # next start, and drain can wait its full 30 s on a connection NATS dropped.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._nc.close(), 5)
-        self._nc = self._js = self._db = self._listen = None
+        self._nc = self._js = self._db = self._listen = self._publisher = None
 
     async def _lead(self, stop: asyncio.Event | None) -> bool:
         """Take the advisory lock (one publisher per stream): wait for it until ``stop``,
@@ -307,19 +345,104 @@ class Relay:
                 await self._js.update_stream(config)
 
     async def reconcile(self) -> dict[str, int]:
-        """Positions = what the stream holds for each store (its last message's header)."""
+        """Positions = PostgreSQL's record of what was published, confirmed by the stream.
+
+        Per store: the message at the recorded sequence must carry the recorded event id;
+        the store's later messages are matched against the events that follow (publishes
+        acknowledged before a crash let the relay write them down); any other message is
+        foreign: reported, skipped, never trusted."""
         assert self._js is not None
         info = await self._js.stream_info(self.stream)
         self._next_seq = info.state.last_seq
+        self._last_sent = None
         for feed in self.feeds:
-            try:
-                msg = await self._js.get_last_msg(self.stream, self.subjects.aggregate(feed.entity))
-            except NotFoundError:
-                self.stats.positions[feed.store] = 0
-                continue
-            self.stats.positions[feed.store] = int((msg.headers or {}).get(POSITION, 0))
+            published = await self._load(feed)
+            await self._confirm(feed, published)
+            published = await self._walk(feed, published)
+            self._published[feed.store] = published
+            self.stats.positions[feed.store] = published.position
         self.stats.reconciliations += 1
         return dict(self.stats.positions)
+
+    async def _load(self, feed: Feed) -> Published:
+        assert self._db is not None
+        cursor = await self._db.execute(
+            sql.SQL(
+                "SELECT position, event_id, stream_seq FROM {}.concord_relay_published "
+                "WHERE stream = %s AND store = %s"
+            ).format(self.schema),
+            (self.stream, feed.store),
+        )
+        row = await cursor.fetchone()
+        return Published(int(row[0]), str(row[1]), int(row[2])) if row else Published()
+
+    async def _confirm(self, feed: Feed, published: Published) -> None:
+        """The stream must still hold the message PostgreSQL says was published last."""
+        assert self._js is not None
+        if not published.stream_seq:
+            return
+        try:
+            msg = await self._js.get_msg(self.stream, published.stream_seq)
+        except NotFoundError:
+            msg = None
+        found = (msg.headers or {}).get(MSG_ID) if msg is not None else None
+        if found != published.event_id:
+            raise RelayInterrupted(
+                f"stream {self.stream} does not hold event {published.event_id} of store "
+                f"{feed.store} at sequence {published.stream_seq} (found {found!r}), yet "
+                "PostgreSQL records it as published: the stream was replaced or altered. "
+                f"Fix: restore the stream, or delete the rows of stream {self.stream!r} from "
+                f"{self.schema_name}.concord_relay_published to publish the stores again"
+            )
+
+    async def _walk(self, feed: Feed, published: Published) -> Published:
+        """Advance over the store's messages after ``published`` that are our own events."""
+        assert self._js is not None
+        subject = self.subjects.aggregate(feed.entity)
+        expected: list[tuple[str, int, bytes]] = []
+        seq = published.stream_seq + 1
+        while True:
+            try:
+                msg = await self._js.get_msg(self.stream, seq, subject=subject, next=True)
+            except NotFoundError:
+                return published
+            found_seq = int(msg.seq or seq)
+            seq = found_seq + 1
+            if not expected:
+                expected = [
+                    (env["event_id"], position, orjson.dumps(env))
+                    for position, env in await self._envelopes(feed, published.position)
+                ]
+                expected.reverse()  # pop() takes the next one
+            event_id = (msg.headers or {}).get(MSG_ID)
+            if expected and expected[-1][0] == event_id and expected[-1][2] == msg.data:
+                next_id, position, _ = expected.pop()
+                published = Published(position, next_id, found_seq)
+                await self._record(feed, published)
+            else:
+                self._report_foreign(feed, found_seq, str(msg.subject), event_id)
+
+    def _report_foreign(self, feed: Feed, seq: int, subject: str, event_id: str | None) -> None:
+        if seq in self.stats.foreign:
+            return
+        self.stats.foreign[seq] = subject
+        _foreign.add(1, {"store": feed.store, "stream": self.stream})
+        log.error(
+            "relay: stream %s holds a message the relay did not publish: sequence %d, subject "
+            "%s, Nats-Msg-Id %r. It is ignored (no position moves); subscribers may have "
+            "received it. Fix: find who can publish on %s (only the relay's identity should).",
+            self.stream,
+            seq,
+            subject,
+            event_id,
+            self.subjects.all,
+        )
+
+    async def _envelopes(self, feed: Feed, after: int) -> list[tuple[int, dict[str, Any]]]:
+        return [
+            (row[0], envelope(feed.entity, row[3], row[1], row[2], orjson.loads(row[4])))
+            for row in await self._read(feed, after)
+        ]
 
     # -- publishing ---------------------------------------------------------------------
 
@@ -388,11 +511,12 @@ class Relay:
 
     async def _send(self, feed: Feed, rows: Sequence[tuple[Any, ...]]) -> _Batch:
         """Publish a batch without waiting: each message expects the one before it."""
-        assert self._js is not None
+        assert self._publisher is not None
         with _tracer.start_as_current_span("relay.publish") as span:
             span.set_attribute("concord.store", feed.store)
             span.set_attribute("concord.events", len(rows))
-            futures: list[asyncio.Future[Any]] = []
+            futures: list[asyncio.Future[Ack]] = []
+            event_ids: list[str] = []
             first_seq = self._next_seq
             try:
                 for offset, (position, originator_id, version, topic, state) in enumerate(rows):
@@ -400,6 +524,12 @@ class Relay:
                     env = envelope(feed.entity, topic, originator_id, version, stored)
                     headers = headers_for(env, feed.store, position)
                     headers["Nats-Expected-Last-Sequence"] = str(first_seq + offset)
+                    if self._last_sent is not None:
+                        # The sequence alone does not hold the chain: if a foreign message
+                        # takes the place of a refused one, the next one's expected sequence
+                        # matches again. The previous message's id does not.
+                        headers["Nats-Expected-Last-Msg-Id"] = self._last_sent
+                    self._last_sent = env["event_id"]
                     # Continue the trace of the request that made the event, else the relay's.
                     traceparent = stored.get("traceparent")
                     if traceparent:
@@ -407,12 +537,9 @@ class Relay:
                     else:
                         inject(headers)
                     subject = self.subjects.event(feed.entity, env["type"], env["aggregate_id"])
+                    event_ids.append(env["event_id"])
                     futures.append(
-                        # No wait_stall: at most two batches are in flight (below the
-                        # client's 4000-slot limit, see Settings.relay_batch) and lost ones
-                        # are cancelled, so the slot wait cannot block; a wait_stall would
-                        # cost a task per publish.
-                        await self._js.publish_async(subject, orjson.dumps(env), headers=headers)
+                        await self._publisher.publish(subject, orjson.dumps(env), headers)
                     )
             except BaseException:
                 for future in futures:  # never leave lost publishes holding client slots
@@ -420,7 +547,7 @@ class Relay:
                 raise
             self._next_seq = first_seq + len(rows)
         self._crash("after_publish_sent", len(rows))
-        return _Batch(feed, [row[0] for row in rows], futures)
+        return _Batch(feed, [row[0] for row in rows], event_ids, futures)
 
     async def _settle(self, batch: _Batch) -> int:
         """Wait for a batch's acknowledgements; advance positions over the stored prefix."""
@@ -431,36 +558,62 @@ class Relay:
         except TimeoutError:
             raise RelayInterrupted(f"no acknowledgement within {self.ack_timeout_s:g} s") from None
         stored = 0
-        for position, ack in zip(batch.positions, acks, strict=True):
-            if isinstance(ack, BaseException):
-                if stored:
-                    await self._record(batch.feed)
-                if isinstance(ack, APIError) and ack.err_code == WRONG_LAST_SEQUENCE:
-                    raise RelayInterrupted("the stream's last sequence moved")
-                raise RelayInterrupted(f"publish failed: {ack!r}")
+        last: Published | None = None
+        failure: RelayInterrupted | None = None
+        for position, event_id, ack in zip(batch.positions, batch.event_ids, acks, strict=True):
+            if isinstance(ack, PublishRefused) and ack.err_code in (
+                WRONG_LAST_SEQUENCE,
+                WRONG_LAST_MSG_ID,
+            ):
+                failure = RelayInterrupted("the stream's last sequence moved")
+            elif isinstance(ack, BaseException):
+                failure = RelayInterrupted(f"publish failed: {ack!r}")
+            elif ack.duplicate:
+                # The relay never sends an event the stream holds (reconcile checked), so
+                # someone else published this event id: the server would swallow the real
+                # event. Stop here and retry until the server's duplicate window has passed.
+                failure = RelayInterrupted(
+                    f"the stream already had a message with event id {event_id} that the "
+                    "relay did not publish (forged); retrying after the duplicate window"
+                )
+            if failure is not None or isinstance(ack, BaseException):
+                break
+            last = Published(position, event_id, int(ack.seq))
             self.stats.positions[batch.feed.store] = position
             stored += 1
         self.stats.published += stored
         _published.add(stored, {"store": batch.feed.store})
-        self._crash("after_acks", stored)
-        await self._record(batch.feed)
+        if failure is None:
+            self._crash("after_acks", stored)
+        if last is not None:
+            await self._record(batch.feed, last)
+        if failure is not None:
+            raise failure
         return stored
 
-    async def _record(self, feed: Feed) -> None:
-        """Remember the position in PostgreSQL (for lag metrics; the stream is the truth)."""
+    async def _record(self, feed: Feed, published: Published) -> None:
+        """Write down, after the stream acknowledged it, the last event published."""
         assert self._db is not None
+        self._published[feed.store] = published
         await self._db.execute(
             sql.SQL(
-                "INSERT INTO {}.concord_relay_positions (store, position) VALUES (%s, %s) "
-                "ON CONFLICT (store) DO UPDATE SET position = EXCLUDED.position, "
+                "INSERT INTO {}.concord_relay_published "
+                "(stream, store, position, event_id, stream_seq) VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT (stream, store) DO UPDATE SET position = EXCLUDED.position, "
+                "event_id = EXCLUDED.event_id, stream_seq = EXCLUDED.stream_seq, "
                 "updated_at = now()"
             ).format(self.schema),
-            (feed.store, self.stats.positions[feed.store]),
+            (self.stream, feed.store, published.position, published.event_id, published.stream_seq),
         )
 
     def _crash(self, point: str, count: int) -> None:
         if self.crash_hook is not None:
             self.crash_hook(point, count)
+
+
+def _create_tables(connections: Connections, schema: str) -> None:
+    with connections.postgres("relay-setup") as conn:
+        create_schema(conn, schema)
 
 
 async def _drain(gen: Any) -> None:

@@ -133,6 +133,21 @@ TABLES = [
         PRIMARY KEY (subscriber, aggregate, aggregate_id, stream_seq)
     )
     """,
+    # The outbox relay (adapters/nats/relay.py): the last event it published from each store
+    # to each stream, written after the stream's acknowledgement. This, not the stream's
+    # contents, is where the relay resumes (anyone able to publish could forge those); the
+    # event id and stream sequence let it confirm the stream still holds that very message.
+    """
+    CREATE TABLE IF NOT EXISTS {schema}.concord_relay_published (
+        stream       text        NOT NULL,
+        store        text        NOT NULL,
+        position     bigint      NOT NULL,
+        event_id     text        NOT NULL,
+        stream_seq   bigint      NOT NULL,
+        updated_at   timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (stream, store)
+    )
+    """,
 ]
 
 

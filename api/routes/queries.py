@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from api.errors import ProblemError
 from api.errors import problem_responses as problems
+from api.redaction import redact_body
 from api.responses import JSONBytes
 from api.routes import plural
 from api.schemas import AggregateWithRefs, Health, History, LookupResult
@@ -69,6 +70,7 @@ def _state_route(runtime: "Runtime", entity: str, reader: Any) -> Callable[..., 
     ) -> Response:
         view = runtime.hub.get(entity, id, as_of, business_date)
         view["external_ids"] = runtime.xref.external_ids(id)
+        view = redact_body(runtime.policy, caller.system, entity, view)
         return JSONBytes(view, headers={"ETag": f'"{view["version"]}"'})
 
     get_state.__name__ = f"{plural(entity)}_get"
@@ -117,6 +119,7 @@ def _history_route(runtime: "Runtime", entity: str, reader: Any) -> Callable[...
             headers["Link"] = f'<{following}>; rel="next"'
         body = {"id": str(id), "entity": entity, "version": last, "events": page}
         body["next"] = following
+        body = redact_body(runtime.policy, caller.system, entity, body)
         return JSONBytes(body, headers=headers)
 
     get_history.__name__ = f"{plural(entity)}_events"
@@ -185,7 +188,7 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
             "external_id": external_id,
             "aggregate": runtime.hub.get(entity, found),
         }
-        return JSONBytes(body)
+        return JSONBytes(redact_body(runtime.policy, caller.system, entity, body))
 
     @router.get(
         "/ownership",

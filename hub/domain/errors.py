@@ -102,3 +102,13 @@ class OwnershipViolation(DomainError):
         super().__init__(message, field=field)
         self.owner = owner
         self.caller = caller
+
+
+class ForeignIdentifier(DomainError):
+    """The caller tried to link an id that belongs to another system's records.
+
+    Each system vouches only for its own ids: a CRM linking a billing id could point billing's
+    webhooks at the wrong customer and make billing's real link look like a duplicate.
+    """
+
+    code = "foreign-id"

@@ -148,6 +148,7 @@ def _merge(customer: Customer, stamp: Stamp, data: MergeCustomer, unit: Unit) ->
     change customer in the same transaction as the merge, each with an event naming both
     customers; settled and void documents stay where they were issued, for the audit trail.
     """
+    target: Customer | None = None
     if data.target_customer_id != customer.id:
         target = unit.get(Customer, data.target_customer_id, field="target_customer_id")
         if target.merged_into is not None:
@@ -156,6 +157,8 @@ def _merge(customer: Customer, stamp: Stamp, data: MergeCustomer, unit: Unit) ->
                 field="target_customer_id",
             )
     customer.merge_into(stamp, data.target_customer_id)
+    if target is not None:
+        target.absorb(stamp, customer.id)
     for invoice in unit.of_customer(Invoice, customer.id):
         if invoice.is_open:
             invoice.move_to(stamp, data.target_customer_id)

@@ -7,20 +7,22 @@ password) and lets every request be checked with one hash and constant-time comp
 
 Why a file besides the settings: ``concord keys create`` must give a newcomer a working key
 without editing the environment and restarting. The file is re-read when it changes, so a key
-created while the server runs works at once.
+created while the server runs works at once, and a key revoked (``concord keys revoke``,
+``DELETE /v1/keys/{client_id}``) or past its ``expires_at`` fails on the very next request,
+in every API worker process that shares the data folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hmac
 import os
-import re
 import secrets
 import tempfile
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from hashlib import sha256
 from pathlib import Path
@@ -28,30 +30,22 @@ from typing import Any
 
 import orjson
 
+from adapters.key_rules import DuplicateClient, KeyRingError, UnknownClient, check_request
 from adapters.settings import Settings
 from hub.application.service import Caller
 
 __all__ = [
     "KEY_PREFIX",
-    "SCOPES",
-    "SYSTEMS",
+    "DuplicateClient",
     "KeyInfo",
     "KeyRing",
     "KeyRingError",
+    "UnknownClient",
     "hash_key",
 ]
 
 KEY_PREFIX = "cnc_"
 """Makes a Concord key recognisable (secret scanners, logs) and tells a key from a hash."""
-
-SYSTEMS = ("crm", "erp", "billing", "admin")
-SCOPES = ("read", "write", "admin")
-
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
-
-
-class KeyRingError(ValueError):
-    """A key could not be created or loaded; the message names the fix."""
 
 
 def hash_key(key: str) -> str:
@@ -61,7 +55,11 @@ def hash_key(key: str) -> str:
 
 @dataclass(frozen=True)
 class KeyInfo:
-    """One key as the ring knows it: who, which system, which scopes, and its hash."""
+    """One key as the ring knows it: who, which system, which scopes, and its hash.
+
+    ``expires_at`` and ``revoked_at`` end a key's life; the entry stays (listed, its client
+    id taken) so that an audit can still tell whose events and receipts those were.
+    """
 
     client_id: str
     system: str
@@ -69,11 +67,26 @@ class KeyInfo:
     sha256_hex: str
     source: str  # "settings" or "file"
     created_at: str | None = None
+    expires_at: datetime | None = None
+    revoked_at: str | None = None
 
     @property
     def key_id(self) -> str:
         """Short, non-secret handle for listings (a prefix of the hash, not of the key)."""
         return self.sha256_hex[:12]
+
+    def valid_at(self, now: datetime) -> bool:
+        """Neither revoked nor expired at ``now``."""
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+    def status(self, now: datetime) -> str:
+        """``active``, ``revoked <when>`` or ``expired <when>``, for listings."""
+        if self.revoked_at is not None:
+            return f"revoked {self.revoked_at}"
+        if self.expires_at is not None:
+            word = "expires" if now < self.expires_at else "expired"
+            return f"{word} {_iso(self.expires_at)}"
+        return "active"
 
     def caller(self) -> Caller:
         return Caller(client_id=self.client_id, system=self.system, scopes=self.scopes)
@@ -87,46 +100,57 @@ class KeyInfo:
             "scopes": sorted(self.scopes),
             "source": self.source,
             "created_at": self.created_at,
+            "expires_at": _iso(self.expires_at),
+            "revoked_at": self.revoked_at,
         }
 
 
-def _check(client_id: str, system: str, scopes: Iterable[str]) -> frozenset[str]:
-    if not _CLIENT_ID.match(client_id):
-        raise KeyRingError(
-            f"client id {client_id!r} is not valid: use 1-100 letters, digits, '_', '-', '.', '@'"
-        )
-    if system not in SYSTEMS:
-        raise KeyRingError(f"unknown system {system!r}; use one of {', '.join(SYSTEMS)}")
-    wanted = frozenset(s.strip() for s in scopes if s.strip())
-    unknown = sorted(wanted - set(SCOPES))
-    if unknown:
-        raise KeyRingError(f"unknown scope(s) {', '.join(unknown)}; use {', '.join(SCOPES)}")
-    if not wanted:
-        raise KeyRingError(f"a key needs at least one scope ({', '.join(SCOPES)})")
-    return wanted
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class KeyRing:
-    """All valid API keys: the configured ones plus those in the key file.
+    """All API keys: the configured ones plus those in the key file, with their revocations.
 
     Thread-safe: uvicorn runs sync routes on a thread pool, and ``create`` may run while
     requests authenticate.
+
+    Why revocation is effective at once everywhere: nothing is cached past a change of the
+    key file. Every ``authenticate`` stats the file (inode, mtime, size) and re-reads it when
+    any differs, and every write replaces the file (new inode), so each API worker process
+    on the same data folder sees a revocation on its next request.
     """
 
-    def __init__(self, configured: Iterable[KeyInfo] = (), path: Path | None = None) -> None:
+    def __init__(
+        self,
+        configured: Iterable[KeyInfo] = (),
+        path: Path | None = None,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
         self._configured = tuple(configured)
         self._path = path
+        self.clock = clock
         self._lock = threading.Lock()
-        self._file_keys: tuple[KeyInfo, ...] = ()
-        self._file_stamp: tuple[int, int] | None = None
+        self._keys: tuple[KeyInfo, ...] = self._configured
+        self._file_stamp: tuple[int, int, int] | None = None
         self._refresh()
 
     @classmethod
     def load(cls, settings: Settings) -> KeyRing:
         """Keys from ``CONCORD_API_KEYS`` plus ``<data_dir>/keys.json``."""
-        configured = []
+        configured: list[KeyInfo] = []
         for entry in settings.api_key_entries():
-            scopes = _check(entry.client_id, entry.system, entry.scopes)
+            scopes = check_request(entry.client_id, entry.system, entry.scopes)
+            if any(k.client_id == entry.client_id for k in configured):
+                raise DuplicateClient(
+                    f"CONCORD_API_KEYS names client {entry.client_id!r} twice; client ids "
+                    "must be unique (give each key its own)"
+                )
             configured.append(
                 KeyInfo(entry.client_id, entry.system, scopes, entry.sha256_hex, "settings")
             )
@@ -139,14 +163,18 @@ class KeyRing:
     # -- reading ------------------------------------------------------------------------
 
     def entries(self) -> list[KeyInfo]:
+        """Every key, revoked and expired ones included (they keep their client id)."""
         self._refresh()
-        return [*self._configured, *self._file_keys]
+        return list(self._keys)
 
     def is_empty(self) -> bool:
         return not self.entries()
 
+    def find(self, client_id: str) -> KeyInfo | None:
+        return next((k for k in self.entries() if k.client_id == client_id), None)
+
     def authenticate(self, key: str) -> Caller | None:
-        """The caller a key belongs to, or None.
+        """The caller a valid (not revoked, not expired) key belongs to, or None.
 
         Every known hash is compared (no early exit) with ``hmac.compare_digest``, so the
         time taken says nothing about which, or how much of, a hash matched.
@@ -158,10 +186,12 @@ class KeyRing:
         for info in self.entries():
             if hmac.compare_digest(presented, info.sha256_hex.encode()) and found is None:
                 found = info
-        return found.caller() if found is not None else None
+        if found is None or not found.valid_at(self.clock()):
+            return None
+        return found.caller()
 
     def _refresh(self) -> None:
-        """Re-read the key file if it changed (size or mtime), so new keys work at once."""
+        """Re-read the key file if it changed (inode, mtime or size)."""
         if self._path is None:
             return
         try:
@@ -169,19 +199,40 @@ class KeyRing:
         except FileNotFoundError:
             stamp = None
         else:
-            stamp = (stat.st_mtime_ns, stat.st_size)
-        if stamp == self._file_stamp:
+            stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if stamp == self._file_stamp and self._file_stamp is not None:
             return
         with self._lock:
-            self._file_keys = tuple(self._read_file()) if stamp is not None else ()
+            document = self._read_document() if stamp is not None else {}
+            keys = self._from_document(document)
+            _refuse_duplicates(keys, self._path)
+            self._keys = tuple(keys)
             self._file_stamp = stamp
 
-    def _read_file(self) -> list[KeyInfo]:
+    def _read_document(self) -> dict[str, Any]:
         assert self._path is not None
         try:
             document = orjson.loads(self._path.read_bytes())
-            entries = document["keys"]
-            return [
+            if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+                raise TypeError("expected {'keys': [...]}")
+            return document
+        except (OSError, orjson.JSONDecodeError, TypeError) as exc:
+            raise KeyRingError(
+                f"key file {self._path} is unreadable ({exc}); fix or remove it, then create "
+                "keys again with `concord keys create`"
+            ) from exc
+
+    def _from_document(self, document: dict[str, Any]) -> list[KeyInfo]:
+        """The configured keys (with revocations recorded in the file) plus the file's keys."""
+        try:
+            revoked = {
+                str(r["sha256"]).lower(): str(r["revoked_at"]) for r in document.get("revoked", [])
+            }
+            configured = [
+                replace(k, revoked_at=revoked[k.sha256_hex]) if k.sha256_hex in revoked else k
+                for k in self._configured
+            ]
+            return configured + [
                 KeyInfo(
                     client_id=str(e["client_id"]),
                     system=str(e["system"]),
@@ -189,43 +240,110 @@ class KeyRing:
                     sha256_hex=str(e["sha256"]).lower(),
                     source="file",
                     created_at=e.get("created_at"),
+                    expires_at=_parse_time(e.get("expires_at")),
+                    revoked_at=e.get("revoked_at"),
                 )
-                for e in entries
+                for e in document.get("keys", [])
             ]
-        except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise KeyRingError(
-                f"key file {self._path} is unreadable ({exc}); fix or remove it, then create "
-                "keys again with `concord keys create`"
+                f"key file {self._path} is unreadable ({exc!r}); fix or remove it, then "
+                "create keys again with `concord keys create`"
             ) from exc
 
     # -- writing ------------------------------------------------------------------------
 
-    def create(self, client_id: str, system: str, scopes: Iterable[str]) -> str:
+    def create(
+        self,
+        client_id: str,
+        system: str,
+        scopes: Iterable[str],
+        *,
+        expires_at: datetime | None = None,
+    ) -> str:
         """Make a new key, store only its hash in the key file, and return it (only now).
 
         The file is rewritten atomically (temporary file + rename) with mode 0600, so a crash
         cannot leave a half-written file and other users cannot read the hashes.
         """
-        if self._path is None:
-            raise KeyRingError("this key ring has no key file; set CONCORD_DATA_DIR")
-        checked = _check(client_id, system, scopes)
+        checked = check_request(client_id, system, scopes)
+        if expires_at is not None and (expires_at.tzinfo is None or expires_at <= self.clock()):
+            raise KeyRingError(
+                f"expires_at {expires_at.isoformat()} must be a time in the future, with an "
+                "offset (e.g. 2027-01-01T00:00:00Z)"
+            )
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         entry = {
             "client_id": client_id,
             "system": system,
             "scopes": sorted(checked),
             "sha256": hash_key(key),
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "created_at": _iso(self.clock()),
+            "expires_at": _iso(expires_at),
         }
-        with self._lock:
-            existing: list[dict[str, Any]] = []
+
+        def add(document: dict[str, Any]) -> None:
+            taken = {k.client_id for k in self._from_document(document)}
+            if client_id in taken:
+                raise DuplicateClient(
+                    f"client id {client_id!r} is taken by another key; choose another "
+                    "(each client id names one key: its idempotency keys and its events)"
+                )
+            document["keys"].append(entry)
+
+        self._update(add)
+        return key
+
+    def revoke(self, client_id: str) -> KeyInfo:
+        """Revoke the key of ``client_id`` (configured keys too); revoking twice is a no-op.
+
+        A configured key's revocation is recorded in the key file by its hash, since the
+        settings cannot be changed from here; remove it from ``CONCORD_API_KEYS`` as well.
+        """
+        now = _iso(self.clock())
+
+        def mark(document: dict[str, Any]) -> None:
+            info = next(
+                (k for k in self._from_document(document) if k.client_id == client_id), None
+            )
+            if info is None:
+                raise UnknownClient(f"no key has client id {client_id!r} (see `keys list`)")
+            if info.revoked_at is not None:
+                return
+            if info.source == "settings":
+                revoked = document.setdefault("revoked", [])
+                revoked.append(
+                    {"client_id": client_id, "sha256": info.sha256_hex, "revoked_at": now}
+                )
+                return
+            for entry in document["keys"]:
+                if entry["client_id"] == client_id:
+                    entry["revoked_at"] = now
+
+        self._update(mark)
+        found = self.find(client_id)
+        assert found is not None
+        return found
+
+    def _update(self, change: Callable[[dict[str, Any]], None]) -> None:
+        """Read, change and atomically rewrite the key file, under the ring's lock.
+
+        An exclusive ``flock`` on a lock file beside it serialises writers of other
+        processes (another worker, the CLI), so two creations cannot lose one another.
+        """
+        if self._path is None:
+            raise KeyRingError("this key ring has no key file; set CONCORD_DATA_DIR")
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self._path.with_name(f".{self._path.name}.lock")
+        with self._lock, lock_path.open("a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)  # other processes' writers wait
+            document: dict[str, Any] = {"version": 1, "keys": []}
             if self._path.exists():
-                existing = list(orjson.loads(self._path.read_bytes()).get("keys", []))
-            document = {"version": 1, "keys": [*existing, entry]}
+                document = self._read_document()
+            change(document)
             self._write(orjson.dumps(document, option=orjson.OPT_INDENT_2))
             self._file_stamp = None  # force a re-read on next use
         self._refresh()
-        return key
 
     def _write(self, data: bytes) -> None:
         assert self._path is not None
@@ -242,3 +360,24 @@ class KeyRing:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(str(value))
+    if moment.tzinfo is None:
+        raise ValueError(f"expires_at {value!r} has no offset")
+    return moment
+
+
+def _refuse_duplicates(keys: Iterable[KeyInfo], path: Path | None) -> None:
+    """A key file (edited by hand) naming one client twice is refused, not half-used."""
+    seen: set[str] = set()
+    for info in keys:
+        if info.client_id in seen:
+            raise DuplicateClient(
+                f"client id {info.client_id!r} names two keys (settings and/or {path}); "
+                "client ids must be unique: remove or rename one"
+            )
+        seen.add(info.client_id)

@@ -124,6 +124,20 @@ class Settings(BaseSettings):
     """Events read from a store and published (acks in flight) per relay round. Two rounds
     are in flight at once, which must stay under nats-py's 4000 pending publishes."""
 
+    rate_limit_per_s: float = Field(default=2000.0, ge=0)
+    """Requests per second each API client may make, per API worker process (0: no limit).
+    Generous on purpose: it stops a runaway integration, not normal or bulk traffic."""
+
+    rate_limit_burst: int = Field(default=4000, ge=1)
+    """Requests a client may make at once before the per-second rate applies."""
+
+    auth_failure_limit_per_s: float = Field(default=10.0, ge=0)
+    """Failed authentications per second allowed from one remote address, per worker (0: off);
+    over it, every request from that address that needs a key answers 429."""
+
+    auth_failure_burst: int = Field(default=100, ge=1)
+    """Failed authentications one address may make at once."""
+
     targets: str = ""
     """Where each subscriber delivers: comma-separated ``name=url`` (``erp=http://erp:9000/
     events,crm=...``). A declared subscriber with no target configured is not started."""
@@ -199,7 +213,7 @@ class Settings(BaseSettings):
             # the stored function is named per schema but hard-codes one table, so events of
             # one application land in another's table, and it skips the table lock, so
             # tailing readers (projections, the NATS relay) can silently miss events.
-            # See shared reference eventsourcing.md section 9.
+            # tests/unit/test_settings.py guards that it stays unset.
         }
 
     def api_key_entries(self) -> tuple[ApiKeyEntry, ...]:

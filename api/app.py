@@ -16,16 +16,18 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from opentelemetry.trace import TracerProvider
 
-from api import errors
+from api import docs_pages, errors
 from api.deps import authenticator
 from api.errors import Problem
 from api.limits import BodyLimitMiddleware
+from api.rate_limits import RequestLimits
 from api.responses import JSONBytes
-from api.routes import admin, batch, commands, delivery, queries
+from api.routes import admin, batch, commands, delivery, listing, queries
 from api.routes.commands import MAX_COMMAND_BYTES
 from api.routes.queries import api_version
 from api.schemas import BatchLine
 from api.telemetry import TracingMiddleware
+from hub.domain.money import EXPONENTS
 
 if TYPE_CHECKING:
     from adapters.bootstrap import Runtime
@@ -36,7 +38,11 @@ model (customers, contracts, orders, invoices, payments).
 
 * **Auth**: `Authorization: Bearer <key>` (or `X-API-Key`). Keys belong to one system
   (crm / erp / billing / admin) and carry scopes: `read` for GETs, `write` for commands,
-  `admin` for keys and conflicts. `concord keys create --system crm` makes one.
+  `admin` for keys, conflicts and dead letters (required whatever the system).
+  `concord keys create --system crm` makes one. Over a client's rate limit (or after too
+  many failed authentications from one address): 429 with `Retry-After`.
+* **Personal data** fields a caller's system may not read (`personal_data` in
+  `GET /v1/ownership`) are returned as `"redacted"`.
 * **Commands** are `POST`s: creation on the collection (`POST /v1/orders` → 201 + `Location`),
   others on the aggregate (`POST /v1/orders/{id}/accept`). Every command takes
   `Idempotency-Key` and, on existing aggregates, `If-Match` (the `ETag` version; stale → 412).
@@ -75,21 +81,24 @@ def create_app(
         version=api_version(),
         description=DESCRIPTION,
         default_response_class=JSONBytes,
+        docs_url=None,  # served from the package by api.docs_pages (no CDN)
+        redoc_url=None,
         # One span per request from our own middleware (see api.telemetry), not FastAPI's.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.runtime = runtime
     errors.install(app)
+    docs_pages.install(app)
     app.add_middleware(
         BodyLimitMiddleware, default=MAX_COMMAND_BYTES, per_path={"/v1/batch": batch.MAX_BYTES}
     )
     # Added last, so it runs first: the span also covers refused (too large) requests.
     app.add_middleware(TracingMiddleware, tracer_provider=tracer_provider)
 
-    require = authenticator(runtime.keys)
+    require = authenticator(runtime.keys, RequestLimits.from_settings(runtime.settings))
     # Each router carries the /v1 prefix itself (not via a parent router), so a matched
     # route's ``path`` is the full template that tracing reports as ``http.route``.
-    for module in (commands, queries, batch, admin, delivery):
+    for module in (commands, listing, queries, batch, admin, delivery):
         app.include_router(module.build(runtime, require))
 
     def openapi() -> dict[str, Any]:
@@ -113,6 +122,8 @@ def create_app(
                 schemas.update(schema.pop("$defs", {}))
                 schemas[model.__name__] = schema
             _problem_422(document)
+            _problem_429(document)
+            _stated_constraints(document)
             schemas.pop("HTTPValidationError", None)
             schemas.pop("ValidationError", None)
             app.openapi_schema = document
@@ -130,6 +141,39 @@ def _problem_422(document: dict[str, Any]) -> None:
             responses = operation.get("responses", {})
             if "HTTPValidationError" in str(responses.get("422", "")):
                 responses["422"] = ours
+
+
+def _problem_429(document: dict[str, Any]) -> None:
+    """Every route that takes a key may answer 429 (rate limits are applied with the key)."""
+    ours = errors.problem_responses(429)[429]
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            if "401" in responses or 401 in responses:
+                responses.setdefault("429", ours)
+
+
+def _stated_constraints(document: dict[str, Any]) -> None:
+    """Say in the document what the server enforces but pydantic's schema leaves out.
+
+    * An optional header or query parameter is absent, never JSON ``null``: FastAPI writes
+      ``anyOf [..., {"type": "null"}]``, which invites clients to send the text ``null``.
+    * A ``currency`` is one of the ISO 4217 codes Concord knows (``hub.domain.money``).
+    """
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                schema = parameter.get("schema", {})
+                options = [o for o in schema.get("anyOf", []) if o.get("type") != "null"]
+                if "anyOf" in schema and len(options) == 1:
+                    del schema["anyOf"]
+                    schema.update(options[0])
+    codes = sorted(EXPONENTS)
+    for schema in document.get("components", {}).get("schemas", {}).values():
+        currency = schema.get("properties", {}).get("currency")
+        for option in [] if currency is None else [currency, *currency.get("anyOf", [])]:
+            if option.get("type") == "string":
+                option["enum"] = codes
 
 
 def _tags(runtime: Runtime) -> list[dict[str, str]]:

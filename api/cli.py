@@ -31,7 +31,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-keys_app = typer.Typer(help="Create and list API keys.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
 DataDir = Annotated[
@@ -298,9 +298,17 @@ def keys_create(
             help="Comma-separated: read,write,admin (default read,write; admin keys get all three)."
         ),
     ] = None,
+    expires: Annotated[
+        str | None,
+        typer.Option(
+            help="When the key stops working: an ISO time with offset "
+            "(2027-01-01T00:00:00Z) or a duration from now (90d, 12h, 30m). Default: never."
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Create a key bound to one system; it is printed once and only its hash is kept."""
+    from adapters.key_rules import parse_expiry
     from adapters.keys import KeyRing, KeyRingError
 
     settings = _settings(data_dir=data_dir)
@@ -309,7 +317,8 @@ def keys_create(
     name = client_id or f"{system}-{secrets.token_hex(3)}"
     try:
         ring = KeyRing.load(settings)
-        key = ring.create(name, system, wanted)
+        expires_at = None if expires is None else parse_expiry(expires, ring.clock())
+        key = ring.create(name, system, wanted, expires_at=expires_at)
     except (KeyRingError, ValueError) as refused:
         raise _fail(str(refused)) from None
     typer.secho(
@@ -335,19 +344,44 @@ def keys_list(data_dir: DataDir = None) -> None:
 
     settings = _settings(data_dir=data_dir)
     try:
-        infos = KeyRing.load(settings).entries()
+        ring = KeyRing.load(settings)
+        infos = ring.entries()
     except (KeyRingError, ValueError) as refused:
         raise _fail(str(refused)) from None
     if not infos:
         typer.echo("No API keys yet. Create one: concord keys create --system crm")
         return
-    header = f"{'KEY ID':<14}{'CLIENT':<24}{'SYSTEM':<9}{'SCOPES':<19}{'SOURCE':<10}CREATED"
+    header = (
+        f"{'KEY ID':<14}{'CLIENT':<24}{'SYSTEM':<9}{'SCOPES':<19}{'SOURCE':<10}"
+        f"{'CREATED':<27}STATUS"
+    )
     typer.secho(header, bold=True)
     for info in infos:
         typer.echo(
             f"{info.key_id:<14}{info.client_id:<24}{info.system:<9}"
-            f"{','.join(sorted(info.scopes)):<19}{info.source:<10}{info.created_at or '-'}"
+            f"{','.join(sorted(info.scopes)):<19}{info.source:<10}"
+            f"{info.created_at or '-':<27}{info.status(ring.clock())}"
         )
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    client_id: Annotated[str, typer.Argument(help="The client whose key stops working.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Revoke a client's key: every API worker on this data folder refuses it at once."""
+    from adapters.keys import KeyRing, KeyRingError
+
+    try:
+        info = KeyRing.load(_settings(data_dir=data_dir)).revoke(client_id)
+    except (KeyRingError, ValueError) as refused:
+        raise _fail(str(refused)) from None
+    typer.secho(
+        f"Revoked the key of {client_id!r} (system {info.system}) at {info.revoked_at}.",
+        fg=typer.colors.GREEN,
+    )
+    if info.source == "settings":
+        typer.echo("It is configured in CONCORD_API_KEYS: remove it there too.")
 
 
 register_subscriber_commands(app, _settings, _fail)

@@ -19,8 +19,8 @@ from pydantic import AwareDatetime
 
 from adapters.keys import KeyRing
 from api.errors import ProblemError
+from api.rate_limits import Limited, RequestLimits
 from hub.application.service import Caller, Origin
-from hub.domain.ownership import ADMIN
 
 BEARER = HTTPBearer(
     auto_error=False,
@@ -46,12 +46,15 @@ def _note_caller(request: Request, caller: Caller) -> None:
         span.set_attribute("concord.system", caller.system)
 
 
-def authenticator(keys: KeyRing) -> Callable[[str], Callable[..., Awaitable[Caller]]]:
-    """Build ``require(scope)`` dependencies for one key ring.
+def authenticator(
+    keys: KeyRing, limits: RequestLimits | None = None
+) -> Callable[[str], Callable[..., Awaitable[Caller]]]:
+    """Build ``require(scope)`` dependencies for one key ring and its rate limits.
 
     Async on purpose: checking a key is a hash and a few comparisons, cheaper than the
     thread-pool hop a sync dependency would cost on every request.
     """
+    limits = limits or RequestLimits.off()
 
     def require(scope: str) -> Callable[..., Awaitable[Caller]]:
         async def dependency(
@@ -59,25 +62,21 @@ def authenticator(keys: KeyRing) -> Callable[[str], Callable[..., Awaitable[Call
             bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
             api_key: Annotated[str | None, Security(API_KEY)] = None,
         ) -> Caller:
+            address = request.client.host if request.client else "unknown"
+            throttled = limits.failed_auth.check(address)
+            if throttled is not None:
+                raise _too_many(throttled, f"failed authentications from {address}")
             presented = bearer.credentials if bearer is not None else api_key
-            if not presented:
-                raise ProblemError(
-                    401,
-                    "unauthenticated",
-                    "no API key: send 'Authorization: Bearer <key>' (or 'X-API-Key: <key>'); "
-                    "create a key with `concord keys create --system <crm|erp|billing>`",
-                    headers={"WWW-Authenticate": _CHALLENGE},
-                )
-            caller = keys.authenticate(presented)
+            caller = keys.authenticate(presented) if presented else None
             if caller is None:
-                raise ProblemError(
-                    401,
-                    "unauthenticated",
-                    "the API key is not valid (unknown or revoked); check for copy errors or "
-                    "create a new key with `concord keys create`",
-                    headers={"WWW-Authenticate": f'{_CHALLENGE}, error="invalid_token"'},
-                )
+                throttled = limits.failed_auth.take(address)
+                if throttled is not None:
+                    raise _too_many(throttled, f"failed authentications from {address}")
+                raise _unauthenticated(presented)
             _note_caller(request, caller)
+            throttled = limits.clients.take(caller.client_id)
+            if throttled is not None:
+                raise _too_many(throttled, f"requests of client {caller.client_id}")
             if not allowed(caller, scope):
                 raise ProblemError(
                     403,
@@ -94,10 +93,41 @@ def authenticator(keys: KeyRing) -> Callable[[str], Callable[..., Awaitable[Call
     return require
 
 
+def _unauthenticated(presented: str | None) -> ProblemError:
+    if not presented:
+        return ProblemError(
+            401,
+            "unauthenticated",
+            "no API key: send 'Authorization: Bearer <key>' (or 'X-API-Key: <key>'); "
+            "create a key with `concord keys create --system <crm|erp|billing>`",
+            headers={"WWW-Authenticate": _CHALLENGE},
+        )
+    return ProblemError(
+        401,
+        "unauthenticated",
+        "the API key is not valid (unknown, revoked or expired); check for copy errors or "
+        "create a new key with `concord keys create`",
+        headers={"WWW-Authenticate": f'{_CHALLENGE}, error="invalid_token"'},
+    )
+
+
+def _too_many(limited: Limited, what: str) -> ProblemError:
+    """429 with ``Retry-After``: how long until the bucket holds a token again."""
+    return ProblemError(
+        429,
+        "rate-limited",
+        f"too many {what}: the limit is {limited.rate_per_s:g} per second (bursts of "
+        f"{limited.burst}); retry after {limited.retry_after_s} s",
+        headers={"Retry-After": str(limited.retry_after_s)},
+    )
+
+
 def allowed(caller: Caller, scope: str) -> bool:
-    """Admin-system keys may do admin things; otherwise the key must hold the scope."""
-    if scope == "admin" and caller.system == ADMIN:
-        return True
+    """The key must hold the scope, whatever its system.
+
+    Why not "admin-system keys may do admin things": an ``admin`` key handed out with only
+    ``read`` (an auditor's) would then mint keys with every scope.
+    """
     return scope in caller.scopes
 
 
@@ -190,6 +220,8 @@ IfMatch = Annotated[
     str | None,
     Header(
         alias="If-Match",
+        # The form parse_if_match accepts, stated so clients and fuzzers know it.
+        pattern=r'^\s*(?:\*|(?:W/)?"?\s*\d{1,18}\s*"?)?\s*$',
         description='Expected current version (the ETag, e.g. `"3"`); 412 if stale.',
     ),
 ]

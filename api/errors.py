@@ -26,9 +26,11 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from adapters.postgres.committer import EventTooLarge
 from api.responses import PROBLEM_MEDIA_TYPE, ProblemResponse
+from api.routes import plural
 from hub.application.ports import StoreError
 from hub.application.service import CommandResult, IdempotencyMismatch, UnknownCommand
 from hub.domain.bounded import NO_NUL
@@ -36,6 +38,7 @@ from hub.domain.errors import (
     AlreadyExists,
     ConcurrencyConflict,
     DomainError,
+    ForeignIdentifier,
     InvalidTransition,
     MergedAway,
     NotFound,
@@ -64,6 +67,7 @@ HEADER_FIELDS = frozenset(
 _TITLES = {
     "unauthenticated": "Missing or invalid API key",
     "forbidden": "Not allowed",
+    "rate-limited": "Too many requests",
     "field-not-owned": "Field owned by another system",
     "validation-failed": "Request validation failed",
     "malformed-json": "Malformed JSON",
@@ -102,6 +106,12 @@ class Problem(BaseModel):
     survivor_id: str | None = Field(
         default=None, description="Merged customer: the surviving customer to address instead."
     )
+    existing_id: str | None = Field(
+        default=None, description="`already-exists`: the id of the aggregate already there."
+    )
+    location: str | None = Field(
+        default=None, description="`already-exists`: its URL (also the `Location` header)."
+    )
 
 
 class ProblemError(Exception):
@@ -124,6 +134,11 @@ class ProblemError(Exception):
         self.errors = list(errors)
         self.headers = dict(headers or {})
         self.title = title
+
+
+def input_problem(status: int, code: str, message: str, field: str) -> ProblemError:
+    """A problem about one input, named by its dotted path (``body.client_id``)."""
+    return ProblemError(status, code, message, errors=[{"field": field, "message": message}])
 
 
 def title_for(code: str, status: int) -> str:
@@ -169,6 +184,7 @@ def problem_response(
 STATUS: dict[type[Exception], int] = {
     DomainError: 422,
     OwnershipViolation: 403,
+    ForeignIdentifier: 403,
     NotFound: 404,
     UnknownCommand: 404,
     AlreadyExists: 409,
@@ -234,12 +250,22 @@ def domain_problem(
         extra |= {"field": error.field, "owner": error.owner, "caller": error.caller}
     if isinstance(error, MergedAway):
         extra |= {"survivor_id": str(error.survivor_id)}
+    if isinstance(error, AlreadyExists) and error.existing is not None:
+        entity, existing_id = error.existing
+        extra |= {
+            "existing_id": str(existing_id),
+            "location": f"/v1/{plural(entity)}/{existing_id}",
+        }
     return problem_body(
         status_of(error), error.code, error.message, instance=instance, errors=errors, **extra
     )
 
 
 def domain_headers(error: Refusal) -> dict[str, str]:
+    """``Retry-After`` on store failures; ``Location`` of the aggregate a duplicate create found."""
+    if isinstance(error, AlreadyExists) and error.existing is not None:
+        entity, existing_id = error.existing
+        return {"Location": f"/v1/{plural(entity)}/{existing_id}"}
     return {"Retry-After": "1"} if isinstance(error, StoreError) else {}
 
 
@@ -353,12 +379,40 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     detail = str(exc.detail) if exc.detail else HTTPStatus(status).phrase
     if status == 404 and detail == "Not Found":
         detail = f"no such endpoint: {request.method} {request.url.path} (see /docs)"
-    elif status == 405:
-        allowed = (exc.headers or {}).get("allow") or (exc.headers or {}).get("Allow", "")
+    headers = dict(exc.headers or {})
+    if status == 405:
+        allowed = _allowed_methods(request) or headers.get("allow") or headers.get("Allow", "")
+        headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
+        headers["Allow"] = allowed
         detail = f"{request.method} is not allowed here; allowed: {allowed or 'none'}"
     return problem_response(
-        problem_body(status, code, detail, instance=_instance(request)), exc.headers
+        problem_body(status, code, detail, instance=_instance(request)), headers
     )
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method of every route on this path.
+
+    Starlette answers 405 with the methods of the first route whose path matched, so with
+    ``GET /v1/keys`` and ``POST /v1/keys`` declared as two routes, ``Allow`` named only one.
+    """
+    probe = {**request.scope, "method": "CONCORD-PROBE"}
+    methods: set[str] = set()
+    for route in _leaf_routes(request.app.router.routes):
+        match, _ = route.matches(probe)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
+def _leaf_routes(routes: Iterable[Any]) -> Iterable[Any]:
+    """Routes with methods, looking inside included routers (FastAPI wraps each one)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _leaf_routes(inner.routes)
+        else:
+            yield route
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -402,6 +456,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "Request body too large",
         415: "Unsupported media type",
         422: "Invalid input, rule violated, or Idempotency-Key reused",
+        429: "Rate limit of this client (or of failed authentications) reached; see Retry-After",
         500: "Internal error",
         503: "Store busy; retry",
     }

@@ -1,4 +1,4 @@
-"""Request body size limits, answered as problem+json 413s.
+"""Request limits answered as problem+json: body size (413), and NUL in the URL (422).
 
 Why our own middleware rather than FastAPI's ``max_body_size``: that one answers with a
 plain-text 413, and every error of this API is a problem document. A declared
@@ -36,6 +36,18 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        where = _nul_in_url(scope)
+        if where is not None:  # PostgreSQL text cannot hold NUL; no id or filter contains it
+            detail = f"the {where} contains a NUL character (%00), which no value may hold"
+            body = problem_body(
+                422,
+                "validation-failed",
+                detail,
+                instance=scope["path"].replace("\x00", "%00"),
+                errors=[{"field": where, "message": detail, "type": "nul_character"}],
+            )
+            await problem_response(body)(scope, receive, send)
+            return
         limit = self.per_path.get(scope["path"], self.default)
         declared = _content_length(scope)
         if declared is not None and declared > limit:
@@ -56,6 +68,14 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, counting_receive, send)
+
+
+def _nul_in_url(scope: Scope) -> str | None:
+    if "\x00" in scope["path"]:
+        return "path"
+    if b"%00" in scope.get("query_string", b""):
+        return "query"
+    return None
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from starlette.responses import Response
+from starlette.responses import JSONResponse
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -30,8 +30,13 @@ def dumps(content: Any) -> bytes:
     return orjson.dumps(content, default=_default, option=orjson.OPT_NON_STR_KEYS)
 
 
-class JSONBytes(Response):
-    """``application/json`` rendered by orjson (Decimals as strings)."""
+class JSONBytes(JSONResponse):
+    """``application/json`` rendered by orjson (Decimals as strings).
+
+    A ``JSONResponse`` subclass so that FastAPI documents each route's ``response_model``
+    as the body's schema; for any other response class it writes ``{"type": "string"}``,
+    which left every generated client without typed results.
+    """
 
     media_type = "application/json"
 

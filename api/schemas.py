@@ -8,13 +8,14 @@ because its shape is the aggregate's, documented by ``GET /v1/schemas/events``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel
 
+from adapters.key_rules import CLIENT_ID_PATTERN
 from api.errors import Problem
-from hub.domain.bounded import Reference, RequiredCode, RequiredReference, RequiredShortCode
+from hub.domain.bounded import Reference, RequiredReference, RequiredShortCode
 
 
 class Provenance(BaseModel):
@@ -88,6 +89,35 @@ class LookupResult(BaseModel):
     aggregate: AggregateView
 
 
+class AggregateSummary(BaseModel):
+    """One row of a list: enough to filter and sync; follow ``url`` for the state."""
+
+    id: UUID
+    entity: str
+    version: int
+    customer_id: UUID | None = None
+    status: str | None = None
+    created_at: datetime
+    modified_at: datetime
+    url: str
+
+
+class AggregateList(BaseModel):
+    items: list[AggregateSummary]
+    next: str | None = Field(
+        description="The next page (same filters, `cursor` set), or null on the last page."
+    )
+
+
+class ApiIndex(BaseModel):
+    name: str
+    links: dict[str, str] = Field(description="Name -> URL (templates in braces).")
+
+
+class EventSchemas(RootModel[dict[str, dict[str, Any]]]):
+    """Event type name -> JSON Schema of its envelope (``data`` holds the event's fields)."""
+
+
 class Health(BaseModel):
     status: str
     version: str
@@ -105,20 +135,43 @@ class KeyPublic(BaseModel):
     scopes: list[str]
     source: str
     created_at: str | None = None
+    expires_at: str | None = Field(default=None, description="When the key stops working.")
+    revoked_at: str | None = Field(default=None, description="When the key was revoked.")
 
 
 class KeyList(BaseModel):
     items: list[KeyPublic]
 
 
+Scope = Literal["read", "write", "admin"]
+
+
+def _default_scopes() -> list[Scope]:
+    return ["read", "write"]
+
+
 class NewKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    client_id: RequiredCode | None = Field(
-        default=None, description="Defaults to `<system>-<random>`."
+    client_id: str | None = Field(
+        default=None,
+        description="Unique across keys (409 if taken). Defaults to `<system>-<random>`.",
+        max_length=100,
+        pattern=CLIENT_ID_PATTERN,
     )
-    system: str = Field(description="crm, erp, billing or admin")
-    scopes: list[str] = Field(default_factory=lambda: ["read", "write"])
+    system: Literal["crm", "erp", "billing", "admin"] = Field(
+        description="The system the key acts as; your own unless yours is an admin key."
+    )
+    scopes: list[Scope] = Field(
+        default_factory=_default_scopes,
+        min_length=1,
+        max_length=3,
+        description="A subset of the minting key's own scopes.",
+    )
+    expires_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the key stops working (future, with offset); default: never.",
+    )
 
 
 class CreatedKey(KeyPublic):
@@ -156,7 +209,10 @@ class BatchLine(BaseModel):
     provenance: BatchProvenance = Field(default_factory=BatchProvenance)
     idempotency_key: RequiredReference | None = None
     expected_version: int | None = Field(
-        default=None, ge=0, description="Like If-Match: refuse the line if the version differs."
+        default=None,
+        ge=0,
+        le=10**18 - 1,
+        description="Like If-Match: refuse the line if the version differs.",
     )
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "DeadLetterConflict",
     "DeadLetterError",
     "DeadLetterNotFound",
+    "MalformedDeadLetter",
     "delivery_counts",
     "discard",
     "get_dead_letter",
@@ -56,6 +57,14 @@ class DeadLetterConflict(DeadLetterError):
     """The dead letter is not in a state that allows the action (already retried ...)."""
 
     status = 409
+
+
+class MalformedDeadLetter(DeadLetterConflict):
+    """The message was not an envelope: there is nothing a target could be sent.
+
+    Retrying one used to deliver ``{"raw": ...}`` with an empty idempotency key and mark it
+    delivered, hiding the gap; the only honest actions are to look at it and discard it.
+    """
 
 
 def _json(row: dict[str, Any]) -> dict[str, Any]:
@@ -143,7 +152,7 @@ def request_retry(
         cursor = conn.execute(
             sql.SQL(
                 "UPDATE {} SET status = 'retry_requested', resolved_by = %s "
-                "WHERE id = %s AND status = 'dead' RETURNING id"
+                "WHERE id = %s AND status = 'dead' AND reason <> 'malformed' RETURNING id"
             ).format(_table(schema, "concord_dead_letters")),
             (actor, dead_letter_id),
         )
@@ -182,7 +191,7 @@ def discard(
 
 def _refuse(conn: Connection[Any], schema: str, dead_letter_id: int, action: str) -> None:
     cursor = conn.execute(
-        sql.SQL("SELECT status FROM {} WHERE id = %s").format(
+        sql.SQL("SELECT status, reason FROM {} WHERE id = %s").format(
             _table(schema, "concord_dead_letters")
         ),
         (dead_letter_id,),
@@ -190,6 +199,12 @@ def _refuse(conn: Connection[Any], schema: str, dead_letter_id: int, action: str
     row = cursor.fetchone()
     if row is None:
         raise DeadLetterNotFound(f"no dead letter {dead_letter_id}")
+    if action == "retry" and row[0] == "dead" and row[1] == "malformed":
+        raise MalformedDeadLetter(
+            f"dead letter {dead_letter_id} is a malformed message (not a Concord event "
+            "envelope): there is nothing to deliver, so it cannot be retried; inspect it "
+            "(show) and discard it"
+        )
     raise DeadLetterConflict(
         f"dead letter {dead_letter_id} is {row[0]}; only a 'dead' one can be {action}ed"
         + (

@@ -321,14 +321,21 @@ class HoldStore:
     # ---------------------------------------------------------------- operator requests
 
     async def claim_retries(self) -> list[DeadLetterTask]:
+        """Requested retries, now ``retrying``; a malformed one (requested before operators
+        were refused that) goes back to ``dead``: it has no envelope to deliver."""
         rows = await self._rows(
             sql.SQL(
-                "UPDATE {} SET status = 'retrying' WHERE subscriber = %s "
+                "UPDATE {} SET status = CASE WHEN reason = 'malformed' THEN 'dead' "
+                "ELSE 'retrying' END WHERE subscriber = %s "
                 "AND status = 'retry_requested' RETURNING *"
             ).format(self._dead),
             (self.subscriber,),
         )
-        return [DeadLetterTask(int(r["id"]), _delivery(r), int(r["attempts"])) for r in rows]
+        return [
+            DeadLetterTask(int(r["id"]), _delivery(r), int(r["attempts"]))
+            for r in rows
+            if r["status"] == "retrying"
+        ]
 
     async def retry_delivered(self, task: DeadLetterTask, attempts: int) -> Hold:
         d = task.delivery

@@ -17,7 +17,7 @@ import orjson
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from adapters.connectors.port import Connector
+from adapters.connectors.port import Connector, DeliveryError
 from adapters.postgres.personal_keys import KnownKeys
 from hub.application.personal import (
     WITHHELD,
@@ -27,6 +27,7 @@ from hub.application.personal import (
     open_envelope,
 )
 from hub.domain.catalog import EVENTS_BY_NAME
+from hub.domain.customer import ERASED
 
 
 def erases_personal_data(event_type: str) -> bool:
@@ -94,7 +95,54 @@ class OpeningConnector(Connector):
         self.opener = opener
 
     async def deliver(self, envelope: dict[str, Any], idempotency_key: str) -> None:
-        await self.inner.deliver(await self.opener.open(envelope), idempotency_key)
+        opened = await self.opener.open(envelope)
+        try:
+            await self.inner.deliver(opened, idempotency_key)
+        except DeliveryError as failed:
+            if opened is not envelope:
+                _withhold_from(failed, _opened_texts(opened))
+            raise
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+#: Opened texts shorter than this are not withheld from error texts (a country code says
+#: nothing about the person, and replacing two letters everywhere would garble the text).
+_MIN_WITHHELD = 3
+#: Markers that stand in for a value and say nothing about the person.
+SHOWN = (ERASED, WITHHELD)
+
+
+def _opened_texts(envelope: dict[str, Any]) -> list[str]:
+    """Every text inside the envelope's opened personal fields, longest first."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, str) and len(value) >= _MIN_WITHHELD and value not in SHOWN:
+            found.append(value)
+
+    for path in envelope_paths(envelope):
+        node: Any = envelope
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        walk(node)
+    return sorted(set(found), key=len, reverse=True)
+
+
+def _withhold_from(failed: DeliveryError, texts: list[str]) -> None:
+    """Replace the opened personal values in a target's error text (stored with a dead
+    letter or a hold, and logged) by ``[withheld]``: a target often quotes what it refused,
+    and that text would otherwise keep the person in clear past the erasure."""
+    message = failed.message
+    for text in texts:
+        message = message.replace(text, WITHHELD)
+    if message != failed.message:
+        failed.message = message
+        failed.args = (message, *failed.args[1:])

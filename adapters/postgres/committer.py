@@ -41,12 +41,14 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from adapters.nats.size import MAX_PAYLOAD_BYTES, largest_field, published_size_bound
+from adapters.postgres import index
+from adapters.postgres.index import IndexRow, index_rows
 from adapters.postgres.personal_keys import PersonalKeyStore
 from adapters.postgres.records import PostgresReceipts, receipt_status
 from adapters.postgres.stores import Store
 from hub.application.personal import seal_view
 from hub.application.ports import Change, CommitPort, Receipt, ReceiptExists, StoreError
-from hub.domain.errors import AlreadyExists, ConcurrencyConflict, DomainError
+from hub.domain.errors import AlreadyExists, ConcurrencyConflict, DomainError, InvalidValue
 
 
 class StoreBusy(StoreError):
@@ -91,6 +93,7 @@ class _Pending:
     change: Change
     stored: dict[str, list[StoredEvent]]
     refs: list[tuple[str, str, str, UUID]]
+    index: list[IndexRow]
     future: Future[None]
     scope: BatchScope | None = None
     #: The receipt's body with personal fields sealed (what the receipts table holds).
@@ -162,7 +165,7 @@ class PostgresCommitter(CommitPort):
             try:
                 item = self._pending(change, scope)
             except EventTooLarge as refused:  # this line only: settle it, queue the others
-                item = _Pending(change, {}, [], Future(), scope)
+                item = _Pending(change, {}, [], [], Future(), scope)
                 _settle(item, error=refused)
                 self._mark_failed(item)
             else:
@@ -184,6 +187,11 @@ class PostgresCommitter(CommitPort):
                     results.append(None)
         self._after_commit([i.change for i, r in zip(items, results, strict=True) if r is None])
         return results
+
+    def list_aggregates(self, query: index.ListQuery) -> list[IndexRow]:
+        """A page of the aggregate index (``adapters.postgres.index``)."""
+        with self.datastore.get_connection() as conn:
+            return index.select(conn, self.schema, query)
 
     def close(self) -> None:
         self._queue.put(None)
@@ -209,7 +217,7 @@ class PostgresCommitter(CommitPort):
                 stored[store.name].append(record)
                 for system, external in event.external_refs():
                     refs.append((system, aggregate.entity, external, aggregate.id))
-        item = _Pending(change, dict(stored), refs, Future(), scope)
+        item = _Pending(change, dict(stored), refs, index_rows(change.aggregates), Future(), scope)
         if change.receipt is not None:
             item.receipt_body = change.receipt.body
         personal = self.personal
@@ -394,6 +402,7 @@ class PostgresCommitter(CommitPort):
                     refs = [ref for item in live for ref in item.refs]
                     if refs:
                         self._insert_refs(curs, refs)
+                    index.upsert(curs, self.schema, [row for item in live for row in item.index])
                     self._write_keys(curs, live)
                     pipeline.sync()
             except Exception as error:
@@ -588,6 +597,11 @@ def _translate(error: Exception) -> Exception:
     if state == "40P01":  # deadlock_detected: one of the writers was chosen to give way
         return ConcurrencyConflict(
             "the write collided with another one (deadlock); retry", field="version"
+        )
+    if state in {"22P05", "22021"}:  # untranslatable character / bad encoding (e.g. NUL)
+        return InvalidValue(
+            "a text value holds a character PostgreSQL cannot store (such as NUL, \\u0000); "
+            "remove it and retry"
         )
     if _connection_lost(error):
         return StoreUnavailable(f"the database could not be reached: {error}")

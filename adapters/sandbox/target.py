@@ -306,7 +306,8 @@ class TargetSystem:
         applied = self.applied_versions.get(aggregate_id, 0)
         if version <= applied:
             # Like a real system guarding on a record version: an older change arriving
-            # after a newer one is acknowledged but not applied (reliability T14).
+            # after a newer one is acknowledged but not applied
+            # (tests/integration/test_subscriber_connector.py checks it).
             self._record(Call(key, aggregate_id, version, 200, False, arrived))
             return 200, orjson.dumps({"superseded_by": applied, "version": version}), {}
         self.applied_versions[aggregate_id] = version

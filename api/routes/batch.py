@@ -228,9 +228,15 @@ def build(runtime: Runtime, require: Callable[[str], Callable[..., Any]]) -> API
                 "required": True,
                 "content": {
                     "application/x-ndjson": {
+                        # A sequence of lines, each a BatchLine (what OpenAPI 3.2 calls an
+                        # item schema of a sequential media type), so generators and
+                        # fuzzers know the shape of a line rather than "a string".
                         "schema": {
-                            "type": "string",
-                            "description": "One BatchLine JSON object per line.",
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/BatchLine"},
+                            "minItems": 1,
+                            "maxItems": MAX_LINES,
+                            "description": "One BatchLine JSON object per line (NDJSON).",
                         },
                         "x-line-schema": {"$ref": "#/components/schemas/BatchLine"},
                     }

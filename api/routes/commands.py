@@ -12,6 +12,7 @@ import asyncio
 import contextvars
 import inspect
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
@@ -27,6 +28,7 @@ from api.errors import (
     result_status,
 )
 from api.errors import problem_responses as problems
+from api.redaction import redact_body
 from api.responses import JSONBytes
 from api.routes import plural
 from api.schemas import CommandOutcome
@@ -97,7 +99,8 @@ def _endpoint(
                 domain_problem(refused, request.url.path, locate), domain_headers(refused)
             )
         location = f"/v1/{collection}/{result.body['id']}" if spec.creates else None
-        return command_response(result, location)
+        body = redact_body(runtime.policy, caller.system, spec.entity, result.body)
+        return command_response(replace(result, body=body), location)
 
     body_type: Any = spec.input_model
     body_default: Any = Body(description=spec.input_model.__doc__ or None)

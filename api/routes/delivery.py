@@ -27,6 +27,7 @@ from starlette.responses import Response
 from adapters.connectors.http import HttpConnector
 from adapters.nats.dead_letters import (
     DeadLetterError,
+    MalformedDeadLetter,
     discard,
     get_dead_letter,
     list_dead_letters,
@@ -35,7 +36,7 @@ from adapters.nats.dead_letters import (
 from adapters.nats.registry import DECLARATIONS, build_specs
 from adapters.nats.replay import ReplayRequest
 from adapters.nats.runner import replay_subscriber, subscriber_lag
-from api.errors import ProblemError
+from api.errors import ProblemError, input_problem
 from api.errors import problem_responses as problems
 from api.responses import JSONBytes
 from hub.application.service import Caller
@@ -148,6 +149,8 @@ def _connect(runtime: "Runtime") -> AbstractContextManager[psycopg.Connection[An
 
 
 def _dead_letter_problem(error: DeadLetterError) -> ProblemError:
+    if isinstance(error, MalformedDeadLetter):
+        return ProblemError(error.status, "dead-letter-malformed", str(error))
     code = {404: "dead-letter-not-found", 409: "dead-letter-state"}.get(error.status, "bad-request")
     return ProblemError(error.status, code, str(error))
 
@@ -278,12 +281,7 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
                 start_seq=body.from_position, since=body.since, aggregate=aggregate
             )
         except ValueError as invalid:
-            raise ProblemError(
-                422,
-                "invalid-replay",
-                str(invalid),
-                errors=[{"field": "body", "message": str(invalid)}],
-            ) from None
+            raise input_problem(422, "invalid-replay", str(invalid), "body") from None
         if name not in {d.name for d in DECLARATIONS}:
             raise ProblemError(
                 404,

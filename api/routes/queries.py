@@ -20,12 +20,14 @@ from starlette.responses import Response
 
 from api.errors import ProblemError
 from api.errors import problem_responses as problems
+from api.redaction import redact_body
 from api.responses import JSONBytes
-from api.routes import plural
-from api.schemas import AggregateWithRefs, Health, History, LookupResult
+from api.routes import article, plural
+from api.schemas import AggregateWithRefs, EventSchemas, Health, History, LookupResult
 from hub.application.service import Caller
 from hub.domain.bounded import NO_NUL
 from hub.domain.errors import NotFound
+from hub.domain.ownership import OwnershipPolicy
 from hub.domain.provenance import System
 
 if TYPE_CHECKING:
@@ -69,6 +71,7 @@ def _state_route(runtime: "Runtime", entity: str, reader: Any) -> Callable[..., 
     ) -> Response:
         view = runtime.hub.get(entity, id, as_of, business_date)
         view["external_ids"] = runtime.xref.external_ids(id)
+        view = redact_body(runtime.policy, caller.system, entity, view)
         return JSONBytes(view, headers={"ETag": f'"{view["version"]}"'})
 
     get_state.__name__ = f"{plural(entity)}_get"
@@ -117,6 +120,7 @@ def _history_route(runtime: "Runtime", entity: str, reader: Any) -> Callable[...
             headers["Link"] = f'<{following}>; rel="next"'
         body = {"id": str(id), "entity": entity, "version": last, "events": page}
         body["next"] = following
+        body = redact_body(runtime.policy, caller.system, entity, body)
         return JSONBytes(body, headers=headers)
 
     get_history.__name__ = f"{plural(entity)}_events"
@@ -138,7 +142,7 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
             response_class=JSONBytes,
             operation_id=f"{collection}_get",
             tags=[collection],
-            summary=f"Get a {entity} (current, or as of a past instant)",
+            summary=f"Get {article(entity)} (current, or as of a past instant)",
             responses=problems(401, 403, 404, 422),
         )
         router.add_api_route(
@@ -149,7 +153,7 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
             response_class=JSONBytes,
             operation_id=f"{collection}_events",
             tags=[collection],
-            summary=f"Events of a {entity}, oldest first, with provenance (paginated)",
+            summary=f"Events of {article(entity)}, oldest first, with provenance (paginated)",
             description=f"Pages of `limit` events (default {HISTORY_PAGE}, at most "
             f"{HISTORY_PAGE_MAX}) after `after_version`; `next` (and the `Link: <...>; "
             'rel="next"` header) is the URL of the following page, null on the last one.',
@@ -185,10 +189,11 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
             "external_id": external_id,
             "aggregate": runtime.hub.get(entity, found),
         }
-        return JSONBytes(body)
+        return JSONBytes(redact_body(runtime.policy, caller.system, entity, body))
 
     @router.get(
         "/ownership",
+        response_model=OwnershipPolicy,
         response_class=JSONBytes,
         operation_id="ownership_get",
         tags=["ownership"],
@@ -200,6 +205,7 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
 
     @router.get(
         "/schemas/events",
+        response_model=EventSchemas,
         response_class=JSONBytes,
         operation_id="event_schemas",
         tags=["schemas"],

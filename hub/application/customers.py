@@ -26,10 +26,10 @@ from hub.domain.bounded import (
     ShortCode,
 )
 from hub.domain.customer import Address, Customer, CustomerDetails, CustomerStatus, LinkedSystem
-from hub.domain.errors import InvalidTransition, InvalidValue
+from hub.domain.errors import ForeignIdentifier, InvalidTransition, InvalidValue
 from hub.domain.invoice import Invoice
 from hub.domain.payment import Payment
-from hub.domain.provenance import Stamp
+from hub.domain.provenance import Stamp, System
 
 #: Deepest customer hierarchy walked when looking for a cycle; deeper is refused as well.
 MAX_HIERARCHY_DEPTH = 50
@@ -122,6 +122,25 @@ def _change_details(
     customer.change_details(stamp, changes)
 
 
+#: Sources that may link any system's id: operators (``admin`` keys, recorded as ``api``)
+#: and Concord's own orchestration.
+LINK_ANY_SYSTEM = frozenset({System.API, System.HUB})
+
+
+def _link(customer: Customer, stamp: Stamp, data: LinkCustomer, unit: Unit) -> None:
+    """Link ``data.external_id`` if it is the caller's own system's id (checked here, in the
+    hub, so HTTP, batch and inbound webhooks all pass the same rule)."""
+    source = stamp.provenance.source_system
+    if source not in LINK_ANY_SYSTEM and source.value != data.system.value:
+        raise ForeignIdentifier(
+            f"a {source.value} client may link only {source.value} ids, not a "
+            f"{data.system.value} id; {data.system.value} links its own records "
+            "(or an operator with an admin key does)",
+            field="system",
+        )
+    customer.link(stamp, data.system, data.external_id)
+
+
 def _merge(customer: Customer, stamp: Stamp, data: MergeCustomer, unit: Unit) -> None:
     """Merge, and move what the customer still owes or is owed to the survivor.
 
@@ -129,6 +148,7 @@ def _merge(customer: Customer, stamp: Stamp, data: MergeCustomer, unit: Unit) ->
     change customer in the same transaction as the merge, each with an event naming both
     customers; settled and void documents stay where they were issued, for the audit trail.
     """
+    target: Customer | None = None
     if data.target_customer_id != customer.id:
         target = unit.get(Customer, data.target_customer_id, field="target_customer_id")
         if target.merged_into is not None:
@@ -137,6 +157,8 @@ def _merge(customer: Customer, stamp: Stamp, data: MergeCustomer, unit: Unit) ->
                 field="target_customer_id",
             )
     customer.merge_into(stamp, data.target_customer_id)
+    if target is not None:
+        target.absorb(stamp, customer.id)
     for invoice in unit.of_customer(Invoice, customer.id):
         if invoice.is_open:
             invoice.move_to(stamp, data.target_customer_id)
@@ -186,10 +208,12 @@ SPECS = [
         "link",
         LinkCustomer,
         "Cross-reference a system's record of the customer",
-        handle=_customer(lambda c, s, d, u: c.link(s, d.system, d.external_id)),
+        handle=_customer(_link),
         writes=("external_ids",),
-        description="Linking the same id again changes nothing; a different id for an "
-        "already linked system is refused (resolve the duplicate by merging).",
+        description="A caller links only its own system's ids (403 `foreign-id` otherwise; "
+        "admin keys may link any, recorded with source `api` and their client as actor). "
+        "Linking the same id again changes nothing; a different id for an already linked "
+        "system is refused (resolve the duplicate by merging).",
     ),
     CommandSpec(
         "customer",

@@ -25,6 +25,7 @@ from eventsourcing.utils import resolve_topic
 from hub.domain.base import AggregateSnapshot
 from hub.domain.catalog import AGGREGATES, EVENTS_BY_NAME
 from hub.domain.customer import ERASED
+from hub.domain.errors import InvalidValue
 
 #: Prefix of a sealed value (a string in the JSON, whatever the field's own type).
 SEALED = "pii:v1:"
@@ -161,3 +162,19 @@ def withhold(entity: str, payload: dict[str, Any]) -> dict[str, Any]:
     """
     fields = _AGGREGATE_FIELDS.get(entity, ())
     return {k: (WITHHELD if k in fields and v is not None else v) for k, v in payload.items()}
+
+
+def refuse_reserved(entity: str, payload: Any) -> None:
+    """Refuse a personal input value that reads as sealed or as :data:`ERASED`.
+
+    Why: sealing leaves such values as they are (they are taken for already sealed or
+    erased), so a name sent as ``pii:v1:…`` would be stored, published and kept after the
+    erasure in clear, and one sent as ``[erased]`` would pass for an erasure that never was.
+    """
+    for name in _AGGREGATE_FIELDS.get(entity, ()):
+        value = getattr(payload, name, None)
+        if is_sealed(value) or value == ERASED:
+            raise InvalidValue(
+                f"{name} may not start with {SEALED!r} or read {ERASED!r} (reserved markers)",
+                field=name,
+            )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from hashlib import sha256
 from typing import Any
 from uuid import UUID
@@ -21,6 +21,7 @@ import orjson
 from pydantic import ValidationError
 
 from hub.application.commands import Catalogue, Command, CommandInput
+from hub.application.personal import refuse_reserved
 from hub.application.ports import (
     Change,
     ConflictRecord,
@@ -219,6 +220,8 @@ class Hub:
             recorded_at=self.clock(),
             traceparent=self.trace_context(),
         )
+        _check_source_time(stamp)
+        refuse_reserved(request.entity, request.payload)
         unit = Unit(store or self.store)
         try:
             aggregate = self._run(spec, request, stamp, unit)
@@ -272,9 +275,12 @@ class Hub:
             return conflict
         record = request.origin.source_record_id
         source = f" (source record {record!r})" if record else ""
+        existing = request.aggregate_id or self._new_id(request)  # deterministic: the twin
         return AlreadyExists(
-            f"this {request.entity} exists already{source}; send commands to it instead",
+            f"this {request.entity} exists already{source} as {existing}; send commands to "
+            "it instead",
             field="id",
+            existing=(request.entity, existing),
         )
 
     def replay(self, request: CommandRequest) -> CommandResult | None:
@@ -409,3 +415,21 @@ class Hub:
         if found is None:
             raise NotFound(f"no {entity} known to {system} as {external!r}", field="external_id")
         return found
+
+
+#: How far a source's clock may run ahead of the hub's (``Concord-Occurred-At`` after the
+#: recording time). Why bounded: an older update never overwrites a newer one, so a source
+#: time years ahead would make every real update of that field "stale" until that day.
+MAX_SOURCE_CLOCK_AHEAD = timedelta(minutes=5)
+
+
+def _check_source_time(stamp: Stamp) -> None:
+    occurred = stamp.provenance.occurred_at
+    if occurred is not None and occurred > stamp.recorded_at + MAX_SOURCE_CLOCK_AHEAD:
+        raise InvalidValue(
+            f"occurred_at {occurred.isoformat()} is later than the time it is recorded "
+            f"({stamp.recorded_at.isoformat()}) by more than "
+            f"{int(MAX_SOURCE_CLOCK_AHEAD.total_seconds())} s; a source cannot report "
+            "the future",
+            field="occurred_at",
+        )

@@ -51,7 +51,11 @@ class Unit:
         That saves two queries on every create, the commonest command in bulk ingest.
         """
         if aggregate.id in self._seen:
-            raise AlreadyExists(f"{aggregate.entity} {aggregate.id} exists already", field="id")
+            raise AlreadyExists(
+                f"{aggregate.entity} {aggregate.id} exists already",
+                field="id",
+                existing=(aggregate.entity, aggregate.id),
+            )
         self._seen[aggregate.id] = aggregate
 
     def changed(self) -> list[Aggregate]:

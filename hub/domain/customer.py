@@ -279,6 +279,16 @@ class Customer(Aggregate):
             )
         self._record(CustomerMerged, stamp, target_customer_id=target_customer_id)
 
+    def absorb(self, stamp: Stamp, merged_customer_id: UUID) -> None:
+        """Record, on the survivor, that ``merged_customer_id`` was merged into it.
+
+        Why the survivor is written too: a merge checks that its target is not merged
+        itself, and two merges deciding at once (A into B, B into A) would each pass that
+        check and commit a loop. Writing the survivor in the merge's transaction makes the
+        second one a concurrency conflict on the survivor's version."""
+        self._require_not_merged("merge a customer into")
+        self._record(CustomerAbsorbed, stamp, merged_customer_id=merged_customer_id)
+
     def change_status(
         self, stamp: Stamp, status: CustomerStatus, reason: str | None = None
     ) -> None:
@@ -402,6 +412,15 @@ class CustomerMerged(DomainEvent):
     def apply(self, aggregate: Customer) -> None:
         aggregate.status = CustomerStatus.MERGED
         aggregate.merged_into = self.target_customer_id
+
+
+class CustomerAbsorbed(DomainEvent):
+    """Another customer was merged into this one (the survivor); its state is unchanged."""
+
+    merged_customer_id: UUID
+
+    def apply(self, aggregate: Customer) -> None:
+        return None
 
 
 class CustomerStatusChanged(DomainEvent):

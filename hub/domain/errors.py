@@ -75,9 +75,23 @@ class NotFound(DomainError):
 
 
 class AlreadyExists(DomainError):
-    """An aggregate with that id exists already (e.g. re-creating from the same source id)."""
+    """An aggregate with that id exists already (e.g. re-creating from the same source id).
+
+    ``existing`` names the aggregate that is already there (entity and id) when it is known,
+    so a client that re-sent a create can carry on with that aggregate instead of guessing.
+    """
 
     code = "already-exists"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        existing: tuple[str, UUID] | None = None,
+    ) -> None:
+        super().__init__(message, field=field)
+        self.existing = existing
 
 
 class ConcurrencyConflict(DomainError):
@@ -102,3 +116,13 @@ class OwnershipViolation(DomainError):
         super().__init__(message, field=field)
         self.owner = owner
         self.caller = caller
+
+
+class ForeignIdentifier(DomainError):
+    """The caller tried to link an id that belongs to another system's records.
+
+    Each system vouches only for its own ids: a CRM linking a billing id could point billing's
+    webhooks at the wrong customer and make billing's real link look like a duplicate.
+    """
+
+    code = "foreign-id"

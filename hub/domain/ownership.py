@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from hub.domain.errors import OwnershipViolation
 
 OWNER_SYSTEMS = frozenset({"crm", "erp", "billing", "hub"})
+READER_SYSTEMS = frozenset({"crm", "erp", "billing"})
 ADMIN = "admin"
 
 
@@ -64,6 +65,32 @@ class OwnershipPolicy(BaseModel):
 
     version: int = Field(ge=1)
     entities: dict[str, EntityOwnership]
+    personal_data: dict[str, dict[str, list[str]]] = Field(
+        default_factory=dict,
+        description="Per entity, each personal field and the systems that may read it; "
+        "admin callers read everything, other systems see the field redacted.",
+    )
+
+    @field_validator("personal_data")
+    @classmethod
+    def _known_readers(cls, value: dict[str, dict[str, list[str]]]) -> Any:
+        readers = {r for fields in value.values() for names in fields.values() for r in names}
+        unknown = sorted(readers - READER_SYSTEMS)
+        if unknown:
+            raise ValueError(f"unknown reader system(s) {unknown}; use {sorted(READER_SYSTEMS)}")
+        return value
+
+    def hidden_from(self, caller_system: str, entity: str) -> frozenset[str]:
+        """Personal fields of ``entity`` that ``caller_system`` may not read.
+
+        Why a read policy beside the write policy: ownership says who may *change* a field,
+        but personal data (GDPR art. 5(1)(c), data minimisation) should reach only the
+        systems that need it to do their job, whoever wrote it.
+        """
+        if caller_system == ADMIN:
+            return frozenset()
+        fields = self.personal_data.get(entity, {})
+        return frozenset(name for name, readers in fields.items() if caller_system not in readers)
 
     def owners(self, entity: str, field: str) -> list[str]:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from api.schemas import KeyPublic
 from tests.e2e.conftest import Api, assert_problem
 
 
@@ -92,13 +93,22 @@ def test_keys_over_http_hashed_and_listed_without_secrets(api: Api) -> None:
     assert listed.status_code == 200
     assert "stripe-bridge" in {k["client_id"] for k in listed.json()["items"]}
     assert key not in listed.text
-    assert all(
-        set(k) == {"key_id", "client_id", "system", "scopes", "source", "created_at"}
-        for k in listed.json()["items"]
-    )
+    assert all(set(k) == set(KeyPublic.model_fields) - {"key"} for k in listed.json()["items"])
     assert key not in api.runtime.keys.path.read_text()  # type: ignore[union-attr]
 
+    before = len(api.runtime.keys.entries())
     bad = api.post("/v1/keys", {"system": "sap"}, role="admin")
-    problem = assert_problem(bad, 422, "invalid-key-request")
-    assert "sap" in problem["detail"]
+    problem = assert_problem(bad, 422, "validation-failed", field="body.system")
+    assert "crm" in problem["detail"]
+    for body, field in (
+        ({"system": "crm", "scopes": ["root"]}, "body.scopes.0"),
+        ({"system": "crm", "scopes": []}, "body.scopes"),
+        ({"system": "crm", "client_id": "bad id!"}, "body.client_id"),
+        ({"system": "crm", "client_id": "x" * 101}, "body.client_id"),
+        ({"system": "crm", "extra": 1}, "body.extra"),
+    ):
+        assert_problem(
+            api.post("/v1/keys", body, role="admin"), 422, "validation-failed", field=field
+        )
+    assert len(api.runtime.keys.entries()) == before
     assert_problem(api.post("/v1/keys", {"system": "crm"}, role="crm"), 403, "forbidden")

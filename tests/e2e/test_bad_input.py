@@ -200,3 +200,18 @@ def test_oversized_command_body_is_413(api: Api) -> None:
     )
     assert_problem(streamed, 413, "payload-too-large")
     assert api.total_events() == before
+
+
+@pytest.mark.parametrize(
+    ("url", "where"),
+    [
+        ("/v1/conflicts?status=op%00en", "query"),
+        ("/v1/dead-letters?subscriber=e%00rp", "query"),
+        ("/v1/lookup/crm/customer/a%00b", "path"),
+    ],
+)
+def test_nul_in_the_url_is_a_422_not_a_500(api: Api, url: str, where: str) -> None:
+    """Found by the fuzzer: a NUL in a filter reached PostgreSQL, which refused it (500)."""
+    response = api.get(url, role="admin")
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == where

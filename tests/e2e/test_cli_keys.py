@@ -160,3 +160,44 @@ def test_serve_names_the_fix_when_the_port_is_taken(env: Path) -> None:
     assert result.exit_code == 1
     assert "already in use" in result.output
     assert f"--port {port + 1}" in result.output
+
+
+def test_keys_create_refuses_a_taken_client_id(env: Path) -> None:
+    runner = CliRunner()
+    first = runner.invoke(app, ["keys", "create", "--system", "admin", "--client-id", "admin"])
+    assert first.exit_code == 0, first.output
+    stored = (env / "keys.json").read_bytes()
+    again = runner.invoke(app, ["keys", "create", "--system", "crm", "--client-id", "admin"])
+    assert again.exit_code == 1
+    assert "'admin' is taken" in again.output
+    assert (env / "keys.json").read_bytes() == stored
+
+
+def test_keys_revoke_and_expiry_from_the_cli(env: Path) -> None:
+    runner = CliRunner()
+    made = runner.invoke(
+        app, ["keys", "create", "--system", "erp", "--client-id", "ns", "--expires", "30d"]
+    )
+    assert made.exit_code == 0, made.output
+    [key] = KEY.findall(made.output)
+    ring = KeyRing.load(Settings(data_dir=env))
+    info = ring.find("ns")
+    assert info is not None and info.expires_at is not None
+    assert "expires " in runner.invoke(app, ["keys", "list"]).output
+    assert ring.authenticate(key) is not None
+
+    revoked = runner.invoke(app, ["keys", "revoke", "ns"])
+    assert revoked.exit_code == 0, revoked.output
+    assert "Revoked" in revoked.output
+    assert ring.authenticate(key) is None
+    assert "revoked " in runner.invoke(app, ["keys", "list"]).output
+
+    stored = (env / "keys.json").read_bytes()
+    unknown = runner.invoke(app, ["keys", "revoke", "nobody"])
+    assert unknown.exit_code == 1 and "nobody" in unknown.output
+    for bad in ("tomorrow", "2020-01-01T00:00:00Z", "2030-01-01T00:00:00"):
+        refused = runner.invoke(
+            app, ["keys", "create", "--system", "crm", "--client-id", "x", "--expires", bad]
+        )
+        assert refused.exit_code == 1, (bad, refused.output)
+    assert (env / "keys.json").read_bytes() == stored

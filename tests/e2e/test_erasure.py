@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from tests.e2e.conftest import Api
+from tests.e2e.conftest import Api, assert_problem
 from tests.integration.test_erasure import MOVED, PERSON, clear_values
 
 CRM_FIELDS = {k: v for k, v in PERSON.items() if k != "tax_id"}  # tax_id belongs to the ERP
@@ -59,3 +59,23 @@ def test_reads_before_and_after_erasure(api: Api) -> None:
     assert reads["events"].json()["events"][0]["aggregate_id"] == cid  # ids stay
     (conflict,) = reads["conflicts"].json()["items"]
     assert conflict["field"] == "tax_id" and conflict["payload"]["tax_id"] == "[withheld]"
+
+
+def test_a_personal_value_that_looks_sealed_or_erased_is_refused(api: Api) -> None:
+    """The sealer leaves a value starting with ``pii:v1:`` (already sealed) or reading
+    ``[erased]`` as it is, so such an input would be stored in clear in the event, on the
+    stream and after erasure; it is refused (422 naming the field), nothing stored."""
+    before = api.total_events()
+    for body in (
+        {"legal_name": "pii:v1:Ada Lovelace"},
+        {"legal_name": "Ada", "display_name": "[erased]"},
+    ):
+        refused = api.post("/v1/customers", body)
+        field = "legal_name" if body["legal_name"] != "Ada" else "display_name"
+        assert_problem(refused, 422, "invalid-value", field=f"body.{field}")
+    cid = api.customer()
+    after_create = api.total_events()
+    assert after_create == before + 1
+    change = api.post(f"/v1/customers/{cid}/change_details", {"web_domain": "pii:v1:ada.dev"})
+    assert_problem(change, 422, "invalid-value", field="body.web_domain")
+    assert api.total_events() == after_create

@@ -240,6 +240,7 @@ def test_a_merge_moves_open_invoices_and_credit_to_the_survivor(api: Api) -> Non
     moved = {(e["aggregate"], e["type"]) for e in done.json()["events"]}
     assert moved == {
         ("customer", "CustomerMerged"),
+        ("customer", "CustomerAbsorbed"),  # the survivor records it too
         ("invoice", "InvoiceMovedToSurvivor"),
         ("payment", "PaymentMovedToSurvivor"),
     }
@@ -319,3 +320,40 @@ def test_a_business_date_before_a_backdated_amendment_shows_the_old_price(api: A
     assert str(items[0]["unit_price"]) == "50.00"
     items = api.get(f"/v1/contracts/{kid}").json()["state"]["items"]
     assert str(items[0]["unit_price"]) == "45.00"
+
+
+def test_a_far_future_source_time_is_refused_and_cannot_freeze_a_field(api: Api) -> None:
+    """A ``Concord-Occurred-At`` years ahead of the hub's clock would make every real update
+    after it "stale" forever; a source time later than the recording time (beyond a small
+    clock skew) is refused with 422 naming it, in a single command and in batch alike."""
+    cid = api.customer()
+    path = f"/v1/customers/{cid}/set_payment_terms"
+    before = api.total_events()
+    future = (datetime.now(UTC) + timedelta(days=3650)).isoformat()
+    refused = api.post(
+        path, {"payment_terms": "NET90"}, role="erp", headers={"Concord-Occurred-At": future}
+    )
+    assert_problem(refused, 422, "invalid-value", field="occurred_at")
+    line = {
+        "entity": "customer",
+        "command": "set_payment_terms",
+        "id": cid,
+        "data": {"payment_terms": "NET90"},
+        "provenance": {"occurred_at": future},
+    }
+    batch = api.http.post(
+        "/v1/batch",
+        content=orjson.dumps(line) + b"\n",
+        headers=api.headers("erp", {"Content-Type": "application/x-ndjson"}),
+    )
+    assert batch.status_code in (200, 207, 422), batch.text
+    assert "occurred_at" in batch.text
+    assert api.total_events() == before
+
+    # A real update now still applies; a source clock a little ahead is tolerated.
+    slightly = (datetime.now(UTC) + timedelta(seconds=30)).isoformat()
+    now = api.post(
+        path, {"payment_terms": "NET30"}, role="erp", headers={"Concord-Occurred-At": slightly}
+    )
+    assert now.status_code == 200, now.text
+    assert api.get(f"/v1/customers/{cid}").json()["state"]["payment_terms"] == "NET30"

@@ -99,7 +99,11 @@ def test_lookup_by_external_id(api: Api) -> None:
     again = api.post(
         "/v1/customers", {"legal_name": "Acme"}, headers={"Concord-Source-Record-Id": "acct/001"}
     )
-    assert_problem(again, 409, "already-exists")
+    twin = assert_problem(again, 409, "already-exists")
+    # The duplicate names the aggregate already there, so the client can carry on with it.
+    assert twin["existing_id"] == cid
+    assert again.headers["Location"] == twin["location"] == f"/v1/customers/{cid}"
+    assert api.get(again.headers["Location"]).json()["id"] == cid
 
     problem = assert_problem(
         api.get("/v1/lookup/erp/customer/acct/001"), 404, "not-found", field="path.external_id"

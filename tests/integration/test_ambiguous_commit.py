@@ -1,4 +1,4 @@
-"""T10: the connection breaks around COMMIT. The committer reads back instead of guessing:
+"""The connection breaks around COMMIT. The committer reads back instead of guessing:
 a write that landed is reported as done (never 409 for our own write, never written twice);
 one that did not land is retried."""
 

@@ -353,3 +353,29 @@ def test_ids_from_links_and_acceptances_are_looked_up(runtime: Runtime) -> None:
     with pytest.raises(AlreadyExists):
         run(runtime, "order", "accept", {"erp_order_number": "SO-555"}, aggregate_id=other)
     assert runtime.hub.get("order", other)["version"] == 1
+
+
+def test_two_customers_merged_into_each_other_at_once_cannot_both_commit(
+    runtime: Runtime,
+) -> None:
+    """Each merge checks that its target is not merged, but both decide before either
+    commits: had only the merged customer been written, both would commit a loop (A into B,
+    B into A) and every fact naming either would be refused for ever. The survivor records
+    the merge too, so the second merge is a concurrency conflict."""
+    first, second = new_customer(runtime, "A GmbH"), new_customer(runtime, "B GmbH")
+    a_into_b = request(
+        runtime, "customer", "merge", {"target_customer_id": str(second)}, aggregate_id=first
+    )
+    b_into_a = request(
+        runtime, "customer", "merge", {"target_customer_id": str(first)}, aggregate_id=second
+    )
+    change_a, _ = runtime.hub.prepare(a_into_b)
+    change_b, _ = runtime.hub.prepare(b_into_a)
+    runtime.committer.commit(change_a)
+    with pytest.raises(ConcurrencyConflict):
+        runtime.committer.commit(change_b)
+    assert runtime.hub.get("customer", first)["state"]["merged_into"] == str(second)
+    assert runtime.hub.get("customer", second)["state"]["merged_into"] is None
+    survivor = runtime.hub.store.history("customer", second)[-1]
+    assert survivor.type_name() == "CustomerAbsorbed"
+    assert survivor.merged_customer_id == first

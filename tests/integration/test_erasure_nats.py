@@ -152,3 +152,40 @@ def test_a_target_that_does_not_need_personal_data_gets_it_withheld(
         assert clear_values(target.received) == []
 
     run_sync(main())
+
+
+class Echoing(Connector):
+    """A target that answers as many do: refusing the event and quoting what it was sent."""
+
+    def __init__(self, transient: bool = False) -> None:
+        self.transient = transient
+
+    async def deliver(self, envelope: dict[str, Any], idempotency_key: str) -> None:
+        data = envelope["data"]
+        quoted = f"{data.get('legal_name')!r} at {data.get('billing_address')!r} refused"
+        raise PermanentDeliveryError(f"http://127.0.0.1:9/customers answered 422: {quoted}")
+
+
+def test_a_target_error_quoting_personal_values_is_stored_without_them(
+    runtime: Runtime, nats_url: str, stream_name: str
+) -> None:
+    """The dead letter's error text is the target's answer, which may quote the opened
+    values; stored as it came, it would keep them in clear in PostgreSQL past the erasure.
+    The opened values are withheld from it; the rest of the answer stays."""
+    settings = relay_settings(runtime, nats_url, stream_name)
+
+    async def main() -> None:
+        await asyncio.to_thread(run, runtime, "customer", "register", dict(PERSON))
+        await Relay(settings).catch_up()
+        async with running(settings, spec(settings, Echoing())):
+            await wait_rows(
+                settings,
+                "the refused event dead-lettered",
+                "SELECT status FROM concord_dead_letters",
+                until=lambda rows: rows == [("dead",)],
+            )
+        error = stored(settings, "SELECT error FROM concord_dead_letters")
+        assert "answered 422" in error and "[withheld]" in error
+        assert clear_values(error) == [], error
+
+    run_sync(main())

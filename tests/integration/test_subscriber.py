@@ -1,6 +1,6 @@
 """Subscribers against real NATS JetStream and real PostgreSQL, with the sandbox target:
 retries with backoff, Retry-After, dead letters, per-aggregate holds and their release,
-crash before ack, restart, and running one instance at a time (reliability.md T11-T13)."""
+crash before ack, restart, and running one instance at a time."""
 
 from __future__ import annotations
 

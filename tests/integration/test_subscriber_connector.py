@@ -117,7 +117,7 @@ def test_a_target_call_has_an_overall_deadline() -> None:
 
 
 def test_target_never_regresses_to_an_older_version() -> None:
-    """Reliability T14: versions 1..5 of one aggregate pushed by 4 parallel workers in
+    """Versions 1..5 of one aggregate pushed by 4 parallel workers in
     random order with random delays end at version 5; older ones are not applied after."""
     import asyncio
     import random

@@ -72,3 +72,31 @@ def test_an_interrupted_retry_is_requested_again(database_url: str, pg_schema: s
             assert again.id == task.id
 
     run_sync(scenario())
+
+
+def test_a_malformed_retry_request_is_never_delivered(database_url: str, pg_schema: str) -> None:
+    """Requested before operators were refused: the subscriber puts it back to 'dead'."""
+    settings = make_settings(database_url, "nats://unused", pg_schema, "S")
+    _create_tables(settings)
+    table = sql.SQL("{}.concord_dead_letters").format(sql.Identifier(pg_schema))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (subscriber, event_id, event_type, aggregate, aggregate_id, "
+                "version, stream_seq, subject, envelope, reason, error, attempts, "
+                "first_failed_at, last_failed_at, status) VALUES ('erp', '', '', '', '#3', 0, "
+                "3, 's', %s, 'malformed', 'x', 1, now(), now(), 'retry_requested')"
+            ).format(table),
+            (psycopg.types.json.Jsonb({"raw": "not json"}),),
+        )
+
+    async def scenario() -> None:
+        async with AsyncConnectionPool(
+            database_url, min_size=1, max_size=2, kwargs={"autocommit": True}, open=False
+        ) as pool:
+            assert await HoldStore(pool, pg_schema, "erp").claim_retries() == []
+
+    run_sync(scenario())
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(sql.SQL("SELECT status FROM {}").format(table)).fetchone()
+    assert row is not None and row[0] == "dead"

@@ -92,12 +92,12 @@ class EventStorePort(ABC):
         nearest snapshot at or before ``at`` instead."""
         return replay_until(None, self.history(entity, aggregate_id), at)
 
+    @abstractmethod
     def of_customer(self, entity: str, customer_id: UUID) -> list[UUID]:
         """Ids of ``entity`` aggregates that named ``customer_id`` when created or moved
         (candidates: the caller checks their current state). Merges need it to move the
-        merged customer's receivables; a store that cannot answer must say so, not return
-        nothing, or a merge would leave invoices behind silently."""
-        raise NotImplementedError(f"this store cannot find {entity}s by customer")
+        merged customer's receivables, so every store must answer it: one that returned
+        nothing would leave invoices behind silently."""
 
 
 def replay_until(

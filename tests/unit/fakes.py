@@ -56,6 +56,14 @@ class InMemoryStorage(EventStorePort, CommitPort, ReceiptPort, ConflictPort, Cro
         self.calls.append("history")
         return list(self.events.get(aggregate_id, []))
 
+    def of_customer(self, entity: str, customer_id: UUID) -> list[UUID]:
+        found = []
+        for aggregate_id in list(self.events):
+            aggregate = self.load(entity, aggregate_id)
+            if aggregate is not None and getattr(aggregate, "customer_id", None) == customer_id:
+                found.append(aggregate_id)
+        return found
+
     # -- CommitPort -----------------------------------------------------------------------
 
     def commit(self, change: Change) -> None:

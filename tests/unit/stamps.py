@@ -51,6 +51,13 @@ class MemoryStore(EventStorePort):
     ) -> list[DomainEvent]:
         return []
 
+    def of_customer(self, entity: str, customer_id: UUID) -> list[UUID]:
+        return [
+            a.id
+            for a in self.aggregates.values()
+            if a.entity == entity and getattr(a, "customer_id", None) == customer_id
+        ]
+
 
 def replay(events: list[DomainEvent]) -> Aggregate:
     """Rebuild an aggregate from its events after a JSON round trip, as the store would."""

@@ -154,17 +154,6 @@ def test_another_customer_is_still_refused_after_following() -> None:
 # -- a merge moves the merged customer's open invoices and credit to the survivor ----------
 
 
-class CustomerIndexStore(MemoryStore):
-    """The in-memory store, answering "which aggregates name this customer" as well."""
-
-    def of_customer(self, entity: str, customer_id: Any) -> list[Any]:
-        return [
-            a.id
-            for a in self.aggregates.values()
-            if a.entity == entity and getattr(a, "customer_id", None) == customer_id
-        ]
-
-
 def test_a_merge_moves_open_invoices_and_unapplied_payments() -> None:
     from hub.application.customers import SPECS as CUSTOMER_SPECS
     from hub.application.customers import MergeCustomer
@@ -198,7 +187,7 @@ def test_a_merge_moves_open_invoices_and_unapplied_payments() -> None:
     everything = [survivor, merged, open_one, paid, void, credit, spent]
     for aggregate in everything:
         aggregate.collect_events()
-    unit = Unit(CustomerIndexStore(*everything))
+    unit = Unit(MemoryStore(*everything))
     spec = next(s for s in CUSTOMER_SPECS if s.name == "merge")
     assert spec.handle is not None
     target = MergeCustomer(target_customer_id=survivor.id)

@@ -144,6 +144,8 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
         response_class=JSONBytes,
         operation_id="health",
         responses={**problems(401, 403), **_unhealthy_response()},
+        # The key is optional here: `{}` in the list says "or none" (OpenAPI 3).
+        openapi_extra={"security": [{}]},
         summary="PostgreSQL, NATS, relay lag and subscribers (details with a read key)",
         description="No key: the status only. A key with the `read` scope: `checks` too. "
         "200 when `ok` or `degraded`, 503 (problem+json, the report in `health`) when "

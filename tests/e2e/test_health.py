@@ -109,6 +109,11 @@ def test_ok_with_details_for_a_read_key_and_status_only_without(
         names = {s["subscriber"]: s for s in checks["subscribers"]}
         assert names and all(s["status"] == "off" and not s["configured"] for s in names.values())
 
+        operation = http.get("/openapi.json").json()["paths"]["/v1/health"]["get"]
+        assert {} in operation["security"]  # the key is optional
+        unhealthy = operation["responses"]["503"]["content"]["application/problem+json"]
+        assert unhealthy["schema"] == {"$ref": "#/components/schemas/HealthProblem"}
+
         # A presented key is checked like anywhere: wrong → 401, no read scope → 403.
         assert_problem(health(http, "cnc_" + "x" * 43), 401, "unauthenticated")
         writer = runtime.keys.create("writer", "crm", ["write"])

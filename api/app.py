@@ -22,7 +22,7 @@ from api.errors import Problem
 from api.limits import BodyLimitMiddleware
 from api.rate_limits import RequestLimits
 from api.responses import JSONBytes
-from api.routes import admin, batch, commands, delivery, health, listing, queries
+from api.routes import admin, batch, commands, delivery, health, inbound, listing, queries
 from api.routes.commands import MAX_COMMAND_BYTES
 from api.routes.health import HealthProblem
 from api.routes.queries import api_version
@@ -91,7 +91,10 @@ def create_app(
     errors.install(app)
     docs_pages.install(app)
     app.add_middleware(
-        BodyLimitMiddleware, default=MAX_COMMAND_BYTES, per_path={"/v1/batch": batch.MAX_BYTES}
+        BodyLimitMiddleware,
+        default=MAX_COMMAND_BYTES,
+        per_path={"/v1/batch": batch.MAX_BYTES},
+        per_prefix={"/v1/webhooks/": inbound.MAX_WEBHOOK_BYTES},
     )
     # Added last, so it runs first: the span also covers refused (too large) requests.
     app.add_middleware(TracingMiddleware, tracer_provider=tracer_provider)
@@ -99,7 +102,7 @@ def create_app(
     require = authenticator(runtime.keys, RequestLimits.from_settings(runtime.settings))
     # Each router carries the /v1 prefix itself (not via a parent router), so a matched
     # route's ``path`` is the full template that tracing reports as ``http.route``.
-    for module in (commands, listing, queries, batch, admin, delivery, health):
+    for module in (commands, listing, queries, batch, admin, delivery, inbound, health):
         app.include_router(module.build(runtime, require))
 
     def openapi() -> dict[str, Any]:
@@ -196,6 +199,10 @@ def _tags(runtime: Runtime) -> list[dict[str, str]]:
         {
             "name": "health",
             "description": "Liveness and delivery health: PostgreSQL, NATS, relay, subscribers",
+        },
+        {
+            "name": "inbound",
+            "description": "Source systems' webhooks and the inbound log (log: admin only)",
         },
     ]
     return tags

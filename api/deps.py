@@ -218,9 +218,9 @@ OccurredAt = Annotated[
         alias="Concord-Occurred-At",
         description="When it happened at the source (ISO 8601 with offset). An older "
         "source time than the aggregate holds for a field does not overwrite it (recorded as "
-        "stale). At most "
-        f"{int(MAX_SOURCE_CLOCK_AHEAD.total_seconds()) // 60} minutes after the hub's clock: a later time is refused with 422 "
-        "`invalid-value` (field `occurred_at`), since a source cannot report the future.",
+        f"stale). At most {int(MAX_SOURCE_CLOCK_AHEAD.total_seconds()) // 60} minutes after "
+        "the hub's clock: a later time is refused with 422 `invalid-value` (field "
+        "`occurred_at`), since a source cannot report the future.",
     ),
 ]
 IfMatch = Annotated[

@@ -27,6 +27,7 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from adapters.inbound.log import FINAL, Delivery, InboundLog
+from adapters.inbound.mirror import MirrorStore
 from adapters.inbound.model import Ref, SourceEvent, Step, Translation
 from adapters.inbound.source import Incoming, Malformed, SourceAdapter, Unverified
 from adapters.postgres.overlay import BatchOverlay
@@ -79,10 +80,18 @@ class Outcome:
 
 
 class _HubKnown:
-    """The hub as a translator may see it: cross-reference lookups and current state."""
+    """The hub as one source's translator may see it: cross-reference lookups, current
+    state, and that source's record mirrors."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, mirrors: MirrorStore | None, source: str) -> None:
         self.hub = hub
+        self.mirrors = mirrors
+        self.source = source
+
+    def mirror(self, object_name: str, record_id: str) -> dict[str, Any] | None:
+        if self.mirrors is None:
+            return None
+        return self.mirrors.get(self.source, object_name, record_id)
 
     def lookup(self, ref: Ref) -> UUID | None:
         return self.hub.ports.xref.lookup(ref.system, ref.entity, ref.external_id)
@@ -105,6 +114,7 @@ class InboundService:
         log: InboundLog,
         adapters: Mapping[str, SourceAdapter],
         secrets: Mapping[str, tuple[str, ...]],
+        mirrors: MirrorStore | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.hub = hub
@@ -113,7 +123,7 @@ class InboundService:
         self.adapters = dict(adapters)
         self.secrets = dict(secrets)
         self.clock = clock
-        self.known = _HubKnown(hub)
+        self.mirrors = mirrors
 
     def adapter(self, name: str) -> SourceAdapter:
         found = self.adapters.get(name)
@@ -121,6 +131,9 @@ class InboundService:
             known = ", ".join(sorted(self.adapters))
             raise UnknownSystem(f"Concord has no inbound adapter {name!r} (known: {known})")
         return found
+
+    def _known(self, source: str) -> _HubKnown:
+        return _HubKnown(self.hub, self.mirrors, source)
 
     # -- deliveries -----------------------------------------------------------------
 
@@ -138,6 +151,9 @@ class InboundService:
         outcomes = []
         for event in events:
             delivery = self.log.record(name, event, incoming.headers, verification)
+            update = adapter.mirror(event)
+            if update is not None and self.mirrors is not None and delivery.status not in FINAL:
+                self.mirrors.merge(name, update)  # idempotent: a retry merges it again
             outcomes.append(self._run(adapter, delivery, event))
         return outcomes
 
@@ -167,7 +183,7 @@ class InboundService:
         self, adapter: SourceAdapter, caller: Caller, delivery: Delivery, event: SourceEvent
     ) -> Outcome:
         try:
-            translation = adapter.translate(event, self.known)
+            translation = adapter.translate(event, self._known(adapter.name))
         except Malformed as bad:
             return self._refuse(delivery, event, "malformed-payload", bad.message, bad.field)
         if translation.ignored is not None:
@@ -258,7 +274,7 @@ class InboundService:
     def _hold(self, delivery: Delivery, event: SourceEvent, ref: Ref) -> Outcome:
         """Park the event until ``ref`` is known; if it arrived meanwhile, run it now."""
         self.log.settle(delivery.id, "held", {"waiting_for": ref.describe()}, waiting_for=ref)
-        if self.known.lookup(ref) is not None:  # arrived between translate and hold
+        if self._known(delivery.system).lookup(ref) is not None:  # arrived meanwhile
             self.release()
             current = self.log.get(delivery.id)
             if current is not None and current.status != "held":

@@ -14,6 +14,7 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from adapters.inbound.mirror import MirrorUpdate
 from adapters.inbound.model import Known, SourceEvent, Translation
 
 
@@ -69,6 +70,11 @@ class SourceAdapter(Protocol):
 
     def split(self, incoming: Incoming) -> list[SourceEvent]:
         """The source events in the (verified) body, or raise Malformed."""
+        ...
+
+    def mirror(self, event: SourceEvent) -> MirrorUpdate | None:
+        """For sources that send only changed fields: the fields this event reports, merged
+        into the record's mirror before :meth:`translate` runs (None: no mirror)."""
         ...
 
     def translate(self, event: SourceEvent, known: Known) -> Translation:

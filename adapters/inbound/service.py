@@ -168,7 +168,7 @@ class InboundService:
     def process(self, adapter: SourceAdapter, delivery: Delivery, event: SourceEvent) -> Outcome:
         """Translate and apply one logged event (also used by release and replay)."""
         caller = Caller(client_id=f"inbound:{adapter.name}", system=adapter.system)
-        if self.hub.ports.receipts.find_receipt(caller.client_id, event.event_id) is not None:
+        if self._applied(caller, event):
             self.log.settle(delivery.id, "applied")
             return Outcome(event.event_id, delivery.id, "duplicate")
         for attempt in range(_CONCURRENCY_RETRIES):
@@ -179,6 +179,9 @@ class InboundService:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _applied(self, caller: Caller, event: SourceEvent) -> bool:
+        return self.hub.ports.receipts.find_receipt(caller.client_id, event.event_id) is not None
+
     def _attempt(
         self, adapter: SourceAdapter, caller: Caller, delivery: Delivery, event: SourceEvent
     ) -> Outcome:
@@ -186,6 +189,11 @@ class InboundService:
             translation = adapter.translate(event, self._known(adapter.name))
         except Malformed as bad:
             return self._refuse(delivery, event, "malformed-payload", bad.message, bad.field)
+        if translation.steps == () and self._applied(caller, event):
+            # A concurrent delivery of this very event committed while we translated: what
+            # we saw (e.g. "issued already") is its effect. Its receipt committed with it.
+            self.log.settle(delivery.id, "applied")
+            return Outcome(event.event_id, delivery.id, "duplicate")
         if translation.ignored is not None:
             self.log.settle(delivery.id, "ignored", {"reason": translation.ignored})
             return Outcome(event.event_id, delivery.id, "ignored", {"reason": translation.ignored})

@@ -22,7 +22,7 @@ from api.errors import Problem
 from api.limits import BodyLimitMiddleware
 from api.rate_limits import RequestLimits
 from api.responses import JSONBytes
-from api.routes import admin, batch, commands, delivery, listing, queries
+from api.routes import admin, batch, commands, delivery, inbound, listing, queries
 from api.routes.commands import MAX_COMMAND_BYTES
 from api.routes.queries import api_version
 from api.schemas import BatchLine
@@ -91,7 +91,10 @@ def create_app(
     errors.install(app)
     docs_pages.install(app)
     app.add_middleware(
-        BodyLimitMiddleware, default=MAX_COMMAND_BYTES, per_path={"/v1/batch": batch.MAX_BYTES}
+        BodyLimitMiddleware,
+        default=MAX_COMMAND_BYTES,
+        per_path={"/v1/batch": batch.MAX_BYTES},
+        per_prefix={"/v1/webhooks/": inbound.MAX_WEBHOOK_BYTES},
     )
     # Added last, so it runs first: the span also covers refused (too large) requests.
     app.add_middleware(TracingMiddleware, tracer_provider=tracer_provider)
@@ -99,7 +102,7 @@ def create_app(
     require = authenticator(runtime.keys, RequestLimits.from_settings(runtime.settings))
     # Each router carries the /v1 prefix itself (not via a parent router), so a matched
     # route's ``path`` is the full template that tracing reports as ``http.route``.
-    for module in (commands, listing, queries, batch, admin, delivery):
+    for module in (commands, listing, queries, batch, admin, delivery, inbound):
         app.include_router(module.build(runtime, require))
 
     def openapi() -> dict[str, Any]:
@@ -201,5 +204,9 @@ def _tags(runtime: Runtime) -> list[dict[str, str]]:
             "description": "Lag, dead letters and replays of the NATS subscribers (admin only)",
         },
         {"name": "health", "description": "Liveness"},
+        {
+            "name": "inbound",
+            "description": "Source systems' webhooks and the inbound log (log: admin only)",
+        },
     ]
     return tags

@@ -30,6 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from adapters.inbound.log import InboundLog
+from adapters.inbound.mirror import MirrorStore
 from adapters.inbound.registry import build_adapters
 from adapters.inbound.service import InboundService
 from adapters.keys import KeyRing
@@ -398,5 +399,6 @@ def open_runtime(settings: Settings) -> Runtime:
             log=InboundLog(datastore, settings.schema_name),
             adapters=build_adapters(settings),
             secrets=settings.webhook_secret_map(),
+            mirrors=MirrorStore(datastore, settings.schema_name),
         ),
     )

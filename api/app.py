@@ -28,6 +28,7 @@ from api.routes.health import HealthProblem
 from api.routes.queries import api_version
 from api.schemas import BatchLine
 from api.telemetry import TracingMiddleware
+from hub.domain.bounded import NO_NUL
 from hub.domain.money import EXPONENTS
 
 if TYPE_CHECKING:
@@ -163,6 +164,8 @@ def _stated_constraints(document: dict[str, Any]) -> None:
     * An optional header or query parameter is absent, never JSON ``null``: FastAPI writes
       ``anyOf [..., {"type": "null"}]``, which invites clients to send the text ``null``.
     * A ``currency`` is one of the ISO 4217 codes Concord knows (``hub.domain.money``).
+    * No path or query value may hold a NUL character (``api.limits`` refuses it with 422
+      before routing), so every free-text parameter carries the ``NO_NUL`` pattern.
     """
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
@@ -172,6 +175,11 @@ def _stated_constraints(document: dict[str, Any]) -> None:
                 if "anyOf" in schema and len(options) == 1:
                     del schema["anyOf"]
                     schema.update(options[0])
+                free_text = schema.get("type") == "string" and not (
+                    {"pattern", "enum", "format", "const"} & set(schema)
+                )
+                if parameter.get("in") in ("path", "query") and free_text:
+                    schema["pattern"] = NO_NUL
     codes = sorted(EXPONENTS)
     for schema in document.get("components", {}).get("schemas", {}).values():
         currency = schema.get("properties", {}).get("currency")

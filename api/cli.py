@@ -23,6 +23,7 @@ import typer
 from pydantic import ValidationError
 
 from adapters.settings import Settings
+from api.cli_inbound import register as register_inbound_commands
 from api.cli_subscribers import register as register_subscriber_commands
 
 app = typer.Typer(
@@ -414,6 +415,7 @@ def keys_revoke(
 
 
 register_subscriber_commands(app, _settings, _fail)
+register_inbound_commands(app, _settings, _fail)
 
 
 def main() -> None:

@@ -92,3 +92,8 @@ class Known(Protocol):
     def state(self, entity: str, aggregate_id: UUID) -> dict[str, Any] | None:
         """The aggregate's current state (as ``GET /v1/<kind>/{id}`` shows it), if any."""
         ...
+
+    def mirror(self, object_name: str, record_id: str) -> dict[str, Any] | None:
+        """This source's record as merged from every update that arrived for it
+        (:mod:`adapters.inbound.mirror`), if any arrived."""
+        ...

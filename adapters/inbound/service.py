@@ -27,8 +27,10 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from adapters.inbound.log import FINAL, Delivery, InboundLog
+from adapters.inbound.mirror import MirrorStore
 from adapters.inbound.model import Ref, SourceEvent, Step, Translation
 from adapters.inbound.source import Incoming, Malformed, SourceAdapter, Unverified
+from adapters.postgres.index import customer_of
 from adapters.postgres.overlay import BatchOverlay
 from hub.application.ports import Change, CommitPort, ConflictRecord, Receipt, ReceiptExists
 from hub.application.service import Caller, CommandRequest, Hub, Origin, merge_conflicts
@@ -79,10 +81,18 @@ class Outcome:
 
 
 class _HubKnown:
-    """The hub as a translator may see it: cross-reference lookups and current state."""
+    """The hub as one source's translator may see it: cross-reference lookups, current
+    state, and that source's record mirrors."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, mirrors: MirrorStore | None, source: str) -> None:
         self.hub = hub
+        self.mirrors = mirrors
+        self.source = source
+
+    def mirror(self, object_name: str, record_id: str) -> dict[str, Any] | None:
+        if self.mirrors is None:
+            return None
+        return self.mirrors.get(self.source, object_name, record_id)
 
     def lookup(self, ref: Ref) -> UUID | None:
         return self.hub.ports.xref.lookup(ref.system, ref.entity, ref.external_id)
@@ -105,6 +115,7 @@ class InboundService:
         log: InboundLog,
         adapters: Mapping[str, SourceAdapter],
         secrets: Mapping[str, tuple[str, ...]],
+        mirrors: MirrorStore | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.hub = hub
@@ -113,7 +124,7 @@ class InboundService:
         self.adapters = dict(adapters)
         self.secrets = dict(secrets)
         self.clock = clock
-        self.known = _HubKnown(hub)
+        self.mirrors = mirrors
 
     def adapter(self, name: str) -> SourceAdapter:
         found = self.adapters.get(name)
@@ -121,6 +132,9 @@ class InboundService:
             known = ", ".join(sorted(self.adapters))
             raise UnknownSystem(f"Concord has no inbound adapter {name!r} (known: {known})")
         return found
+
+    def _known(self, source: str) -> _HubKnown:
+        return _HubKnown(self.hub, self.mirrors, source)
 
     # -- deliveries -----------------------------------------------------------------
 
@@ -138,6 +152,9 @@ class InboundService:
         outcomes = []
         for event in events:
             delivery = self.log.record(name, event, incoming.headers, verification)
+            update = adapter.mirror(event)
+            if update is not None and self.mirrors is not None and delivery.status not in FINAL:
+                self.mirrors.merge(name, update)  # idempotent: a retry merges it again
             outcomes.append(self._run(adapter, delivery, event))
         return outcomes
 
@@ -152,7 +169,7 @@ class InboundService:
     def process(self, adapter: SourceAdapter, delivery: Delivery, event: SourceEvent) -> Outcome:
         """Translate and apply one logged event (also used by release and replay)."""
         caller = Caller(client_id=f"inbound:{adapter.name}", system=adapter.system)
-        if self.hub.ports.receipts.find_receipt(caller.client_id, event.event_id) is not None:
+        if self._applied(caller, event):
             self.log.settle(delivery.id, "applied")
             return Outcome(event.event_id, delivery.id, "duplicate")
         for attempt in range(_CONCURRENCY_RETRIES):
@@ -163,13 +180,21 @@ class InboundService:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _applied(self, caller: Caller, event: SourceEvent) -> bool:
+        return self.hub.ports.receipts.find_receipt(caller.client_id, event.event_id) is not None
+
     def _attempt(
         self, adapter: SourceAdapter, caller: Caller, delivery: Delivery, event: SourceEvent
     ) -> Outcome:
         try:
-            translation = adapter.translate(event, self.known)
+            translation = adapter.translate(event, self._known(adapter.name))
         except Malformed as bad:
             return self._refuse(delivery, event, "malformed-payload", bad.message, bad.field)
+        if translation.steps == () and self._applied(caller, event):
+            # A concurrent delivery of this very event committed while we translated: what
+            # we saw (e.g. "issued already") is its effect. Its receipt committed with it.
+            self.log.settle(delivery.id, "applied")
+            return Outcome(event.event_id, delivery.id, "duplicate")
         if translation.ignored is not None:
             self.log.settle(delivery.id, "ignored", {"reason": translation.ignored})
             return Outcome(event.event_id, delivery.id, "ignored", {"reason": translation.ignored})
@@ -195,7 +220,12 @@ class InboundService:
             raise
         except DomainError as refused:
             return self._refuse(delivery, event, refused.code, str(refused), refused.field)
-        self.log.settle(delivery.id, "applied", {"events": len(events)} if events else None)
+        self.log.settle(
+            delivery.id,
+            "applied",
+            {"events": len(events)} if events else None,
+            customers=_customers(aggregates),
+        )
         return Outcome(event.event_id, delivery.id, "applied", events=events, conflicts=conflicts)
 
     def _decide(
@@ -258,7 +288,7 @@ class InboundService:
     def _hold(self, delivery: Delivery, event: SourceEvent, ref: Ref) -> Outcome:
         """Park the event until ``ref`` is known; if it arrived meanwhile, run it now."""
         self.log.settle(delivery.id, "held", {"waiting_for": ref.describe()}, waiting_for=ref)
-        if self.known.lookup(ref) is not None:  # arrived between translate and hold
+        if self._known(delivery.system).lookup(ref) is not None:  # arrived meanwhile
             self.release()
             current = self.log.get(delivery.id)
             if current is not None and current.status != "held":
@@ -313,6 +343,18 @@ class InboundService:
                 counts[status] = counts.get(status, 0) + 1
         self.release()
         return counts
+
+
+def _customers(aggregates: list[Aggregate]) -> list[UUID]:
+    """The customers a delivery's effects concern (each customer, and each aggregate's)."""
+    found: list[UUID] = []
+    for aggregate in aggregates:
+        if aggregate.entity == "customer":
+            found.append(aggregate.id)
+        owner = customer_of(aggregate)
+        if owner is not None:
+            found.append(owner)
+    return list(dict.fromkeys(found))
 
 
 class Refusal(DomainError):

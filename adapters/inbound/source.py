@@ -1,7 +1,8 @@
 """What each source system's adapter folder provides to the inbound boundary.
 
-A folder per system (``adapters/stripe``, ``adapters/salesforce``…) holds its payload
-schemas, its verifier and its pure translator, and exposes one :class:`SourceAdapter`. The
+A folder per system (``adapters/stripe`` and the others listed in
+``adapters/inbound/registry.py``) holds its payload schemas, its verifier and its pure
+translator, and exposes one :class:`SourceAdapter`. The
 service does the rest the same way for every system: log, dedupe, hold, commit, release.
 """
 
@@ -14,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from adapters.inbound.mirror import MirrorUpdate
 from adapters.inbound.model import Known, SourceEvent, Translation
 
 
@@ -69,6 +71,11 @@ class SourceAdapter(Protocol):
 
     def split(self, incoming: Incoming) -> list[SourceEvent]:
         """The source events in the (verified) body, or raise Malformed."""
+        ...
+
+    def mirror(self, event: SourceEvent) -> MirrorUpdate | None:
+        """For sources that send only changed fields: the fields this event reports, merged
+        into the record's mirror before :meth:`translate` runs (None: no mirror)."""
         ...
 
     def translate(self, event: SourceEvent, known: Known) -> Translation:

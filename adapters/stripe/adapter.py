@@ -34,6 +34,7 @@ from adapters.inbound.convert import (
     from_epoch_seconds,
     from_minor_units,
 )
+from adapters.inbound.mirror import MirrorUpdate
 from adapters.inbound.model import Known, Ref, SourceEvent, Step, Translation
 from adapters.inbound.source import Incoming, Malformed, Unverified, parse_model
 from adapters.stripe.schemas import Customer, Invoice, InvoiceLine, StripeEvent
@@ -86,6 +87,11 @@ class StripeAdapter:
                 occurred_at=from_epoch_seconds(event.created, field="body.created"),
             )
         ]
+
+    def mirror(self, event: SourceEvent) -> MirrorUpdate | None:
+        """Stripe events carry the whole object: nothing to merge."""
+        del event
+        return None
 
     def translate(self, event: SourceEvent, known: Known) -> Translation:
         handler = self._handlers().get(event.event_type)

@@ -266,3 +266,52 @@ def test_replay_re_translates_refused_and_keeps_applied_single(api: Api) -> None
     assert api.total_events() == before
     bad = api.post("/v1/inbound/replay", {"since": "yesterday"}, role="admin")
     assert_problem(bad, 422, "validation-failed", field="body.since")
+
+
+def test_cli_lists_held_and_replays(api: Api, monkeypatch: Any) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    linked_customer(api)
+    paid = stripe_event(
+        "invoice.paid",
+        stripe_invoice("in_c", "cus_Acme", subscription="sub_1", status="paid"),
+        "evt_cli_paid",
+        1767916800,
+    )
+    assert deliver(api, paid).status_code == 202
+    settings = api.runtime.settings
+    monkeypatch.setenv("CONCORD_DATABASE_URL", str(settings.database_url))
+    monkeypatch.setenv("CONCORD_SCHEMA", settings.schema_name)
+    monkeypatch.setenv("CONCORD_DATA_DIR", str(settings.data_dir))
+    held = CliRunner().invoke(app, ["inbound", "held"])
+    assert held.exit_code == 0, held.output
+    assert "evt_cli_paid" in held.output and "waits for billing invoice in_c" in held.output
+    replayed = CliRunner().invoke(app, ["inbound", "replay", "--since", "2000-01-01"])
+    assert replayed.exit_code == 0, replayed.output
+    assert "held" in replayed.output and "duplicate" in replayed.output
+    bad = CliRunner().invoke(app, ["inbound", "replay", "--since", "yesterday"])
+    assert bad.exit_code != 0
+
+
+def test_erasure_drops_the_payloads_of_the_customers_deliveries(api: Api) -> None:
+    customer_id = linked_customer(api)
+    body = stripe_event(
+        "invoice.finalized", stripe_invoice("in_e", "cus_Acme", subscription="sub_1"), "evt_e", 1
+    )
+    assert deliver(api, body).status_code == 200
+    other = crm_account(api, "001Dn00000ZzZzZIAZ")
+    kept = stripe_event("customer.created", stripe_customer("cus_O", "001Dn00000ZzZzZIAZ"), "e2", 1)
+    assert deliver(api, kept).status_code == 200
+    erased = api.post(f"/v1/customers/{customer_id}/erase", {}, role="crm")
+    assert erased.status_code == 200, erased.text
+    rows = {row["event_id"]: row for row in inbound(api)}
+    for event_id in ("evt_cus_1", "evt_e"):
+        detail = api.get(f"/v1/inbound/{rows[event_id]['id']}").json()
+        assert detail["body"] is None and detail["headers"] == {}
+        assert len(detail["body_sha256"]) == 64  # what stays: that it existed, and its hash
+        assert detail["status"] == "applied"
+    untouched = api.get(f"/v1/inbound/{rows['e2']['id']}").json()
+    assert "cus_O" in untouched["body"]
+    assert other

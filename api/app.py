@@ -100,11 +100,14 @@ def create_app(
     # Added last, so it runs first: the span also covers refused (too large) requests.
     app.add_middleware(TracingMiddleware, tracer_provider=tracer_provider)
 
-    require = authenticator(runtime.keys, RequestLimits.from_settings(runtime.settings))
+    limits = RequestLimits.from_settings(runtime.settings)
+    require = authenticator(runtime.keys, limits)
     # Each router carries the /v1 prefix itself (not via a parent router), so a matched
     # route's ``path`` is the full template that tracing reports as ``http.route``.
-    for module in (commands, listing, queries, batch, admin, delivery, inbound, health):
+    for module in (commands, listing, queries, batch, admin, delivery, health):
         app.include_router(module.build(runtime, require))
+    # Webhooks authenticate by each system's signature, throttled like failed keys.
+    app.include_router(inbound.build(runtime, require, limits.failed_auth))
 
     def openapi() -> dict[str, Any]:
         """The generated document plus the shared Problem and BatchLine schemas.

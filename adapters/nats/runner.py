@@ -277,9 +277,9 @@ async def subscriber_lag(
     settings = _settings(source)
     plan = LagPlan.of(settings, names, specs)
     if isinstance(source, Settings):  # a CLI command: its own short-lived connections
-        with Connections(source).postgres("operator") as conn:
-            create_schema(conn, settings.schema_name)
-            counts, running = plan.holds(conn, settings.schema_name)
+        # In a thread: the DDL waits for table locks, and a subscriber running on this
+        # event loop may hold one in a transaction it can only finish if the loop runs.
+        counts, running = await asyncio.to_thread(_own_holds, source, plan)
         nc = await Connections(source).nats("operator")
     else:  # the API: the runtime's pool and NATS connection, no DDL (the tables exist)
         counts, running = await asyncio.to_thread(_pooled_holds, source, plan)
@@ -290,6 +290,14 @@ async def subscriber_lag(
         if isinstance(source, Settings):
             await nc.close()
     return plan.report(counts, running, counters)
+
+
+def _own_holds(
+    settings: Settings, plan: LagPlan
+) -> tuple[dict[str, dict[str, int]], dict[str, bool]]:
+    with Connections(settings).postgres("operator") as conn:
+        create_schema(conn, settings.schema_name)
+        return plan.holds(conn, settings.schema_name)
 
 
 def _pooled_holds(

@@ -163,6 +163,10 @@ class Settings(BaseSettings):
     the shared HMAC secret; Chargebee: ``user:password`` of its HTTP Basic auth. A system
     with no entry refuses every delivery (401)."""
 
+    inbound_release_interval_s: float = Field(default=1.0, ge=0)
+    """How often each API worker applies held inbound deliveries whose dependency arrived
+    through the API rather than a webhook (0: only webhooks and replays release them)."""
+
     stripe_account_metadata_key: str = Field(default="sf_account_id", min_length=1)
     """Stripe customer ``metadata`` key that holds the CRM account id it belongs to."""
 

@@ -257,6 +257,11 @@ class InboundLog:
                 ),
             )
 
+    def any_held(self) -> bool:
+        query = self._sql("SELECT 1 FROM {schema}.concord_inbound WHERE status = 'held' LIMIT 1")
+        with self.datastore.get_connection() as conn:
+            return conn.execute(query).fetchone() is not None
+
     def released(self) -> list[Delivery]:
         """Held deliveries whose dependency has arrived (it is in the cross-reference),
         oldest first: the order they were received in is the order they are applied in."""

@@ -362,6 +362,10 @@ class InboundService:
             if not progressed:
                 return outcomes
 
+    def release_if_held(self) -> list[Outcome]:
+        """:meth:`release`, after one cheap check that anything is held at all."""
+        return self.release() if self.log.any_held() else []
+
     def _again(self, delivery: Delivery) -> Outcome | None:
         adapter = self.adapters.get(delivery.system)
         event = delivery.source_event()

@@ -39,6 +39,7 @@ from adapters.inbound.matching import Candidate
 from adapters.inbound.mirror import MirrorUpdate
 from adapters.inbound.model import Known, Ref, SourceEvent, Step, Translation
 from adapters.inbound.source import Incoming, Malformed, Unverified, parse_model
+from adapters.stripe import subscriptions
 from adapters.stripe.schemas import Customer, Invoice, InvoiceLine, StripeEvent
 from hub.domain.identity import external_id
 from hub.domain.money import exponent
@@ -112,6 +113,14 @@ class StripeAdapter:
             "invoice.marked_uncollectible": lambda e, k: _invoice_status(
                 e, k, "mark_uncollectible"
             ),
+            "customer.subscription.created": subscriptions.subscription_created,
+            "customer.subscription.updated": subscriptions.subscription_changed,
+            "customer.subscription.paused": subscriptions.subscription_changed,
+            "customer.subscription.resumed": subscriptions.subscription_changed,
+            "customer.subscription.deleted": subscriptions.subscription_deleted,
+            "refund.created": subscriptions.refund,
+            "refund.updated": subscriptions.refund,
+            "credit_note.created": subscriptions.credit_note,
         }
 
     def _customer(self, event: StripeEvent, known: Known) -> Translation:
@@ -271,7 +280,8 @@ def _invoice_paid(event: StripeEvent, known: Known) -> Translation:
         return invoice_id
     if invoice.amount_paid <= 0:
         return Translation.ignore(f"invoice {invoice.id} was paid with no cash (amount_paid 0)")
-    record = f"{invoice.id}/payment"
+    # The PaymentIntent identifies the payment (refunds name it); without one, the invoice.
+    record = invoice.payment_intent or f"{invoice.id}/payment"
     if known.lookup(Ref(BILLING, "payment", record)) is not None:
         return Translation.ignore(f"the payment of invoice {invoice.id} is recorded already")
     customer = _known_or_wait(known, Ref(BILLING, "customer", invoice.customer))

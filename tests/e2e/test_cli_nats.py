@@ -132,7 +132,7 @@ def _assert_consume_only(url: str, data: Path, name: str, password: str) -> None
     assert subject.startswith("concord.v1.payment.PaymentReceived.")
     refused = " ".join(str(e).lower() for e in errors)
     assert f'permissions violation for publish to "{FORGED.lower()}"' in refused
-    assert "create.concord_events.erp\"" in refused
+    assert 'create.concord_events.erp"' in refused
 
 
 def test_creds_create_makes_a_consume_only_identity_a_running_nats_accepts(

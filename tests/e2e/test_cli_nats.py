@@ -92,9 +92,8 @@ async def _consume_as(url: str, credential: Credential) -> tuple[str, list[Excep
     errors: list[Exception] = []
     async with connected(url, credential, errors) as nc:
         js = nc.jetstream()
-        own = SubscriberSpec(name=credential.user, filter_subjects=(SUBJECTS.all,), handlers={})
-        await js.add_consumer(STREAM, consumer_config(own))
-        sub = await js.pull_subscribe_bind(durable=credential.user, stream=STREAM)
+        # As the README shows a system reading the stream (it creates the consumer).
+        sub = await js.pull_subscribe(SUBJECTS.all, durable=credential.user, stream=STREAM)
         (msg,) = await sub.fetch(1, timeout=5)
         await msg.ack_sync()
         other = SubscriberSpec(name="erp", filter_subjects=(SUBJECTS.all,), handlers={})

@@ -30,6 +30,10 @@ from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
+from adapters.inbound.log import InboundLog
+from adapters.inbound.mirror import MirrorStore
+from adapters.inbound.registry import build_adapters
+from adapters.inbound.service import InboundService
 from adapters.keys import KeyRing
 from adapters.postgres.committer import BatchScope, PostgresCommitter, Submitted
 from adapters.postgres.datastore import open_datastore
@@ -187,6 +191,7 @@ class Runtime:
     conflicts: PostgresConflicts
     xref: PostgresCrossReference
     connections: Connections
+    inbound: InboundService
     closed: bool = field(default=False)
     _nats: NatsClient | None = field(default=None, repr=False)
     _nats_loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
@@ -382,4 +387,12 @@ def open_runtime(settings: Settings) -> Runtime:
         conflicts=conflicts,
         xref=xref,
         connections=Connections(settings),
+        inbound=InboundService(
+            hub=hub,
+            commits=committer,
+            log=InboundLog(datastore, settings.schema_name),
+            adapters=build_adapters(settings),
+            secrets=settings.webhook_secret_map(),
+            mirrors=MirrorStore(datastore, settings.schema_name),
+        ),
     )

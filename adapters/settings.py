@@ -165,20 +165,23 @@ class Settings(BaseSettings):
     ``name=new|old`` signs with both (one ``v1=`` each). Secrets may not contain ``,`` or
     ``|``. A target with no entry gets unsigned deliveries."""
 
+    webhook_secrets: str = Field(default="", repr=False)
+    """Secrets per inbound system (``POST /v1/webhooks/<system>``): comma-separated
+    ``system=secret``; during a rotation ``system=new|old`` accepts either. Stripe: the
+    endpoint's ``whsec_…``; HubSpot: the app's client secret; Salesforce bridge and NetSuite:
+    the shared HMAC secret; Chargebee: ``user:password`` of its HTTP Basic auth. A system
+    with no entry refuses every delivery (401)."""
+
+    stripe_account_metadata_key: str = Field(default="sf_account_id", min_length=1)
+    """Stripe customer ``metadata`` key that holds the CRM account id it belongs to."""
+
     def target_secret_map(self) -> dict[str, tuple[str, ...]]:
         """Parse ``target_secrets``; raise ``ValueError`` naming the entry (never the secret)."""
-        secrets: dict[str, tuple[str, ...]] = {}
-        for index, raw in enumerate(self.target_secrets.split(",")):
-            item = raw.strip()
-            if not item:
-                continue
-            name, sep, values = item.partition("=")
-            parsed = tuple(v.strip() for v in values.split("|") if v.strip())
-            if not sep or not name.strip() or not parsed:
-                msg = f"CONCORD_TARGET_SECRETS entry #{index + 1} must be 'name=secret[|old]'"
-                raise ValueError(msg)
-            secrets[name.strip()] = parsed
-        return secrets
+        return _secret_map(self.target_secrets, "CONCORD_TARGET_SECRETS")
+
+    def webhook_secret_map(self) -> dict[str, tuple[str, ...]]:
+        """Parse ``webhook_secrets``; raise ``ValueError`` naming the entry (never the secret)."""
+        return _secret_map(self.webhook_secrets, "CONCORD_WEBHOOK_SECRETS")
 
     def target_urls(self) -> dict[str, str]:
         """Parse ``targets``; raise ``ValueError`` naming the bad entry.
@@ -269,3 +272,19 @@ class Settings(BaseSettings):
                 )
             )
         return tuple(entries)
+
+
+def _secret_map(raw_entries: str, variable: str) -> dict[str, tuple[str, ...]]:
+    """``name=secret[|older]`` entries, comma-separated (secrets may not hold ``,``/``|``)."""
+    secrets: dict[str, tuple[str, ...]] = {}
+    for index, raw in enumerate(raw_entries.split(",")):
+        item = raw.strip()
+        if not item:
+            continue
+        name, sep, values = item.partition("=")
+        parsed = tuple(v.strip() for v in values.split("|") if v.strip())
+        if not sep or not name.strip() or not parsed:
+            msg = f"{variable} entry #{index + 1} must be 'name=secret[|old]'"
+            raise ValueError(msg)
+        secrets[name.strip()] = parsed
+    return secrets

@@ -22,11 +22,12 @@ from api.errors import Problem
 from api.limits import BodyLimitMiddleware
 from api.rate_limits import RequestLimits
 from api.responses import JSONBytes
-from api.routes import admin, batch, commands, delivery, listing, queries
+from api.routes import admin, batch, commands, delivery, inbound, listing, queries
 from api.routes.commands import MAX_COMMAND_BYTES
 from api.routes.queries import api_version
 from api.schemas import BatchLine
 from api.telemetry import TracingMiddleware
+from hub.domain.bounded import NO_NUL
 from hub.domain.money import EXPONENTS
 
 if TYPE_CHECKING:
@@ -90,7 +91,10 @@ def create_app(
     errors.install(app)
     docs_pages.install(app)
     app.add_middleware(
-        BodyLimitMiddleware, default=MAX_COMMAND_BYTES, per_path={"/v1/batch": batch.MAX_BYTES}
+        BodyLimitMiddleware,
+        default=MAX_COMMAND_BYTES,
+        per_path={"/v1/batch": batch.MAX_BYTES},
+        per_prefix={"/v1/webhooks/": inbound.MAX_WEBHOOK_BYTES},
     )
     # Added last, so it runs first: the span also covers refused (too large) requests.
     app.add_middleware(TracingMiddleware, tracer_provider=tracer_provider)
@@ -98,7 +102,7 @@ def create_app(
     require = authenticator(runtime.keys, RequestLimits.from_settings(runtime.settings))
     # Each router carries the /v1 prefix itself (not via a parent router), so a matched
     # route's ``path`` is the full template that tracing reports as ``http.route``.
-    for module in (commands, listing, queries, batch, admin, delivery):
+    for module in (commands, listing, queries, batch, admin, delivery, inbound):
         app.include_router(module.build(runtime, require))
 
     def openapi() -> dict[str, Any]:
@@ -159,6 +163,8 @@ def _stated_constraints(document: dict[str, Any]) -> None:
     * An optional header or query parameter is absent, never JSON ``null``: FastAPI writes
       ``anyOf [..., {"type": "null"}]``, which invites clients to send the text ``null``.
     * A ``currency`` is one of the ISO 4217 codes Concord knows (``hub.domain.money``).
+    * No path or query value may hold a NUL character (``api.limits`` refuses it with 422
+      before routing), so every free-text parameter carries the ``NO_NUL`` pattern.
     """
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
@@ -168,6 +174,11 @@ def _stated_constraints(document: dict[str, Any]) -> None:
                 if "anyOf" in schema and len(options) == 1:
                     del schema["anyOf"]
                     schema.update(options[0])
+                free_text = schema.get("type") == "string" and not (
+                    {"pattern", "enum", "format", "const"} & set(schema)
+                )
+                if parameter.get("in") in ("path", "query") and free_text:
+                    schema["pattern"] = NO_NUL
     codes = sorted(EXPONENTS)
     for schema in document.get("components", {}).get("schemas", {}).values():
         currency = schema.get("properties", {}).get("currency")
@@ -193,5 +204,9 @@ def _tags(runtime: Runtime) -> list[dict[str, str]]:
             "description": "Lag, dead letters and replays of the NATS subscribers (admin only)",
         },
         {"name": "health", "description": "Liveness"},
+        {
+            "name": "inbound",
+            "description": "Source systems' webhooks and the inbound log (log: admin only)",
+        },
     ]
     return tags

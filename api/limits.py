@@ -26,11 +26,23 @@ def _too_large_detail(limit: int) -> str:
 
 class BodyLimitMiddleware:
     def __init__(
-        self, app: ASGIApp, default: int, per_path: Mapping[str, int] | None = None
+        self,
+        app: ASGIApp,
+        default: int,
+        per_path: Mapping[str, int] | None = None,
+        per_prefix: Mapping[str, int] | None = None,
     ) -> None:
         self.app = app
         self.default = default
         self.per_path = dict(per_path or {})
+        self.per_prefix = dict(per_prefix or {})
+
+    def limit_for(self, path: str) -> int:
+        """The exact path's limit, else the longest matching prefix's, else the default."""
+        if path in self.per_path:
+            return self.per_path[path]
+        matches = [p for p in self.per_prefix if path.startswith(p)]
+        return self.per_prefix[max(matches, key=len)] if matches else self.default
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -48,7 +60,7 @@ class BodyLimitMiddleware:
             )
             await problem_response(body)(scope, receive, send)
             return
-        limit = self.per_path.get(scope["path"], self.default)
+        limit = self.limit_for(scope["path"])
         declared = _content_length(scope)
         if declared is not None and declared > limit:
             body = problem_body(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from psycopg import Connection, sql
 
+from adapters.inbound.log import TABLES as INBOUND_TABLES
+from adapters.inbound.mirror import TABLES as MIRROR_TABLES
 from adapters.postgres.index import TABLES as INDEX_TABLES
 
 TABLES = [
@@ -160,5 +162,5 @@ def create_schema(conn: Connection[object], schema: str) -> None:
         # Concurrent first starts race on CREATE SCHEMA IF NOT EXISTS; serialise them.
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('concord-schema'))")
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
-        for statement in [*TABLES, *INDEX_TABLES]:
+        for statement in [*TABLES, *INDEX_TABLES, *INBOUND_TABLES, *MIRROR_TABLES]:
             conn.execute(sql.SQL(statement).format(schema=ident))

@@ -108,10 +108,26 @@ class DeadLetterList(BaseModel):
     items: list[DeadLetter]
 
 
-class ReplayBody(BaseModel):
-    """Where to replay from: a stream position or a time, and/or one aggregate."""
+_POSITION = {"from_position": {"type": "integer"}}
+_SINCE = {"since": {"type": "string"}}
+_REPLAY_FROM: dict[str, Any] = {
+    "anyOf": [
+        {"required": ["from_position"], "properties": _POSITION},
+        {"required": ["since"], "properties": _SINCE},
+        {"required": ["aggregate"], "properties": {"aggregate": {"type": "string"}}},
+    ],
+    "not": {"required": ["from_position", "since"], "properties": {**_POSITION, **_SINCE}},
+}
 
-    model_config = ConfigDict(extra="forbid")
+
+class ReplayBody(BaseModel):
+    """Where to replay from: a stream position or a time, and/or one aggregate.
+
+    At least one of the three, and not both a position and a time (``ReplayRequest``
+    refuses either with 422): stated as ``anyOf`` / ``not`` so a client knows it up front.
+    """
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_REPLAY_FROM)
 
     from_position: int | None = Field(default=None, ge=1, description="Stream sequence.")
     since: AwareDatetime | None = None

@@ -1,0 +1,281 @@
+"""The inbound log: every accepted delivery, stored as received, before it is translated.
+
+Why first: an auditor must be able to open the exact payload behind any canonical event
+(each event's ``causation_id`` is ``inbound:<id>``), and a fixed translator or mapping can
+only re-translate history that was kept. One row per source event (``UNIQUE (system,
+event_id)``): a repeated delivery finds its row instead of adding one. The row's status
+says what became of it; *exactly one effect* does not rest on it but on the receipt the
+commit writes in the same transaction as the events (see :mod:`adapters.inbound.service`).
+
+Statuses: ``received`` (logged, not yet translated, or its commit failed and a retry will
+finish it), ``applied``, ``held`` (waiting for ``wait_*``), ``ignored`` (nothing to do),
+``refused`` (what it says cannot be true; ``detail`` says why; a retry re-runs it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from hashlib import sha256
+from typing import Any
+
+import orjson
+from eventsourcing.postgres import PostgresDatastore
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from adapters.inbound.model import Ref, SourceEvent
+
+TABLES = [
+    """
+    CREATE TABLE IF NOT EXISTS {schema}.concord_inbound (
+        id               bigserial   PRIMARY KEY,
+        system           text        NOT NULL,
+        event_id         text        NOT NULL,
+        event_type       text        NOT NULL,
+        received_at      timestamptz NOT NULL DEFAULT now(),
+        occurred_at      timestamptz,
+        headers          jsonb       NOT NULL,
+        body             bytea,
+        body_sha256      text        NOT NULL,
+        verification     text        NOT NULL,
+        status           text        NOT NULL DEFAULT 'received',
+        detail           jsonb,
+        wait_system      text,
+        wait_entity      text,
+        wait_external_id text,
+        attempts         integer     NOT NULL DEFAULT 0,
+        updated_at       timestamptz NOT NULL DEFAULT now(),
+        UNIQUE (system, event_id)
+    )
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS concord_inbound_held
+        ON {schema}.concord_inbound (wait_system, wait_entity, wait_external_id)
+        WHERE status = 'held'
+    """,
+    "CREATE INDEX IF NOT EXISTS concord_inbound_received ON {schema}.concord_inbound (received_at)",
+]
+
+FINAL = frozenset({"applied", "ignored"})
+"""Statuses a repeated delivery does not re-run (held and refused ones are re-tried)."""
+
+#: Header names never stored: credentials and signatures are secrets or derived from them
+#: (the verification column says how the delivery was authenticated instead).
+SECRET_HEADERS = frozenset(
+    {
+        "authorization",
+        "cookie",
+        "proxy-authorization",
+        "x-api-key",
+        "stripe-signature",
+        "x-hubspot-signature",
+        "x-hubspot-signature-v3",
+        "x-concord-signature",
+    }
+)
+
+
+def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The delivery's headers without secrets (names lower-cased)."""
+    return {k.lower(): v for k, v in headers.items() if k.lower() not in SECRET_HEADERS}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One logged source event."""
+
+    id: int
+    system: str
+    event_id: str
+    event_type: str
+    received_at: datetime
+    occurred_at: datetime | None
+    headers: dict[str, Any]
+    body: bytes | None
+    body_sha256: str
+    verification: str
+    status: str
+    detail: dict[str, Any] | None
+    waiting_for: Ref | None
+    attempts: int
+    updated_at: datetime
+
+    def source_event(self) -> SourceEvent | None:
+        """The event as the translator sees it again (None when the body was erased)."""
+        if self.body is None:
+            return None
+        return SourceEvent(
+            event_id=self.event_id,
+            event_type=self.event_type,
+            document=orjson.loads(self.body),
+            raw=self.body,
+            occurred_at=self.occurred_at,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready row without the body (lists, the workbench)."""
+        return {
+            "id": self.id,
+            "system": self.system,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "received_at": self.received_at.isoformat(),
+            "occurred_at": self.occurred_at.isoformat() if self.occurred_at else None,
+            "status": self.status,
+            "detail": self.detail,
+            "waiting_for": None
+            if self.waiting_for is None
+            else {
+                "system": self.waiting_for.system,
+                "entity": self.waiting_for.entity,
+                "external_id": self.waiting_for.external_id,
+            },
+            "attempts": self.attempts,
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+
+_COLUMNS = (
+    "id, system, event_id, event_type, received_at, occurred_at, headers, body, body_sha256, "
+    "verification, status, detail, wait_system, wait_entity, wait_external_id, attempts, "
+    "updated_at"
+)
+
+
+def _delivery(row: Mapping[str, Any]) -> Delivery:
+    wait = None
+    if row["wait_system"] is not None:
+        wait = Ref(row["wait_system"], row["wait_entity"], row["wait_external_id"])
+    body = row["body"]
+    return Delivery(
+        id=row["id"],
+        system=row["system"],
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        received_at=row["received_at"],
+        occurred_at=row["occurred_at"],
+        headers=row["headers"],
+        body=None if body is None else bytes(body),
+        body_sha256=row["body_sha256"],
+        verification=row["verification"],
+        status=row["status"],
+        detail=row["detail"],
+        waiting_for=wait,
+        attempts=row["attempts"],
+        updated_at=row["updated_at"],
+    )
+
+
+class InboundLog:
+    """The ``concord_inbound`` table, on the runtime's one pool."""
+
+    def __init__(self, datastore: PostgresDatastore, schema: str) -> None:
+        self.datastore = datastore
+        self.schema = sql.Identifier(schema)
+
+    def _sql(self, text: str) -> sql.Composed:
+        return sql.SQL(text).format(schema=self.schema)
+
+    def record(
+        self, system: str, event: SourceEvent, headers: Mapping[str, str], verification: str
+    ) -> Delivery:
+        """Store the event as received, or find the row of an earlier delivery of it."""
+        insert = self._sql(
+            "INSERT INTO {schema}.concord_inbound (system, event_id, event_type, occurred_at, "
+            "headers, body, body_sha256, verification) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            f"ON CONFLICT (system, event_id) DO NOTHING RETURNING {_COLUMNS}"
+        )
+        select = self._sql(
+            f"SELECT {_COLUMNS} FROM {{schema}}.concord_inbound WHERE system = %s AND event_id = %s"
+        )
+        with self.datastore.get_connection() as conn:
+            row = conn.execute(
+                insert,
+                (
+                    system,
+                    event.event_id,
+                    event.event_type,
+                    event.occurred_at,
+                    Jsonb(stored_headers(headers)),
+                    event.raw,
+                    sha256(event.raw).hexdigest(),
+                    verification,
+                ),
+            ).fetchone()
+            if row is None:
+                row = conn.execute(select, (system, event.event_id)).fetchone()
+        assert row is not None
+        return _delivery(row)
+
+    def get(self, delivery_id: int) -> Delivery | None:
+        query = self._sql(f"SELECT {_COLUMNS} FROM {{schema}}.concord_inbound WHERE id = %s")
+        with self.datastore.get_connection() as conn:
+            row = conn.execute(query, (delivery_id,)).fetchone()
+        return None if row is None else _delivery(row)
+
+    def settle(
+        self,
+        delivery_id: int,
+        status: str,
+        detail: dict[str, Any] | None = None,
+        waiting_for: Ref | None = None,
+    ) -> None:
+        """Record what became of a delivery (one more attempt)."""
+        wait = (
+            (None, None, None)
+            if waiting_for is None
+            else (
+                waiting_for.system,
+                waiting_for.entity,
+                waiting_for.external_id,
+            )
+        )
+        query = self._sql(
+            "UPDATE {schema}.concord_inbound SET status = %s, detail = %s, wait_system = %s, "
+            "wait_entity = %s, wait_external_id = %s, attempts = attempts + 1, "
+            "updated_at = now() WHERE id = %s AND status <> 'applied'"
+        )
+        with self.datastore.get_connection() as conn:
+            conn.execute(
+                query, (status, None if detail is None else Jsonb(detail), *wait, delivery_id)
+            )
+
+    def released(self) -> list[Delivery]:
+        """Held deliveries whose dependency has arrived (it is in the cross-reference),
+        oldest first: the order they were received in is the order they are applied in."""
+        query = self._sql(
+            f"SELECT {', '.join('i.' + c.strip() for c in _COLUMNS.split(','))} "
+            "FROM {schema}.concord_inbound i JOIN {schema}.concord_xref x "
+            "ON x.system = i.wait_system AND x.entity = i.wait_entity "
+            "AND x.external_id = i.wait_external_id WHERE i.status = 'held' ORDER BY i.id"
+        )
+        with self.datastore.get_connection() as conn:
+            return [_delivery(row) for row in conn.execute(query).fetchall()]
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        system: str | None = None,
+        since: datetime | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[Delivery]:
+        """Deliveries oldest first, filtered; ``after_id`` pages."""
+        where = ["id > %s"]
+        params: list[Any] = [after_id]
+        for column, value in (("status", status), ("system", system)):
+            if value is not None:
+                where.append(f"{column} = %s")
+                params.append(value)
+        if since is not None:
+            where.append("received_at >= %s")
+            params.append(since)
+        query = self._sql(
+            f"SELECT {_COLUMNS} FROM {{schema}}.concord_inbound WHERE {' AND '.join(where)} "
+            "ORDER BY id LIMIT %s"
+        )
+        with self.datastore.get_connection() as conn:
+            return [_delivery(row) for row in conn.execute(query, (*params, limit)).fetchall()]

@@ -1,0 +1,15 @@
+"""Every source system Concord speaks, by the name in ``POST /v1/webhooks/<name>``."""
+
+from __future__ import annotations
+
+from adapters.inbound.source import SourceAdapter
+from adapters.settings import Settings
+from adapters.stripe import StripeAdapter
+
+
+def build_adapters(settings: Settings) -> dict[str, SourceAdapter]:
+    """One adapter per system, configured from settings (metadata keys and the like)."""
+    adapters: list[SourceAdapter] = [
+        StripeAdapter(account_key=settings.stripe_account_metadata_key),
+    ]
+    return {adapter.name: adapter for adapter in adapters}

@@ -1,0 +1,358 @@
+"""The inbound boundary's one way of handling every system's deliveries.
+
+Per source event, in this order: verify the delivery (nothing is stored for a bad
+signature), log it as received, translate it (pure), then either hold it for the dependency
+it names, ignore it, or decide its canonical commands exactly as the API would (ownership,
+merges, stale updates, the aggregates' rules) and commit all their events together with one
+receipt keyed by the source's event id. That receipt is the *exactly one effect*: it commits
+in the same transaction as the events, so of two concurrent deliveries of one event one
+commits and the other finds the receipt. An ownership refusal inside a delivery is recorded
+as a conflict and the rest of the delivery goes on; any other refusal means the source says
+something that cannot be true, and nothing of the event is committed.
+
+After every applied event, held deliveries whose dependency has now arrived are applied, in
+the order they were received.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from hashlib import sha256
+from typing import Any
+from uuid import UUID
+
+from pydantic import ValidationError
+
+from adapters.inbound.log import FINAL, Delivery, InboundLog
+from adapters.inbound.mirror import MirrorStore
+from adapters.inbound.model import Ref, SourceEvent, Step, Translation
+from adapters.inbound.source import Incoming, Malformed, SourceAdapter, Unverified
+from adapters.postgres.overlay import BatchOverlay
+from hub.application.ports import Change, CommitPort, ConflictRecord, Receipt, ReceiptExists
+from hub.application.service import Caller, CommandRequest, Hub, Origin, merge_conflicts
+from hub.domain.base import Aggregate
+from hub.domain.errors import ConcurrencyConflict, DomainError, NotFound, OwnershipViolation
+
+log = logging.getLogger("concord.inbound")
+
+#: A concurrent writer moved an aggregate the event touches: decide again, a few times.
+_CONCURRENCY_RETRIES = 5
+
+
+class UnknownSystem(Exception):
+    """No adapter of that name (the path names a system Concord does not speak)."""
+
+
+class NotConfigured(Exception):
+    """The system has no secret configured: its webhooks cannot be verified."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one source event of a delivery."""
+
+    event_id: str
+    delivery_id: int
+    status: str  # applied / duplicate / held / ignored / refused
+    detail: dict[str, Any] | None = None
+    waiting_for: Ref | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    conflicts: int = 0
+
+    def view(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "event_id": self.event_id,
+            "delivery_id": self.delivery_id,
+            "status": self.status,
+        }
+        if self.detail is not None:
+            body["detail"] = self.detail
+        if self.waiting_for is not None:
+            body["waiting_for"] = self.waiting_for.describe()
+        if self.events:
+            body["events"] = self.events
+        if self.conflicts:
+            body["conflicts"] = self.conflicts
+        return body
+
+
+class _HubKnown:
+    """The hub as one source's translator may see it: cross-reference lookups, current
+    state, and that source's record mirrors."""
+
+    def __init__(self, hub: Hub, mirrors: MirrorStore | None, source: str) -> None:
+        self.hub = hub
+        self.mirrors = mirrors
+        self.source = source
+
+    def mirror(self, object_name: str, record_id: str) -> dict[str, Any] | None:
+        if self.mirrors is None:
+            return None
+        return self.mirrors.get(self.source, object_name, record_id)
+
+    def lookup(self, ref: Ref) -> UUID | None:
+        return self.hub.ports.xref.lookup(ref.system, ref.entity, ref.external_id)
+
+    def state(self, entity: str, aggregate_id: UUID) -> dict[str, Any] | None:
+        try:
+            return self.hub.get(entity, aggregate_id)
+        except NotFound:
+            return None
+
+
+class InboundService:
+    """Receives deliveries for every configured source system."""
+
+    def __init__(
+        self,
+        *,
+        hub: Hub,
+        commits: CommitPort,
+        log: InboundLog,
+        adapters: Mapping[str, SourceAdapter],
+        secrets: Mapping[str, tuple[str, ...]],
+        mirrors: MirrorStore | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.hub = hub
+        self.commits = commits
+        self.log = log
+        self.adapters = dict(adapters)
+        self.secrets = dict(secrets)
+        self.clock = clock
+        self.mirrors = mirrors
+
+    def adapter(self, name: str) -> SourceAdapter:
+        found = self.adapters.get(name)
+        if found is None:
+            known = ", ".join(sorted(self.adapters))
+            raise UnknownSystem(f"Concord has no inbound adapter {name!r} (known: {known})")
+        return found
+
+    def _known(self, source: str) -> _HubKnown:
+        return _HubKnown(self.hub, self.mirrors, source)
+
+    # -- deliveries -----------------------------------------------------------------
+
+    def receive(self, name: str, incoming: Incoming) -> list[Outcome]:
+        """Verify, log and apply one HTTP delivery (one or several source events)."""
+        adapter = self.adapter(name)
+        secrets = self.secrets.get(name)
+        if not secrets:
+            raise NotConfigured(
+                f"no secret is configured for {name} webhooks: set CONCORD_WEBHOOK_SECRETS "
+                f"to include '{name}=<secret>'"
+            )
+        verification = adapter.verify(incoming, secrets)
+        events = adapter.split(incoming)
+        outcomes = []
+        for event in events:
+            delivery = self.log.record(name, event, incoming.headers, verification)
+            update = adapter.mirror(event)
+            if update is not None and self.mirrors is not None and delivery.status not in FINAL:
+                self.mirrors.merge(name, update)  # idempotent: a retry merges it again
+            outcomes.append(self._run(adapter, delivery, event))
+        return outcomes
+
+    def _run(self, adapter: SourceAdapter, delivery: Delivery, event: SourceEvent) -> Outcome:
+        if delivery.status in FINAL:
+            return Outcome(event.event_id, delivery.id, "duplicate")
+        outcome = self.process(adapter, delivery, event)
+        if outcome.status == "applied":
+            self.release()
+        return outcome
+
+    def process(self, adapter: SourceAdapter, delivery: Delivery, event: SourceEvent) -> Outcome:
+        """Translate and apply one logged event (also used by release and replay)."""
+        caller = Caller(client_id=f"inbound:{adapter.name}", system=adapter.system)
+        if self._applied(caller, event):
+            self.log.settle(delivery.id, "applied")
+            return Outcome(event.event_id, delivery.id, "duplicate")
+        for attempt in range(_CONCURRENCY_RETRIES):
+            try:
+                return self._attempt(adapter, caller, delivery, event)
+            except ConcurrencyConflict:
+                if attempt == _CONCURRENCY_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _applied(self, caller: Caller, event: SourceEvent) -> bool:
+        return self.hub.ports.receipts.find_receipt(caller.client_id, event.event_id) is not None
+
+    def _attempt(
+        self, adapter: SourceAdapter, caller: Caller, delivery: Delivery, event: SourceEvent
+    ) -> Outcome:
+        try:
+            translation = adapter.translate(event, self._known(adapter.name))
+        except Malformed as bad:
+            return self._refuse(delivery, event, "malformed-payload", bad.message, bad.field)
+        if translation.steps == () and self._applied(caller, event):
+            # A concurrent delivery of this very event committed while we translated: what
+            # we saw (e.g. "issued already") is its effect. Its receipt committed with it.
+            self.log.settle(delivery.id, "applied")
+            return Outcome(event.event_id, delivery.id, "duplicate")
+        if translation.ignored is not None:
+            self.log.settle(delivery.id, "ignored", {"reason": translation.ignored})
+            return Outcome(event.event_id, delivery.id, "ignored", {"reason": translation.ignored})
+        if translation.waits_for is not None:
+            return self._hold(delivery, event, translation.waits_for)
+        try:
+            aggregates, events, conflicts = self._decide(caller, delivery, event, translation)
+        except DomainError as refused:
+            return self._refuse(delivery, event, refused.code, str(refused), refused.field)
+        receipt = Receipt(
+            client_id=caller.client_id,
+            key=event.event_id,
+            request_hash=sha256(event.raw).hexdigest(),
+            created=False,
+            body={"delivery_id": delivery.id, "events": events},
+        )
+        try:
+            self.commits.commit(Change(aggregates=aggregates, receipt=receipt))
+        except ReceiptExists:
+            self.log.settle(delivery.id, "applied")
+            return Outcome(event.event_id, delivery.id, "duplicate")
+        except ConcurrencyConflict:
+            raise
+        except DomainError as refused:
+            return self._refuse(delivery, event, refused.code, str(refused), refused.field)
+        self.log.settle(delivery.id, "applied", {"events": len(events)} if events else None)
+        return Outcome(event.event_id, delivery.id, "applied", events=events, conflicts=conflicts)
+
+    def _decide(
+        self, caller: Caller, delivery: Delivery, event: SourceEvent, translation: Translation
+    ) -> tuple[list[Aggregate], list[dict[str, Any]], int]:
+        """Every step decided against the stores plus the earlier steps; ownership refusals
+        are recorded and skipped, any other refusal raises."""
+        overlay = BatchOverlay(self.hub.store)
+        changed: list[Aggregate] = []
+        envelopes: list[dict[str, Any]] = []
+        found: list[tuple[int, ConflictRecord]] = []
+        for index, step in enumerate(translation.steps):
+            request = self._request(caller, delivery, event, step)
+            collected: list[ConflictRecord] = []
+            try:
+                change, result = self.hub.decide(request, overlay, conflicts=collected)
+            except OwnershipViolation:
+                found += [(index + 1, record) for record in collected]
+                continue
+            if change is None:  # pragma: no cover - steps carry no idempotency key
+                continue
+            overlay.remember(list(change.aggregates))
+            changed += change.aggregates
+            envelopes += [
+                {"type": e["type"], "aggregate_id": e["aggregate_id"], "version": e["version"]}
+                for e in result.body.get("events", [])
+            ]
+        for record in merge_conflicts(found):
+            self.hub.ports.conflicts.record_conflict(record)
+        return changed, envelopes, len(found)
+
+    def _request(
+        self, caller: Caller, delivery: Delivery, event: SourceEvent, step: Step
+    ) -> CommandRequest:
+        spec = self.hub.spec(step.entity, step.command)
+        try:
+            payload = spec.input_model.model_validate(step.data)
+        except ValidationError as invalid:
+            first = invalid.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            raise Refusal(
+                f"{step.entity}.{step.command}: {where}: {first.get('msg', 'invalid')}",
+                field=f"{step.entity}.{where}",
+            ) from None
+        return CommandRequest(
+            entity=step.entity,
+            name=step.command,
+            payload=payload,
+            caller=caller,
+            aggregate_id=step.target,
+            origin=Origin(
+                source_record_id=step.source_record_id,
+                source_event_id=event.event_id,
+                correlation_id=step.correlation_id,
+                causation_id=f"inbound:{delivery.id}",
+                occurred_at=event.occurred_at,
+            ),
+        )
+
+    def _hold(self, delivery: Delivery, event: SourceEvent, ref: Ref) -> Outcome:
+        """Park the event until ``ref`` is known; if it arrived meanwhile, run it now."""
+        self.log.settle(delivery.id, "held", {"waiting_for": ref.describe()}, waiting_for=ref)
+        if self._known(delivery.system).lookup(ref) is not None:  # arrived meanwhile
+            self.release()
+            current = self.log.get(delivery.id)
+            if current is not None and current.status != "held":
+                return Outcome(event.event_id, delivery.id, current.status, current.detail)
+        return Outcome(event.event_id, delivery.id, "held", waiting_for=ref)
+
+    def _refuse(
+        self, delivery: Delivery, event: SourceEvent, code: str, message: str, where: str | None
+    ) -> Outcome:
+        detail = {"code": code, "detail": message, "field": where}
+        log.warning("inbound %s %s refused: %s", delivery.system, event.event_id, message)
+        self.log.settle(delivery.id, "refused", detail)
+        return Outcome(event.event_id, delivery.id, "refused", detail)
+
+    # -- held and replay ------------------------------------------------------------
+
+    def release(self) -> list[Outcome]:
+        """Apply held deliveries whose dependency has arrived, oldest first, until none is
+        left (a released one may be the dependency of another)."""
+        outcomes: list[Outcome] = []
+        while True:
+            ready = self.log.released()
+            progressed = False
+            for delivery in ready:
+                outcome = self._again(delivery)
+                if outcome is not None:
+                    outcomes.append(outcome)
+                    progressed = progressed or outcome.status != "held"
+            if not progressed:
+                return outcomes
+
+    def _again(self, delivery: Delivery) -> Outcome | None:
+        adapter = self.adapters.get(delivery.system)
+        event = delivery.source_event()
+        if adapter is None or event is None:
+            return None
+        return self.process(adapter, delivery, event)
+
+    def replay(self, *, since: datetime, system: str | None = None) -> dict[str, int]:
+        """Re-run logged deliveries received since ``since`` through translation (after a
+        translator or mapping fix). Applied ones stay single: their receipt is found."""
+        counts: dict[str, int] = {}
+        after = 0
+        while True:
+            page = self.log.list(system=system, since=since, after_id=after, limit=200)
+            if not page:
+                break
+            for delivery in page:
+                after = delivery.id
+                outcome = self._again(delivery)
+                status = "skipped" if outcome is None else outcome.status
+                counts[status] = counts.get(status, 0) + 1
+        self.release()
+        return counts
+
+
+class Refusal(DomainError):
+    """A translated command's input is not valid canonical data (a source value beyond the
+    hub's bounds): the event is refused, naming the field."""
+
+    code = "untranslatable"
+
+
+__all__ = [
+    "InboundService",
+    "Incoming",
+    "Malformed",
+    "NotConfigured",
+    "Outcome",
+    "Refusal",
+    "UnknownSystem",
+    "Unverified",
+]

@@ -1,0 +1,28 @@
+"""HMAC checks shared by sources that sign the raw body (Concord's own bridge contract for
+Salesforce CDC and NetSuite: ``X-Concord-Signature: <hex HMAC-SHA256 of the raw body>``)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+
+from adapters.inbound.source import Incoming, Unverified
+
+CONCORD_SIGNATURE = "X-Concord-Signature"
+
+
+def body_hmac_hex(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify_body_hmac(incoming: Incoming, secrets: Sequence[str]) -> str:
+    """Accept the delivery if its ``X-Concord-Signature`` matches any current secret."""
+    given = incoming.header(CONCORD_SIGNATURE)
+    if not given:
+        raise Unverified(f"the {CONCORD_SIGNATURE} header is missing")
+    given = given.strip().lower()
+    for index, secret in enumerate(secrets):
+        if hmac.compare_digest(given, body_hmac_hex(secret, incoming.body)):
+            return f"hmac-sha256 (secret #{index + 1})"
+    raise Unverified(f"the {CONCORD_SIGNATURE} does not match the body for any configured secret")

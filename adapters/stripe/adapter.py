@@ -1,0 +1,294 @@
+"""Stripe's way in: ``Stripe-Signature`` verification and the pure translator.
+
+Pinned to API version ``2025-03-31.basil`` (set the webhook endpoint's version to it in the
+Stripe dashboard): from basil on, an invoice names its subscription under
+``parent.subscription_details`` and its lines their subscription item under
+``parent.subscription_item_details``, and service periods live on the lines. An event of
+another version is still translated when its shape fits, and refused (422, naming the
+field) when it does not.
+
+What Stripe tells Concord (billing owns these facts, adapters/ownership.yaml):
+
+* ``customer.created|updated`` — links the Stripe customer to the CRM account named by
+  ``metadata.sf_account_id`` (held until that account is known);
+* ``invoice.finalized`` — issues the invoice (held until its customer and subscription are
+  known); ``invoice.paid`` — receives the payment and applies it (held until the invoice is
+  issued); ``invoice.voided`` / ``invoice.marked_uncollectible``.
+
+Other types are answered 202 and logged as ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import stripe
+
+from adapters.inbound.convert import (
+    business_date,
+    currency_code,
+    from_epoch_seconds,
+    from_minor_units,
+)
+from adapters.inbound.mirror import MirrorUpdate
+from adapters.inbound.model import Known, Ref, SourceEvent, Step, Translation
+from adapters.inbound.source import Incoming, Malformed, Unverified, parse_model
+from adapters.stripe.schemas import Customer, Invoice, InvoiceLine, StripeEvent
+from hub.domain.identity import external_id
+from hub.domain.money import exponent
+
+STRIPE_API_VERSION = "2025-03-31.basil"
+TOLERANCE_S = 300
+BILLING = "billing"
+
+
+@dataclass(frozen=True)
+class StripeAdapter:
+    """``POST /v1/webhooks/stripe``. ``account_key`` is the customer metadata key holding
+    the CRM account id (configurable: ``CONCORD_STRIPE_ACCOUNT_METADATA_KEY``)."""
+
+    account_key: str = "sf_account_id"
+    name: str = "stripe"
+    system: str = BILLING
+
+    def verify(self, incoming: Incoming, secrets: Sequence[str]) -> str:
+        header = incoming.header("Stripe-Signature")
+        if not header:
+            raise Unverified("the Stripe-Signature header is missing")
+        for index, secret in enumerate(secrets):
+            try:
+                stripe.WebhookSignature.verify_header(
+                    incoming.body, header, secret, tolerance=TOLERANCE_S
+                )
+            except stripe.SignatureVerificationError:
+                continue
+            return f"stripe-signature v1 (secret #{index + 1})"
+        raise Unverified(
+            "the Stripe-Signature does not match the body for any configured secret, or its "
+            f"timestamp is more than {TOLERANCE_S} s old"
+        )
+
+    def split(self, incoming: Incoming) -> list[SourceEvent]:
+        try:
+            document = orjson.loads(incoming.body)
+        except orjson.JSONDecodeError as bad:
+            raise Malformed(f"the body is not JSON: {bad}", "body") from None
+        event = parse_model(StripeEvent, document, "body")
+        return [
+            SourceEvent(
+                event_id=event.id,
+                event_type=event.type,
+                document=document,
+                raw=incoming.body,
+                occurred_at=from_epoch_seconds(event.created, field="body.created"),
+            )
+        ]
+
+    def mirror(self, event: SourceEvent) -> MirrorUpdate | None:
+        """Stripe events carry the whole object: nothing to merge."""
+        del event
+        return None
+
+    def translate(self, event: SourceEvent, known: Known) -> Translation:
+        handler = self._handlers().get(event.event_type)
+        if handler is None:
+            return Translation.ignore(f"Concord does not follow Stripe {event.event_type} events")
+        parsed = parse_model(StripeEvent, event.document, "body")
+        return handler(parsed, known)
+
+    def _handlers(self) -> dict[str, Callable[[StripeEvent, Known], Translation]]:
+        return {
+            "customer.created": self._customer,
+            "customer.updated": self._customer,
+            "invoice.finalized": _invoice_finalized,
+            "invoice.paid": _invoice_paid,
+            "invoice.voided": lambda e, k: _invoice_status(e, k, "void"),
+            "invoice.marked_uncollectible": lambda e, k: _invoice_status(
+                e, k, "mark_uncollectible"
+            ),
+        }
+
+    def _customer(self, event: StripeEvent, known: Known) -> Translation:
+        customer = parse_model(Customer, event.data.object, "body.data.object")
+        account = customer.metadata.get(self.account_key)
+        if not account:
+            return Translation.ignore(
+                f"customer {customer.id} has no metadata.{self.account_key}: it is not linked "
+                "to a CRM account"
+            )
+        crm = Ref("crm", "customer", account)
+        target = known.lookup(crm)
+        if target is None:
+            return Translation.wait(crm)
+        linked = known.lookup(Ref(BILLING, "customer", customer.id))
+        if linked == target:
+            return Translation.ignore(f"customer {customer.id} is linked already")
+        return Translation(
+            steps=(
+                Step(
+                    "customer",
+                    "link",
+                    {"system": BILLING, "external_id": customer.id},
+                    target=target,
+                    source_record_id=customer.id,
+                ),
+            )
+        )
+
+
+def _known_or_wait(known: Known, ref: Ref) -> Any:
+    found = known.lookup(ref)
+    return found if found is not None else Translation.wait(ref)
+
+
+def _invoice_finalized(event: StripeEvent, known: Known) -> Translation:
+    invoice = parse_model(Invoice, event.data.object, "body.data.object")
+    if known.lookup(Ref(BILLING, "invoice", invoice.id)) is not None:
+        return Translation.ignore(f"invoice {invoice.id} is issued already")
+    customer = _known_or_wait(known, Ref(BILLING, "customer", invoice.customer))
+    if isinstance(customer, Translation):
+        return customer
+    contract = order = None
+    if invoice.subscription:
+        contract = _known_or_wait(known, Ref(BILLING, "contract", invoice.subscription))
+        if isinstance(contract, Translation):
+            return contract
+    else:  # a one-off invoice bills the order its metadata names
+        ref = _order_ref(invoice.metadata)
+        if ref is None:
+            raise Malformed(
+                f"invoice {invoice.id} has no subscription, and no metadata.sf_opportunity_id "
+                "or metadata.netsuite_sales_order_id naming the order it bills",
+                "body.data.object.metadata",
+            )
+        order = _known_or_wait(known, ref)
+        if isinstance(order, Translation):
+            return order
+    currency = currency_code(invoice.currency, field="body.data.object.currency")
+    issued = from_epoch_seconds(
+        invoice.effective_at or invoice.status_transitions.finalized_at or invoice.created,
+        field="body.data.object.effective_at",
+    )
+    due = (
+        from_epoch_seconds(invoice.due_date, field="body.data.object.due_date")
+        if invoice.due_date
+        else issued
+    )
+    taxes = sum(t.amount for t in invoice.total_taxes or [])
+    where = "body.data.object"
+    data = {
+        "customer_id": str(customer),
+        "contract_id": None if contract is None else str(contract),
+        "order_id": None if order is None else str(order),
+        "lines": [
+            _line(line, currency, f"{where}.lines.data.{i}")
+            for i, line in enumerate(invoice.lines.data)
+        ],
+        "currency": currency,
+        "subtotal": from_minor_units(invoice.subtotal, currency, field=f"{where}.subtotal"),
+        "tax": from_minor_units(taxes, currency, field=f"{where}.total_taxes"),
+        "total": from_minor_units(invoice.total, currency, field=f"{where}.total"),
+        "issue_date": business_date(issued).isoformat(),
+        "due_date": business_date(due).isoformat(),
+        "source_number": invoice.number,
+    }
+    return Translation(steps=(Step("invoice", "issue", data, source_record_id=invoice.id),))
+
+
+def _order_ref(metadata: dict[str, str]) -> Ref | None:
+    """The order a one-off invoice bills: the ERP sales order, else the CRM opportunity."""
+    if metadata.get("netsuite_sales_order_id"):
+        return Ref("erp", "order", metadata["netsuite_sales_order_id"])
+    if metadata.get("sf_opportunity_id"):
+        return Ref("crm", "order", metadata["sf_opportunity_id"])
+    return None
+
+
+def _line(line: InvoiceLine, currency: str, where: str) -> dict[str, Any]:
+    quantity = line.quantity or 1
+    amount = Decimal(from_minor_units(line.amount, currency, field=f"{where}.amount"))
+    details = line.pricing.price_details if line.pricing else None
+    sku = (details.product or details.price) if details else None
+    exact = line.pricing.unit_amount_decimal if line.pricing else None
+    # ``unit_amount_decimal`` is in minor units, possibly fractional ("333.3333").
+    unit = Decimal(exact).scaleb(-exponent(currency)) if exact is not None else amount / quantity
+    body: dict[str, Any] = {
+        "sku": sku or line.id,
+        "description": line.description,
+        "quantity": str(quantity),
+        "unit_price": format(unit.quantize(Decimal("0.000001")).normalize(), "f"),
+        "amount": format(amount, "f"),
+    }
+    if line.period is not None:
+        body["service_period_start"] = business_date(
+            from_epoch_seconds(line.period.start, field=f"{where}.period.start")
+        ).isoformat()
+        body["service_period_end"] = business_date(
+            from_epoch_seconds(line.period.end, field=f"{where}.period.end")
+        ).isoformat()
+    return body
+
+
+def _invoice_paid(event: StripeEvent, known: Known) -> Translation:
+    invoice = parse_model(Invoice, event.data.object, "body.data.object")
+    invoice_id = _known_or_wait(known, Ref(BILLING, "invoice", invoice.id))
+    if isinstance(invoice_id, Translation):
+        return invoice_id
+    if invoice.amount_paid <= 0:
+        return Translation.ignore(f"invoice {invoice.id} was paid with no cash (amount_paid 0)")
+    record = f"{invoice.id}/payment"
+    if known.lookup(Ref(BILLING, "payment", record)) is not None:
+        return Translation.ignore(f"the payment of invoice {invoice.id} is recorded already")
+    customer = _known_or_wait(known, Ref(BILLING, "customer", invoice.customer))
+    if isinstance(customer, Translation):
+        return customer
+    currency = currency_code(invoice.currency, field="body.data.object.currency")
+    money = {
+        "currency": currency,
+        "amount": from_minor_units(
+            invoice.amount_paid, currency, field="body.data.object.amount_paid"
+        ),
+    }
+    paid = from_epoch_seconds(
+        invoice.status_transitions.paid_at or event.created,
+        field="body.data.object.status_transitions.paid_at",
+    )
+    payment_id = external_id(BILLING, "payment", record)
+    return Translation(
+        steps=(
+            Step(
+                "payment",
+                "receive",
+                {
+                    "customer_id": str(customer),
+                    "amount": money,
+                    "method": "card",
+                    "received_at": paid.isoformat(),
+                    "reference": invoice.number or invoice.id,
+                },
+                source_record_id=record,
+            ),
+            Step(
+                "payment",
+                "apply",
+                {"invoice_id": str(invoice_id), "amount": money},
+                target=payment_id,
+            ),
+        )
+    )
+
+
+def _invoice_status(event: StripeEvent, known: Known, command: str) -> Translation:
+    invoice = parse_model(Invoice, event.data.object, "body.data.object")
+    invoice_id = _known_or_wait(known, Ref(BILLING, "invoice", invoice.id))
+    if isinstance(invoice_id, Translation):
+        return invoice_id
+    state = known.state("invoice", invoice_id)
+    wanted = {"void": "void", "mark_uncollectible": "uncollectible"}[command]
+    if state is not None and state.get("status") == wanted:
+        return Translation.ignore(f"invoice {invoice.id} is {wanted} already")
+    return Translation(steps=(Step("invoice", command, {}, target=invoice_id),))

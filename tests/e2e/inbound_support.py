@@ -1,0 +1,151 @@
+"""Building blocks for inbound tests: signed deliveries in each system's real shape."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from adapters.bootstrap import Runtime, open_runtime
+from adapters.settings import Settings
+
+STRIPE_SECRET = "whsec_test_current"
+STRIPE_OLD_SECRET = "whsec_test_previous"
+
+
+def stripe_signature(body: bytes, secret: str = STRIPE_SECRET, at: int | None = None) -> str:
+    """``Stripe-Signature: t=…,v1=…`` exactly as Stripe computes it."""
+    stamp = int(time.time()) if at is None else at
+    digest = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={stamp},v1={digest}"
+
+
+def stripe_event(event_type: str, obj: dict[str, Any], event_id: str, created: int) -> bytes:
+    """A Stripe event envelope (API 2025-03-31.basil)."""
+    return orjson.dumps(
+        {
+            "id": event_id,
+            "object": "event",
+            "api_version": "2025-03-31.basil",
+            "created": created,
+            "data": {"object": obj},
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": None, "idempotency_key": None},
+            "type": event_type,
+        }
+    )
+
+
+def stripe_customer(cus: str, account: str | None) -> dict[str, Any]:
+    return {
+        "id": cus,
+        "object": "customer",
+        "created": 1767225600,
+        "email": "ap@acme.example",
+        "name": "Acme GmbH",
+        "currency": "eur",
+        "metadata": {} if account is None else {"sf_account_id": account},
+        "livemode": False,
+    }
+
+
+def stripe_invoice(
+    inv: str,
+    cus: str,
+    *,
+    currency: str = "eur",
+    amounts: tuple[int, ...] = (2500,),
+    tax: int = 0,
+    status: str = "open",
+    subscription: str | None = None,
+    number: str = "INV-0001",
+) -> dict[str, Any]:
+    """An invoice with one line per amount, service period January 2026."""
+    lines = [
+        {
+            "id": f"il_{inv}_{i}",
+            "object": "line_item",
+            "amount": amount,
+            "currency": currency,
+            "description": f"Platform seat #{i}",
+            "quantity": 1,
+            "period": {"start": 1767225600, "end": 1769904000},
+            "pricing": {
+                "type": "price_details",
+                "price_details": {"price": "price_plat", "product": "prod_plat"},
+                "unit_amount_decimal": str(amount),
+            },
+            "parent": {
+                "type": "subscription_item_details",
+                "subscription_item_details": {
+                    "proration": False,
+                    "subscription_item": "si_1",
+                    "subscription": subscription,
+                },
+            }
+            if subscription
+            else None,
+        }
+        for i, amount in enumerate(amounts)
+    ]
+    subtotal = sum(amounts)
+    return {
+        "id": inv,
+        "object": "invoice",
+        "customer": cus,
+        "currency": currency,
+        "number": number,
+        "status": status,
+        "subtotal": subtotal,
+        "total": subtotal + tax,
+        "total_taxes": [{"amount": tax, "tax_behavior": "exclusive"}] if tax else [],
+        "amount_due": subtotal + tax,
+        "amount_paid": subtotal + tax if status == "paid" else 0,
+        "amount_remaining": 0 if status == "paid" else subtotal + tax,
+        "created": 1767225600,
+        "effective_at": 1767312000,  # 2026-01-02: the issue date
+        "due_date": 1769904000,  # 2026-02-01
+        "status_transitions": {
+            "finalized_at": 1767312000,
+            "paid_at": 1767916800 if status == "paid" else None,  # 2026-01-09
+        },
+        "lines": {"object": "list", "data": lines, "has_more": False},
+        "parent": {
+            "type": "subscription_details",
+            "subscription_details": {"subscription": subscription},
+        }
+        if subscription
+        else None,
+        "metadata": {},
+    }
+
+
+def inbound_runtime(
+    database_url: str, pg_schema: str, tmp_path: Path, **extra: Any
+) -> Iterator[Runtime]:
+    secrets = f"stripe={STRIPE_SECRET}|{STRIPE_OLD_SECRET}"
+    settings = Settings(
+        database_url=database_url,
+        schema_name=pg_schema,
+        data_dir=tmp_path,
+        webhook_secrets=secrets,
+        **extra,
+    )
+    rt = open_runtime(settings)
+    try:
+        yield rt
+    finally:
+        rt.close()
+
+
+@pytest.fixture
+def runtime(database_url: str, pg_schema: str, tmp_path: Path) -> Iterator[Runtime]:
+    """The e2e ``runtime`` fixture, with webhook secrets configured (overrides conftest's)."""
+    yield from inbound_runtime(database_url, pg_schema, tmp_path)

@@ -65,18 +65,18 @@ def authenticator(
             address = request.client.host if request.client else "unknown"
             throttled = limits.failed_auth.check(address)
             if throttled is not None:
-                raise _too_many(throttled, f"failed authentications from {address}")
+                raise too_many(throttled, f"failed authentications from {address}")
             presented = bearer.credentials if bearer is not None else api_key
             caller = keys.authenticate(presented) if presented else None
             if caller is None:
                 throttled = limits.failed_auth.take(address)
                 if throttled is not None:
-                    raise _too_many(throttled, f"failed authentications from {address}")
+                    raise too_many(throttled, f"failed authentications from {address}")
                 raise _unauthenticated(presented)
             _note_caller(request, caller)
             throttled = limits.clients.take(caller.client_id)
             if throttled is not None:
-                raise _too_many(throttled, f"requests of client {caller.client_id}")
+                raise too_many(throttled, f"requests of client {caller.client_id}")
             if not allowed(caller, scope):
                 raise ProblemError(
                     403,
@@ -111,7 +111,7 @@ def _unauthenticated(presented: str | None) -> ProblemError:
     )
 
 
-def _too_many(limited: Limited, what: str) -> ProblemError:
+def too_many(limited: Limited, what: str) -> ProblemError:
     """429 with ``Retry-After``: how long until the bucket holds a token again."""
     return ProblemError(
         429,

@@ -49,7 +49,9 @@ class SubscriberLag(BaseModel):
     subscriber: str
     configured: bool = Field(description="A target is configured (CONCORD_TARGETS).")
     running: bool = Field(description="Some process runs this subscriber now.")
-    exists: bool = Field(description="Its durable consumer exists in the stream.")
+    exists: bool | None = Field(
+        description="Its durable consumer exists in the stream (null: NATS did not answer)."
+    )
     num_pending: int | None = Field(description="Events not yet fetched.")
     num_ack_pending: int | None = Field(
         description="Fetched, not yet confirmed (incl. retries waiting for their backoff)."

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -125,8 +126,29 @@ class Connections:
             name=self.application_name(role),
         )
 
+    def nats_identity(self, role: str) -> dict[str, Any]:
+        """nats-py options that authenticate ``role``: the relay connects as the relay
+        identity (the only one that may write the record), every other role (subscribers,
+        reports, replays, operator endpoints) as the consume-only subscriber identity.
+        Nothing configured: no credentials (a server without authentication, or ones in
+        the URL)."""
+        s = self.settings
+        relay = role == "relay"
+        user = s.nats_relay_user if relay else s.nats_subscriber_user
+        password = s.nats_relay_password if relay else s.nats_subscriber_password
+        creds = s.nats_relay_creds_file if relay else s.nats_subscriber_creds_file
+        options: dict[str, Any] = {}
+        if creds is not None:
+            options["user_credentials"] = str(creds)
+        elif user is not None:
+            options.update(user=user, password=password or "")
+        if s.nats_tls_ca_file is not None:
+            options["tls"] = ssl.create_default_context(cafile=str(s.nats_tls_ca_file))
+        return options
+
     async def nats(self, role: str, **callbacks: Any) -> NatsClient:
-        """A NATS connection that reconnects for ever (the services outlive NATS restarts).
+        """A NATS connection that reconnects for ever (the services outlive NATS restarts),
+        authenticated as ``role``'s identity (:meth:`nats_identity`).
 
         ``callbacks``: nats-py's connection callbacks (``disconnected_cb`` and the like)."""
         if not self.settings.nats_url:
@@ -136,6 +158,7 @@ class Connections:
             name=f"concord-{role}",
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
+            **self.nats_identity(role),
             **callbacks,
         )
         return client

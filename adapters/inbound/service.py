@@ -17,7 +17,7 @@ the order they were received.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import sha256
@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from adapters.inbound.log import FINAL, Delivery, InboundLog
 from adapters.inbound.matching import NO_MATCH, Candidate, MatchResult, decide
 from adapters.inbound.matching import Known as KnownCustomer
-from adapters.inbound.mirror import MirrorStore
+from adapters.inbound.mirror import MirrorStore, MirrorUpdate
 from adapters.inbound.model import Ref, ReviewRequest, SourceEvent, Step, Translation
 from adapters.inbound.reviews import ReviewQueue, review_ref
 from adapters.inbound.source import Incoming, Malformed, SourceAdapter, Unverified
@@ -129,6 +129,13 @@ class _HubKnown:
         return None if found is None else (found.status, found.customer_id)
 
 
+def updates(found: MirrorUpdate | Sequence[MirrorUpdate] | None) -> Sequence[MirrorUpdate]:
+    """What an adapter's ``mirror`` answered, as a sequence."""
+    if found is None:
+        return ()
+    return (found,) if isinstance(found, MirrorUpdate) else found
+
+
 class InboundService:
     """Receives deliveries for every configured source system."""
 
@@ -181,9 +188,9 @@ class InboundService:
         outcomes = []
         for event in events:
             delivery = self.log.record(name, event, incoming.headers, verification)
-            update = adapter.mirror(event)
-            if update is not None and self.mirrors is not None and delivery.status not in FINAL:
-                self.mirrors.merge(name, update)  # idempotent: a retry merges it again
+            if self.mirrors is not None and delivery.status not in FINAL:
+                for update in updates(adapter.mirror(event)):
+                    self.mirrors.merge(name, update)  # idempotent: a retry merges it again
             outcomes.append(self._run(adapter, delivery, event))
         return outcomes
 

@@ -17,6 +17,8 @@ from adapters.settings import Settings
 
 STRIPE_SECRET = "whsec_test_current"
 STRIPE_OLD_SECRET = "whsec_test_previous"
+SALESFORCE_SECRET = "sf-bridge-current"
+SALESFORCE_OLD_SECRET = "sf-bridge-previous"
 
 
 def stripe_signature(body: bytes, secret: str = STRIPE_SECRET, at: int | None = None) -> str:
@@ -130,7 +132,12 @@ def stripe_invoice(
 def inbound_runtime(
     database_url: str, pg_schema: str, tmp_path: Path, **extra: Any
 ) -> Iterator[Runtime]:
-    secrets = f"stripe={STRIPE_SECRET}|{STRIPE_OLD_SECRET}"
+    secrets = ",".join(
+        [
+            f"stripe={STRIPE_SECRET}|{STRIPE_OLD_SECRET}",
+            f"salesforce={SALESFORCE_SECRET}|{SALESFORCE_OLD_SECRET}",
+        ]
+    )
     settings = Settings(
         database_url=database_url,
         schema_name=pg_schema,

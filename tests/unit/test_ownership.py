@@ -77,6 +77,7 @@ def test_catalogue_has_every_command() -> None:
         "order": {"place", "validate", "reject", "accept", "fulfil", "cancel", "amend"},
         "invoice": {"issue", "post", "void", "credit", "mark_uncollectible"},
         "payment": {"receive", "apply", "refund", "fail", "reverse"},
+        "product": {"define", "change", "retire"},
     }
     assert names == {(entity, name) for entity, ns in expected.items() for name in ns}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from adapters.inbound.source import SourceAdapter
+from adapters.netsuite import NetSuiteAdapter
 from adapters.settings import Settings
 from adapters.stripe import StripeAdapter
 
@@ -11,5 +12,6 @@ def build_adapters(settings: Settings) -> dict[str, SourceAdapter]:
     """One adapter per system, configured from settings (metadata keys and the like)."""
     adapters: list[SourceAdapter] = [
         StripeAdapter(account_key=settings.stripe_account_metadata_key),
+        NetSuiteAdapter(),
     ]
     return {adapter.name: adapter for adapter in adapters}

@@ -172,6 +172,7 @@ class Runtime:
     closed: bool = field(default=False)
     _nats: NatsClient | None = field(default=None, repr=False)
     _nats_loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    _nats_connecting: asyncio.Task[NatsClient] | None = field(default=None, repr=False)
     #: Threads that run commands for async callers (the API): each waits for its group
     #: commit, so there are as many as commands in flight, not as many as cores.
     executor: ThreadPoolExecutor = field(
@@ -245,29 +246,56 @@ class Runtime:
         }
 
     @contextlib.contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+    def connection(self, timeout_s: float | None = None) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection for an operator request (dead letters, subscriber counts),
-        with tuple rows as those queries expect; it goes back to the pool afterwards."""
-        with self.datastore.get_connection() as conn:
+        with tuple rows as those queries expect; it goes back to the pool afterwards.
+
+        ``timeout_s``: wait at most this long for one (``GET /v1/health`` must answer while
+        PostgreSQL is away, when the pool has none to give), else the pool's own timeout."""
+        context = (
+            self.datastore.get_connection()
+            if timeout_s is None
+            else self.datastore.pool.connection(timeout=timeout_s)
+        )
+        with context as conn:
             conn.row_factory = tuple_row  # type: ignore[assignment]
             try:
                 yield conn
             finally:
                 conn.row_factory = dict_row
 
-    async def nats(self) -> NatsClient:
+    async def nats(self, timeout_s: float | None = None) -> NatsClient:
         """The operator endpoints' NATS connection: opened on first use and kept, so a
         monitoring poll of ``GET /v1/subscribers`` does not open one per request. One per
-        event loop (a client belongs to the loop it was made on)."""
+        event loop (a client belongs to the loop it was made on).
+
+        While NATS cannot be reached the first connect keeps trying (as every Concord
+        connection does); callers share that one attempt, and ``timeout_s`` bounds how long
+        one waits for it (``TimeoutError``) without cancelling it."""
         loop = asyncio.get_running_loop()
         current = self._nats
-        if current is None or current.is_closed or self._nats_loop is not loop:
-            current = self._nats = await self.connections.nats("operator")
-            self._nats_loop = loop
-        return current
+        if current is not None and not current.is_closed and self._nats_loop is loop:
+            return current
+        attempt = self._nats_connecting
+        if attempt is None or attempt.get_loop() is not loop or attempt.done():
+            attempt = self._nats_connecting = loop.create_task(self._connect_nats(loop))
+        return await asyncio.wait_for(asyncio.shield(attempt), timeout_s)
+
+    async def _connect_nats(self, loop: asyncio.AbstractEventLoop) -> NatsClient:
+        try:
+            client = await self.connections.nats("operator")
+        finally:
+            self._nats_connecting = None
+        self._nats, self._nats_loop = client, loop
+        return client
 
     async def close_nats(self) -> None:
         """Close the operator NATS connection (the API's shutdown, on its own loop)."""
+        attempt, self._nats_connecting = self._nats_connecting, None
+        if attempt is not None and not attempt.done():
+            attempt.cancel()
+            with contextlib.suppress(BaseException):
+                await attempt
         current, self._nats, self._nats_loop = self._nats, None, None
         if current is not None and not current.is_closed:
             with contextlib.suppress(Exception):
@@ -277,8 +305,9 @@ class Runtime:
         if self.closed:
             return
         self.closed = True
-        loop = self._nats_loop
-        if self._nats is not None and loop is not None and loop.is_running():
+        attempt = self._nats_connecting
+        loop = attempt.get_loop() if attempt is not None else self._nats_loop
+        if loop is not None and loop.is_running():
             with contextlib.suppress(Exception):
                 asyncio.run_coroutine_threadsafe(self.close_nats(), loop).result(5)
         self.executor.shutdown(wait=True, cancel_futures=True)

@@ -124,6 +124,15 @@ class Settings(BaseSettings):
     """Events read from a store and published (acks in flight) per relay round. Two rounds
     are in flight at once, which must stay under nats-py's 4000 pending publishes."""
 
+    health_max_lag: int = Field(default=1000, ge=0)
+    """``GET /v1/health`` reports ``degraded`` when the relay is more events than this behind
+    the stores, or a subscriber has more than this pending. Some lag is normal under load
+    (events wait milliseconds for the next relay round), so the threshold is not zero."""
+
+    health_timeout_s: float = Field(default=2.0, gt=0, le=30)
+    """Longest ``GET /v1/health`` waits for PostgreSQL and for NATS (they are asked side by
+    side): past it, that part is reported down, so a health check never hangs."""
+
     rate_limit_per_s: float = Field(default=2000.0, ge=0)
     """Requests per second each API client may make, per API worker process (0: no limit).
     Generous on purpose: it stops a runaway integration, not normal or bulk traffic."""

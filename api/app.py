@@ -22,11 +22,13 @@ from api.errors import Problem
 from api.limits import BodyLimitMiddleware
 from api.rate_limits import RequestLimits
 from api.responses import JSONBytes
-from api.routes import admin, batch, commands, delivery, inbound, listing, queries
+from api.routes import admin, batch, commands, delivery, health, inbound, listing, queries
 from api.routes.commands import MAX_COMMAND_BYTES
+from api.routes.health import HealthProblem
 from api.routes.queries import api_version
 from api.schemas import BatchLine
 from api.telemetry import TracingMiddleware
+from hub.domain.bounded import NO_NUL
 from hub.domain.money import EXPONENTS
 
 if TYPE_CHECKING:
@@ -98,11 +100,14 @@ def create_app(
     # Added last, so it runs first: the span also covers refused (too large) requests.
     app.add_middleware(TracingMiddleware, tracer_provider=tracer_provider)
 
-    require = authenticator(runtime.keys, RequestLimits.from_settings(runtime.settings))
+    limits = RequestLimits.from_settings(runtime.settings)
+    require = authenticator(runtime.keys, limits)
     # Each router carries the /v1 prefix itself (not via a parent router), so a matched
     # route's ``path`` is the full template that tracing reports as ``http.route``.
-    for module in (commands, listing, queries, batch, admin, delivery, inbound):
+    for module in (commands, listing, queries, batch, admin, delivery, health):
         app.include_router(module.build(runtime, require))
+    # Webhooks authenticate by each system's signature, throttled like failed keys.
+    app.include_router(inbound.build(runtime, require, limits.failed_auth))
 
     def openapi() -> dict[str, Any]:
         """The generated document plus the shared Problem and BatchLine schemas.
@@ -120,7 +125,7 @@ def create_app(
             )
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
             template = "#/components/schemas/{model}"
-            for model in (Problem, BatchLine):
+            for model in (Problem, BatchLine, HealthProblem):
                 schema = model.model_json_schema(ref_template=template)
                 schemas.update(schema.pop("$defs", {}))
                 schemas[model.__name__] = schema
@@ -162,6 +167,8 @@ def _stated_constraints(document: dict[str, Any]) -> None:
     * An optional header or query parameter is absent, never JSON ``null``: FastAPI writes
       ``anyOf [..., {"type": "null"}]``, which invites clients to send the text ``null``.
     * A ``currency`` is one of the ISO 4217 codes Concord knows (``hub.domain.money``).
+    * No path or query value may hold a NUL character (``api.limits`` refuses it with 422
+      before routing), so every free-text parameter carries the ``NO_NUL`` pattern.
     """
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
@@ -171,6 +178,11 @@ def _stated_constraints(document: dict[str, Any]) -> None:
                 if "anyOf" in schema and len(options) == 1:
                     del schema["anyOf"]
                     schema.update(options[0])
+                free_text = schema.get("type") == "string" and not (
+                    {"pattern", "enum", "format", "const"} & set(schema)
+                )
+                if parameter.get("in") in ("path", "query") and free_text:
+                    schema["pattern"] = NO_NUL
     codes = sorted(EXPONENTS)
     for schema in document.get("components", {}).get("schemas", {}).values():
         currency = schema.get("properties", {}).get("currency")
@@ -195,7 +207,10 @@ def _tags(runtime: Runtime) -> list[dict[str, str]]:
             "name": "subscribers",
             "description": "Lag, dead letters and replays of the NATS subscribers (admin only)",
         },
-        {"name": "health", "description": "Liveness"},
+        {
+            "name": "health",
+            "description": "Liveness and delivery health: PostgreSQL, NATS, relay, subscribers",
+        },
         {
             "name": "inbound",
             "description": "Source systems' webhooks and the inbound log (log: admin only)",

@@ -259,6 +259,7 @@ def _banner(settings: Settings, new_key: str | None) -> None:
     typer.echo(f"  {_label('Data folder')}{Path(settings.data_dir).resolve()}")
     typer.echo(f"  {_label('PostgreSQL')}{_redact(settings.database_url)}")
     typer.echo(f"  {_label('NATS')}{settings.nats_url}")
+    _targets(settings)
     if new_key is not None:
         typer.echo()
         typer.secho(
@@ -273,6 +274,34 @@ def _banner(settings: Settings, new_key: str | None) -> None:
         typer.echo(f'  Use it as: curl -H "Authorization: Bearer <key>" {base}/v1/ownership')
         typer.echo("  Keys for each system: concord keys create --system crm")
     typer.echo()
+
+
+def _targets(settings: Settings) -> None:
+    """Where events are delivered, or a warning that they go nowhere.
+
+    Why loud: without a target the hub accepts and stores every command and publishes it to
+    NATS, and nothing reaches the ERP, CRM or billing systems; nothing else says so."""
+    from adapters.nats.registry import DECLARATIONS
+
+    targets = settings.target_urls()  # valid: the subscribers' start-up checked them
+    for index, (name, url) in enumerate(sorted(targets.items())):
+        typer.echo(f"  {_label('Targets' if index == 0 else '')}{name} -> {_redact(url)}")
+    if targets:
+        return
+    declared = ", ".join(d.name for d in DECLARATIONS)
+    typer.echo()
+    typer.secho(
+        "WARNING: no delivery target is configured: events are stored and published to "
+        "NATS, but no subscriber delivers them to any system.",
+        fg=typer.colors.YELLOW,
+        bold=True,
+    )
+    typer.secho(
+        f"  fix: set CONCORD_TARGETS to name=url pairs for the subscribers ({declared}), "
+        "e.g. CONCORD_TARGETS=erp=http://erp.internal:9000/concord,"
+        "crm=http://crm.internal:9000/concord, and restart",
+        fg=typer.colors.YELLOW,
+    )
 
 
 def _redact(url: str | None) -> str:

@@ -20,7 +20,7 @@ from pydantic import AwareDatetime
 from adapters.keys import KeyRing
 from api.errors import ProblemError
 from api.rate_limits import Limited, RequestLimits
-from hub.application.service import Caller, Origin
+from hub.application.service import MAX_SOURCE_CLOCK_AHEAD, Caller, Origin
 
 BEARER = HTTPBearer(
     auto_error=False,
@@ -65,18 +65,18 @@ def authenticator(
             address = request.client.host if request.client else "unknown"
             throttled = limits.failed_auth.check(address)
             if throttled is not None:
-                raise _too_many(throttled, f"failed authentications from {address}")
+                raise too_many(throttled, f"failed authentications from {address}")
             presented = bearer.credentials if bearer is not None else api_key
             caller = keys.authenticate(presented) if presented else None
             if caller is None:
                 throttled = limits.failed_auth.take(address)
                 if throttled is not None:
-                    raise _too_many(throttled, f"failed authentications from {address}")
+                    raise too_many(throttled, f"failed authentications from {address}")
                 raise _unauthenticated(presented)
             _note_caller(request, caller)
             throttled = limits.clients.take(caller.client_id)
             if throttled is not None:
-                raise _too_many(throttled, f"requests of client {caller.client_id}")
+                raise too_many(throttled, f"requests of client {caller.client_id}")
             if not allowed(caller, scope):
                 raise ProblemError(
                     403,
@@ -111,7 +111,7 @@ def _unauthenticated(presented: str | None) -> ProblemError:
     )
 
 
-def _too_many(limited: Limited, what: str) -> ProblemError:
+def too_many(limited: Limited, what: str) -> ProblemError:
     """429 with ``Retry-After``: how long until the bucket holds a token again."""
     return ProblemError(
         429,
@@ -169,7 +169,10 @@ class CommandContext:
 _IDEMPOTENCY_DOC = (
     "Makes retries safe: the same key with the same request returns the first response "
     "(with `Idempotent-Replayed: true`) and writes nothing; the same key with a different "
-    "request is refused with 422. Keys are scoped to the API client."
+    "request is refused with 422 `idempotency-key-reused`. Keys are scoped per API client "
+    "(the key's `client_id`): two clients may use the same key without meeting, and a "
+    "client's key is remembered for good (it names the command's stored answer). Up to 255 "
+    "characters, e.g. the source system's event or record id."
 )
 
 IdempotencyKey = Annotated[
@@ -213,7 +216,11 @@ OccurredAt = Annotated[
     AwareDatetime | None,
     Header(
         alias="Concord-Occurred-At",
-        description="When it happened at the source (ISO 8601 with offset).",
+        description="When it happened at the source (ISO 8601 with offset). An older "
+        "source time than the aggregate holds for a field does not overwrite it (recorded as "
+        f"stale). At most {int(MAX_SOURCE_CLOCK_AHEAD.total_seconds()) // 60} minutes after "
+        "the hub's clock: a later time is refused with 422 `invalid-value` (field "
+        "`occurred_at`), since a source cannot report the future.",
     ),
 ]
 IfMatch = Annotated[

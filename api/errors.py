@@ -68,6 +68,7 @@ _TITLES = {
     "unauthenticated": "Missing or invalid API key",
     "forbidden": "Not allowed",
     "rate-limited": "Too many requests",
+    "unhealthy": "PostgreSQL or NATS is unreachable",
     "field-not-owned": "Field owned by another system",
     "validation-failed": "Request validation failed",
     "malformed-json": "Malformed JSON",

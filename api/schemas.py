@@ -118,12 +118,6 @@ class EventSchemas(RootModel[dict[str, dict[str, Any]]]):
     """Event type name -> JSON Schema of its envelope (``data`` holds the event's fields)."""
 
 
-class Health(BaseModel):
-    status: str
-    version: str
-    ownership_version: int
-
-
 class Conflicts(BaseModel):
     items: list[dict[str, Any]]
 

@@ -14,15 +14,16 @@ finish it), ``applied``, ``held`` (waiting for ``wait_*``), ``ignored`` (nothing
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from hashlib import sha256
 from typing import Any
+from uuid import UUID
 
 import orjson
 from eventsourcing.postgres import PostgresDatastore
-from psycopg import sql
+from psycopg import Cursor, sql
 from psycopg.types.json import Jsonb
 
 from adapters.inbound.model import Ref, SourceEvent
@@ -47,9 +48,13 @@ TABLES = [
         wait_external_id text,
         attempts         integer     NOT NULL DEFAULT 0,
         updated_at       timestamptz NOT NULL DEFAULT now(),
+        customer_ids     uuid[]      NOT NULL DEFAULT '{{}}',
         UNIQUE (system, event_id)
     )
     """,
+    # Erasure finds the deliveries about a customer by it (see erase_deliveries).
+    "CREATE INDEX IF NOT EXISTS concord_inbound_customers ON {schema}.concord_inbound "
+    "USING gin (customer_ids)",
     """
     CREATE INDEX IF NOT EXISTS concord_inbound_held
         ON {schema}.concord_inbound (wait_system, wait_entity, wait_external_id)
@@ -221,8 +226,10 @@ class InboundLog:
         status: str,
         detail: dict[str, Any] | None = None,
         waiting_for: Ref | None = None,
+        customers: Sequence[UUID] = (),
     ) -> None:
-        """Record what became of a delivery (one more attempt)."""
+        """Record what became of a delivery (one more attempt), and which customers its
+        effects concern (an erasure of one of them erases the payload)."""
         wait = (
             (None, None, None)
             if waiting_for is None
@@ -235,11 +242,19 @@ class InboundLog:
         query = self._sql(
             "UPDATE {schema}.concord_inbound SET status = %s, detail = %s, wait_system = %s, "
             "wait_entity = %s, wait_external_id = %s, attempts = attempts + 1, "
-            "updated_at = now() WHERE id = %s AND status <> 'applied'"
+            "customer_ids = customer_ids || %s::uuid[], updated_at = now() "
+            "WHERE id = %s AND status <> 'applied'"
         )
         with self.datastore.get_connection() as conn:
             conn.execute(
-                query, (status, None if detail is None else Jsonb(detail), *wait, delivery_id)
+                query,
+                (
+                    status,
+                    None if detail is None else Jsonb(detail),
+                    *wait,
+                    list(dict.fromkeys(customers)),
+                    delivery_id,
+                ),
             )
 
     def released(self) -> list[Delivery]:
@@ -279,3 +294,27 @@ class InboundLog:
         )
         with self.datastore.get_connection() as conn:
             return [_delivery(row) for row in conn.execute(query, (*params, limit)).fetchall()]
+
+
+def erase_deliveries(curs: Cursor[Any], schema: sql.Identifier, customers: Sequence[UUID]) -> None:
+    """Inside an erasure's transaction: drop the raw payloads (and headers) of deliveries
+    about these customers, and their source-record mirrors. What stays: ids, types, times,
+    status and the payload's SHA-256 (the audit trail that a delivery existed and what its
+    bytes hashed to), as for events, where amounts and ids stay and names go."""
+    ids = list(customers)
+    curs.execute(
+        sql.SQL(
+            "UPDATE {}.concord_inbound SET body = NULL, headers = '{{}}'::jsonb, "
+            "detail = CASE WHEN detail IS NULL THEN NULL ELSE jsonb_build_object('erased', true) "
+            "END, updated_at = now() WHERE customer_ids && %s::uuid[]"
+        ).format(schema),
+        (ids,),
+    )
+    curs.execute(
+        sql.SQL(
+            "DELETE FROM {schema}.concord_inbound_mirror m USING {schema}.concord_xref x "
+            "WHERE x.aggregate_id = ANY(%s::uuid[]) AND x.entity = 'customer' "
+            "AND m.record_id = x.external_id"
+        ).format(schema=schema),
+        (ids,),
+    )

@@ -30,6 +30,7 @@ from adapters.inbound.log import FINAL, Delivery, InboundLog
 from adapters.inbound.mirror import MirrorStore
 from adapters.inbound.model import Ref, SourceEvent, Step, Translation
 from adapters.inbound.source import Incoming, Malformed, SourceAdapter, Unverified
+from adapters.postgres.index import customer_of
 from adapters.postgres.overlay import BatchOverlay
 from hub.application.ports import Change, CommitPort, ConflictRecord, Receipt, ReceiptExists
 from hub.application.service import Caller, CommandRequest, Hub, Origin, merge_conflicts
@@ -219,7 +220,12 @@ class InboundService:
             raise
         except DomainError as refused:
             return self._refuse(delivery, event, refused.code, str(refused), refused.field)
-        self.log.settle(delivery.id, "applied", {"events": len(events)} if events else None)
+        self.log.settle(
+            delivery.id,
+            "applied",
+            {"events": len(events)} if events else None,
+            customers=_customers(aggregates),
+        )
         return Outcome(event.event_id, delivery.id, "applied", events=events, conflicts=conflicts)
 
     def _decide(
@@ -337,6 +343,18 @@ class InboundService:
                 counts[status] = counts.get(status, 0) + 1
         self.release()
         return counts
+
+
+def _customers(aggregates: list[Aggregate]) -> list[UUID]:
+    """The customers a delivery's effects concern (each customer, and each aggregate's)."""
+    found: list[UUID] = []
+    for aggregate in aggregates:
+        if aggregate.entity == "customer":
+            found.append(aggregate.id)
+        owner = customer_of(aggregate)
+        if owner is not None:
+            found.append(owner)
+    return list(dict.fromkeys(found))
 
 
 class Refusal(DomainError):

@@ -1,7 +1,8 @@
 """What each source system's adapter folder provides to the inbound boundary.
 
-A folder per system (``adapters/stripe``, ``adapters/salesforce``…) holds its payload
-schemas, its verifier and its pure translator, and exposes one :class:`SourceAdapter`. The
+A folder per system (``adapters/stripe`` and the others listed in
+``adapters/inbound/registry.py``) holds its payload schemas, its verifier and its pure
+translator, and exposes one :class:`SourceAdapter`. The
 service does the rest the same way for every system: log, dedupe, hold, commit, release.
 """
 

@@ -14,7 +14,19 @@ from typing import Any
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-__all__ = ["consumer_lag"]
+__all__ = ["UNKNOWN_LAG", "consumer_lag"]
+
+#: The counters when NATS could not be asked (``GET /v1/health`` with NATS unreachable):
+#: unknown, not zero.
+UNKNOWN_LAG: dict[str, Any] = {
+    "exists": None,
+    "num_pending": None,
+    "num_ack_pending": None,
+    "num_redelivered": None,
+    "num_waiting": None,
+    "delivered_stream_seq": None,
+    "ack_floor_stream_seq": None,
+}
 
 
 async def consumer_lag(js: JetStreamContext, stream: str, name: str) -> dict[str, Any]:
@@ -22,15 +34,7 @@ async def consumer_lag(js: JetStreamContext, stream: str, name: str) -> dict[str
     try:
         info = await js.consumer_info(stream, name)
     except NotFoundError:
-        return {
-            "exists": False,
-            "num_pending": None,
-            "num_ack_pending": None,
-            "num_redelivered": None,
-            "num_waiting": None,
-            "delivered_stream_seq": None,
-            "ack_floor_stream_seq": None,
-        }
+        return {**UNKNOWN_LAG, "exists": False}
     return {
         "exists": True,
         "num_pending": info.num_pending,

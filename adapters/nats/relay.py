@@ -126,6 +126,48 @@ def feeds() -> list[Feed]:
     return [Feed(store_class(cls).name, cls.entity) for cls in AGGREGATES]
 
 
+def outgoing(
+    feed: Feed, row: Sequence[Any]
+) -> tuple[dict[str, Any], dict[str, Any], bytes, dict[str, str], int]:
+    """One stored event as the relay publishes it: (stored state, envelope, payload,
+    headers, size NATS counts against ``max_payload``).
+
+    Shared with the health check (``adapters.health``), which tells a stuck store from
+    PostgreSQL alone by sizing the store's next unpublished event exactly as the relay does.
+    """
+    position, originator_id, version, topic, state = row
+    stored = orjson.loads(state)
+    env = envelope(feed.entity, topic, originator_id, version, stored)
+    payload = orjson.dumps(env)
+    headers = headers_for(env, feed.store, position)
+    size = len(payload) + _HEADERS_BOUND + sum(len(k) + len(v) for k, v in headers.items())
+    return stored, env, payload, headers, size
+
+
+def events_after(schema: str, feed: Feed) -> sql.Composed:
+    """A store's events after a position (``%s``), oldest first, at most ``%s``: the rows
+    :func:`outgoing` takes."""
+    return sql.SQL(
+        "SELECT notification_id, originator_id, originator_version, topic, state "
+        "FROM {}.{} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+    ).format(sql.Identifier(schema), sql.Identifier(feed.table))
+
+
+def stuck_reason(event_id: str, position: int, size: int, limit: int) -> str:
+    """Why a store cannot publish its next event (the relay's log, ``concord relay``,
+    ``GET /v1/health``)."""
+    return (
+        f"event {event_id} (position {position}) is {size} bytes with headers, above "
+        f"the NATS max_payload of {limit}"
+    )
+
+
+def relay_lock_key(settings: Settings) -> str:
+    """The advisory lock the publishing relay holds (one per schema and stream): held
+    means some process relays now (how ``GET /v1/health`` tells, from any process)."""
+    return f"concord-relay:{settings.schema_name}:{settings.nats_stream}"
+
+
 @dataclass
 class _Batch:
     """Messages sent but not yet acknowledged."""
@@ -310,7 +352,7 @@ class Relay:
         or with ``stop=None`` try once. The lock lives on the LISTEN connection, so losing
         that connection loses the lead too, and the relay reconnects and asks again."""
         assert self._listen is not None
-        key = f"concord-relay:{self.settings.schema_name}:{self.stream}"
+        key = relay_lock_key(self.settings)
         while True:
             row = await (
                 await self._listen.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,))
@@ -525,12 +567,10 @@ class Relay:
 
     async def _read(self, feed: Feed, after: int) -> list[tuple[Any, ...]]:
         assert self._db is not None
-        query = sql.SQL(
-            "SELECT notification_id, originator_id, originator_version, topic, state "
-            "FROM {}.{} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
-        ).format(self.schema, sql.Identifier(feed.table))
         try:
-            cursor = await self._db.execute(query, (after, self.settings.relay_batch))
+            cursor = await self._db.execute(
+                events_after(self.schema_name, feed), (after, self.settings.relay_batch)
+            )
         except psycopg.errors.UndefinedTable:
             return []  # no hub has created this store yet: nothing to publish from it
         return await cursor.fetchall()
@@ -549,16 +589,9 @@ class Relay:
             event_ids: list[str] = []
             first_seq = self._next_seq
             try:
-                for offset, (position, originator_id, version, topic, state) in enumerate(rows):
-                    stored = orjson.loads(state)
-                    env = envelope(feed.entity, topic, originator_id, version, stored)
-                    payload = orjson.dumps(env)
-                    headers = headers_for(env, feed.store, position)
-                    size = (
-                        len(payload)
-                        + _HEADERS_BOUND
-                        + sum(len(k) + len(v) for k, v in headers.items())
-                    )
+                for offset, row in enumerate(rows):
+                    position = row[0]
+                    stored, env, payload, headers, size = outgoing(feed, row)
                     if size > max_payload:
                         self._stick(feed, env["event_id"], position, size, max_payload)
                         break
@@ -594,10 +627,7 @@ class Relay:
 
         Skipping it would break the store's order (and lose a committed fact), so the store
         waits; the commit-time size check normally makes this impossible, so it is loud."""
-        reason = (
-            f"event {event_id} (position {position}) is {size} bytes with headers, above "
-            f"the NATS max_payload of {limit}"
-        )
+        reason = stuck_reason(event_id, position, size, limit)
         if self.stuck.get(feed.store) == reason:
             return
         self.stuck[feed.store] = reason

@@ -16,6 +16,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -26,7 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 from adapters.bootstrap import Connections
 from adapters.nats.dead_letters import delivery_counts
 from adapters.nats.holds import HoldStore
-from adapters.nats.lag import consumer_lag
+from adapters.nats.lag import UNKNOWN_LAG, consumer_lag
 from adapters.nats.personal import EnvelopeOpener
 from adapters.nats.registry import DECLARATIONS, build_specs, check_targets, select
 from adapters.nats.replay import Progress, ReplayRequest, ReplayResult, replay
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from adapters.bootstrap import Runtime
 
 __all__ = [
+    "LagPlan",
+    "lock_held",
     "replay_subscriber",
     "run_subscribers",
     "subscriber_lag",
@@ -209,6 +212,61 @@ def subscribers_service(
 # ------------------------------------------------------------------------- reporting
 
 
+@dataclass(frozen=True)
+class LagPlan:
+    """Which subscribers a lag report covers, and how to tell which of them run.
+
+    Shared by ``GET /v1/subscribers`` (:func:`subscriber_lag`) and ``GET /v1/health``
+    (``adapters.health``), which reads the PostgreSQL and NATS halves separately (each under
+    its own time limit) but reports the same rows."""
+
+    wanted: list[str]
+    configured: frozenset[str]
+    keys: dict[str, str]
+
+    @classmethod
+    def of(
+        cls,
+        settings: Settings,
+        names: Sequence[str] | None = None,
+        specs: Mapping[str, SubscriberSpec] | None = None,
+    ) -> LagPlan:
+        known = [d.name for d in DECLARATIONS] + [
+            n for n in (specs or {}) if n not in {d.name for d in DECLARATIONS}
+        ]
+        configured = set(specs) if specs is not None else set(settings.target_urls())
+        wanted = list(names) if names is not None else known
+        return cls(wanted, frozenset(configured), {n: lock_key(settings, n) for n in wanted})
+
+    def holds(
+        self, conn: psycopg.Connection[Any], schema: str
+    ) -> tuple[dict[str, dict[str, int]], dict[str, bool]]:
+        """What waits in PostgreSQL per subscriber, and which subscribers hold their lock."""
+        return delivery_counts(conn, schema), {n: lock_held(conn, k) for n, k in self.keys.items()}
+
+    async def counters(self, js: JetStreamContext, stream: str) -> dict[str, dict[str, Any]]:
+        """Each subscriber's durable consumer counters (one request per subscriber)."""
+        return {name: await consumer_lag(js, stream, name) for name in self.wanted}
+
+    def report(
+        self,
+        counts: Mapping[str, dict[str, int]],
+        running: Mapping[str, bool],
+        counters: Mapping[str, dict[str, Any]],
+    ) -> dict[str, dict[str, Any]]:
+        idle = {"dead_letters": 0, "parked": 0, "held_aggregates": 0, "retrying_aggregates": 0}
+        return {
+            name: {
+                "subscriber": name,
+                "configured": name in self.configured,
+                "running": running[name],
+                **(counters.get(name) or UNKNOWN_LAG),
+                **counts.get(name, idle),
+            }
+            for name in self.wanted
+        }
+
+
 async def subscriber_lag(
     source: Runtime | Settings,
     names: Sequence[str] | None = None,
@@ -217,57 +275,43 @@ async def subscriber_lag(
 ) -> dict[str, dict[str, Any]]:
     """Per subscriber: consumer counters, what waits in PostgreSQL, configured, running."""
     settings = _settings(source)
-    known = [d.name for d in DECLARATIONS] + [
-        n for n in (specs or {}) if n not in {d.name for d in DECLARATIONS}
-    ]
-    configured = set(specs) if specs is not None else set(settings.target_urls())
-    wanted = list(names) if names is not None else known
-    keys = {name: lock_key(settings, name) for name in wanted}
+    plan = LagPlan.of(settings, names, specs)
     if isinstance(source, Settings):  # a CLI command: its own short-lived connections
-        with Connections(source).postgres("operator") as conn:
-            create_schema(conn, settings.schema_name)
-            counts, running = _read_holds(conn, settings.schema_name, keys)
+        # In a thread: the DDL waits for table locks, and a subscriber running on this
+        # event loop may hold one in a transaction it can only finish if the loop runs.
+        counts, running = await asyncio.to_thread(_own_holds, source, plan)
         nc = await Connections(source).nats("operator")
     else:  # the API: the runtime's pool and NATS connection, no DDL (the tables exist)
-        counts, running = await asyncio.to_thread(_pooled_holds, source, keys)
+        counts, running = await asyncio.to_thread(_pooled_holds, source, plan)
         nc = await source.nats()
-    report: dict[str, dict[str, Any]] = {}
     try:
-        js = nc.jetstream()
-        for name in wanted:
-            held = counts.get(
-                name,
-                {"dead_letters": 0, "parked": 0, "held_aggregates": 0, "retrying_aggregates": 0},
-            )
-            report[name] = {
-                "subscriber": name,
-                "configured": name in configured,
-                "running": running[name],
-                **await consumer_lag(js, settings.nats_stream, name),
-                **held,
-            }
+        counters = await plan.counters(nc.jetstream(), settings.nats_stream)
     finally:
         if isinstance(source, Settings):
             await nc.close()
-    return report
+    return plan.report(counts, running, counters)
+
+
+def _own_holds(
+    settings: Settings, plan: LagPlan
+) -> tuple[dict[str, dict[str, int]], dict[str, bool]]:
+    with Connections(settings).postgres("operator") as conn:
+        create_schema(conn, settings.schema_name)
+        return plan.holds(conn, settings.schema_name)
 
 
 def _pooled_holds(
-    runtime: Runtime, keys: Mapping[str, str]
+    runtime: Runtime, plan: LagPlan
 ) -> tuple[dict[str, dict[str, int]], dict[str, bool]]:
     with runtime.connection() as conn:
-        return _read_holds(conn, runtime.settings.schema_name, keys)
+        return plan.holds(conn, runtime.settings.schema_name)
 
 
-def _read_holds(
-    conn: psycopg.Connection[Any], schema: str, keys: Mapping[str, str]
-) -> tuple[dict[str, dict[str, int]], dict[str, bool]]:
-    """What waits in PostgreSQL per subscriber, and which subscribers hold their lock."""
-    return delivery_counts(conn, schema), {n: _running(conn, k) for n, k in keys.items()}
+def lock_held(conn: psycopg.Connection[Any], key: str) -> bool:
+    """True if some session holds this advisory lock (probe: take and give it back).
 
-
-def _running(conn: psycopg.Connection[Any], key: str) -> bool:
-    """True if some session holds the subscriber's lock (probe: take and give it back)."""
+    How any process tells whether a subscriber or the relay runs somewhere: each holds its
+    lock for as long as it runs."""
     row = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
     if row and row[0]:
         conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))

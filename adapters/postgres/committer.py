@@ -40,6 +40,7 @@ from opentelemetry import metrics, trace
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from adapters.inbound.log import erase_deliveries
 from adapters.nats.size import MAX_PAYLOAD_BYTES, largest_field, published_size_bound
 from adapters.postgres import index
 from adapters.postgres.index import IndexRow, index_rows
@@ -421,6 +422,7 @@ class PostgresCommitter(CommitPort):
         destroyed = [subject for item in live for subject in item.destroyed]
         if destroyed:
             self.personal.destroy(curs, destroyed)
+            erase_deliveries(curs, self.schema, destroyed)
 
     def _landed(self, item: _Pending) -> bool | None:
         """Did this change commit? Its first event (same id, version and bytes) witnesses

@@ -49,7 +49,9 @@ class SubscriberLag(BaseModel):
     subscriber: str
     configured: bool = Field(description="A target is configured (CONCORD_TARGETS).")
     running: bool = Field(description="Some process runs this subscriber now.")
-    exists: bool = Field(description="Its durable consumer exists in the stream.")
+    exists: bool | None = Field(
+        description="Its durable consumer exists in the stream (null: NATS did not answer)."
+    )
     num_pending: int | None = Field(description="Events not yet fetched.")
     num_ack_pending: int | None = Field(
         description="Fetched, not yet confirmed (incl. retries waiting for their backoff)."
@@ -108,10 +110,26 @@ class DeadLetterList(BaseModel):
     items: list[DeadLetter]
 
 
-class ReplayBody(BaseModel):
-    """Where to replay from: a stream position or a time, and/or one aggregate."""
+_POSITION = {"from_position": {"type": "integer"}}
+_SINCE = {"since": {"type": "string"}}
+_REPLAY_FROM: dict[str, Any] = {
+    "anyOf": [
+        {"required": ["from_position"], "properties": _POSITION},
+        {"required": ["since"], "properties": _SINCE},
+        {"required": ["aggregate"], "properties": {"aggregate": {"type": "string"}}},
+    ],
+    "not": {"required": ["from_position", "since"], "properties": {**_POSITION, **_SINCE}},
+}
 
-    model_config = ConfigDict(extra="forbid")
+
+class ReplayBody(BaseModel):
+    """Where to replay from: a stream position or a time, and/or one aggregate.
+
+    At least one of the three, and not both a position and a time (``ReplayRequest``
+    refuses either with 422): stated as ``anyOf`` / ``not`` so a client knows it up front.
+    """
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_REPLAY_FROM)
 
     from_position: int | None = Field(default=None, ge=1, description="Stream sequence.")
     since: AwareDatetime | None = None

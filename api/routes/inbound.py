@@ -28,8 +28,10 @@ from adapters.inbound.service import (
     Unverified,
 )
 from adapters.inbound.source import Incoming
+from api.deps import too_many
 from api.errors import ProblemError, input_problem
 from api.errors import problem_responses as problems
+from api.rate_limits import RateLimiter
 from api.responses import JSONBytes
 from hub.application.service import Caller
 
@@ -109,8 +111,15 @@ def _status(outcomes: list[Outcome]) -> int:
     return 200
 
 
-def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> APIRouter:
+def build(
+    runtime: "Runtime",
+    require: Callable[[str], Callable[..., Any]],
+    failed_auth: RateLimiter | None = None,
+) -> APIRouter:
+    """``failed_auth`` throttles addresses that keep failing verification (429, as for
+    failed API keys), so nobody can hunt for a secret at full speed."""
     router = APIRouter(prefix="/v1")
+    throttle = failed_auth or RateLimiter(0, 1)
     admin = require("admin")
     service = runtime.inbound
 
@@ -123,7 +132,7 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
         status_code=200,
         responses={
             202: {"model": WebhookResult, "description": "Held or ignored (logged)."},
-            **problems(401, 404, 413, 422, 503),
+            **problems(401, 404, 413, 422, 429, 503),
         },
         summary="Receive a source system's webhook delivery, in its own shape",
         # The body is read raw (signatures are over the exact bytes), verified, then parsed
@@ -146,6 +155,10 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
         system: SYSTEM,
         request: Request,
     ) -> Response:
+        address = request.client.host if request.client else "unknown"
+        throttled = throttle.check(address)
+        if throttled is not None:
+            raise too_many(throttled, f"failed webhook verifications from {address}")
         raw = await request.body()
         incoming = Incoming(
             method=request.method,
@@ -162,6 +175,9 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
         except UnknownSystem as unknown:
             raise input_problem(404, "unknown-system", str(unknown), "path.system") from None
         except (NotConfigured, Unverified) as unverified:
+            throttled = throttle.take(address)
+            if throttled is not None:
+                raise too_many(throttled, f"failed webhook verifications from {address}") from None
             raise ProblemError(401, "webhook-unverified", str(unverified)) from None
         except Malformed as bad:
             raise input_problem(422, "validation-failed", bad.message, bad.field) from None

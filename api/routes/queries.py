@@ -18,12 +18,11 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import AwareDatetime
 from starlette.responses import Response
 
-from api.errors import ProblemError
 from api.errors import problem_responses as problems
 from api.redaction import redact_body
 from api.responses import JSONBytes
 from api.routes import article, plural
-from api.schemas import AggregateWithRefs, EventSchemas, Health, History, LookupResult
+from api.schemas import AggregateWithRefs, EventSchemas, History, LookupResult
 from hub.application.service import Caller
 from hub.domain.bounded import NO_NUL
 from hub.domain.errors import NotFound
@@ -214,26 +213,5 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
     )
     def event_schemas(caller: Annotated[Caller, Depends(reader)]) -> Response:
         return JSONBytes(runtime.event_schemas())
-
-    @router.get(
-        "/health",
-        response_model=Health,
-        response_class=JSONBytes,
-        operation_id="health",
-        tags=["health"],
-        responses=problems(503),
-        summary="Liveness and database reachability (no key needed)",
-    )
-    def health() -> Response:
-        try:
-            with runtime.datastore.get_connection() as conn:
-                conn.execute("SELECT 1")
-        except Exception as exc:  # any failure means "not healthy"; the reason goes to logs
-            raise ProblemError(
-                503, "unhealthy", "the database is not reachable", headers={"Retry-After": "5"}
-            ) from exc
-        return JSONBytes(
-            {"status": "ok", "version": api_version(), "ownership_version": runtime.policy.version}
-        )
 
     return router

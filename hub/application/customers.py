@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from uuid import UUID
 
+from pydantic import ConfigDict
+from pydantic.json_schema import SkipJsonSchema
+
 from hub.application.commands import CommandInput, CommandSpec, Handler, InputT, NoInput, on
 from hub.application.merges import unmerged
 from hub.application.unit import Unit
@@ -23,7 +26,7 @@ from hub.domain.bounded import (
     RequiredName,
     RequiredReference,
     RequiredShortCode,
-    ShortCode,
+    TaxId,
 )
 from hub.domain.customer import Address, Customer, CustomerDetails, CustomerStatus, LinkedSystem
 from hub.domain.errors import ForeignIdentifier, InvalidTransition, InvalidValue
@@ -39,7 +42,7 @@ class RegisterCustomer(CommandInput):
     legal_name: RequiredName
     display_name: Name | None = None
     web_domain: Domain | None = None
-    tax_id: ShortCode | None = None
+    tax_id: TaxId | None = None
     billing_address: Address | None = None
     currency: CurrencyCode | None = None
     parent_customer_id: UUID | None = None
@@ -48,10 +51,15 @@ class RegisterCustomer(CommandInput):
 class ChangeCustomerDetails(CommandInput):
     """Partial update: only the fields sent change (``null`` clears an optional one)."""
 
-    legal_name: Name | None = None
-    display_name: Name | None = None
+    # At least one field: an empty change is refused ("name at least one field to change").
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    # Names cannot be cleared: ``null`` is refused by the domain (422 naming the field), so
+    # the schema does not offer it. ``None`` stays the Python default for "not sent".
+    legal_name: Name | SkipJsonSchema[None] = None
+    display_name: Name | SkipJsonSchema[None] = None
     web_domain: Domain | None = None
-    tax_id: ShortCode | None = None
+    tax_id: TaxId | None = None
     billing_address: Address | None = None
     currency: CurrencyCode | None = None
     parent_customer_id: UUID | None = None

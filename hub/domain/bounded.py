@@ -21,7 +21,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, GetCoreSchemaHandler, GetJsonSchemaHandler, StringConstraints
+from pydantic import (
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    StringConstraints,
+    WithJsonSchema,
+)
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
@@ -29,20 +35,44 @@ from pydantic_core import PydanticCustomError, core_schema
 NO_NUL = r"^[^\x00]*$"
 
 
+#: Every character any of Python (``str.split``, ``re``'s ``\s``), Rust's regex or
+#: ECMAScript counts as white space. A published "not blank" pattern excludes all of them, so
+#: whichever engine a client's validator uses, what it accepts the server does too.
+WHITESPACE = (
+    r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f"
+    r"\u3000\ufeff"
+)
+#: Text with at least one character that is not white space (and no NUL): names, which the
+#: domain trims and refuses when blank.
+NOT_BLANK = rf"^[^\x00]*[^\x00{WHITESPACE}][^\x00]*$"
+
+
 def _text(max_length: int, min_length: int = 0) -> StringConstraints:
     return StringConstraints(min_length=min_length, max_length=max_length, pattern=NO_NUL)
 
 
+def _stated(max_length: int, min_length: int, pattern: str) -> WithJsonSchema:
+    """The JSON Schema of a text the domain checks further than pydantic can (a name must
+    not be blank, a domain must be a host name): the server enforces ``pattern`` in the
+    domain, with its own message naming the field; the document states it up front."""
+    return WithJsonSchema(
+        {"type": "string", "minLength": min_length, "maxLength": max_length, "pattern": pattern}
+    )
+
+
 # -- text --------------------------------------------------------------------------------
 
-#: Legal and display names.
-Name = Annotated[str, _text(300)]
-RequiredName = Annotated[str, _text(300, 1)]
+#: Legal and display names: never blank (the domain trims them and refuses blank ones).
+Name = Annotated[str, _text(300), _stated(300, 1, NOT_BLANK)]
+RequiredName = Annotated[str, _text(300, 1), _stated(300, 1, NOT_BLANK)]
 #: SKUs, rate plans, document and order numbers.
 Code = Annotated[str, _text(100)]
 RequiredCode = Annotated[str, _text(100, 1)]
 #: Short codes: tax ids, payment terms.
 ShortCode = Annotated[str, _text(50)]
+#: A tax id: compared without spaces, dots and dashes, so it needs one other character.
+TAX_ID_PATTERN = rf"^[^\x00]*[^\x00{WHITESPACE}.\-][^\x00]*$"
+TaxId = Annotated[str, _text(50), _stated(50, 1, TAX_ID_PATTERN)]
 RequiredShortCode = Annotated[str, _text(50, 1)]
 #: Ids of other systems, source records, correlation and causation ids, actors.
 Reference = Annotated[str, _text(255)]
@@ -52,8 +82,15 @@ Description = Annotated[str, _text(500)]
 #: A free-text reason (cancellation, rejection, failure).
 Reason = Annotated[str, _text(1000)]
 RequiredReason = Annotated[str, _text(1000, 1)]
-#: A web domain (DNS names are at most 253 characters).
-Domain = Annotated[str, _text(253)]
+#: A web domain (DNS names are at most 253 characters). The domain also takes a URL and
+#: keeps its host (``https://www.Example.com/about`` -> ``example.com``); the schema states
+#: the plain host form, which is what clients should send: labels of letters, digits and
+#: inner hyphens, a final label of 2-63 letters, and not just ``www.<tld>`` (``www.`` is
+#: dropped, which would leave no domain).
+DOMAIN_PATTERN = (
+    r"^(?![Ww][Ww][Ww]\.[^.]*$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
+Domain = Annotated[str, _text(253), _stated(253, 4, DOMAIN_PATTERN)]
 #: Postal codes and address lines.
 PostalCode = Annotated[str, _text(20)]
 AddressLine = Annotated[str, _text(200)]
@@ -168,13 +205,18 @@ class ExactDecimal:
     ) -> JsonSchemaValue:
         if handler.mode == "serialization":
             return {"type": "string", "pattern": self.pattern}
+        # Only the string form is stated. The server also takes a JSON integer in range, but
+        # JSON Schema cannot tell ``12`` from ``12.0`` (both are "integer"), and the second is
+        # a binary float the server refuses: stating integers would promise that ``12.0`` is
+        # accepted.
         smallest, largest = self.bounds
         return {
-            "anyOf": [
-                {"type": "string", "pattern": self.pattern, "maxLength": self.max_length},
-                {"type": "integer", "minimum": smallest, "maximum": largest},
-            ],
-            "description": self.describe().capitalize() + "; or a whole number.",
+            "type": "string",
+            "pattern": self.pattern,
+            "maxLength": self.max_length,
+            "description": self.describe().capitalize()
+            + f"; a JSON integer from {smallest} to {largest} is accepted too, a JSON number "
+            "with a fraction or exponent (even `12.0`) is not.",
         }
 
 

@@ -126,10 +126,27 @@ def _as_pydantic(check: Callable[..., T], *args: Any) -> T:
         ) from None
 
 
+def _by_exponent(schema: dict[str, Any]) -> None:
+    """State the amount's digits per currency: one ``anyOf`` branch per minor-unit exponent
+    (``{"currency": "JPY", "amount": "1.5"}`` is refused, so the schema must not offer it)."""
+    groups: dict[int, list[str]] = {}
+    for code, exp in sorted(EXPONENTS.items()):
+        groups.setdefault(exp, []).append(code)
+    schema["anyOf"] = [
+        {
+            "properties": {
+                "currency": {"enum": codes},
+                "amount": {"pattern": ExactDecimal(AMOUNT.integer_digits, exp).pattern},
+            }
+        }
+        for exp, codes in sorted(groups.items())
+    ]
+
+
 class Money(BaseModel):
     """An amount of one currency. Immutable; arithmetic refuses to mix currencies."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_by_exponent)
 
     currency: CurrencyCode  # declared first so the amount's scale check can see it
     amount: Amount

@@ -202,8 +202,17 @@ def test_every_request_text_and_list_is_bounded_in_openapi(api: Api) -> None:
     assert not unbounded, unbounded
     reject = schemas["RejectOrder"]["properties"]["reasons"]
     assert reject["maxItems"] == 50 and reject["items"]["maxLength"] == 1000
-    amount = schemas["Money"]["properties"]["amount"]["anyOf"]
-    assert {part["type"] for part in amount} == {"string", "integer"}  # never "number"
+    money = schemas["Money"]
+    # Stated as a decimal string only (never "number", nor "integer", which admits 12.0) ...
+    assert money["properties"]["amount"]["type"] == "string"
+    # ... with the digits after the point per currency exponent.
+    by_currency = {
+        code: branch["properties"]["amount"]["pattern"]
+        for branch in money["anyOf"]
+        for code in branch["properties"]["currency"]["enum"]
+    }
+    assert r"\." not in by_currency["JPY"] and r"\d{1,2}" in by_currency["USD"]
+    assert r"\d{1,3}" in by_currency["KWD"]
 
 
 def test_event_larger_than_the_stream_accepts_is_refused_at_commit(
@@ -239,3 +248,37 @@ def test_event_larger_than_the_stream_accepts_is_refused_at_commit(
             assert small.status_code == 200, small.text
     finally:
         runtime.close()
+
+
+def test_what_the_server_refuses_the_schema_refuses_too(api: Api) -> None:
+    """Each value here was schema-valid and then refused with 422 (the fuzzer found them):
+    the document now states the rule, so a client's validator refuses it first."""
+    import jsonschema
+
+    document = api.http.get("/openapi.json").json()
+
+    def valid(name: str, value: Any) -> bool:
+        schema = {"$ref": f"#/components/schemas/{name}", **document}
+        return jsonschema.Draft202012Validator(schema).is_valid(value)
+
+    customer = {"legal_name": "Acme GmbH"}
+    for refused in (
+        {"legal_name": "   "},
+        {**customer, "display_name": "\u3000"},
+        {**customer, "web_domain": "fastapi_offline"},
+        {**customer, "web_domain": "www.com"},
+        {**customer, "tax_id": " .-"},
+        {**customer, "currency": "XYZ"},
+    ):
+        response = api.post("/v1/customers", refused, role="admin")
+        assert response.status_code == 422, (refused, response.text)
+        assert not valid("RegisterCustomer", refused), refused
+    assert valid("RegisterCustomer", {**customer, "web_domain": "acme.example"})
+    assert not valid("ChangeCustomerDetails", {})
+    assert not valid("ChangeCustomerDetails", {"legal_name": None})
+    assert not valid("Money", {"currency": "JPY", "amount": "1.5"})
+    assert not valid("Money", {"currency": "USD", "amount": 12.0})
+    assert valid("Money", {"currency": "KWD", "amount": "1.125"})
+    assert not valid("ReplayBody", {})
+    assert not valid("ReplayBody", {"from_position": 1, "since": "2026-01-01T00:00:00Z"})
+    assert valid("ReplayBody", {"from_position": None, "since": "2026-01-01T00:00:00Z"})

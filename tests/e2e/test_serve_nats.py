@@ -31,6 +31,7 @@ def test_serve_publishes_committed_events_to_nats(
 ) -> None:
     port = free_port()
     env = serve_env(database_url, pg_schema, nats_url, stream_name, tmp_path)
+    env.pop("CONCORD_TARGETS", None)
     server = subprocess.Popen(
         [
             sys.executable,
@@ -59,6 +60,9 @@ def test_serve_publishes_committed_events_to_nats(
             found = KEY.search(line)
             key = found.group(0) if found else None
         assert key, "".join(output)
+        banner = "".join(output)
+        assert "WARNING: no delivery target is configured" in banner, banner
+        assert "fix: set CONCORD_TARGETS" in banner and "erp, crm, billing" in banner
         base = f"http://127.0.0.1:{port}"
         headers = {"Authorization": f"Bearer {key}"}
         wait_healthy(base, deadline)
@@ -82,6 +86,14 @@ def test_serve_publishes_committed_events_to_nats(
         # Personal fields travel sealed with the customer's key, never in clear.
         assert str(envelope["data"]["legal_name"]).startswith("pii:v1:")
         assert "Relay Test Ltd" not in str(messages)
+        # The relay runs in the parent process; an API worker (another process with
+        # --workers 2) still sees it run and its lag, from PostgreSQL.
+        relay: dict[str, object] = {}
+        while time.monotonic() < deadline and relay.get("lag") != 0:
+            health = httpx.get(f"{base}/v1/health", headers=headers, timeout=10)
+            assert health.status_code == 200, health.text
+            relay = health.json()["checks"]["relay"]
+        assert relay["running"] is True and relay["lag"] == 0, relay
     finally:
         interrupt(server)
     assert server.returncode == 0

@@ -293,3 +293,51 @@ def test_cli_lists_held_and_replays(api: Api, monkeypatch: Any) -> None:
     assert "held" in replayed.output and "duplicate" in replayed.output
     bad = CliRunner().invoke(app, ["inbound", "replay", "--since", "yesterday"])
     assert bad.exit_code != 0
+
+
+def test_erasure_drops_the_payloads_of_the_customers_deliveries(api: Api) -> None:
+    customer_id = linked_customer(api)
+    body = stripe_event(
+        "invoice.finalized", stripe_invoice("in_e", "cus_Acme", subscription="sub_1"), "evt_e", 1
+    )
+    assert deliver(api, body).status_code == 200
+    other = crm_account(api, "001Dn00000ZzZzZIAZ")
+    kept = stripe_event("customer.created", stripe_customer("cus_O", "001Dn00000ZzZzZIAZ"), "e2", 1)
+    assert deliver(api, kept).status_code == 200
+    erased = api.post(f"/v1/customers/{customer_id}/erase", {}, role="crm")
+    assert erased.status_code == 200, erased.text
+    rows = {row["event_id"]: row for row in inbound(api)}
+    for event_id in ("evt_cus_1", "evt_e"):
+        detail = api.get(f"/v1/inbound/{rows[event_id]['id']}").json()
+        assert detail["body"] is None and detail["headers"] == {}
+        assert len(detail["body_sha256"]) == 64  # what stays: that it existed, and its hash
+        assert detail["status"] == "applied"
+    untouched = api.get(f"/v1/inbound/{rows['e2']['id']}").json()
+    assert "cus_O" in untouched["body"]
+    assert other
+
+
+def test_failed_verifications_are_throttled_per_address(
+    database_url: str, pg_schema: str, tmp_path: Any
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from tests.e2e.inbound_support import inbound_runtime
+
+    for rt in inbound_runtime(
+        database_url, pg_schema, tmp_path, auth_failure_limit_per_s=0.01, auth_failure_burst=3
+    ):
+        with TestClient(create_app(rt)) as http:
+            body = stripe_event("customer.created", stripe_customer("cus_X", None), "evt_t", 1)
+            bad = {"Stripe-Signature": stripe_signature(body, "whsec_wrong")}
+            codes = [
+                http.post("/v1/webhooks/stripe", content=body, headers=bad).status_code
+                for _ in range(5)
+            ]
+            assert codes == [401, 401, 401, 429, 429]
+            limited = http.post("/v1/webhooks/stripe", content=body, headers=bad)
+            assert int(limited.headers["Retry-After"]) >= 1
+            # Even a valid delivery from that address waits until the bucket refills.
+            good = {"Stripe-Signature": stripe_signature(body)}
+            assert http.post("/v1/webhooks/stripe", content=body, headers=good).status_code == 429

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from adapters.inbound.source import SourceAdapter
 from adapters.netsuite import NetSuiteAdapter
+from adapters.salesforce import SalesforceAdapter
 from adapters.settings import Settings
 from adapters.stripe import StripeAdapter
 
@@ -12,6 +13,7 @@ def build_adapters(settings: Settings) -> dict[str, SourceAdapter]:
     """One adapter per system, configured from settings (metadata keys and the like)."""
     adapters: list[SourceAdapter] = [
         StripeAdapter(account_key=settings.stripe_account_metadata_key),
+        SalesforceAdapter(),
         NetSuiteAdapter(),
     ]
     return {adapter.name: adapter for adapter in adapters}

@@ -73,9 +73,11 @@ class SourceAdapter(Protocol):
         """The source events in the (verified) body, or raise Malformed."""
         ...
 
-    def mirror(self, event: SourceEvent) -> MirrorUpdate | None:
+    def mirror(self, event: SourceEvent) -> MirrorUpdate | Sequence[MirrorUpdate] | None:
         """For sources that send only changed fields: the fields this event reports, merged
-        into the record's mirror before :meth:`translate` runs (None: no mirror)."""
+        into the record's mirror before :meth:`translate` runs (None: no mirror). Several
+        updates when one event also maintains an index (a Salesforce line item names its
+        opportunity only on CREATE, so the opportunity's list of lines is a mirror too)."""
         ...
 
     def translate(self, event: SourceEvent, known: Known) -> Translation:

@@ -417,6 +417,5 @@ def _custom(extra: dict[str, Any] | None, name: str) -> str | None:
 
 
 def _state(known: Known, entity: str, aggregate_id: UUID) -> dict[str, Any]:
-    view = known.state(entity, aggregate_id) or {}
-    state: dict[str, Any] = view.get("state", {})
-    return state
+    """The aggregate's state fields (empty if it vanished since the lookup)."""
+    return known.state(entity, aggregate_id) or {}

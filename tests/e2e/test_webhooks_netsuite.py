@@ -245,7 +245,10 @@ def test_sales_order_billed_at_once_is_accepted_and_fulfilled_and_cancel_cancels
     billed = ns_sales_order("21", "006Dn00000BilledAAA", status="G", tran_id="SO1300")
     assert status_of(deliver(api, envelope("salesOrder", billed, "ns-so-21"))) == "applied"
     assert event_types(api, "orders", first)[1:] == ["OrderAcceptedByErp", "OrderFulfilled"]
-    cancel = ns_sales_order("22", "006Dn00000CancelAAA", status="C", tran_id="SO1301")
+    # externalId used for something else in this account: the custom body field names it.
+    cancel = ns_sales_order("22", "ERP-IMPORT-22", status="C", tran_id="SO1301")
+    del cancel["externalId"]
+    cancel["custbody_sf_opportunity_id"] = "006Dn00000CancelAAA"
     assert status_of(deliver(api, envelope("salesOrder", cancel, "ns-so-22"))) == "applied"
     cancelled = state(api, "orders", second)["state"]
     assert cancelled["status"] == "cancelled"

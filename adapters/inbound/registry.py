@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from adapters.inbound.source import SourceAdapter
+from adapters.netsuite import NetSuiteAdapter
 from adapters.salesforce import SalesforceAdapter
 from adapters.settings import Settings
 from adapters.stripe import StripeAdapter
@@ -13,5 +14,6 @@ def build_adapters(settings: Settings) -> dict[str, SourceAdapter]:
     adapters: list[SourceAdapter] = [
         StripeAdapter(account_key=settings.stripe_account_metadata_key),
         SalesforceAdapter(),
+        NetSuiteAdapter(),
     ]
     return {adapter.name: adapter for adapter in adapters}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from adapters.chargebee import ChargebeeAdapter
 from adapters.inbound.source import SourceAdapter
 from adapters.settings import Settings
 from adapters.stripe import StripeAdapter
@@ -11,5 +12,9 @@ def build_adapters(settings: Settings) -> dict[str, SourceAdapter]:
     """One adapter per system, configured from settings (metadata keys and the like)."""
     adapters: list[SourceAdapter] = [
         StripeAdapter(account_key=settings.stripe_account_metadata_key),
+        ChargebeeAdapter(
+            account_field=settings.chargebee_account_field,
+            order_field=settings.chargebee_order_field,
+        ),
     ]
     return {adapter.name: adapter for adapter in adapters}

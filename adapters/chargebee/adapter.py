@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import orjson
 
@@ -226,7 +227,7 @@ class ChargebeeAdapter:
         day = business_date(_when(source))
         contract_id = known.lookup(Ref(BILLING, "contract", sub.id))
         if contract_id is not None:
-            state = known.state("contract", contract_id) or {}
+            state = _current(known, "contract", contract_id)
             return reconcile(sub, currency, day, contract_id, state, where)
         customer = _known_or_wait(known, Ref(BILLING, "customer", sub.customer_id))
         if isinstance(customer, Translation):
@@ -314,6 +315,13 @@ def _superseded(event: SourceEvent, known: Known) -> Translation | None:
     return None
 
 
+def _current(known: Known, entity: str, aggregate_id: UUID) -> dict[str, Any]:
+    """The aggregate's state fields (``Known.state`` answers the API view, state nested)."""
+    view = known.state(entity, aggregate_id) or {}
+    state = view.get("state")
+    return state if isinstance(state, dict) else {}
+
+
 def _known_or_wait(known: Known, ref: Ref) -> Any:
     found = known.lookup(ref)
     return found if found is not None else Translation.wait(ref)
@@ -335,7 +343,7 @@ def _invoice(event: ChargebeeEvent, source: SourceEvent, known: Known) -> Transl
     invoice_ref = Ref(BILLING, "invoice", invoice.id)
     issued = known.lookup(invoice_ref)
     if issued is not None:
-        state = known.state("invoice", issued) or {}
+        state = _current(known, "invoice", issued)
         if invoice.status == "voided" and state.get("status") != "void":
             return Translation(steps=(Step("invoice", "void", {}, target=issued),))
         return Translation.ignore(
@@ -517,7 +525,7 @@ def _payment_failed(event: ChargebeeEvent, source: SourceEvent, known: Known) ->
             f"failed attempt {txn.id} ({reason}): no payment was received, and the canonical "
             "model has no record of failed payment attempts"
         )
-    state = known.state("payment", payment) or {}
+    state = _current(known, "payment", payment)
     if state.get("status") == "failed":
         return Translation.ignore(f"payment {txn.id} is failed already")
     return Translation(steps=(Step("payment", "fail", {"reason": reason[:1000]}, target=payment),))

@@ -17,6 +17,8 @@ from adapters.settings import Settings
 
 STRIPE_SECRET = "whsec_test_current"
 STRIPE_OLD_SECRET = "whsec_test_previous"
+#: Chargebee webhook Basic credentials, new and old during a rotation.
+CHARGEBEE_SECRETS = "chargebee=concord:cb-new-pass|concord:cb-old-pass"
 
 
 def stripe_signature(body: bytes, secret: str = STRIPE_SECRET, at: int | None = None) -> str:
@@ -130,7 +132,7 @@ def stripe_invoice(
 def inbound_runtime(
     database_url: str, pg_schema: str, tmp_path: Path, **extra: Any
 ) -> Iterator[Runtime]:
-    secrets = f"stripe={STRIPE_SECRET}|{STRIPE_OLD_SECRET}"
+    secrets = f"stripe={STRIPE_SECRET}|{STRIPE_OLD_SECRET},{CHARGEBEE_SECRETS}"
     settings = Settings(
         database_url=database_url,
         schema_name=pg_schema,

@@ -32,11 +32,13 @@ from pydantic import ValidationError
 from adapters.inbound.log import InboundLog
 from adapters.inbound.mirror import MirrorStore
 from adapters.inbound.registry import build_adapters
+from adapters.inbound.reviews import ReviewQueue
 from adapters.inbound.service import InboundService
 from adapters.keys import KeyRing
 from adapters.postgres.committer import BatchScope, PostgresCommitter, Submitted
 from adapters.postgres.datastore import open_datastore
 from adapters.postgres.mapper import PydanticMapper
+from adapters.postgres.match_keys import MatchKeys
 from adapters.postgres.overlay import BatchOverlay
 from adapters.postgres.personal_keys import PersonalKeyStore
 from adapters.postgres.records import PostgresConflicts, PostgresCrossReference
@@ -360,12 +362,15 @@ def open_runtime(settings: Settings) -> Runtime:
         datastore.close()
         raise
     personal = personal_keys(stores, datastore, settings)
+    match_keys = MatchKeys(datastore, settings.schema_name)
+    match_keys.secret()  # read (or made) once, before the writer thread needs it
     committer = PostgresCommitter(
         stores,
         settings.schema_name,
         group_max=settings.group_commit_max,
         personal=personal,
         max_event_bytes=settings.max_event_bytes,
+        match_keys=match_keys,
     )
     conflicts = PostgresConflicts(datastore, settings.schema_name)
     xref = PostgresCrossReference(datastore, settings.schema_name)
@@ -400,5 +405,7 @@ def open_runtime(settings: Settings) -> Runtime:
             adapters=build_adapters(settings),
             secrets=settings.webhook_secret_map(),
             mirrors=MirrorStore(datastore, settings.schema_name),
+            match_keys=match_keys,
+            reviews=ReviewQueue(datastore, settings.schema_name),
         ),
     )

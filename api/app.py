@@ -22,7 +22,17 @@ from api.errors import Problem
 from api.limits import BodyLimitMiddleware
 from api.rate_limits import RequestLimits
 from api.responses import JSONBytes
-from api.routes import admin, batch, commands, delivery, health, inbound, listing, queries
+from api.routes import (
+    admin,
+    batch,
+    commands,
+    delivery,
+    health,
+    inbound,
+    listing,
+    matches,
+    queries,
+)
 from api.routes.commands import MAX_COMMAND_BYTES
 from api.routes.health import HealthProblem
 from api.routes.queries import api_version
@@ -104,7 +114,7 @@ def create_app(
     require = authenticator(runtime.keys, limits)
     # Each router carries the /v1 prefix itself (not via a parent router), so a matched
     # route's ``path`` is the full template that tracing reports as ``http.route``.
-    for module in (commands, listing, queries, batch, admin, delivery, health):
+    for module in (commands, listing, queries, batch, admin, delivery, health, matches):
         app.include_router(module.build(runtime, require))
     # Webhooks authenticate by each system's signature, throttled like failed keys.
     app.include_router(inbound.build(runtime, require, limits.failed_auth))
@@ -211,6 +221,7 @@ def _tags(runtime: Runtime) -> list[dict[str, str]]:
             "name": "health",
             "description": "Liveness and delivery health: PostgreSQL, NATS, relay, subscribers",
         },
+        {"name": "matches", "description": "Customer match review queue (admin only)"},
         {
             "name": "inbound",
             "description": "Source systems' webhooks and the inbound log (log: admin only)",

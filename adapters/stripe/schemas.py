@@ -30,6 +30,7 @@ class StripeEvent(_Open):
 
 class Customer(_Open):
     id: str = Field(min_length=1, max_length=255)
+    name: str | None = Field(None, max_length=500)
     metadata: dict[str, str] = Field(default_factory=dict)
     deleted: bool = False
 

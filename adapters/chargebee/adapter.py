@@ -316,10 +316,7 @@ def _superseded(event: SourceEvent, known: Known) -> Translation | None:
 
 
 def _current(known: Known, entity: str, aggregate_id: UUID) -> dict[str, Any]:
-    """The aggregate's state fields (``Known.state`` answers the API view, state nested)."""
-    view = known.state(entity, aggregate_id) or {}
-    state = view.get("state")
-    return state if isinstance(state, dict) else {}
+    return known.state(entity, aggregate_id) or {}
 
 
 def _known_or_wait(known: Known, ref: Ref) -> Any:

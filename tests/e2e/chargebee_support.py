@@ -1,8 +1,9 @@
 """Chargebee v2 webhook events (Product Catalog 2.0) as Chargebee sends them, for e2e tests.
 
-Shapes follow the reference (payloads.md §6): ``ev_…`` ids, unix-second dates, integer
-cents (whole units for zero-decimal currencies), uppercase ``currency_code``,
-``resource_version`` in milliseconds, custom fields as top-level ``cf_*`` attributes.
+Shapes follow the shared payload reference (Chargebee section): ``ev_…`` ids, unix-second
+dates, integer cents (whole units for zero-decimal currencies), uppercase
+``currency_code``, ``resource_version`` in milliseconds, custom fields as top-level
+``cf_*`` attributes.
 """
 
 from __future__ import annotations

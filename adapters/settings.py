@@ -188,6 +188,13 @@ class Settings(BaseSettings):
     stripe_account_metadata_key: str = Field(default="sf_account_id", min_length=1)
     """Stripe customer ``metadata`` key that holds the CRM account id it belongs to."""
 
+    chargebee_account_field: str = Field(default="cf_sf_account_id", min_length=1)
+    """Chargebee customer custom field (or ``meta_data`` key) holding the CRM account id."""
+
+    chargebee_order_field: str = Field(default="cf_sf_opportunity_id", min_length=1)
+    """Chargebee subscription custom field (or ``meta_data`` key) holding the CRM
+    opportunity id: the order its contract is created from."""
+
     def target_secret_map(self) -> dict[str, tuple[str, ...]]:
         """Parse ``target_secrets``; raise ``ValueError`` naming the entry (never the secret)."""
         return _secret_map(self.target_secrets, "CONCORD_TARGET_SECRETS")

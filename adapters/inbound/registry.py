@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from adapters.chargebee import ChargebeeAdapter
 from adapters.inbound.source import SourceAdapter
 from adapters.netsuite import NetSuiteAdapter
 from adapters.salesforce import SalesforceAdapter
@@ -15,5 +16,9 @@ def build_adapters(settings: Settings) -> dict[str, SourceAdapter]:
         StripeAdapter(account_key=settings.stripe_account_metadata_key),
         SalesforceAdapter(),
         NetSuiteAdapter(),
+        ChargebeeAdapter(
+            account_field=settings.chargebee_account_field,
+            order_field=settings.chargebee_order_field,
+        ),
     ]
     return {adapter.name: adapter for adapter in adapters}

@@ -38,7 +38,14 @@ class Incoming:
 
 
 class Unverified(Exception):
-    """Missing, wrong or expired credentials or signature: 401, nothing stored."""
+    """Missing, wrong or expired credentials or signature: 401, nothing stored.
+
+    ``challenge`` is the ``WWW-Authenticate`` value for schemes that have one (HTTP Basic:
+    a client that sends credentials only when challenged needs it)."""
+
+    def __init__(self, message: str, *, challenge: str | None = None) -> None:
+        super().__init__(message)
+        self.challenge = challenge
 
 
 class Malformed(Exception):

@@ -25,6 +25,8 @@ STRIPE_SECRET = "whsec_test_current"
 STRIPE_OLD_SECRET = "whsec_test_previous"
 SALESFORCE_SECRET = "sf-bridge-current"
 SALESFORCE_OLD_SECRET = "sf-bridge-previous"
+#: Chargebee webhook Basic credentials, new and old during a rotation.
+CHARGEBEE_SECRETS = "chargebee=concord:cb-new-pass|concord:cb-old-pass"
 
 
 def stripe_signature(body: bytes, secret: str = STRIPE_SECRET, at: int | None = None) -> str:
@@ -164,6 +166,7 @@ def inbound_runtime(
             f"stripe={STRIPE_SECRET}|{STRIPE_OLD_SECRET}",
             f"salesforce={SALESFORCE_SECRET}|{SALESFORCE_OLD_SECRET}",
             f"netsuite={NETSUITE_SECRET}|{NETSUITE_OLD_SECRET}",
+            CHARGEBEE_SECRETS,
         ]
     )
     settings = Settings(

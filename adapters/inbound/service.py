@@ -17,7 +17,7 @@ the order they were received.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import sha256
@@ -27,7 +27,7 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from adapters.inbound.log import FINAL, Delivery, InboundLog
-from adapters.inbound.mirror import MirrorStore
+from adapters.inbound.mirror import MirrorStore, MirrorUpdate
 from adapters.inbound.model import Ref, SourceEvent, Step, Translation
 from adapters.inbound.source import Incoming, Malformed, SourceAdapter, Unverified
 from adapters.postgres.index import customer_of
@@ -152,9 +152,9 @@ class InboundService:
         outcomes = []
         for event in events:
             delivery = self.log.record(name, event, incoming.headers, verification)
-            update = adapter.mirror(event)
-            if update is not None and self.mirrors is not None and delivery.status not in FINAL:
-                self.mirrors.merge(name, update)  # idempotent: a retry merges it again
+            if self.mirrors is not None and delivery.status not in FINAL:
+                for update in _updates(adapter.mirror(event)):
+                    self.mirrors.merge(name, update)  # idempotent: a retry merges it again
             outcomes.append(self._run(adapter, delivery, event))
         return outcomes
 
@@ -343,6 +343,12 @@ class InboundService:
                 counts[status] = counts.get(status, 0) + 1
         self.release()
         return counts
+
+
+def _updates(found: MirrorUpdate | Sequence[MirrorUpdate] | None) -> Sequence[MirrorUpdate]:
+    if found is None:
+        return ()
+    return (found,) if isinstance(found, MirrorUpdate) else found
 
 
 def _customers(aggregates: list[Aggregate]) -> list[UUID]:

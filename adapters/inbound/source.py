@@ -73,9 +73,11 @@ class SourceAdapter(Protocol):
         """The source events in the (verified) body, or raise Malformed."""
         ...
 
-    def mirror(self, event: SourceEvent) -> MirrorUpdate | None:
+    def mirror(self, event: SourceEvent) -> MirrorUpdate | Sequence[MirrorUpdate] | None:
         """For sources that send only changed fields: the fields this event reports, merged
-        into the record's mirror before :meth:`translate` runs (None: no mirror)."""
+        into the record's mirror before :meth:`translate` runs (None: no mirror). Several
+        updates when one event speaks of several records (a HubSpot association change
+        names both ends)."""
         ...
 
     def translate(self, event: SourceEvent, known: Known) -> Translation:

@@ -25,7 +25,7 @@ import orjson
 
 from adapters.hubspot.companies import company
 from adapters.hubspot.deals import COMPANY, DEAL, LINE_ITEM, DealRules, deal, deal_of_line_item
-from adapters.hubspot.schemas import HubSpotDelivery, HubSpotEvent
+from adapters.hubspot.schemas import AS_OF, HubSpotDelivery, HubSpotEvent
 from adapters.hubspot.signature import verify_v3
 from adapters.inbound.convert import from_epoch_millis
 from adapters.inbound.mirror import MirrorUpdate
@@ -106,6 +106,7 @@ class HubSpotAdapter:
             fields = {"hs_object_id": record}
         else:
             fields = {str(parsed.property_name): parsed.property_value}
+        fields[AS_OF] = parsed.occurred_at
         return [MirrorUpdate(parsed.object_name, record, fields, parsed.order)]
 
     def translate(self, event: SourceEvent, known: Known) -> Translation:
@@ -207,15 +208,19 @@ def _association_updates(event: HubSpotEvent) -> list[MirrorUpdate] | None:
     if ends is None:
         return None
     removed = event.association_removed
-    order = event.order
+    order, at = event.order, {AS_OF: event.occurred_at}
     if "child" in ends:
         parent = "" if removed else ends["parent"]
-        return [MirrorUpdate("company", ends["child"], {"hs_parent_company_id": parent}, order)]
+        return [
+            MirrorUpdate("company", ends["child"], {"hs_parent_company_id": parent} | at, order)
+        ]
     if "company" in ends:
         company_id = "" if removed else ends["company"]
-        return [MirrorUpdate("deal", ends["deal"], {COMPANY: company_id}, order)]
+        return [MirrorUpdate("deal", ends["deal"], {COMPANY: company_id} | at, order)]
     line = ends["line_item"]
     return [
-        MirrorUpdate("deal", ends["deal"], {LINE_ITEM + line: str(not removed).lower()}, order),
-        MirrorUpdate("line_item", line, {DEAL: "" if removed else ends["deal"]}, order),
+        MirrorUpdate(
+            "deal", ends["deal"], {LINE_ITEM + line: str(not removed).lower()} | at, order
+        ),
+        MirrorUpdate("line_item", line, {DEAL: "" if removed else ends["deal"]} | at, order),
     ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapters.hubspot.schemas import as_of
 from adapters.hubspot.schemas import text as _text
 from adapters.inbound.model import Known, Ref, Step, Translation
 from hub.domain.customer import normalise_domain
@@ -40,13 +41,33 @@ def company(record_id: str, known: Known) -> Translation:
     customer_id = known.lookup(Ref(CRM, "customer", record_id))
     if customer_id is None:
         data = {k: v for k, v in wanted.items() if v is not None}
-        return Translation(steps=(Step("customer", "register", data, source_record_id=record_id),))
+        return Translation(
+            steps=(
+                Step(
+                    "customer",
+                    "register",
+                    data,
+                    source_record_id=record_id,
+                    occurred_at=as_of(fields),
+                ),
+            )
+        )
     view = known.state("customer", customer_id) or {}
     current = view.get("state", {})
     changes = {k: v for k, v in wanted.items() if _differs(k, current.get(k), v)}
     if not changes:
         return Translation.ignore(f"customer of company {record_id} is up to date")
-    return Translation(steps=(Step("customer", "change_details", changes, target=customer_id),))
+    return Translation(
+        steps=(
+            Step(
+                "customer",
+                "change_details",
+                changes,
+                target=customer_id,
+                occurred_at=as_of(fields),
+            ),
+        )
+    )
 
 
 def _differs(field: str, current: Any, wanted: Any) -> bool:

@@ -24,6 +24,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from adapters.hubspot.schemas import as_of
 from adapters.hubspot.schemas import text as _text
 from adapters.inbound.convert import business_date, currency_code, from_epoch_millis
 from adapters.inbound.model import Known, Ref, Step, Translation
@@ -69,15 +70,17 @@ def deal(record_id: str, known: Known, rules: DealRules, occurred_at: datetime) 
     if raw_currency is None:
         return Translation.ignore(f"deal {record_id} has no deal_currency_code yet")
     currency = currency_code(raw_currency, field=f"deal.{record_id}.deal_currency_code")
-    lines = _lines(record_id, fields, known, currency)
+    booked = _day(fields.get("closedate"), f"deal.{record_id}.closedate")
+    if booked is None:  # HubSpot sets it when a deal is won: it is on its way
+        return Translation.ignore(f"deal {record_id} has no closedate yet")
+    records: list[Mapping[str, Any]] = [fields]
+    lines = _lines(record_id, fields, known, currency, records)
     if isinstance(lines, Translation):
         return lines
-    booked = _day(fields.get("closedate"), f"deal.{record_id}.closedate") or business_date(
-        occurred_at
-    )
+    stated = as_of(*records) or occurred_at
     existing = known.lookup(Ref(CRM, "order", record_id))
     if existing is not None:
-        return _amend(record_id, existing, lines, known)
+        return _amend(record_id, existing, lines, known, stated)
     starts = [_day(line["start"], f"deal.{record_id}.line_items.start") for line in lines]
     data = {
         "customer_id": str(customer),
@@ -90,7 +93,8 @@ def deal(record_id: str, known: Known, rules: DealRules, occurred_at: datetime) 
         "start_date": min([d for d in starts if d is not None] or [booked]).isoformat(),
         "booking_date": booked.isoformat(),
     }
-    return Translation(steps=(Step("order", "place", data, source_record_id=record_id),))
+    step = Step("order", "place", data, source_record_id=record_id, occurred_at=stated)
+    return Translation(steps=(step,))
 
 
 def deal_of_line_item(record_id: str, known: Known) -> str | None:
@@ -106,8 +110,14 @@ def _won(fields: Mapping[str, Any], rules: DealRules) -> bool:
 
 
 def _lines(
-    record_id: str, fields: Mapping[str, Any], known: Known, currency: str
+    record_id: str,
+    fields: Mapping[str, Any],
+    known: Known,
+    currency: str,
+    records: list[Mapping[str, Any]],
 ) -> list[dict[str, Any]] | Translation:
+    """The order lines from the deal's line items (their mirrors are added to ``records``),
+    or why the order cannot be derived yet."""
     ids = sorted(
         (k.removeprefix(LINE_ITEM) for k, v in fields.items() if k.startswith(LINE_ITEM)),
         key=lambda i: (len(i), i),
@@ -140,6 +150,7 @@ def _lines(
     lines = []
     for line_id in ids:
         item = known.mirror("line_item", line_id) or {}
+        records.append(item)
         price, quantity = _text(item.get("price")), _text(item.get("quantity"))
         if price is None or quantity is None:
             return Translation.ignore(
@@ -188,7 +199,9 @@ def _line(
     return line
 
 
-def _amend(record_id: str, order_id: Any, lines: list[dict[str, Any]], known: Known) -> Translation:
+def _amend(
+    record_id: str, order_id: Any, lines: list[dict[str, Any]], known: Known, stated: datetime
+) -> Translation:
     view = known.state("order", order_id) or {}
     state = view.get("state", {})
     if state.get("status") not in AMENDABLE:
@@ -196,7 +209,9 @@ def _amend(record_id: str, order_id: Any, lines: list[dict[str, Any]], known: Kn
     if sorted(map(_key, state.get("lines", []))) == sorted(map(_key, lines)):
         return Translation.ignore(f"the order of deal {record_id} is up to date")
     body = [{k: v for k, v in line.items() if k not in ("start", "months")} for line in lines]
-    return Translation(steps=(Step("order", "amend", {"lines": body}, target=order_id),))
+    return Translation(
+        steps=(Step("order", "amend", {"lines": body}, target=order_id, occurred_at=stated),)
+    )
 
 
 def _key(line: Mapping[str, Any]) -> tuple[str, str, Decimal, Decimal, str]:

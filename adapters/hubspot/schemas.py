@@ -9,9 +9,15 @@ than Concord needs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictInt
+
+#: Mirror field holding the newest ``occurredAt`` merged into a record (``@``: no HubSpot
+#: property name starts with it).
+AS_OF = "@occurredAt"
 
 #: HubSpot batches up to ~100 events; more than this is not a HubSpot delivery.
 MAX_EVENTS = 1000
@@ -70,3 +76,10 @@ def text(value: Any) -> str | None:
         return None
     found = str(value).strip()
     return found or None
+
+
+def as_of(*records: Mapping[str, Any]) -> datetime | None:
+    """The newest HubSpot time among the mirrored records: what a command derived from them
+    states is true as of then (older events must not look newer, nor newer ones stale)."""
+    times = [int(r[AS_OF]) for r in records if str(r.get(AS_OF, "")).isdigit()]
+    return datetime.fromtimestamp(max(times) / 1000, UTC) if times else None

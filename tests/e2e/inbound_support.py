@@ -130,7 +130,7 @@ def stripe_invoice(
 def inbound_runtime(
     database_url: str, pg_schema: str, tmp_path: Path, **extra: Any
 ) -> Iterator[Runtime]:
-    secrets = f"stripe={STRIPE_SECRET}|{STRIPE_OLD_SECRET}"
+    secrets = f"stripe={STRIPE_SECRET}|{STRIPE_OLD_SECRET},hubspot=hs-client-secret|hs-old-secret"
     settings = Settings(
         database_url=database_url,
         schema_name=pg_schema,

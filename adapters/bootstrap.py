@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,11 +33,13 @@ from pydantic import ValidationError
 from adapters.inbound.log import InboundLog
 from adapters.inbound.mirror import MirrorStore
 from adapters.inbound.registry import build_adapters
+from adapters.inbound.reviews import ReviewQueue
 from adapters.inbound.service import InboundService
 from adapters.keys import KeyRing
 from adapters.postgres.committer import BatchScope, PostgresCommitter, Submitted
 from adapters.postgres.datastore import open_datastore
 from adapters.postgres.mapper import PydanticMapper
+from adapters.postgres.match_keys import MatchKeys
 from adapters.postgres.overlay import BatchOverlay
 from adapters.postgres.personal_keys import PersonalKeyStore
 from adapters.postgres.records import PostgresConflicts, PostgresCrossReference
@@ -123,8 +126,29 @@ class Connections:
             name=self.application_name(role),
         )
 
+    def nats_identity(self, role: str) -> dict[str, Any]:
+        """nats-py options that authenticate ``role``: the relay connects as the relay
+        identity (the only one that may write the record), every other role (subscribers,
+        reports, replays, operator endpoints) as the consume-only subscriber identity.
+        Nothing configured: no credentials (a server without authentication, or ones in
+        the URL)."""
+        s = self.settings
+        relay = role == "relay"
+        user = s.nats_relay_user if relay else s.nats_subscriber_user
+        password = s.nats_relay_password if relay else s.nats_subscriber_password
+        creds = s.nats_relay_creds_file if relay else s.nats_subscriber_creds_file
+        options: dict[str, Any] = {}
+        if creds is not None:
+            options["user_credentials"] = str(creds)
+        elif user is not None:
+            options.update(user=user, password=password or "")
+        if s.nats_tls_ca_file is not None:
+            options["tls"] = ssl.create_default_context(cafile=str(s.nats_tls_ca_file))
+        return options
+
     async def nats(self, role: str, **callbacks: Any) -> NatsClient:
-        """A NATS connection that reconnects for ever (the services outlive NATS restarts).
+        """A NATS connection that reconnects for ever (the services outlive NATS restarts),
+        authenticated as ``role``'s identity (:meth:`nats_identity`).
 
         ``callbacks``: nats-py's connection callbacks (``disconnected_cb`` and the like)."""
         if not self.settings.nats_url:
@@ -134,6 +158,7 @@ class Connections:
             name=f"concord-{role}",
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
+            **self.nats_identity(role),
             **callbacks,
         )
         return client
@@ -360,12 +385,15 @@ def open_runtime(settings: Settings) -> Runtime:
         datastore.close()
         raise
     personal = personal_keys(stores, datastore, settings)
+    match_keys = MatchKeys(datastore, settings.schema_name)
+    match_keys.secret()  # read (or made) once, before the writer thread needs it
     committer = PostgresCommitter(
         stores,
         settings.schema_name,
         group_max=settings.group_commit_max,
         personal=personal,
         max_event_bytes=settings.max_event_bytes,
+        match_keys=match_keys,
     )
     conflicts = PostgresConflicts(datastore, settings.schema_name)
     xref = PostgresCrossReference(datastore, settings.schema_name)
@@ -400,5 +428,7 @@ def open_runtime(settings: Settings) -> Runtime:
             adapters=build_adapters(settings),
             secrets=settings.webhook_secret_map(),
             mirrors=MirrorStore(datastore, settings.schema_name),
+            match_keys=match_keys,
+            reviews=ReviewQueue(datastore, settings.schema_name),
         ),
     )

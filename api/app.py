@@ -8,6 +8,9 @@ reads settings or opens connections at import time.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -22,7 +25,17 @@ from api.errors import Problem
 from api.limits import BodyLimitMiddleware
 from api.rate_limits import RequestLimits
 from api.responses import JSONBytes
-from api.routes import admin, batch, commands, delivery, health, inbound, listing, queries
+from api.routes import (
+    admin,
+    batch,
+    commands,
+    delivery,
+    health,
+    inbound,
+    listing,
+    matches,
+    queries,
+)
 from api.routes.commands import MAX_COMMAND_BYTES
 from api.routes.health import HealthProblem
 from api.routes.queries import api_version
@@ -69,10 +82,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        """On the way out, close the operator endpoints' NATS connection on its own loop."""
+        """Release held deliveries while serving; on the way out, close the operator
+        endpoints' NATS connection on its own loop."""
+        releaser = asyncio.create_task(release_held(runtime))
         try:
             yield
         finally:
+            releaser.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await releaser
             await runtime.close_nats()
             if owns_runtime:
                 runtime.close()
@@ -104,7 +122,7 @@ def create_app(
     require = authenticator(runtime.keys, limits)
     # Each router carries the /v1 prefix itself (not via a parent router), so a matched
     # route's ``path`` is the full template that tracing reports as ``http.route``.
-    for module in (commands, listing, queries, batch, admin, delivery, health):
+    for module in (commands, listing, queries, batch, admin, delivery, health, matches):
         app.include_router(module.build(runtime, require))
     # Webhooks authenticate by each system's signature, throttled like failed keys.
     app.include_router(inbound.build(runtime, require, limits.failed_auth))
@@ -139,6 +157,23 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+async def release_held(runtime: Runtime) -> None:
+    """Apply held inbound deliveries whose dependency arrived some other way than through a
+    webhook (an API command, a batch): every ``CONCORD_INBOUND_RELEASE_INTERVAL_S``, if any
+    delivery is held. Every API worker runs it; concurrent releases are safe (a released
+    delivery commits once, by its receipt)."""
+    interval = runtime.settings.inbound_release_interval_s
+    if interval <= 0:
+        return
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await loop.run_in_executor(runtime.executor, runtime.inbound.release_if_held)
+        except Exception:  # the next round tries again; a failure must not stop serving
+            logging.getLogger("concord.inbound").exception("releasing held deliveries failed")
 
 
 def _problem_422(document: dict[str, Any]) -> None:
@@ -211,6 +246,7 @@ def _tags(runtime: Runtime) -> list[dict[str, str]]:
             "name": "health",
             "description": "Liveness and delivery health: PostgreSQL, NATS, relay, subscribers",
         },
+        {"name": "matches", "description": "Customer match review queue (admin only)"},
         {
             "name": "inbound",
             "description": "Source systems' webhooks and the inbound log (log: admin only)",

@@ -1,14 +1,16 @@
 """Shared fixtures: a real PostgreSQL and a real NATS JetStream for every test run.
 
 Tests talk to real servers (never fakes) so they exercise the production code path. Either
-point them at running servers:
+point them at a running PostgreSQL:
 
 - ``CONCORD_TEST_DATABASE_URL`` (e.g. ``postgresql://postgres@127.0.0.1:5432/test``)
-- ``CONCORD_TEST_NATS_URL`` (e.g. ``nats://127.0.0.1:4222``), used only if it is NATS >= 2.12
 
-or leave them unset and the session starts private servers from the PyPI wheels in a temporary
-folder (``adapters.embedded``). Each test gets its own PostgreSQL schema and its own JetStream
-stream name, so tests never see each other's data and need no clean-up between them.
+or leave it unset and the session starts a private server from the PyPI wheel in a temporary
+folder (``adapters.embedded``). NATS is always the wheel's server started by Concord's own
+code, with Concord's configuration (authentication and permissions included): the tests of
+who may publish what need that configuration. Each test gets its own PostgreSQL schema and
+its own JetStream stream name, so tests never see each other's data and need no clean-up
+between them.
 
 Sub-folders add their own fixtures in their own ``conftest.py``.
 """
@@ -21,6 +23,7 @@ import os
 import threading
 import uuid
 from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,13 +31,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from adapters.embedded import (
-    MIN_NATS_VERSION,
-    EmbeddedServerError,
-    embedded_nats,
-    embedded_postgres,
-    read_nats_info,
-)
+from adapters.embedded import embedded_nats, embedded_postgres, nats_identities
+from adapters.nats.credentials import Credential
+from adapters.nats.identities import Role, Scope
 from adapters.settings import Settings
 
 T = TypeVar("T")
@@ -104,29 +103,80 @@ def pg_env(database_url: str, pg_schema: str) -> dict[str, str]:
 # ----------------------------------------------------------------------------------- NATS
 
 
-def _usable_nats(url: str) -> bool:
-    """True if ``url`` answers as a NATS server with JetStream and version >= 2.12.
+NATS_IDENTITY_ENV = {
+    "relay": ("CONCORD_NATS_RELAY_USER", "CONCORD_NATS_RELAY_PASSWORD"),
+    "subscriber": ("CONCORD_NATS_SUBSCRIBER_USER", "CONCORD_NATS_SUBSCRIBER_PASSWORD"),
+}
 
-    The machine's own NATS (Debian 12 packages 2.9.10) is too old for the JetStream features
-    Concord targets, so with such a server the session starts the wheel's nats-server instead.
+
+@dataclass(frozen=True)
+class NatsServer:
+    """A NATS server a test session (or one test) started with Concord's configuration."""
+
+    folder: Path
+    url: str
+    """Without credentials: what an unauthenticated client connects to."""
+
+    def credential(self, role: Role) -> Credential:
+        found = nats_identities(self.folder).credential(role)
+        assert found is not None, f"no {role} identity in {self.folder}"
+        return found
+
+    @property
+    def admin_url(self) -> str:
+        """The URL with the test-only admin identity (no permission limits) in it."""
+        admin = self.credential("admin")
+        return self.url.replace("nats://", f"nats://{admin.user}:{admin.password}@", 1)
+
+    def identity_env(self) -> dict[str, str]:
+        """``CONCORD_NATS_*`` variables that make Concord connect with its identities."""
+        env: dict[str, str] = {}
+        for role, (user_key, password_key) in NATS_IDENTITY_ENV.items():
+            credential = self.credential(role)  # type: ignore[arg-type]
+            env[user_key], env[password_key] = credential.user, credential.password
+        return env
+
+    def identity_settings(self) -> dict[str, str]:
+        """The same as settings fields (``Settings(**server.identity_settings())``)."""
+        return {k.removeprefix("CONCORD_").lower(): v for k, v in self.identity_env().items()}
+
+
+@contextlib.contextmanager
+def start_nats(folder: Path, port: int | None = None) -> Iterator[NatsServer]:
+    """Start NATS as ``concord serve`` does, plus the test-only admin identity.
+
+    Permissions are rendered for any stream and prefix (``*``), since every test has its
+    own; the bcrypt cost is the minimum, as tests connect thousands of times.
     """
-    try:
-        info = read_nats_info(url)
-    except (OSError, ValueError, EmbeddedServerError):
-        return False
-    version = tuple(int(p) for p in str(info.get("version", "0.0.0")).split("-")[0].split("."))
-    return bool(info.get("jetstream")) and version[:2] >= MIN_NATS_VERSION
+    with embedded_nats(folder, port, scope=Scope("*", "*"), admin=True, hash_rounds=4) as url:
+        yield NatsServer(folder, url)
 
 
 @pytest.fixture(scope="session")
-def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of a NATS >= 2.12 server with JetStream: ``CONCORD_TEST_NATS_URL`` or embedded."""
-    configured = os.environ.get("CONCORD_TEST_NATS_URL")
-    if configured and _usable_nats(configured):
-        yield configured
-        return
-    with embedded_nats(Path(tmp_path_factory.mktemp("embedded-nats"))) as url:
-        yield url
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """The session's NATS: the wheel's nats-server (>= 2.12; the machine's NATS may be
+    older) with the configuration Concord writes, authentication included.
+
+    The relay and subscriber identities are put into the environment
+    (``CONCORD_NATS_RELAY_USER`` ...), so every ``Settings`` a test builds, and every
+    process it starts, connects as Concord does in production: the relay as the relay,
+    everything else consume-only.
+    """
+    with (
+        start_nats(tmp_path_factory.mktemp("embedded-nats")) as server,
+        pytest.MonkeyPatch.context() as env,
+    ):
+        for key, value in server.identity_env().items():
+            env.setenv(key, value)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def nats_url(nats_server: NatsServer) -> str:
+    """URL of the session's NATS carrying the test-only admin identity: tests read streams
+    back and inject foreign messages through it. Concord's own code connects with the
+    identities in its settings instead, which nats-py prefers to the URL's."""
+    return nats_server.admin_url
 
 
 @pytest.fixture

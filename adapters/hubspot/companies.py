@@ -52,8 +52,7 @@ def company(record_id: str, known: Known) -> Translation:
                 ),
             )
         )
-    view = known.state("customer", customer_id) or {}
-    current = view.get("state", {})
+    current = known.state("customer", customer_id) or {}
     changes = {k: v for k, v in wanted.items() if _differs(k, current.get(k), v)}
     if not changes:
         return Translation.ignore(f"customer of company {record_id} is up to date")

@@ -202,8 +202,7 @@ def _line(
 def _amend(
     record_id: str, order_id: Any, lines: list[dict[str, Any]], known: Known, stated: datetime
 ) -> Translation:
-    view = known.state("order", order_id) or {}
-    state = view.get("state", {})
+    state = known.state("order", order_id) or {}
     if state.get("status") not in AMENDABLE:
         return Translation.ignore(f"the order of deal {record_id} is {state.get('status')}")
     if sorted(map(_key, state.get("lines", []))) == sorted(map(_key, lines)):

@@ -257,14 +257,22 @@ class InboundLog:
                 ),
             )
 
+    def any_held(self) -> bool:
+        query = self._sql("SELECT 1 FROM {schema}.concord_inbound WHERE status = 'held' LIMIT 1")
+        with self.datastore.get_connection() as conn:
+            return conn.execute(query).fetchone() is not None
+
     def released(self) -> list[Delivery]:
         """Held deliveries whose dependency has arrived (it is in the cross-reference),
         oldest first: the order they were received in is the order they are applied in."""
+        columns = ", ".join("i." + c.strip() for c in _COLUMNS.split(","))
         query = self._sql(
-            f"SELECT {', '.join('i.' + c.strip() for c in _COLUMNS.split(','))} "
-            "FROM {schema}.concord_inbound i JOIN {schema}.concord_xref x "
-            "ON x.system = i.wait_system AND x.entity = i.wait_entity "
-            "AND x.external_id = i.wait_external_id WHERE i.status = 'held' ORDER BY i.id"
+            f"SELECT {columns} FROM {{schema}}.concord_inbound i WHERE i.status = 'held' AND ("
+            "EXISTS (SELECT 1 FROM {schema}.concord_xref x WHERE x.system = i.wait_system "
+            "AND x.entity = i.wait_entity AND x.external_id = i.wait_external_id) OR "
+            "(i.wait_system = 'review' AND EXISTS (SELECT 1 FROM {schema}.concord_matches m "
+            "WHERE m.source || ':' || m.external_id = i.wait_external_id "
+            "AND m.status <> 'pending'))) ORDER BY i.id"
         )
         with self.datastore.get_connection() as conn:
             return [_delivery(row) for row in conn.execute(query).fetchall()]

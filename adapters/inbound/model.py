@@ -15,6 +15,8 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+from adapters.inbound.matching import Candidate, MatchResult
+
 
 @dataclass(frozen=True)
 class SourceEvent:
@@ -67,6 +69,14 @@ class Step:
 
 
 @dataclass(frozen=True)
+class ReviewRequest:
+    """Ask a person whether source record ``external_id`` is one of ``candidates``."""
+
+    external_id: str
+    candidates: tuple[tuple[UUID, str], ...]
+
+
+@dataclass(frozen=True)
 class Translation:
     """What one source event means for the hub."""
 
@@ -75,6 +85,8 @@ class Translation:
     """A dependency that has not arrived: the event is held and re-translated when it does."""
     ignored: str | None = None
     """Why the event causes nothing (an event type Concord does not follow, an echo)."""
+    review: ReviewRequest | None = None
+    """An uncertain customer match: the event is held until a person decides."""
 
     @classmethod
     def ignore(cls, reason: str) -> Translation:
@@ -83,6 +95,10 @@ class Translation:
     @classmethod
     def wait(cls, ref: Ref) -> Translation:
         return cls(waits_for=ref)
+
+    @classmethod
+    def ask(cls, external_id: str, match: MatchResult) -> Translation:
+        return cls(review=ReviewRequest(external_id, match.uncertain))
 
 
 class Known(Protocol):
@@ -94,6 +110,16 @@ class Known(Protocol):
 
     def state(self, entity: str, aggregate_id: UUID) -> dict[str, Any] | None:
         """The aggregate's current state (as ``GET /v1/<kind>/{id}`` shows it), if any."""
+        ...
+
+    def match(self, candidate: Candidate) -> MatchResult:
+        """The customer ``candidate`` is, surely, or who a person should compare it with
+        (:mod:`adapters.inbound.matching`)."""
+        ...
+
+    def decision(self, external_id: str) -> tuple[str, UUID | None] | None:
+        """A person's decision on this source's record, once made: ``("linked", id)`` or
+        ``("new", None)`` (it is nobody Concord knows)."""
         ...
 
     def mirror(self, object_name: str, record_id: str) -> dict[str, Any] | None:

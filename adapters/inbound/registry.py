@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from adapters.hubspot import DealRules, HubSpotAdapter
 from adapters.inbound.source import SourceAdapter
+from adapters.salesforce import SalesforceAdapter
 from adapters.settings import Settings
 from adapters.stripe import StripeAdapter
 
@@ -22,5 +23,6 @@ def build_adapters(settings: Settings) -> dict[str, SourceAdapter]:
                 default_currency=settings.hubspot_default_currency,
             ),
         ),
+        SalesforceAdapter(),
     ]
     return {adapter.name: adapter for adapter in adapters}

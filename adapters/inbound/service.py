@@ -27,10 +27,14 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from adapters.inbound.log import FINAL, Delivery, InboundLog
+from adapters.inbound.matching import NO_MATCH, Candidate, MatchResult, decide
+from adapters.inbound.matching import Known as KnownCustomer
 from adapters.inbound.mirror import MirrorStore, MirrorUpdate
-from adapters.inbound.model import Ref, SourceEvent, Step, Translation
+from adapters.inbound.model import Ref, ReviewRequest, SourceEvent, Step, Translation
+from adapters.inbound.reviews import ReviewQueue, review_ref
 from adapters.inbound.source import Incoming, Malformed, SourceAdapter, Unverified
 from adapters.postgres.index import customer_of
+from adapters.postgres.match_keys import MatchKeys
 from adapters.postgres.overlay import BatchOverlay
 from hub.application.ports import Change, CommitPort, ConflictRecord, Receipt, ReceiptExists
 from hub.application.service import Caller, CommandRequest, Hub, Origin, merge_conflicts
@@ -82,26 +86,54 @@ class Outcome:
 
 class _HubKnown:
     """The hub as one source's translator may see it: cross-reference lookups, current
-    state, and that source's record mirrors."""
+    state, customer matching and reviews, and that source's record mirrors."""
 
-    def __init__(self, hub: Hub, mirrors: MirrorStore | None, source: str) -> None:
-        self.hub = hub
-        self.mirrors = mirrors
+    def __init__(self, service: InboundService, source: str) -> None:
+        self.hub = service.hub
+        self.service = service
         self.source = source
 
     def mirror(self, object_name: str, record_id: str) -> dict[str, Any] | None:
-        if self.mirrors is None:
-            return None
-        return self.mirrors.get(self.source, object_name, record_id)
+        mirrors = self.service.mirrors
+        return None if mirrors is None else mirrors.get(self.source, object_name, record_id)
 
     def lookup(self, ref: Ref) -> UUID | None:
         return self.hub.ports.xref.lookup(ref.system, ref.entity, ref.external_id)
 
     def state(self, entity: str, aggregate_id: UUID) -> dict[str, Any] | None:
         try:
-            return self.hub.get(entity, aggregate_id)
+            view = self.hub.get(entity, aggregate_id)
         except NotFound:
             return None
+        return {**view["state"], "id": view["id"], "version": view["version"]}
+
+    def match(self, candidate: Candidate) -> MatchResult:
+        keys = self.service.match_keys
+        if keys is None:
+            return NO_MATCH
+        known = []
+        for customer_id in keys.candidates(candidate):
+            state = self.state("customer", customer_id)
+            if state is None or state.get("erased") or state.get("merged_into"):
+                continue
+            known.append(
+                KnownCustomer(
+                    customer_id, state["legal_name"], state.get("web_domain"), state.get("tax_id")
+                )
+            )
+        return decide(candidate, known)
+
+    def decision(self, external_id: str) -> tuple[str, UUID | None] | None:
+        reviews = self.service.reviews
+        found = None if reviews is None else reviews.decision(self.source, external_id)
+        return None if found is None else (found.status, found.customer_id)
+
+
+def updates(found: MirrorUpdate | Sequence[MirrorUpdate] | None) -> Sequence[MirrorUpdate]:
+    """What an adapter's ``mirror`` answered, as a sequence."""
+    if found is None:
+        return ()
+    return (found,) if isinstance(found, MirrorUpdate) else found
 
 
 class InboundService:
@@ -116,6 +148,8 @@ class InboundService:
         adapters: Mapping[str, SourceAdapter],
         secrets: Mapping[str, tuple[str, ...]],
         mirrors: MirrorStore | None = None,
+        match_keys: MatchKeys | None = None,
+        reviews: ReviewQueue | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.hub = hub
@@ -125,6 +159,8 @@ class InboundService:
         self.secrets = dict(secrets)
         self.clock = clock
         self.mirrors = mirrors
+        self.match_keys = match_keys
+        self.reviews = reviews
 
     def adapter(self, name: str) -> SourceAdapter:
         found = self.adapters.get(name)
@@ -134,7 +170,7 @@ class InboundService:
         return found
 
     def _known(self, source: str) -> _HubKnown:
-        return _HubKnown(self.hub, self.mirrors, source)
+        return _HubKnown(self, source)
 
     # -- deliveries -----------------------------------------------------------------
 
@@ -153,7 +189,7 @@ class InboundService:
         for event in events:
             delivery = self.log.record(name, event, incoming.headers, verification)
             if self.mirrors is not None and delivery.status not in FINAL:
-                for update in _updates(adapter.mirror(event)):
+                for update in updates(adapter.mirror(event)):
                     self.mirrors.merge(name, update)  # idempotent: a retry merges it again
             outcomes.append(self._run(adapter, delivery, event))
         return outcomes
@@ -200,6 +236,8 @@ class InboundService:
             return Outcome(event.event_id, delivery.id, "ignored", {"reason": translation.ignored})
         if translation.waits_for is not None:
             return self._hold(delivery, event, translation.waits_for)
+        if translation.review is not None:
+            return self._review(adapter, delivery, event, translation.review)
         try:
             aggregates, events, conflicts = self._decide(caller, delivery, event, translation)
         except DomainError as refused:
@@ -295,6 +333,17 @@ class InboundService:
                 return Outcome(event.event_id, delivery.id, current.status, current.detail)
         return Outcome(event.event_id, delivery.id, "held", waiting_for=ref)
 
+    def _review(
+        self, adapter: SourceAdapter, delivery: Delivery, event: SourceEvent, ask: ReviewRequest
+    ) -> Outcome:
+        """Hold the event for a person's decision on an uncertain customer match."""
+        if self.reviews is None:
+            return self._refuse(
+                delivery, event, "match-review-unavailable", "no review queue", None
+            )
+        self.reviews.open(adapter.name, ask.external_id, delivery.id, list(ask.candidates))
+        return self._hold(delivery, event, review_ref(adapter.name, ask.external_id))
+
     def _refuse(
         self, delivery: Delivery, event: SourceEvent, code: str, message: str, where: str | None
     ) -> Outcome:
@@ -320,6 +369,10 @@ class InboundService:
             if not progressed:
                 return outcomes
 
+    def release_if_held(self) -> list[Outcome]:
+        """:meth:`release`, after one cheap check that anything is held at all."""
+        return self.release() if self.log.any_held() else []
+
     def _again(self, delivery: Delivery) -> Outcome | None:
         adapter = self.adapters.get(delivery.system)
         event = delivery.source_event()
@@ -343,12 +396,6 @@ class InboundService:
                 counts[status] = counts.get(status, 0) + 1
         self.release()
         return counts
-
-
-def _updates(found: MirrorUpdate | Sequence[MirrorUpdate] | None) -> Sequence[MirrorUpdate]:
-    if found is None:
-        return ()
-    return (found,) if isinstance(found, MirrorUpdate) else found
 
 
 def _customers(aggregates: list[Aggregate]) -> list[UUID]:

@@ -32,7 +32,7 @@ from adapters.nats.personal import EnvelopeOpener
 from adapters.nats.registry import DECLARATIONS, build_specs, check_targets, select
 from adapters.nats.replay import Progress, ReplayRequest, ReplayResult, replay
 from adapters.nats.spec import SubscriberSpec
-from adapters.nats.subjects import Subjects, stream_config
+from adapters.nats.subjects import Subjects
 from adapters.nats.subscriber import Subscriber
 from adapters.postgres.schema import create_schema
 from adapters.settings import Settings
@@ -54,6 +54,8 @@ log = logging.getLogger("concord.subscriber")
 RESTART_DELAY_S = 1.0
 MAX_RESTART_DELAY_S = 30.0
 STANDBY_POLL_S = 2.0
+STREAM_POLL_S = 0.25
+"""How often a subscriber started before the relay looks for the stream again."""
 
 
 def _settings(source: Runtime | Settings) -> Settings:
@@ -75,19 +77,25 @@ def lock_key(settings: Settings, name: str) -> str:
     return f"concord-subscriber:{settings.schema_name}:{settings.nats_stream}:{name}"
 
 
-async def ensure_stream(js: JetStreamContext, settings: Settings) -> None:
-    """Create the events stream if the relay has not yet (same definition as the relay)."""
-    try:
-        await js.stream_info(settings.nats_stream)
-    except NotFoundError:
-        await js.add_stream(
-            stream_config(
-                settings.nats_stream,
-                Subjects(settings.nats_subject_prefix),
-                settings.nats_replicas,
-                settings.nats_duplicate_window_s,
-            )
-        )
+async def wait_for_stream(js: JetStreamContext, settings: Settings, stop: asyncio.Event) -> bool:
+    """Wait until the events stream exists; False if ``stop`` came first.
+
+    The subscribers do not create the stream: their identity is consume-only (only the
+    relay manages the stream, see :mod:`adapters.nats.identities`), so a subscriber started
+    before any relay waits for the relay's first start.
+    """
+    waiting = False
+    while not stop.is_set():
+        try:
+            await js.stream_info(settings.nats_stream)
+            return True
+        except NotFoundError:
+            if not waiting:
+                log.info("waiting for the relay to create stream %s", settings.nats_stream)
+                waiting = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), STREAM_POLL_S)
+    return False
 
 
 def _create_tables(source: Connections | Settings) -> None:
@@ -126,7 +134,8 @@ async def run_subscribers(
         try:
             await pool.open()
             js = nc.jetstream()
-            await ensure_stream(js, settings)
+            if not await wait_for_stream(js, settings, stop):
+                return
             async with asyncio.TaskGroup() as group:
                 for spec in chosen:
                     group.create_task(_supervise(connections, spec, js, pool, stop))

@@ -44,6 +44,7 @@ from adapters.inbound.log import erase_deliveries
 from adapters.nats.size import MAX_PAYLOAD_BYTES, largest_field, published_size_bound
 from adapters.postgres import index
 from adapters.postgres.index import IndexRow, index_rows
+from adapters.postgres.match_keys import MatchKeys
 from adapters.postgres.personal_keys import PersonalKeyStore
 from adapters.postgres.records import PostgresReceipts, receipt_status
 from adapters.postgres.stores import Store
@@ -102,6 +103,8 @@ class _Pending:
     #: Customer keys made for this change (inserted with it) and keys its erasure destroys.
     new_keys: list[tuple[UUID, bytes]] = field(default_factory=list)
     destroyed: list[UUID] = field(default_factory=list)
+    #: Customers whose blind match keys this change replaces, and the new keys.
+    match_keys: dict[UUID, list[str]] = field(default_factory=dict)
 
     @property
     def aggregate_ids(self) -> set[UUID]:
@@ -125,9 +128,11 @@ class PostgresCommitter(CommitPort):
         group_max: int = 256,
         max_event_bytes: int = MAX_PAYLOAD_BYTES,
         personal: PersonalKeyStore | None = None,
+        match_keys: MatchKeys | None = None,
     ) -> None:
         self.stores = stores
         self.personal = personal
+        self.match_keys = match_keys
         self.schema = sql.Identifier(schema)
         self.group_max = group_max
         self.max_event_bytes = max_event_bytes
@@ -221,6 +226,15 @@ class PostgresCommitter(CommitPort):
         item = _Pending(change, dict(stored), refs, index_rows(change.aggregates), Future(), scope)
         if change.receipt is not None:
             item.receipt_body = change.receipt.body
+        if self.match_keys is not None:
+            customers = [
+                a for a in change.aggregates if a.entity == "customer" and a.pending_events
+            ]
+            if customers:
+                touched, rows = self.match_keys.rows(customers)
+                item.match_keys = {customer: [] for customer in touched}
+                for digest, customer in rows:
+                    item.match_keys[customer].append(digest)
         personal = self.personal
         if personal is not None:
             if item.receipt_body is not None:
@@ -404,6 +418,7 @@ class PostgresCommitter(CommitPort):
                     if refs:
                         self._insert_refs(curs, refs)
                     index.upsert(curs, self.schema, [row for item in live for row in item.index])
+                    self._write_match_keys(curs, live)
                     self._write_keys(curs, live)
                     pipeline.sync()
             except Exception as error:
@@ -411,6 +426,14 @@ class PostgresCommitter(CommitPort):
         if failed is not None:
             raise failed
         return taken
+
+    def _write_match_keys(self, curs: psycopg.Cursor[Any], live: list[_Pending]) -> None:
+        """Replace the customers' blind match keys (the last change of one wins)."""
+        latest: dict[UUID, list[str]] = {}
+        for item in live:
+            latest.update(item.match_keys)
+        if latest and self.match_keys is not None:
+            self.match_keys.replace(curs, latest)
 
     def _write_keys(self, curs: psycopg.Cursor[Any], live: list[_Pending]) -> None:
         """New customers' keys, and erasures' destroyed keys, in the events' transaction."""

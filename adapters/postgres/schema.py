@@ -12,7 +12,9 @@ from psycopg import Connection, sql
 
 from adapters.inbound.log import TABLES as INBOUND_TABLES
 from adapters.inbound.mirror import TABLES as MIRROR_TABLES
+from adapters.inbound.reviews import TABLES as REVIEW_TABLES
 from adapters.postgres.index import TABLES as INDEX_TABLES
+from adapters.postgres.match_keys import TABLES as MATCH_TABLES
 
 TABLES = [
     """
@@ -155,6 +157,17 @@ TABLES = [
 ]
 
 
+#: Every table, in creation order: the hub's own, then each adapter's.
+ALL_TABLES = [
+    *TABLES,
+    *INDEX_TABLES,
+    *INBOUND_TABLES,
+    *MIRROR_TABLES,
+    *MATCH_TABLES,
+    *REVIEW_TABLES,
+]
+
+
 def create_schema(conn: Connection[object], schema: str) -> None:
     """Create the schema (the event-store library needs it to exist) and our tables."""
     ident = sql.Identifier(schema)
@@ -162,5 +175,12 @@ def create_schema(conn: Connection[object], schema: str) -> None:
         # Concurrent first starts race on CREATE SCHEMA IF NOT EXISTS; serialise them.
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('concord-schema'))")
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
-        for statement in [*TABLES, *INDEX_TABLES, *INBOUND_TABLES, *MIRROR_TABLES]:
+        for statement in [
+            *TABLES,
+            *INDEX_TABLES,
+            *INBOUND_TABLES,
+            *MIRROR_TABLES,
+            *MATCH_TABLES,
+            *REVIEW_TABLES,
+        ]:
             conn.execute(sql.SQL(statement).format(schema=ident))

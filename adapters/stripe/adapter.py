@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import orjson
 import stripe
@@ -34,9 +35,11 @@ from adapters.inbound.convert import (
     from_epoch_seconds,
     from_minor_units,
 )
+from adapters.inbound.matching import Candidate
 from adapters.inbound.mirror import MirrorUpdate
 from adapters.inbound.model import Known, Ref, SourceEvent, Step, Translation
 from adapters.inbound.source import Incoming, Malformed, Unverified, parse_model
+from adapters.stripe import subscriptions
 from adapters.stripe.schemas import Customer, Invoice, InvoiceLine, StripeEvent
 from hub.domain.identity import external_id
 from hub.domain.money import exponent
@@ -110,21 +113,32 @@ class StripeAdapter:
             "invoice.marked_uncollectible": lambda e, k: _invoice_status(
                 e, k, "mark_uncollectible"
             ),
+            "customer.subscription.created": subscriptions.subscription_created,
+            "customer.subscription.updated": subscriptions.subscription_changed,
+            "customer.subscription.paused": subscriptions.subscription_changed,
+            "customer.subscription.resumed": subscriptions.subscription_changed,
+            "customer.subscription.deleted": subscriptions.subscription_deleted,
+            "refund.created": subscriptions.refund,
+            "refund.updated": subscriptions.refund,
+            "credit_note.created": subscriptions.credit_note,
         }
 
     def _customer(self, event: StripeEvent, known: Known) -> Translation:
         customer = parse_model(Customer, event.data.object, "body.data.object")
-        account = customer.metadata.get(self.account_key)
-        if not account:
-            return Translation.ignore(
-                f"customer {customer.id} has no metadata.{self.account_key}: it is not linked "
-                "to a CRM account"
-            )
-        crm = Ref("crm", "customer", account)
-        target = known.lookup(crm)
-        if target is None:
-            return Translation.wait(crm)
         linked = known.lookup(Ref(BILLING, "customer", customer.id))
+        account = customer.metadata.get(self.account_key)
+        if account:
+            crm = Ref("crm", "customer", account)
+            target = known.lookup(crm)
+            if target is None:
+                return Translation.wait(crm)
+        elif linked is not None:
+            return Translation.ignore(f"customer {customer.id} is linked already")
+        else:
+            found = _matched(customer, known, self.account_key)
+            if isinstance(found, Translation):
+                return found
+            target = found
         if linked == target:
             return Translation.ignore(f"customer {customer.id} is linked already")
         return Translation(
@@ -138,6 +152,32 @@ class StripeAdapter:
                 ),
             )
         )
+
+
+def _matched(customer: Customer, known: Known, account_key: str) -> UUID | Translation:
+    """A Stripe customer without a CRM account id: the customer it surely is, a review, or
+    nothing (billing does not create customers: the CRM owns their names)."""
+    decided = known.decision(customer.id)
+    if decided is not None:
+        _, customer_id = decided
+        if customer_id is not None:
+            return customer_id
+        return Translation.ignore(
+            f"a reviewer decided customer {customer.id} is no customer Concord knows"
+        )
+    if not customer.name:
+        return Translation.ignore(
+            f"customer {customer.id} has no metadata.{account_key} and no name to match by"
+        )
+    match = known.match(Candidate(legal_name=customer.name))
+    if match.sure:
+        assert match.customer_id is not None
+        return match.customer_id
+    if match.uncertain:
+        return Translation.ask(customer.id, match)
+    return Translation.ignore(
+        f"customer {customer.id} has no metadata.{account_key} and matches no customer"
+    )
 
 
 def _known_or_wait(known: Known, ref: Ref) -> Any:
@@ -240,7 +280,8 @@ def _invoice_paid(event: StripeEvent, known: Known) -> Translation:
         return invoice_id
     if invoice.amount_paid <= 0:
         return Translation.ignore(f"invoice {invoice.id} was paid with no cash (amount_paid 0)")
-    record = f"{invoice.id}/payment"
+    # The PaymentIntent identifies the payment (refunds name it); without one, the invoice.
+    record = invoice.payment_intent or f"{invoice.id}/payment"
     if known.lookup(Ref(BILLING, "payment", record)) is not None:
         return Translation.ignore(f"the payment of invoice {invoice.id} is recorded already")
     customer = _known_or_wait(known, Ref(BILLING, "customer", invoice.customer))
@@ -289,6 +330,6 @@ def _invoice_status(event: StripeEvent, known: Known, command: str) -> Translati
         return invoice_id
     state = known.state("invoice", invoice_id)
     wanted = {"void": "void", "mark_uncollectible": "uncollectible"}[command]
-    if state is not None and state.get("status") == wanted:
+    if state is not None and state["status"] == wanted:
         return Translation.ignore(f"invoice {invoice.id} is {wanted} already")
     return Translation(steps=(Step("invoice", command, {}, target=invoice_id),))

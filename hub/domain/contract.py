@@ -147,6 +147,9 @@ class Contract(Aggregate):
     suspended_on: date | None = None
     cancellation_date: date | None = None
     cancellation_reason: str | None = None
+    #: The status a cancellation ended: shown on business days before the cancellation
+    #: takes effect (a cancellation at period end is a scheduled change).
+    cancelled_from: ContractStatus | None = None
     amendments: int = 0
     last_amendment_date: date | None = None
     renewals: int = 0
@@ -173,9 +176,17 @@ class Contract(Aggregate):
             items, ahead = bring_into_force(self.items, self.scheduled_changes, day)
         else:
             items, ahead = bring_into_force(self.initial_items, self.amendment_log, day)
-        if items == self.items and ahead == self.scheduled_changes:
-            return self
-        return self.model_copy(update={"items": items, "scheduled_changes": ahead})
+        update: dict[str, object] = {}
+        if items != self.items or ahead != self.scheduled_changes:
+            update = {"items": items, "scheduled_changes": ahead}
+        if (
+            self.status is ContractStatus.CANCELLED
+            and self.cancelled_from is not None
+            and self.cancellation_date is not None
+            and day < self.cancellation_date
+        ):
+            update["status"] = self.cancelled_from  # cancelled at a later date: runs until then
+        return self.model_copy(update=update) if update else self
 
     # -- commands -------------------------------------------------------------------------
 
@@ -428,6 +439,8 @@ class ContractCancelled(DomainEvent):
     reason: str | None = None
 
     def apply(self, aggregate: Contract) -> None:
+        if aggregate.status is not ContractStatus.CANCELLED:
+            aggregate.cancelled_from = aggregate.status
         aggregate.status = ContractStatus.CANCELLED
         aggregate.cancellation_date = self.effective_date
         aggregate.cancellation_reason = self.reason

@@ -30,6 +30,7 @@ import nats
 import orjson
 
 from adapters.embedded import MIN_NATS_VERSION, embedded_nats, read_nats_info
+from adapters.nats.identities import Scope
 from adapters.nats.relay import Relay
 from adapters.nats.subjects import Subjects, headers_for, stream_config
 from adapters.postgres.stores import store_class
@@ -38,11 +39,25 @@ from hub.application.views import envelope
 from hub.domain.customer import Customer
 from hub.domain.provenance import Provenance, Stamp, System
 from tests.bench.common import database_url, percentiles, scratch_schema, temp_dir
+from tests.conftest import NatsServer
+
+
+def private_nats(stack: ExitStack, sync_always: bool) -> str:
+    """A private server with Concord's configuration: Concord's parts connect with their
+    identities (put into the environment, where ``Settings`` reads them), the benchmark's
+    raw clients with the URL's admin identity."""
+    folder = temp_dir()
+    url = stack.enter_context(
+        embedded_nats(folder, sync_always=sync_always, scope=Scope("*", "*"), admin=True)
+    )
+    server = NatsServer(folder, url)
+    os.environ.update(server.identity_env())
+    return server.admin_url
 
 
 def nats_url(stack: ExitStack, sync: str) -> str:
     if sync == "default":  # the lazy-fsync comparison always runs on a private server
-        return stack.enter_context(embedded_nats(temp_dir(), sync_always=False))
+        return private_nats(stack, sync_always=False)
     configured = os.environ.get("CONCORD_BENCH_NATS_URL") or os.environ.get("CONCORD_TEST_NATS_URL")
     if configured:
         try:
@@ -52,7 +67,7 @@ def nats_url(stack: ExitStack, sync: str) -> str:
                 return configured
         except (OSError, ValueError, KeyError):
             pass
-    return stack.enter_context(embedded_nats(temp_dir()))
+    return private_nats(stack, sync_always=True)
 
 
 def fill(settings: Settings, events: int) -> None:

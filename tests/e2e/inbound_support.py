@@ -17,6 +17,8 @@ from adapters.settings import Settings
 
 STRIPE_SECRET = "whsec_test_current"
 STRIPE_OLD_SECRET = "whsec_test_previous"
+SALESFORCE_SECRET = "sf-bridge-current"
+SALESFORCE_OLD_SECRET = "sf-bridge-previous"
 
 
 def stripe_signature(body: bytes, secret: str = STRIPE_SECRET, at: int | None = None) -> str:
@@ -130,7 +132,13 @@ def stripe_invoice(
 def inbound_runtime(
     database_url: str, pg_schema: str, tmp_path: Path, **extra: Any
 ) -> Iterator[Runtime]:
-    secrets = f"stripe={STRIPE_SECRET}|{STRIPE_OLD_SECRET},hubspot=hs-client-secret|hs-old-secret"
+    secrets = ",".join(
+        [
+            f"stripe={STRIPE_SECRET}|{STRIPE_OLD_SECRET}",
+            f"salesforce={SALESFORCE_SECRET}|{SALESFORCE_OLD_SECRET}",
+            "hubspot=hs-client-secret|hs-old-secret",
+        ]
+    )
     settings = Settings(
         database_url=database_url,
         schema_name=pg_schema,
@@ -149,3 +157,61 @@ def inbound_runtime(
 def runtime(database_url: str, pg_schema: str, tmp_path: Path) -> Iterator[Runtime]:
     """The e2e ``runtime`` fixture, with webhook secrets configured (overrides conftest's)."""
     yield from inbound_runtime(database_url, pg_schema, tmp_path)
+
+
+def stripe_subscription(
+    sub: str,
+    cus: str,
+    *,
+    status: str = "active",
+    quantity: int = 2,
+    unit_amount: int = 2500,
+    currency: str = "eur",
+    metadata: dict[str, str] | None = None,
+    cancel_at: int | None = None,
+    period_end: int = 1769904000,
+    interval: str = "month",
+    interval_count: int = 1,
+) -> dict[str, Any]:
+    """A subscription (basil: periods on the items) of one monthly licensed price."""
+    return {
+        "id": sub,
+        "object": "subscription",
+        "customer": cus,
+        "status": status,
+        "currency": currency,
+        "start_date": 1767225600,  # 2026-01-01
+        "cancel_at": cancel_at,
+        "cancel_at_period_end": cancel_at is not None,
+        "canceled_at": None,
+        "ended_at": None,
+        "collection_method": "charge_automatically",
+        "metadata": metadata if metadata is not None else {"sf_opportunity_id": "006OPP1"},
+        "items": {
+            "object": "list",
+            "data": [
+                {
+                    "id": "si_1",
+                    "object": "subscription_item",
+                    "quantity": quantity,
+                    "current_period_start": 1767225600,
+                    "current_period_end": period_end,
+                    "price": {
+                        "id": "price_plat_m",
+                        "object": "price",
+                        "product": "prod_plat",
+                        "unit_amount": unit_amount,
+                        "unit_amount_decimal": str(unit_amount),
+                        "currency": currency,
+                        "type": "recurring",
+                        "recurring": {
+                            "interval": interval,
+                            "interval_count": interval_count,
+                            "usage_type": "licensed",
+                        },
+                        "lookup_key": None,
+                    },
+                }
+            ],
+        },
+    }

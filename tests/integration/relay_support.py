@@ -46,6 +46,11 @@ def relay_env(settings: Settings, **extra: str) -> dict[str, str]:
         CONCORD_RELAY_BATCH=str(settings.relay_batch),
         CONCORD_NATS_DUPLICATE_WINDOW_S=str(settings.nats_duplicate_window_s),
     )
+    identity = {
+        "CONCORD_NATS_RELAY_USER": settings.nats_relay_user,
+        "CONCORD_NATS_RELAY_PASSWORD": settings.nats_relay_password,
+    }
+    env.update({k: v for k, v in identity.items() if v is not None})
     env.update(extra)
     return env
 

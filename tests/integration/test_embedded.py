@@ -13,14 +13,13 @@ import psycopg
 import pytest
 
 from adapters.embedded import (
-    embedded_nats,
     embedded_postgres,
     find_nats_server,
     nats_layout,
     postgres_layout,
     read_nats_info,
 )
-from tests.conftest import run_sync
+from tests.conftest import run_sync, start_nats
 
 
 def test_postgres_starts_restarts_and_keeps_data(tmp_path: Path) -> None:
@@ -74,30 +73,33 @@ def test_nats_binary_is_recent_enough() -> None:
 
 def test_embedded_nats_jetstream_dedupes_by_msg_id(tmp_path: Path) -> None:
     layout = nats_layout(tmp_path)
-    with embedded_nats(tmp_path) as url:
-        info = read_nats_info(url)
+    with start_nats(tmp_path) as server:
+        info = read_nats_info(server.url)
         assert info["jetstream"] is True
         assert info["host"] == "127.0.0.1"
+        assert info["auth_required"] is True
         assert "sync_interval: always" in layout.config_file.read_text()
-        first, second = run_sync(_publish_twice(url, "DEDUP", "dedup.test"))
+        first, second = run_sync(_publish_twice(server.admin_url, "DEDUP", "dedup.test"))
         assert not first.duplicate
         assert second.duplicate
         assert second.seq == first.seq
     assert layout.store_dir.is_dir()
     with pytest.raises(OSError):
-        read_nats_info(url, timeout=0.5)
+        read_nats_info(server.url, timeout=0.5)
 
 
-def test_embedded_nats_keeps_streams_across_restart(tmp_path: Path) -> None:
-    with embedded_nats(tmp_path) as url:
-        run_sync(_publish_twice(url, "KEPT", "kept.test"))
-    with embedded_nats(tmp_path) as url:
-        count = run_sync(_stream_messages(url, "KEPT"))
+def test_embedded_nats_keeps_streams_and_port_across_restart(tmp_path: Path) -> None:
+    with start_nats(tmp_path) as server:
+        run_sync(_publish_twice(server.admin_url, "KEPT", "kept.test"))
+    with start_nats(tmp_path) as again:
+        count = run_sync(_stream_messages(again.admin_url, "KEPT"))
     assert count == 1
+    assert again.url == server.url
+    assert nats_layout(tmp_path).port_file.read_text().strip() == server.url.rsplit(":", 1)[1]
 
 
 def test_shared_nats_fixture_dedupes(nats_url: str, stream_name: str) -> None:
-    """The session's NATS (configured or embedded) offers the same guarantees."""
+    """The session's NATS offers the same guarantees."""
     first, second = run_sync(_publish_twice(nats_url, stream_name, f"{stream_name}.x"))
     assert (bool(first.duplicate), bool(second.duplicate)) == (False, True)
 

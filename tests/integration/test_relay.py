@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 
 from adapters.bootstrap import Runtime
-from adapters.embedded import embedded_nats
 from adapters.nats.relay import Relay
 from adapters.nats.subjects import AGGREGATE_ID, AGGREGATE_VERSION, EVENT_TYPE, POSITION
 from hub.application.personal import open_envelope
-from tests.conftest import run_sync
+from tests.conftest import run_sync, start_nats
 from tests.integration.relay_support import (
     assert_exactly_once_in_order,
     relay_settings,
@@ -97,19 +96,21 @@ def test_live_relay_follows_commits_and_survives_a_nats_restart(
     """NATS killed mid-stream and restarted on the same port and store: nothing lost or
     doubled, and the relay resumes by itself."""
     data = tmp_path / "nats"
-    with embedded_nats(data) as url:
-        port = int(url.rsplit(":", 1)[1])
-        settings = relay_settings(runtime, url, stream_name, relay_batch=5)
+    with start_nats(data) as server:
+        settings = relay_settings(
+            runtime, server.url, stream_name, relay_batch=5, **server.identity_settings()
+        )
         relay = running_relay(settings)
         relay.__enter__()
         expected = write_events(runtime, 4)
-        wait_for_count(url, stream_name, expected)
+        wait_for_count(server.admin_url, stream_name, expected)
     # The server is gone; commits go on (PostgreSQL only) ...
     try:
         expected += write_events(runtime, 4)
-        with embedded_nats(data, port=port) as url_again:
+        with start_nats(data) as again:  # the same port: the data folder remembers it
+            assert again.url == server.url
             expected += write_events(runtime, 2)
-            messages = settled_stream(url_again, stream_name, expected, timeout=60)
+            messages = settled_stream(again.admin_url, stream_name, expected, timeout=60)
     finally:
         relay.__exit__(None, None, None)
     assert len(messages) == expected

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 import time
 from pathlib import Path
 
 from adapters.bootstrap import Runtime
-from adapters.embedded import embedded_nats
 from adapters.nats.relay import ACK_TIMEOUT_S, Relay
-from tests.conftest import run_sync
+from tests.conftest import run_sync, start_nats
 from tests.integration.relay_support import (
     assert_exactly_once_in_order,
     relay_settings,
@@ -32,8 +32,7 @@ def test_catch_up_resumes_within_moments_of_nats_coming_back(
     expected = write_events(runtime, 20)  # 50 events, batches of 5: a catch-up of many rounds
     data = tmp_path / "nats"
     servers = contextlib.ExitStack()
-    url = servers.enter_context(embedded_nats(data))
-    port = int(url.rsplit(":", 1)[1])
+    server = servers.enter_context(start_nats(data))
     restarted = contextlib.ExitStack()
     killed = threading.Event()
 
@@ -44,7 +43,9 @@ def test_catch_up_resumes_within_moments_of_nats_coming_back(
             servers.close()
 
     relay = Relay(
-        relay_settings(runtime, url, stream_name, relay_batch=5),
+        relay_settings(
+            runtime, server.url, stream_name, relay_batch=5, **server.identity_settings()
+        ),
         crash_hook=kill_nats_mid_catch_up,
     )
     stop = asyncio.Event()
@@ -55,12 +56,14 @@ def test_catch_up_resumes_within_moments_of_nats_coming_back(
             while not killed.is_set():
                 await asyncio.sleep(0.01)
             await asyncio.sleep(1.0)  # NATS stays down a moment; the relay keeps trying
-            again = await asyncio.to_thread(restarted.enter_context, embedded_nats(data, port=port))
+            again = await asyncio.to_thread(restarted.enter_context, start_nats(data))
+            assert again.url == server.url  # the data folder remembers the port
             back = time.monotonic()
-            while len(await asyncio.to_thread(stream_messages, again, stream_name)) < expected:
+            read = functools.partial(stream_messages, again.admin_url, stream_name)
+            while len(await asyncio.to_thread(read)) < expected:
                 assert time.monotonic() - back < 30, "the relay never resumed"
                 await asyncio.sleep(0.05)
-            return time.monotonic() - back, again
+            return time.monotonic() - back, again.admin_url
         finally:
             stop.set()
             await task

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,61 @@ def test_api_key_entries() -> None:
         Settings(api_keys="just-a-name").api_key_entries()
     with pytest.raises(ValueError, match="SHA-256"):
         Settings(api_keys="c:crm:read:nothex").api_key_entries()
+
+
+def test_each_nats_role_connects_with_its_identity(tmp_path: Path) -> None:
+    """The relay publishes as the relay; every other role reads as the subscriber."""
+    from adapters.bootstrap import Connections
+
+    s = Settings(
+        nats_relay_user="concord-relay",
+        nats_relay_password="r-secret",
+        nats_subscriber_user="concord-subscriber",
+        nats_subscriber_password="s-secret",
+    )
+    connections = Connections(s)
+    assert connections.nats_identity("relay") == {"user": "concord-relay", "password": "r-secret"}
+    for role in ("subscribers", "operator", "replay"):
+        assert connections.nats_identity(role) == {
+            "user": "concord-subscriber",
+            "password": "s-secret",
+        }
+    assert "r-secret" not in repr(s) and "s-secret" not in repr(s)
+    assert Connections(Settings()).nats_identity("relay") == {}
+
+    creds = tmp_path / "relay.creds"
+    with_file = s.model_copy(update={"nats_relay_creds_file": creds})
+    assert Connections(with_file).nats_identity("relay") == {"user_credentials": str(creds)}
+
+
+def test_a_nats_tls_ca_file_gives_a_verifying_context(tmp_path: Path) -> None:
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from adapters.bootstrap import Connections
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test ca")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    options = Connections(Settings(nats_tls_ca_file=ca)).nats_identity("relay")
+    context = options["tls"]
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert [c["subject"] for c in context.get_ca_certs()] == [((("commonName", "test ca"),),)]

@@ -154,10 +154,3 @@ def deliver(
 def lookup(api: Api, entity: str, external: int | str) -> str | None:
     response = api.get(f"/v1/lookup/crm/{entity}/{external}")
     return str(response.json()["id"]) if response.status_code == 200 else None
-
-
-def state(api: Api, kind: str, aggregate_id: str) -> dict[str, Any]:
-    response = api.get(f"/v1/{kind}/{aggregate_id}")
-    assert response.status_code == 200, response.text
-    found: dict[str, Any] = response.json()["state"]
-    return found

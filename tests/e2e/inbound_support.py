@@ -14,6 +14,7 @@ import pytest
 
 from adapters.bootstrap import Runtime, open_runtime
 from adapters.settings import Settings
+from tests.e2e.conftest import Api
 
 STRIPE_SECRET = "whsec_test_current"
 STRIPE_OLD_SECRET = "whsec_test_previous"
@@ -215,3 +216,11 @@ def stripe_subscription(
             ],
         },
     }
+
+
+def state(api: Api, kind: str, aggregate_id: str) -> dict[str, Any]:
+    """An aggregate's current state over the API (``kind``: ``customers``, ``orders`` …)."""
+    response = api.get(f"/v1/{kind}/{aggregate_id}")
+    assert response.status_code == 200, response.text
+    found: dict[str, Any] = response.json()["state"]
+    return found

@@ -30,9 +30,8 @@ from tests.e2e.hubspot_support import (
     lookup,
     prop,
     sign,
-    state,
 )
-from tests.e2e.inbound_support import inbound_runtime
+from tests.e2e.inbound_support import inbound_runtime, state
 
 _numbers = itertools.count(1)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from adapters.chargebee import ChargebeeAdapter
+from adapters.hubspot import DealRules, HubSpotAdapter
 from adapters.inbound.source import SourceAdapter
 from adapters.netsuite import NetSuiteAdapter
 from adapters.salesforce import SalesforceAdapter
@@ -14,6 +15,16 @@ def build_adapters(settings: Settings) -> dict[str, SourceAdapter]:
     """One adapter per system, configured from settings (metadata keys and the like)."""
     adapters: list[SourceAdapter] = [
         StripeAdapter(account_key=settings.stripe_account_metadata_key),
+        HubSpotAdapter(
+            public_url=settings.hubspot_webhook_url,
+            app_id=settings.hubspot_app_id,
+            rules=DealRules(
+                won_stages=frozenset(
+                    s.strip() for s in settings.hubspot_won_stages.split(",") if s.strip()
+                ),
+                default_currency=settings.hubspot_default_currency,
+            ),
+        ),
         SalesforceAdapter(),
         NetSuiteAdapter(),
         ChargebeeAdapter(

@@ -83,7 +83,8 @@ class SourceAdapter(Protocol):
     def mirror(self, event: SourceEvent) -> MirrorUpdate | Sequence[MirrorUpdate] | None:
         """For sources that send only changed fields: the fields this event reports, merged
         into the record's mirror before :meth:`translate` runs (None: no mirror). Several
-        updates when one event also maintains an index (a Salesforce line item names its
+        updates when one event speaks of several records (a HubSpot association change
+        names both ends) or also maintains an index (a Salesforce line item names its
         opportunity only on CREATE, so the opportunity's list of lines is a mirror too)."""
         ...
 

@@ -167,6 +167,7 @@ def inbound_runtime(
             f"salesforce={SALESFORCE_SECRET}|{SALESFORCE_OLD_SECRET}",
             f"netsuite={NETSUITE_SECRET}|{NETSUITE_OLD_SECRET}",
             CHARGEBEE_SECRETS,
+            "hubspot=hs-client-secret|hs-old-secret",
         ]
     )
     settings = Settings(
@@ -245,3 +246,11 @@ def stripe_subscription(
             ],
         },
     }
+
+
+def state(api: Api, kind: str, aggregate_id: str) -> dict[str, Any]:
+    """An aggregate's current state over the API (``kind``: ``customers``, ``orders`` …)."""
+    response = api.get(f"/v1/{kind}/{aggregate_id}")
+    assert response.status_code == 200, response.text
+    found: dict[str, Any] = response.json()["state"]
+    return found

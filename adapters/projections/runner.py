@@ -24,7 +24,7 @@ has caught up with every store, one transaction drops the live tables and rename
 shadow ones in their place, with their positions. A code version change requests a rebuild
 on start; until the swap the old view stays as it is (the new code may not fit its tables).
 
-Connections: two per runner (the session and a work connection).
+Connections: one per runner (its session: lock, LISTEN and the batches).
 """
 
 from __future__ import annotations
@@ -196,9 +196,11 @@ class ProjectionRunner:
                 self._wait(stop)
 
     def _connect(self) -> None:
-        self._session = self.connections.postgres(f"projection-{self.projection.name}")
-        self._work = self.connections.postgres(f"projection-{self.projection.name}")
-        row = self._work.execute("SELECT pg_backend_pid()").fetchone()
+        # One session does it all: it holds the lock, LISTENs, and runs the batches (psycopg
+        # keeps notifications that arrive during a batch for the next ``notifies()``).
+        conn = self.connections.postgres(f"projection-{self.projection.name}")
+        self._session = self._work = conn
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
         self.work_pid = int(row[0]) if row else None
         if self.listen:
             channels = [f"{store}_events" for store in self.projection.stores] + [CHANNEL]
@@ -206,7 +208,7 @@ class ProjectionRunner:
                 self._session.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
 
     def _close(self) -> None:
-        for conn in (self._work, self._session):
+        for conn in {id(c): c for c in (self._work, self._session) if c is not None}.values():
             if conn is not None:
                 try:
                     conn.close()

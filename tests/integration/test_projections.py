@@ -370,7 +370,7 @@ def test_runner_connections_are_few(runtime: Runtime) -> None:
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
                 (runtime.connections.application_name("projection-erp"),),
             ).fetchone() or (0,)
-    assert n == 2
+    assert n == 1
 
 
 def test_projection_writes_fail_loudly_without_a_registration(runtime: Runtime) -> None:

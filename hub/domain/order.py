@@ -360,7 +360,9 @@ class OrderAmended(DomainEvent):
 
     def apply(self, aggregate: Order) -> None:
         aggregate.lines = [
-            line.model_copy(
+            line
+            if line.term_months is not None and line.service_start_date is not None
+            else line.model_copy(
                 update={
                     "term_months": aggregate.term_months
                     if line.term_months is None

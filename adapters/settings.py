@@ -188,6 +188,27 @@ class Settings(BaseSettings):
     stripe_account_metadata_key: str = Field(default="sf_account_id", min_length=1)
     """Stripe customer ``metadata`` key that holds the CRM account id it belongs to."""
 
+    chargebee_account_field: str = Field(default="cf_sf_account_id", min_length=1)
+    """Chargebee customer custom field (or ``meta_data`` key) holding the CRM account id."""
+
+    chargebee_order_field: str = Field(default="cf_sf_opportunity_id", min_length=1)
+    """Chargebee subscription custom field (or ``meta_data`` key) holding the CRM
+    opportunity id: the order its contract is created from."""
+    hubspot_webhook_url: str | None = Field(default=None, min_length=1, max_length=2000)
+    """The target URL configured in the HubSpot app (HubSpot signs it): set it when a proxy
+    makes the URL Concord sees differ from it; unset: the request's own URL."""
+
+    hubspot_app_id: str | None = Field(default=None, min_length=1, max_length=50)
+    """Concord's own HubSpot app id: changes whose ``sourceId`` names it are echoes of
+    Concord's writes and cause nothing."""
+
+    hubspot_won_stages: str = Field(default="closedwon", max_length=2000)
+    """Comma-separated deal stage ids that mean closed won, used only when a deal's mirror
+    has no ``hs_is_closed_won`` (custom pipelines use numeric stage ids)."""
+
+    hubspot_default_currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    """Currency of deals without ``deal_currency_code`` (a single-currency portal)."""
+
     def target_secret_map(self) -> dict[str, tuple[str, ...]]:
         """Parse ``target_secrets``; raise ``ValueError`` naming the entry (never the secret)."""
         return _secret_map(self.target_secrets, "CONCORD_TARGET_SECRETS")

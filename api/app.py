@@ -33,6 +33,7 @@ from api.routes import (
     health,
     inbound,
     listing,
+    mappings,
     matches,
     queries,
 )
@@ -122,7 +123,17 @@ def create_app(
     require = authenticator(runtime.keys, limits)
     # Each router carries the /v1 prefix itself (not via a parent router), so a matched
     # route's ``path`` is the full template that tracing reports as ``http.route``.
-    for module in (commands, listing, queries, batch, admin, delivery, health, matches):
+    for module in (
+        commands,
+        listing,
+        queries,
+        batch,
+        admin,
+        delivery,
+        health,
+        matches,
+        mappings,
+    ):
         app.include_router(module.build(runtime, require))
     # Webhooks authenticate by each system's signature, throttled like failed keys.
     app.include_router(inbound.build(runtime, require, limits.failed_auth))
@@ -247,6 +258,7 @@ def _tags(runtime: Runtime) -> list[dict[str, str]]:
             "description": "Liveness and delivery health: PostgreSQL, NATS, relay, subscribers",
         },
         {"name": "matches", "description": "Customer match review queue (admin only)"},
+        {"name": "mappings", "description": "The product catalogue: SKUs and every system's ids"},
         {
             "name": "inbound",
             "description": "Source systems' webhooks and the inbound log (log: admin only)",

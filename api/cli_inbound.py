@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -33,6 +34,51 @@ def register(app: typer.Typer, settings_factory: SettingsFactory, fail: Fail) ->
                 "set CONCORD_DATABASE_URL (the embedded one runs only inside `concord serve`)",
             )
         return settings
+
+    mappings_app = typer.Typer(
+        help="The product catalogue (SKUs and every system's ids).", no_args_is_help=True
+    )
+    app.add_typer(mappings_app, name="mappings")
+
+    @mappings_app.command("load")
+    def load(
+        path: Annotated[
+            Path, typer.Argument(help="The catalogue file (see ops/mappings/products.yaml).")
+        ],
+    ) -> None:
+        """Define or change every product of the file (unchanged ones record nothing)."""
+        from adapters.bootstrap import open_runtime
+        from adapters.mappings import MappingFileError, apply_mappings, read_mapping_file
+        from hub.application.service import Caller
+
+        try:
+            catalogue = read_mapping_file(path)
+        except MappingFileError as bad:
+            raise fail(str(bad), "fix the entry named above and load the file again") from None
+        runtime = open_runtime(settings_with_database())
+        try:
+            typer.echo(
+                f"Loading {len(catalogue.products)} products (version {catalogue.version}) ..."
+            )
+            caller = Caller(
+                client_id="cli-mappings",
+                system="admin",
+                scopes=frozenset({"read", "write", "admin"}),
+            )
+            report = apply_mappings(runtime.hub, caller, catalogue.products)
+            released = runtime.inbound.release()
+        finally:
+            runtime.close()
+        typer.secho(
+            f"Done: {len(report.defined)} defined, {len(report.changed)} changed, "
+            f"{len(report.unchanged)} unchanged, {len(report.refused)} refused; "
+            f"{len(released)} held deliveries re-run.",
+            fg=typer.colors.GREEN if not report.refused else typer.colors.YELLOW,
+        )
+        for refusal in report.refused:
+            typer.secho(f"  {refusal['sku']}: {refusal['detail']}", fg=typer.colors.RED)
+        if report.refused:
+            raise typer.Exit(1)
 
     @inbound_app.command("held")
     def held() -> None:

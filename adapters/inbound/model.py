@@ -63,6 +63,9 @@ class Step:
     target: UUID | None = None
     source_record_id: str | None = None
     correlation_id: str | None = None
+    occurred_at: datetime | None = None
+    """The source time of what the step states, when it is not the event's own: a step
+    derived from a merged mirror states the record as of its newest field."""
 
 
 @dataclass(frozen=True)

@@ -319,7 +319,7 @@ class InboundService:
                 source_event_id=event.event_id,
                 correlation_id=step.correlation_id,
                 causation_id=f"inbound:{delivery.id}",
-                occurred_at=event.occurred_at,
+                occurred_at=step.occurred_at or event.occurred_at,
             ),
         )
 

@@ -38,7 +38,14 @@ class Incoming:
 
 
 class Unverified(Exception):
-    """Missing, wrong or expired credentials or signature: 401, nothing stored."""
+    """Missing, wrong or expired credentials or signature: 401, nothing stored.
+
+    ``challenge`` is the ``WWW-Authenticate`` value for schemes that have one (HTTP Basic:
+    a client that sends credentials only when challenged needs it)."""
+
+    def __init__(self, message: str, *, challenge: str | None = None) -> None:
+        super().__init__(message)
+        self.challenge = challenge
 
 
 class Malformed(Exception):
@@ -76,7 +83,8 @@ class SourceAdapter(Protocol):
     def mirror(self, event: SourceEvent) -> MirrorUpdate | Sequence[MirrorUpdate] | None:
         """For sources that send only changed fields: the fields this event reports, merged
         into the record's mirror before :meth:`translate` runs (None: no mirror). Several
-        updates when one event also maintains an index (a Salesforce line item names its
+        updates when one event speaks of several records (a HubSpot association change
+        names both ends) or also maintains an index (a Salesforce line item names its
         opportunity only on CREATE, so the opportunity's list of lines is a mirror too)."""
         ...
 

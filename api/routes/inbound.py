@@ -178,7 +178,13 @@ def build(
             throttled = throttle.take(address)
             if throttled is not None:
                 raise too_many(throttled, f"failed webhook verifications from {address}") from None
-            raise ProblemError(401, "webhook-unverified", str(unverified)) from None
+            challenge = unverified.challenge if isinstance(unverified, Unverified) else None
+            raise ProblemError(
+                401,
+                "webhook-unverified",
+                str(unverified),
+                headers={"WWW-Authenticate": challenge} if challenge else None,
+            ) from None
         except Malformed as bad:
             raise input_problem(422, "validation-failed", bad.message, bad.field) from None
         results = [o.view() for o in outcomes]

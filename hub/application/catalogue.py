@@ -6,13 +6,14 @@ gets its own instance and duplicate ``(entity, name)`` pairs fail loudly when it
 
 from __future__ import annotations
 
-from hub.application import contracts, customers, invoices, orders, payments
+from hub.application import contracts, customers, invoices, orders, payments, products
 from hub.application.commands import Catalogue
 
 
 def build_catalogue() -> Catalogue:
-    """Every command of the five aggregates, in lineage order (customer to payment)."""
+    """Every command of the aggregates, in lineage order (customer to payment), then the
+    product mappings."""
     catalogue = Catalogue()
-    for module in (customers, contracts, orders, invoices, payments):
+    for module in (customers, contracts, orders, invoices, payments, products):
         catalogue.add(*module.SPECS)
     return catalogue

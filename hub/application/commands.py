@@ -64,6 +64,8 @@ class Command(Protocol):
 
     def fields_written(self, payload: CommandInput) -> list[str]: ...
 
+    def natural_id(self, payload: CommandInput) -> UUID | None: ...
+
     def run_create(
         self, stamp: Stamp, aggregate_id: UUID, payload: CommandInput, unit: Unit
     ) -> Aggregate: ...
@@ -91,6 +93,8 @@ class CommandSpec(Generic[InputT]):
     writes: tuple[str, ...] = ()
     writes_from_input: bool = False
     description: str = ""
+    identify: Callable[[InputT], UUID] | None = None
+    """For aggregates whose id follows from their input (a product from its SKU)."""
 
     @property
     def creates(self) -> bool:
@@ -102,6 +106,10 @@ class CommandSpec(Generic[InputT]):
         if self.writes_from_input:
             names += [n for n in payload.model_fields_set if n not in names]
         return names
+
+    def natural_id(self, payload: CommandInput) -> UUID | None:
+        """The id the input itself determines, if this kind of aggregate has one."""
+        return None if self.identify is None else self.identify(self._own(payload))
 
     def run_create(
         self, stamp: Stamp, aggregate_id: UUID, payload: CommandInput, unit: Unit

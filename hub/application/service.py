@@ -275,7 +275,9 @@ class Hub:
             return conflict
         record = request.origin.source_record_id
         source = f" (source record {record!r})" if record else ""
-        existing = request.aggregate_id or self._new_id(request)  # deterministic: the twin
+        existing = (  # deterministic: the twin
+            request.aggregate_id or spec.natural_id(request.payload) or self._new_id(request)
+        )
         return AlreadyExists(
             f"this {request.entity} exists already{source} as {existing}; send commands to "
             "it instead",
@@ -312,7 +314,9 @@ class Hub:
     def _run(self, spec: Command, request: CommandRequest, stamp: Stamp, unit: Unit) -> Aggregate:
         """Create or load the aggregate and run the command on it."""
         if spec.creates:
-            aggregate_id = request.aggregate_id or self._new_id(request)
+            aggregate_id = (
+                request.aggregate_id or spec.natural_id(request.payload) or self._new_id(request)
+            )
             aggregate = spec.run_create(stamp, aggregate_id, request.payload, unit)
             unit.add(aggregate)
         else:

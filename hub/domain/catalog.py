@@ -1,4 +1,5 @@
-"""The five canonical aggregates and every event type they record, in one place.
+"""The canonical aggregates (five, and the product mappings) and every event type they
+record, in one place.
 
 JSON Schemas for NATS subscribers, the event-type registry of projections and the store's
 per-aggregate applications are all generated from these tuples, so an event class cannot be
@@ -14,8 +15,9 @@ from hub.domain.customer import Customer
 from hub.domain.invoice import Invoice
 from hub.domain.order import Order
 from hub.domain.payment import Payment
+from hub.domain.product import Product
 
-AGGREGATES: tuple[type[Aggregate], ...] = (Customer, Contract, Order, Invoice, Payment)
+AGGREGATES: tuple[type[Aggregate], ...] = (Customer, Contract, Order, Invoice, Payment, Product)
 
 
 def _event_types() -> tuple[type[DomainEvent], ...]:

@@ -9,16 +9,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
 from adapters.bootstrap import Runtime, open_runtime
 from adapters.settings import Settings
+from tests.e2e.conftest import Api
+from tests.e2e.netsuite_support import NETSUITE_OLD_SECRET, NETSUITE_SECRET
+
+ACCOUNT = "001Dn00000AbCdEIAZ"
+"""A Salesforce account id (18 characters): what the other systems name the CRM account by."""
 
 STRIPE_SECRET = "whsec_test_current"
 STRIPE_OLD_SECRET = "whsec_test_previous"
 SALESFORCE_SECRET = "sf-bridge-current"
 SALESFORCE_OLD_SECRET = "sf-bridge-previous"
+#: Chargebee webhook Basic credentials, new and old during a rotation.
+CHARGEBEE_SECRETS = "chargebee=concord:cb-new-pass|concord:cb-old-pass"
 
 
 def stripe_signature(body: bytes, secret: str = STRIPE_SECRET, at: int | None = None) -> str:
@@ -129,6 +137,27 @@ def stripe_invoice(
     }
 
 
+def post_webhook(api: Api, system: str, body: bytes, header: str, signature: str) -> httpx.Response:
+    """``body`` to ``POST /v1/webhooks/<system>`` signed with ``header: signature`` (no
+    header at all when ``signature`` is empty)."""
+    headers = {"Content-Type": "application/json"}
+    if signature:
+        headers[header] = signature
+    return api.http.post(f"/v1/webhooks/{system}", content=body, headers=headers)
+
+
+def crm_account(api: Api, account: str = ACCOUNT) -> str:
+    """A customer registered by the CRM as its account ``account`` (its cross-reference)."""
+    response = api.post(
+        "/v1/customers",
+        {"legal_name": "Acme GmbH"},
+        role="crm",
+        headers={"Concord-Source-Record-Id": account},
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
 def inbound_runtime(
     database_url: str, pg_schema: str, tmp_path: Path, **extra: Any
 ) -> Iterator[Runtime]:
@@ -136,6 +165,9 @@ def inbound_runtime(
         [
             f"stripe={STRIPE_SECRET}|{STRIPE_OLD_SECRET}",
             f"salesforce={SALESFORCE_SECRET}|{SALESFORCE_OLD_SECRET}",
+            f"netsuite={NETSUITE_SECRET}|{NETSUITE_OLD_SECRET}",
+            CHARGEBEE_SECRETS,
+            "hubspot=hs-client-secret|hs-old-secret",
         ]
     )
     settings = Settings(
@@ -214,3 +246,11 @@ def stripe_subscription(
             ],
         },
     }
+
+
+def state(api: Api, kind: str, aggregate_id: str) -> dict[str, Any]:
+    """An aggregate's current state over the API (``kind``: ``customers``, ``orders`` …)."""
+    response = api.get(f"/v1/{kind}/{aggregate_id}")
+    assert response.status_code == 200, response.text
+    found: dict[str, Any] = response.json()["state"]
+    return found

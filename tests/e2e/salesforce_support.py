@@ -13,6 +13,7 @@ import orjson
 from adapters.salesforce import to_18
 from tests.e2e.conftest import Api
 from tests.e2e.inbound_support import SALESFORCE_SECRET
+from tests.e2e.inbound_support import state as state  # re-exported for the tests
 
 #: 2026-01-01T00:00:00Z in epoch milliseconds (CDC commitTimestamp unit).
 JAN_1_MS = 1767225600000
@@ -203,13 +204,6 @@ def deliver(
 def lookup(api: Api, entity: str, record: str) -> str | None:
     response = api.get(f"/v1/lookup/crm/{entity}/{to_18(record)}")
     return str(response.json()["id"]) if response.status_code == 200 else None
-
-
-def state(api: Api, kind: str, aggregate_id: str) -> dict[str, Any]:
-    response = api.get(f"/v1/{kind}/{aggregate_id}")
-    assert response.status_code == 200, response.text
-    found: dict[str, Any] = response.json()["state"]
-    return found
 
 
 def statuses(response: httpx.Response) -> list[str]:

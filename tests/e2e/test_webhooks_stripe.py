@@ -10,7 +10,10 @@ import httpx
 
 from tests.e2e.conftest import Api, assert_problem
 from tests.e2e.inbound_support import (
+    ACCOUNT,
     STRIPE_OLD_SECRET,
+    crm_account,
+    post_webhook,
     runtime,  # noqa: F401  (the fixture with webhook secrets)
     stripe_customer,
     stripe_event,
@@ -18,26 +21,10 @@ from tests.e2e.inbound_support import (
     stripe_signature,
 )
 
-ACCOUNT = "001Dn00000AbCdEIAZ"
-
 
 def deliver(api: Api, body: bytes, signature: str | None = None) -> httpx.Response:
-    headers = {"Content-Type": "application/json"}
-    headers["Stripe-Signature"] = stripe_signature(body) if signature is None else signature
-    if signature == "":
-        del headers["Stripe-Signature"]
-    return api.http.post("/v1/webhooks/stripe", content=body, headers=headers)
-
-
-def crm_account(api: Api, account: str = ACCOUNT) -> str:
-    response = api.post(
-        "/v1/customers",
-        {"legal_name": "Acme GmbH"},
-        role="crm",
-        headers={"Concord-Source-Record-Id": account},
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    signed = stripe_signature(body) if signature is None else signature
+    return post_webhook(api, "stripe", body, "Stripe-Signature", signed)
 
 
 def linked_customer(api: Api, cus: str = "cus_Acme", *, with_subscription: bool = True) -> str:

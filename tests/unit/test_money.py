@@ -9,7 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hub.domain.errors import CurrencyMismatch, InvalidValue
-from hub.domain.money import EXPONENTS, Money, check_scale, exponent, money_sum, to_decimal
+from hub.domain.money import (
+    AMOUNT,
+    EXPONENTS,
+    Money,
+    check_scale,
+    exponent,
+    money_sum,
+    to_decimal,
+)
 
 CURRENCIES = ["USD", "JPY", "KWD", "EUR"]
 
@@ -148,6 +156,13 @@ def test_times_rounds_to_the_currency_exponent() -> None:
 
 @given(moneys(), st.decimals(min_value=0, max_value=1000, places=6, allow_nan=False))
 def test_times_always_yields_valid_money(price: Money, quantity: Decimal) -> None:
+    """Within Concord's largest amount the product is exact to half a minor unit; beyond it
+    the hub refuses (never an overflowed or float-rounded amount)."""
+    exact = price.amount * quantity
+    if not exact.is_zero() and exact.adjusted() >= AMOUNT.integer_digits:
+        with pytest.raises(InvalidValue, match="beyond the largest amount"):
+            price.times(quantity)
+        return
     result = price.times(quantity)
     assert result.currency == price.currency
     assert (

@@ -85,6 +85,7 @@ def test_catalogue_has_every_command() -> None:
             "record_payment_failure",
         },
         "payment": {"receive", "apply", "refund", "fail", "reverse"},
+        "product": {"define", "change", "retire"},
     }
     assert names == {(entity, name) for entity, ns in expected.items() for name in ns}
 

@@ -257,6 +257,18 @@ class InboundLog:
                 ),
             )
 
+    def note_failure(self, delivery_id: int, error: str) -> None:
+        """A re-run failed unexpectedly: count the attempt and keep the error (the status
+        stays, so the next release round tries again)."""
+        query = self._sql(
+            "UPDATE {schema}.concord_inbound SET attempts = attempts + 1, "
+            "detail = coalesce(detail, '{{}}'::jsonb) "
+            "|| jsonb_build_object('last_error', %s::text), "
+            "updated_at = now() WHERE id = %s"
+        )
+        with self.datastore.get_connection() as conn:
+            conn.execute(query, (error[:1000], delivery_id))
+
     def any_held(self) -> bool:
         query = self._sql("SELECT 1 FROM {schema}.concord_inbound WHERE status = 'held' LIMIT 1")
         with self.datastore.get_connection() as conn:

@@ -105,3 +105,24 @@ def test_one_failing_held_delivery_never_blocks_the_others(api: Api, monkeypatch
         "entity": "order",
         "external_id": "006X",
     }
+
+
+def test_numbers_beyond_reason_and_nan_are_422_not_500(api: Api) -> None:
+    import hashlib
+    import hmac
+
+    from tests.e2e.inbound_support import SALESFORCE_SECRET
+    from tests.e2e.netsuite_support import netsuite_signature
+
+    bodies = [
+        b'[{"channel": "/data/AccountChangeEvent", "data": {"payload": {"X__c": 1e999999999}}}]',
+        b'[{"channel": "/data/AccountChangeEvent", "data": {"payload": {"X__c": NaN}}}]',
+        b"[" * 100_000 + b"]" * 100_000,
+    ]
+    for body in bodies:
+        signature = hmac.new(SALESFORCE_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        status = raw_post(api, "salesforce", body, {"X-Concord-Signature": signature.encode()})
+        assert status == 422, (body[:40], status)
+    ns = b'{"eventId": "e", "recordType": "customer", "record": {"x": 1e999999999}}'
+    status = raw_post(api, "netsuite", ns, {"X-Concord-Signature": netsuite_signature(ns).encode()})
+    assert status == 422

@@ -15,6 +15,7 @@ from tests.e2e.inbound_support import (
     stripe_customer,
     stripe_event,
     stripe_invoice,
+    stripe_signature,
 )
 from tests.e2e.test_webhooks_stripe import deliver
 
@@ -126,3 +127,45 @@ def test_numbers_beyond_reason_and_nan_are_422_not_500(api: Api) -> None:
     ns = b'{"eventId": "e", "recordType": "customer", "record": {"x": 1e999999999}}'
     status = raw_post(api, "netsuite", ns, {"X-Concord-Signature": netsuite_signature(ns).encode()})
     assert status == 422
+
+
+def test_an_operator_discards_a_delivery_that_will_never_apply(api: Api) -> None:
+    crm_account(api)
+    body = stripe_event("customer.created", stripe_customer("cus_D", "001Dn00000NeverIAZ"), "d1", 1)
+    held = deliver(api, body)
+    assert held.status_code == 202
+    delivery_id = held.json()["results"][0]["delivery_id"]
+    path = f"/v1/inbound/{delivery_id}/discard"
+    assert api.post(path, {"reason": "test account"}, role="billing").status_code == 403
+    assert_problem(api.post(path, {}, role="admin"), 422, "validation-failed", field="body.reason")
+    done = api.post(path, {"reason": "a test account, never in the CRM"}, role="admin")
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "discarded"
+    assert done.json()["detail"]["discarded_by"] == "admin-client"
+    assert api.get("/v1/inbound/held").json()["items"] == []
+    again = deliver(api, body)
+    assert again.json()["results"][0]["status"] == "duplicate"
+    assert_problem(api.post(path, {"reason": "x"}, role="admin"), 409, "not-discardable")
+    assert_problem(
+        api.post("/v1/inbound/999999/discard", {"reason": "x"}, role="admin"), 404, "not-found"
+    )
+
+
+def test_credential_headers_are_never_stored(api: Api) -> None:
+    crm_account(api)
+    body = stripe_event("customer.created", stripe_customer("cus_K", ACCOUNT), "k1", 1)
+    headers = {
+        "Content-Type": "application/json",
+        "Stripe-Signature": stripe_signature(body),
+        "X-Bridge-Auth-Token": "s3cret",
+        "X-Api-Key": "k",
+        "Proxy-Session": "p",
+        "X-Request-Id": "req-1",
+    }
+    assert api.http.post("/v1/webhooks/stripe", content=body, headers=headers).status_code == 200
+    [row] = api.get("/v1/inbound").json()["items"]
+    stored = api.get(f"/v1/inbound/{row['id']}").json()["headers"]
+    assert stored["x-request-id"] == "req-1"
+    assert not {"x-bridge-auth-token", "x-api-key", "proxy-session", "stripe-signature"} & set(
+        stored
+    )

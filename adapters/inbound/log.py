@@ -106,6 +106,9 @@ class Delivery:
     waiting_for: Ref | None
     attempts: int
     updated_at: datetime
+    fresh: bool = False
+    """True when the call that returned it logged it: no earlier delivery of the event
+    exists, so nothing of it can have been committed yet (no receipt to look for)."""
 
     def source_event(self) -> SourceEvent | None:
         """The event as the translator sees it again (None when the body was erased)."""
@@ -149,7 +152,7 @@ _COLUMNS = (
 )
 
 
-def _delivery(row: Mapping[str, Any]) -> Delivery:
+def _delivery(row: Mapping[str, Any], fresh: bool = False) -> Delivery:
     wait = None
     if row["wait_system"] is not None:
         wait = Ref(row["wait_system"], row["wait_entity"], row["wait_external_id"])
@@ -170,6 +173,7 @@ def _delivery(row: Mapping[str, Any]) -> Delivery:
         waiting_for=wait,
         attempts=row["attempts"],
         updated_at=row["updated_at"],
+        fresh=fresh,
     )
 
 
@@ -209,8 +213,9 @@ class InboundLog:
                     verification,
                 ),
             ).fetchone()
-            if row is None:
-                row = conn.execute(select, (system, event.event_id)).fetchone()
+            if row is not None:
+                return _delivery(row, fresh=True)
+            row = conn.execute(select, (system, event.event_id)).fetchone()
         assert row is not None
         return _delivery(row)
 
@@ -227,9 +232,15 @@ class InboundLog:
         detail: dict[str, Any] | None = None,
         waiting_for: Ref | None = None,
         customers: Sequence[UUID] = (),
-    ) -> None:
+        wakes: Sequence[Ref] = (),
+    ) -> bool:
         """Record what became of a delivery (one more attempt), and which customers its
-        effects concern (an erasure of one of them erases the payload)."""
+        effects concern (an erasure of one of them erases the payload).
+
+        ``wakes``: the references the delivery's commit created; the answer says whether a
+        held delivery waits for one of them, asked in the same statement (no round trip of
+        its own). Its snapshot is taken after that commit, so a delivery held concurrently
+        is either seen here or sees the reference itself when it holds (``_hold``)."""
         wait = (
             (None, None, None)
             if waiting_for is None
@@ -239,23 +250,35 @@ class InboundLog:
                 waiting_for.external_id,
             )
         )
-        query = self._sql(
+        update = (
             "UPDATE {schema}.concord_inbound SET status = %s, detail = %s, wait_system = %s, "
             "wait_entity = %s, wait_external_id = %s, attempts = attempts + 1, "
             "customer_ids = customer_ids || %s::uuid[], updated_at = now() "
             "WHERE id = %s AND status <> 'applied'"
         )
+        params: tuple[Any, ...] = (
+            status,
+            None if detail is None else Jsonb(detail),
+            *wait,
+            list(dict.fromkeys(customers)),
+            delivery_id,
+        )
+        if not wakes:
+            with self.datastore.get_connection() as conn:
+                conn.execute(self._sql(update), params)
+            return False
+        query = self._sql(
+            f"WITH settled AS ({update} RETURNING 1) "
+            "SELECT EXISTS (SELECT 1 FROM {schema}.concord_inbound i JOIN unnest("
+            "%s::text[], %s::text[], %s::text[]) AS w(system, entity, external_id) "
+            "ON i.wait_system = w.system AND i.wait_entity = w.entity "
+            "AND i.wait_external_id = w.external_id WHERE i.status = 'held') AS waiting"
+        )
+        refs = [(r.system, r.entity, r.external_id) for r in dict.fromkeys(wakes)]
+        params += tuple(list(column) for column in zip(*refs, strict=True))
         with self.datastore.get_connection() as conn:
-            conn.execute(
-                query,
-                (
-                    status,
-                    None if detail is None else Jsonb(detail),
-                    *wait,
-                    list(dict.fromkeys(customers)),
-                    delivery_id,
-                ),
-            )
+            row = conn.execute(query, params).fetchone()
+        return row is not None and bool(row["waiting"])
 
     def any_held(self) -> bool:
         query = self._sql("SELECT 1 FROM {schema}.concord_inbound WHERE status = 'held' LIMIT 1")

@@ -10,8 +10,10 @@ commits and the other finds the receipt. An ownership refusal inside a delivery 
 as a conflict and the rest of the delivery goes on; any other refusal means the source says
 something that cannot be true, and nothing of the event is committed.
 
-After every applied event, held deliveries whose dependency has now arrived are applied, in
-the order they were received.
+After an applied event whose commit created a cross-reference that a held delivery waits
+for, held deliveries whose dependency has now arrived are applied, in the order they were
+received. (Only a new cross-reference row can release a held delivery; one that arrives
+through the API, not a webhook, is released by the periodic :meth:`release_if_held`.)
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ class Outcome:
     waiting_for: Ref | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     conflicts: int = 0
+    wakes: bool = False
+    """Its commit created a reference a held delivery waits for (release them)."""
 
     def view(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -198,14 +202,16 @@ class InboundService:
         if delivery.status in FINAL:
             return Outcome(event.event_id, delivery.id, "duplicate")
         outcome = self.process(adapter, delivery, event)
-        if outcome.status == "applied":
+        if outcome.wakes:
             self.release()
         return outcome
 
     def process(self, adapter: SourceAdapter, delivery: Delivery, event: SourceEvent) -> Outcome:
         """Translate and apply one logged event (also used by release and replay)."""
         caller = Caller(client_id=f"inbound:{adapter.name}", system=adapter.system)
-        if self._applied(caller, event):
+        # A delivery this call has just logged has no receipt yet (the receipt commits
+        # only after its log row exists): no need to look.
+        if not delivery.fresh and self._applied(caller, event):
             self.log.settle(delivery.id, "applied")
             return Outcome(event.event_id, delivery.id, "duplicate")
         for attempt in range(_CONCURRENCY_RETRIES):
@@ -249,6 +255,7 @@ class InboundService:
             created=False,
             body={"delivery_id": delivery.id, "events": events},
         )
+        created = _references(aggregates)  # before the commit collects the pending events
         try:
             self.commits.commit(Change(aggregates=aggregates, receipt=receipt))
         except ReceiptExists:
@@ -258,13 +265,21 @@ class InboundService:
             raise
         except DomainError as refused:
             return self._refuse(delivery, event, refused.code, str(refused), refused.field)
-        self.log.settle(
+        wakes = self.log.settle(
             delivery.id,
             "applied",
             {"events": len(events)} if events else None,
             customers=_customers(aggregates),
+            wakes=created,
         )
-        return Outcome(event.event_id, delivery.id, "applied", events=events, conflicts=conflicts)
+        return Outcome(
+            event.event_id,
+            delivery.id,
+            "applied",
+            events=events,
+            conflicts=conflicts,
+            wakes=wakes,
+        )
 
     def _decide(
         self, caller: Caller, delivery: Delivery, event: SourceEvent, translation: Translation
@@ -396,6 +411,18 @@ class InboundService:
                 counts[status] = counts.get(status, 0) + 1
         self.release()
         return counts
+
+
+def _references(aggregates: list[Aggregate]) -> list[Ref]:
+    """The cross-references committing these aggregates' pending events creates: the only
+    thing a held delivery can be waiting for (besides a person's match decision, which
+    releases by itself)."""
+    return [
+        Ref(system, aggregate.entity, external)
+        for aggregate in aggregates
+        for event in aggregate.pending_events
+        for system, external in event.external_refs()
+    ]
 
 
 def _customers(aggregates: list[Aggregate]) -> list[UUID]:

@@ -232,15 +232,15 @@ class InboundLog:
         detail: dict[str, Any] | None = None,
         waiting_for: Ref | None = None,
         customers: Sequence[UUID] = (),
-        wakes: Sequence[Ref] = (),
+        ask_held: bool = False,
     ) -> bool:
         """Record what became of a delivery (one more attempt), and which customers its
         effects concern (an erasure of one of them erases the payload).
 
-        ``wakes``: the references the delivery's commit created; the answer says whether a
-        held delivery waits for one of them, asked in the same statement (no round trip of
-        its own). Its snapshot is taken after that commit, so a delivery held concurrently
-        is either seen here or sees the reference itself when it holds (``_hold``)."""
+        ``ask_held``: also answer whether any delivery is held, in the same statement (no
+        round trip of its own; False when not asked). Its snapshot is taken after the
+        delivery's commit, so a delivery held concurrently is either seen here or sees the
+        reference itself when it holds (``InboundService._hold``)."""
         wait = (
             (None, None, None)
             if waiting_for is None
@@ -256,29 +256,24 @@ class InboundLog:
             "customer_ids = customer_ids || %s::uuid[], updated_at = now() "
             "WHERE id = %s AND status <> 'applied'"
         )
-        params: tuple[Any, ...] = (
+        params = (
             status,
             None if detail is None else Jsonb(detail),
             *wait,
             list(dict.fromkeys(customers)),
             delivery_id,
         )
-        if not wakes:
+        if not ask_held:
             with self.datastore.get_connection() as conn:
                 conn.execute(self._sql(update), params)
             return False
         query = self._sql(
-            f"WITH settled AS ({update} RETURNING 1) "
-            "SELECT EXISTS (SELECT 1 FROM {schema}.concord_inbound i JOIN unnest("
-            "%s::text[], %s::text[], %s::text[]) AS w(system, entity, external_id) "
-            "ON i.wait_system = w.system AND i.wait_entity = w.entity "
-            "AND i.wait_external_id = w.external_id WHERE i.status = 'held') AS waiting"
+            f"WITH settled AS ({update} RETURNING 1) SELECT EXISTS (SELECT 1 FROM "
+            "{schema}.concord_inbound WHERE status = 'held') AS held"
         )
-        refs = [(r.system, r.entity, r.external_id) for r in dict.fromkeys(wakes)]
-        params += tuple(list(column) for column in zip(*refs, strict=True))
         with self.datastore.get_connection() as conn:
             row = conn.execute(query, params).fetchone()
-        return row is not None and bool(row["waiting"])
+        return row is not None and bool(row["held"])
 
     def any_held(self) -> bool:
         query = self._sql("SELECT 1 FROM {schema}.concord_inbound WHERE status = 'held' LIMIT 1")

@@ -10,10 +10,9 @@ commits and the other finds the receipt. An ownership refusal inside a delivery 
 as a conflict and the rest of the delivery goes on; any other refusal means the source says
 something that cannot be true, and nothing of the event is committed.
 
-After an applied event whose commit created a cross-reference that a held delivery waits
-for, held deliveries whose dependency has now arrived are applied, in the order they were
-received. (Only a new cross-reference row can release a held delivery; one that arrives
-through the API, not a webhook, is released by the periodic :meth:`release_if_held`.)
+After every applied event, held deliveries whose dependency has now arrived are applied, in
+the order they were received; whether any delivery is held at all is asked in the statement
+that settles the applied one, so the search costs nothing while nothing is held.
 """
 
 from __future__ import annotations
@@ -69,7 +68,7 @@ class Outcome:
     events: list[dict[str, Any]] = field(default_factory=list)
     conflicts: int = 0
     wakes: bool = False
-    """Its commit created a reference a held delivery waits for (release them)."""
+    """It was applied while some delivery is held: look for what it may release."""
 
     def view(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -255,7 +254,6 @@ class InboundService:
             created=False,
             body={"delivery_id": delivery.id, "events": events},
         )
-        created = _references(aggregates)  # before the commit collects the pending events
         try:
             self.commits.commit(Change(aggregates=aggregates, receipt=receipt))
         except ReceiptExists:
@@ -270,7 +268,7 @@ class InboundService:
             "applied",
             {"events": len(events)} if events else None,
             customers=_customers(aggregates),
-            wakes=created,
+            ask_held=True,
         )
         return Outcome(
             event.event_id,
@@ -411,18 +409,6 @@ class InboundService:
                 counts[status] = counts.get(status, 0) + 1
         self.release()
         return counts
-
-
-def _references(aggregates: list[Aggregate]) -> list[Ref]:
-    """The cross-references committing these aggregates' pending events creates: the only
-    thing a held delivery can be waiting for (besides a person's match decision, which
-    releases by itself)."""
-    return [
-        Ref(system, aggregate.entity, external)
-        for aggregate in aggregates
-        for event in aggregate.pending_events
-        for system, external in event.external_refs()
-    ]
 
 
 def _customers(aggregates: list[Aggregate]) -> list[UUID]:

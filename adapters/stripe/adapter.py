@@ -67,8 +67,8 @@ class StripeAdapter:
                 stripe.WebhookSignature.verify_header(
                     incoming.body, header, secret, tolerance=TOLERANCE_S
                 )
-            except stripe.SignatureVerificationError:
-                continue
+            except (stripe.SignatureVerificationError, UnicodeDecodeError, ValueError):
+                continue  # an undecodable body or header cannot carry a valid signature
             return f"stripe-signature v1 (secret #{index + 1})"
         raise Unverified(
             "the Stripe-Signature does not match the body for any configured secret, or its "
@@ -169,7 +169,8 @@ def _matched(customer: Customer, known: Known, account_key: str) -> UUID | Trans
         return Translation.ignore(
             f"customer {customer.id} has no metadata.{account_key} and no name to match by"
         )
-    match = known.match(Candidate(legal_name=customer.name))
+    # Stripe does not own names (a buyer types them at checkout): no name links by itself.
+    match = known.match(Candidate(legal_name=customer.name, names_trusted=False))
     if match.sure:
         assert match.customer_id is not None
         return match.customer_id

@@ -223,9 +223,8 @@ class InboundService:
             delivery = self.log.record(name, event, incoming.headers, verification)
             # What the log holds is what runs: a redelivery under the same event id (a
             # retry counter changed, another CDC channel) never runs other bytes.
-            logged = delivery.source_event()
-            if logged is not None and delivery.body_sha256 != sha256(event.raw).hexdigest():
-                event = logged
+            if delivery.body_sha256 != sha256(event.raw).hexdigest():
+                event = delivery.source_event() or event
             if self.mirrors is not None and delivery.status not in FINAL:
                 for update in updates(adapter.mirror(event)):
                     self.mirrors.merge(name, update)  # idempotent: a retry merges it again

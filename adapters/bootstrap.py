@@ -319,8 +319,9 @@ class Runtime:
         attempt, self._nats_connecting = self._nats_connecting, None
         if attempt is not None and not attempt.done():
             attempt.cancel()
-            with contextlib.suppress(BaseException):
-                await attempt
+            # Bounded: nats-py may take a while to notice the cancel in its connect loop
+            # (it was seen to hang a shutdown), and nothing here is worth waiting for.
+            await asyncio.wait({attempt}, timeout=2)
         current, self._nats, self._nats_loop = self._nats, None, None
         if current is not None and not current.is_closed:
             with contextlib.suppress(Exception):

@@ -8,8 +8,9 @@ order is placed for the customer of the deal's company (held until that customer
 known), with one line per line item associated with the deal. A line's SKU is the canonical
 one the product catalogue maps its ``hs_product_id`` to (``crm_product_ids``); a line item
 of a product with no mapping holds the deal, waiting for ``crm product <hs_product_id>``, and
-adding the mapping places it. A custom line item (no product) waits the same way for
-``crm product hubspot-line-item-<id>``: add that id to the product it sells.
+adding the mapping places it. A line item without ``hs_product_id`` (not arrived yet, or a
+custom line item sold without a product) leaves the deal unplaced, logged as ignored with
+that reason, until the property arrives.
 
 HubSpot sends the deal, its line items and their associations as separate events in any
 order, so every one of them re-derives the order from the mirrors: the order is placed once
@@ -161,7 +162,12 @@ def _lines(
             return Translation.ignore(
                 f"line item {line_id} of deal {record_id} has no price or quantity yet"
             )
-        product = _text(item.get("hs_product_id")) or f"hubspot-line-item-{line_id}"
+        product = _text(item.get("hs_product_id"))
+        if product is None:  # its property event is on its way (or it is a custom line)
+            return Translation.ignore(
+                f"line item {line_id} of deal {record_id} has no hs_product_id yet: an order "
+                "line needs the product its SKU is mapped from"
+            )
         sku = sku_or_wait(known, CRM, product)
         if isinstance(sku, Translation):
             return sku  # an unmapped product holds the deal until its mapping is added

@@ -24,7 +24,8 @@ cancellation of orders, and the posting of invoices. What it tells Concord:
   issued it); the ERP's total must be the billing document's.
 
 Customer payments, credit memos and items are validated and logged as ignored, with the
-reason (billing owns payments and credits; Concord has no item master yet). Money is parsed
+reason (billing owns payments and credits; items are mapped in the product catalogue,
+``erp_item_ids``, not mirrored). Money is parsed
 exactly (``parse_float=Decimal``), never through a float, and refused with more decimals
 than its currency has.
 """
@@ -142,8 +143,9 @@ class NetSuiteAdapter:
         if kind in ITEM_TYPES:
             item = parse_model(Item, envelope.record, RECORD)
             return Translation.ignore(
-                f"{kind} {item.item_id or item.id}: Concord has no item master yet (the "
-                "product catalogue mapping of issue 7 is not built)"
+                f"{kind} {item.item_id or item.id}: Concord keeps no item master; map the "
+                "item's internal id to its SKU in the product catalogue (erp_item_ids, "
+                "/v1/mappings)"
             )
         handler = self._handlers().get(kind)
         if handler is None:

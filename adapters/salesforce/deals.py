@@ -20,8 +20,8 @@ line's CREATE also records it in the opportunity's list of lines (mirror object
 
 Mapping (documented in the README):
   * ``sku``: the canonical SKU the product catalogue maps the line's ``Product2Id`` (or its
-    ``PricebookEntryId``) to (``crm_product_ids`` / ``crm_pricebook_entry_ids``, 18 or 15
-    characters). A line whose product has no mapping **holds** the deal: the delivery waits
+    ``PricebookEntryId``) to (``crm_product_ids`` / ``crm_pricebook_entry_ids``, 18-character
+    ids). A line whose product has no mapping **holds** the deal: the delivery waits
     for ``crm product <Product2Id>`` (``GET /v1/inbound/held``) and is placed when the
     mapping is added (``PUT /v1/mappings/{sku}``, ``concord mappings load``);
   * ``charge_type``: ``SBQQ__ChargeType__c`` (Salesforce CPQ) of the line (One-Time /
@@ -197,14 +197,15 @@ def _product(product_id: str | None, known: Known) -> Product2Fields | None:
 
 def _product_ids(line: LineItemFields, line_id: str) -> list[str]:
     """The ids the catalogue may know the line's product by: its Product2Id, then its
-    PricebookEntryId, each in the 18- and the 15-character form."""
+    PricebookEntryId, in the 18-character form CDC sends (the cross-reference's key). A
+    held line waits for the Product2Id: mapping that id is what releases it."""
     given = [i for i in (line.Product2Id, line.PricebookEntryId) if i]
     if not given:
         raise Malformed(f"line item {line_id} names no product", "body.data.payload.Product2Id")
     ids: list[str] = []
     for value in given:
         try:
-            ids += [to_18(value), to_18(value)[:15]]
+            ids.append(to_18(value))
         except ValueError:
             ids.append(value)
     return ids

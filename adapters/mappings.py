@@ -16,12 +16,39 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hub.application.products import ChangeProduct, DefineProduct
+from hub.application.commands import CommandInput
+from hub.application.products import PERIOD_RULE, ChangeProduct, DefineProduct
 from hub.application.service import Caller, CommandRequest, Hub
+from hub.domain.bounded import CurrencyCode, Description, RequiredCode
+from hub.domain.contract import BillingPeriod
 from hub.domain.errors import DomainError
-from hub.domain.product import product_id
+from hub.domain.order import ChargeType
+from hub.domain.product import ProductIds, product_id
 
 MAX_PRODUCTS = 10_000
+
+
+class MappingEntry(BaseModel):
+    """One product as the file (and ``/v1/mappings``) writes it: the ids grouped under
+    ``ids``. ``charge_type`` may be left out when changing a product that exists."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=PERIOD_RULE)
+
+    sku: RequiredCode
+    name: Description | None = None
+    charge_type: ChargeType | None = None
+    billing_period: BillingPeriod | None = None
+    currency: CurrencyCode | None = None
+    ids: ProductIds | None = None
+
+    def command_fields(self) -> dict[str, Any]:
+        """The flat command input: the given fields, each id list on its own."""
+        given = self.model_dump(include=self.model_fields_set - {"ids", "sku"})
+        if given.get("charge_type", "") is None:  # a product always has one: null keeps it
+            del given["charge_type"]
+        if self.ids is not None:
+            given.update(self.ids.model_dump(exclude_defaults=True))
+        return given
 
 
 class MappingFile(BaseModel):
@@ -30,11 +57,11 @@ class MappingFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: int = Field(ge=1)
-    products: list[DefineProduct] = Field(max_length=MAX_PRODUCTS)
+    products: list[MappingEntry] = Field(max_length=MAX_PRODUCTS)
 
     @field_validator("products")
     @classmethod
-    def _unique(cls, products: list[DefineProduct]) -> list[DefineProduct]:
+    def _unique(cls, products: list[MappingEntry]) -> list[MappingEntry]:
         skus = [p.sku for p in products]
         twice = sorted({s for s in skus if skus.count(s) > 1})
         if twice:
@@ -82,25 +109,35 @@ class LoadReport:
         }
 
 
-def upsert_request(hub: Hub, caller: Caller, product: DefineProduct) -> CommandRequest:
-    """``define`` for a new SKU, ``change`` (every field, merged ids) for a known one."""
-    aggregate_id = product_id(product.sku)
+class MissingChargeType(DomainError):
+    """A new SKU must say how it is charged."""
+
+    code = "validation-failed"
+
+
+def upsert_request(hub: Hub, caller: Caller, entry: MappingEntry) -> CommandRequest:
+    """``define`` for a new SKU, ``change`` (only the fields given) for a known one."""
+    aggregate_id = product_id(entry.sku)
+    fields = entry.command_fields()
     if hub.store.load("product", aggregate_id) is None:
-        return CommandRequest(
-            entity="product", name="define", payload=product, caller=caller,
-            aggregate_id=aggregate_id,
-        )  # fmt: skip
-    change = ChangeProduct.model_validate(product.model_dump(exclude={"sku"}))
+        if entry.charge_type is None:
+            raise MissingChargeType(
+                f"product {entry.sku} is new: give its charge_type", field="charge_type"
+            )
+        payload: CommandInput = DefineProduct(sku=entry.sku, **fields)
+        name = "define"
+    else:
+        payload, name = ChangeProduct(**fields), "change"
     return CommandRequest(
-        entity="product", name="change", payload=change, caller=caller, aggregate_id=aggregate_id
+        entity="product", name=name, payload=payload, caller=caller, aggregate_id=aggregate_id
     )
 
 
-def apply_mappings(hub: Hub, caller: Caller, products: Iterable[DefineProduct]) -> LoadReport:
+def apply_mappings(hub: Hub, caller: Caller, products: Iterable[MappingEntry]) -> LoadReport:
     report = LoadReport()
     for product in products:
-        request = upsert_request(hub, caller, product)
         try:
+            request = upsert_request(hub, caller, product)
             result = hub.execute(request)
         except DomainError as refused:
             report.refused.append(

@@ -226,7 +226,13 @@ class ChargebeeAdapter:
 
     def _matched(self, customer: Customer, known: Known) -> UUID | Translation:
         name, tax = customer.legal_name(), (customer.vat_number or "").strip() or None
-        candidate = Candidate(legal_name=name or "", tax_id=tax) if name or tax else None
+        # A billing name is typed at checkout (billing does not own names): it never links
+        # by itself; the tax id does.
+        candidate = (
+            Candidate(legal_name=name or "", tax_id=tax, names_trusted=False)
+            if name or tax
+            else None
+        )
         found = identify(known, BILLING, customer.id, candidate)
         if isinstance(found, Nobody):
             said = (

@@ -61,7 +61,7 @@ def verify_v3(incoming: Incoming, secrets: Sequence[str], public_url: str | None
     stamp = incoming.header(TIMESTAMP)
     if not given:
         raise Unverified(f"the {SIGNATURE} header is missing")
-    if not stamp or not stamp.strip().isdigit():
+    if not stamp or not re.fullmatch(r"[0-9]{1,16}", stamp.strip()):
         raise Unverified(f"the {TIMESTAMP} header is missing or not epoch milliseconds")
     arrived_ms = int(incoming.received_at.timestamp() * 1000)
     if abs(arrived_ms - int(stamp)) > MAX_AGE_MS:
@@ -72,7 +72,6 @@ def verify_v3(incoming: Incoming, secrets: Sequence[str], public_url: str | None
         if hmac.compare_digest(given.strip().encode(), expected.encode()):
             return f"hubspot-signature-v3 (secret #{index + 1})"
     raise Unverified(
-        f"the {SIGNATURE} does not match the request for any configured secret (signed URI: "
-        f"{signed_uri(uri)}; set CONCORD_HUBSPOT_WEBHOOK_URL to the URL configured in HubSpot "
-        "if Concord is behind a proxy)"
+        f"the {SIGNATURE} does not match the request for any configured secret (if Concord "
+        "is behind a proxy, set CONCORD_HUBSPOT_WEBHOOK_URL to the URL configured in HubSpot)"
     )

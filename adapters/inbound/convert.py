@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 from adapters.inbound.source import Malformed
 from hub.domain.money import EXPONENTS
@@ -56,3 +57,25 @@ def from_epoch_millis(value: int | float | str, *, field: str) -> datetime:
 def business_date(moment: datetime) -> date:
     """The calendar day of a source timestamp (UTC: the sources' own reporting day)."""
     return moment.astimezone(UTC).date()
+
+
+#: Bounds of a number in a source payload: far beyond any amount, quantity or id Concord
+#: holds, and small enough that writing it out positionally stays cheap (``1e999999999``
+#: would be a gigabyte of zeros).
+MAX_NUMBER_DIGITS = 40
+MAX_NUMBER_EXPONENT = 40
+
+
+def exact_number(text: str) -> Decimal:
+    """A JSON number with a fraction or exponent as ``Decimal`` (never a float), bounded."""
+    value = Decimal(text)
+    digits = value.as_tuple()
+    exponent = digits.exponent if isinstance(digits.exponent, int) else 0
+    if len(digits.digits) > MAX_NUMBER_DIGITS or abs(exponent) > MAX_NUMBER_EXPONENT:
+        raise ValueError(f"the number {text[:20]}… is beyond any value a source sends")
+    return value
+
+
+def no_constants(name: str) -> Any:
+    """``NaN`` and ``Infinity`` are not JSON numbers any source sends."""
+    raise ValueError(f"{name} is not a number")

@@ -63,7 +63,7 @@ TABLES = [
     "CREATE INDEX IF NOT EXISTS concord_inbound_received ON {schema}.concord_inbound (received_at)",
 ]
 
-FINAL = frozenset({"applied", "ignored"})
+FINAL = frozenset({"applied", "ignored", "discarded"})
 """Statuses a repeated delivery does not re-run (held and refused ones are re-tried)."""
 
 #: Header names never stored: credentials and signatures are secrets or derived from them
@@ -82,9 +82,18 @@ SECRET_HEADERS = frozenset(
 )
 
 
+#: Any header whose name holds one of these is taken for a credential and never stored
+#: (custom auth headers of a proxy or bridge included).
+SECRET_WORDS = ("auth", "token", "secret", "signature", "cookie", "key", "password", "session")
+
+
 def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The delivery's headers without secrets (names lower-cased)."""
-    return {k.lower(): v for k, v in headers.items() if k.lower() not in SECRET_HEADERS}
+    return {
+        k.lower(): v
+        for k, v in headers.items()
+        if k.lower() not in SECRET_HEADERS and not any(w in k.lower() for w in SECRET_WORDS)
+    }
 
 
 @dataclass(frozen=True)
@@ -256,6 +265,32 @@ class InboundLog:
                     delivery_id,
                 ),
             )
+
+    def note_failure(self, delivery_id: int, error: str) -> None:
+        """A re-run failed unexpectedly: count the attempt and keep the error (the status
+        stays, so the next release round tries again)."""
+        query = self._sql(
+            "UPDATE {schema}.concord_inbound SET attempts = attempts + 1, "
+            "detail = coalesce(detail, '{{}}'::jsonb) "
+            "|| jsonb_build_object('last_error', %s::text), "
+            "updated_at = now() WHERE id = %s"
+        )
+        with self.datastore.get_connection() as conn:
+            conn.execute(query, (error[:1000], delivery_id))
+
+    def discard(self, delivery_id: int, actor: str, reason: str) -> Delivery | None:
+        """An operator gives up on a held or refused delivery (it will never apply): kept in
+        the log, with who and why, and never re-run (a redelivery is a duplicate)."""
+        query = self._sql(
+            "UPDATE {schema}.concord_inbound SET status = 'discarded', detail = "
+            "coalesce(detail, '{{}}'::jsonb) || jsonb_build_object('discarded_by', %s::text, "
+            "'reason', %s::text), wait_system = NULL, wait_entity = NULL, "
+            "wait_external_id = NULL, updated_at = now() "
+            f"WHERE id = %s AND status IN ('held', 'refused', 'received') RETURNING {_COLUMNS}"
+        )
+        with self.datastore.get_connection() as conn:
+            row = conn.execute(query, (actor, reason, delivery_id)).fetchone()
+        return None if row is None else _delivery(row)
 
     def any_held(self) -> bool:
         query = self._sql("SELECT 1 FROM {schema}.concord_inbound WHERE status = 'held' LIMIT 1")

@@ -32,6 +32,10 @@ LEGAL_FORMS = frozenset(
 SIMILAR = 0.85
 
 
+def _spaced(text: str) -> str:
+    return " ".join(text.split())
+
+
 def _fold(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
@@ -102,6 +106,9 @@ class Candidate:
     legal_name: str
     web_domain: str | None = None
     tax_id: str | None = None
+    names_trusted: bool = True
+    """False for a source that does not own customer names (a billing checkout's typed
+    name): an identical name is then only a candidate for review, never a link."""
 
 
 @dataclass(frozen=True)
@@ -142,15 +149,21 @@ def decide(candidate: Candidate, known: list[Known]) -> MatchResult:
         for other in known:
             if other.web_domain and normalise_domain(other.web_domain) == domain:
                 return MatchResult(other.id, f"same web domain {domain}")
-    exact = " ".join(_fold(candidate.legal_name).split())
-    for other in known:
-        if " ".join(_fold(other.legal_name).split()) == exact:
-            return MatchResult(other.id, "same legal name")
+    written = _spaced(candidate.legal_name)
+    if candidate.names_trusted:
+        for other in known:
+            if _spaced(other.legal_name) == written:
+                return MatchResult(other.id, "same legal name")
+    folded = _spaced(_fold(candidate.legal_name))
     wanted = normalise_name(candidate.legal_name)
     review: list[tuple[UUID, str]] = []
     for other in known:
         theirs = normalise_name(other.legal_name)
-        if theirs == wanted:
+        if _spaced(other.legal_name) == written:
+            review.append((other.id, "same legal name, from a source that does not own names"))
+        elif _spaced(_fold(other.legal_name)) == folded:
+            review.append((other.id, "same name in other letter case or accents"))
+        elif theirs == wanted:
             review.append((other.id, "same name once case, punctuation and legal form are ignored"))
         elif similar(theirs, wanted):
             review.append((other.id, "similar name (possible typo)"))

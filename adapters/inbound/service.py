@@ -17,6 +17,7 @@ the order they were received.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,7 +38,14 @@ from adapters.postgres.index import customer_of
 from adapters.postgres.match_keys import MatchKeys
 from adapters.postgres.overlay import BatchOverlay
 from hub.application.ports import Change, CommitPort, ConflictRecord, Receipt, ReceiptExists
-from hub.application.service import Caller, CommandRequest, Hub, Origin, merge_conflicts
+from hub.application.service import (
+    MAX_SOURCE_CLOCK_AHEAD,
+    Caller,
+    CommandRequest,
+    Hub,
+    Origin,
+    merge_conflicts,
+)
 from hub.domain.base import Aggregate
 from hub.domain.errors import ConcurrencyConflict, DomainError, NotFound, OwnershipViolation
 
@@ -92,19 +100,26 @@ class _HubKnown:
         self.hub = service.hub
         self.service = service
         self.source = source
+        #: Customers the translation looked at: the delivery is about them (erasure).
+        self.customers: list[UUID] = []
 
     def mirror(self, object_name: str, record_id: str) -> dict[str, Any] | None:
         mirrors = self.service.mirrors
         return None if mirrors is None else mirrors.get(self.source, object_name, record_id)
 
     def lookup(self, ref: Ref) -> UUID | None:
-        return self.hub.ports.xref.lookup(ref.system, ref.entity, ref.external_id)
+        found = self.hub.ports.xref.lookup(ref.system, ref.entity, ref.external_id)
+        if found is not None and ref.entity == "customer":
+            self.customers.append(found)
+        return found
 
     def state(self, entity: str, aggregate_id: UUID) -> dict[str, Any] | None:
         try:
             view = self.hub.get(entity, aggregate_id)
         except NotFound:
             return None
+        if entity == "customer":
+            self.customers.append(aggregate_id)
         return {**view["state"], "id": view["id"], "version": view["version"]}
 
     def match(self, candidate: Candidate) -> MatchResult:
@@ -158,6 +173,7 @@ class InboundService:
         self.adapters = dict(adapters)
         self.secrets = dict(secrets)
         self.clock = clock
+        self._local = threading.local()  # per thread: deliveries run concurrently
         self.mirrors = mirrors
         self.match_keys = match_keys
         self.reviews = reviews
@@ -168,6 +184,12 @@ class InboundService:
             known = ", ".join(sorted(self.adapters))
             raise UnknownSystem(f"Concord has no inbound adapter {name!r} (known: {known})")
         return found
+
+    @property
+    def _customers_seen(self) -> list[UUID]:
+        """Customers the current thread's translation looked at (see ``_HubKnown``)."""
+        seen: list[UUID] = getattr(self._local, "customers", [])
+        return seen
 
     def _known(self, source: str) -> _HubKnown:
         return _HubKnown(self, source)
@@ -183,11 +205,24 @@ class InboundService:
                 f"no secret is configured for {name} webhooks: set CONCORD_WEBHOOK_SECRETS "
                 f"to include '{name}=<secret>'"
             )
-        verification = adapter.verify(incoming, secrets)
+        try:
+            verification = adapter.verify(incoming, secrets)
+        except Unverified:
+            raise
+        except Exception as odd:  # a header no real signature has (encoding, length)
+            log.info("inbound %s verification failed on a malformed header: %r", name, odd)
+            raise Unverified(f"the {name} signature or credentials are malformed") from None
         events = adapter.split(incoming)
+        for index, event in enumerate(events):
+            _check_source_time(event, incoming.received_at, index, len(events))
         outcomes = []
         for event in events:
             delivery = self.log.record(name, event, incoming.headers, verification)
+            # What the log holds is what runs: a redelivery under the same event id (a
+            # retry counter changed, another CDC channel) never runs other bytes.
+            logged = delivery.source_event()
+            if logged is not None and delivery.body_sha256 != sha256(event.raw).hexdigest():
+                event = logged
             if self.mirrors is not None and delivery.status not in FINAL:
                 for update in updates(adapter.mirror(event)):
                     self.mirrors.merge(name, update)  # idempotent: a retry merges it again
@@ -199,7 +234,10 @@ class InboundService:
             return Outcome(event.event_id, delivery.id, "duplicate")
         outcome = self.process(adapter, delivery, event)
         if outcome.status == "applied":
-            self.release()
+            try:
+                self.release()
+            except Exception:  # committed already: the background releaser retries
+                log.exception("releasing held deliveries after %s failed", delivery.id)
         return outcome
 
     def process(self, adapter: SourceAdapter, delivery: Delivery, event: SourceEvent) -> Outcome:
@@ -222,17 +260,28 @@ class InboundService:
     def _attempt(
         self, adapter: SourceAdapter, caller: Caller, delivery: Delivery, event: SourceEvent
     ) -> Outcome:
+        known = self._known(adapter.name)
+        self._local.customers = known.customers
         try:
-            translation = adapter.translate(event, self._known(adapter.name))
+            translation = adapter.translate(event, known)
         except Malformed as bad:
             return self._refuse(delivery, event, "malformed-payload", bad.message, bad.field)
+        except (ArithmeticError, ValueError, RecursionError) as odd:  # a value beyond reason
+            return self._refuse(
+                delivery, event, "untranslatable", f"a value could not be read: {odd}", "body"
+            )
         if translation.steps == () and self._applied(caller, event):
             # A concurrent delivery of this very event committed while we translated: what
             # we saw (e.g. "issued already") is its effect. Its receipt committed with it.
             self.log.settle(delivery.id, "applied")
             return Outcome(event.event_id, delivery.id, "duplicate")
         if translation.ignored is not None:
-            self.log.settle(delivery.id, "ignored", {"reason": translation.ignored})
+            self.log.settle(
+                delivery.id,
+                "ignored",
+                {"reason": translation.ignored},
+                customers=self._customers_seen,
+            )
             return Outcome(event.event_id, delivery.id, "ignored", {"reason": translation.ignored})
         if translation.waits_for is not None:
             return self._hold(delivery, event, translation.waits_for)
@@ -262,7 +311,7 @@ class InboundService:
             delivery.id,
             "applied",
             {"events": len(events)} if events else None,
-            customers=_customers(aggregates),
+            customers=[*_customers(aggregates), *self._customers_seen],
         )
         return Outcome(event.event_id, delivery.id, "applied", events=events, conflicts=conflicts)
 
@@ -325,7 +374,13 @@ class InboundService:
 
     def _hold(self, delivery: Delivery, event: SourceEvent, ref: Ref) -> Outcome:
         """Park the event until ``ref`` is known; if it arrived meanwhile, run it now."""
-        self.log.settle(delivery.id, "held", {"waiting_for": ref.describe()}, waiting_for=ref)
+        self.log.settle(
+            delivery.id,
+            "held",
+            {"waiting_for": ref.describe()},
+            waiting_for=ref,
+            customers=self._customers_seen,
+        )
         if self._known(delivery.system).lookup(ref) is not None:  # arrived meanwhile
             self.release()
             current = self.log.get(delivery.id)
@@ -349,7 +404,7 @@ class InboundService:
     ) -> Outcome:
         detail = {"code": code, "detail": message, "field": where}
         log.warning("inbound %s %s refused: %s", delivery.system, event.event_id, message)
-        self.log.settle(delivery.id, "refused", detail)
+        self.log.settle(delivery.id, "refused", detail, customers=self._customers_seen)
         return Outcome(event.event_id, delivery.id, "refused", detail)
 
     # -- held and replay ------------------------------------------------------------
@@ -374,11 +429,18 @@ class InboundService:
         return self.release() if self.log.any_held() else []
 
     def _again(self, delivery: Delivery) -> Outcome | None:
+        """Run a logged delivery again; a failure is recorded on it (it stays for the next
+        round) and never stops the others behind it."""
         adapter = self.adapters.get(delivery.system)
         event = delivery.source_event()
         if adapter is None or event is None:
             return None
-        return self.process(adapter, delivery, event)
+        try:
+            return self.process(adapter, delivery, event)
+        except Exception as failed:
+            log.exception("inbound delivery %s could not be run again", delivery.id)
+            self.log.note_failure(delivery.id, f"{type(failed).__name__}: {failed}")
+            return None
 
     def replay(self, *, since: datetime, system: str | None = None) -> dict[str, int]:
         """Re-run logged deliveries received since ``since`` through translation (after a
@@ -396,6 +458,20 @@ class InboundService:
                 counts[status] = counts.get(status, 0) + 1
         self.release()
         return counts
+
+
+def _check_source_time(event: SourceEvent, received: datetime, index: int, count: int) -> None:
+    """A source time ahead of arrival by more than the hub allows is refused before anything
+    is stored: merged into a mirror it would pin that record's fields for good (no later
+    update could be newer)."""
+    if event.occurred_at is None or event.occurred_at <= received + MAX_SOURCE_CLOCK_AHEAD:
+        return
+    where = f"body.{index}" if count > 1 else "body"
+    raise Malformed(
+        f"event {event.event_id} says it happened at {event.occurred_at.isoformat()}, more "
+        f"than {int(MAX_SOURCE_CLOCK_AHEAD.total_seconds())} s after it arrived",
+        where,
+    )
 
 
 def _customers(aggregates: list[Aggregate]) -> list[UUID]:

@@ -39,6 +39,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import UUID
 
+from adapters.inbound.convert import exact_number, no_constants
 from adapters.inbound.identity import Nobody, identify
 from adapters.inbound.matching import Candidate
 from adapters.inbound.mirror import MirrorUpdate
@@ -96,12 +97,9 @@ def load_exact(raw: bytes, where: str = "body") -> Any:
     Always parse from the raw bytes: a document parsed elsewhere (the log re-reads bodies
     with orjson) holds floats."""
 
-    def no_constants(name: str) -> Any:
-        raise Malformed(f"{name} is not a number NetSuite sends", where)
-
     try:
-        return json.loads(raw, parse_float=Decimal, parse_constant=no_constants)
-    except (ValueError, UnicodeDecodeError) as bad:
+        return json.loads(raw, parse_float=exact_number, parse_constant=no_constants)
+    except (ValueError, UnicodeDecodeError, RecursionError) as bad:
         raise Malformed(f"the body is not JSON: {bad}", where) from None
 
 

@@ -20,7 +20,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from adapters.inbound.convert import from_epoch_millis
+from adapters.inbound.convert import exact_number, from_epoch_millis, no_constants
 from adapters.inbound.source import Malformed, parse_model
 from adapters.salesforce.ids import to_18
 from adapters.salesforce.schemas import COMPOUND, FIELDS, CdcMessage, ChangeEventHeader
@@ -30,7 +30,7 @@ REFERENCES = frozenset(
     {"AccountId", "ParentId", "OpportunityId", "Product2Id", "PricebookEntryId", "Pricebook2Id"}
 )
 WILDCARD = "*"
-_DECODER = json.JSONDecoder(parse_float=Decimal)
+_DECODER = json.JSONDecoder(parse_float=exact_number, parse_constant=no_constants)
 _SPACE = " \t\n\r"
 
 
@@ -128,6 +128,8 @@ def _decode(text: str, at: int, where: str) -> tuple[Any, int]:
         return _DECODER.raw_decode(text, at)
     except json.JSONDecodeError as bad:
         raise Malformed(f"the body is not JSON: {bad.msg} at {bad.pos}", where) from None
+    except (ValueError, RecursionError) as bad:  # NaN, a number beyond reason, deep nesting
+        raise Malformed(f"the body holds a value no CDC message has: {bad}", where) from None
 
 
 def _skip(text: str, at: int) -> int:

@@ -69,8 +69,8 @@ class StripeAdapter:
                 stripe.WebhookSignature.verify_header(
                     incoming.body, header, secret, tolerance=TOLERANCE_S
                 )
-            except stripe.SignatureVerificationError:
-                continue
+            except (stripe.SignatureVerificationError, UnicodeDecodeError, ValueError):
+                continue  # an undecodable body or header cannot carry a valid signature
             return f"stripe-signature v1 (secret #{index + 1})"
         raise Unverified(
             "the Stripe-Signature does not match the body for any configured secret, or its "
@@ -159,7 +159,8 @@ class StripeAdapter:
 def _matched(customer: Customer, known: Known, account_key: str) -> UUID | Translation:
     """A Stripe customer without a CRM account id: the customer it surely is, a review, or
     nothing (billing does not create customers: the CRM owns their names)."""
-    candidate = Candidate(legal_name=customer.name) if customer.name else None
+    # Stripe does not own names (a buyer types them at checkout): no name links by itself.
+    candidate = Candidate(legal_name=customer.name, names_trusted=False) if customer.name else None
     found = identify(known, BILLING, customer.id, candidate)
     if not isinstance(found, Nobody):
         return found

@@ -98,6 +98,11 @@ class ReplayRequest(BaseModel):
     system: str | None = Field(None, pattern=r"^[a-z]{2,20}$")
 
 
+class DiscardRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=1000, pattern=r"^[^\x00]*$")
+
+
 class ReplayResult(BaseModel):
     counts: dict[str, int] = Field(description="Deliveries by what became of them.")
 
@@ -213,7 +218,8 @@ def build(
         caller: Annotated[Caller, Depends(admin)],
         request: Request,
         status: Annotated[
-            Literal["received", "applied", "held", "ignored", "refused"] | None, Query()
+            Literal["received", "applied", "held", "ignored", "refused", "discarded"] | None,
+            Query(),
         ] = None,
         system: Annotated[str | None, Query(pattern=r"^[a-z]{2,20}$")] = None,
         after: Annotated[int, Query(ge=0, le=2**62, description="Page after this id.")] = 0,
@@ -265,6 +271,40 @@ def build(
             "verification": row.verification,
         }
         return JSONBytes(body)
+
+    @router.post(
+        "/inbound/{delivery_id}/discard",
+        tags=["inbound"],
+        response_model=DeliverySummary,
+        response_class=JSONBytes,
+        operation_id="inbound_discard",
+        responses=problems(401, 403, 404, 409, 422),
+        summary="Give up on a held or refused delivery for good (admin)",
+        description=(
+            "It stays in the log with who discarded it and why, and never runs again: a "
+            "redelivery of the same source event answers 200 duplicate."
+        ),
+    )
+    def discard(
+        caller: Annotated[Caller, Depends(admin)],
+        delivery_id: Annotated[int, Path(ge=1, le=2**62)],
+        body: DiscardRequest,
+    ) -> Response:
+        row = service.log.discard(delivery_id, caller.client_id, body.reason)
+        if row is None:
+            found = service.log.get(delivery_id)
+            if found is None:
+                raise input_problem(
+                    404, "not-found", f"no inbound delivery {delivery_id}", "path.delivery_id"
+                )
+            raise input_problem(
+                409,
+                "not-discardable",
+                f"delivery {delivery_id} is {found.status}: only held, refused or received "
+                "deliveries can be discarded",
+                "path.delivery_id",
+            )
+        return JSONBytes(row.summary())
 
     @router.post(
         "/inbound/replay",

@@ -11,18 +11,24 @@ No ``from __future__ import annotations``: signatures use the builder's key depe
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from adapters.mappings import MappingFile, apply_mappings, upsert_request
+from adapters.mappings import (
+    MappingEntry,
+    MappingFile,
+    MissingChargeType,
+    apply_mappings,
+    upsert_request,
+)
 from adapters.postgres.index import ListQuery
+from api.errors import input_problem
 from api.errors import problem_responses as problems
 from api.responses import JSONBytes
-from hub.application.products import PERIOD_RULE, ChangeProduct, DefineProduct
+from hub.application.products import PERIOD_RULE
 from hub.application.service import Caller
 from hub.domain.bounded import CurrencyCode, Description
 from hub.domain.contract import BillingPeriod
@@ -36,15 +42,16 @@ SKU = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[^\x00/]+$")]
 
 
 class MappingBody(BaseModel):
-    """A product's mapping (the SKU is in the path)."""
+    """A product's mapping (the SKU is in the path). ``charge_type`` is needed for a new
+    SKU; a change sends only what changes (each system its own ids)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=PERIOD_RULE)
 
     name: Description | None = None
-    charge_type: ChargeType
+    charge_type: ChargeType | None = None
     billing_period: BillingPeriod | None = None
     currency: CurrencyCode | None = None
-    ids: ProductIds = ProductIds()
+    ids: ProductIds | None = None
 
 
 class MappingList(BaseModel):
@@ -90,15 +97,24 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
             **problems(401, 403, 409, 422),
         },
         summary="Define or change one product's mapping (ids are added, never removed)",
+        description=(
+            "A new SKU needs its `charge_type` (else 422 `charge-type-required`); a change "
+            "sends only what changes. Each system may write what the ownership policy gives "
+            "it: the ERP the item master, each system its own id list."
+        ),
     )
     async def put_mapping(
         caller: Annotated[Caller, Depends(writer)], sku: SKU, body: MappingBody
     ) -> Response:
-        product = DefineProduct(sku=sku, **dict(body))
-        request = upsert_request(hub, caller, product)
-        if request.name == "change":
-            given = body.model_dump(exclude_unset=True)
-            request = replace(request, payload=ChangeProduct(**given))
+        given = body.model_dump(include=body.model_fields_set)
+        if body.ids is not None:
+            given["ids"] = body.ids
+        try:
+            request = upsert_request(hub, caller, MappingEntry(sku=sku, **given))
+        except MissingChargeType as missing:
+            raise input_problem(
+                422, "charge-type-required", str(missing), "body.charge_type"
+            ) from None
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(runtime.executor, hub.execute, request)
         await released()

@@ -88,8 +88,15 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
         return review
 
     def customer_exists(customer_id: UUID, field: str) -> None:
-        if runtime.hub.store.load("customer", customer_id) is None:
+        """A decision may name only a live customer (not merged away, not erased)."""
+        customer: Any = runtime.hub.store.load("customer", customer_id)
+        if customer is None:
             raise input_problem(404, "not-found", f"no customer {customer_id}", field)
+        if customer.merged_into is not None or customer.erased:
+            state = "merged into " + str(customer.merged_into) if customer.merged_into else "erased"
+            raise input_problem(
+                409, "customer-unavailable", f"customer {customer_id} is {state}", field
+            )
 
     async def settle(review_id: int, status: str, customer: UUID | None, actor: str) -> Response:
         decided = reviews.decide(review_id, status, customer, actor)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import date
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from hub.application.commands import CommandInput, CommandSpec, Handler, InputT, on
 from hub.application.merges import same_customer, survivor
@@ -21,7 +21,7 @@ from hub.domain.base import Aggregate
 from hub.domain.bounded import MAX_INVOICE_LINES, Amount, Code, CurrencyCode, Reason, RequiredCode
 from hub.domain.contract import Contract
 from hub.domain.errors import InvalidValue
-from hub.domain.invoice import Invoice, InvoiceLine
+from hub.domain.invoice import CreditNoteLine, Invoice, InvoiceLine, PaymentAttempt, TaxStatus
 from hub.domain.money import Money
 from hub.domain.order import Order
 from hub.domain.provenance import Stamp
@@ -39,6 +39,7 @@ class IssueInvoice(CommandInput):
     issue_date: date
     due_date: date
     source_number: Code | None = None
+    tax_status: TaxStatus | None = None
 
 
 class PostInvoice(CommandInput):
@@ -53,6 +54,20 @@ class CreditInvoice(CommandInput):
     amount: Money
     credit_note_number: Code | None = None
     reason: Reason | None = None
+    lines: list[CreditNoteLine] = Field(default_factory=list, max_length=MAX_INVOICE_LINES)
+    issue_date: date | None = None
+
+
+class RecordTax(CommandInput):
+    status: TaxStatus
+    reason: Reason | None = None
+
+
+class RecordPaymentFailure(CommandInput):
+    attempted_at: AwareDatetime
+    amount: Money
+    reason: Reason | None = None
+    attempt: int | None = Field(default=None, ge=1, le=1000)
 
 
 class MarkUncollectible(CommandInput):
@@ -68,13 +83,33 @@ def _issue(stamp: Stamp, invoice_id: UUID, data: IssueInvoice, unit: Unit) -> Ag
             raise InvalidValue(
                 f"the contract belongs to customer {contract.customer_id}", field="contract_id"
             )
+    order_lines = 0
     if data.order_id is not None:
         order = unit.get(Order, data.order_id, field="order_id")
         if not same_customer(unit, order.customer_id, customer.id, field="order_id"):
             raise InvalidValue(
                 f"the order belongs to customer {order.customer_id}", field="order_id"
             )
+        order_lines = len(order.lines)
+    _check_billed(data, order_lines)
     return Invoice.issue(stamp, invoice_id, **(dict(data) | {"customer_id": customer.id}))
+
+
+def _check_billed(data: IssueInvoice, order_lines: int) -> None:
+    """A line names an order line of the invoice's order, or an item of its contract."""
+    for index, line in enumerate(data.lines):
+        if line.order_line is not None and line.order_line >= order_lines:
+            raise InvalidValue(
+                f"the order has {order_lines} lines; there is no line {line.order_line}"
+                if data.order_id is not None
+                else "an order line needs the invoice's order_id",
+                field=f"lines.{index}.order_line",
+            )
+        if line.contract_item_sku is not None and data.contract_id is None:
+            raise InvalidValue(
+                "a contract item needs the invoice's contract_id",
+                field=f"lines.{index}.contract_item_sku",
+            )
 
 
 def _invoice(handler: Callable[[Invoice, Stamp, InputT], None]) -> Handler[InputT]:
@@ -101,6 +136,7 @@ SPECS = [
             "issue_date",
             "due_date",
             "source_number",
+            "tax_status",
         ),
     ),
     CommandSpec(
@@ -123,13 +159,40 @@ SPECS = [
         "invoice",
         "credit",
         CreditInvoice,
-        "Issue a credit note against the open balance",
+        "Record a credit note (optionally naming the lines it credits)",
         handle=_invoice(
             lambda i, s, d: i.credit(
-                s, d.amount, credit_note_number=d.credit_note_number, reason=d.reason
+                s,
+                d.amount,
+                credit_note_number=d.credit_note_number,
+                reason=d.reason,
+                lines=d.lines,
+                issue_date=d.issue_date,
             )
         ),
         writes=("amount_credited", "balance"),
+        description="Up to the invoice's total less earlier notes; beyond the open balance "
+        "(a note after payment) the excess is owed to the customer as credit_balance.",
+    ),
+    CommandSpec(
+        "invoice",
+        "record_tax",
+        RecordTax,
+        "Record the tax calculation's outcome (failed holds the invoice)",
+        handle=_invoice(lambda i, s, d: i.record_tax(s, d.status, d.reason)),
+        # "tax_calculation", not "tax_status": the ERP reports it, billing states it on issue.
+        writes=("tax_calculation",),
+        description="failed: the invoice is held and post is refused (409) until a later "
+        "calculated or not_applicable report clears the hold.",
+    ),
+    CommandSpec(
+        "invoice",
+        "record_payment_failure",
+        RecordPaymentFailure,
+        "Record a failed attempt to collect the invoice",
+        handle=_invoice(lambda i, s, d: i.record_payment_failure(s, PaymentAttempt(**dict(d)))),
+        writes=("payment_failures",),
+        description="A fact from billing's dunning; the balance does not change.",
     ),
     CommandSpec(
         "invoice",

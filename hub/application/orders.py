@@ -20,6 +20,7 @@ from hub.domain.bounded import (
     RequiredCode,
     RequiredReason,
 )
+from hub.domain.money import Money
 from hub.domain.order import Order, OrderLine
 from hub.domain.provenance import Stamp
 
@@ -32,6 +33,8 @@ class PlaceOrder(CommandInput):
     term_months: int = Field(ge=0, le=600)
     start_date: date
     booking_date: date
+    opportunity_amount: Money | None = None
+    close_date: date | None = None
 
 
 class RejectOrder(CommandInput):
@@ -63,6 +66,8 @@ def _place(stamp: Stamp, order_id: UUID, data: PlaceOrder, unit: Unit) -> Aggreg
         start_date=data.start_date,
         booking_date=data.booking_date,
         opportunity_id=data.opportunity_id,
+        opportunity_amount=data.opportunity_amount,
+        close_date=data.close_date,
     )
 
 
@@ -86,6 +91,8 @@ SPECS = [
             "term_months",
             "start_date",
             "booking_date",
+            "opportunity_amount",
+            "close_date",
         ),
     ),
     CommandSpec(

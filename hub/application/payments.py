@@ -17,7 +17,7 @@ from hub.application.commands import CommandInput, CommandSpec, Handler, InputT,
 from hub.application.merges import same_customer, survivor
 from hub.application.unit import Unit
 from hub.domain.base import Aggregate
-from hub.domain.bounded import Reference, RequiredReason
+from hub.domain.bounded import Code, Reference, RequiredReason
 from hub.domain.errors import InvalidValue
 from hub.domain.invoice import Invoice, UnapplyReason
 from hub.domain.money import Money
@@ -41,6 +41,8 @@ class ApplyPayment(CommandInput):
 class RefundPayment(CommandInput):
     amount: Money
     reference: Reference | None = None
+    credit_note_number: Code | None = None
+    refunded_at: AwareDatetime | None = None
 
 
 class FailPayment(CommandInput):
@@ -99,8 +101,16 @@ def _load_invoices(unit: Unit, applications: list[PaymentApplication]) -> None:
 
 
 def _refund(payment: Payment, stamp: Stamp, data: RefundPayment, unit: Unit) -> None:
+    if payment.refund_recorded(data.amount, data.reference):
+        return
     _load_invoices(unit, payment.refund_plan(data.amount))
-    unapplied = payment.refund(stamp, data.amount, data.reference)
+    unapplied = payment.refund(
+        stamp,
+        data.amount,
+        data.reference,
+        credit_note_number=data.credit_note_number,
+        refunded_at=data.refunded_at,
+    )
     _take_back(payment, stamp, unit, unapplied, UnapplyReason.REFUND)
 
 
@@ -148,7 +158,9 @@ SPECS = [
         handle=_payment(_refund),
         writes=("amount_refunded", "applications"),
         description="Uses the unapplied credit first, then takes money back off invoices, "
-        "newest application first; those invoices reopen.",
+        "newest application first; those invoices reopen (or their credit_balance, from a "
+        "credit note after payment, is settled). A reference counts once: the same "
+        "reference and amount again records nothing, another amount is refused (409).",
     ),
     CommandSpec(
         "payment",

@@ -70,7 +70,7 @@ def event_envelope(entity: str, event: DomainEvent) -> dict[str, Any]:
 
 def aggregate_view(aggregate: Aggregate) -> dict[str, Any]:
     """Current (or as-of) state of an aggregate with its id and version on top."""
-    state = aggregate.state()
+    state = aggregate.state() | aggregate.derived()
     return {
         "id": state.pop("id"),
         "entity": aggregate.entity,

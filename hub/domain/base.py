@@ -234,6 +234,11 @@ class Aggregate(BaseModel):
         """JSON-ready state for query results and snapshots."""
         return self.model_dump(mode="json")
 
+    def derived(self) -> dict[str, Any]:
+        """Figures computed from the state, shown in query results beside it (JSON-ready).
+        Not part of :meth:`state`: snapshots store only what events set."""
+        return {}
+
 
 def creation_fields(stamp: Stamp, aggregate_id: UUID) -> dict[str, Any]:
     """Envelope fields of a creation event (version 1)."""

@@ -18,6 +18,32 @@ to forgive an amount, and is recorded separately.
 The hub does not re-price invoice lines: the billing system applies proration and discounts,
 so ``amount`` is taken as billed; the hub checks that lines, subtotal, tax and total add up
 and that every amount fits the currency, which is what reconciliation needs.
+
+Lines say what they bill for revenue and reconciliation: the charge type, the service period
+``[service_period_start, service_period_end)`` (half-open: the end day is the first day *not*
+served, so a month is ``[03-01, 04-01)`` and consecutive periods meet without overlap), whether
+the billing system prorated the line, the contract item (``contract_item_sku``) or order line
+(``order_line``, an index into the order's lines) it bills, and its tax. When lines carry tax
+their taxes add up to the invoice's ``tax``.
+
+Tax status: the ERP or tax platform reports whether the tax was calculated (``tax_status``).
+A failed calculation **holds** the invoice: it stays collectible (the customer's debt is
+unchanged), but posting it to the ERP is refused until a later report says the tax was
+calculated (or does not apply), because a posted document with a wrong tax is a filing error.
+
+Credit notes are documents: each may name the invoice lines it credits (``lines``: line index
+and amount, adding up to the note's amount; a line is never credited beyond its amount and
+tax). A note may exceed the open balance when the invoice was (partly) paid already: the
+excess is owed back to the customer and shows as ``credit_balance`` (the invoice's balance is
+then zero). So the money rule reads in full
+``total - amount_credited - amount_paid = balance - credit_balance``, with at most one of
+``balance`` and ``credit_balance`` above zero. A refund of the payment (``payment.refund``,
+naming the note in ``credit_note_number``) takes the money back off the invoice and so
+settles that credit; so does a later payment failure or chargeback. Nothing is ever credited
+beyond the invoice's total.
+
+Failed payment attempts (a card declined by billing's dunning) are recorded as facts in
+``payment_failures``; they change no balance.
 """
 
 from __future__ import annotations
@@ -25,12 +51,23 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any, ClassVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from hub.domain.base import Aggregate, CreationEvent, DomainEvent, creation_fields
-from hub.domain.bounded import Amount, Description, InvoicePrice, Quantity, RequiredCode
+from hub.domain.bounded import (
+    MAX_INVOICE_LINES,
+    MAX_LINES,
+    Amount,
+    Code,
+    Description,
+    InvoicePrice,
+    Quantity,
+    Reason,
+    RequiredCode,
+)
 from hub.domain.errors import (
     AlreadyExists,
     CurrencyMismatch,
@@ -39,6 +76,7 @@ from hub.domain.errors import (
     Overapplication,
 )
 from hub.domain.money import Money, check_scale, exponent, money_sum
+from hub.domain.order import ChargeType
 from hub.domain.provenance import Stamp
 
 
@@ -49,6 +87,14 @@ class InvoiceStatus(StrEnum):
     CREDITED = "credited"
     UNCOLLECTIBLE = "uncollectible"
     VOID = "void"
+
+
+class TaxStatus(StrEnum):
+    """What the ERP or tax platform reports about the invoice's tax calculation."""
+
+    CALCULATED = "calculated"
+    FAILED = "failed"
+    NOT_APPLICABLE = "not_applicable"
 
 
 class UnapplyReason(StrEnum):
@@ -69,8 +115,34 @@ class InvoiceLine(BaseModel):
     quantity: Quantity
     unit_price: InvoicePrice
     amount: Amount
+    #: Half-open ``[start, end)``: ``end`` is the first day not served.
     service_period_start: date | None = None
     service_period_end: date | None = None
+    charge_type: ChargeType | None = None
+    proration: bool = False
+    #: The contract item this line bills (its SKU on the contract), as billing says.
+    contract_item_sku: Code | None = None
+    #: The order line this line bills: its index in the order's ``lines``.
+    order_line: int | None = Field(default=None, ge=0, lt=MAX_LINES)
+    tax: Amount | None = None
+
+
+def line_defaults(state: dict[str, Any]) -> None:
+    """Upcast one stored v1 invoice line (JSON) to v2."""
+    state.setdefault("charge_type", None)
+    state.setdefault("proration", False)
+    state.setdefault("contract_item_sku", None)
+    state.setdefault("order_line", None)
+    state.setdefault("tax", None)
+
+
+class CreditNoteLine(BaseModel):
+    """Part of a credit note: ``amount`` of the invoice line at index ``line``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    line: int = Field(ge=0, lt=MAX_INVOICE_LINES)
+    amount: Amount
 
 
 class CreditNote(BaseModel):
@@ -79,23 +151,85 @@ class CreditNote(BaseModel):
     amount: Money
     credit_note_number: str | None = None
     reason: str | None = None
+    lines: list[CreditNoteLine] = Field(default_factory=list)
+    issue_date: date | None = None
 
 
-def check_lines(lines: list[InvoiceLine], currency: str) -> Money:
-    """Check each line against the currency and its service period; return their sum."""
+class PaymentAttempt(BaseModel):
+    """A failed attempt to collect the invoice (billing's dunning): a fact, no money moved."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    attempted_at: AwareDatetime
+    amount: Money
+    reason: Reason | None = None
+    attempt: int | None = Field(default=None, ge=1, le=1000)
+
+
+def check_lines(lines: list[InvoiceLine], currency: str) -> tuple[Money, Money | None]:
+    """Check each line against the currency and its service period; return the sum of the
+    lines and, when any line carries tax, the sum of their taxes."""
     if not lines:
         raise InvalidValue("an invoice needs at least one line", field="lines")
     amounts: list[Money] = []
+    taxes: list[Money] = []
     for index, line in enumerate(lines):
         check_scale(line.amount, currency, field=f"lines.{index}.amount")
         start, end = line.service_period_start, line.service_period_end
-        if start is not None and end is not None and end < start:
+        if start is not None and end is not None and end <= start:
             raise InvalidValue(
-                "service period ends before it starts",
+                "the service period [start, end) must end after it starts",
                 field=f"lines.{index}.service_period_end",
             )
         amounts.append(Money.of(line.amount, currency))
-    return money_sum(amounts, currency)
+        if line.tax is not None:
+            check_scale(line.tax, currency, field=f"lines.{index}.tax")
+            taxes.append(Money.of(line.tax, currency))
+    return money_sum(amounts, currency), money_sum(taxes, currency) if taxes else None
+
+
+def check_credit_lines(
+    invoice: Invoice, lines: list[CreditNoteLine], amount: Money
+) -> list[CreditNoteLine]:
+    """The invoice lines a credit note names: they exist, add up to the note, and no line is
+    credited (over all notes) beyond its amount and tax."""
+    if not lines:
+        return []
+    currency = invoice.currency
+    credited: dict[int, Money] = {}
+    for note in invoice.credit_notes:
+        for part in note.lines:
+            credited[part.line] = credited.get(part.line, Money.zero(currency)) + Money.of(
+                part.amount, currency
+            )
+    parts: list[Money] = []
+    for index, part in enumerate(lines):
+        field = f"lines.{index}"
+        if part.line >= len(invoice.lines):
+            raise InvalidValue(
+                f"the invoice has {len(invoice.lines)} lines; there is no line {part.line}",
+                field=f"{field}.line",
+            )
+        check_scale(part.amount, currency, field=f"{field}.amount")
+        money = Money.of(part.amount, currency)
+        if money.amount <= 0:
+            raise InvalidValue("a credited amount must be above zero", field=f"{field}.amount")
+        billed = invoice.lines[part.line]
+        creditable = Money.of(billed.amount + (billed.tax or 0), currency)
+        so_far = credited.get(part.line, Money.zero(currency)) + money
+        if so_far > creditable:
+            raise Overapplication(
+                f"line {part.line} would be credited {so_far}, more than its {creditable}",
+                field=f"{field}.amount",
+            )
+        credited[part.line] = so_far
+        parts.append(money)
+    if money_sum(parts, currency) != amount:
+        raise InvalidValue(
+            f"the credited lines add up to {money_sum(parts, currency)}, not {amount}",
+            field="lines",
+        )
+    return list(lines)
 
 
 class Invoice(Aggregate):
@@ -116,11 +250,32 @@ class Invoice(Aggregate):
     amount_paid: Money
     amount_credited: Money
     balance: Money
+    #: Credited beyond what was open (a credit note after payment): owed to the customer.
+    credit_balance: Money
     payments: dict[UUID, Money] = Field(default_factory=dict)
     credit_notes: list[CreditNote] = Field(default_factory=list)
     erp_document_number: str | None = None
     written_off: bool = False
     void_reason: str | None = None
+    tax_status: TaxStatus | None = None
+    tax_failure_reason: str | None = None
+    payment_failures: list[PaymentAttempt] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _zero_credit_balance(cls, data: Any) -> Any:
+        """Snapshots from before ``credit_balance`` existed had none: nothing was owed back."""
+        if isinstance(data, dict) and "credit_balance" not in data and "currency" in data:
+            return {**data, "credit_balance": Money.zero(data["currency"])}
+        return data
+
+    @property
+    def tax_held(self) -> bool:
+        """The tax calculation failed: the invoice is held (not posted to the ERP)."""
+        return self.tax_status is TaxStatus.FAILED
+
+    def derived(self) -> dict[str, Any]:
+        return {"tax_held": self.tax_held}
 
     # -- commands -------------------------------------------------------------------------
 
@@ -141,6 +296,7 @@ class Invoice(Aggregate):
         contract_id: UUID | None = None,
         order_id: UUID | None = None,
         source_number: str | None = None,
+        tax_status: TaxStatus | None = None,
     ) -> Invoice:
         exponent(currency)
         if contract_id is None and order_id is None:
@@ -148,7 +304,7 @@ class Invoice(Aggregate):
                 "an invoice bills a contract or an order; give contract_id or order_id",
                 field="contract_id",
             )
-        line_sum = check_lines(lines, currency)
+        line_sum, line_tax = check_lines(lines, currency)
         subtotal_money = Money.of(check_scale(subtotal, currency, field="subtotal"), currency)
         tax_money = Money.of(check_scale(tax, currency, field="tax"), currency)
         total_money = Money.of(check_scale(total, currency, field="total"), currency)
@@ -159,6 +315,10 @@ class Invoice(Aggregate):
             )
         if tax_money.is_negative:
             raise InvalidValue("tax cannot be negative", field="tax")
+        if line_tax is not None and line_tax != tax_money:
+            raise InvalidValue(
+                f"tax {tax_money} is not the sum of the lines' tax {line_tax}", field="tax"
+            )
         if total_money != subtotal_money + tax_money:
             raise InvalidValue(
                 f"total {total_money} is not subtotal + tax {subtotal_money + tax_money}",
@@ -182,6 +342,7 @@ class Invoice(Aggregate):
                 issue_date=issue_date,
                 due_date=due_date,
                 source_number=source_number,
+                tax_status=tax_status,
             )
         )
 
@@ -191,11 +352,19 @@ class Invoice(Aggregate):
         A void invoice may be posted: the ERP posting it is a fact (it booked the document
         before it heard of the void), so it is recorded, and the invoice stays void with the
         ERP's number beside it, a reconciliation break for the projections to show.
+        An invoice whose tax calculation failed is held: posting it is refused.
         """
         if not erp_document_number.strip():
             raise InvalidValue("erp_document_number cannot be empty", field="erp_document_number")
         if self.erp_document_number == erp_document_number:
             return
+        if self.tax_held:
+            why = f" ({self.tax_failure_reason})" if self.tax_failure_reason else ""
+            raise InvalidTransition(
+                f"the tax calculation failed{why}; the invoice is held until the tax is "
+                "calculated (invoice record_tax)",
+                field="tax_status",
+            )
         if self.erp_document_number is not None:
             raise InvalidTransition(
                 f"already posted to the ERP as {self.erp_document_number!r}",
@@ -226,8 +395,11 @@ class Invoice(Aggregate):
         *,
         credit_note_number: str | None = None,
         reason: str | None = None,
+        lines: list[CreditNoteLine] | None = None,
+        issue_date: date | None = None,
     ) -> None:
-        """A credit note: forgive up to the open balance.
+        """A credit note: forgive up to what is left to credit (the total less earlier notes);
+        beyond the open balance it becomes ``credit_balance`` (see the module docstring).
 
         A credit note number counts once per invoice: the same note delivered again (same
         number, same amount) records nothing; the number with another amount cannot be true
@@ -248,15 +420,41 @@ class Invoice(Aggregate):
                     f"for {earlier.amount}; a second note needs its own number",
                     field="credit_note_number",
                 )
-        if amount > self.balance:
+        creditable = self.total - self.amount_credited
+        if amount > creditable:
             raise Overapplication(
-                f"credit {amount} exceeds the open balance {self.balance}", field="amount"
+                f"credit {amount} exceeds what is left to credit on the invoice {creditable}",
+                field="amount",
             )
-        self._record(
-            InvoiceCredited,
-            stamp,
-            credit=CreditNote(amount=amount, credit_note_number=credit_note_number, reason=reason),
+        note = CreditNote(
+            amount=amount,
+            credit_note_number=credit_note_number,
+            reason=reason,
+            lines=check_credit_lines(self, lines or [], amount),
+            issue_date=issue_date,
         )
+        self._record(InvoiceCredited, stamp, credit=note)
+
+    def record_tax(self, stamp: Stamp, status: TaxStatus, reason: str | None = None) -> None:
+        """The tax platform's report; the same report again records nothing.
+
+        ``failed`` holds the invoice (:meth:`post` is refused); ``calculated`` or
+        ``not_applicable`` later clears the hold.
+        """
+        kept_reason = reason if status is TaxStatus.FAILED else None
+        if status is self.tax_status and kept_reason == self.tax_failure_reason:
+            return
+        if status is TaxStatus.FAILED:
+            self._record(InvoiceTaxFailed, stamp, reason=reason)
+        else:
+            self._record(InvoiceTaxCalculated, stamp, status=status)
+
+    def record_payment_failure(self, stamp: Stamp, attempt: PaymentAttempt) -> None:
+        """A failed collection attempt; the same attempt reported again records nothing."""
+        self._check_amount(attempt.amount)
+        if attempt in self.payment_failures:
+            return
+        self._record(InvoicePaymentAttemptFailed, stamp, attempt=attempt)
 
     def mark_uncollectible(self, stamp: Stamp, reason: str | None = None) -> None:
         """Write off the open balance; a later payment still settles the invoice."""
@@ -336,7 +534,10 @@ class Invoice(Aggregate):
 
     def _settle(self) -> None:
         """Recompute balance and status after money moved (called by events only)."""
-        self.balance = self.total - self.amount_credited - self.amount_paid
+        owed = self.total - self.amount_credited - self.amount_paid
+        zero = Money.zero(self.currency)
+        self.balance = zero if owed.is_negative else owed
+        self.credit_balance = zero - owed if owed.is_negative else zero
         if self.balance.is_zero:
             paid_nothing = self.amount_paid.is_zero and not self.amount_credited.is_zero
             self.status = InvoiceStatus.CREDITED if paid_nothing else InvoiceStatus.PAID
@@ -363,6 +564,16 @@ class InvoiceIssued(CreationEvent):
     issue_date: date
     due_date: date
     source_number: str | None
+    tax_status: TaxStatus | None = None
+
+    #: v2: lines carry charge type, proration, what they bill and tax; the tax status.
+    class_version: ClassVar[int] = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        for line in state["lines"]:
+            line_defaults(line)
+        state.setdefault("tax_status", None)
 
     def create(self) -> Invoice:
         zero = Money.zero(self.currency)
@@ -385,6 +596,8 @@ class InvoiceIssued(CreationEvent):
             amount_paid=zero,
             amount_credited=zero,
             balance=self.total,
+            credit_balance=zero,
+            tax_status=self.tax_status,
         )
         invoice._settle()
         return invoice
@@ -411,6 +624,14 @@ class InvoiceVoided(DomainEvent):
 
 class InvoiceCredited(DomainEvent):
     credit: CreditNote
+
+    #: v2: the note names the lines it credits and its issue date.
+    class_version: ClassVar[int] = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["credit"].setdefault("lines", [])
+        state["credit"].setdefault("issue_date", None)
 
     def apply(self, aggregate: Invoice) -> None:
         aggregate.amount_credited = aggregate.amount_credited + self.credit.amount
@@ -464,3 +685,32 @@ class InvoicePaymentUnapplied(DomainEvent):
         aggregate.payments = payments
         aggregate.amount_paid = aggregate.amount_paid - self.amount
         aggregate._settle()
+
+
+class InvoiceTaxFailed(DomainEvent):
+    """The tax calculation failed: the invoice is held (not posted) until it succeeds."""
+
+    reason: str | None = None
+
+    def apply(self, aggregate: Invoice) -> None:
+        aggregate.tax_status = TaxStatus.FAILED
+        aggregate.tax_failure_reason = self.reason
+
+
+class InvoiceTaxCalculated(DomainEvent):
+    """The tax was calculated (or does not apply): a hold for failed tax is cleared."""
+
+    status: TaxStatus
+
+    def apply(self, aggregate: Invoice) -> None:
+        aggregate.tax_status = self.status
+        aggregate.tax_failure_reason = None
+
+
+class InvoicePaymentAttemptFailed(DomainEvent):
+    """Billing tried to collect the invoice and failed; no money moved."""
+
+    attempt: PaymentAttempt
+
+    def apply(self, aggregate: Invoice) -> None:
+        aggregate.payment_failures = [*aggregate.payment_failures, self.attempt]

@@ -7,19 +7,28 @@ validation and the ERP's acceptance again (the ERP order number is kept, since t
 document still exists, and the re-acceptance may carry the same number). Totals are
 computed here from the lines (half-even rounding per line) so every system sees the same
 figures.
+
+What the sources tell beyond price and quantity is kept per line, for reconciliation and
+revenue: how often the line bills (``billing_frequency``) and at what price per billing period
+(``billing_unit_price``), its own term and service start (a line without them runs for the
+order's ``term_months`` from its ``start_date``: the hub fills them in, as it computes
+``amount``, so every line states them). The opportunity's own ``Amount`` and close date
+(``opportunity_amount``, ``close_date``) are kept beside the computed totals, unchanged by
+amendments: reconciliation compares them with the lines' total instead of trusting either.
 """
 
 from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
+from typing import Any, ClassVar
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.domain.base import Aggregate, CreationEvent, DomainEvent, StaleUpdate, creation_fields
 from hub.domain.bounded import Amount, Description, OrderPrice, Quantity, RequiredCode
-from hub.domain.errors import InvalidTransition, InvalidValue
+from hub.domain.errors import CurrencyMismatch, InvalidTransition, InvalidValue
 from hub.domain.money import Money, check_magnitude, check_scale, exponent, money_sum
 from hub.domain.provenance import Stamp
 
@@ -28,6 +37,15 @@ class ChargeType(StrEnum):
     ONE_TIME = "one_time"
     RECURRING = "recurring"
     USAGE = "usage"
+
+
+class BillingFrequency(StrEnum):
+    """How often a line bills; ``one_time`` lines bill once (setup fees, hardware)."""
+
+    MONTH = "month"
+    QUARTER = "quarter"
+    YEAR = "year"
+    ONE_TIME = "one_time"
 
 
 class OrderStatus(StrEnum):
@@ -50,6 +68,21 @@ class OrderLine(BaseModel):
     unit_price: OrderPrice
     charge_type: ChargeType
     amount: Amount | None = None  # computed by the hub; what a client sends is replaced
+    billing_frequency: BillingFrequency | None = None
+    #: Price per billing period (e.g. the monthly fee of a yearly-priced seat), as the CRM
+    #: product schedule or the quote says; not used for ``amount``, kept for reconciliation.
+    billing_unit_price: OrderPrice | None = None
+    term_months: int | None = Field(default=None, ge=0, le=600)
+    service_start_date: date | None = None
+
+
+def line_defaults(state: dict[str, Any], term_months: int | None, start: str | None) -> None:
+    """Upcast one stored v1 line (JSON) to v2: every line states its frequency, term, start."""
+    once = state["charge_type"] == ChargeType.ONE_TIME.value
+    state.setdefault("billing_frequency", BillingFrequency.ONE_TIME.value if once else None)
+    state.setdefault("billing_unit_price", None)
+    state.setdefault("term_months", term_months)
+    state.setdefault("service_start_date", start)
 
 
 class OrderTotals(BaseModel):
@@ -63,8 +96,25 @@ class OrderTotals(BaseModel):
     total: Money
 
 
-def price_lines(lines: list[OrderLine], currency: str) -> tuple[list[OrderLine], OrderTotals]:
-    """Check unit prices against the currency, compute line amounts and totals."""
+def _check_billing(line: OrderLine, index: int, currency: str) -> None:
+    """A one-time charge bills once and a once-billed line is a one-time charge."""
+    frequency = line.billing_frequency
+    if frequency is not None and (frequency is BillingFrequency.ONE_TIME) != (
+        line.charge_type is ChargeType.ONE_TIME
+    ):
+        raise InvalidValue(
+            f"a {line.charge_type.value} line cannot bill {frequency.value}",
+            field=f"lines.{index}.billing_frequency",
+        )
+    if line.billing_unit_price is not None:
+        check_scale(line.billing_unit_price, currency, field=f"lines.{index}.billing_unit_price")
+
+
+def price_lines(
+    lines: list[OrderLine], currency: str, term_months: int, start_date: date
+) -> tuple[list[OrderLine], OrderTotals]:
+    """Check unit prices against the currency, compute line amounts and totals, and fill
+    each line's term and service start from the order's where the line does not say."""
     if not lines:
         raise InvalidValue("an order needs at least one line", field="lines")
     exponent(currency)
@@ -73,8 +123,16 @@ def price_lines(lines: list[OrderLine], currency: str) -> tuple[list[OrderLine],
     for index, line in enumerate(lines):
         check_scale(line.unit_price, currency, field=f"lines.{index}.unit_price")
         check_magnitude(line.unit_price * line.quantity, field=f"lines.{index}.quantity")
+        _check_billing(line, index, currency)
         amount = Money.of(line.unit_price, currency).times(line.quantity)
-        priced.append(line.model_copy(update={"amount": amount.amount}))
+        filled: dict[str, Any] = {
+            "amount": amount.amount,
+            "term_months": term_months if line.term_months is None else line.term_months,
+            "service_start_date": line.service_start_date or start_date,
+        }
+        if line.billing_frequency is None and line.charge_type is ChargeType.ONE_TIME:
+            filled["billing_frequency"] = BillingFrequency.ONE_TIME
+        priced.append(line.model_copy(update=filled))
         by_type[line.charge_type].append(amount)
     totals = OrderTotals(
         one_time=money_sum(by_type[ChargeType.ONE_TIME], currency),
@@ -97,6 +155,8 @@ class Order(Aggregate):
     booking_date: date
     totals: OrderTotals
     status: OrderStatus
+    opportunity_amount: Money | None = None
+    close_date: date | None = None
     erp_order_number: str | None = None
     rejection_reasons: list[str] = Field(default_factory=list)
     cancellation_reason: str | None = None
@@ -117,10 +177,22 @@ class Order(Aggregate):
         start_date: date,
         booking_date: date,
         opportunity_id: str | None = None,
+        opportunity_amount: Money | None = None,
+        close_date: date | None = None,
     ) -> Order:
         if term_months < 0:
             raise InvalidValue("term_months cannot be negative", field="term_months")
-        priced, totals = price_lines(lines, currency)
+        priced, totals = price_lines(lines, currency, term_months, start_date)
+        if opportunity_amount is not None:
+            if opportunity_amount.currency != currency:
+                raise CurrencyMismatch(
+                    f"the order is in {currency}, not {opportunity_amount.currency}",
+                    field="opportunity_amount",
+                )
+            if opportunity_amount.is_negative:
+                raise InvalidValue(
+                    "an opportunity amount cannot be negative", field="opportunity_amount"
+                )
         return cls._start(
             OrderPlaced(
                 **creation_fields(stamp, order_id),
@@ -132,6 +204,8 @@ class Order(Aggregate):
                 start_date=start_date,
                 booking_date=booking_date,
                 totals=totals,
+                opportunity_amount=opportunity_amount,
+                close_date=close_date,
             )
         )
 
@@ -159,7 +233,7 @@ class Order(Aggregate):
 
     def amend(self, stamp: Stamp, lines: list[OrderLine]) -> None:
         self._require({OrderStatus.PLACED, OrderStatus.VALIDATED, OrderStatus.ACCEPTED}, "amend")
-        priced, totals = price_lines(lines, self.currency)
+        priced, totals = price_lines(lines, self.currency, self.term_months, self.start_date)
         if not self._fresh(stamp, ["lines"]):
             return
         reopened = self.status is OrderStatus.ACCEPTED
@@ -184,6 +258,19 @@ class OrderPlaced(CreationEvent):
     start_date: date
     booking_date: date
     totals: OrderTotals
+    opportunity_amount: Money | None = None
+    close_date: date | None = None
+
+    #: v2: lines state frequency, billing price, term and service start; the opportunity's
+    #: amount and close date are kept.
+    class_version: ClassVar[int] = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        for line in state["lines"]:
+            line_defaults(line, state["term_months"], state["start_date"])
+        state.setdefault("opportunity_amount", None)
+        state.setdefault("close_date", None)
 
     def source_fields(self) -> list[str]:
         return ["lines"]
@@ -208,6 +295,8 @@ OrderPlacedFields = (
     "start_date",
     "booking_date",
     "totals",
+    "opportunity_amount",
+    "close_date",
 )
 
 
@@ -259,8 +348,30 @@ class OrderAmended(DomainEvent):
     totals: OrderTotals
     reopened: bool = False
 
+    #: v2: lines state frequency, billing price, term and service start (see OrderPlaced).
+    class_version: ClassVar[int] = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """A v1 amendment does not know the order's term and start: those stay ``None`` here
+        and ``apply`` fills them from the order, as the hub fills them on amending today."""
+        for line in state["lines"]:
+            line_defaults(line, None, None)
+
     def apply(self, aggregate: Order) -> None:
-        aggregate.lines = list(self.lines)
+        aggregate.lines = [
+            line
+            if line.term_months is not None and line.service_start_date is not None
+            else line.model_copy(
+                update={
+                    "term_months": aggregate.term_months
+                    if line.term_months is None
+                    else line.term_months,
+                    "service_start_date": line.service_start_date or aggregate.start_date,
+                }
+            )
+            for line in self.lines
+        ]
         aggregate.totals = self.totals
         aggregate.amendments += 1
         if self.reopened:

@@ -13,18 +13,30 @@ application first (last in, first out): the most recent application is the one m
 still in dispute, and a fixed order makes the outcome the same on every replay. Each such
 command returns the unapplications so the command spec can change the invoices in the same
 unit of work.
+
+Refunds are documents (``refunds``: reference, amount, date and the credit note they pay
+out, if any). Billing resends refunds freely, so a refund reference counts once per payment:
+the same reference and amount again records nothing, the reference with another amount
+cannot be true and is refused. Refunds without a reference all count.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, ClassVar
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.domain.base import Aggregate, CreationEvent, DomainEvent, creation_fields
-from hub.domain.errors import CurrencyMismatch, InvalidTransition, InvalidValue, Overapplication
+from hub.domain.errors import (
+    AlreadyExists,
+    CurrencyMismatch,
+    InvalidTransition,
+    InvalidValue,
+    Overapplication,
+)
 from hub.domain.money import Money, money_sum
 from hub.domain.provenance import Stamp
 
@@ -51,6 +63,17 @@ class PaymentApplication(BaseModel):
 
     invoice_id: UUID
     amount: Money
+
+
+class Refund(BaseModel):
+    """One refund document: what was paid back, when, and for which credit note."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    amount: Money
+    refunded_at: datetime
+    reference: str | None = None
+    credit_note_number: str | None = None
 
 
 def take_newest(
@@ -95,6 +118,7 @@ class Payment(Aggregate):
     applications: list[PaymentApplication] = Field(default_factory=list)
     amount_applied: Money
     amount_refunded: Money
+    refunds: list[Refund] = Field(default_factory=list)
     failure_reason: str | None = None
     reversal_reason: str | None = None
 
@@ -102,6 +126,9 @@ class Payment(Aggregate):
     def unapplied(self) -> Money:
         """The customer's credit left on this payment (available to apply or refund)."""
         return self.amount - self.amount_applied - self.amount_refunded
+
+    def derived(self) -> dict[str, Any]:
+        return {"unapplied": self.unapplied.model_dump(mode="json")}
 
     @property
     def refundable(self) -> Money:
@@ -184,13 +211,44 @@ class Payment(Aggregate):
             return []
         return take_newest(self.applications, excess)[1]
 
+    def refund_recorded(self, amount: Money, reference: str | None) -> bool:
+        """True when this refund (its reference and amount) is already recorded; a known
+        reference with another amount is refused. Checked before the payment's status: a
+        re-delivered refund of a payment it fully refunded is still a re-delivery."""
+        if reference is None:
+            return False
+        earlier = next((r for r in self.refunds if r.reference == reference), None)
+        if earlier is None:
+            return False
+        if earlier.amount != amount:
+            raise AlreadyExists(
+                f"refund {reference!r} was already recorded on this payment for "
+                f"{earlier.amount}; a second refund needs its own reference",
+                field="reference",
+            )
+        return True
+
     def refund(
-        self, stamp: Stamp, amount: Money, reference: str | None = None
+        self,
+        stamp: Stamp,
+        amount: Money,
+        reference: str | None = None,
+        *,
+        credit_note_number: str | None = None,
+        refunded_at: datetime | None = None,
     ) -> list[PaymentApplication]:
         """Refund ``amount``; returns the applications it took back (newest first)."""
+        if self.refund_recorded(amount, reference):
+            return []
         unapplied = self.refund_plan(amount)
         self._record(
-            PaymentRefunded, stamp, amount=amount, reference=reference, unapplied=unapplied
+            PaymentRefunded,
+            stamp,
+            amount=amount,
+            reference=reference,
+            unapplied=unapplied,
+            credit_note_number=credit_note_number,
+            refunded_at=refunded_at or stamp.provenance.occurred_at or stamp.recorded_at,
         )
         return unapplied
 
@@ -290,10 +348,28 @@ class PaymentRefunded(DomainEvent):
     amount: Money
     reference: str | None = None
     unapplied: list[PaymentApplication] = Field(default_factory=list)
+    credit_note_number: str | None = None
+    refunded_at: datetime | None = None
+
+    #: v2: the refund's date and the credit note it pays out.
+    class_version: ClassVar[int] = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """A v1 refund's date is when the hub recorded it (the best it knows)."""
+        state.setdefault("credit_note_number", None)
+        state.setdefault("refunded_at", state["timestamp"])
 
     def apply(self, aggregate: Payment) -> None:
         _take_back(aggregate, self.unapplied)
         aggregate.amount_refunded = aggregate.amount_refunded + self.amount
+        document = Refund(
+            amount=self.amount,
+            refunded_at=self.refunded_at or self.timestamp,
+            reference=self.reference,
+            credit_note_number=self.credit_note_number,
+        )
+        aggregate.refunds = [*aggregate.refunds, document]
         if aggregate.amount_refunded == aggregate.amount:
             aggregate.status = PaymentStatus.REFUNDED
 

@@ -30,8 +30,10 @@ EXAMPLES = int(os.environ.get("CONCORD_FUZZ_EXAMPLES", "8"))
 #: or on its clock, as ``(code, field)``; each is stated in the operation's document (the
 #: header's, parameter's or field's description) and its status is a documented response:
 #: a reused Idempotency-Key with another body, a cursor the API did not hand out, a source
-#: time ahead of the hub's clock, a key expiry that is already past.
+#: time ahead of the hub's clock, a key expiry that is already past, a product mapping
+#: without a charge type for a SKU the hub does not know yet.
 STATE_DEPENDENT = {
+    ("charge-type-required", "body.charge_type"),
     ("idempotency-key-reused", "header.Idempotency-Key"),
     ("invalid-cursor", "query.cursor"),
     ("invalid-value", "occurred_at"),

@@ -29,7 +29,7 @@ from tests.e2e.proxy import Proxy
 from tests.e2e.serving import free_port
 from tests.integration.test_relay_stuck import _insert_oversized_order_event
 
-STORES = {"customers", "contracts", "orders", "invoices", "payments"}
+STORES = {"customers", "contracts", "orders", "invoices", "payments", "products"}
 
 
 @contextmanager

@@ -74,6 +74,21 @@ def test_put_respects_ownership_and_refuses_ambiguous_ids(api: Api) -> None:
     # The CRM adds its own id but may not change the ERP's item master (charge type is sent).
     refused = api.http.put("/v1/mappings/SEAT-X", json=crm_adds, headers=api.headers("crm"))
     assert_problem(refused, 403, "field-not-owned")
+    # Each system adds its own ids, sending nothing else.
+    own = api.http.put(
+        "/v1/mappings/SEAT-X",
+        json={"ids": {"crm_product_ids": ["01tX"]}},
+        headers=api.headers("crm"),
+    )
+    assert own.status_code == 200, own.text
+    assert own.json()["state"]["ids"]["crm_product_ids"] == ["01tX"]
+    # …and never another system's: the ERP cannot claim a billing price id.
+    squat = api.http.put(
+        "/v1/mappings/SEAT-X",
+        json={"ids": {"billing_price_ids": ["price_1"]}},
+        headers=api.headers("erp"),
+    )
+    assert_problem(squat, 403, "field-not-owned")
     clash = {"charge_type": "one_time", "ids": {"erp_item_ids": ["2001"]}}
     other = api.http.put("/v1/mappings/OTHER", json=clash, headers=api.headers("erp"))
     assert_problem(other, 409, "already-exists")
@@ -81,6 +96,8 @@ def test_put_respects_ownership_and_refuses_ambiguous_ids(api: Api) -> None:
         "/v1/mappings/SEAT-Y", json={"charge_type": "recurring"}, headers=api.headers("erp")
     )
     assert_problem(bad, 422, "invalid-value", field="billing_period")
+    new = api.http.put("/v1/mappings/SEAT-N", json={"name": "x"}, headers=api.headers("erp"))
+    assert_problem(new, 422, "charge-type-required", field="body.charge_type")
     wrong = api.http.put(
         "/v1/mappings/SEAT-Z", json={"charge_type": "weekly"}, headers=api.headers("erp")
     )

@@ -30,12 +30,31 @@ def billing_ids(api: Api, customer_id: str) -> list[str]:
     return [e["external_id"] for e in state["external_ids"] if e["system"] == "billing"]
 
 
-def test_exactly_the_same_name_links_without_review(api: Api) -> None:
+def test_a_billing_name_alone_never_links_even_when_identical(api: Api) -> None:
+    """A buyer types the name at checkout: "Acme GmbH" must not attach their invoices to
+    the real Acme (billing does not own names); a person decides."""
     acme = customer(api, "Acme GmbH")
     response = deliver(api, stripe_named("cus_1", "Acme GmbH", "evt_1"))
-    assert response.status_code == 200, response.text
-    assert billing_ids(api, acme) == ["cus_1"]
-    assert api.get("/v1/matches").json()["items"] == []
+    assert response.status_code == 202, response.text
+    assert billing_ids(api, acme) == []
+    [review] = api.get("/v1/matches").json()["items"]
+    assert review["candidates"][0]["reason"].startswith("same legal name")
+
+
+def test_decisions_name_only_live_customers(api: Api) -> None:
+    acme = customer(api, "Acme GmbH")
+    gone = customer(api, "Acme Ltd")
+    assert api.post(f"/v1/customers/{gone}/erase", {}, role="crm").status_code == 200
+    assert deliver(api, stripe_named("cus_9", "Acme G.m.b.H.", "evt_9")).status_code == 202
+    [review] = api.get("/v1/matches").json()["items"]
+    refused = api.post(f"/v1/matches/{review['id']}/link", {"customer_id": gone}, role="admin")
+    assert_problem(refused, 409, "customer-unavailable", field="body.customer_id")
+    assert (
+        api.post(
+            f"/v1/matches/{review['id']}/link", {"customer_id": acme}, role="admin"
+        ).status_code
+        == 200
+    )
 
 
 def test_a_variant_is_reviewed_then_linked_on_approval(api: Api) -> None:

@@ -121,7 +121,14 @@ def test_ownership_policy_as_loaded(api: Api) -> None:
     policy = response.json()
     assert policy["version"] == api.runtime.policy.version
     assert policy["entities"]["customer"]["fields"]["tax_id"] == ["erp"]
-    assert set(policy["entities"]) == {"customer", "contract", "order", "invoice", "payment"}
+    assert set(policy["entities"]) == {
+        "customer",
+        "contract",
+        "order",
+        "invoice",
+        "payment",
+        "product",
+    }
 
 
 def test_event_schemas(api: Api) -> None:

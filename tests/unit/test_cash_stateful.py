@@ -4,8 +4,9 @@ A hypothesis state machine issues invoices, receives payments, and applies, refu
 voids, fails and reverses in any order and amount, through the real command specs (so both
 aggregates change together as in production). After every step:
 
-* each invoice: ``0 <= amount_paid <= total`` and ``balance = total - credited - paid``
-  (0 once void), never negative;
+* each invoice: ``0 <= amount_paid <= total`` and
+  ``total - credited - paid = balance - credit_balance`` (balance 0 once void), neither
+  negative and at most one above zero (a credit note after payment leaves a credit balance);
 * each payment: ``0 <= applied <= amount - refunded``;
 * both sides agree on how much of each payment sits on each invoice;
 * a refused command changed nothing, anywhere;
@@ -193,8 +194,10 @@ class CashMachine(RuleBasedStateMachine):
             if inv.status is InvoiceStatus.VOID:
                 assert inv.balance == zero and inv.amount_paid == zero
             else:
-                assert inv.balance == inv.total - inv.amount_credited - inv.amount_paid
-                assert inv.balance >= zero
+                owed = inv.total - inv.amount_credited - inv.amount_paid
+                assert inv.balance - inv.credit_balance == owed
+                assert inv.balance >= zero and inv.credit_balance >= zero
+                assert inv.balance.is_zero or inv.credit_balance.is_zero
             paid = sum((m.amount for m in inv.payments.values()), Decimal(0))
             assert paid == inv.amount_paid.amount
             if inv.balance.is_zero and inv.status is not InvoiceStatus.VOID:

@@ -51,7 +51,19 @@ def test_same_domain_links() -> None:
 
 
 def test_the_same_name_written_the_same_way_links() -> None:
-    assert decide(Candidate("acme  gmbh"), [ACME]).customer_id == ACME.id
+    assert decide(Candidate("Acme  GmbH"), [ACME]).customer_id == ACME.id
+
+
+def test_another_letter_case_goes_to_review() -> None:
+    found = decide(Candidate("ACME GMBH"), [ACME])
+    assert not found.sure and [c for c, _ in found.uncertain] == [ACME.id]
+
+
+def test_a_name_from_a_source_that_does_not_own_names_never_links_by_itself() -> None:
+    found = decide(Candidate("Acme GmbH", names_trusted=False), [ACME])
+    assert not found.sure and [c for c, _ in found.uncertain] == [ACME.id]
+    # A tax id or a domain still links: those are not typed at a checkout.
+    assert decide(Candidate("x", tax_id="DE123456789", names_trusted=False), [ACME]).sure
 
 
 @pytest.mark.parametrize("variant", ["ACME, Inc.", "Acme G.m.b.H.", "Acme Ltd", "Acme K.K."])

@@ -75,7 +75,15 @@ def test_catalogue_has_every_command() -> None:
             "record_usage",
         },
         "order": {"place", "validate", "reject", "accept", "fulfil", "cancel", "amend"},
-        "invoice": {"issue", "post", "void", "credit", "mark_uncollectible"},
+        "invoice": {
+            "issue",
+            "post",
+            "void",
+            "credit",
+            "mark_uncollectible",
+            "record_tax",
+            "record_payment_failure",
+        },
         "payment": {"receive", "apply", "refund", "fail", "reverse"},
         "product": {"define", "change", "retire"},
     }

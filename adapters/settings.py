@@ -142,6 +142,14 @@ class Settings(BaseSettings):
     """Events read from a store and published (acks in flight) per relay round. Two rounds
     are in flight at once, which must stay under nats-py's 4000 pending publishes."""
 
+    projection_batch: int = Field(default=500, ge=1, le=10000)
+    """Events per upstream store a projection applies in one transaction (with its
+    positions). Larger batches catch up faster; each holds its view's row locks longer."""
+
+    projection_poll_interval_s: float = Field(default=1.0, gt=0, le=60)
+    """Longest a following projection waits for a NOTIFY before reading the stores anyway:
+    a lost notification or LISTEN connection delays it by at most this."""
+
     health_max_lag: int = Field(default=1000, ge=0)
     """``GET /v1/health`` reports ``degraded`` when the relay is more events than this behind
     the stores, or a subscriber has more than this pending. Some lag is normal under load

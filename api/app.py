@@ -35,6 +35,7 @@ from api.routes import (
     listing,
     mappings,
     matches,
+    projections,
     queries,
 )
 from api.routes.commands import MAX_COMMAND_BYTES
@@ -133,6 +134,7 @@ def create_app(
         health,
         matches,
         mappings,
+        projections,
     ):
         app.include_router(module.build(runtime, require))
     # Webhooks authenticate by each system's signature, throttled like failed keys.

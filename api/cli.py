@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from adapters.settings import Settings
 from api.cli_inbound import register as register_inbound_commands
 from api.cli_nats import register as register_nats_commands
+from api.cli_projections import register as register_projection_commands
 from api.cli_subscribers import register as register_subscriber_commands
 
 app = typer.Typer(
@@ -97,6 +98,7 @@ def serve(
     from adapters.nats.identities import Scope
     from adapters.nats.relay import Relay
     from adapters.nats.runner import subscribers_service
+    from adapters.projections.service import projections_service
     from adapters.telemetry import configure_metrics, configure_tracing, shutdown_tracing
     from api.app import create_app
 
@@ -134,6 +136,12 @@ def serve(
             relay = Relay(settings, connections=runtime.connections)
             stack.enter_context(background("concord-relay", relay.run))
             stack.enter_context(background("concord-subscribers", subscribers_service(runtime)))
+            # The read models (projections) follow the stores beside them.
+            stack.enter_context(
+                background(
+                    "concord-projections", projections_service(settings, runtime.connections)
+                )
+            )
             new_key = None
             if runtime.keys.is_empty():
                 new_key = runtime.keys.create("admin", "admin", ["read", "write", "admin"])
@@ -442,6 +450,7 @@ def keys_revoke(
 
 register_subscriber_commands(app, _settings, _fail)
 register_nats_commands(app, _settings, _fail)
+register_projection_commands(app, _settings, _fail)
 register_inbound_commands(app, _settings, _fail)
 
 

@@ -115,6 +115,9 @@ class Delivery:
     waiting_for: Ref | None
     attempts: int
     updated_at: datetime
+    fresh: bool = False
+    """True when the call that returned it logged it: no earlier delivery of the event
+    exists, so nothing of it can have been committed yet (no receipt to look for)."""
 
     def source_event(self) -> SourceEvent | None:
         """The event as the translator sees it again (None when the body was erased)."""
@@ -158,7 +161,7 @@ _COLUMNS = (
 )
 
 
-def _delivery(row: Mapping[str, Any]) -> Delivery:
+def _delivery(row: Mapping[str, Any], fresh: bool = False) -> Delivery:
     wait = None
     if row["wait_system"] is not None:
         wait = Ref(row["wait_system"], row["wait_entity"], row["wait_external_id"])
@@ -179,6 +182,7 @@ def _delivery(row: Mapping[str, Any]) -> Delivery:
         waiting_for=wait,
         attempts=row["attempts"],
         updated_at=row["updated_at"],
+        fresh=fresh,
     )
 
 
@@ -218,8 +222,9 @@ class InboundLog:
                     verification,
                 ),
             ).fetchone()
-            if row is None:
-                row = conn.execute(select, (system, event.event_id)).fetchone()
+            if row is not None:
+                return _delivery(row, fresh=True)
+            row = conn.execute(select, (system, event.event_id)).fetchone()
         assert row is not None
         return _delivery(row)
 
@@ -236,9 +241,15 @@ class InboundLog:
         detail: dict[str, Any] | None = None,
         waiting_for: Ref | None = None,
         customers: Sequence[UUID] = (),
-    ) -> None:
+        ask_held: bool = False,
+    ) -> bool:
         """Record what became of a delivery (one more attempt), and which customers its
-        effects concern (an erasure of one of them erases the payload)."""
+        effects concern (an erasure of one of them erases the payload).
+
+        ``ask_held``: also answer whether any delivery is held, in the same statement (no
+        round trip of its own; False when not asked). Its snapshot is taken after the
+        delivery's commit, so a delivery held concurrently is either seen here or sees the
+        reference itself when it holds (``InboundService._hold``)."""
         wait = (
             (None, None, None)
             if waiting_for is None
@@ -248,23 +259,30 @@ class InboundLog:
                 waiting_for.external_id,
             )
         )
-        query = self._sql(
+        update = (
             "UPDATE {schema}.concord_inbound SET status = %s, detail = %s, wait_system = %s, "
             "wait_entity = %s, wait_external_id = %s, attempts = attempts + 1, "
             "customer_ids = customer_ids || %s::uuid[], updated_at = now() "
             "WHERE id = %s AND status <> 'applied'"
         )
+        params = (
+            status,
+            None if detail is None else Jsonb(detail),
+            *wait,
+            list(dict.fromkeys(customers)),
+            delivery_id,
+        )
+        if not ask_held:
+            with self.datastore.get_connection() as conn:
+                conn.execute(self._sql(update), params)
+            return False
+        query = self._sql(
+            f"WITH settled AS ({update} RETURNING 1) SELECT EXISTS (SELECT 1 FROM "
+            "{schema}.concord_inbound WHERE status = 'held') AS held"
+        )
         with self.datastore.get_connection() as conn:
-            conn.execute(
-                query,
-                (
-                    status,
-                    None if detail is None else Jsonb(detail),
-                    *wait,
-                    list(dict.fromkeys(customers)),
-                    delivery_id,
-                ),
-            )
+            row = conn.execute(query, params).fetchone()
+        return row is not None and bool(row["held"])
 
     def note_failure(self, delivery_id: int, error: str) -> None:
         """A re-run failed unexpectedly: count the attempt and keep the error (the status

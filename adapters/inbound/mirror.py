@@ -66,26 +66,35 @@ class MirrorStore:
         self.schema = sql.Identifier(schema)
 
     def merge(self, system: str, update: MirrorUpdate) -> dict[str, Any]:
-        """Merge ``update`` into the record's mirror (row-locked) and return the record."""
-        select = sql.SQL(
-            "SELECT fields, orders FROM {}.concord_inbound_mirror "
-            "WHERE system = %s AND object = %s AND record_id = %s FOR UPDATE"
-        ).format(self.schema)
+        """Merge ``update`` into the record's mirror and return the record.
+
+        One statement (one round trip): the upsert locks the row, and every ``SET``
+        expression reads the row as it was, so :func:`merged`'s rule is applied in SQL, per
+        field, against the stored orders. Orders compare as ``"C"`` text (code points, as
+        Python compares them), never by the database's collation."""
         upsert = sql.SQL(
-            "INSERT INTO {}.concord_inbound_mirror (system, object, record_id, fields, orders) "
-            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (system, object, record_id) DO UPDATE "
-            "SET fields = EXCLUDED.fields, orders = EXCLUDED.orders, updated_at = now()"
-        ).format(self.schema)
-        key = (system, update.object, update.record_id)
-        with self.datastore.get_connection() as conn, conn.transaction():
-            # Serialise first merges of one record too (no row to lock yet).
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("mirror:" + ":".join(key),))
-            row = conn.execute(select, key).fetchone()
-            fields, orders = merged(
-                row["fields"] if row else {}, row["orders"] if row else {}, update
-            )
-            conn.execute(upsert, (*key, Jsonb(fields), Jsonb(orders)))
-        return fields
+            "INSERT INTO {schema}.concord_inbound_mirror AS m (system, object, record_id, "
+            "fields, orders) VALUES (%(system)s, %(object)s, %(record)s, %(fields)s, "
+            "%(orders)s) ON CONFLICT (system, object, record_id) DO UPDATE SET "
+            "fields = m.fields || (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{{}}') "
+            "FROM jsonb_each(EXCLUDED.fields) e WHERE coalesce(m.orders ->> e.key, '') "
+            'COLLATE "C" <= %(order)s COLLATE "C"), '
+            "orders = m.orders || (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{{}}') "
+            "FROM jsonb_each(EXCLUDED.orders) e WHERE coalesce(m.orders ->> e.key, '') "
+            'COLLATE "C" <= %(order)s COLLATE "C"), updated_at = now() RETURNING fields'
+        ).format(schema=self.schema)
+        params = {
+            "system": system,
+            "object": update.object,
+            "record": update.record_id,
+            "fields": Jsonb(update.fields),
+            "orders": Jsonb({name: update.order for name in update.fields}),
+            "order": update.order,
+        }
+        with self.datastore.get_connection() as conn:
+            row = conn.execute(upsert, params).fetchone()
+        assert row is not None
+        return dict(row["fields"])
 
     def get(self, system: str, object_name: str, record_id: str) -> dict[str, Any] | None:
         query = sql.SQL(

@@ -49,7 +49,7 @@ from adapters.postgres.personal_keys import PersonalKeyStore
 from adapters.postgres.records import PostgresReceipts, receipt_status
 from adapters.postgres.stores import Store
 from hub.application.personal import seal_view
-from hub.application.ports import Change, CommitPort, Receipt, ReceiptExists, StoreError
+from hub.application.ports import Change, CommitPort, ReceiptExists, StoreError
 from hub.domain.errors import AlreadyExists, ConcurrencyConflict, DomainError, InvalidValue
 
 
@@ -398,15 +398,8 @@ class PostgresCommitter(CommitPort):
         with self.datastore.get_connection() as conn, conn.pipeline() as pipeline:
             try:
                 with conn.transaction(), conn.cursor() as curs:  # an error rolls it back
-                    live = []
-                    for item in group:
-                        receipt = item.change.receipt
-                        if receipt is not None and not self._insert_receipt(
-                            curs, receipt, item.receipt_body
-                        ):
-                            taken.add(id(item))
-                        else:
-                            live.append(item)
+                    taken = self._insert_receipts(curs, group)
+                    live = [item for item in group if id(item) not in taken]
                     by_store: dict[str, list[StoredEvent]] = defaultdict(list)
                     for item in live:
                         for name, events in item.stored.items():
@@ -477,23 +470,49 @@ class PostgresCommitter(CommitPort):
                 return store.recorder
         raise KeyError(name)
 
-    def _insert_receipt(
-        self, curs: psycopg.Cursor[Any], receipt: Receipt, body: dict[str, Any] | None
-    ) -> bool:
+    def _insert_receipts(self, curs: psycopg.Cursor[Any], group: list[_Pending]) -> set[int]:
+        """Insert the group's receipts in one statement (one round trip, not one per change);
+        returns the ids of items whose receipt key was taken already.
+
+        A key taken by an earlier commit is not returned by ``ON CONFLICT DO NOTHING``; a key
+        that two changes of this very group carry (two concurrent deliveries of one source
+        event) goes in once, for the first of them, as one insert after the other would."""
+        first: dict[tuple[str, str], _Pending] = {}
+        taken: set[int] = set()
+        for item in group:
+            receipt = item.change.receipt
+            if receipt is None:
+                continue
+            if first.setdefault((receipt.client_id, receipt.key), item) is not item:
+                taken.add(id(item))
+        if not first:
+            return taken
+        rows = []
+        for item in first.values():
+            receipt = item.change.receipt
+            assert receipt is not None
+            body = receipt.body if item.receipt_body is None else item.receipt_body
+            rows.append(
+                (
+                    receipt.client_id,
+                    receipt.key,
+                    receipt.request_hash,
+                    receipt_status(receipt),
+                    Jsonb(body),
+                )
+            )
+        columns = [list(c) for c in zip(*rows, strict=True)]
         curs.execute(
             sql.SQL(
                 "INSERT INTO {}.concord_receipts (client_id, key, request_hash, status, body) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1"
+                "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::integer[], "
+                "%s::jsonb[]) ON CONFLICT DO NOTHING RETURNING client_id, key"
             ).format(self.schema),
-            (
-                receipt.client_id,
-                receipt.key,
-                receipt.request_hash,
-                receipt_status(receipt),
-                Jsonb(receipt.body if body is None else body),
-            ),
+            columns,
         )
-        return curs.fetchone() is not None
+        inserted = {(row["client_id"], row["key"]) for row in curs.fetchall()}
+        taken |= {id(item) for pair, item in first.items() if pair not in inserted}
+        return taken
 
     def _insert_refs(
         self, curs: psycopg.Cursor[Any], refs: list[tuple[str, str, str, UUID]]

@@ -153,6 +153,37 @@ def test_concurrent_requests_with_one_key_commit_once(runtime: Runtime) -> None:
     assert count_events(runtime, "customers") == 1
 
 
+def test_receipts_committed_together_keep_one_effect_per_key(runtime: Runtime) -> None:
+    """The writer inserts a group's receipts in one statement: a key committed earlier, and
+    a key two changes of the batch carry, still leave exactly one effect each."""
+    run(runtime, "customer", "register", {"legal_name": "Taken AG"}, key="g-0")
+    keyed = [
+        ("g-1", "One AG"),
+        ("g-1", "One again AG"),
+        ("g-0", "Taken again AG"),
+        (None, "No key AG"),
+        ("g-2", "Two AG"),
+    ]
+    changes = [
+        runtime.hub.prepare(request(runtime, "customer", "register", {"legal_name": n}, key=k))[0]
+        for k, n in keyed
+    ]
+    outcomes = runtime.committer.commit_many(changes)
+    assert [type(o).__name__ for o in outcomes] == [
+        "NoneType",
+        "ReceiptExists",
+        "ReceiptExists",
+        "NoneType",
+        "NoneType",
+    ]
+    assert count_events(runtime, "customers") == 4  # Taken, One, No key, Two
+    for key, name in (("g-1", "One AG"), ("g-2", "Two AG")):
+        receipt = runtime.hub.ports.receipts.find_receipt("ops", key)
+        assert receipt is not None
+        customer = runtime.hub.get("customer", UUID(receipt.body["id"]))
+        assert customer["state"]["legal_name"] == name
+
+
 def test_payment_application_commits_both_stores_or_neither(runtime: Runtime) -> None:
     customer = new_customer(runtime)
     invoice = new_invoice(runtime, customer, total="100.00")

@@ -1,0 +1,1 @@
+"""Running the read models of ``projections/`` on PostgreSQL: tracking, runner, status."""

@@ -1,0 +1,572 @@
+"""One runner per projection: batched catch-up, live follow, failures stop it, rebuilds swap.
+
+Exactly once: each batch reads up to ``batch`` events per upstream store, applies them and
+moves that generation's positions (``concord_projection_positions``, rows locked ``FOR
+UPDATE``) in ONE transaction. A crash or a killed connection anywhere rolls the whole batch
+back; the next start resumes from the committed positions.
+
+Live follow: the session connection LISTENs on each store's channel (every insert
+transaction NOTIFYs its events table's name) and on ``concord_projections`` (rebuild
+requests). Each wait ends after ``poll_interval_s`` at the latest, so a lost notification
+costs at most that; a broken session raises and the runner reconnects (re-taking the lead).
+
+One runner per projection across processes: the session holds an advisory lock
+(``concord-projection:<schema>:<name>``); others wait as standbys.
+
+A failing event (``apply`` raising anything but a connection error) stops the projection: the
+events before it (in that batch) are committed, the failure (store, position, event id, the
+error) is recorded with state ``failed``, and the runner waits for a rebuild request. A
+restart tries the event again: it is never skipped.
+
+Rebuild: into shadow tables from position 0, batch by batch beside the live follow (the
+live view keeps serving and, for the same code version, keeps following); once the shadow
+has caught up with every store, one transaction drops the live tables and renames the
+shadow ones in their place, with their positions. A code version change requests a rebuild
+on start; until the swap the old view stays as it is (the new code may not fit its tables).
+
+Connections: one per runner (its session: lock, LISTEN and the batches).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import orjson
+import psycopg
+from psycopg import sql
+
+from adapters.bootstrap import Connections
+from adapters.postgres.personal_keys import KnownKeys
+from adapters.postgres.stores import store_class
+from adapters.projections import schema as ddl
+from adapters.projections.schema import CHANNEL, LIVE, SHADOW
+from hub.application.personal import envelope_paths, is_sealed, open_envelope
+from hub.application.views import envelope, event_id
+from hub.domain.catalog import AGGREGATES
+from projections.definition import Envelope, Position, Projection
+
+log = logging.getLogger("concord.projections")
+
+DEFAULT_BATCH = 500
+POLL_INTERVAL_S = 1.0
+#: Errors that mean "the connection or server went away": reconnect, never a failed event.
+CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def entity_of_store() -> dict[str, str]:
+    return {store_class(cls).name: cls.entity for cls in AGGREGATES}
+
+
+def lock_key(schema: str, name: str) -> str:
+    return f"concord-projection:{schema}:{name}"
+
+
+class RunnerBusy(Exception):
+    """Another process runs this projection."""
+
+
+class ProjectionFailed(Exception):
+    """An event could not be applied; the projection stopped at it (recorded)."""
+
+    def __init__(self, at: Position, event_id: str, reason: str) -> None:
+        super().__init__(f"event {event_id} ({at.store} position {at.position}): {reason}")
+        self.at = at
+        self.event_id = event_id
+        self.reason = reason
+
+
+@dataclass
+class _Registry:
+    version: int
+    tables: list[str]
+    state: str
+    rebuild_requested: bool
+    rebuild_version: int | None
+    rebuild_done: int
+    rebuild_total: int
+
+
+class _Cursor:
+    """The :class:`projections.definition.ViewCursor` over one generation's tables."""
+
+    def __init__(self, cursor: psycopg.Cursor[Any], compiled: Callable[[str], str]) -> None:
+        self.cursor = cursor
+        self.compiled = compiled
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
+        self.cursor.execute(self.compiled(statement), params)
+        return self.cursor.rowcount
+
+    def fetchone(self, statement: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        self.cursor.execute(self.compiled(statement), params)
+        row: tuple[Any, ...] | None = self.cursor.fetchone()
+        return row
+
+
+class ProjectionRunner:
+    def __init__(
+        self,
+        projection: Projection,
+        connections: Connections,
+        schema: str,
+        *,
+        batch: int = DEFAULT_BATCH,
+        poll_interval_s: float = POLL_INTERVAL_S,
+        listen: bool = True,
+    ) -> None:
+        self.projection = projection
+        self.connections = connections
+        self.schema = schema
+        self.batch = batch
+        self.poll_interval_s = poll_interval_s
+        self.listen = listen
+        self.on_progress: Callable[[int, int], None] | None = None
+        """Called after each rebuild batch with (events done, events to do)."""
+        self.applied = 0
+        self.failed: ProjectionFailed | None = None
+        self.work_pid: int | None = None
+        self._entities = entity_of_store()
+        self._session: psycopg.Connection[Any] | None = None
+        self._work: psycopg.Connection[Any] | None = None
+        self._state = ""
+        self._compiled: dict[tuple[str, str], str] = {}
+        self._stores_found: set[str] = set()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Apply events until ``stop`` is set, reconnecting after any connection loss."""
+        delay = 0.2
+        while not stop.is_set():
+            try:
+                self._connect()
+                if not self._lead(stop):
+                    return
+                self._prepare()
+                delay = 0.2
+                self._follow(stop)
+            except CONNECTION_ERRORS as why:
+                log.warning(
+                    "projection %s: %s; reconnecting in %.1f s", self.projection.name, why, delay
+                )
+                stop.wait(delay)
+                delay = min(delay * 2, 2.0)
+            finally:
+                self._close()
+
+    def catch_up(self) -> int:
+        """Apply everything committed so far (and a requested rebuild, swap included), then
+        return the number of events applied. Raises :class:`RunnerBusy` beside a running
+        runner and :class:`ProjectionFailed` at a failing event."""
+        self._connect()
+        try:
+            if not self._lead(None):
+                raise RunnerBusy(
+                    f"projection {self.projection.name} runs in another process (e.g. inside "
+                    "`concord serve`)"
+                )
+            self._prepare()
+            before = self.applied
+            while self.step():
+                pass
+            return self.applied - before
+        finally:
+            self._close()
+
+    def _follow(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            if self.failed is not None:
+                if not self._registry().rebuild_requested:
+                    self._wait(stop)
+                    continue
+                self.failed = None
+            try:
+                progress = self.step()
+            except ProjectionFailed as failed:
+                self.failed = failed
+                continue
+            if progress == 0:
+                self._mark("running")
+                self._wait(stop)
+
+    def _connect(self) -> None:
+        # One session does it all: it holds the lock, LISTENs, and runs the batches (psycopg
+        # keeps notifications that arrive during a batch for the next ``notifies()``).
+        conn = self.connections.postgres(f"projection-{self.projection.name}")
+        self._session = self._work = conn
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        self.work_pid = int(row[0]) if row else None
+        if self.listen:
+            channels = [f"{store}_events" for store in self.projection.stores] + [CHANNEL]
+            for channel in channels:
+                self._session.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+
+    def _close(self) -> None:
+        for conn in {id(c): c for c in (self._work, self._session) if c is not None}.values():
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception:  # closing a broken connection may raise
+                    log.debug("closing a projection connection failed", exc_info=True)
+        self._work = self._session = None
+
+    def _lead(self, stop: threading.Event | None) -> bool:
+        """Take the projection's advisory lock on the session: wait until ``stop`` for it,
+        or with ``stop=None`` try once."""
+        assert self._session is not None
+        key = lock_key(self.schema, self.projection.name)
+        told = False
+        while True:
+            row = self._session.execute(
+                "SELECT pg_try_advisory_lock(hashtext(%s))", (key,)
+            ).fetchone()
+            if row and row[0]:
+                return True
+            if stop is None:
+                return False
+            if not told:
+                log.info("projection %s: another runner has it; standing by", key)
+                told = True
+            if stop.wait(2.0):
+                return False
+
+    def _wait(self, stop: threading.Event) -> None:
+        """Until a NOTIFY, ``stop``, or the poll interval (whichever comes first)."""
+        deadline = time.monotonic() + self.poll_interval_s
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if not self.listen or self._session is None:
+                stop.wait(min(left, 0.25))
+                continue
+            if any(True for _ in self._session.notifies(timeout=min(left, 0.25), stop_after=1)):
+                return
+
+    # -- setup --------------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        """Create what is missing; decide whether the live view must be (re)built."""
+        assert self._work is not None
+        p = self.projection
+        ddl.create_tracking(self._work, self.schema)
+        names = [t.name for t in p.tables]
+        with self._work.transaction():
+            row = self._work.execute(
+                sql.SQL(
+                    "SELECT version, tables, state, rebuild_version FROM {}.concord_projections "
+                    "WHERE name = %s FOR UPDATE"
+                ).format(sql.Identifier(self.schema)),
+                (p.name,),
+            ).fetchone()
+            missing = (
+                row is None
+                or not row[1]
+                or not all(ddl.exists(self._work, self.schema, t) for t in row[1])
+            )
+            if missing:
+                # Nothing a reader could be using: build the live view in place.
+                ddl.create_generation(self._work, self.schema, p, LIVE)
+                self._work.execute(
+                    sql.SQL(
+                        "INSERT INTO {}.concord_projections (name, version, tables) "
+                        "VALUES (%s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
+                        "version = EXCLUDED.version, tables = EXCLUDED.tables, "
+                        "state = 'catching_up', reason = NULL, rebuild_requested = false, "
+                        "rebuild_version = NULL, updated_at = now()"
+                    ).format(sql.Identifier(self.schema)),
+                    (p.name, p.version, names),
+                )
+                self._reset_positions(LIVE)
+                log.info("projection %s: created its tables (version %d)", p.name, p.version)
+                return
+            assert row is not None
+            version, _, state, rebuild_version = row
+            if version != p.version and rebuild_version != p.version:
+                log.info(
+                    "projection %s: view built by version %d, code is version %d: rebuilding",
+                    p.name,
+                    version,
+                    p.version,
+                )
+                self._set("rebuild_requested = true, rebuild_version = NULL")
+            if state == "failed":
+                log.warning("projection %s: retrying the event it failed at", p.name)
+            self._set("state = 'catching_up'")
+            self._state = "catching_up"
+            self._work.execute(
+                sql.SQL(
+                    "INSERT INTO {}.concord_projection_positions (projection, generation, store) "
+                    "SELECT %s, %s, unnest(%s::text[]) ON CONFLICT DO NOTHING"
+                ).format(sql.Identifier(self.schema)),
+                (p.name, LIVE, list(p.stores)),
+            )
+
+    def _reset_positions(self, generation: str) -> None:
+        assert self._work is not None
+        schema = sql.Identifier(self.schema)
+        self._work.execute(
+            sql.SQL(
+                "DELETE FROM {}.concord_projection_positions WHERE projection = %s "
+                "AND generation = %s"
+            ).format(schema),
+            (self.projection.name, generation),
+        )
+        self._work.execute(
+            sql.SQL(
+                "INSERT INTO {}.concord_projection_positions (projection, generation, store) "
+                "SELECT %s, %s, unnest(%s::text[])"
+            ).format(schema),
+            (self.projection.name, generation, list(self.projection.stores)),
+        )
+
+    def _set(self, assignments: str, params: Sequence[Any] = ()) -> None:
+        assert self._work is not None
+        self._work.execute(
+            sql.SQL(
+                "UPDATE {}.concord_projections SET {}, updated_at = now() WHERE name = %s"
+            ).format(sql.Identifier(self.schema), sql.SQL(assignments)),
+            (*params, self.projection.name),
+        )
+
+    def _mark(self, state: str) -> None:
+        if state != self._state:
+            self._set("state = %s", (state,))
+            self._state = state
+
+    def _registry(self) -> _Registry:
+        assert self._work is not None
+        row = self._work.execute(
+            sql.SQL(
+                "SELECT version, tables, state, rebuild_requested, rebuild_version, "
+                "rebuild_done, rebuild_total FROM {}.concord_projections WHERE name = %s"
+            ).format(sql.Identifier(self.schema)),
+            (self.projection.name,),
+        ).fetchone()
+        assert row is not None, "prepared before use"
+        return _Registry(*row)
+
+    # -- work ---------------------------------------------------------------------------
+
+    def step(self) -> int:
+        """One round: a rebuild batch (or its swap) if one is under way, and a batch of the
+        live view unless it waits for a version change's rebuild. Returns the progress made
+        (0: nothing to do)."""
+        registry = self._registry()
+        progress = 0
+        if registry.rebuild_requested:
+            self._start_rebuild()
+            registry = self._registry()
+        if registry.rebuild_version is not None:
+            done = self._guarded(SHADOW)
+            if done:
+                progress += done
+                if self.on_progress is not None:
+                    self.on_progress(registry.rebuild_done + done, registry.rebuild_total)
+            else:
+                self._swap()
+                progress += 1
+                registry = self._registry()
+        if registry.version == self.projection.version:
+            progress += self._guarded(LIVE)
+        return progress
+
+    def _guarded(self, generation: str) -> int:
+        """A batch; on a failing event, commit what precedes it, record the failure, raise."""
+        try:
+            return self._batch(generation)
+        except ProjectionFailed as failed:
+            try:
+                self._batch(generation, before=failed.at)
+            except ProjectionFailed as earlier:
+                failed = earlier
+            self._record_failure(failed)
+            raise failed from None
+
+    def _record_failure(self, failed: ProjectionFailed) -> None:
+        log.error("projection %s STOPPED at %s", self.projection.name, failed)
+        self._set(
+            "state = 'failed', reason = %s, failed_store = %s, failed_position = %s, "
+            "failed_event_id = %s, failed_at = now(), rebuild_requested = false",
+            (failed.reason, failed.at.store, failed.at.position, failed.event_id),
+        )
+        self._state = "failed"
+
+    def _batch(self, generation: str, before: Position | None = None) -> int:
+        assert self._work is not None
+        conn = self._work
+        schema = sql.Identifier(self.schema)
+        total = 0
+        with conn.transaction(), conn.cursor() as cursor:
+            positions = dict(
+                cursor.execute(
+                    sql.SQL(
+                        "SELECT store, position FROM {}.concord_projection_positions "
+                        "WHERE projection = %s AND generation = %s FOR UPDATE"
+                    ).format(schema),
+                    (self.projection.name, generation),
+                ).fetchall()
+            )
+            view = _Cursor(cursor, lambda s: self._statement(generation, s))
+            for store in self.projection.stores:
+                if not self._store_exists(store):
+                    continue
+                after = int(positions.get(store, 0))
+                until = before.position if before is not None and before.store == store else None
+                events = self._read(cursor, store, after, until)
+                for at, event in events:
+                    try:
+                        self.projection.apply(event, at, view)
+                    except CONNECTION_ERRORS:
+                        raise
+                    except Exception as error:
+                        raise ProjectionFailed(
+                            at, str(event["event_id"]), f"{type(error).__name__}: {error}"
+                        ) from error
+                if not events:
+                    continue
+                cursor.execute(
+                    sql.SQL(
+                        "UPDATE {}.concord_projection_positions SET position = %s, "
+                        "updated_at = now() WHERE projection = %s AND generation = %s "
+                        "AND store = %s"
+                    ).format(schema),
+                    (events[-1][0].position, self.projection.name, generation, store),
+                )
+                total += len(events)
+            if generation == SHADOW and total:
+                cursor.execute(
+                    sql.SQL(
+                        "UPDATE {}.concord_projections SET rebuild_done = rebuild_done + %s "
+                        "WHERE name = %s"
+                    ).format(schema),
+                    (total, self.projection.name),
+                )
+        self.applied += total
+        return total
+
+    def _statement(self, generation: str, statement: str) -> str:
+        key = (generation, statement)
+        if key not in self._compiled:
+            assert self._work is not None
+            names = {
+                t.name: sql.Identifier(self.schema, ddl.physical(t, generation))
+                for t in self.projection.tables
+            }
+            self._compiled[key] = sql.SQL(statement).format(**names).as_string(self._work)
+        return self._compiled[key]
+
+    def _store_exists(self, store: str) -> bool:
+        """A store's table appears when a hub first starts; until then it has no events."""
+        if store not in self._stores_found:
+            assert self._work is not None
+            if ddl.exists(self._work, self.schema, f"{store}_events"):
+                self._stores_found.add(store)
+        return store in self._stores_found
+
+    def _read(
+        self, cursor: psycopg.Cursor[Any], store: str, after: int, until: int | None
+    ) -> list[tuple[Position, Envelope]]:
+        bound = sql.SQL("AND notification_id < %s " if until is not None else "")
+        rows = cursor.execute(
+            sql.SQL(
+                "SELECT notification_id, originator_id, originator_version, topic, state "
+                "FROM {} WHERE notification_id > %s {}ORDER BY notification_id LIMIT %s"
+            ).format(sql.Identifier(self.schema, f"{store}_events"), bound),
+            (after, until, self.batch) if until is not None else (after, self.batch),
+        ).fetchall()
+        entity = self._entities[store]
+        events: list[tuple[Position, Envelope]] = []
+        for row in rows:
+            at = Position(store, row[0])
+            try:
+                events.append((at, envelope(entity, row[3], row[1], row[2], orjson.loads(row[4]))))
+            except Exception as error:  # an event this code cannot read stops the line too
+                raise ProjectionFailed(
+                    at, event_id(row[1], row[2]), f"unreadable: {type(error).__name__}: {error}"
+                ) from error
+        self._open_personal(cursor, [e for _, e in events])
+        return events
+
+    def _open_personal(self, cursor: psycopg.Cursor[Any], events: list[Envelope]) -> None:
+        """Open sealed personal fields with their subjects' keys, read in this transaction
+        (a destroyed key reads as ``[erased]``)."""
+        sealed = [e for e in events if envelope_paths(e) and _has_sealed(e["data"])]
+        if not sealed:
+            return
+        subjects = list({UUID(str(e["aggregate_id"])) for e in sealed})
+        rows = cursor.execute(
+            sql.SQL(
+                "SELECT subject_id, key FROM {}.concord_personal_keys WHERE subject_id = ANY(%s)"
+            ).format(sql.Identifier(self.schema)),
+            (subjects,),
+        ).fetchall()
+        keys: dict[UUID, bytes | None] = {s: None for s in subjects}
+        keys.update({row[0]: None if row[1] is None else bytes(row[1]) for row in rows})
+        cipher = KnownKeys(keys)
+        for event in sealed:
+            open_envelope(cipher, event)
+
+    def _start_rebuild(self) -> None:
+        assert self._work is not None
+        p = self.projection
+        with self._work.transaction():
+            ddl.create_generation(self._work, self.schema, p, SHADOW)
+            self._reset_positions(SHADOW)
+            total = 0
+            for store in p.stores:
+                if self._store_exists(store):
+                    row = self._work.execute(
+                        sql.SQL("SELECT count(*) FROM {}").format(
+                            sql.Identifier(self.schema, f"{store}_events")
+                        )
+                    ).fetchone()
+                    total += int(row[0]) if row else 0
+            self._set(
+                "rebuild_requested = false, rebuild_version = %s, rebuild_done = 0, "
+                "rebuild_total = %s, rebuild_started_at = now(), reason = NULL, "
+                "state = CASE WHEN state = 'failed' THEN 'catching_up' ELSE state END",
+                (p.version, total),
+            )
+        self.failed = None
+        log.info("projection %s: rebuilding into shadow tables (%d events)", p.name, total)
+
+    def _swap(self) -> None:
+        assert self._work is not None
+        p = self.projection
+        schema = sql.Identifier(self.schema)
+        with self._work.transaction():
+            registry = self._registry()
+            ddl.swap(self._work, self.schema, p, registry.tables)
+            self._work.execute(
+                sql.SQL(
+                    "DELETE FROM {}.concord_projection_positions WHERE projection = %s "
+                    "AND generation = %s"
+                ).format(schema),
+                (p.name, LIVE),
+            )
+            self._work.execute(
+                sql.SQL(
+                    "UPDATE {}.concord_projection_positions SET generation = %s "
+                    "WHERE projection = %s AND generation = %s"
+                ).format(schema),
+                (LIVE, p.name, SHADOW),
+            )
+            self._set(
+                "version = rebuild_version, tables = %s, rebuild_version = NULL, "
+                "rebuilt_at = now()",
+                ([t.name for t in p.tables],),
+            )
+        log.info("projection %s: rebuilt; the new tables are live", p.name)
+
+
+def _has_sealed(data: Any) -> bool:
+    if isinstance(data, dict):
+        return any(_has_sealed(v) for v in data.values())
+    return is_sealed(data)

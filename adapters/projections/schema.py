@@ -1,0 +1,144 @@
+"""The runner's own tables, and the DDL of a projection's view tables per generation.
+
+``concord_projections``: one row per projection: the version the live tables were built by,
+its state (``failed`` with the event, store, position and reason), and a rebuild in progress
+(target version, events done of total).
+
+``concord_projection_positions``: per projection, generation (``live`` or ``shadow``) and
+upstream store, the last event applied. It is updated in the same transaction as the view
+rows, so each event is applied exactly once per generation, and the update names the position
+it expects to move from, so a second writer (which the advisory lock should already keep out)
+fails instead of applying events twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import Connection, sql
+
+from projections.definition import Projection, Table
+
+LIVE = "live"
+SHADOW = "shadow"
+SHADOW_SUFFIX = "__rebuild"
+#: NOTIFY channel on which a rebuild request wakes the runner at once.
+CHANNEL = "concord_projections"
+
+TABLES = [
+    """
+    CREATE TABLE IF NOT EXISTS {schema}.concord_projections (
+        name               text        PRIMARY KEY,
+        version            integer     NOT NULL,
+        tables             text[]      NOT NULL,
+        state              text        NOT NULL DEFAULT 'catching_up',
+        reason             text,
+        failed_store       text,
+        failed_position    bigint,
+        failed_event_id    text,
+        failed_at          timestamptz,
+        rebuild_requested  boolean     NOT NULL DEFAULT false,
+        rebuild_version    integer,
+        rebuild_done       bigint      NOT NULL DEFAULT 0,
+        rebuild_total      bigint      NOT NULL DEFAULT 0,
+        rebuild_started_at timestamptz,
+        rebuilt_at         timestamptz,
+        updated_at         timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS {schema}.concord_projection_positions (
+        projection  text        NOT NULL,
+        generation  text        NOT NULL,
+        store       text        NOT NULL,
+        position    bigint      NOT NULL DEFAULT 0,
+        updated_at  timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (projection, generation, store)
+    )
+    """,
+]
+
+
+def create_tracking(conn: Connection[Any], schema: str) -> None:
+    ident = sql.Identifier(schema)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('concord-projections-ddl'))")
+        for statement in TABLES:
+            conn.execute(sql.SQL(statement).format(schema=ident))
+
+
+def physical(table: Table, generation: str) -> str:
+    return table.name if generation == LIVE else f"{table.name}{SHADOW_SUFFIX}"
+
+
+def table_ddl(schema: str, table: Table, name: str) -> list[sql.Composed]:
+    """CREATE TABLE plus a COMMENT ON for the table and each column."""
+    target = sql.Identifier(schema, name)
+    columns = [
+        sql.SQL("{} {}{}").format(
+            sql.Identifier(c.name), sql.SQL(c.type), sql.SQL(" NOT NULL" if c.not_null else "")
+        )
+        for c in table.columns
+    ]
+    columns.append(
+        sql.SQL("PRIMARY KEY ({})").format(
+            sql.SQL(", ").join(sql.Identifier(k) for k in table.primary_key)
+        )
+    )
+    statements = [
+        sql.SQL("CREATE TABLE {} ({})").format(target, sql.SQL(", ").join(columns)),
+        sql.SQL("COMMENT ON TABLE {} IS {}").format(target, sql.Literal(table.comment)),
+    ]
+    statements += [
+        sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
+            target, sql.Identifier(c.name), sql.Literal(c.comment)
+        )
+        for c in table.columns
+    ]
+    return statements
+
+
+def exists(conn: Connection[Any], schema: str, name: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s)", (f'"{schema}"."{name}"',)).fetchone()
+    return bool(row and row[0])
+
+
+def create_generation(
+    conn: Connection[Any], schema: str, projection: Projection, generation: str
+) -> None:
+    """(Re)create the generation's tables empty (inside the caller's transaction)."""
+    for table in projection.tables:
+        name = physical(table, generation)
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, name)))
+        for statement in table_ddl(schema, table, name):
+            conn.execute(statement)
+
+
+def swap(conn: Connection[Any], schema: str, projection: Projection, old: list[str]) -> None:
+    """Replace the live tables by the shadow ones (inside the caller's transaction).
+
+    DROP and RENAME take ACCESS EXCLUSIVE locks: a reader waits for the commit, then reads
+    the new table (PostgreSQL looks the name up again after the lock wait); nobody sees an
+    empty or half-built table. Indexes get the live names back, so a next rebuild's shadow
+    can use its own."""
+    for name in old:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, name)))
+    for table in projection.tables:
+        shadow = physical(table, SHADOW)
+        conn.execute(
+            sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                sql.Identifier(schema, shadow), sql.Identifier(table.name)
+            )
+        )
+        rows = conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s",
+            (schema, table.name),
+        ).fetchall()
+        for (index,) in rows:
+            if index.startswith(shadow):
+                conn.execute(
+                    sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                        sql.Identifier(schema, index),
+                        sql.Identifier(table.name + index[len(shadow) :]),
+                    )
+                )

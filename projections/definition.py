@@ -1,0 +1,100 @@
+"""What a projection declares: name, version, upstream stores, tables, and ``apply``.
+
+Why declarative tables rather than DDL strings: the runner creates the same tables twice, as
+the live view and as the shadow a rebuild fills, and a BI reader needs every table and
+column explained. Generating the DDL (with a ``COMMENT ON`` for each) from one definition
+keeps both true by construction.
+
+Why ``apply`` writes through a :class:`ViewCursor` with ``{table}`` placeholders: the
+projection never knows which generation it writes (a rebuild writes the shadow tables while
+the live ones keep serving), and it stays free of connection handling, so its logic is a
+near-pure function of the event and the rows it has written before.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+#: An event as the runner hands it over: the published envelope (see
+#: ``hub.application.views.envelope``) with personal fields opened (or ``[erased]``).
+Envelope = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    """SQL type, e.g. ``uuid``, ``text``, ``bigint``, ``timestamptz``."""
+    comment: str
+    """What a BI reader needs to know: meaning, source system, personal-data treatment."""
+    not_null: bool = False
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    """Stable name BI tools use (the live table); a rebuild's shadow gets a suffix."""
+    comment: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.columns]
+        if len(set(names)) != len(names):
+            raise ValueError(f"table {self.name}: duplicate column names")
+        missing = [k for k in self.primary_key if k not in names]
+        if missing:
+            raise ValueError(f"table {self.name}: primary key names unknown columns {missing}")
+        if not self.comment.strip() or any(not c.comment.strip() for c in self.columns):
+            raise ValueError(f"table {self.name}: every table and column needs a comment")
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where an event sits: its store and its position in that store's notification log."""
+
+    store: str
+    position: int
+
+
+class ViewCursor(Protocol):
+    """The writes ``apply`` may make, inside the runner's batch transaction.
+
+    Statements name the projection's tables as ``{table_name}`` placeholders (e.g.
+    ``UPDATE {erp_customers} SET ...``); the runner fills in the generation being written.
+    Parameters use ``%s``."""
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement; returns the number of rows it touched."""
+
+    def fetchone(self, statement: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        """Run a query; its first row (or None)."""
+
+
+class Projection(ABC):
+    """One read model. Subclasses set the class attributes and implement :meth:`apply`."""
+
+    name: ClassVar[str]
+    """Stable identifier (``erp``): the runner's lock, tracking rows and CLI argument."""
+    version: ClassVar[int]
+    """Code version. Bump it whenever ``apply`` or the tables change: a runner that finds
+    the view built by another version rebuilds it (into shadow tables) on start."""
+    stores: ClassVar[tuple[str, ...]]
+    """Upstream stores followed (``customers``, ``orders`` ...), each in its own order."""
+    tables: ClassVar[tuple[Table, ...]]
+    title: ClassVar[str] = ""
+
+    @abstractmethod
+    def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
+        """Write what ``event`` changes in the view. Called exactly once per event (per
+        generation), in store order; raising stops the projection at this event (it is
+        reported, never skipped). Events it does not care about are simply ignored."""
+
+    def table(self, name: str) -> Table:
+        for table in self.tables:
+            if table.name == name:
+                return table
+        raise KeyError(name)

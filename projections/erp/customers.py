@@ -1,0 +1,186 @@
+"""``erp_customers``: every canonical customer as the ERP knows it.
+
+The ERP owns the customer number and payment terms; CRM owns the name and the hierarchy
+(``adapters/ownership.yaml``). This table puts them side by side, keyed by the canonical id,
+so a BI tool joins ERP postings to customers without reading events.
+
+Personal data (see the README, "Personal data and erasure"): of the customer's personal
+fields only ``legal_name`` is copied in clear (an ERP report needs to say who the customer
+is); ``tax_id`` is only said to exist (``[withheld]``); display name, web domain and address
+are not copied at all. The erasure event overwrites both with ``[erased]``, and a rebuild
+after an erasure reads ``[erased]`` from the start (the customer's key is gone).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from hub.domain.customer import ERASED
+from projections.definition import Column, Envelope, Position, Projection, Table, ViewCursor
+
+WITHHELD = "[withheld]"
+
+CUSTOMERS = Table(
+    name="erp_customers",
+    comment=(
+        "Concord ERP view: one row per canonical customer, with the ERP's customer number "
+        "and payment terms beside CRM's name and hierarchy. Built by the erp projection."
+    ),
+    primary_key=("customer_id",),
+    columns=(
+        Column("customer_id", "uuid", "Canonical customer id (Concord).", not_null=True),
+        Column(
+            "erp_customer_number",
+            "text",
+            "The ERP's customer number (owned by the ERP); NULL until the ERP assigned one.",
+        ),
+        Column(
+            "erp_record_id",
+            "text",
+            "The ERP's internal record id linked to this customer; NULL until linked.",
+        ),
+        Column(
+            "legal_name",
+            "text",
+            "Registered legal name (owned by CRM). Personal data: '[erased]' once the "
+            "customer's personal data was erased.",
+            not_null=True,
+        ),
+        Column(
+            "tax_id",
+            "text",
+            "Never the tax id itself (personal data): '[withheld]' when one is on file, "
+            "'[erased]' after erasure, NULL when none.",
+        ),
+        Column(
+            "parent_customer_id",
+            "uuid",
+            "Canonical id of the parent customer in the account hierarchy (CRM); NULL at the top.",
+        ),
+        Column(
+            "payment_terms", "text", "The ERP's payment terms code, e.g. NET30; NULL until set."
+        ),
+        Column("currency", "text", "ISO 4217 currency of the customer's account; may be NULL."),
+        Column(
+            "status",
+            "text",
+            "active, on_hold, closed or merged.",
+            not_null=True,
+        ),
+        Column(
+            "merged_into",
+            "uuid",
+            "When status is merged: the surviving customer's canonical id.",
+        ),
+        Column(
+            "erased",
+            "boolean",
+            "True once the customer's personal data was erased.",
+            not_null=True,
+        ),
+        Column(
+            "version",
+            "bigint",
+            "Version of the customer aggregate this row reflects (its last event).",
+            not_null=True,
+        ),
+        Column(
+            "changed_at",
+            "timestamptz",
+            "When Concord recorded the customer's last event.",
+            not_null=True,
+        ),
+        Column(
+            "position",
+            "bigint",
+            "Position of that event in the customers store's log "
+            "(customers_events.notification_id).",
+            not_null=True,
+        ),
+    ),
+)
+
+_INSERT = (
+    "INSERT INTO {erp_customers} (customer_id, legal_name, tax_id, parent_customer_id, "
+    "currency, status, erased, version, changed_at, position) "
+    "VALUES (%s, %s, %s, %s, %s, 'active', false, %s, %s, %s)"
+)
+#: Detail fields the view copies, and how (the rest of a details change is not copied).
+_DETAILS = ("legal_name", "tax_id", "parent_customer_id", "currency")
+
+
+def tax_id_marker(value: Any) -> str | None:
+    if value is None:
+        return None
+    return ERASED if value == ERASED else WITHHELD
+
+
+class ErpCustomers(Projection):
+    name: ClassVar[str] = "erp"
+    title: ClassVar[str] = "ERP view"
+    version: ClassVar[int] = 1
+    stores: ClassVar[tuple[str, ...]] = ("customers",)
+    tables: ClassVar[tuple[Table, ...]] = (CUSTOMERS,)
+
+    def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
+        if event["aggregate"] != "customer":
+            return
+        data = event["data"]
+        kind = event["type"]
+        if kind == "CustomerRegistered":
+            cursor.execute(
+                _INSERT,
+                (
+                    event["aggregate_id"],
+                    data["legal_name"],
+                    tax_id_marker(data.get("tax_id")),
+                    data.get("parent_customer_id"),
+                    data.get("currency"),
+                    event["version"],
+                    datetime.fromisoformat(event["recorded_at"]),
+                    at.position,
+                ),
+            )
+            return
+        self._update(event, at, cursor, self._changes(kind, data))
+
+    @staticmethod
+    def _changes(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Column -> new value for one event (empty: only version and time move)."""
+        if kind == "CustomerDetailsChanged":
+            details = data["details"]
+            changes = {f: details.get(f) for f in data["changed"] if f in _DETAILS}
+            if "tax_id" in changes:
+                changes["tax_id"] = tax_id_marker(changes["tax_id"])
+            return changes
+        if kind == "CustomerNumberAssigned":
+            return {"erp_customer_number": data["customer_number"]}
+        if kind == "CustomerPaymentTermsSet":
+            return {"payment_terms": data["payment_terms"]}
+        if kind == "CustomerLinked" and data["system"] == "erp":
+            return {"erp_record_id": data["external_id"]}
+        if kind == "CustomerStatusChanged":
+            return {"status": data["status"]}
+        if kind == "CustomerMerged":
+            return {"status": "merged", "merged_into": data["target_customer_id"]}
+        if kind == "CustomerPersonalDataErased":
+            return {"legal_name": ERASED, "tax_id": ERASED, "erased": True}
+        return {}
+
+    @staticmethod
+    def _update(event: Envelope, at: Position, cursor: ViewCursor, changes: dict[str, Any]) -> None:
+        sets = [f"{column} = %s" for column in changes]
+        sets += ["version = %s", "changed_at = %s", "position = %s"]
+        params = [*changes.values(), event["version"]]
+        params += [datetime.fromisoformat(event["recorded_at"]), at.position]
+        touched = cursor.execute(
+            f"UPDATE {{erp_customers}} SET {', '.join(sets)} WHERE customer_id = %s",
+            (*params, event["aggregate_id"]),
+        )
+        if touched != 1:
+            raise LookupError(
+                f"erp_customers has no row for customer {event['aggregate_id']} "
+                f"({event['type']} at version {event['version']}): its registration was "
+                "never applied"
+            )

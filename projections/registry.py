@@ -1,0 +1,14 @@
+"""Every read model Concord runs (``concord projections run`` starts one runner for each)."""
+
+from __future__ import annotations
+
+from projections.definition import Projection
+from projections.erp.customers import ErpCustomers
+
+
+def all_projections() -> list[Projection]:
+    return [ErpCustomers()]
+
+
+def by_name(name: str) -> Projection | None:
+    return next((p for p in all_projections() if p.name == name), None)

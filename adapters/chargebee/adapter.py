@@ -30,7 +30,7 @@ from uuid import UUID
 
 import orjson
 
-from adapters.chargebee.contracts import reconcile
+from adapters.chargebee.contracts import reconcile, subscribed
 from adapters.chargebee.money import cents, in_decimal, money_at
 from adapters.chargebee.schemas import (
     ChargebeeEvent,
@@ -47,8 +47,11 @@ from adapters.inbound.convert import (
     from_epoch_millis,
     from_epoch_seconds,
 )
+from adapters.inbound.identity import Nobody, identify
+from adapters.inbound.matching import Candidate
 from adapters.inbound.mirror import MirrorUpdate
 from adapters.inbound.model import Known, Ref, SourceEvent, Step, Translation
+from adapters.inbound.products import sku_or_wait
 from adapters.inbound.source import Incoming, Malformed, Unverified, parse_model
 from hub.domain.identity import external_id
 
@@ -192,19 +195,22 @@ class ChargebeeAdapter:
         }
 
     def _customer(self, event: ChargebeeEvent, source: SourceEvent, known: Known) -> Translation:
-        """Link only: billing does not own names, so a Chargebee customer never creates one."""
+        """Link only: billing does not own names, so a Chargebee customer never creates one.
+        Without the account field it is matched (``vat_number``, then ``company``): a sure
+        match links, an uncertain one waits for the match review queue, none is ignored."""
         del source
         customer = parse_model(Customer, _content(event, "customer"), "body.content.customer")
+        linked = known.lookup(Ref(BILLING, "customer", customer.id))
         account = customer.reference(self.account_field)
-        if not account:
-            return Translation.ignore(
-                f"customer {customer.id} has no {self.account_field}: it is not linked to a "
-                "CRM account (Concord never creates a customer from billing)"
-            )
-        target = _known_or_wait(known, Ref("crm", "customer", account))
+        if account:
+            target = _known_or_wait(known, Ref("crm", "customer", account))
+        elif linked is not None:
+            return Translation.ignore(f"customer {customer.id} is linked already")
+        else:
+            target = self._matched(customer, known)
         if isinstance(target, Translation):
             return target
-        if known.lookup(Ref(BILLING, "customer", customer.id)) == target:
+        if linked == target:
             return Translation.ignore(f"customer {customer.id} is linked already")
         return Translation(
             steps=(
@@ -218,6 +224,27 @@ class ChargebeeAdapter:
             )
         )
 
+    def _matched(self, customer: Customer, known: Known) -> UUID | Translation:
+        name, tax = customer.legal_name(), (customer.vat_number or "").strip() or None
+        # A billing name is typed at checkout (billing does not own names): it never links
+        # by itself; the tax id does.
+        candidate = (
+            Candidate(legal_name=name or "", tax_id=tax, names_trusted=False)
+            if name or tax
+            else None
+        )
+        found = identify(known, BILLING, customer.id, candidate)
+        if isinstance(found, Nobody):
+            said = (
+                "a reviewer decided it is no customer Concord knows"
+                if found.decided
+                else (f"it has no {self.account_field} and matches no customer")
+            )
+            return Translation.ignore(
+                f"customer {customer.id}: {said} (Concord never creates a customer from billing)"
+            )
+        return found
+
     def _subscription(
         self, event: ChargebeeEvent, source: SourceEvent, known: Known
     ) -> Translation:
@@ -225,10 +252,13 @@ class ChargebeeAdapter:
         sub = parse_model(Subscription, _content(event, "subscription"), where)
         currency = currency_code(sub.currency_code, field=f"{where}.currency_code")
         day = business_date(_when(source))
+        skus = _skus(sub, known)
+        if isinstance(skus, Translation):
+            return skus
         contract_id = known.lookup(Ref(BILLING, "contract", sub.id))
         if contract_id is not None:
             state = _current(known, "contract", contract_id)
-            return reconcile(sub, currency, day, contract_id, state, where)
+            return reconcile(sub, currency, day, contract_id, state, where, skus)
         customer = _known_or_wait(known, Ref(BILLING, "customer", sub.customer_id))
         if isinstance(customer, Translation):
             return customer
@@ -248,6 +278,7 @@ class ChargebeeAdapter:
             external_id(BILLING, "contract", sub.id),
             None,
             where,
+            skus,
             create={"order_id": str(order), "customer_id": str(customer)},
         )
 
@@ -260,6 +291,18 @@ class ChargebeeAdapter:
 
 
 # -- helpers ---------------------------------------------------------------------------
+
+
+def _skus(sub: Subscription, known: Known) -> dict[str, str] | Translation:
+    """The catalogue's SKU of each subscribed item price (``billing_price_ids``), or the
+    wait for the first unmapped one: a contract item needs the SKU its order uses."""
+    skus: dict[str, str] = {}
+    for item in subscribed(sub):
+        sku = sku_or_wait(known, BILLING, item.item_price_id)
+        if isinstance(sku, Translation):
+            return sku
+        skus[item.item_price_id] = sku
+    return skus
 
 
 def _content(event: ChargebeeEvent, name: str) -> Any:
@@ -361,10 +404,12 @@ def _invoice(event: ChargebeeEvent, source: SourceEvent, known: Known) -> Transl
     if isinstance(contract, Translation):
         return contract
     currency = currency_code(invoice.currency_code, field=f"{where}.currency_code")
-    lines = [
-        _line(line, currency, f"{where}.line_items.{i}")
-        for i, line in enumerate(invoice.line_items)
-    ]
+    lines = []
+    for i, line in enumerate(invoice.line_items):
+        body = _line(line, currency, f"{where}.line_items.{i}", known)
+        if isinstance(body, Translation):
+            return body  # an item price with no catalogue mapping holds the invoice
+        lines.append(body)
     discounts = _discounts(invoice, currency, where)
     subtotal = Decimal(cents(invoice.sub_total, currency, field=f"{where}.sub_total"))
     subtotal += sum((Decimal(d["amount"]) for d in discounts), Decimal(0))
@@ -389,7 +434,21 @@ def _invoice(event: ChargebeeEvent, source: SourceEvent, known: Known) -> Transl
     return Translation(steps=tuple(steps))
 
 
-def _line(line: InvoiceLineItem, currency: str, where: str) -> dict[str, Any]:
+#: Line ``entity_type`` values naming an item price (``entity_id``), mapped to a SKU.
+ITEM_PRICE_LINES = frozenset({"plan_item_price", "addon_item_price", "charge_item_price"})
+
+
+def _line(
+    line: InvoiceLineItem, currency: str, where: str, known: Known
+) -> dict[str, Any] | Translation:
+    """An invoice line; an item price's line takes the catalogue's SKU (held until mapped),
+    an ad hoc charge keeps its own id."""
+    sku = line.entity_id or line.id or "charge"
+    if line.entity_type in ITEM_PRICE_LINES and line.entity_id:
+        mapped = sku_or_wait(known, BILLING, line.entity_id)
+        if isinstance(mapped, Translation):
+            return mapped
+        sku = mapped
     quantity = (
         in_decimal(line.quantity_in_decimal, field=f"{where}.quantity_in_decimal")
         if line.quantity_in_decimal
@@ -410,7 +469,7 @@ def _line(line: InvoiceLineItem, currency: str, where: str) -> dict[str, Any]:
         else cents(line.amount, currency, field=f"{where}.amount")
     )
     body: dict[str, Any] = {
-        "sku": line.entity_id or line.id or "charge",
+        "sku": sku,
         "description": line.description,
         "quantity": format(quantity.normalize(), "f"),
         "unit_price": format(unit.normalize(), "f"),

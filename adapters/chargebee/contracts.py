@@ -10,6 +10,7 @@ older event a no-op.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -36,10 +37,16 @@ def _day(value: int, field: str) -> date:
     return business_date(from_epoch_seconds(value, field=field))
 
 
-def contract_items(sub: Subscription, currency: str, where: str) -> list[dict[str, Any]]:
-    """Plans and addons as contract items keyed by item price (the canonical SKU mapping of
-    item prices is not in the hub yet); one-time ``charge`` items are invoiced, not
-    subscribed."""
+def subscribed(sub: Subscription) -> list[SubscriptionItem]:
+    """Plans and addons: one-time ``charge`` items are invoiced, not subscribed."""
+    return [item for item in sub.subscription_items if item.item_type != "charge"]
+
+
+def contract_items(
+    sub: Subscription, currency: str, where: str, skus: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """Plans and addons as contract items; ``skus`` is the catalogue's SKU of each item
+    price (the adapter resolved them, holding the event while one is unmapped)."""
     items = []
     for index, item in enumerate(sub.subscription_items):
         if item.item_type == "charge":
@@ -47,7 +54,7 @@ def contract_items(sub: Subscription, currency: str, where: str) -> list[dict[st
         at = f"{where}.subscription_items.{index}"
         items.append(
             {
-                "sku": item.item_price_id,
+                "sku": skus[item.item_price_id],
                 "rate_plan": item.item_price_id,
                 "quantity": _quantity(item, at),
                 "unit_price": _unit_price(item, currency, at),
@@ -108,12 +115,13 @@ def reconcile(
     contract_id: UUID,
     state: dict[str, Any] | None,
     where: str,
+    skus: Mapping[str, str],
     *,
     create: dict[str, str] | None = None,
 ) -> Translation:
     """The steps that bring contract ``contract_id`` (``state``; None with ``create``: it is
     created here) to what ``sub`` says. ``day`` is the business date of the change."""
-    items = contract_items(sub, currency, where)
+    items = contract_items(sub, currency, where, skus)
     term_start, term_end = _term(sub, where)
     steps: list[Step] = []
     if state is None:

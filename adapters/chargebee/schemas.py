@@ -42,6 +42,15 @@ class Customer(_Open):
     id: str = Field(min_length=1, max_length=255)
     resource_version: int | None = None
     deleted: bool = False
+    company: str | None = Field(default=None, max_length=500)
+    first_name: str | None = Field(default=None, max_length=250)
+    last_name: str | None = Field(default=None, max_length=250)
+    vat_number: str | None = Field(default=None, max_length=255)
+
+    def legal_name(self) -> str | None:
+        """The name to match by: the company, else the person's name."""
+        person = " ".join(n.strip() for n in (self.first_name, self.last_name) if n and n.strip())
+        return (self.company or "").strip() or person or None
 
 
 class SubscriptionItem(_Open):

@@ -6,6 +6,11 @@ mirror has a ``name``, and afterwards every event sends the fields where the mir
 customer differ (``change_details``). Re-deriving from the mirror rather than from the one
 property makes the result independent of the order of arrival, and a repeated or older
 event a no-op.
+
+Before registering, the company is matched against the customers Concord holds
+(:mod:`adapters.inbound.identity`): a sure match (same domain, the same name) links the
+company's id to that customer and applies the company's fields to it; an uncertain one (a
+legal-form variant, a typo) holds the event for the match review queue.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from typing import Any
 
 from adapters.hubspot.schemas import as_of
 from adapters.hubspot.schemas import text as _text
+from adapters.inbound.identity import Nobody, identify
+from adapters.inbound.matching import Candidate
 from adapters.inbound.model import Known, Ref, Step, Translation
 from hub.domain.customer import normalise_domain
 from hub.domain.errors import InvalidValue
@@ -38,35 +45,48 @@ def company(record_id: str, known: Known) -> Translation:
         wanted["parent_customer_id"] = str(parent_id)
     else:
         wanted["parent_customer_id"] = None
+    steps: list[Step] = []
     customer_id = known.lookup(Ref(CRM, "customer", record_id))
     if customer_id is None:
         data = {k: v for k, v in wanted.items() if v is not None}
-        return Translation(
-            steps=(
-                Step(
-                    "customer",
-                    "register",
-                    data,
-                    source_record_id=record_id,
-                    occurred_at=as_of(fields),
-                ),
+        candidate = Candidate(legal_name=name, web_domain=_domain(wanted["web_domain"]))
+        found = identify(known, CRM, record_id, candidate)
+        if isinstance(found, Translation):
+            return found
+        if isinstance(found, Nobody):
+            register = Step(
+                "customer", "register", data, source_record_id=record_id, occurred_at=as_of(fields)
             )
-        )
+            return Translation(steps=(register,))
+        customer_id = found
+        wanted = data  # what the company says; nothing cleared on the customer it matched
+        link = {"system": CRM, "external_id": record_id}
+        steps.append(Step("customer", "link", link, target=found, source_record_id=record_id))
     current = known.state("customer", customer_id) or {}
     changes = {k: v for k, v in wanted.items() if _differs(k, current.get(k), v)}
-    if not changes:
-        return Translation.ignore(f"customer of company {record_id} is up to date")
-    return Translation(
-        steps=(
+    if changes:
+        steps.append(
             Step(
                 "customer",
                 "change_details",
                 changes,
                 target=customer_id,
                 occurred_at=as_of(fields),
-            ),
+            )
         )
-    )
+    if not steps:
+        return Translation.ignore(f"customer of company {record_id} is up to date")
+    return Translation(steps=tuple(steps))
+
+
+def _domain(value: str | None) -> str | None:
+    """The bare host to match by; None when it is no web address (matched by name only)."""
+    if value is None:
+        return None
+    try:
+        return normalise_domain(value)
+    except InvalidValue:
+        return None
 
 
 def _differs(field: str, current: Any, wanted: Any) -> bool:

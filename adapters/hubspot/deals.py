@@ -5,7 +5,12 @@ A deal becomes an order when it is won: ``hs_is_closed_won`` is ``"true"`` (HubS
 calculation, right for every pipeline), or, only when that property is not subscribed,
 its ``dealstage`` is one of the configured closed-won stage *ids* (never the label). The
 order is placed for the customer of the deal's company (held until that customer is
-known), with one line per line item associated with the deal.
+known), with one line per line item associated with the deal. A line's SKU is the canonical
+one the product catalogue maps its ``hs_product_id`` to (``crm_product_ids``); a line item
+of a product with no mapping holds the deal, waiting for ``crm product <hs_product_id>``, and
+adding the mapping places it. A line item without ``hs_product_id`` (not arrived yet, or a
+custom line item sold without a product) leaves the deal unplaced, logged as ignored with
+that reason, until the property arrives.
 
 HubSpot sends the deal, its line items and their associations as separate events in any
 order, so every one of them re-derives the order from the mirrors: the order is placed once
@@ -28,6 +33,7 @@ from adapters.hubspot.schemas import as_of
 from adapters.hubspot.schemas import text as _text
 from adapters.inbound.convert import business_date, currency_code, from_epoch_millis
 from adapters.inbound.model import Known, Ref, Step, Translation
+from adapters.inbound.products import sku_or_wait
 from adapters.inbound.source import Malformed
 from hub.domain.money import EXPONENTS
 
@@ -156,10 +162,18 @@ def _lines(
             return Translation.ignore(
                 f"line item {line_id} of deal {record_id} has no price or quantity yet"
             )
-        sku = _text(item.get("hs_sku")) or _text(item.get("hs_product_id"))
+        product = _text(item.get("hs_product_id"))
+        if product is None:  # its property event is on its way (or it is a custom line)
+            return Translation.ignore(
+                f"line item {line_id} of deal {record_id} has no hs_product_id yet: an order "
+                "line needs the product its SKU is mapped from"
+            )
+        sku = sku_or_wait(known, CRM, product)
+        if isinstance(sku, Translation):
+            return sku  # an unmapped product holds the deal until its mapping is added
         lines.append(
             _line(
-                sku or f"hubspot-line-item-{line_id}",
+                sku,
                 item.get("name"),
                 quantity,
                 price,

@@ -9,7 +9,10 @@ cancellation of orders, and the posting of invoices. What it tells Concord:
 
 * ``customer`` — the record's ``externalId`` is the Salesforce account id: links the
   NetSuite customer (internal id) to that account (held until the CRM account is known,
-  never a second customer), and sets what changed of ``entityId`` (customer number),
+  never a second customer); without ``externalId`` it is matched (``vatRegNumber``, then
+  ``companyName``): a sure match links, an uncertain one waits for the match review queue,
+  no match is ignored (the ERP creates no customers). Either way it sets what changed of
+  ``entityId`` (customer number),
   ``terms`` (payment terms), ``vatRegNumber`` (tax id), ``currency`` and
   ``creditHoldOverride`` (ON / OFF: on hold / active);
 * ``salesOrder`` — ``externalId`` (or ``custbody_sf_opportunity_id``) names the Salesforce
@@ -21,7 +24,8 @@ cancellation of orders, and the posting of invoices. What it tells Concord:
   issued it); the ERP's total must be the billing document's.
 
 Customer payments, credit memos and items are validated and logged as ignored, with the
-reason (billing owns payments and credits; Concord has no item master yet). Money is parsed
+reason (billing owns payments and credits; items are mapped in the product catalogue,
+``erp_item_ids``, not mirrored). Money is parsed
 exactly (``parse_float=Decimal``), never through a float, and refused with more decimals
 than its currency has.
 """
@@ -36,6 +40,8 @@ from typing import Any
 from uuid import UUID
 
 from adapters.inbound.convert import exact_number, no_constants
+from adapters.inbound.identity import Nobody, identify
+from adapters.inbound.matching import Candidate
 from adapters.inbound.mirror import MirrorUpdate
 from adapters.inbound.model import Known, Ref, SourceEvent, Step, Translation
 from adapters.inbound.signatures import verify_body_hmac
@@ -135,8 +141,9 @@ class NetSuiteAdapter:
         if kind in ITEM_TYPES:
             item = parse_model(Item, envelope.record, RECORD)
             return Translation.ignore(
-                f"{kind} {item.item_id or item.id}: Concord has no item master yet (the "
-                "product catalogue mapping of issue 7 is not built)"
+                f"{kind} {item.item_id or item.id}: Concord keeps no item master; map the "
+                "item's internal id to its SKU in the product catalogue (erp_item_ids, "
+                "/v1/mappings)"
             )
         handler = self._handlers().get(kind)
         if handler is None:
@@ -233,15 +240,16 @@ class NetSuiteAdapter:
 
 def _customer(envelope: Envelope, known: Known) -> Translation:
     customer = parse_model(Customer, envelope.record, RECORD)
-    if not customer.external_id:
-        return Translation.ignore(
-            f"customer {customer.id} has no externalId: Concord links NetSuite customers to "
-            "CRM accounts by the Salesforce account id there, never by name"
-        )
-    ref = Ref("crm", "customer", customer.external_id)
-    target = known.lookup(ref)
-    if target is None:
-        return Translation.wait(ref)
+    if customer.external_id:
+        ref = Ref("crm", "customer", customer.external_id)
+        target = known.lookup(ref)
+        if target is None:
+            return Translation.wait(ref)
+    else:
+        matched = _matched(customer, known)
+        if isinstance(matched, Translation):
+            return matched
+        target = matched
     state = _state(known, "customer", target)
     steps: list[Step] = []
 
@@ -264,6 +272,29 @@ def _customer(envelope: Envelope, known: Known) -> Translation:
     if not steps:
         return Translation.ignore(f"customer {customer.id} changes nothing Concord holds")
     return Translation(steps=tuple(steps))
+
+
+def _matched(customer: Customer, known: Known) -> UUID | Translation:
+    """A NetSuite customer without ``externalId``: the customer it surely is (linked by its
+    internal id), a review, or nothing (the ERP does not own names: it creates no customer)."""
+    linked = known.lookup(Ref(ERP, "customer", customer.id))
+    if linked is not None:
+        return linked
+    name = (customer.company_name or "").strip()
+    tax = (customer.vat_reg_number or "").strip() or None
+    candidate = Candidate(legal_name=name, tax_id=tax) if name or tax else None
+    found = identify(known, ERP, customer.id, candidate)
+    if isinstance(found, Nobody):
+        said = (
+            "a reviewer decided it is no customer Concord knows"
+            if found.decided
+            else ("it has no externalId (the Salesforce account id) and matches no customer")
+        )
+        return Translation.ignore(
+            f"customer {customer.id}: {said}; the ERP does not create customers (CRM owns "
+            "their names)"
+        )
+    return found
 
 
 def _changed_details(customer: Customer, state: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,12 @@ overtook its CREATE is folded in when the CREATE registers the customer. An UPDA
 account Concord has not registered waits for it (the CREATE, or a registration through the
 API with ``Concord-Source-Record-Id``), rather than registering a customer from a few fields
 whose source time would then shadow the CREATE's older, complete values.
+
+Before registering, the account is matched against the customers Concord holds
+(:mod:`adapters.inbound.identity`): a sure match (same web domain, the same legal name) links
+the account's id to that customer and applies the account's CRM fields to it instead of
+creating a duplicate; an uncertain one (``Acme, Inc.`` for ``ACME Inc``) holds the CREATE for
+the match review queue, and the reviewer's decision links it or lets it register.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from adapters.inbound.identity import Nobody, identify
+from adapters.inbound.matching import Candidate
 from adapters.inbound.model import Known, Ref, Step, Translation
 from adapters.salesforce.cdc import Change
 from hub.domain.customer import Address, normalise_domain
@@ -58,9 +66,27 @@ def _register(change: Change, record: dict[str, Any], known: Known) -> Translati
     for name in ("parent_customer_id", "billing_address", "web_domain"):
         if data.get(name) is None:
             data.pop(name, None)  # nothing to clear on a new customer
-    return Translation(
-        steps=(Step("customer", "register", data, source_record_id=change.record_id),)
+    record_id = change.record_id
+    candidate = Candidate(legal_name=data["legal_name"], web_domain=data.get("web_domain"))
+    found = identify(known, CRM, record_id, candidate)
+    if isinstance(found, Translation):
+        return found
+    if isinstance(found, Nobody):
+        return Translation(steps=(Step("customer", "register", data, source_record_id=record_id),))
+    return Translation(steps=link_and_update(found, record_id, data))
+
+
+def link_and_update(customer: Any, record_id: str, data: dict[str, Any]) -> tuple[Step, ...]:
+    """Link the CRM record to the customer it matched, and apply its CRM-owned fields."""
+    link = Step(
+        "customer",
+        "link",
+        {"system": CRM, "external_id": record_id},
+        target=customer,
+        source_record_id=record_id,
     )
+    change = Step("customer", "change_details", data, target=customer)
+    return (link, change) if data else (link,)
 
 
 def _details(

@@ -15,12 +15,14 @@ received (one message or a JSON array), to ``/v1/webhooks/salesforce`` with
 
 What each object does:
 
-* **Account** → customer ``register`` (first sight) / ``change_details`` (changed CRM
+* **Account** → customer ``register`` (first sight, unless matched to a known customer:
+  then ``link`` + ``change_details``, or a review) / ``change_details`` (changed CRM
   fields only), ``ParentId`` → ``parent_customer_id`` (a child waits for its parent);
 * **Opportunity**, **OpportunityLineItem** → one order ``place`` when the opportunity is
   won and complete (:mod:`adapters.salesforce.deals`);
-* **Product2** → mirrored only: it gives line items their SKU (``ProductCode``) and charge
-  type; the catalogue itself is not the CRM's to define;
+* **Product2** → mirrored only: its ``Name`` describes lines; a line's SKU is the product
+  catalogue's mapping of its ``Product2Id`` (:mod:`adapters.inbound.products`), the
+  catalogue is not the CRM's to define;
 * **Contract** → mirrored only: contracts are billing's (adapters/ownership.yaml), a CRM
   contract record is a sales document, not the subscription Concord tracks;
 * other objects, gap events (``GAP_*``: re-read the record and send it as a CREATE),

@@ -19,10 +19,13 @@ line's CREATE also records it in the opportunity's list of lines (mirror object
 ``Opportunity.lines``); a DELETE marks the line deleted and it is left out.
 
 Mapping (documented in the README):
-  * ``sku``: the Product2's ``ProductCode`` (Product2 is mirrored), else the line's
-    ``ProductCode``, else the ``Product2Id``;
-  * ``charge_type``: ``SBQQ__ChargeType__c`` (Salesforce CPQ) of the line or its product:
-    One-Time / Recurring / Usage; recurring when absent;
+  * ``sku``: the canonical SKU the product catalogue maps the line's ``Product2Id`` (or its
+    ``PricebookEntryId``) to (``crm_product_ids`` / ``crm_pricebook_entry_ids``, 18-character
+    ids). A line whose product has no mapping **holds** the deal: the delivery waits
+    for ``crm product <Product2Id>`` (``GET /v1/inbound/held``) and is placed when the
+    mapping is added (``PUT /v1/mappings/{sku}``, ``concord mappings load``);
+  * ``charge_type``: ``SBQQ__ChargeType__c`` (Salesforce CPQ) of the line (One-Time /
+    Recurring / Usage), else the catalogue product's charge type;
   * ``unit_price``: ``UnitPrice``; with a ``Discount``, ``TotalPrice / Quantity``;
   * ``term_months``: ``Term_Months__c`` or ``SBQQ__SubscriptionTerm__c``; 12 when absent;
   * ``start_date``: the earliest line ``ServiceDate``, else ``CloseDate``;
@@ -36,8 +39,10 @@ from typing import Any
 
 from adapters.inbound.convert import currency_code
 from adapters.inbound.model import Known, Ref, Step, Translation
+from adapters.inbound.products import product_or_wait
 from adapters.inbound.source import Malformed, parse_model
 from adapters.salesforce.cdc import Change
+from adapters.salesforce.ids import to_18
 from adapters.salesforce.schemas import LineItemFields, OpportunityFields, Product2Fields
 from hub.domain.money import exponent
 
@@ -99,11 +104,17 @@ def place_when_complete(opportunity_id: str, known: Known) -> Translation:
     customer = known.lookup(Ref(CRM, "customer", opp.AccountId))
     if customer is None:
         return Translation.wait(Ref(CRM, "customer", opp.AccountId))
+    bodies = []
+    for line in lines:
+        body = line.body(currency, known)
+        if isinstance(body, Translation):
+            return body  # an unmapped product holds the whole deal
+        bodies.append(body)
     starts = [line.fields.ServiceDate for line in lines if line.fields.ServiceDate]
     data = {
         "customer_id": str(customer),
         "opportunity_id": opportunity_id,
-        "lines": [line.body(currency, known) for line in lines],
+        "lines": bodies,
         "currency": currency,
         "term_months": _term(opp),
         "start_date": min(starts, default=opp.CloseDate).isoformat(),
@@ -131,8 +142,12 @@ class _Line:
         unit = fields.UnitPrice if fields.UnitPrice is not None else Decimal(0)
         self.total = fields.TotalPrice if fields.TotalPrice is not None else unit * quantity
 
-    def body(self, currency: str, known: Known) -> dict[str, Any]:
+    def body(self, currency: str, known: Known) -> dict[str, Any] | Translation:
         line = self.fields
+        ids = _product_ids(line, self.id)
+        mapped = product_or_wait(known, CRM, *ids)
+        if isinstance(mapped, Translation):
+            return mapped
         product = _product(line.Product2Id, known)
         quantity = line.Quantity or Decimal(1)
         places = Decimal(1).scaleb(-exponent(currency))
@@ -145,14 +160,14 @@ class _Line:
                 f"line item {self.id}: UnitPrice {unit} has more decimals than {currency} has",
                 "body.data.payload.UnitPrice",
             )
-        charge = line.SBQQ__ChargeType__c or (product.SBQQ__ChargeType__c if product else None)
         description = line.Description or line.Name or (product.Name if product else None)
         return {
-            "sku": _sku(line, product, self.id),
+            "sku": str(mapped["sku"]),
             "description": None if description is None else description[:500],
             "quantity": format(quantity.normalize(), "f"),
             "unit_price": format(unit.quantize(places), "f"),
-            "charge_type": _charge_type(charge, self.id),
+            "charge_type": _charge_type(line.SBQQ__ChargeType__c, self.id)
+            or str(mapped["charge_type"]),
         }
 
 
@@ -180,16 +195,25 @@ def _product(product_id: str | None, known: Known) -> Product2Fields | None:
     return parse_model(Product2Fields, _plain(record), f"mirror.Product2.{product_id}")
 
 
-def _sku(line: LineItemFields, product: Product2Fields | None, line_id: str) -> str:
-    code = (product.ProductCode if product else None) or line.ProductCode or line.Product2Id
-    if not code:
+def _product_ids(line: LineItemFields, line_id: str) -> list[str]:
+    """The ids the catalogue may know the line's product by: its Product2Id, then its
+    PricebookEntryId, in the 18-character form CDC sends (the cross-reference's key). A
+    held line waits for the Product2Id: mapping that id is what releases it."""
+    given = [i for i in (line.Product2Id, line.PricebookEntryId) if i]
+    if not given:
         raise Malformed(f"line item {line_id} names no product", "body.data.payload.Product2Id")
-    return code[:100]
+    ids: list[str] = []
+    for value in given:
+        try:
+            ids.append(to_18(value))
+        except ValueError:
+            ids.append(value)
+    return ids
 
 
-def _charge_type(value: str | None, line_id: str) -> str:
+def _charge_type(value: str | None, line_id: str) -> str | None:
     if value is None:
-        return "recurring"
+        return None
     found = _CHARGE_TYPES.get(value.strip().lower())
     if found is None:
         raise Malformed(

@@ -35,9 +35,11 @@ from adapters.inbound.convert import (
     from_epoch_seconds,
     from_minor_units,
 )
+from adapters.inbound.identity import Nobody, identify
 from adapters.inbound.matching import Candidate
 from adapters.inbound.mirror import MirrorUpdate
 from adapters.inbound.model import Known, Ref, SourceEvent, Step, Translation
+from adapters.inbound.products import sku_or_wait
 from adapters.inbound.source import Incoming, Malformed, Unverified, parse_model
 from adapters.stripe import subscriptions
 from adapters.stripe.schemas import Customer, Invoice, InvoiceLine, StripeEvent
@@ -157,28 +159,18 @@ class StripeAdapter:
 def _matched(customer: Customer, known: Known, account_key: str) -> UUID | Translation:
     """A Stripe customer without a CRM account id: the customer it surely is, a review, or
     nothing (billing does not create customers: the CRM owns their names)."""
-    decided = known.decision(customer.id)
-    if decided is not None:
-        _, customer_id = decided
-        if customer_id is not None:
-            return customer_id
-        return Translation.ignore(
-            f"a reviewer decided customer {customer.id} is no customer Concord knows"
-        )
-    if not customer.name:
-        return Translation.ignore(
-            f"customer {customer.id} has no metadata.{account_key} and no name to match by"
-        )
     # Stripe does not own names (a buyer types them at checkout): no name links by itself.
-    match = known.match(Candidate(legal_name=customer.name, names_trusted=False))
-    if match.sure:
-        assert match.customer_id is not None
-        return match.customer_id
-    if match.uncertain:
-        return Translation.ask(customer.id, match)
-    return Translation.ignore(
-        f"customer {customer.id} has no metadata.{account_key} and matches no customer"
-    )
+    candidate = Candidate(legal_name=customer.name, names_trusted=False) if customer.name else None
+    found = identify(known, BILLING, customer.id, candidate)
+    if not isinstance(found, Nobody):
+        return found
+    if found.decided:
+        reason = "a reviewer decided it is no customer Concord knows"
+    elif candidate is None:
+        reason = f"it has no metadata.{account_key} and no name to match by"
+    else:
+        reason = f"it has no metadata.{account_key} and matches no customer"
+    return Translation.ignore(f"customer {customer.id}: {reason}")
 
 
 def _known_or_wait(known: Known, ref: Ref) -> Any:
@@ -221,14 +213,17 @@ def _invoice_finalized(event: StripeEvent, known: Known) -> Translation:
     )
     taxes = sum(t.amount for t in invoice.total_taxes or [])
     where = "body.data.object"
+    lines = []
+    for i, line in enumerate(invoice.lines.data):
+        body = _line(line, currency, f"{where}.lines.data.{i}", known)
+        if isinstance(body, Translation):
+            return body  # a price with no catalogue mapping holds the invoice
+        lines.append(body)
     data = {
         "customer_id": str(customer),
         "contract_id": None if contract is None else str(contract),
         "order_id": None if order is None else str(order),
-        "lines": [
-            _line(line, currency, f"{where}.lines.data.{i}")
-            for i, line in enumerate(invoice.lines.data)
-        ],
+        "lines": lines,
         "currency": currency,
         "subtotal": from_minor_units(invoice.subtotal, currency, field=f"{where}.subtotal"),
         "tax": from_minor_units(taxes, currency, field=f"{where}.total_taxes"),
@@ -249,11 +244,21 @@ def _order_ref(metadata: dict[str, str]) -> Ref | None:
     return None
 
 
-def _line(line: InvoiceLine, currency: str, where: str) -> dict[str, Any]:
+def _line(
+    line: InvoiceLine, currency: str, where: str, known: Known
+) -> dict[str, Any] | Translation:
+    """An invoice line; its SKU is the catalogue's for the line's price (``billing product
+    <price id>``: held until mapped). A line without a price (an amount-only invoice item)
+    keeps the line id."""
     quantity = line.quantity or 1
     amount = Decimal(from_minor_units(line.amount, currency, field=f"{where}.amount"))
     details = line.pricing.price_details if line.pricing else None
-    sku = (details.product or details.price) if details else None
+    sku: str | None = None
+    if details is not None and details.price:
+        mapped = sku_or_wait(known, BILLING, details.price)
+        if isinstance(mapped, Translation):
+            return mapped
+        sku = mapped
     exact = line.pricing.unit_amount_decimal if line.pricing else None
     # ``unit_amount_decimal`` is in minor units, possibly fractional ("333.3333").
     unit = Decimal(exact).scaleb(-exponent(currency)) if exact is not None else amount / quantity

@@ -3,10 +3,12 @@
 A subscription is the contract billing runs for an order: Concord finds the order by the
 subscription's ``metadata.sf_opportunity_id`` (the CRM's opportunity, which placed it) or
 ``metadata.netsuite_sales_order_id`` (the ERP's sales order). Its items become contract
-items (product = SKU, price = rate plan, ``unit_amount`` at the currency's exponent, interval
-month / 3 months / year, metered prices as usage items). Status changes follow Stripe's
-lifecycle; a cancellation at period end (``cancel_at_period_end`` / ``cancel_at``) is a
-**scheduled** change: the contract shows it in force from that date only.
+items (SKU = the product catalogue's for the item's price id, ``billing_price_ids``; an
+unmapped price holds the subscription event until it is mapped; price = rate plan,
+``unit_amount`` at the currency's exponent, interval month / 3 months / year, metered
+prices as usage items). Status changes follow Stripe's lifecycle; a cancellation at period
+end (``cancel_at_period_end`` / ``cancel_at``) is a **scheduled** change: the contract
+shows it in force from that date only.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from adapters.inbound.convert import (
     from_minor_units,
 )
 from adapters.inbound.model import Known, Ref, Step, Translation
+from adapters.inbound.products import sku_or_wait
 from adapters.inbound.source import Malformed, parse_model
 from adapters.stripe.schemas import (
     CreditNote,
@@ -76,16 +79,34 @@ def _unit_price(price: Price, currency: str, where: str) -> str:
     raise Malformed("the price has no unit amount (tiered prices are not supported)", where)
 
 
-def _item(item: SubscriptionItem, currency: str, where: str) -> dict[str, Any]:
+def _item(
+    item: SubscriptionItem, currency: str, where: str, known: Known
+) -> dict[str, Any] | Translation:
+    """A contract item; its SKU is the catalogue's for the item's price (held until the
+    price is mapped: a contract needs the SKU its order and invoices use)."""
+    sku = sku_or_wait(known, BILLING, item.price.id)
+    if isinstance(sku, Translation):
+        return sku
     metered = item.price.recurring is not None and item.price.recurring.usage_type == "metered"
     return {
-        "sku": item.price.lookup_key or item.price.product_id,
+        "sku": sku,
         "rate_plan": item.price.id,
         "quantity": "0" if metered else str(item.quantity or 1),
         "unit_price": _unit_price(item.price, currency, f"{where}.price"),
         "billing_period": _period(item.price, f"{where}.price"),
         "charge_type": "usage" if metered else "recurring",
     }
+
+
+def _items(sub: Subscription, currency: str, known: Known) -> list[dict[str, Any]] | Translation:
+    """Every item of the subscription, or the wait for the first unmapped price."""
+    items = []
+    for n, item in enumerate(sub.items.data):
+        found = _item(item, currency, f"{OBJECT}.items.data.{n}", known)
+        if isinstance(found, Translation):
+            return found
+        items.append(found)
+    return items
 
 
 def _term_end(sub: Subscription) -> int:
@@ -118,7 +139,9 @@ def subscription_created(event: StripeEvent, known: Known) -> Translation:
     if customer is None:
         return Translation.wait(Ref(BILLING, "customer", sub.customer))
     currency = currency_code(sub.currency, field=f"{OBJECT}.currency")
-    items = [_item(i, currency, f"{OBJECT}.items.data.{n}") for n, i in enumerate(sub.items.data)]
+    items = _items(sub, currency, known)
+    if isinstance(items, Translation):
+        return items
     create = Step(
         "contract",
         "create",
@@ -184,7 +207,10 @@ def subscription_changed(event: StripeEvent, known: Known) -> Translation:
         steps.append(Step("contract", "suspend", {"effective_date": changed}, target=contract))
     elif status == "suspended" and sub.status in RUNNING:
         steps.append(Step("contract", "resume", {"effective_date": changed}, target=contract))
-    steps += _amendments(sub, state, contract, changed)
+    amendments = _amendments(sub, state, contract, changed, known)
+    if isinstance(amendments, Translation):
+        return amendments
+    steps += amendments
     steps += _renewal(sub, state, contract)
     steps += _cancellation(sub, state, contract)
     if not steps:
@@ -193,13 +219,15 @@ def subscription_changed(event: StripeEvent, known: Known) -> Translation:
 
 
 def _amendments(
-    sub: Subscription, state: dict[str, Any], contract: UUID, changed: str
-) -> list[Step]:
+    sub: Subscription, state: dict[str, Any], contract: UUID, changed: str, known: Known
+) -> list[Step] | Translation:
     currency = currency_code(sub.currency, field=f"{OBJECT}.currency")
     current = {item["sku"]: item for item in state.get("items", [])}
+    items = _items(sub, currency, known)
+    if isinstance(items, Translation):
+        return items
     changes = []
-    for n, item in enumerate(sub.items.data):
-        wanted = _item(item, currency, f"{OBJECT}.items.data.{n}")
+    for wanted in items:
         held = current.get(wanted["sku"])
         if held is None:
             continue  # a new product on the subscription: an amendment order's job

@@ -142,6 +142,18 @@ async def prepare(port: int, key: str, count: int) -> str:
             admin,
         )
         assert status == 200, body
+        # The invoices' price must be mapped, or every invoice would be held for it.
+        catalogue = {
+            "version": 1,
+            "products": [
+                {"sku": "P", "charge_type": "recurring", "billing_period": "month",
+                 "ids": {"billing_price_ids": ["price_plat"]}},
+            ],
+        }  # fmt: skip
+        status, body = await conn.request(
+            "POST", "/v1/mappings/load", orjson.dumps(catalogue), admin
+        )
+        assert status == 200 and not orjson.loads(body)["refused"], body
     finally:
         conn.close()
 

@@ -36,6 +36,7 @@ from psycopg import sql
 from adapters.salesforce import to_18
 from tests.bench.bench_inbound import run
 from tests.bench.common import Connection, database_url, hub_server, scratch_schema, temp_dir
+from tests.e2e.inbound_support import unique_name
 from tests.e2e.salesforce_support import JAN_1_MS, cdc, line_item, opportunity, sf_id, won
 
 SECRET = "sf-bench-secret"
@@ -71,9 +72,11 @@ def catalogue(lines: int) -> dict[str, Any]:
 
 
 def account(n: int) -> dict[str, Any]:
-    """An Account CREATE with its own name and web domain (distinct customers)."""
+    """An Account CREATE with its own name and web domain (distinct customers: accounts
+    are matched before they register, and "Bulk Import 1" would be a look-alike of "Bulk
+    Import 2", held for review)."""
     fields = {
-        "Name": f"Bulk Import {n} GmbH",
+        "Name": unique_name(n),
         "Type": "Customer",
         "Website": f"https://www.bulk-{n}.example",
         "BillingAddress": {

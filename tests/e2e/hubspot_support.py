@@ -11,6 +11,7 @@ import orjson
 
 from adapters.hubspot.signature import signature_v3
 from tests.e2e.conftest import Api
+from tests.e2e.inbound_support import HUBSPOT_PRODUCTS
 
 SECRET = "hs-client-secret"
 OLD_SECRET = "hs-old-secret"
@@ -119,6 +120,7 @@ def deal_events(
             event("line_item.creation", line_id, at=t),
             prop("line_item", line_id, "name", f"Line {sku}", at=t + 1),
             prop("line_item", line_id, "hs_sku", sku, at=t + 1),
+            prop("line_item", line_id, "hs_product_id", HUBSPOT_PRODUCTS.get(sku, sku), at=t + 1),
             prop("line_item", line_id, "quantity", quantity, at=t + 2),
             prop("line_item", line_id, "price", price, at=t + 2),
             associate("LINE_ITEM_TO_DEAL", line_id, deal_id, at=t + 3),

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from adapters.bootstrap import Runtime, open_runtime
+from adapters.salesforce import to_18
 from adapters.settings import Settings
 from tests.e2e.conftest import Api
 from tests.e2e.netsuite_support import NETSUITE_OLD_SECRET, NETSUITE_SECRET
@@ -254,3 +255,78 @@ def state(api: Api, kind: str, aggregate_id: str) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     found: dict[str, Any] = response.json()["state"]
     return found
+
+
+def _sf(prefix: str, n: int) -> str:
+    """The 18-character form of ``salesforce_support.sf_id(prefix, n)``."""
+    return to_18(f"{prefix}Dn{n:010d}")
+
+
+#: HubSpot product ids (``hs_product_id``) of the SKUs the HubSpot tests sell.
+HUBSPOT_PRODUCTS = {"PLAT-1": "5001", "SEAT-10": "5002", "ONB": "5003"}
+_CURRENCIES = ("USD", "EUR", "JPY", "KWD")
+
+#: The product catalogue every inbound test sells from: each system's ids for one SKU.
+PRODUCTS: list[dict[str, Any]] = [
+    {
+        "sku": "PLAT-1",
+        "name": "Platform seat",
+        "charge_type": "recurring",
+        "billing_period": "month",
+        "ids": {"crm_product_ids": [_sf("01t", 1), HUBSPOT_PRODUCTS["PLAT-1"]]},
+    },
+    {
+        "sku": "SUP-SETUP",
+        "name": "Onboarding",
+        "charge_type": "one_time",
+        "ids": {"crm_product_ids": [_sf("01t", 2)]},
+    },
+    {
+        "sku": "SEAT-10",
+        "charge_type": "recurring",
+        "billing_period": "month",
+        "ids": {"crm_product_ids": [HUBSPOT_PRODUCTS["SEAT-10"]]},
+    },
+    {"sku": "ONB", "charge_type": "one_time", "ids": {"crm_product_ids": ["5003"]}},
+    {
+        "sku": "PLAT-SEAT",
+        "name": "Platform seat (Stripe)",
+        "charge_type": "recurring",
+        "billing_period": "month",
+        "ids": {"billing_price_ids": ["price_plat", "price_plat_m"]},
+    },
+    {
+        "sku": "PLATFORM-YEARLY",
+        "name": "Platform (Chargebee, yearly)",
+        "charge_type": "recurring",
+        "billing_period": "year",
+        "ids": {"billing_price_ids": [f"platform-{c}-yearly" for c in _CURRENCIES]},
+    },
+    {
+        "sku": "ONBOARDING",
+        "charge_type": "one_time",
+        "ids": {"billing_price_ids": [f"onboarding-{c}" for c in _CURRENCIES]},
+    },
+]
+
+
+def load_catalogue(api: Api, products: list[dict[str, Any]] | None = None) -> None:
+    """Define the products (``POST /v1/mappings/load``): lines resolve their SKU by them."""
+    body = {"version": 1, "products": PRODUCTS if products is None else products}
+    response = api.post("/v1/mappings/load", body, role="admin")
+    assert response.status_code == 200, response.text
+    assert response.json()["refused"] == [], response.text
+
+
+@pytest.fixture
+def mapped(api: Api) -> None:
+    """The catalogue, loaded before the test delivers anything (``usefixtures``)."""
+    load_catalogue(api)
+
+
+def unique_name(n: int, form: str = "GmbH") -> str:
+    """A company name that shares no word, prefix or likeness with another ``n``'s:
+    hypothesis examples share one database, and matching would link look-alikes."""
+    digest = hashlib.sha256(f"company-{n}".encode()).digest()
+    word = "".join("abcdefghijklmnopqrstuvwxyz"[b % 26] for b in digest[:10])
+    return f"{word.capitalize()} {form}"

@@ -85,13 +85,22 @@ def update(
 
 
 def account(
-    record: str, name: str, *, parent: str | None = None, at_ms: int = JAN_1_MS, tx: str = ""
+    record: str,
+    name: str,
+    *,
+    parent: str | None = None,
+    at_ms: int = JAN_1_MS,
+    tx: str = "",
+    website: str | None = None,
 ) -> dict[str, Any]:
+    """An Account CREATE; its ``Website`` is the name's first word's (``Acme GmbH`` →
+    ``acme.example``) unless given: accounts of one web domain match each other."""
+    host = "".join(c for c in name.split()[0].lower() if c.isalnum())
     fields: dict[str, Any] = {
         "Name": name,
         "Type": "Customer",
         "Industry": "Manufacturing",
-        "Website": "https://www.acme.example/about",
+        "Website": website or f"https://www.{host}.example/about",
         "Phone": "+49 30 1234567",
         "BillingAddress": {
             "Street": "Hauptstraße 1\nGebäude B",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from base64 import b64encode
 from typing import Any
 
+import pytest
+
 from tests.e2e import test_webhooks_stripe as stripe_tests
 from tests.e2e.chargebee_support import (
     ACCOUNT,
@@ -24,7 +26,12 @@ from tests.e2e.chargebee_support import (
     transaction,
 )
 from tests.e2e.conftest import Api, assert_problem, order_body
-from tests.e2e.inbound_support import runtime  # noqa: F401  (the fixture with webhook secrets)
+from tests.e2e.inbound_support import (
+    mapped,  # noqa: F401  (the catalogue fixture)
+    runtime,  # noqa: F401  (the fixture with webhook secrets)
+)
+
+pytestmark = pytest.mark.usefixtures("mapped")
 
 CUS, SUB = "AzZTZgSTdKYbD1jA", "16CRibSAbc123"
 NOV_1 = 1793491200  # 2026-11-01: source times stay in the past
@@ -97,7 +104,7 @@ def test_customer_links_to_the_crm_account_and_never_creates_one(api: Api) -> No
     assert lookup(api, "customer", CUS) == customer_id
     assert state(api, "customers", customer_id)["external_ids"]["billing"] == CUS
     before = api.total_events()
-    orphan = customer("BzZTZgSTdKYbD1jX", account=None)
+    orphan = customer("BzZTZgSTdKYbD1jX", account=None) | {"company": "Nobody Known Ltd"}
     ignored = deliver(api, event("customer_changed", "ev_c1", JAN_2, customer=orphan))
     assert ignored.status_code == 202 and status_of(ignored) == "ignored"
     assert "never creates a customer" in ignored.json()["results"][0]["detail"]["reason"]
@@ -113,7 +120,7 @@ def test_subscription_lifecycle_drives_the_contract(api: Api) -> None:
     assert (contract["term_start"], contract["term_end"]) == ("2026-01-01", "2027-01-01")
     assert contract["items"] == [  # the one-time charge item is invoiced, not subscribed
         {
-            "sku": "platform-USD-yearly",
+            "sku": "PLATFORM-YEARLY",
             "rate_plan": "platform-USD-yearly",
             "quantity": "2",
             "unit_price": "50.00",

@@ -31,7 +31,14 @@ from tests.e2e.hubspot_support import (
     prop,
     sign,
 )
-from tests.e2e.inbound_support import inbound_runtime, state
+from tests.e2e.inbound_support import (
+    inbound_runtime,
+    mapped,  # noqa: F401  (the catalogue fixture)
+    state,
+    unique_name,
+)
+
+pytestmark = pytest.mark.usefixtures("mapped")
 
 _numbers = itertools.count(1)
 
@@ -125,7 +132,7 @@ def test_a_closed_won_deal_in_any_order_places_one_order_with_all_lines(
 ) -> None:
     company, deal = fresh(), fresh()
     lines = [(deal + i, sku, q, p) for i, sku, q, p in LINES]
-    events = company_events(company, "Acme GmbH") + deal_events(deal, company, lines)
+    events = company_events(company, unique_name(company)) + deal_events(deal, company, lines)
     shuffled = data.draw(st.permutations(events))
     cuts = sorted(data.draw(st.sets(st.integers(1, len(events) - 1), max_size=6)))
     for start, end in itertools.pairwise([0, *cuts, len(events)]):

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +16,7 @@ from tests.e2e.conftest import Api, assert_problem, order_body
 from tests.e2e.inbound_support import (
     ACCOUNT,
     crm_account,
+    mapped,  # noqa: F401  (the catalogue fixture)
     post_webhook,
     runtime,  # noqa: F401  (the fixture with webhook secrets)
     stripe_customer,
@@ -32,6 +34,8 @@ from tests.e2e.netsuite_support import (
     ns_invoice,
     ns_sales_order,
 )
+
+pytestmark = pytest.mark.usefixtures("mapped")
 
 OPPORTUNITY = "006Dn00000XyZaBIAV"
 
@@ -393,7 +397,8 @@ def test_records_concord_does_not_translate_are_ignored_with_a_reason(api: Api) 
     assert "vendorBill" in reason_of(response)
     erp_only = deliver(api, envelope("invoice", ns_invoice("902", None), "ns-inv-902"))
     assert status_of(erp_only) == "ignored" and "ERP-only" in reason_of(erp_only)
-    no_link = deliver(api, envelope("customer", ns_customer("903", None), "ns-cus-903"))
+    stranger = ns_customer("903", None) | {"companyName": "Nobody Known Ltd", "vatRegNumber": None}
+    no_link = deliver(api, envelope("customer", stranger, "ns-cus-903"))
     assert status_of(no_link) == "ignored" and "externalId" in reason_of(no_link)
     no_opp = deliver(api, envelope("salesOrder", ns_sales_order("904", None), "ns-so-904"))
     assert status_of(no_opp) == "ignored" and "opportunity" in reason_of(no_opp)

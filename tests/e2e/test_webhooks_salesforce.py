@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,7 +14,9 @@ from adapters.salesforce import to_18
 from tests.e2e.conftest import Api, assert_problem
 from tests.e2e.inbound_support import (
     SALESFORCE_OLD_SECRET,
+    mapped,  # noqa: F401  (the catalogue fixture)
     runtime,  # noqa: F401  (the fixture with webhook secrets)
+    unique_name,
 )
 from tests.e2e.salesforce_support import (
     JAN_1_MS,
@@ -32,6 +35,8 @@ from tests.e2e.salesforce_support import (
     update,
     won,
 )
+
+pytestmark = pytest.mark.usefixtures("mapped")
 
 ACME = sf_id("001", 1)
 GLOBEX = sf_id("001", 2)
@@ -172,7 +177,7 @@ def deal_messages(n: int) -> tuple[str, str, list[dict[str, Any]]]:
         acct,
         opp,
         [
-            account(acct, f"Customer {n} GmbH"),
+            account(acct, unique_name(n)),
             opportunity(opp, acct, amount=12500.5, term=24),
             line_item(lines[0], opp, PLATFORM, quantity=10.0, unit_price=1200.05, total=12000.5),
             line_item(

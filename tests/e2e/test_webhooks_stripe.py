@@ -7,12 +7,14 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.e2e.conftest import Api, assert_problem
 from tests.e2e.inbound_support import (
     ACCOUNT,
     STRIPE_OLD_SECRET,
     crm_account,
+    mapped,  # noqa: F401  (the catalogue fixture)
     post_webhook,
     runtime,  # noqa: F401  (the fixture with webhook secrets)
     stripe_customer,
@@ -20,6 +22,8 @@ from tests.e2e.inbound_support import (
     stripe_invoice,
     stripe_signature,
 )
+
+pytestmark = pytest.mark.usefixtures("mapped")
 
 
 def deliver(api: Api, body: bytes, signature: str | None = None) -> httpx.Response:

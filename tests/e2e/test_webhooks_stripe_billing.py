@@ -5,14 +5,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from tests.e2e.conftest import Api, assert_problem, order_body
 from tests.e2e.inbound_support import (
+    mapped,  # noqa: F401  (the catalogue fixture)
     runtime,  # noqa: F401  (the fixture with webhook secrets)
     stripe_event,
     stripe_invoice,
     stripe_subscription,
 )
 from tests.e2e.test_webhooks_stripe import ACCOUNT, crm_account, deliver, lookup
+
+pytestmark = pytest.mark.usefixtures("mapped")
 
 
 def linked(api: Api) -> str:
@@ -57,7 +62,7 @@ def test_subscription_created_makes_an_active_contract_for_the_crm_order(api: Ap
     assert state["order_id"] == order_id and state["customer_id"] == customer_id
     assert state["term_start"] == "2026-01-01" and state["term_end"] == "2026-02-01"
     [item] = state["items"]
-    assert item["sku"] == "prod_plat" and item["rate_plan"] == "price_plat_m"
+    assert item["sku"] == "PLAT-SEAT" and item["rate_plan"] == "price_plat_m"
     assert item["unit_price"] == "25.00" and item["quantity"] == "2"
     assert item["billing_period"] == "month" and item["charge_type"] == "recurring"
 

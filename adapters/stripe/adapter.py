@@ -41,7 +41,7 @@ from adapters.inbound.mirror import MirrorUpdate
 from adapters.inbound.model import Known, Ref, SourceEvent, Step, Translation
 from adapters.inbound.products import sku_or_wait
 from adapters.inbound.source import Incoming, Malformed, Unverified, parse_model
-from adapters.stripe import subscriptions
+from adapters.stripe import catalogue, subscriptions
 from adapters.stripe.schemas import Customer, Invoice, InvoiceLine, StripeEvent
 from hub.domain.identity import external_id
 from hub.domain.money import exponent
@@ -120,6 +120,9 @@ class StripeAdapter:
             "customer.subscription.paused": subscriptions.subscription_changed,
             "customer.subscription.resumed": subscriptions.subscription_changed,
             "customer.subscription.deleted": subscriptions.subscription_deleted,
+            "price.created": catalogue.price,
+            "price.updated": catalogue.price,
+            "invoice.payment_failed": catalogue.payment_failed,
             "refund.created": subscriptions.refund,
             "refund.updated": subscriptions.refund,
             "credit_note.created": subscriptions.credit_note,

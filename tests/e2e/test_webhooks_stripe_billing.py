@@ -257,3 +257,52 @@ def test_a_credit_note_credits_its_invoice_once(api: Api) -> None:
     refused = deliver(api, stripe_event("credit_note.created", other, "c3", 1768000002))
     assert_problem(refused, 409 if refused.status_code == 409 else 422, refused.json()["code"])
     assert refused.json()["code"] == "already-exists"
+
+
+def test_a_price_naming_its_sku_joins_that_product_once(api: Api) -> None:
+    price = {
+        "id": "price_new_eur",
+        "object": "price",
+        "product": "prod_plat",
+        "unit_amount": 2300,
+        "currency": "eur",
+        "type": "recurring",
+        "recurring": {"interval": "month", "interval_count": 1, "usage_type": "licensed"},
+        "lookup_key": None,
+        "metadata": {"sku": "PLAT-SEAT"},
+    }
+    assert deliver(api, stripe_event("price.created", price, "pr1", 1)).status_code == 200
+    found = api.get("/v1/lookup/billing/product/price_new_eur")
+    assert found.status_code == 200 and found.json()["aggregate"]["state"]["sku"] == "PLAT-SEAT"
+    again = deliver(api, stripe_event("price.updated", price, "pr2", 2))
+    assert again.status_code == 202  # mapped already: nothing new
+    unknown = price | {"id": "price_x", "metadata": {"sku": "NOT-IN-CATALOGUE"}}
+    ignored = deliver(api, stripe_event("price.created", unknown, "pr3", 3))
+    assert ignored.status_code == 202
+    assert "catalogue does not hold" in ignored.json()["results"][0]["detail"]["reason"]
+
+
+def test_a_failed_payment_attempt_is_recorded_on_the_invoice_once(api: Api) -> None:
+    customer_id = linked(api)
+    crm_order(api, customer_id)
+    sub = stripe_subscription("sub_A", "cus_A")
+    assert (
+        deliver(api, stripe_event("customer.subscription.created", sub, "f0", 1)).status_code == 200
+    )
+    invoice = stripe_invoice("in_F", "cus_A", subscription="sub_A", amounts=(5000,))
+    assert deliver(api, stripe_event("invoice.finalized", invoice, "f1", 1)).status_code == 200
+    failed = invoice | {"attempt_count": 1, "amount_due": 5000}
+    assert (
+        deliver(api, stripe_event("invoice.payment_failed", failed, "f2", 1768000000)).status_code
+        == 200
+    )
+    state = api.get(f"/v1/invoices/{lookup(api, 'invoice', 'in_F')}").json()["state"]
+    [attempt] = state["payment_failures"]
+    assert attempt["attempt"] == 1 and attempt["amount"] == {"amount": "50.00", "currency": "EUR"}
+    assert state["balance"] == {"amount": "50.00", "currency": "EUR"}  # no cash, no change
+    before = api.total_events()
+    assert (
+        deliver(api, stripe_event("invoice.payment_failed", failed, "f3", 1768000000)).status_code
+        == 200
+    )
+    assert api.total_events() == before

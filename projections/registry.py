@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from projections.billing.subscriptions import BillingSubscriptions
 from projections.definition import Projection
 from projections.erp.customers import ErpCustomers
 
 
 def all_projections() -> list[Projection]:
-    return [ErpCustomers()]
+    return [ErpCustomers(), BillingSubscriptions()]
 
 
 def by_name(name: str) -> Projection | None:

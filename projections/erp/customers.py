@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from hub.domain.customer import ERASED
 from projections.definition import Column, Envelope, Position, Projection, Table, ViewCursor
+from projections.rows import update_latest
 
 WITHHELD = "[withheld]"
 
@@ -170,17 +171,4 @@ class ErpCustomers(Projection):
 
     @staticmethod
     def _update(event: Envelope, at: Position, cursor: ViewCursor, changes: dict[str, Any]) -> None:
-        sets = [f"{column} = %s" for column in changes]
-        sets += ["version = %s", "changed_at = %s", "position = %s"]
-        params = [*changes.values(), event["version"]]
-        params += [datetime.fromisoformat(event["recorded_at"]), at.position]
-        touched = cursor.execute(
-            f"UPDATE {{erp_customers}} SET {', '.join(sets)} WHERE customer_id = %s",
-            (*params, event["aggregate_id"]),
-        )
-        if touched != 1:
-            raise LookupError(
-                f"erp_customers has no row for customer {event['aggregate_id']} "
-                f"({event['type']} at version {event['version']}): its registration was "
-                "never applied"
-            )
+        update_latest(cursor, "erp_customers", "customer_id", event, at, changes)

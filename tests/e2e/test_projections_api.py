@@ -21,7 +21,11 @@ def test_projections_report_lag_then_position_after_a_run(api: Api) -> None:
     api.customer(legal_name="Initech LLC")
     before = api.get("/v1/projections", role="crm")
     assert before.status_code == 200, before.text
-    (erp,) = before.json()["items"]
+    erp, billing = before.json()["items"]
+    assert (billing["name"], billing["tables"]) == (
+        "billing",
+        ["billing_subscriptions", "billing_subscription_items"],
+    )
     assert (erp["name"], erp["state"], erp["version"], erp["lag_events"]) == (
         "erp",
         "stopped",
@@ -30,7 +34,7 @@ def test_projections_report_lag_then_position_after_a_run(api: Api) -> None:
     )
     assert erp["stores"][0]["store"] == "customers" and erp["stores"][0]["lag_seconds"] >= 0
     runner(api).catch_up()
-    (erp,) = api.get("/v1/projections").json()["items"]
+    erp = api.get("/v1/projections").json()["items"][0]
     assert (erp["version"], erp["lag_events"], erp["stores"][0]["position"]) == (1, 0, 1)
     assert erp["tables"] == ["erp_customers"] and erp["failure"] is None
 
@@ -44,7 +48,7 @@ def test_rebuild_is_admin_only_and_names_a_known_projection(api: Api) -> None:
     accepted = api.post("/v1/projections/erp/rebuild", role="admin")
     assert accepted.status_code == 202 and accepted.json()["rebuild_requested"] is True
     runner(api).catch_up()
-    (erp,) = api.get("/v1/projections").json()["items"]
+    erp = api.get("/v1/projections").json()["items"][0]
     assert erp["rebuild_requested"] is False and erp["rebuilt_at"] is not None
     assert api.get("/v1/projections", role=None).status_code == 401
 
@@ -69,6 +73,7 @@ def test_cli_status_and_rebuild(api: Api) -> None:
     stopped = concord("status")
     assert stopped.returncode == 0, stopped.stderr
     assert "erp (ERP view): stopped, never built" in stopped.stdout
+    assert "billing (Billing view): stopped, never built" in stopped.stdout
     assert "lag 1 event(s)" in stopped.stdout
     built = concord("rebuild", "erp")
     assert built.returncode == 0, built.stderr

@@ -124,3 +124,34 @@ def new_payment(runtime: Runtime, customer: UUID, amount: str = "150.00") -> UUI
         },
     )
     return UUID(result.body["id"])
+
+
+def item(sku: str, rate_plan: str, quantity: str, price: str, charge_type: str) -> dict[str, str]:
+    """A monthly contract item."""
+    return {
+        "sku": sku,
+        "rate_plan": rate_plan,
+        "quantity": quantity,
+        "unit_price": price,
+        "billing_period": "month",
+        "charge_type": charge_type,
+    }
+
+
+def new_contract(
+    runtime: Runtime,
+    customer: UUID,
+    order: UUID,
+    items: list[dict[str, str]],
+    term: tuple[str, str] = ("2026-12-01", "2027-11-30"),
+) -> UUID:
+    """A pending EUR contract with ``items`` for the term (first day, last day)."""
+    body = {
+        "order_id": str(order),
+        "customer_id": str(customer),
+        "currency": "EUR",
+        "items": items,
+        "term_start": term[0],
+        "term_end": term[1],
+    }
+    return UUID(run(runtime, "contract", "create", body).body["id"])

@@ -31,13 +31,16 @@ def connect(runtime: Runtime) -> psycopg.Connection[Any]:
     return psycopg.connect(runtime.settings.database_url, autocommit=True)
 
 
-def rows(runtime: Runtime, table: str = "erp_customers") -> list[tuple[Any, ...]]:
+def rows(
+    runtime: Runtime, table: str = "erp_customers", order_by: str = "customer_id"
+) -> list[tuple[Any, ...]]:
     with connect(runtime) as conn:
         if not exists(conn, runtime.settings.schema_name, table):
             return []  # the runner has not created it yet
         return conn.execute(
-            sql.SQL("SELECT * FROM {} ORDER BY customer_id").format(
-                sql.Identifier(runtime.settings.schema_name, table)
+            sql.SQL("SELECT * FROM {} ORDER BY {}").format(
+                sql.Identifier(runtime.settings.schema_name, table),
+                sql.SQL(order_by),
             )
         ).fetchall()
 

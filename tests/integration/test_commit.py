@@ -19,6 +19,8 @@ from hub.application.ports import Change
 from hub.application.service import IdempotencyMismatch, Origin
 from hub.domain.errors import ConcurrencyConflict, Overapplication, VersionMismatch
 from tests.integration.commands import (
+    item,
+    new_contract,
     new_customer,
     new_invoice,
     new_order,
@@ -228,29 +230,9 @@ def test_source_record_ids_are_cross_referenced_and_deterministic(runtime: Runti
 def test_long_contract_streams_are_snapshotted(runtime: Runtime) -> None:
     customer = new_customer(runtime)
     order = new_order(runtime, customer)
-    contract = run(
-        runtime,
-        "contract",
-        "create",
-        {
-            "order_id": str(order),
-            "customer_id": str(customer),
-            "currency": "EUR",
-            "items": [
-                {
-                    "sku": "API-CALLS",
-                    "rate_plan": "usage-std",
-                    "quantity": "1",
-                    "unit_price": "0.01",
-                    "billing_period": "month",
-                    "charge_type": "usage",
-                }
-            ],
-            "term_start": "2026-12-01",
-            "term_end": "2027-11-30",
-        },
+    contract_id = new_contract(
+        runtime, customer, order, [item("API-CALLS", "usage-std", "1", "0.01", "usage")]
     )
-    contract_id = UUID(contract.body["id"])
     run(
         runtime,
         "contract",

@@ -1,0 +1,1 @@
+"""The billing system's view of the canonical contracts (subscriptions and their items)."""

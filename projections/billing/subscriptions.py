@@ -1,0 +1,236 @@
+"""``billing_subscriptions`` and ``billing_subscription_items``: every contract as billing
+sees it, one row per contract and one row per subscribed item.
+
+Why the items are "as recorded" rather than "as of today": a view must come out identical
+from a rebuild, so it cannot read the clock. The items are those in force on the day the
+contract's last amendment was recorded (the contract aggregate decides the same way, from
+the event's own timestamp); amendments effective after that day are listed, not applied, in
+``scheduled_changes``, each with its effective date, so a BI query for a later date applies
+the ones effective by then.
+
+Why ``amendment_log`` is kept: an amendment recorded later may be effective *earlier* than
+one already recorded, and the items then follow effective-date order (as the aggregate
+does). Replaying that needs the items the contract was created with and every amendment,
+which is what the log holds; BI readers use the items table instead.
+
+Money is exact: prices and quantities are PostgreSQL ``numeric`` built from the events'
+decimal strings, never floats; a unit price carries at least the currency's minor-unit
+digits (``49`` EUR is ``49.00``) and keeps finer rates as given (``0.0004`` USD).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from hub.domain.contract import ContractItem, ItemChange, ScheduledChange, bring_into_force
+from hub.domain.money import exponent
+from projections.definition import Column, Envelope, Position, Projection, Table, ViewCursor
+from projections.rows import missing_row, update_latest
+
+SUBSCRIPTIONS = Table(
+    name="billing_subscriptions",
+    comment=(
+        "Concord billing view: one row per contract (subscription) with its billing "
+        "subscription id, status, term and scheduled changes. Built by the billing projection."
+    ),
+    primary_key=("contract_id",),
+    columns=(
+        Column("contract_id", "uuid", "Canonical contract id (Concord).", not_null=True),
+        Column("customer_id", "uuid", "Canonical id of the contract's customer.", not_null=True),
+        Column("order_id", "uuid", "Canonical id of the order the contract came from.", True),
+        Column(
+            "billing_subscription_id",
+            "text",
+            "The billing system's subscription id; NULL until the contract was activated.",
+        ),
+        Column(
+            "status",
+            "text",
+            "pending, active, suspended or cancelled, as last recorded (cancelled as soon as "
+            "a cancellation is recorded, also when its cancellation_date is still ahead).",
+            not_null=True,
+        ),
+        Column("currency", "text", "ISO 4217 currency of every price on the contract.", True),
+        Column("term_start", "date", "First day of the contract term.", not_null=True),
+        Column("term_end", "date", "Last day of the term; moves on each renewal.", True),
+        Column("cancellation_date", "date", "Day the cancellation takes effect; NULL if none."),
+        Column("cancellation_reason", "text", "Reason given with the cancellation, if any."),
+        Column(
+            "scheduled_changes",
+            "jsonb",
+            "Amendments effective after the day the last amendment was recorded, by "
+            "effective date: [{effective_date, changes: [{sku, quantity, unit_price, "
+            "rate_plan}]}], amounts as exact decimal strings, null where unchanged. Not yet "
+            "applied to billing_subscription_items.",
+            not_null=True,
+        ),
+        Column(
+            "amendment_log",
+            "jsonb",
+            "Replay state of the projection: the items the contract was created with and "
+            "every amendment by effective date. Read billing_subscription_items instead.",
+            not_null=True,
+        ),
+        Column("version", "bigint", "Version of the contract aggregate (its last event).", True),
+        Column(
+            "changed_at", "timestamptz", "When Concord recorded the contract's last event.", True
+        ),
+        Column(
+            "position",
+            "bigint",
+            "Position of that event in the contracts store's log "
+            "(contracts_events.notification_id).",
+            not_null=True,
+        ),
+    ),
+)
+
+ITEMS = Table(
+    name="billing_subscription_items",
+    comment=(
+        "Concord billing view: the items of each contract in force on the day its last "
+        "amendment was recorded (see billing_subscriptions.scheduled_changes for later ones)."
+    ),
+    primary_key=("contract_id", "sku"),
+    columns=(
+        Column("contract_id", "uuid", "The contract (billing_subscriptions.contract_id).", True),
+        Column("sku", "text", "Subscribed SKU; unique within a contract.", not_null=True),
+        Column("rate_plan", "text", "Rate plan the SKU is billed on.", not_null=True),
+        Column("quantity", "numeric", "Quantity billed each period (usage items: may be 0).", True),
+        Column(
+            "unit_price",
+            "numeric",
+            "Price per unit and period in the contract's currency, exact, with at least the "
+            "currency's minor-unit digits (finer usage rates kept as given).",
+            not_null=True,
+        ),
+        Column("billing_period", "text", "month, quarter or year.", not_null=True),
+        Column("charge_type", "text", "recurring or usage.", not_null=True),
+    ),
+)
+
+_INSERT = (
+    "INSERT INTO {billing_subscriptions} (contract_id, customer_id, order_id, status, "
+    "currency, term_start, term_end, scheduled_changes, amendment_log, version, changed_at, "
+    "position) VALUES (%s, %s, %s, 'pending', %s, %s, %s, '[]'::jsonb, %s::jsonb, %s, %s, %s)"
+)
+_INSERT_ITEM = (
+    "INSERT INTO {billing_subscription_items} (contract_id, sku, rate_plan, quantity, "
+    "unit_price, billing_period, charge_type) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+def unit_price(price: Decimal, currency: str) -> Decimal:
+    """``price`` with at least the currency's minor-unit digits (never rounded away)."""
+    digits = exponent(currency)
+    scale = -int(price.as_tuple().exponent)
+    return price if scale >= digits else price.quantize(Decimal(1).scaleb(-digits))
+
+
+class BillingSubscriptions(Projection):
+    name: ClassVar[str] = "billing"
+    title: ClassVar[str] = "Billing view"
+    version: ClassVar[int] = 1
+    stores: ClassVar[tuple[str, ...]] = ("contracts",)
+    tables: ClassVar[tuple[Table, ...]] = (SUBSCRIPTIONS, ITEMS)
+
+    def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
+        if event["aggregate"] != "contract":
+            return
+        data = event["data"]
+        kind = event["type"]
+        contract = event["aggregate_id"]
+        if kind == "ContractCreated":
+            items = [ContractItem.model_validate(i) for i in data["items"]]
+            log = {"initial_items": data["items"], "amendments": []}
+            cursor.execute(
+                _INSERT,
+                (
+                    contract,
+                    data["customer_id"],
+                    data["order_id"],
+                    data["currency"],
+                    date.fromisoformat(data["term_start"]),
+                    date.fromisoformat(data["term_end"]),
+                    json.dumps(log),
+                    event["version"],
+                    datetime.fromisoformat(event["recorded_at"]),
+                    at.position,
+                ),
+            )
+            self._write_items(cursor, contract, data["currency"], items)
+            return
+        if kind == "ContractAmended":
+            self._amend(event, cursor)
+        changes = self._changes(kind, data)
+        update_latest(cursor, "billing_subscriptions", "contract_id", event, at, changes)
+
+    @staticmethod
+    def _changes(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Column -> new value for one event (empty: only version and time move)."""
+        if kind == "ContractActivated":
+            return {"status": "active", "billing_subscription_id": data["billing_subscription_id"]}
+        if kind == "ContractRenewed":
+            return {"term_end": date.fromisoformat(data["new_term_end"])}
+        if kind == "ContractSuspended":
+            return {"status": "suspended"}
+        if kind == "ContractResumed":
+            return {"status": "active"}
+        if kind == "ContractCancelled":
+            return {
+                "status": "cancelled",
+                "cancellation_date": date.fromisoformat(data["effective_date"]),
+                "cancellation_reason": data.get("reason"),
+            }
+        return {}
+
+    def _amend(self, event: Envelope, cursor: ViewCursor) -> None:
+        """Items and scheduled changes after an amendment, as ``ContractAmended.apply``."""
+        contract = event["aggregate_id"]
+        row = cursor.fetchone(
+            "SELECT amendment_log, currency FROM {billing_subscriptions} WHERE contract_id = %s",
+            (contract,),
+        )
+        if row is None:
+            raise missing_row("billing_subscriptions", "contract_id", event)
+        log, currency = row
+        change = ScheduledChange(
+            effective_date=date.fromisoformat(event["data"]["effective_date"]),
+            changes=[ItemChange.model_validate(c) for c in event["data"]["changes"]],
+        )
+        known = [ScheduledChange.model_validate(c) for c in log["amendments"]]
+        amendments = sorted([*known, change], key=lambda c: c.effective_date)
+        initial = [ContractItem.model_validate(i) for i in log["initial_items"]]
+        today = datetime.fromisoformat(event["recorded_at"]).date()
+        items, ahead = bring_into_force(initial, amendments, today)
+        log["amendments"] = [c.model_dump(mode="json") for c in amendments]
+        cursor.execute(
+            "UPDATE {billing_subscriptions} SET amendment_log = %s::jsonb, "
+            "scheduled_changes = %s::jsonb WHERE contract_id = %s",
+            (json.dumps(log), json.dumps([c.model_dump(mode="json") for c in ahead]), contract),
+        )
+        cursor.execute(
+            "DELETE FROM {billing_subscription_items} WHERE contract_id = %s", (contract,)
+        )
+        self._write_items(cursor, contract, currency, items)
+
+    @staticmethod
+    def _write_items(
+        cursor: ViewCursor, contract: str, currency: str, items: list[ContractItem]
+    ) -> None:
+        for item in items:
+            cursor.execute(
+                _INSERT_ITEM,
+                (
+                    contract,
+                    item.sku,
+                    item.rate_plan,
+                    item.quantity,
+                    unit_price(item.unit_price, currency),
+                    item.billing_period.value,
+                    item.charge_type.value,
+                ),
+            )

@@ -1,0 +1,43 @@
+"""Writes several views share: moving an aggregate's row to the event just applied.
+
+Why one helper: every view row that mirrors one aggregate records the aggregate version,
+the time and the store position of the last event it reflects (so a BI reader can tell how
+fresh a row is and join it to the event log), and a missing row means the aggregate's
+creation was never applied, which must stop the projection rather than pass unseen.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from projections.definition import Envelope, Position, ViewCursor
+
+
+def update_latest(
+    cursor: ViewCursor,
+    table: str,
+    key: str,
+    event: Envelope,
+    at: Position,
+    changes: dict[str, Any],
+) -> None:
+    """``changes`` (column -> value) plus version, changed_at and position on the row of
+    ``event``'s aggregate; raises :class:`LookupError` when the row is not there."""
+    sets = [f"{column} = %s" for column in changes]
+    sets += ["version = %s", "changed_at = %s", "position = %s"]
+    params = [*changes.values(), event["version"]]
+    params += [datetime.fromisoformat(event["recorded_at"]), at.position]
+    touched = cursor.execute(
+        f"UPDATE {{{table}}} SET {', '.join(sets)} WHERE {key} = %s",
+        (*params, event["aggregate_id"]),
+    )
+    if touched != 1:
+        raise missing_row(table, key, event)
+
+
+def missing_row(table: str, key: str, event: Envelope) -> LookupError:
+    return LookupError(
+        f"{table} has no row with {key} {event['aggregate_id']} "
+        f"({event['type']} at version {event['version']}): its creation was never applied"
+    )

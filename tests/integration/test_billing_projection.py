@@ -1,0 +1,157 @@
+"""The billing view (``billing_subscriptions`` and ``billing_subscription_items``) on real
+PostgreSQL: a contract created, activated, amended (once in force at once, once for a later
+date), renewed and cancelled, caught up against hand-computed rows; a rebuild gives the same
+rows; prices are exact numerics with the currency's minor-unit digits."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from adapters.bootstrap import Runtime
+from projections.billing.subscriptions import ITEMS, SUBSCRIPTIONS, BillingSubscriptions
+from tests.integration.commands import item, new_contract, new_customer, new_order, run
+from tests.integration.projection_support import rebuild, rows, runner, status
+
+BILLING = BillingSubscriptions()
+
+
+def subscriptions(runtime: Runtime) -> list[dict[str, Any]]:
+    names = [c.name for c in SUBSCRIPTIONS.columns]
+    table = rows(runtime, "billing_subscriptions", order_by="contract_id")
+    return [dict(zip(names, row, strict=True)) for row in table]
+
+
+def items(runtime: Runtime) -> list[tuple[Any, ...]]:
+    names = ("sku", "rate_plan", "quantity", "unit_price", "billing_period", "charge_type")
+    table = rows(runtime, "billing_subscription_items", order_by="contract_id, sku")
+    positions = [[c.name for c in ITEMS.columns].index(n) for n in names]
+    return [tuple(row[i] for i in positions) for row in table]
+
+
+def contract(runtime: Runtime, start: date, end: date) -> tuple[UUID, UUID, UUID]:
+    """A pending EUR contract: two seats of a plan at 99.5 and pay-as-you-go API calls."""
+    customer = new_customer(runtime, "Globex Corp")
+    order = new_order(runtime, customer)
+    items = [
+        item("PLAN-PRO", "pro-monthly", "2", "99.5", "recurring"),
+        item("API-CALLS", "usage-std", "0", "0.0004", "usage"),
+    ]
+    made = new_contract(runtime, customer, order, items, (start.isoformat(), end.isoformat()))
+    return made, customer, order
+
+
+def test_a_contracts_life_catches_up_to_hand_computed_rows_and_rebuilds_identically(
+    runtime: Runtime,
+) -> None:
+    today = datetime.now(UTC).date()
+    start, end = today - timedelta(days=10), today + timedelta(days=355)
+    later, renewed_end = today + timedelta(days=40), end + timedelta(days=365)
+    cancel_on = today + timedelta(days=200)
+    contract_id, customer, order = contract(runtime, start, end)
+    act = run(
+        runtime,
+        "contract",
+        "activate",
+        {"billing_subscription_id": "sub_9"},
+        aggregate_id=contract_id,
+    )
+    assert act.body["id"] == str(contract_id)
+    amend = {"aggregate_id": contract_id}
+    # In force at once (effective before today) ...
+    run(
+        runtime,
+        "contract",
+        "amend",
+        {"changes": [{"sku": "PLAN-PRO", "quantity": "5"}], "effective_date": start.isoformat()},
+        **amend,
+    )
+    # ... and scheduled (effective after today): listed, not applied to the items.
+    run(
+        runtime,
+        "contract",
+        "amend",
+        {
+            "changes": [{"sku": "PLAN-PRO", "unit_price": "89", "rate_plan": "pro-2027"}],
+            "effective_date": later.isoformat(),
+        },
+        **amend,
+    )
+    run(runtime, "contract", "renew", {"new_term_end": renewed_end.isoformat()}, **amend)
+    run(
+        runtime,
+        "contract",
+        "cancel",
+        {"effective_date": cancel_on.isoformat(), "reason": "moved to a competitor"},
+        **amend,
+    )
+
+    assert runner(runtime, BILLING, batch=2).catch_up() >= 6
+    (row,) = subscriptions(runtime)
+    assert (row["contract_id"], row["billing_subscription_id"], row["status"]) == (
+        contract_id,
+        "sub_9",
+        "cancelled",
+    )
+    assert (row["currency"], row["term_start"], row["term_end"], row["cancellation_date"]) == (
+        "EUR",
+        start,
+        renewed_end,
+        cancel_on,
+    )
+    assert row["cancellation_reason"] == "moved to a competitor"
+    assert row["scheduled_changes"] == [
+        {
+            "effective_date": later.isoformat(),
+            "changes": [
+                {"sku": "PLAN-PRO", "quantity": None, "unit_price": "89", "rate_plan": "pro-2027"}
+            ],
+        }
+    ]
+    assert row["version"] == 6
+    state = status(runtime, BILLING)
+    assert state.stores[0].store == "contracts" and state.stores[0].lag_events == 0
+    assert row["position"] == state.stores[0].head
+    assert (row["customer_id"], row["order_id"]) == (customer, order)
+    # Items: the in-force amendment applied; prices with the currency's 2 digits at least.
+    assert items(runtime) == [
+        ("API-CALLS", "usage-std", Decimal("0"), Decimal("0.0004"), "month", "usage"),
+        ("PLAN-PRO", "pro-monthly", Decimal("5"), Decimal("99.50"), "month", "recurring"),
+    ]
+    assert str(items(runtime)[1][3]) == "99.50"  # numeric keeps the scale: exact, not float
+
+    before = (subscriptions(runtime), items(runtime))
+    rebuild(runtime, BILLING)
+    runner(runtime, BILLING).catch_up()
+    assert (subscriptions(runtime), items(runtime)) == before
+    assert status(runtime, BILLING).rebuilt_at is not None
+
+
+def test_a_backdated_amendment_applies_in_effective_date_order(runtime: Runtime) -> None:
+    """Recorded after a change effective today, a change effective earlier comes first,
+    as in the contract itself: the later-effective quantity wins."""
+    today = datetime.now(UTC).date()
+    contract_id, _, _ = contract(runtime, today - timedelta(days=20), today + timedelta(days=300))
+    amend = {"aggregate_id": contract_id}
+    for quantity, effective in (("7", today), ("3", today - timedelta(days=15))):
+        run(
+            runtime,
+            "contract",
+            "amend",
+            {
+                "changes": [{"sku": "PLAN-PRO", "quantity": quantity}],
+                "effective_date": effective.isoformat(),
+            },
+            **amend,
+        )
+    runner(runtime, BILLING).catch_up()
+    plan = next(i for i in items(runtime) if i[0] == "PLAN-PRO")
+    assert plan[2] == Decimal("7")
+    (row,) = subscriptions(runtime)
+    assert (row["status"], row["billing_subscription_id"], row["scheduled_changes"]) == (
+        "pending",
+        None,
+        [],
+    )

@@ -45,6 +45,7 @@ from adapters.bootstrap import Connections
 from adapters.postgres.personal_keys import KnownKeys
 from adapters.postgres.stores import store_class
 from adapters.projections import schema as ddl
+from adapters.projections.bi_access import grant_bi_select
 from adapters.projections.schema import CHANNEL, LIVE, SHADOW
 from hub.application.personal import envelope_paths, is_sealed, open_envelope
 from hub.application.views import envelope, event_id
@@ -273,6 +274,7 @@ class ProjectionRunner:
             if missing:
                 # Nothing a reader could be using: build the live view in place.
                 ddl.create_generation(self._work, self.schema, p, LIVE)
+                grant_bi_select(self._work, self.schema, names)
                 self._work.execute(
                     sql.SQL(
                         "INSERT INTO {}.concord_projections (name, version, tables) "
@@ -544,6 +546,9 @@ class ProjectionRunner:
         with self._work.transaction():
             registry = self._registry()
             ddl.swap(self._work, self.schema, p, registry.tables)
+            # The renamed shadow tables carry no grants: the BI role gets them back in the
+            # same transaction, so it never sees the view vanish.
+            grant_bi_select(self._work, self.schema, [t.name for t in p.tables])
             self._work.execute(
                 sql.SQL(
                     "DELETE FROM {}.concord_projection_positions WHERE projection = %s "

@@ -21,10 +21,12 @@ import httpx
 import psutil  # type: ignore[import-untyped]
 import psycopg
 
+from projections.registry import all_projections
 from tests.e2e.serving import free_port, interrupt, serve_env, start_serve, wait_healthy
 
-#: Idle bound: the pool's 5 eager connections plus the relay's two sessions, and one spare.
-IDLE_BOUND = 8
+#: Idle bound: the pool's 5 eager connections, the relay's two sessions and one session per
+#: projection runner (its lock, LISTEN and batches share it), and one spare.
+IDLE_BOUND = 5 + 2 + len(all_projections()) + 1
 
 
 @contextmanager
@@ -87,3 +89,5 @@ def test_an_idle_hub_holds_a_small_bounded_number_of_connections(
     assert 1 <= named.get(name, 0) <= 5, named  # the one shared pool (5 eager connections)
     assert held == sum(named.values()), (held, named)  # every connection is named
     assert held <= IDLE_BOUND, (held, named)
+    for projection in all_projections():  # one connection each, never more
+        assert named.get(f"{name}-projection-{projection.name}") == 1, named

@@ -217,6 +217,10 @@ class Settings(BaseSettings):
     hubspot_default_currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     """Currency of deals without ``deal_currency_code`` (a single-currency portal)."""
 
+    stripe_erp_customer_metadata_key: str = Field(default="netsuite_customer_id", min_length=1)
+    """Stripe customer ``metadata`` key that holds the ERP customer id (used when the CRM
+    account id is absent)."""
+
     def target_secret_map(self) -> dict[str, tuple[str, ...]]:
         """Parse ``target_secrets``; raise ``ValueError`` naming the entry (never the secret)."""
         return _secret_map(self.target_secrets, "CONCORD_TARGET_SECRETS")

@@ -14,7 +14,10 @@ from adapters.stripe import StripeAdapter
 def build_adapters(settings: Settings) -> dict[str, SourceAdapter]:
     """One adapter per system, configured from settings (metadata keys and the like)."""
     adapters: list[SourceAdapter] = [
-        StripeAdapter(account_key=settings.stripe_account_metadata_key),
+        StripeAdapter(
+            account_key=settings.stripe_account_metadata_key,
+            erp_customer_key=settings.stripe_erp_customer_metadata_key,
+        ),
         HubSpotAdapter(
             public_url=settings.hubspot_webhook_url,
             app_id=settings.hubspot_app_id,

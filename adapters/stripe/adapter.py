@@ -57,6 +57,7 @@ class StripeAdapter:
     the CRM account id (configurable: ``CONCORD_STRIPE_ACCOUNT_METADATA_KEY``)."""
 
     account_key: str = "sf_account_id"
+    erp_customer_key: str = "netsuite_customer_id"
     name: str = "stripe"
     system: str = BILLING
 
@@ -128,15 +129,23 @@ class StripeAdapter:
             "credit_note.created": subscriptions.credit_note,
         }
 
+    def _named_account(self, customer: Customer) -> Ref | None:
+        """The customer another system already knows, by the id in the metadata: the CRM
+        account (``account_key``), else the ERP customer (``erp_customer_key``)."""
+        if customer.metadata.get(self.account_key):
+            return Ref("crm", "customer", customer.metadata[self.account_key])
+        if customer.metadata.get(self.erp_customer_key):
+            return Ref("erp", "customer", customer.metadata[self.erp_customer_key])
+        return None
+
     def _customer(self, event: StripeEvent, known: Known) -> Translation:
         customer = parse_model(Customer, event.data.object, "body.data.object")
         linked = known.lookup(Ref(BILLING, "customer", customer.id))
-        account = customer.metadata.get(self.account_key)
-        if account:
-            crm = Ref("crm", "customer", account)
-            target = known.lookup(crm)
+        named = self._named_account(customer)
+        if named is not None:
+            target = known.lookup(named)
             if target is None:
-                return Translation.wait(crm)
+                return Translation.wait(named)
         elif linked is not None:
             return Translation.ignore(f"customer {customer.id} is linked already")
         else:

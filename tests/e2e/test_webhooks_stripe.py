@@ -332,3 +332,18 @@ def test_failed_verifications_are_throttled_per_address(
             # Even a valid delivery from that address waits until the bucket refills.
             good = {"Stripe-Signature": stripe_signature(body)}
             assert http.post("/v1/webhooks/stripe", content=body, headers=good).status_code == 429
+
+
+def test_a_customer_naming_its_erp_customer_links_to_it(api: Api) -> None:
+    customer_id = crm_account(api)
+    erp = api.post(
+        f"/v1/customers/{customer_id}/link", {"system": "erp", "external_id": "647"}, role="erp"
+    )
+    assert erp.status_code == 200, erp.text
+    obj = stripe_customer("cus_E", None) | {"metadata": {"netsuite_customer_id": "647"}}
+    response = deliver(api, stripe_event("customer.created", obj, "evt_erp", 1))
+    assert response.status_code == 200, response.text
+    assert lookup(api, "customer", "cus_E") == customer_id
+    unknown = stripe_customer("cus_U", None) | {"metadata": {"netsuite_customer_id": "999"}}
+    held = deliver(api, stripe_event("customer.created", unknown, "evt_erp2", 1))
+    assert held.json()["results"][0]["waiting_for"] == "erp customer 999"

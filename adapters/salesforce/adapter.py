@@ -40,7 +40,7 @@ from adapters.inbound.model import Known, SourceEvent, Translation
 from adapters.inbound.signatures import verify_body_hmac
 from adapters.inbound.source import Incoming
 from adapters.salesforce import accounts, deals
-from adapters.salesforce.cdc import WILDCARD, Change, change_of, changes, jsonable, messages, parse
+from adapters.salesforce.cdc import WILDCARD, Change, change_in, changes, jsonable, messages
 
 CRM = "crm"
 
@@ -122,4 +122,4 @@ class SalesforceAdapter:
 def _change(event: SourceEvent) -> Change:
     """The event's change again, from its exact bytes (numbers as Decimal); the event id
     names the record of a message that names several."""
-    return change_of(parse(event.raw), event.event_id.rsplit(":", 1)[1])
+    return change_in(event.raw, event.event_id.rsplit(":", 1)[1])

@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from adapters.inbound.convert import exact_number, from_epoch_millis, no_constants
@@ -177,6 +178,20 @@ def change_of(document: dict[str, Any], record_id: str) -> Change:
         if change.record_id == record_id:
             return change
     raise Malformed(f"the message does not name record {record_id}", "body")
+
+
+@lru_cache(maxsize=16)
+def changes_by_record(raw: bytes) -> dict[str, Change]:
+    """Every record's change of one logged message, parsed once: a message naming n records
+    is n source events, and re-parsing it for each made a bulk update O(n²)."""
+    return {change.record_id: change for change in changes(parse(raw), "body")}
+
+
+def change_in(raw: bytes, record_id: str) -> Change:
+    found = changes_by_record(raw).get(record_id)
+    if found is None:
+        raise Malformed(f"the message does not name record {record_id}", "body")
+    return found
 
 
 def _record_id(value: str, where: str) -> str:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from projections.billing.subscriptions import BillingSubscriptions
 from projections.definition import Projection
 from projections.erp.customers import ErpCustomers
+from projections.erp.orders import ErpOrders
 
 
 def all_projections() -> list[Projection]:
-    return [ErpCustomers(), BillingSubscriptions()]
+    return [ErpCustomers(), BillingSubscriptions(), ErpOrders()]
 
 
 def by_name(name: str) -> Projection | None:

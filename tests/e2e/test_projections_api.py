@@ -21,11 +21,16 @@ def test_projections_report_lag_then_position_after_a_run(api: Api) -> None:
     api.customer(legal_name="Initech LLC")
     before = api.get("/v1/projections", role="crm")
     assert before.status_code == 200, before.text
-    erp, billing = before.json()["items"]
+    erp, billing, orders = before.json()["items"]
     assert (billing["name"], billing["tables"]) == (
         "billing",
         ["billing_subscriptions", "billing_subscription_items"],
     )
+    assert (orders["name"], orders["tables"]) == (
+        "erp_orders",
+        ["erp_sales_orders", "erp_sales_order_lines", "erp_items"],
+    )
+    assert [s["store"] for s in orders["stores"]] == ["orders", "products"]
     assert (erp["name"], erp["state"], erp["version"], erp["lag_events"]) == (
         "erp",
         "stopped",

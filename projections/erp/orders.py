@@ -1,0 +1,219 @@
+"""``erp_sales_orders`` and ``erp_sales_order_lines``: every canonical order as the ERP
+books it, one row per order and one row per line, with ``erp_items`` mapping SKUs to the
+ERP's item ids.
+
+Why the projection follows the ``products`` store too: a line names its product by SKU, and
+the ERP posts it under its item id (the product's first ERP item id). Stores are applied
+each in its own order, so an order may be applied before or after its products; the item id
+is therefore written from both sides (a new line looks its SKU up in ``erp_items``, a
+product gaining its first ERP item id fills the lines already there), and the view comes out
+the same whichever arrives first, as a rebuild must.
+
+Money is exact: totals, prices and amounts are PostgreSQL ``numeric`` built from the events'
+decimal strings, never floats.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from projections.definition import Column, Envelope, Position, Projection, Table, ViewCursor
+from projections.rows import update_latest
+
+ORDERS = Table(
+    name="erp_sales_orders",
+    comment=(
+        "Concord ERP view: one row per canonical order (sales order) with its status, the "
+        "ERP's order number and its total. Built by the erp_orders projection."
+    ),
+    primary_key=("order_id",),
+    columns=(
+        Column("order_id", "uuid", "Canonical order id (Concord).", not_null=True),
+        Column("customer_id", "uuid", "Canonical id of the ordering customer.", not_null=True),
+        Column("opportunity_id", "text", "CRM opportunity the order was placed from; may be NULL."),
+        Column(
+            "status",
+            "text",
+            "placed, validated, rejected, accepted, fulfilled or cancelled (an amendment "
+            "after acceptance sets it back to placed).",
+            not_null=True,
+        ),
+        Column("currency", "text", "ISO 4217 currency of every amount on the order.", True),
+        Column(
+            "erp_order_number",
+            "text",
+            "The ERP's sales order number; NULL until the ERP accepted the order (kept "
+            "when an amendment reopens it).",
+        ),
+        Column("booking_date", "date", "Day the order was booked.", not_null=True),
+        Column("start_date", "date", "First day of service.", not_null=True),
+        Column("term_months", "integer", "Term of the order in months.", not_null=True),
+        Column(
+            "total",
+            "numeric",
+            "Total of the current lines in the order's currency, exact (computed by Concord).",
+            not_null=True,
+        ),
+        Column("version", "bigint", "Version of the order aggregate (its last event).", True),
+        Column("changed_at", "timestamptz", "When Concord recorded the order's last event.", True),
+        Column(
+            "position",
+            "bigint",
+            "Position of that event in the orders store's log (orders_events.notification_id).",
+            not_null=True,
+        ),
+    ),
+)
+
+LINES = Table(
+    name="erp_sales_order_lines",
+    comment="Concord ERP view: the current lines of each order (replaced on each amendment).",
+    primary_key=("order_id", "line_number"),
+    columns=(
+        Column("order_id", "uuid", "The order (erp_sales_orders.order_id).", not_null=True),
+        Column("line_number", "integer", "Position of the line in the order, from 1.", True),
+        Column("sku", "text", "The line's SKU.", not_null=True),
+        Column(
+            "erp_item_id",
+            "text",
+            "The ERP's item id of the SKU's product (its first one); NULL while the product "
+            "is unknown or has no ERP item id.",
+        ),
+        Column("quantity", "numeric", "Quantity ordered, exact.", not_null=True),
+        Column("unit_price", "numeric", "Price per unit in the order's currency, exact.", True),
+        Column("charge_type", "text", "one_time, recurring or usage.", not_null=True),
+        Column(
+            "amount",
+            "numeric",
+            "quantity x unit_price rounded to the currency (half-even), exact.",
+            not_null=True,
+        ),
+    ),
+)
+
+ITEMS = Table(
+    name="erp_items",
+    comment="Concord ERP view: each product's SKU and the ERP item id its order lines carry.",
+    primary_key=("sku",),
+    columns=(
+        Column("sku", "text", "The product's SKU.", not_null=True),
+        Column("product_id", "uuid", "Canonical product id (Concord).", not_null=True),
+        Column("erp_item_id", "text", "The product's first ERP item id; NULL if none yet."),
+    ),
+)
+
+_INSERT = (
+    "INSERT INTO {erp_sales_orders} (order_id, customer_id, opportunity_id, status, currency, "
+    "booking_date, start_date, term_months, total, version, changed_at, position) "
+    "VALUES (%s, %s, %s, 'placed', %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_INSERT_LINE = (
+    "INSERT INTO {erp_sales_order_lines} (order_id, line_number, sku, erp_item_id, quantity, "
+    "unit_price, charge_type, amount) VALUES (%s, %s, %s, "
+    "(SELECT erp_item_id FROM {erp_items} WHERE sku = %s), %s, %s, %s, %s)"
+)
+_STATUS = {
+    "OrderValidated": "validated",
+    "OrderRejected": "rejected",
+    "OrderFulfilled": "fulfilled",
+    "OrderCancelled": "cancelled",
+}
+
+
+def total(data: dict[str, Any]) -> Decimal:
+    return Decimal(str(data["totals"]["total"]["amount"]))
+
+
+class ErpOrders(Projection):
+    name: ClassVar[str] = "erp_orders"
+    title: ClassVar[str] = "ERP sales orders"
+    version: ClassVar[int] = 1
+    stores: ClassVar[tuple[str, ...]] = ("orders", "products")
+    tables: ClassVar[tuple[Table, ...]] = (ORDERS, LINES, ITEMS)
+
+    def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
+        if event["aggregate"] == "product":
+            self._product(event, cursor)
+        elif event["aggregate"] == "order":
+            self._order(event, at, cursor)
+
+    def _order(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
+        data = event["data"]
+        kind = event["type"]
+        order = event["aggregate_id"]
+        if kind == "OrderPlaced":
+            cursor.execute(
+                _INSERT,
+                (
+                    order,
+                    data["customer_id"],
+                    data.get("opportunity_id"),
+                    data["currency"],
+                    date.fromisoformat(data["booking_date"]),
+                    date.fromisoformat(data["start_date"]),
+                    data["term_months"],
+                    total(data),
+                    event["version"],
+                    datetime.fromisoformat(event["recorded_at"]),
+                    at.position,
+                ),
+            )
+            self._write_lines(cursor, order, data["lines"])
+            return
+        changes: dict[str, Any] = {}
+        if kind in _STATUS:
+            changes = {"status": _STATUS[kind]}
+        elif kind == "OrderAcceptedByErp":
+            changes = {"status": "accepted", "erp_order_number": data["erp_order_number"]}
+        elif kind == "OrderAmended":
+            changes = {"total": total(data)}
+            if data.get("reopened"):
+                changes["status"] = "placed"
+        update_latest(cursor, "erp_sales_orders", "order_id", event, at, changes)
+        if kind == "OrderAmended":
+            cursor.execute("DELETE FROM {erp_sales_order_lines} WHERE order_id = %s", (order,))
+            self._write_lines(cursor, order, data["lines"])
+
+    @staticmethod
+    def _write_lines(cursor: ViewCursor, order: str, lines: list[dict[str, Any]]) -> None:
+        for number, line in enumerate(lines, start=1):
+            cursor.execute(
+                _INSERT_LINE,
+                (
+                    order,
+                    number,
+                    line["sku"],
+                    line["sku"],
+                    Decimal(str(line["quantity"])),
+                    Decimal(str(line["unit_price"])),
+                    line["charge_type"],
+                    Decimal(str(line["amount"])),
+                ),
+            )
+
+    @staticmethod
+    def _product(event: Envelope, cursor: ViewCursor) -> None:
+        """Record the SKU's first ERP item id and give it to the lines already there."""
+        data = event["data"]
+        if event["type"] == "ProductDefined":
+            first = next(iter(data["ids"]["erp_item_ids"]), None)
+            cursor.execute(
+                "INSERT INTO {erp_items} (sku, product_id, erp_item_id) VALUES (%s, %s, %s)",
+                (data["sku"], event["aggregate_id"], first),
+            )
+        elif event["type"] == "ProductMappingChanged" and data["added_ids"]["erp_item_ids"]:
+            cursor.execute(
+                "UPDATE {erp_items} SET erp_item_id = %s "
+                "WHERE product_id = %s AND erp_item_id IS NULL",
+                (data["added_ids"]["erp_item_ids"][0], event["aggregate_id"]),
+            )
+        else:
+            return
+        cursor.execute(
+            "UPDATE {erp_sales_order_lines} l SET erp_item_id = i.erp_item_id FROM {erp_items} i "
+            "WHERE i.product_id = %s AND l.sku = i.sku AND l.erp_item_id IS DISTINCT FROM "
+            "i.erp_item_id",
+            (event["aggregate_id"],),
+        )

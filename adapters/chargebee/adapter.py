@@ -47,7 +47,7 @@ from adapters.inbound.convert import (
     from_epoch_millis,
     from_epoch_seconds,
 )
-from adapters.inbound.identity import Nobody, identify
+from adapters.inbound.identity import Nobody, identify, link_to
 from adapters.inbound.matching import Candidate
 from adapters.inbound.mirror import MirrorUpdate
 from adapters.inbound.model import Known, Ref, SourceEvent, Step, Translation
@@ -210,19 +210,7 @@ class ChargebeeAdapter:
             target = self._matched(customer, known)
         if isinstance(target, Translation):
             return target
-        if linked == target:
-            return Translation.ignore(f"customer {customer.id} is linked already")
-        return Translation(
-            steps=(
-                Step(
-                    "customer",
-                    "link",
-                    {"system": BILLING, "external_id": customer.id},
-                    target=target,
-                    source_record_id=customer.id,
-                ),
-            )
-        )
+        return link_to(BILLING, customer.id, target, linked)
 
     def _matched(self, customer: Customer, known: Known) -> UUID | Translation:
         name, tax = customer.legal_name(), (customer.vat_number or "").strip() or None

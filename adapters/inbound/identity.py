@@ -20,7 +20,7 @@ from typing import Any
 from uuid import UUID
 
 from adapters.inbound.matching import Candidate, MatchResult
-from adapters.inbound.model import Known, Translation
+from adapters.inbound.model import Known, Step, Translation
 
 
 @dataclass(frozen=True)
@@ -64,3 +64,21 @@ def _linked(state: dict[str, Any] | None, system: str) -> str | None:
         if isinstance(row, dict) and row.get("system") == system:
             return str(row.get("external_id"))
     return None
+
+
+def link_to(system: str, record_id: str, target: UUID, linked: UUID | None) -> Translation:
+    """Link ``system``'s record to the customer ``target``, unless it is linked to it
+    already (a repeated customer event changes nothing)."""
+    if linked == target:
+        return Translation.ignore(f"customer {record_id} is linked already")
+    return Translation(
+        steps=(
+            Step(
+                "customer",
+                "link",
+                {"system": system, "external_id": record_id},
+                target=target,
+                source_record_id=record_id,
+            ),
+        )
+    )

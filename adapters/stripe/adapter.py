@@ -35,7 +35,7 @@ from adapters.inbound.convert import (
     from_epoch_seconds,
     from_minor_units,
 )
-from adapters.inbound.identity import Nobody, identify
+from adapters.inbound.identity import Nobody, identify, link_to
 from adapters.inbound.matching import Candidate
 from adapters.inbound.mirror import MirrorUpdate
 from adapters.inbound.model import Known, Ref, SourceEvent, Step, Translation
@@ -153,19 +153,7 @@ class StripeAdapter:
             if isinstance(found, Translation):
                 return found
             target = found
-        if linked == target:
-            return Translation.ignore(f"customer {customer.id} is linked already")
-        return Translation(
-            steps=(
-                Step(
-                    "customer",
-                    "link",
-                    {"system": BILLING, "external_id": customer.id},
-                    target=target,
-                    source_record_id=customer.id,
-                ),
-            )
-        )
+        return link_to(BILLING, customer.id, target, linked)
 
 
 def _matched(customer: Customer, known: Known, account_key: str) -> UUID | Translation:

@@ -50,7 +50,7 @@ from adapters.inbound.convert import (
 from adapters.inbound.identity import Nobody, identify, link_to
 from adapters.inbound.matching import Candidate
 from adapters.inbound.mirror import MirrorUpdate
-from adapters.inbound.model import Known, Ref, SourceEvent, Step, Translation
+from adapters.inbound.model import Known, Ref, SourceEvent, Step, Translation, lookup_or_wait
 from adapters.inbound.products import sku_or_wait
 from adapters.inbound.source import Incoming, Malformed, Unverified, parse_model
 from hub.domain.identity import external_id
@@ -203,7 +203,7 @@ class ChargebeeAdapter:
         linked = known.lookup(Ref(BILLING, "customer", customer.id))
         account = customer.reference(self.account_field)
         if account:
-            target = _known_or_wait(known, Ref("crm", "customer", account))
+            target = lookup_or_wait(known, Ref("crm", "customer", account))
         elif linked is not None:
             return Translation.ignore(f"customer {customer.id} is linked already")
         else:
@@ -247,7 +247,7 @@ class ChargebeeAdapter:
         if contract_id is not None:
             state = _current(known, "contract", contract_id)
             return reconcile(sub, currency, day, contract_id, state, where, skus)
-        customer = _known_or_wait(known, Ref(BILLING, "customer", sub.customer_id))
+        customer = lookup_or_wait(known, Ref(BILLING, "customer", sub.customer_id))
         if isinstance(customer, Translation):
             return customer
         order_ref = self._order_ref(sub)
@@ -256,7 +256,7 @@ class ChargebeeAdapter:
                 f"subscription {sub.id} names no order ({self.order_field} or "
                 f"{self.erp_order_field}): Concord contracts are created from an order"
             )
-        order = _known_or_wait(known, order_ref)
+        order = lookup_or_wait(known, order_ref)
         if isinstance(order, Translation):
             return order
         return reconcile(
@@ -350,11 +350,6 @@ def _current(known: Known, entity: str, aggregate_id: UUID) -> dict[str, Any]:
     return known.state(entity, aggregate_id) or {}
 
 
-def _known_or_wait(known: Known, ref: Ref) -> Any:
-    found = known.lookup(ref)
-    return found if found is not None else Translation.wait(ref)
-
-
 def _day(value: int, field: str) -> date:
     return business_date(from_epoch_seconds(value, field=field))
 
@@ -380,7 +375,7 @@ def _invoice(event: ChargebeeEvent, source: SourceEvent, known: Known) -> Transl
         )
     if invoice.status == "pending":
         return Translation.ignore(f"invoice {invoice.id} is pending: not issued yet")
-    customer = _known_or_wait(known, Ref(BILLING, "customer", invoice.customer_id))
+    customer = lookup_or_wait(known, Ref(BILLING, "customer", invoice.customer_id))
     if isinstance(customer, Translation):
         return customer
     if not invoice.subscription_id:
@@ -388,7 +383,7 @@ def _invoice(event: ChargebeeEvent, source: SourceEvent, known: Known) -> Transl
             f"invoice {invoice.id} has no subscription_id: a one-off Chargebee invoice names "
             "no contract or order for Concord to bill"
         )
-    contract = _known_or_wait(known, Ref(BILLING, "contract", invoice.subscription_id))
+    contract = lookup_or_wait(known, Ref(BILLING, "contract", invoice.subscription_id))
     if isinstance(contract, Translation):
         return contract
     currency = currency_code(invoice.currency_code, field=f"{where}.currency_code")
@@ -514,12 +509,12 @@ def _payment_succeeded(event: ChargebeeEvent, source: SourceEvent, known: Known)
         return Translation.ignore(f"transaction {txn.id} is recorded already")
     if not txn.customer_id:
         raise Malformed("a payment transaction names its customer", f"{where}.customer_id")
-    customer = _known_or_wait(known, Ref(BILLING, "customer", txn.customer_id))
+    customer = lookup_or_wait(known, Ref(BILLING, "customer", txn.customer_id))
     if isinstance(customer, Translation):
         return customer
     invoices = []
     for linked in txn.linked_invoices:
-        found = _known_or_wait(known, Ref(BILLING, "invoice", linked.invoice_id))
+        found = lookup_or_wait(known, Ref(BILLING, "invoice", linked.invoice_id))
         if isinstance(found, Translation):
             return found
         invoices.append((found, linked.applied_amount))
@@ -582,7 +577,7 @@ def _payment_refunded(event: ChargebeeEvent, source: SourceEvent, known: Known) 
     txn = _transaction(event)
     if not txn.refunded_txn_id:
         raise Malformed("a refund names the payment it refunds", f"{where}.refunded_txn_id")
-    payment = _known_or_wait(known, Ref(BILLING, "payment", txn.refunded_txn_id))
+    payment = lookup_or_wait(known, Ref(BILLING, "payment", txn.refunded_txn_id))
     if isinstance(payment, Translation):
         return payment
     currency = currency_code(txn.currency_code, field=f"{where}.currency_code")
@@ -597,7 +592,7 @@ def _credit_note(event: ChargebeeEvent, source: SourceEvent, known: Known) -> Tr
     del source
     where = "body.content.credit_note"
     note = parse_model(CreditNote, _content(event, "credit_note"), where)
-    invoice = _known_or_wait(known, Ref(BILLING, "invoice", note.reference_invoice_id))
+    invoice = lookup_or_wait(known, Ref(BILLING, "invoice", note.reference_invoice_id))
     if isinstance(invoice, Translation):
         return invoice
     currency = currency_code(note.currency_code, field=f"{where}.currency_code")

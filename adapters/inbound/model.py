@@ -126,3 +126,9 @@ class Known(Protocol):
         """This source's record as merged from every update that arrived for it
         (:mod:`adapters.inbound.mirror`), if any arrived."""
         ...
+
+
+def lookup_or_wait(known: Known, ref: Ref) -> UUID | Translation:
+    """The canonical id of ``ref``, or the translation that waits for it (held)."""
+    found = known.lookup(ref)
+    return found if found is not None else Translation.wait(ref)

@@ -38,7 +38,7 @@ from adapters.inbound.convert import (
 from adapters.inbound.identity import Nobody, identify, link_to
 from adapters.inbound.matching import Candidate
 from adapters.inbound.mirror import MirrorUpdate
-from adapters.inbound.model import Known, Ref, SourceEvent, Step, Translation
+from adapters.inbound.model import Known, Ref, SourceEvent, Step, Translation, lookup_or_wait
 from adapters.inbound.products import sku_or_wait
 from adapters.inbound.source import Incoming, Malformed, Unverified, parse_model
 from adapters.stripe import catalogue, subscriptions
@@ -173,21 +173,16 @@ def _matched(customer: Customer, known: Known, account_key: str) -> UUID | Trans
     return Translation.ignore(f"customer {customer.id}: {reason}")
 
 
-def _known_or_wait(known: Known, ref: Ref) -> Any:
-    found = known.lookup(ref)
-    return found if found is not None else Translation.wait(ref)
-
-
 def _invoice_finalized(event: StripeEvent, known: Known) -> Translation:
     invoice = parse_model(Invoice, event.data.object, "body.data.object")
     if known.lookup(Ref(BILLING, "invoice", invoice.id)) is not None:
         return Translation.ignore(f"invoice {invoice.id} is issued already")
-    customer = _known_or_wait(known, Ref(BILLING, "customer", invoice.customer))
+    customer = lookup_or_wait(known, Ref(BILLING, "customer", invoice.customer))
     if isinstance(customer, Translation):
         return customer
     contract = order = None
     if invoice.subscription:
-        contract = _known_or_wait(known, Ref(BILLING, "contract", invoice.subscription))
+        contract = lookup_or_wait(known, Ref(BILLING, "contract", invoice.subscription))
         if isinstance(contract, Translation):
             return contract
     else:  # a one-off invoice bills the order its metadata names
@@ -198,7 +193,7 @@ def _invoice_finalized(event: StripeEvent, known: Known) -> Translation:
                 "or metadata.netsuite_sales_order_id naming the order it bills",
                 "body.data.object.metadata",
             )
-        order = _known_or_wait(known, ref)
+        order = lookup_or_wait(known, ref)
         if isinstance(order, Translation):
             return order
     currency = currency_code(invoice.currency, field="body.data.object.currency")
@@ -281,7 +276,7 @@ def _line(
 
 def _invoice_paid(event: StripeEvent, known: Known) -> Translation:
     invoice = parse_model(Invoice, event.data.object, "body.data.object")
-    invoice_id = _known_or_wait(known, Ref(BILLING, "invoice", invoice.id))
+    invoice_id = lookup_or_wait(known, Ref(BILLING, "invoice", invoice.id))
     if isinstance(invoice_id, Translation):
         return invoice_id
     if invoice.amount_paid <= 0:
@@ -290,7 +285,7 @@ def _invoice_paid(event: StripeEvent, known: Known) -> Translation:
     record = invoice.payment_intent or f"{invoice.id}/payment"
     if known.lookup(Ref(BILLING, "payment", record)) is not None:
         return Translation.ignore(f"the payment of invoice {invoice.id} is recorded already")
-    customer = _known_or_wait(known, Ref(BILLING, "customer", invoice.customer))
+    customer = lookup_or_wait(known, Ref(BILLING, "customer", invoice.customer))
     if isinstance(customer, Translation):
         return customer
     currency = currency_code(invoice.currency, field="body.data.object.currency")
@@ -331,7 +326,7 @@ def _invoice_paid(event: StripeEvent, known: Known) -> Translation:
 
 def _invoice_status(event: StripeEvent, known: Known, command: str) -> Translation:
     invoice = parse_model(Invoice, event.data.object, "body.data.object")
-    invoice_id = _known_or_wait(known, Ref(BILLING, "invoice", invoice.id))
+    invoice_id = lookup_or_wait(known, Ref(BILLING, "invoice", invoice.id))
     if isinstance(invoice_id, Translation):
         return invoice_id
     state = known.state("invoice", invoice_id)

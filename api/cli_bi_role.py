@@ -52,7 +52,7 @@ def register(app: typer.Typer, settings_factory: SettingsFactory, fail: Fail) ->
                 raise fail(f"--password-file: cannot read {password_file}: {unreadable}") from None
             if not password:
                 raise fail(f"--password-file: {password_file} is empty")
-        tables = [t.name for p in all_projections() for t in p.tables]
+        tables = [name for p in all_projections() for name in p.readable()]
         with Connections(settings).postgres("cli") as conn:
             generated = None
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()

@@ -53,6 +53,26 @@ class Table:
 
 
 @dataclass(frozen=True)
+class View:
+    """A SQL view over the projection's own tables, for BI: aggregates and joins that are
+    queries of the rows (monthly sums, open items), so they never disagree with them.
+
+    ``select`` names the tables as ``{table_name}`` placeholders. The runner (re)creates the
+    view over the live tables whenever they are created or swapped in by a rebuild, so a view
+    never points at a shadow table; ``columns`` are the view's output columns in order, each
+    with its comment (the type is for the README)."""
+
+    name: str
+    comment: str
+    select: str
+    columns: tuple[Column, ...]
+
+    def __post_init__(self) -> None:
+        if not self.comment.strip() or any(not c.comment.strip() for c in self.columns):
+            raise ValueError(f"view {self.name}: every view and column needs a comment")
+
+
+@dataclass(frozen=True)
 class Position:
     """Where an event sits: its store and its position in that store's notification log."""
 
@@ -85,6 +105,8 @@ class Projection(ABC):
     stores: ClassVar[tuple[str, ...]]
     """Upstream stores followed (``customers``, ``orders`` ...), each in its own order."""
     tables: ClassVar[tuple[Table, ...]]
+    views: ClassVar[tuple[View, ...]] = ()
+    """SQL views over ``tables`` (read-only, always over the live generation)."""
     title: ClassVar[str] = ""
 
     @abstractmethod
@@ -92,6 +114,10 @@ class Projection(ABC):
         """Write what ``event`` changes in the view. Called exactly once per event (per
         generation), in store order; raising stops the projection at this event (it is
         reported, never skipped). Events it does not care about are simply ignored."""
+
+    def readable(self) -> list[str]:
+        """Every relation a BI reader may select from: the tables, then the views."""
+        return [t.name for t in self.tables] + [v.name for v in self.views]
 
     def table(self, name: str) -> Table:
         for table in self.tables:

@@ -274,7 +274,7 @@ class ProjectionRunner:
             if missing:
                 # Nothing a reader could be using: build the live view in place.
                 ddl.create_generation(self._work, self.schema, p, LIVE)
-                grant_bi_select(self._work, self.schema, names)
+                grant_bi_select(self._work, self.schema, p.readable())
                 self._work.execute(
                     sql.SQL(
                         "INSERT INTO {}.concord_projections (name, version, tables) "
@@ -548,7 +548,7 @@ class ProjectionRunner:
             ddl.swap(self._work, self.schema, p, registry.tables)
             # The renamed shadow tables carry no grants: the BI role gets them back in the
             # same transaction, so it never sees the view vanish.
-            grant_bi_select(self._work, self.schema, [t.name for t in p.tables])
+            grant_bi_select(self._work, self.schema, p.readable())
             self._work.execute(
                 sql.SQL(
                     "DELETE FROM {}.concord_projection_positions WHERE projection = %s "

@@ -17,7 +17,7 @@ from typing import Any
 
 from psycopg import Connection, sql
 
-from projections.definition import Projection, Table
+from projections.definition import Projection, Table, View
 
 LIVE = "live"
 SHADOW = "shadow"
@@ -103,15 +103,55 @@ def exists(conn: Connection[Any], schema: str, name: str) -> bool:
     return bool(row and row[0])
 
 
+def drop_views(conn: Connection[Any], schema: str, projection: Projection) -> None:
+    """Drop the projection's views (before its live tables are dropped or replaced)."""
+    for view in reversed(projection.views):
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier(schema, view.name)))
+
+
+def view_ddl(schema: str, projection: Projection, view: View) -> list[sql.Composed]:
+    """CREATE OR REPLACE VIEW over the live tables, with its comments."""
+    target = sql.Identifier(schema, view.name)
+    live = {t.name: sql.Identifier(schema, t.name) for t in projection.tables}
+    live |= {v.name: sql.Identifier(schema, v.name) for v in projection.views}
+    statements = [
+        sql.SQL("CREATE OR REPLACE VIEW {} ({}) AS {}").format(
+            target,
+            sql.SQL(", ").join(sql.Identifier(c.name) for c in view.columns),
+            sql.SQL(view.select).format(**live),
+        ),
+        sql.SQL("COMMENT ON VIEW {} IS {}").format(target, sql.Literal(view.comment)),
+    ]
+    statements += [
+        sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
+            target, sql.Identifier(c.name), sql.Literal(c.comment)
+        )
+        for c in view.columns
+    ]
+    return statements
+
+
+def create_views(conn: Connection[Any], schema: str, projection: Projection) -> None:
+    """(Re)create the projection's views over its live tables (caller's transaction)."""
+    for view in projection.views:
+        for statement in view_ddl(schema, projection, view):
+            conn.execute(statement)
+
+
 def create_generation(
     conn: Connection[Any], schema: str, projection: Projection, generation: str
 ) -> None:
-    """(Re)create the generation's tables empty (inside the caller's transaction)."""
+    """(Re)create the generation's tables empty (inside the caller's transaction); for the
+    live generation, its views over them too."""
+    if generation == LIVE:
+        drop_views(conn, schema, projection)
     for table in projection.tables:
         name = physical(table, generation)
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, name)))
         for statement in table_ddl(schema, table, name):
             conn.execute(statement)
+    if generation == LIVE:
+        create_views(conn, schema, projection)
 
 
 def swap(conn: Connection[Any], schema: str, projection: Projection, old: list[str]) -> None:
@@ -120,7 +160,9 @@ def swap(conn: Connection[Any], schema: str, projection: Projection, old: list[s
     DROP and RENAME take ACCESS EXCLUSIVE locks: a reader waits for the commit, then reads
     the new table (PostgreSQL looks the name up again after the lock wait); nobody sees an
     empty or half-built table. Indexes get the live names back, so a next rebuild's shadow
-    can use its own."""
+    can use its own. The views are dropped first and recreated over the new tables, in the
+    same transaction, so they too are never missing for a reader."""
+    drop_views(conn, schema, projection)
     for name in old:
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, name)))
     for table in projection.tables:
@@ -142,3 +184,4 @@ def swap(conn: Connection[Any], schema: str, projection: Projection, old: list[s
                         sql.Identifier(table.name + index[len(shadow) :]),
                     )
                 )
+    create_views(conn, schema, projection)

@@ -15,7 +15,7 @@ from psycopg import sql
 from adapters.bootstrap import Runtime
 from adapters.projections.runner import ProjectionFailed, RunnerBusy
 from hub.domain.customer import ERASED
-from projections.definition import Envelope, Position, ViewCursor
+from projections.definition import Column, Envelope, Position, View, ViewCursor
 from projections.erp.customers import ErpCustomers
 from tests.integration.commands import new_customer, run
 from tests.integration.projection_support import (
@@ -397,3 +397,54 @@ class _NoRows:
 
 
 _ = psycopg
+
+
+class Counted(ErpCustomers):
+    """ErpCustomers with a SQL view over its table (how metrics views are declared)."""
+
+    views = (
+        View(
+            name="erp_customer_counts",
+            comment="Customers per status (test view).",
+            select="SELECT status, count(*) FROM {erp_customers} GROUP BY status",
+            columns=(
+                Column("status", "text", "Customer status."),
+                Column("customers", "bigint", "How many customers have it."),
+            ),
+        ),
+    )
+
+
+def test_views_are_created_with_comments_and_follow_the_live_tables_through_a_swap(
+    runtime: Runtime,
+) -> None:
+    schema = runtime.settings.schema_name
+    customers(runtime, 3)
+    view = sql.SQL("SELECT status, customers FROM {}").format(
+        sql.Identifier(schema, "erp_customer_counts")
+    )
+    runner(runtime, Counted()).catch_up()
+    with connect(runtime) as conn:
+        assert conn.execute(view).fetchall() == [("active", 3)]
+        comments = conn.execute(
+            "SELECT obj_description(to_regclass(%s), 'pg_class'), "
+            "col_description(to_regclass(%s), 2)",
+            (f'"{schema}".erp_customer_counts', f'"{schema}".erp_customer_counts'),
+        ).fetchone()
+        assert comments == ("Customers per status (test view).", "How many customers have it.")
+    customers(runtime, 2, prefix="Later")
+    with connect(runtime) as conn:
+        rebuild(runtime)
+        worker = runner(runtime, Counted())
+        worker.catch_up()
+        # The view reads the swapped-in tables (the old ones are gone), not a shadow.
+        assert status(runtime, Counted()).rebuilt_at is not None
+        assert conn.execute(view).fetchall() == [("active", 5)]
+        depends = conn.execute(
+            "SELECT DISTINCT c.relname FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid "
+            "JOIN pg_class c ON c.oid = d.refobjid WHERE r.ev_class = to_regclass(%s) "
+            "AND c.relkind = 'r'",
+            (f'"{schema}".erp_customer_counts',),
+        ).fetchall()
+        assert depends == [("erp_customers",)]
+    assert Counted().readable() == ["erp_customers", "erp_customer_counts"]

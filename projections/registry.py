@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from projections.billing.subscriptions import BillingSubscriptions
+from projections.crm.projection import CrmView
 from projections.definition import Projection
 from projections.erp.customers import ErpCustomers
 from projections.erp.orders import ErpOrders
 
 
 def all_projections() -> list[Projection]:
-    return [ErpCustomers(), BillingSubscriptions(), ErpOrders()]
+    return [ErpCustomers(), BillingSubscriptions(), ErpOrders(), CrmView()]
 
 
 def by_name(name: str) -> Projection | None:

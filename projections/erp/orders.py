@@ -114,7 +114,8 @@ _INSERT_LINE = (
     "unit_price, charge_type, amount) VALUES (%s, %s, %s, "
     "(SELECT erp_item_id FROM {erp_items} WHERE sku = %s), %s, %s, %s, %s)"
 )
-_STATUS = {
+#: Order events that only move the status, and the status they move it to.
+STATUS_OF_EVENT = {
     "OrderValidated": "validated",
     "OrderRejected": "rejected",
     "OrderFulfilled": "fulfilled",
@@ -163,8 +164,8 @@ class ErpOrders(Projection):
             self._write_lines(cursor, order, data["lines"])
             return
         changes: dict[str, Any] = {}
-        if kind in _STATUS:
-            changes = {"status": _STATUS[kind]}
+        if kind in STATUS_OF_EVENT:
+            changes = {"status": STATUS_OF_EVENT[kind]}
         elif kind == "OrderAcceptedByErp":
             changes = {"status": "accepted", "erp_order_number": data["erp_order_number"]}
         elif kind == "OrderAmended":

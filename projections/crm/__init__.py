@@ -1,0 +1,1 @@
+"""The CRM view: accounts with their hierarchy, and opportunities with order milestones."""

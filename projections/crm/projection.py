@@ -1,0 +1,25 @@
+"""The ``crm`` projection: accounts (customers store) and opportunities (orders, contracts)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from projections.crm.accounts import ACCOUNTS, apply_customer
+from projections.crm.opportunities import CONTRACTS, OPPORTUNITIES, apply_contract, apply_order
+from projections.definition import Envelope, Position, Projection, Table, ViewCursor
+
+
+class CrmView(Projection):
+    name: ClassVar[str] = "crm"
+    title: ClassVar[str] = "CRM view"
+    version: ClassVar[int] = 1
+    stores: ClassVar[tuple[str, ...]] = ("customers", "orders", "contracts")
+    tables: ClassVar[tuple[Table, ...]] = (ACCOUNTS, OPPORTUNITIES, CONTRACTS)
+
+    def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
+        if event["aggregate"] == "customer":
+            apply_customer(event, at, cursor)
+        elif event["aggregate"] == "order":
+            apply_order(event, cursor)
+        elif event["aggregate"] == "contract":
+            apply_contract(event, cursor)

@@ -1,0 +1,137 @@
+"""The CRM view (``crm_accounts``, ``crm_opportunities``) on real PostgreSQL: a hierarchy
+whose child is registered before its parent; an order through its milestones with the
+source's business times; catching up one store before another gives the same rows as a
+rebuild (stores are applied each in its own order)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from adapters.bootstrap import Runtime
+from hub.application.service import Origin
+from projections.crm.accounts import ACCOUNTS
+from projections.crm.opportunities import OPPORTUNITIES
+from projections.crm.projection import CrmView
+from tests.integration.commands import item, new_contract, new_customer, run
+from tests.integration.projection_support import rebuild, rows, runner
+
+VIEW = CrmView()
+
+
+def table(runtime: Runtime, name: str, key: str, columns: list[str]) -> list[dict[str, Any]]:
+    return [dict(zip(columns, r, strict=True)) for r in rows(runtime, name, order_by=key)]
+
+
+def accounts(runtime: Runtime) -> dict[UUID, dict[str, Any]]:
+    names = [c.name for c in ACCOUNTS.columns]
+    return {r["customer_id"]: r for r in table(runtime, "crm_accounts", "customer_id", names)}
+
+
+def opportunities(runtime: Runtime) -> list[dict[str, Any]]:
+    names = [c.name for c in OPPORTUNITIES.columns]
+    return table(runtime, "crm_opportunities", "order_id", names)
+
+
+class ContractsFirst(CrmView):
+    """The same view following the contracts store alone: catches that store up first."""
+
+    stores = ("contracts",)
+
+
+def at(text: str) -> Origin:
+    return Origin(occurred_at=datetime.fromisoformat(text))
+
+
+def reparent(runtime: Runtime, customer: UUID, parent: UUID) -> None:
+    change = {"parent_customer_id": str(parent)}
+    run(runtime, "customer", "change_details", change, aggregate_id=customer)
+
+
+def test_a_child_registered_before_its_parent_gets_the_whole_hierarchy(runtime: Runtime) -> None:
+    # The hub refuses unknown parents, so a parent registered after its child is linked by
+    # a later detail change; the top of the hierarchy arrives last of all.
+    child = new_customer(runtime, "Child Ltd")
+    parent = new_customer(runtime, "Parent AG")
+    reparent(runtime, child, parent)
+    runner(runtime, VIEW).catch_up()
+    assert accounts(runtime)[child]["ultimate_parent_customer_id"] == parent
+    assert accounts(runtime)[child]["depth"] == 1
+
+    top = new_customer(runtime, "Top Holding")
+    reparent(runtime, parent, top)
+    run(runtime, "customer", "link", {"system": "crm", "external_id": "ACC-1"}, aggregate_id=top)
+    runner(runtime, VIEW, batch=1).catch_up()
+
+    view = accounts(runtime)
+    assert (view[child]["depth"], view[parent]["depth"], view[top]["depth"]) == (2, 1, 0)
+    assert {view[c]["ultimate_parent_customer_id"] for c in (child, parent, top)} == {top}
+    assert view[parent]["parent_crm_account_id"] == "ACC-1"
+    assert view[child]["parent_crm_account_id"] is None
+    assert view[top]["crm_account_id"] == "ACC-1"
+    assert (view[child]["name"], view[child]["parent_customer_id"]) == ("Child Ltd", parent)
+
+    before = accounts(runtime)
+    rebuild(runtime, VIEW)
+    runner(runtime, VIEW).catch_up()
+    assert accounts(runtime) == before
+
+
+def test_an_order_through_its_milestones_converges_whichever_store_comes_first(
+    runtime: Runtime,
+) -> None:
+    customer = new_customer(runtime, "Globex Corp")
+    placed = {
+        "customer_id": str(customer),
+        "opportunity_id": "OPP-7",
+        "opportunity_amount": {"amount": "2400.00", "currency": "EUR"},
+        "close_date": "2026-11-20",
+        "lines": [
+            {"sku": "PLAN-PRO", "quantity": "2", "unit_price": "99.50", "charge_type": "recurring"}
+        ],
+        "currency": "EUR",
+        "term_months": 12,
+        "start_date": "2026-12-01",
+        "booking_date": "2026-11-29",
+    }
+    order = UUID(
+        run(runtime, "order", "place", placed, origin=at("2026-11-29T09:00:00+00:00")).body["id"]
+    )
+    accept = {"erp_order_number": "SO-42"}
+    run(runtime, "order", "accept", accept, aggregate_id=order, origin=at("2026-11-30T10:15:00Z"))
+    contract = new_contract(
+        runtime, customer, order, [item("PLAN-PRO", "RP-1", "2", "99.50", "recurring")]
+    )
+    activate = {"billing_subscription_id": "sub_9"}
+    run(runtime, "contract", "activate", activate, aggregate_id=contract, origin=None)
+
+    # Contracts first (the activation arrives before its order), then the other stores.
+    runner(runtime, ContractsFirst()).catch_up()
+    (early,) = opportunities(runtime)
+    assert (early["order_id"], early["billing_subscription_id"]) == (order, "sub_9")
+    assert early["ordered_at"] is None and early["customer_id"] is None
+    runner(runtime, VIEW, batch=1).catch_up()
+    (row,) = opportunities(runtime)
+    recorded = row["activated_at"]
+    assert row == {
+        "order_id": order,
+        "opportunity_id": "OPP-7",
+        "customer_id": customer,
+        "order_status": "accepted",
+        "currency": "EUR",
+        "opportunity_amount": Decimal("2400.00"),
+        "order_total": Decimal("199.00"),
+        "close_date": datetime(2026, 11, 20).date(),
+        "ordered_at": datetime(2026, 11, 29, 9, 0, tzinfo=UTC),
+        "accepted_by_erp_at": datetime(2026, 11, 30, 10, 15, tzinfo=UTC),
+        "erp_order_number": "SO-42",
+        "activated_at": recorded,  # no occurred_at given: when Concord recorded it
+        "billing_subscription_id": "sub_9",
+    }
+    assert recorded is not None and str(row["order_total"]) == "199.00"
+
+    rebuild(runtime, VIEW)
+    runner(runtime, VIEW, batch=500).catch_up()
+    assert opportunities(runtime) == [row]

@@ -6,10 +6,11 @@ from projections.billing.subscriptions import BillingSubscriptions
 from projections.definition import Projection
 from projections.erp.customers import ErpCustomers
 from projections.erp.orders import ErpOrders
+from projections.reconciliation.projection import Reconciliation
 
 
 def all_projections() -> list[Projection]:
-    return [ErpCustomers(), BillingSubscriptions(), ErpOrders()]
+    return [ErpCustomers(), BillingSubscriptions(), ErpOrders(), Reconciliation()]
 
 
 def by_name(name: str) -> Projection | None:

@@ -214,12 +214,11 @@ class Reconciliation(Projection):
     def _set(
         cursor: ViewCursor, invoice_id: str, sets: str, params: list[Any], when: datetime
     ) -> None:
-        touched = cursor.execute(
+        cursor.execute_one(
             f"UPDATE {{recon_invoices}} SET {sets}, changed_at = %s WHERE invoice_id = %s",
             (*params, when, invoice_id),
+            f"recon_invoices has no row for invoice {invoice_id}",
         )
-        if touched != 1:
-            raise LookupError(f"recon_invoices has no row for invoice {invoice_id}")
 
     # -- payments -----------------------------------------------------------------------
 

@@ -150,6 +150,14 @@ class Settings(BaseSettings):
     """Longest a following projection waits for a NOTIFY before reading the stores anyway:
     a lost notification or LISTEN connection delays it by at most this."""
 
+    sla_order_to_activation_hours: int = Field(default=72, ge=1, le=8760)
+    """Order-to-activation SLA: an order's contract should be activated by billing within
+    this many hours of the order being placed (``GET /v1/slas`` lists what breaches it)."""
+
+    sla_invoice_to_cash_days: int = Field(default=45, ge=1, le=3650)
+    """Invoice-to-cash SLA: an invoice should be paid in full within this many days of its
+    issue date (``GET /v1/slas`` lists what breaches it)."""
+
     health_max_lag: int = Field(default=1000, ge=0)
     """``GET /v1/health`` reports ``degraded`` when the relay is more events than this behind
     the stores, or a subscriber has more than this pending. Some lag is normal under load

@@ -37,6 +37,8 @@ from api.routes import (
     matches,
     projections,
     queries,
+    reconciliation,
+    slas,
 )
 from api.routes.commands import MAX_COMMAND_BYTES
 from api.routes.health import HealthProblem
@@ -135,6 +137,8 @@ def create_app(
         matches,
         mappings,
         projections,
+        reconciliation,
+        slas,
     ):
         app.include_router(module.build(runtime, require))
     # Webhooks authenticate by each system's signature, throttled like failed keys.

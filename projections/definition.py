@@ -87,8 +87,19 @@ class ViewCursor(Protocol):
     ``UPDATE {erp_customers} SET ...``); the runner fills in the generation being written.
     Parameters use ``%s``."""
 
-    def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
-        """Run a statement; returns the number of rows it touched."""
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
+        """Send a write. It may be pipelined (sent without waiting for its result), so a
+        failure may surface later; the runner then replays the batch one statement at a
+        time, so the failure is reported at the event that caused it."""
+
+    def execute_one(self, statement: str, params: Sequence[Any], missing: str) -> None:
+        """A write (UPDATE/DELETE without RETURNING) that must touch exactly one row; else
+        :class:`LookupError` with ``missing`` is raised at this event (checked by the
+        server inside a pipeline, so it costs no round trip)."""
+
+    def execute_counted(self, statement: str, params: Sequence[Any] = ()) -> int:
+        """Run a write at once and return the number of rows it touched (a round trip:
+        prefer :meth:`execute` or :meth:`execute_one`)."""
 
     def fetchone(self, statement: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         """Run a query; its first row (or None)."""

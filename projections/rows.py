@@ -28,12 +28,11 @@ def update_latest(
     sets += ["version = %s", "changed_at = %s", "position = %s"]
     params = [*changes.values(), event["version"]]
     params += [datetime.fromisoformat(event["recorded_at"]), at.position]
-    touched = cursor.execute(
+    cursor.execute_one(
         f"UPDATE {{{table}}} SET {', '.join(sets)} WHERE {key} = %s",
         (*params, event["aggregate_id"]),
+        str(missing_row(table, key, event)),
     )
-    if touched != 1:
-        raise missing_row(table, key, event)
 
 
 def missing_row(table: str, key: str, event: Envelope) -> LookupError:

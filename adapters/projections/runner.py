@@ -33,6 +33,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -47,12 +48,14 @@ from adapters.postgres.stores import store_class
 from adapters.projections import schema as ddl
 from adapters.projections.bi_access import grant_bi_select
 from adapters.projections.schema import CHANNEL, LIVE, SHADOW
-from hub.application.personal import envelope_paths, is_sealed, open_envelope
+from hub.application.personal import SEALED, envelope_paths, is_sealed, open_envelope
 from hub.application.views import envelope, event_id
 from hub.domain.catalog import AGGREGATES
 from projections.definition import Envelope, Position, Projection
 
 log = logging.getLogger("concord.projections")
+#: How a sealed personal value starts in an event's stored JSON.
+_SEALED_JSON = b'"' + SEALED.encode()
 
 DEFAULT_BATCH = 500
 POLL_INTERVAL_S = 1.0
@@ -94,14 +97,43 @@ class _Registry:
 
 
 class _Cursor:
-    """The :class:`projections.definition.ViewCursor` over one generation's tables."""
+    """The :class:`projections.definition.ViewCursor` over one generation's tables.
 
-    def __init__(self, cursor: psycopg.Cursor[Any], compiled: Callable[[str], str]) -> None:
+    Inside a pipeline (``pipeline`` set) writes are sent without waiting: a batch of
+    hundreds of events costs a handful of round trips instead of one per statement."""
+
+    def __init__(
+        self,
+        cursor: psycopg.Cursor[Any],
+        compiled: Callable[[str], str],
+        pipeline: psycopg.Pipeline | None,
+    ) -> None:
         self.cursor = cursor
         self.compiled = compiled
+        self.pipeline = pipeline
 
-    def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
         self.cursor.execute(self.compiled(statement), params)
+
+    def execute_one(self, statement: str, params: Sequence[Any], missing: str) -> None:
+        if self.pipeline is None:
+            if self.execute_counted(statement, params) != 1:
+                raise LookupError(missing)
+            return
+        # The server checks the count: zero (or two) rows divide by zero, which fails the
+        # pipelined batch; its slow replay then raises ``missing`` at this very event.
+        self.cursor.execute(
+            self.compiled(
+                f"WITH touched AS ({statement} RETURNING 1) "
+                "SELECT 1 / (count(*) = 1)::int FROM touched"
+            ),
+            params,
+        )
+
+    def execute_counted(self, statement: str, params: Sequence[Any] = ()) -> int:
+        self.cursor.execute(self.compiled(statement), params)
+        if self.pipeline is not None:
+            self.pipeline.sync()
         return self.cursor.rowcount
 
     def fetchone(self, statement: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
@@ -120,6 +152,7 @@ class ProjectionRunner:
         batch: int = DEFAULT_BATCH,
         poll_interval_s: float = POLL_INTERVAL_S,
         listen: bool = True,
+        pipelined: bool = True,
     ) -> None:
         self.projection = projection
         self.connections = connections
@@ -127,6 +160,7 @@ class ProjectionRunner:
         self.batch = batch
         self.poll_interval_s = poll_interval_s
         self.listen = listen
+        self.pipelined = pipelined
         self.on_progress: Callable[[int, int], None] | None = None
         """Called after each rebuild batch with (events done, events to do)."""
         self.applied = 0
@@ -401,11 +435,33 @@ class ProjectionRunner:
         self._state = "failed"
 
     def _batch(self, generation: str, before: Position | None = None) -> int:
+        """One batch, pipelined; if anything fails in it, rolled back and applied again one
+        statement at a time, so a failure names the exact event (a pipelined statement's
+        error only surfaces at the next synchronisation, events later)."""
+        if self.pipelined:
+            try:
+                return self._apply_batch(generation, before, pipelined=True)
+            except CONNECTION_ERRORS:
+                raise
+            except Exception as error:
+                log.info(
+                    "projection %s: a pipelined batch failed (%s); replaying it statement "
+                    "by statement",
+                    self.projection.name,
+                    type(error).__name__,
+                )
+        return self._apply_batch(generation, before, pipelined=False)
+
+    def _apply_batch(self, generation: str, before: Position | None, pipelined: bool) -> int:
         assert self._work is not None
         conn = self._work
         schema = sql.Identifier(self.schema)
         total = 0
-        with conn.transaction(), conn.cursor() as cursor:
+        with (
+            conn.pipeline() if pipelined else nullcontext() as pipeline,
+            conn.transaction(),
+            conn.cursor() as cursor,
+        ):
             positions = dict(
                 cursor.execute(
                     sql.SQL(
@@ -415,7 +471,7 @@ class ProjectionRunner:
                     (self.projection.name, generation),
                 ).fetchall()
             )
-            view = _Cursor(cursor, lambda s: self._statement(generation, s))
+            view = _Cursor(cursor, lambda s: self._statement(generation, s), pipeline)
             for store in self.projection.stores:
                 if not self._store_exists(store):
                     continue
@@ -485,15 +541,19 @@ class ProjectionRunner:
         ).fetchall()
         entity = self._entities[store]
         events: list[tuple[Position, Envelope]] = []
+        sealed: list[Envelope] = []
         for row in rows:
             at = Position(store, row[0])
             try:
-                events.append((at, envelope(entity, row[3], row[1], row[2], orjson.loads(row[4]))))
+                event = envelope(entity, row[3], row[1], row[2], orjson.loads(row[4]))
             except Exception as error:  # an event this code cannot read stops the line too
                 raise ProjectionFailed(
                     at, event_id(row[1], row[2]), f"unreadable: {type(error).__name__}: {error}"
                 ) from error
-        self._open_personal(cursor, [e for _, e in events])
+            events.append((at, event))
+            if _SEALED_JSON in row[4]:  # only these can hold a sealed value: cheap to ask
+                sealed.append(event)
+        self._open_personal(cursor, sealed)
         return events
 
     def _open_personal(self, cursor: psycopg.Cursor[Any], events: list[Envelope]) -> None:

@@ -235,6 +235,54 @@ def test_a_failing_event_stops_the_projection_with_the_error_never_skipped(
     assert rows(runtime) == fixed
 
 
+class Doubled(ErpCustomers):
+    """Inserts the row of ``Poison Ltd`` twice: the database refuses the second insert, but
+    inside a pipeline the error only comes back with a later statement's result."""
+
+    def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
+        super().apply(event, at, cursor)
+        if event["data"].get("legal_name") == "Poison Ltd":
+            super().apply(event, at, cursor)
+
+
+class Orphaned(ErpCustomers):
+    """Never inserts ``Poison Ltd``, so its next event updates a row that is not there."""
+
+    def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
+        if event["data"].get("legal_name") != "Poison Ltd":
+            super().apply(event, at, cursor)
+
+
+def test_a_database_error_in_a_pipelined_batch_is_reported_at_its_own_event(
+    runtime: Runtime,
+) -> None:
+    customers(runtime, 3)  # positions 1-6: registered, numbered
+    new_customer(runtime, "Poison Ltd")  # position 7
+    customers(runtime, 2, prefix="After")
+    with pytest.raises(ProjectionFailed) as failed:
+        runner(runtime, Doubled(), batch=100).catch_up()
+    assert failed.value.at.position == 7
+    report = status(runtime)
+    assert report.failure is not None and "UniqueViolation" in report.failure.reason
+    assert len(rows(runtime)) == 3 and report.stores[0].position == 6
+
+
+def test_an_update_of_a_missing_row_is_caught_by_the_server_inside_the_pipeline(
+    runtime: Runtime,
+) -> None:
+    customers(runtime, 2)  # positions 1-4
+    poison = new_customer(runtime, "Poison Ltd")  # position 5
+    run(runtime, "customer", "assign_number", {"customer_number": "P-1"}, aggregate_id=poison)
+    customers(runtime, 1, prefix="After")
+    with pytest.raises(ProjectionFailed) as failed:
+        runner(runtime, Orphaned(), batch=100).catch_up()
+    assert failed.value.at.position == 6  # the numbering, not the registration
+    report = status(runtime)
+    assert report.failure is not None and "LookupError" in report.failure.reason
+    assert "erp_customers has no row" in report.failure.reason
+    assert report.stores[0].position == 5 and len(rows(runtime)) == 2
+
+
 def test_a_failed_runner_waits_and_a_rebuild_request_restarts_it(runtime: Runtime) -> None:
     new_customer(runtime, "Poison Ltd")
     worker = runner(runtime, Poisoned())
@@ -389,7 +437,13 @@ def test_projection_writes_fail_loudly_without_a_registration(runtime: Runtime) 
 
 
 class _NoRows:
-    def execute(self, statement: str, params: Any = ()) -> int:
+    def execute(self, statement: str, params: Any = ()) -> None:
+        return None
+
+    def execute_one(self, statement: str, params: Any, missing: str) -> None:
+        raise LookupError(missing)
+
+    def execute_counted(self, statement: str, params: Any = ()) -> int:
         return 0
 
     def fetchone(self, statement: str, params: Any = ()) -> tuple[Any, ...] | None:

@@ -1,0 +1,330 @@
+"""The reconciliation projection on real PostgreSQL: every break code opened by hand-built
+data and closed again when the data agrees (closings recorded in the history); one store
+caught up before the others, event by event, and a rebuild give the same open breaks; SLA
+durations and monthly p50/p90 against hand-computed figures."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from adapters.bootstrap import Runtime
+from hub.application.service import Origin
+from projections.reconciliation.projection import Reconciliation
+from projections.reconciliation.tables import BREAKS
+from tests.integration.commands import (
+    item,
+    new_contract,
+    new_customer,
+    new_invoice,
+    new_order,
+    new_payment,
+    run,
+)
+from tests.integration.projection_support import connect, rebuild, rows, runner
+
+VIEW = Reconciliation()
+
+
+class StoresReversed(Reconciliation):
+    """The same projection applying payments, then invoices, contracts, orders."""
+
+    stores = tuple(reversed(Reconciliation.stores))
+
+
+def breaks(runtime: Runtime) -> dict[str, dict[str, Any]]:
+    names = [c.name for c in BREAKS.columns]
+    found = rows(runtime, "recon_breaks", order_by="break_key")
+    return {row[0]: dict(zip(names, row, strict=True)) for row in found}
+
+
+def open_set(runtime: Runtime) -> set[tuple[Any, ...]]:
+    keep = ("break_key", "customer_id", "currency", "expected_amount", "actual_amount", "detail")
+    return {tuple(b[k] for k in keep) for b in breaks(runtime).values() if b["closed_at"] is None}
+
+
+def history(runtime: Runtime, key: str) -> list[str]:
+    found = rows(runtime, "recon_break_events", order_by="at, change")
+    return [row[2] for row in found if row[0] == key]
+
+
+def at(text: str) -> Origin:
+    return Origin(occurred_at=datetime.fromisoformat(text))
+
+
+def place(runtime: Runtime, customer: UUID, amount: str, **kw: Any) -> UUID:
+    body = {
+        "customer_id": str(customer),
+        "lines": [
+            {"sku": "PLAN-PRO", "quantity": "2", "unit_price": "99.50", "charge_type": "recurring"}
+        ],
+        "currency": "EUR",
+        "term_months": 12,
+        "start_date": "2026-12-01",
+        "booking_date": "2026-11-29",
+        "opportunity_amount": {"amount": amount, "currency": "EUR"},
+    }
+    return UUID(run(runtime, "order", "place", body, **kw).body["id"])
+
+
+def issue(runtime: Runtime, customer: UUID, day: str) -> UUID:
+    """A 100.00 EUR invoice of a new order, issued on ``day``."""
+    body = {
+        "customer_id": str(customer),
+        "order_id": str(new_order(runtime, customer)),
+        "lines": [{"sku": "PLAN-PRO", "quantity": "1", "unit_price": "100.00", "amount": "100.00"}],
+        "currency": "EUR",
+        "subtotal": "100.00",
+        "tax": "0.00",
+        "total": "100.00",
+        "issue_date": day,
+        "due_date": day,
+    }
+    return UUID(run(runtime, "invoice", "issue", body).body["id"])
+
+
+def receive(runtime: Runtime, customer: UUID, amount: str, when: str) -> UUID:
+    body = {
+        "customer_id": str(customer),
+        "amount": {"amount": amount, "currency": "EUR"},
+        "method": "wire",
+        "received_at": when,
+    }
+    return UUID(run(runtime, "payment", "receive", body).body["id"])
+
+
+def test_each_break_opens_on_disagreement_and_closes_when_the_data_agrees(
+    runtime: Runtime,
+) -> None:
+    customer = new_customer(runtime)
+    order = place(runtime, customer, "250.00")
+    contract = new_contract(
+        runtime, customer, order, [item("PLAN-PRO", "PRO-M", "3", "20.00", "recurring")]
+    )
+    cancelled = new_order(runtime, customer)
+    orphan = new_invoice(runtime, customer, "40.00", order=cancelled)
+    run(runtime, "order", "cancel", {"reason": "lost"}, aggregate_id=cancelled)
+    invoice = new_invoice(runtime, customer, "100.00", order=order)
+    payment = new_payment(runtime, customer, "150.00")
+    run(
+        runtime,
+        "payment",
+        "apply",
+        {"invoice_id": str(invoice), "amount": {"amount": "100.00", "currency": "EUR"}},
+        aggregate_id=payment,
+    )
+    run(
+        runtime,
+        "invoice",
+        "credit",
+        {"amount": {"amount": "30.00", "currency": "EUR"}},
+        aggregate_id=invoice,
+    )
+    runner(runtime, VIEW, batch=3).catch_up()
+
+    found = breaks(runtime)
+    assert {
+        k: (b["expected_amount"], b["expected_by"], b["actual_amount"], b["closed_at"])
+        for k, b in found.items()
+    } == {
+        f"OPP_AMOUNT_MISMATCH:{order}": (
+            Decimal("250.00"),
+            "crm (opportunity Amount)",
+            Decimal("199.00"),
+            None,
+        ),
+        f"ORDER_CONTRACT_MISMATCH:{contract}": (
+            Decimal("2"),
+            "hub (order lines)",
+            Decimal("3"),
+            None,
+        ),
+        f"INVOICE_WITHOUT_ORDER:{orphan}": (None, "hub (order/contract)", Decimal("40.00"), None),
+        f"PAYMENT_OVERAPPLIED:{invoice}": (
+            Decimal("70.00"),
+            "billing (total less credit notes)",
+            Decimal("100.00"),
+            None,
+        ),
+        f"PAYMENT_UNAPPLIED:{payment}": (
+            Decimal("0"),
+            "invoices (applied)",
+            Decimal("50.00"),
+            None,
+        ),
+    }
+    assert found[f"ORDER_CONTRACT_MISMATCH:{contract}"]["detail"] == (
+        "PLAN-PRO: order 2, contract 3"
+    )
+    assert found[f"ORDER_CONTRACT_MISMATCH:{contract}"]["currency"] is None
+    assert found[f"OPP_AMOUNT_MISMATCH:{order}"]["lineage"] == f"/v1/lineage/{order}"
+
+    # The data agrees again: each break closes, and the closing is recorded.
+    lines = [
+        {"sku": "PLAN-PRO", "quantity": "2", "unit_price": "125.00", "charge_type": "recurring"}
+    ]
+    run(runtime, "order", "amend", {"lines": lines}, aggregate_id=order)
+    run(
+        runtime,
+        "contract",
+        "amend",
+        {"changes": [{"sku": "PLAN-PRO", "quantity": "2"}], "effective_date": "2026-12-15"},
+        aggregate_id=contract,
+    )
+    run(runtime, "invoice", "void", {}, aggregate_id=orphan)
+    # A refund of 80: the 50 unapplied, then 30 back off the over-held invoice.
+    run(
+        runtime,
+        "payment",
+        "refund",
+        {"amount": {"amount": "80.00", "currency": "EUR"}},
+        aggregate_id=payment,
+    )
+    # The ERP posts the voided invoice: a fact, and a break that nothing can close.
+    run(runtime, "invoice", "post", {"erp_document_number": "INV-9"}, aggregate_id=orphan)
+    runner(runtime, VIEW).catch_up()
+
+    found = breaks(runtime)
+    still_open = {k for k, b in found.items() if b["closed_at"] is None}
+    assert still_open == {f"INVOICE_MISMATCH:{orphan}"}
+    mismatch = found[f"INVOICE_MISMATCH:{orphan}"]
+    assert (mismatch["expected_amount"], mismatch["expected_by"], mismatch["actual_amount"]) == (
+        Decimal("40.00"),
+        "erp (posted document INV-9)",
+        Decimal("0"),
+    )
+    for key in found.keys() - still_open:
+        assert history(runtime, key) == ["opened", "closed"], key
+        assert found[key]["closed_at"] >= found[key]["opened_at"]
+    assert history(runtime, f"INVOICE_MISMATCH:{orphan}") == ["opened"]
+    with connect(runtime) as conn:
+        schema = runtime.settings.schema_name
+        (count,) = conn.execute(f'SELECT count(*) FROM "{schema}".recon_open_breaks').fetchone()
+    assert count == 1
+
+
+def test_any_store_order_and_a_rebuild_give_the_same_open_breaks(runtime: Runtime) -> None:
+    customer = new_customer(runtime)
+    order = place(runtime, customer, "300.00")
+    new_contract(runtime, customer, order, [item("PLAN-PRO", "PRO-M", "5", "20.00", "recurring")])
+    invoice = new_invoice(runtime, customer, "100.00", order=order)
+    payment = new_payment(runtime, customer, "150.00")
+    run(
+        runtime,
+        "payment",
+        "apply",
+        {"invoice_id": str(invoice), "amount": {"amount": "60.00", "currency": "EUR"}},
+        aggregate_id=payment,
+    )
+
+    # Payments, then invoices (before their order: a transient INVOICE_WITHOUT_ORDER), ...
+    runner(runtime, StoresReversed(), batch=500).catch_up()
+    reversed_open = open_set(runtime)
+    assert sorted(history(runtime, f"INVOICE_WITHOUT_ORDER:{invoice}")) == ["closed", "opened"]
+    assert {key.split(":")[0] for key, *_ in reversed_open} == {
+        "OPP_AMOUNT_MISMATCH",
+        "ORDER_CONTRACT_MISMATCH",
+        "PAYMENT_UNAPPLIED",
+    }
+
+    rebuild(runtime, VIEW)
+    runner(runtime, VIEW, batch=1).catch_up()
+    assert open_set(runtime) == reversed_open
+    first = (
+        rows(runtime, "recon_breaks", "break_key"),
+        rows(runtime, "recon_break_events", "break_key, event_id"),
+    )
+    rebuild(runtime, VIEW)
+    runner(runtime, VIEW, batch=500).catch_up()
+    assert (
+        rows(runtime, "recon_breaks", "break_key"),
+        rows(runtime, "recon_break_events", "break_key, event_id"),
+    ) == first
+
+
+def test_sla_durations_and_monthly_percentiles_match_hand_computed_figures(
+    runtime: Runtime,
+) -> None:
+    customer = new_customer(runtime)
+    for placed, activated in (
+        ("2026-11-01T00:00:00+00:00", "2026-11-01T10:00:00+00:00"),  # 36000 s
+        ("2026-11-02T00:00:00+00:00", "2026-11-03T00:00:00+00:00"),  # 86400 s
+        ("2026-11-03T00:00:00+00:00", "2026-11-03T02:00:00+00:00"),  # 7200 s
+    ):
+        order = place(runtime, customer, "199.00", origin=at(placed))
+        contract = new_contract(
+            runtime, customer, order, [item("PLAN-PRO", "PRO-M", "2", "20.00", "recurring")]
+        )
+        run(
+            runtime,
+            "contract",
+            "activate",
+            {"billing_subscription_id": f"sub-{placed[:10]}"},
+            aggregate_id=contract,
+            origin=at(activated),
+        )
+    pending = place(runtime, customer, "199.00", origin=at("2026-11-04T00:00:00+00:00"))
+    new_contract(runtime, customer, pending, [item("PLAN-PRO", "PRO-M", "2", "20.00", "recurring")])
+    # Issued 2026-10-01; paid in full after 2, 10, 20 and 1 days; one still open.
+    for paid in ("2026-10-03", "2026-10-11", "2026-10-21", "2026-10-02", None):
+        invoice = issue(runtime, customer, "2026-10-01")
+        if paid is None:
+            continue
+        payment = new_payment(runtime, customer, "100.00")
+        run(
+            runtime,
+            "payment",
+            "apply",
+            {"invoice_id": str(invoice), "amount": {"amount": "100.00", "currency": "EUR"}},
+            aggregate_id=payment,
+            origin=at(f"{paid}T12:00:00+00:00"),
+        )
+    runner(runtime, VIEW).catch_up()
+
+    durations = sorted(
+        (r[5] for r in rows(runtime, "sla_order_activation", "contract_id")),
+        key=lambda d: (d is None, d),
+    )
+    assert durations == [7200, 36000, 86400, None]
+    days = sorted(
+        (r[4] for r in rows(runtime, "sla_invoice_cash", "invoice_id")),
+        key=lambda d: (d is None, d),
+    )
+    assert days == [1, 2, 10, 20, None]
+    monthly = rows(runtime, "sla_monthly", "sla, month")
+    assert [tuple(r) for r in monthly] == [
+        ("invoice_to_cash", datetime(2026, 10, 1, tzinfo=UTC).date(), "days", 4, 2, 20),
+        (
+            "order_to_activation",
+            datetime(2026, 11, 1, tzinfo=UTC).date(),
+            "seconds",
+            3,
+            36000,
+            86400,
+        ),
+    ]
+
+
+def test_unapplied_cash_per_month_end(runtime: Runtime) -> None:
+    customer = new_customer(runtime)
+    invoice = issue(runtime, customer, "2026-10-01")
+    payment = receive(runtime, customer, "150.00", "2026-10-05T10:00:00Z")
+    run(
+        runtime,
+        "payment",
+        "apply",
+        {"invoice_id": str(invoice), "amount": {"amount": "100.00", "currency": "EUR"}},
+        aggregate_id=payment,
+        origin=at("2026-11-10T09:00:00+00:00"),
+    )
+    runner(runtime, VIEW).catch_up()
+    found = [
+        (r[0].isoformat(), r[1], r[2], r[3])
+        for r in rows(runtime, "recon_unapplied_cash", "period_end")
+    ]
+    assert found == [
+        ("2026-10-31", customer, "EUR", Decimal("150.00")),
+        ("2026-11-30", customer, "EUR", Decimal("50.00")),
+    ]

@@ -144,7 +144,7 @@ ACCOUNT_ARR = View(
         Column(
             "arr",
             "numeric",
-            "Σ quantity × unit price × billing periods per year (month 12, quarter 4, year 1), "
+            "Σ quantity x unit price x billing periods per year (month 12, quarter 4, year 1), "
             "exact.",
         ),
         Column("contracts", "bigint", "How many contracts contribute."),

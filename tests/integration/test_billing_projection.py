@@ -204,8 +204,8 @@ def test_arr_per_account_and_currency_follows_amendments_and_cancellations(
     pending = new_contract(runtime, customer, order, [item("X", "x", "9", "9", "recurring")])
     assert pending  # pending: not billing yet, no ARR
     runner(runtime, BILLING).catch_up()
-    # EUR: 2 × 99.50 × 12 = 2,388.00 plus 1 × 1,200 × 1 = 1,200: 3,588.00 over 2 contracts.
-    # JPY: 3 × 15,000 × 4 = 180,000.
+    # EUR: 2 x 99.50 x 12 = 2,388.00 plus 1 x 1,200 x 1 = 1,200: 3,588.00 over 2 contracts.
+    # JPY: 3 x 15,000 x 4 = 180,000.
     assert arr(runtime) == [
         (customer, "EUR", Decimal("3588.00"), 2),
         (customer, "JPY", Decimal("180000"), 1),
@@ -214,7 +214,7 @@ def test_arr_per_account_and_currency_follows_amendments_and_cancellations(
     run(runtime, "contract", "amend", change, aggregate_id=eur)
     run(runtime, "contract", "cancel", {"effective_date": "2027-03-31"}, aggregate_id=support)
     runner(runtime, BILLING).catch_up()
-    # Upgraded to 5 seats: 5 × 99.50 × 12 = 5,970.00; the support contract is cancelled.
+    # Upgraded to 5 seats: 5 x 99.50 x 12 = 5,970.00; the support contract is cancelled.
     assert arr(runtime) == [
         (customer, "EUR", Decimal("5970.00"), 1),
         (customer, "JPY", Decimal("180000"), 1),

@@ -72,7 +72,10 @@ def physical(table: Table, generation: str) -> str:
 
 
 def table_ddl(schema: str, table: Table, name: str) -> list[sql.Composed]:
-    """CREATE TABLE plus a COMMENT ON for the table and each column."""
+    """CREATE TABLE plus a COMMENT ON for the table and each column, then its indexes.
+
+    An index is named after the table it is created on (``{name}_{columns}_idx``), so a
+    shadow's indexes start with the shadow's name and the rebuild swap renames them with it."""
     target = sql.Identifier(schema, name)
     columns = [
         sql.SQL("{} {}{}").format(
@@ -94,6 +97,14 @@ def table_ddl(schema: str, table: Table, name: str) -> list[sql.Composed]:
             target, sql.Identifier(c.name), sql.Literal(c.comment)
         )
         for c in table.columns
+    ]
+    statements += [
+        sql.SQL("CREATE INDEX {} ON {} ({})").format(
+            sql.Identifier(f"{name}_{'_'.join(index)}_idx"),
+            target,
+            sql.SQL(", ").join(sql.Identifier(k) for k in index),
+        )
+        for index in table.indexes
     ]
     return statements
 

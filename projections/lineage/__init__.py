@@ -1,0 +1,1 @@
+"""Lineage for auditors: every object, every system's id for it, and every event linked."""

@@ -32,6 +32,7 @@ from api.routes import (
     delivery,
     health,
     inbound,
+    lineage,
     listing,
     mappings,
     matches,
@@ -138,6 +139,7 @@ def create_app(
         mappings,
         projections,
         reconciliation,
+        lineage,
         slas,
     ):
         app.include_router(module.build(runtime, require))

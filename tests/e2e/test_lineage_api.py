@@ -41,7 +41,7 @@ def test_every_systems_id_finds_the_same_deal_graph(api: Api) -> None:
     by_order = lineage(api, str(chain.order))
     assert by_order["root"]["kind"] == "order" and not by_order["truncated"]
     graph = kinds(by_order)
-    refund = next(iter(graph["refund"]))
+    refund, credit = next(iter(graph["refund"])), next(iter(graph["credit_note"]))
     assert graph == {
         "customer": {str(chain.customer)},
         "opportunity": {deal.OPPORTUNITY},
@@ -50,6 +50,7 @@ def test_every_systems_id_finds_the_same_deal_graph(api: Api) -> None:
         "invoice": {str(chain.invoice)},
         "payment": {str(chain.payment)},
         "refund": {refund},
+        "credit_note": {credit},
     }
     for asked, kind in (
         (deal.OPPORTUNITY, "opportunity"),
@@ -61,6 +62,7 @@ def test_every_systems_id_finds_the_same_deal_graph(api: Api) -> None:
         (deal.PAYMENT_REFERENCE, "payment"),
         (str(chain.contract), "contract"),
         (deal.CREDIT_NOTE, "refund"),
+        (deal.INVOICE_CREDIT, "credit_note"),
     ):
         body = lineage(api, asked)
         assert (body["id"], body["root"]["kind"]) == (asked, kind)
@@ -79,6 +81,7 @@ def test_every_systems_id_finds_the_same_deal_graph(api: Api) -> None:
         ("contract", "invoice"),
         ("invoice", "payment"),
         ("payment", "refund"),
+        ("invoice", "credit_note"),
     } <= edges
     placed = next(e for e in by_order["events"] if e["type"] == "OrderPlaced")
     assert (placed["causation_id"], placed["correlation_id"], placed["store"]) == (
@@ -109,13 +112,13 @@ def test_the_graph_as_dot_and_mermaid(api: Api) -> None:
     assert dot.status_code == 200 and dot.headers["content-type"].startswith("text/plain")
     lines = dot.text.splitlines()
     assert lines[0] == "digraph lineage {" and lines[-1] == "}"
-    assert sum(" -> " in line for line in lines) == 10  # every link of the chain
-    assert sum("[label=" in line for line in lines) == 7
+    assert sum(" -> " in line for line in lines) == 11  # every link of the chain
+    assert sum("[label=" in line for line in lines) == 8
     assert any(f"erp: {deal.ERP_ORDER}" in line for line in lines)
     mermaid = api.get(f"/v1/lineage/{chain.invoice}", params={"format": "mermaid"})
     rows = mermaid.text.splitlines()
     assert rows[0] == "flowchart LR"
-    assert sum(" --> " in row for row in rows) == 10
+    assert sum(" --> " in row for row in rows) == 11
     assert any(f"billing: {deal.SUBSCRIPTION}" in row for row in rows)
 
 

@@ -18,6 +18,7 @@ ERP_DOCUMENT = "ERPDOC-7001"
 PAYMENT_REFERENCE = "PAY-REF-7001"
 REFUND_REFERENCE = "RF-7001"
 CREDIT_NOTE = "CN-7001"
+INVOICE_CREDIT = "CN-7002"
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,8 @@ class Chain:
 
 def build_chain(runtime: Runtime, delivery: str = "delivery-7001") -> Chain:
     """opportunity -> order -> contract -> invoice -> payment -> refund (paying out a credit
-    note); the order was caused by the inbound ``delivery``."""
+    note), and a credit note on the invoice; the order was caused by the inbound
+    ``delivery``."""
     customer = new_customer(runtime)
     body = {
         "customer_id": str(customer),
@@ -99,4 +101,9 @@ def build_chain(runtime: Runtime, delivery: str = "delivery-7001") -> Chain:
         },
         aggregate_id=payment,
     )
+    credit = {
+        "amount": {"amount": "10.00", "currency": "EUR"},
+        "credit_note_number": INVOICE_CREDIT,
+    }
+    run(runtime, "invoice", "credit", credit, aggregate_id=invoice)
     return Chain(customer, order, contract, invoice, payment)

@@ -9,7 +9,7 @@ from typing import Any
 from adapters.bootstrap import Runtime
 from projections.lineage.projection import Lineage
 from tests.integration import lineage_chain as deal
-from tests.integration.projection_support import rebuild, rows, runner
+from tests.integration.projection_support import connect, rebuild, rows, runner
 
 VIEW = Lineage()
 
@@ -36,6 +36,7 @@ def test_the_chain_gives_every_id_link_and_event(runtime: Runtime) -> None:
     order, contract = str(chain.order), str(chain.contract)
     invoice, payment, customer = str(chain.invoice), str(chain.payment), str(chain.customer)
     refund = next(e for e in events if e[3] == "PaymentRefunded")[0]
+    credit = next(e for e in events if e[3] == "InvoiceCredited")[0]
     found = {(s, x, k, o) for s, x, k, o, *_ in ids}
     assert {
         ("crm", deal.OPPORTUNITY, "opportunity", deal.OPPORTUNITY),
@@ -46,6 +47,7 @@ def test_the_chain_gives_every_id_link_and_event(runtime: Runtime) -> None:
         ("api", deal.PAYMENT_REFERENCE, "payment", payment),
         ("api", deal.REFUND_REFERENCE, "refund", str(refund)),
         ("api", deal.CREDIT_NOTE, "refund", str(refund)),
+        ("api", deal.INVOICE_CREDIT, "credit_note", str(credit)),
         ("concord", order, "order", order),
         ("concord", payment, "payment", payment),
         ("concord", customer, "customer", customer),
@@ -61,6 +63,7 @@ def test_the_chain_gives_every_id_link_and_event(runtime: Runtime) -> None:
         ("payment", payment, "customer", customer),
         ("payment", payment, "invoice", invoice),
         ("refund", str(refund), "payment", payment),
+        ("credit_note", str(credit), "invoice", invoice),
     }
     names = [c.name for c in VIEW.table("lineage_events").columns]
     by_type = {e[3]: dict(zip(names, e, strict=True)) for e in events}
@@ -82,6 +85,7 @@ def test_the_chain_gives_every_id_link_and_event(runtime: Runtime) -> None:
         "ContractActivated",
         "ContractCreated",
         "CustomerRegistered",
+        "InvoiceCredited",
         "InvoiceIssued",
         "InvoicePaymentApplied",  # the hub's reactions to the payment's
         "InvoicePaymentUnapplied",
@@ -103,4 +107,21 @@ def test_any_store_order_and_a_rebuild_give_identical_rows(runtime: Runtime) -> 
     assert all(reversed_rows)
     rebuild(runtime, VIEW)
     runner(runtime, VIEW, batch=500).catch_up()
+    assert everything(runtime) == reversed_rows
+    with connect(runtime) as conn:  # the swap gave the shadow's indexes their live names
+        names = conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename LIKE %s",
+            (runtime.settings.schema_name, "lineage%"),
+        ).fetchall()
+    assert sorted(n for (n,) in names) == [
+        "lineage_events_object_id_idx",
+        "lineage_events_pkey",
+        "lineage_ids_external_id_idx",
+        "lineage_ids_object_id_idx",
+        "lineage_ids_pkey",
+        "lineage_links_parent_id_idx",
+        "lineage_links_pkey",
+    ]
+    rebuild(runtime, VIEW)  # and a second rebuild's shadow can use its own names again
+    runner(runtime, VIEW, batch=2).catch_up()
     assert everything(runtime) == reversed_rows

@@ -41,7 +41,7 @@ def test_dot_keeps_each_label_one_quoted_string() -> None:
 def test_mermaid_escapes_markup_and_quotes() -> None:
     assert mermaid(graph()).splitlines() == [
         "flowchart LR",
-        '  n0["order o-1<br/>erp: a\'] -> evil/ #lt;b#gt;x#lt;/b#gt;"]',
+        '  n0["order o-1<br/>erp: a\'] -#gt; evil/ #lt;b#gt;x#lt;/b#gt;"]',
         '  n1["payment p-1"]',
         "  n0 --> n1",
     ]

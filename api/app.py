@@ -35,6 +35,7 @@ from api.routes import (
     listing,
     mappings,
     matches,
+    metrics,
     projections,
     queries,
     reconciliation,
@@ -139,6 +140,7 @@ def create_app(
         projections,
         reconciliation,
         slas,
+        metrics,
     ):
         app.include_router(module.build(runtime, require))
     # Webhooks authenticate by each system's signature, throttled like failed keys.

@@ -10,13 +10,14 @@ stores is a header column filled by whichever side arrives second (the contract 
 order-only invoice), or, for one-time lines recognised on the activation of their order's
 contract, a schedule row written by one statement run from both sides.
 
-Decisions (also in the README, "Metrics"): an order amendment books only what raises the
-total above the highest total booked before, on its business date; a failed payment is
-taken back on its own receipt date (it counts nothing in any month); a chargeback
-(PaymentReversed) takes the cash back on its own date, the invoice reopens then; a refund
-takes cash back on its refund date and reduces applied cash by what it takes back off
-invoices (a refund of unapplied credit reduces cash only); a void is a credit of every line
-on its date; a credit note without lines credits the lines in proportion to their amounts.
+Decisions (also in the README, "Tables for BI", Finance metrics): an order amendment
+books only what raises the total above the highest total booked before, on its business
+date; a failed payment is taken back on its own receipt date (it counts nothing in any
+month); a chargeback (PaymentReversed) takes the cash back on its own date, the invoice
+reopens then; a refund takes cash back on its refund date and reduces applied cash by what
+it takes back off invoices (a refund of unapplied credit reduces cash only); a void is a
+credit of every line on its date; a credit note without lines credits the lines in
+proportion to their amounts; receivables count billings with tax (cash applied has it).
 """
 
 from __future__ import annotations

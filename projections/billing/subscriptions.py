@@ -27,7 +27,15 @@ from typing import Any, ClassVar
 
 from hub.domain.contract import ContractItem, ItemChange, ScheduledChange, bring_into_force
 from hub.domain.money import exponent
-from projections.definition import Column, Envelope, Position, Projection, Table, ViewCursor
+from projections.definition import (
+    Column,
+    Envelope,
+    Position,
+    Projection,
+    Table,
+    View,
+    ViewCursor,
+)
 from projections.rows import missing_row, update_latest
 
 SUBSCRIPTIONS = Table(
@@ -112,6 +120,37 @@ ITEMS = Table(
     ),
 )
 
+#: The CRM view's ARR: a query of the items in force, so it never disagrees with them.
+ACCOUNT_ARR = View(
+    name="crm_account_arr",
+    comment=(
+        "Concord CRM view: annual recurring revenue per account and currency, from the "
+        "recurring items in force (billing_subscription_items) of its active or suspended "
+        "contracts (pending ones are not billing yet, cancelled ones count nothing from the "
+        "moment the cancellation is recorded). Usage items are excluded. No FX."
+    ),
+    select=(
+        "SELECT s.customer_id, s.currency, "
+        "sum(i.quantity * i.unit_price * CASE i.billing_period WHEN 'month' THEN 12 "
+        "WHEN 'quarter' THEN 4 ELSE 1 END), count(DISTINCT s.contract_id) "
+        "FROM {billing_subscriptions} s JOIN {billing_subscription_items} i "
+        "ON i.contract_id = s.contract_id "
+        "WHERE s.status IN ('active', 'suspended') AND i.charge_type = 'recurring' "
+        "GROUP BY s.customer_id, s.currency"
+    ),
+    columns=(
+        Column("customer_id", "uuid", "Canonical id of the account (customer)."),
+        Column("currency", "text", "ISO 4217 currency; one row per currency."),
+        Column(
+            "arr",
+            "numeric",
+            "Σ quantity x unit price x billing periods per year (month 12, quarter 4, year 1), "
+            "exact.",
+        ),
+        Column("contracts", "bigint", "How many contracts contribute."),
+    ),
+)
+
 _INSERT = (
     "INSERT INTO {billing_subscriptions} (contract_id, customer_id, order_id, status, "
     "currency, term_start, term_end, scheduled_changes, amendment_log, version, changed_at, "
@@ -133,9 +172,10 @@ def unit_price(price: Decimal, currency: str) -> Decimal:
 class BillingSubscriptions(Projection):
     name: ClassVar[str] = "billing"
     title: ClassVar[str] = "Billing view"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     stores: ClassVar[tuple[str, ...]] = ("contracts",)
     tables: ClassVar[tuple[Table, ...]] = (SUBSCRIPTIONS, ITEMS)
+    views: ClassVar[tuple[View, ...]] = (ACCOUNT_ARR,)
 
     def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
         if event["aggregate"] != "contract":

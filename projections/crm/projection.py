@@ -1,20 +1,23 @@
-"""The ``crm`` projection: accounts (customers store) and opportunities (orders, contracts)."""
+"""The ``crm`` projection: accounts (customers store), opportunities and their milestones
+(orders, contracts, invoices)."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
 from projections.crm.accounts import ACCOUNTS, apply_customer
+from projections.crm.invoices import INVOICES, MILESTONES, apply_invoice
 from projections.crm.opportunities import CONTRACTS, OPPORTUNITIES, apply_contract, apply_order
-from projections.definition import Envelope, Position, Projection, Table, ViewCursor
+from projections.definition import Envelope, Position, Projection, Table, View, ViewCursor
 
 
 class CrmView(Projection):
     name: ClassVar[str] = "crm"
     title: ClassVar[str] = "CRM view"
-    version: ClassVar[int] = 1
-    stores: ClassVar[tuple[str, ...]] = ("customers", "orders", "contracts")
-    tables: ClassVar[tuple[Table, ...]] = (ACCOUNTS, OPPORTUNITIES, CONTRACTS)
+    version: ClassVar[int] = 2
+    stores: ClassVar[tuple[str, ...]] = ("customers", "orders", "contracts", "invoices")
+    tables: ClassVar[tuple[Table, ...]] = (ACCOUNTS, OPPORTUNITIES, CONTRACTS, INVOICES)
+    views: ClassVar[tuple[View, ...]] = (MILESTONES,)
 
     def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
         if event["aggregate"] == "customer":
@@ -23,3 +26,5 @@ class CrmView(Projection):
             apply_order(event, cursor)
         elif event["aggregate"] == "contract":
             apply_contract(event, cursor)
+        elif event["aggregate"] == "invoice":
+            apply_invoice(event, cursor)

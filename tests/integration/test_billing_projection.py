@@ -155,3 +155,70 @@ def test_a_backdated_amendment_applies_in_effective_date_order(runtime: Runtime)
         None,
         [],
     )
+
+
+def arr(runtime: Runtime) -> list[tuple[Any, ...]]:
+    return rows(runtime, "crm_account_arr", order_by="customer_id, currency")
+
+
+def test_arr_per_account_and_currency_follows_amendments_and_cancellations(
+    runtime: Runtime,
+) -> None:
+    customer = new_customer(runtime, "Globex Corp")
+    order = new_order(runtime, customer)
+    eur = new_contract(
+        runtime,
+        customer,
+        order,
+        [
+            item("PLAN-PRO", "pro-monthly", "2", "99.5", "recurring"),
+            item("API-CALLS", "usage-std", "0", "0.0004", "usage"),  # usage: no ARR
+        ],
+    )
+    yearly = item("SUPPORT", "support-yearly", "1", "1200", "recurring") | {
+        "billing_period": "year"
+    }
+    quarterly = item("SEATS", "seats-q", "3", "15000", "recurring") | {"billing_period": "quarter"}
+    yen_order = {
+        "customer_id": str(customer),
+        "lines": [
+            {"sku": "SEATS", "quantity": "3", "unit_price": "15000", "charge_type": "recurring"}
+        ],
+        "currency": "JPY",
+        "term_months": 12,
+        "start_date": "2026-12-01",
+        "booking_date": "2026-11-29",
+    }
+    jpy = {
+        "order_id": run(runtime, "order", "place", yen_order).body["id"],
+        "customer_id": str(customer),
+        "currency": "JPY",
+        "items": [quarterly],
+        "term_start": "2026-12-01",
+        "term_end": "2027-11-30",
+    }
+    jpy_contract = UUID(run(runtime, "contract", "create", jpy).body["id"])
+    support = new_contract(runtime, customer, order, [yearly])
+    for made, sub in ((eur, "sub_eur"), (jpy_contract, "sub_jpy"), (support, "sub_sup")):
+        run(runtime, "contract", "activate", {"billing_subscription_id": sub}, aggregate_id=made)
+    pending = new_contract(runtime, customer, order, [item("X", "x", "9", "9", "recurring")])
+    assert pending  # pending: not billing yet, no ARR
+    runner(runtime, BILLING).catch_up()
+    # EUR: 2 x 99.50 x 12 = 2,388.00 plus 1 x 1,200 x 1 = 1,200: 3,588.00 over 2 contracts.
+    # JPY: 3 x 15,000 x 4 = 180,000.
+    assert arr(runtime) == [
+        (customer, "EUR", Decimal("3588.00"), 2),
+        (customer, "JPY", Decimal("180000"), 1),
+    ]
+    change = {"changes": [{"sku": "PLAN-PRO", "quantity": "5"}], "effective_date": "2026-12-01"}
+    run(runtime, "contract", "amend", change, aggregate_id=eur)
+    run(runtime, "contract", "cancel", {"effective_date": "2027-03-31"}, aggregate_id=support)
+    runner(runtime, BILLING).catch_up()
+    # Upgraded to 5 seats: 5 x 99.50 x 12 = 5,970.00; the support contract is cancelled.
+    assert arr(runtime) == [
+        (customer, "EUR", Decimal("5970.00"), 1),
+        (customer, "JPY", Decimal("180000"), 1),
+    ]
+    rebuild(runtime, BILLING)
+    runner(runtime, BILLING).catch_up()
+    assert arr(runtime)[0][2] == Decimal("5970.00") and len(arr(runtime)) == 2

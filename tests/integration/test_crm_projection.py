@@ -15,7 +15,15 @@ from hub.application.service import Origin
 from projections.crm.accounts import ACCOUNTS
 from projections.crm.opportunities import OPPORTUNITIES
 from projections.crm.projection import CrmView
-from tests.integration.commands import item, new_contract, new_customer, run
+from tests.integration.commands import (
+    item,
+    new_contract,
+    new_customer,
+    new_invoice,
+    new_order,
+    new_payment,
+    run,
+)
 from tests.integration.projection_support import rebuild, rows, runner
 
 VIEW = CrmView()
@@ -135,3 +143,56 @@ def test_an_order_through_its_milestones_converges_whichever_store_comes_first(
     rebuild(runtime, VIEW)
     runner(runtime, VIEW, batch=500).catch_up()
     assert opportunities(runtime) == [row]
+
+
+def milestones(runtime: Runtime) -> list[tuple[Any, ...]]:
+    return rows(runtime, "crm_opportunity_milestones", order_by="order_id")
+
+
+class InvoicesFirst(CrmView):
+    """Follows the invoices store alone: invoices applied before their orders."""
+
+    stores = ("invoices",)
+
+
+def test_first_invoice_and_paid_milestones_whichever_store_comes_first(runtime: Runtime) -> None:
+    customer = new_customer(runtime, "Initech LLC")
+    order = new_order(runtime, customer)
+    contract = new_contract(
+        runtime, customer, order, [item("PLAN-PRO", "RP-1", "2", "99.50", "recurring")]
+    )
+    # The later invoice names the order; the earlier one only its contract.
+    later = new_invoice(runtime, customer, total="100.00", order=order)
+    body = {
+        "customer_id": str(customer),
+        "contract_id": str(contract),
+        "lines": [{"sku": "PLAN-PRO", "quantity": "1", "unit_price": "80.00", "amount": "80.00"}],
+        "currency": "EUR",
+        "subtotal": "80.00",
+        "tax": "0.00",
+        "total": "80.00",
+        "issue_date": "2026-11-30",
+        "due_date": "2026-12-30",
+    }
+    first = UUID(run(runtime, "invoice", "issue", body).body["id"])
+    payment = new_payment(runtime, customer, amount="180.00")
+
+    def pay(invoice: UUID, amount: str, when: str) -> None:
+        apply = {"invoice_id": str(invoice), "amount": {"amount": amount, "currency": "EUR"}}
+        run(runtime, "payment", "apply", apply, aggregate_id=payment, origin=at(when))
+
+    pay(first, "30.00", "2026-12-01T10:00:00Z")  # partial: not paid yet
+    pay(later, "100.00", "2026-12-01T11:00:00Z")  # the later invoice is paid first
+    pay(first, "20.00", "2026-12-02T09:30:00Z")  # 50 of 80: still open
+    runner(runtime, InvoicesFirst()).catch_up()
+    assert milestones(runtime) == []  # no order yet: nothing to hang the invoices on
+    runner(runtime, VIEW, batch=1).catch_up()
+    ((order_id, *_, invoice_id, issued, paid),) = milestones(runtime)
+    assert (order_id, invoice_id, str(issued), paid) == (order, first, "2026-11-30", None)
+    pay(first, "30.00", "2026-12-02T18:00:00Z")  # 80 of 80: paid in full
+    runner(runtime, VIEW).catch_up()
+    (row,) = milestones(runtime)
+    assert row[-1] == datetime(2026, 12, 2, 18, 0, tzinfo=UTC)
+    rebuild(runtime, VIEW)
+    runner(runtime, VIEW).catch_up()
+    assert milestones(runtime) == [row]

@@ -36,6 +36,7 @@ from api.routes import (
     listing,
     mappings,
     matches,
+    metrics,
     projections,
     queries,
     reconciliation,
@@ -141,6 +142,7 @@ def create_app(
         reconciliation,
         lineage,
         slas,
+        metrics,
     ):
         app.include_router(module.build(runtime, require))
     # Webhooks authenticate by each system's signature, throttled like failed keys.

@@ -8,6 +8,7 @@ from projections.definition import Projection
 from projections.erp.customers import ErpCustomers
 from projections.erp.orders import ErpOrders
 from projections.lineage.projection import Lineage
+from projections.metrics.projection import Metrics
 from projections.reconciliation.projection import Reconciliation
 
 
@@ -18,6 +19,7 @@ def all_projections() -> list[Projection]:
         ErpOrders(),
         Reconciliation(),
         CrmView(),
+        Metrics(),
         Lineage(),
     ]
 

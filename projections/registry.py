@@ -7,11 +7,19 @@ from projections.crm.projection import CrmView
 from projections.definition import Projection
 from projections.erp.customers import ErpCustomers
 from projections.erp.orders import ErpOrders
+from projections.metrics.projection import Metrics
 from projections.reconciliation.projection import Reconciliation
 
 
 def all_projections() -> list[Projection]:
-    return [ErpCustomers(), BillingSubscriptions(), ErpOrders(), Reconciliation(), CrmView()]
+    return [
+        ErpCustomers(),
+        BillingSubscriptions(),
+        ErpOrders(),
+        Reconciliation(),
+        CrmView(),
+        Metrics(),
+    ]
 
 
 def by_name(name: str) -> Projection | None:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 MAX_MONTHS = 120
 MAX_ROWS = 5000
-MONTH = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+MONTH = r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])$"
 AMOUNTS = ("bookings", "acv", "billings", "cash", "recognised", "deferred", "receivables")
 
 
@@ -94,10 +94,21 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
         caller: Annotated[Caller, Depends(reader)],
         start: Annotated[str, Query(alias="from", pattern=MONTH, description="YYYY-MM.")],
         end: Annotated[
-            str, Query(alias="to", pattern=MONTH, description=f"YYYY-MM, ≤ {MAX_MONTHS} months.")
+            str,
+            Query(
+                alias="to",
+                pattern=MONTH,
+                description=f"YYYY-MM, inclusive: not before from and at most {MAX_MONTHS} "
+                "months from it (else 422 invalid-range naming query.to).",
+            ),
         ],
         currency: Annotated[
-            str | None, Query(pattern=r"^[A-Z]{3}$", description="Only this currency.")
+            str | None,
+            Query(
+                pattern=r"^[A-Z]{3}$",
+                json_schema_extra={"enum": sorted(EXPONENTS)},
+                description="Only this currency (ISO 4217).",
+            ),
         ] = None,
         customer: Annotated[UUID | None, Query(description="Only this customer's.")] = None,
     ) -> Response:

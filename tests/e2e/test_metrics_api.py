@@ -56,6 +56,7 @@ def test_bad_input_is_a_problem_naming_the_parameter(api: Api) -> None:
     for params, field in (
         ({"to": "2026-03"}, "from"),
         ({**good, "from": "2026-13"}, "from"),
+        ({**good, "from": "0000-01"}, "from"),
         ({**good, "to": "yesterday"}, "to"),
         ({**good, "currency": "usd"}, "currency"),
         ({**good, "customer": "not-a-uuid"}, "customer"),

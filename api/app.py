@@ -137,10 +137,10 @@ def create_app(
         health,
         matches,
         mappings,
-        metrics,
         projections,
         reconciliation,
         slas,
+        metrics,
     ):
         app.include_router(module.build(runtime, require))
     # Webhooks authenticate by each system's signature, throttled like failed keys.

@@ -8,10 +8,11 @@ creation was never applied, which must stop the projection rather than pass unse
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from projections.definition import Envelope, Position, ViewCursor
+from projections.definition import Envelope, Position, Projection, ViewCursor
 
 
 def update_latest(
@@ -40,3 +41,18 @@ def missing_row(table: str, key: str, event: Envelope) -> LookupError:
         f"{table} has no row with {key} {event['aggregate_id']} "
         f"({event['type']} at version {event['version']}): its creation was never applied"
     )
+
+
+class PerAggregate(Projection):
+    """A projection with one handler per aggregate type it follows, named ``_<aggregate>``
+    (``_order(event, cursor)``, ``_invoice(...)``): the finance views follow the same four
+    stores and treat each aggregate's events apart; other aggregates are ignored."""
+
+    handles: ClassVar[tuple[str, ...]] = ("order", "contract", "invoice", "payment")
+
+    def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
+        if event["aggregate"] in self.handles:
+            handler: Callable[[Envelope, ViewCursor], None] = getattr(
+                self, f"_{event['aggregate']}"
+            )
+            handler(event, cursor)

@@ -1,186 +1,378 @@
-"""The ``metrics`` projection: bookings (orders), billings and revenue (invoices, with
-one-time lines dated by their contract's activation), cash (payments), per currency.
+"""``metrics``: bookings, ACV, billings, cash, recognised and deferred revenue, receivables.
 
-Why minor units and business dates only: a month's figures must come out identical from a
-rebuild and add up exactly, so nothing here reads the clock or rounds (see recognition.py).
+Follows orders, contracts, invoices and payments, each in its own order, and writes dated
+facts (``tables.py``) that the views (``views.py``) sum per month, currency, customer and
+contract. Every date is the source's business date; every amount an integer of minor units.
+
+Why the facts converge whatever the interleaving of the stores: each fact is written from
+its own store's events only (an invoice's lines, a payment's moves), and what links across
+stores is a header column filled by whichever side arrives second (the contract of an
+order-only invoice), or, for one-time lines recognised on the activation of their order's
+contract, a schedule row written by one statement run from both sides.
+
+Decisions (also in the README, "Tables for BI", Finance metrics): an order amendment
+books only what raises the total above the highest total booked before, on its business
+date; a failed payment is taken back on its own receipt date (it counts nothing in any
+month); a chargeback (PaymentReversed) takes the cash back on its own date, the invoice
+reopens then; a refund takes cash back on its refund date and reduces applied cash by what
+it takes back off invoices (a refund of unapplied credit reduces cash only); a void is a
+credit of every line on its date; a credit note without lines credits the lines in
+proportion to their amounts; receivables count billings with tax (cash applied has it).
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from decimal import Decimal
+import json
+from datetime import date, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, ClassVar
 
 from hub.domain.money import exponent
-from projections.definition import Envelope, Position, Projection, Table, View, ViewCursor
-from projections.metrics.invoices import (
-    FILL_ONE_TIME,
-    apply_credited,
-    apply_issued,
-    event_day,
-    minor,
-)
-from projections.metrics.tables import MONTHLY, TABLES
+from projections.definition import Envelope, Table, View, ViewCursor
+from projections.metrics.recognition import Entry, monthly_schedule, share
+from projections.metrics.tables import TABLES
+from projections.metrics.views import VIEWS
+from projections.reconciliation.breaks import event_time
+from projections.rows import PerAggregate
 
-#: Billing periods a year per billing frequency, for ACV.
-PERIODS_A_YEAR = {"month": 12, "quarter": 4, "year": 1}
+PERIODS_PER_YEAR = {"month": 12, "quarter": 4, "year": 1}
+
+
+def minor(value: Any, currency: str) -> int:
+    """A decimal string of ``currency`` as an integer of minor units (exact)."""
+    scaled = Decimal(str(value)).scaleb(exponent(currency))
+    return int(scaled.to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def business_day(event: Envelope) -> date:
+    return event_time(event).date()
 
 
 def acv(lines: list[dict[str, Any]], currency: str) -> int:
-    """Σ recurring lines' quantity x billing unit price (else unit price) x periods a year,
-    in minor units; a recurring line without a frequency is taken as monthly."""
-    total = Decimal(0)
+    """Σ recurring lines: quantity x billing unit price x billing periods per year, each line
+    rounded half-even to minor units. A line without a billing price: its amount spread over
+    its term in months, times 12."""
+    total = 0
     for line in lines:
         if line["charge_type"] != "recurring":
             continue
-        price = Decimal(str(line.get("billing_unit_price") or line["unit_price"]))
-        periods = PERIODS_A_YEAR.get(line.get("billing_frequency") or "month", 12)
-        total += Decimal(str(line["quantity"])) * price * periods
-    return minor(
-        {"amount": total.quantize(Decimal(1).scaleb(-exponent(currency))), "currency": currency}
-    )
+        per_year = PERIODS_PER_YEAR.get(line.get("billing_frequency") or "", 0)
+        price = line.get("billing_unit_price")
+        if price is not None and per_year:
+            value = Decimal(str(line["quantity"])) * Decimal(str(price)) * per_year
+        elif line.get("term_months"):
+            value = Decimal(str(line["amount"])) * 12 / Decimal(line["term_months"])
+        else:
+            continue
+        total += minor(value, currency)
+    return total
 
 
-def apply_order(event: Envelope, cursor: ViewCursor) -> None:
-    data, kind = event["data"], event["type"]
-    order = event["aggregate_id"]
-    if kind == "OrderPlaced":
-        day = date.fromisoformat(data.get("close_date") or data["booking_date"])
-        total, value = minor(data["totals"]["total"]), acv(data["lines"], data["currency"])
-        cursor.execute(
-            "INSERT INTO {metrics_bookings} (order_id, entry, day, currency, customer_id, "
-            "amount, acv, total, total_acv) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                order,
-                event["version"],
-                day,
-                data["currency"],
-                data["customer_id"],
-                total,
-                value,
-                total,
-                value,
-            ),
-        )
-    elif kind == "OrderAmended":
-        last = cursor.fetchone(
-            "SELECT currency, customer_id, total, total_acv FROM {metrics_bookings} "
-            "WHERE order_id = %s ORDER BY entry DESC LIMIT 1",
-            (order,),
-        )
-        if last is None:
-            raise LookupError(f"metrics_bookings has no row for order {order}: never placed")
-        currency, customer, before, before_acv = last
-        total, value = minor(data["totals"]["total"]), acv(data["lines"], currency)
-        cursor.execute(
-            "INSERT INTO {metrics_bookings} (order_id, entry, day, currency, customer_id, "
-            "amount, acv, total, total_acv) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                order,
-                event["version"],
-                event_day(event),
-                currency,
-                customer,
-                max(total - before, 0),
-                max(value - before_acv, 0),
-                total,
-                value,
-            ),
-        )
+def line_rule(line: dict[str, Any], issued: date) -> dict[str, Any]:
+    """How an invoice line is recognised (see ``recognition.py``), as stored on the header."""
+    start, end = line.get("service_period_start"), line.get("service_period_end")
+    kind = line.get("charge_type")
+    if kind == "one_time":
+        return {"rule": "activation"}
+    if start is None or end is None:
+        return {"rule": "point", "day": issued.isoformat()}
+    if kind == "usage":  # on the last served day of [start, end)
+        last = date.fromisoformat(end) - timedelta(days=1)
+        return {"rule": "point", "day": last.isoformat()}
+    return {"rule": "ratable", "start": start, "end": end}
 
 
-def apply_contract(event: Envelope, cursor: ViewCursor) -> None:
-    if event["type"] != "ContractActivated":
-        return
-    contract = event["aggregate_id"]
-    cursor.execute(
-        "INSERT INTO {metrics_contract_activations} (contract_id, activated_on) "
-        "VALUES (%s, %s) ON CONFLICT (contract_id) DO NOTHING",
-        (contract, event_day(event)),
-    )
-    cursor.execute(FILL_ONE_TIME + "o.contract_id = %s ON CONFLICT DO NOTHING", (contract,))
+def _date(value: str | None) -> date | None:
+    return None if value is None else date.fromisoformat(value)
 
 
-def apply_invoice(event: Envelope, cursor: ViewCursor) -> None:
-    if event["type"] == "InvoiceIssued":
-        apply_issued(event, cursor)
-    elif event["type"] == "InvoiceCredited":
-        row = cursor.fetchone(
-            "SELECT currency, customer_id, contract_id FROM {metrics_billings} "
-            "WHERE invoice_id = %s AND entry = 0",
-            (event["aggregate_id"],),
-        )
-        if row is None:
-            raise LookupError(f"metrics_billings has no invoice {event['aggregate_id']}")
-        invoice = dict(zip(("currency", "customer_id", "contract_id"), row, strict=True))
-        apply_credited(event, cursor, invoice)
-
-
-_CASH = (
-    "INSERT INTO {metrics_cash} (payment_id, entry, kind, day, currency, customer_id, amount) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s)"
+_ENTRY = (
+    "INSERT INTO {metrics_revenue_entries} (invoice_id, entry, rule, amount, period_start, "
+    "period_end, point_day, not_before) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_MONTH = "INSERT INTO {metrics_revenue} (invoice_id, entry, month, amount) VALUES (%s, %s, %s, %s)"
+#: One-time entries of activated contracts: all in the month of the activation (or of the
+#: credit note, if later). Run from both sides (invoice, activation); a row is written once.
+_ON_ACTIVATION = (
+    "INSERT INTO {metrics_revenue} (invoice_id, entry, month, amount) "
+    "SELECT e.invoice_id, e.entry, date_trunc('month', greatest(c.activated_on, "
+    "coalesce(e.not_before, c.activated_on)))::date, e.amount "
+    "FROM {metrics_revenue_entries} e JOIN {metrics_invoices} i USING (invoice_id) "
+    "JOIN {metrics_contracts} c ON c.contract_id = i.contract_id "
+    "WHERE e.rule = 'activation' AND c.activated_on IS NOT NULL AND e.amount <> 0 AND "
+    "(i.invoice_id = %s OR c.contract_id = %s) ON CONFLICT DO NOTHING"
 )
 
 
-def apply_payment(event: Envelope, cursor: ViewCursor) -> None:
-    data, kind, payment = event["data"], event["type"], event["aggregate_id"]
-    if kind == "PaymentReceived":
-        day = datetime.fromisoformat(data["received_at"]).date()
-        money = data["amount"]
-        cursor.execute(
-            _CASH,
-            (
-                payment,
-                event["version"],
-                "cash",
-                day,
-                money["currency"],
-                data["customer_id"],
-                minor(money),
-            ),
-        )
-        return
-    if kind not in ("PaymentApplied", "PaymentRefunded", "PaymentFailed", "PaymentReversed"):
-        return
-    row = cursor.fetchone(
-        "SELECT currency, customer_id FROM {metrics_cash} WHERE payment_id = %s AND entry = 1",
-        (payment,),
-    )
-    if row is None:
-        raise LookupError(f"metrics_cash has no receipt of payment {payment}")
-    owner, entry = (row[0], row[1]), event["version"]
-    day = event_day(event)
-    if kind == "PaymentApplied":
-        cursor.execute(_CASH, (payment, entry, "applied", day, *owner, minor(data["amount"])))
-        return
-    if kind == "PaymentFailed":
-        # Never collected: no cash at all, and what it had paid off invoices is open again.
-        cursor.execute(
-            "DELETE FROM {metrics_cash} WHERE payment_id = %s AND kind = 'cash'", (payment,)
-        )
-    else:
-        if kind == "PaymentRefunded" and data.get("refunded_at"):
-            day = datetime.fromisoformat(data["refunded_at"]).date()
-        cursor.execute(_CASH, (payment, entry, "cash", day, *owner, -minor(data["amount"])))
-    taken = sum(minor(a["amount"]) for a in data.get("unapplied") or [])
-    if taken:
-        cursor.execute(_CASH, (payment, entry, "applied", day, *owner, -taken))
-
-
-class Metrics(Projection):
+class Metrics(PerAggregate):
     name: ClassVar[str] = "metrics"
     title: ClassVar[str] = "Finance metrics"
     version: ClassVar[int] = 1
     stores: ClassVar[tuple[str, ...]] = ("orders", "contracts", "invoices", "payments")
     tables: ClassVar[tuple[Table, ...]] = TABLES
-    views: ClassVar[tuple[View, ...]] = (MONTHLY,)
+    views: ClassVar[tuple[View, ...]] = VIEWS
 
-    def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
-        handler = {
-            "order": apply_order,
-            "contract": apply_contract,
-            "invoice": apply_invoice,
-            "payment": apply_payment,
-        }.get(event["aggregate"])
-        if handler is not None:
-            handler(event, cursor)
+    # -- bookings -----------------------------------------------------------------------
+
+    def _order(self, event: Envelope, cursor: ViewCursor) -> None:
+        data, order_id, kind = event["data"], event["aggregate_id"], event["type"]
+        if kind == "OrderPlaced":
+            currency = data["currency"]
+            total, value = (
+                minor(data["totals"]["total"]["amount"], currency),
+                acv(data["lines"], currency),
+            )
+            cursor.execute(
+                "INSERT INTO {metrics_orders} (order_id, customer_id, currency, contract_id, "
+                "booked, booked_acv) VALUES (%s, %s, %s, (SELECT contract_id FROM "
+                "{metrics_contracts} WHERE order_id = %s ORDER BY contract_id LIMIT 1), %s, %s)",
+                (order_id, data["customer_id"], currency, order_id, total, value),
+            )
+            booked_on = data.get("close_date") or data["booking_date"]
+            self._book(cursor, event, "placed", date.fromisoformat(booked_on), total, value)
+        elif kind == "OrderAmended":
+            row = cursor.fetchone(
+                "SELECT currency, booked, booked_acv FROM {metrics_orders} WHERE order_id = %s",
+                (order_id,),
+            )
+            if row is None:
+                raise LookupError(f"metrics_orders has no row for order {order_id}")
+            currency, booked, booked_acv = row
+            total = minor(data["totals"]["total"]["amount"], currency)
+            value = acv(data["lines"], currency)
+            more, more_acv = max(0, total - booked), max(0, value - booked_acv)
+            if more or more_acv:
+                self._book(cursor, event, "upsell", business_day(event), more, more_acv)
+                cursor.execute(
+                    "UPDATE {metrics_orders} SET booked = greatest(booked, %s), "
+                    "booked_acv = greatest(booked_acv, %s) WHERE order_id = %s",
+                    (total, value, order_id),
+                )
+
+    @staticmethod
+    def _book(
+        cursor: ViewCursor, event: Envelope, kind: str, day: date, amount: int, value: int
+    ) -> None:
+        cursor.execute(
+            "INSERT INTO {metrics_bookings} (order_id, version, kind, booked_on, amount, acv) "
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            (event["aggregate_id"], event["version"], kind, day, amount, value),
+        )
+
+    # -- contracts ----------------------------------------------------------------------
+
+    def _contract(self, event: Envelope, cursor: ViewCursor) -> None:
+        data, contract_id, kind = event["data"], event["aggregate_id"], event["type"]
+        if kind == "ContractCreated":
+            order_id = data["order_id"]
+            cursor.execute(
+                "INSERT INTO {metrics_contracts} (contract_id, order_id, customer_id, "
+                "activated_on) VALUES (%s, %s, %s, NULL)",
+                (contract_id, order_id, data["customer_id"]),
+            )
+            # The smallest contract id of the order, whichever arrived first (converges).
+            for table in ("metrics_orders", "metrics_invoices"):
+                named = " AND NOT contract_named" if table == "metrics_invoices" else ""
+                cursor.execute(
+                    f"UPDATE {{{table}}} SET contract_id = %s WHERE order_id = %s{named} "
+                    "AND (contract_id IS NULL OR contract_id > %s)",
+                    (contract_id, order_id, contract_id),
+                )
+        elif kind == "ContractActivated":
+            cursor.execute_one(
+                "UPDATE {metrics_contracts} SET activated_on = %s WHERE contract_id = %s",
+                (business_day(event), contract_id),
+                f"metrics_contracts has no row for contract {contract_id}",
+            )
+            cursor.execute(_ON_ACTIVATION, (None, contract_id))
+
+    # -- billings and revenue -----------------------------------------------------------
+
+    def _invoice(self, event: Envelope, cursor: ViewCursor) -> None:
+        kind, invoice_id = event["type"], event["aggregate_id"]
+        if kind == "InvoiceIssued":
+            self._issue(event, cursor)
+        elif kind in ("InvoiceCredited", "InvoiceVoided"):
+            self._credit(event, cursor)
+        elif kind == "InvoiceMovedToSurvivor":
+            cursor.execute(
+                "UPDATE {metrics_invoices} SET customer_id = %s WHERE invoice_id = %s",
+                (event["data"]["customer_id"], invoice_id),
+            )
+
+    def _issue(self, event: Envelope, cursor: ViewCursor) -> None:
+        data, invoice_id = event["data"], event["aggregate_id"]
+        currency, issued = data["currency"], date.fromisoformat(data["issue_date"])
+        lines = [
+            {
+                "amount": minor(line["amount"], currency),
+                "tax": minor(line.get("tax") or 0, currency),
+                **line_rule(line, issued),
+            }
+            for line in data["lines"]
+        ]
+        named = data.get("contract_id")
+        cursor.execute(
+            "INSERT INTO {metrics_invoices} (invoice_id, customer_id, order_id, contract_id, "
+            "contract_named, currency, issue_date, lines) VALUES (%s, %s, %s, coalesce(%s, "
+            "(SELECT contract_id FROM {metrics_contracts} WHERE order_id = %s "
+            "ORDER BY contract_id LIMIT 1)), %s, %s, %s, %s::jsonb)",
+            (
+                invoice_id,
+                data["customer_id"],
+                data.get("order_id"),
+                named,
+                data.get("order_id"),
+                named is not None,
+                currency,
+                issued,
+                json.dumps(lines),
+            ),
+        )
+        subtotal = minor(data["subtotal"]["amount"], currency)
+        gross = minor(data["total"]["amount"], currency)
+        self._bill(cursor, event, "invoice", issued, subtotal, gross)
+        for index, line in enumerate(lines):
+            self._entry(cursor, invoice_id, f"line:{index}", line, line["amount"], None)
+        cursor.execute(_ON_ACTIVATION, (invoice_id, None))
+
+    def _credit(self, event: Envelope, cursor: ViewCursor) -> None:
+        """A credit note (or a void: a credit of every line) reverses, from its date, the
+        credited lines' tax-excluded amounts by each line's own rule."""
+        invoice_id = event["aggregate_id"]
+        row = cursor.fetchone(
+            "SELECT lines FROM {metrics_invoices} WHERE invoice_id = %s", (invoice_id,)
+        )
+        if row is None:
+            raise LookupError(f"metrics_invoices has no row for invoice {invoice_id}")
+        lines: list[dict[str, Any]] = row[0]
+        if event["type"] == "InvoiceVoided":
+            day, kind = business_day(event), "void"
+            parts = {index: line["amount"] for index, line in enumerate(lines)}
+            gross = sum(line["amount"] + line["tax"] for line in lines)
+        else:
+            note = event["data"]["credit"]
+            currency = note["amount"]["currency"]
+            day = _date(note.get("issue_date")) or business_day(event)
+            kind = "credit_note"
+            parts = credited_parts(lines, note, currency)
+            gross = minor(note["amount"]["amount"], currency)
+        self._bill(cursor, event, kind, day, -sum(parts.values()), -gross)
+        for index, net in sorted(parts.items()):
+            entry = f"credit:{event['version']}:{index}"
+            self._entry(cursor, invoice_id, entry, lines[index], -net, day)
+        cursor.execute(_ON_ACTIVATION, (invoice_id, None))
+
+    @staticmethod
+    def _bill(
+        cursor: ViewCursor, event: Envelope, kind: str, day: date, amount: int, gross: int
+    ) -> None:
+        cursor.execute(
+            "INSERT INTO {metrics_billings} (invoice_id, version, kind, billed_on, amount, "
+            "gross) VALUES (%s, %s, %s, %s, %s, %s)",
+            (event["aggregate_id"], event["version"], kind, day, amount, gross),
+        )
+
+    @staticmethod
+    def _entry(
+        cursor: ViewCursor,
+        invoice_id: str,
+        key: str,
+        line: dict[str, Any],
+        amount: int,
+        not_before: date | None,
+    ) -> None:
+        start, end, day = _date(line.get("start")), _date(line.get("end")), _date(line.get("day"))
+        cursor.execute(_ENTRY, (invoice_id, key, line["rule"], amount, start, end, day, not_before))
+        if line["rule"] == "activation":
+            return  # scheduled by _ON_ACTIVATION once the activation is known
+        entry = Entry(amount, line["rule"], start, end, day, not_before)
+        for month, value in monthly_schedule(entry):
+            cursor.execute(_MONTH, (invoice_id, key, month, value))
+
+    # -- cash ---------------------------------------------------------------------------
+
+    def _payment(self, event: Envelope, cursor: ViewCursor) -> None:
+        data, payment_id, kind = event["data"], event["aggregate_id"], event["type"]
+        if kind == "PaymentReceived":
+            currency = data["amount"]["currency"]
+            amount = minor(data["amount"]["amount"], currency)
+            received = date.fromisoformat(data["received_at"][:10])
+            cursor.execute(
+                "INSERT INTO {metrics_payments} (payment_id, customer_id, currency, amount, "
+                "received_on) VALUES (%s, %s, %s, %s, %s)",
+                (payment_id, data["customer_id"], currency, amount, received),
+            )
+            self._move(cursor, event, received, amount, [])
+            return
+        if kind == "PaymentMovedToSurvivor":
+            cursor.execute(
+                "UPDATE {metrics_payments} SET customer_id = %s WHERE payment_id = %s",
+                (data["customer_id"], payment_id),
+            )
+            return
+        row = cursor.fetchone(
+            "SELECT currency, amount, received_on FROM {metrics_payments} WHERE payment_id = %s",
+            (payment_id,),
+        )
+        if row is None:
+            raise LookupError(f"metrics_payments has no row for payment {payment_id}")
+        currency, amount, received = row
+        back = [
+            (u["invoice_id"], -minor(u["amount"]["amount"], currency))
+            for u in data.get("unapplied", [])
+        ]
+        if kind == "PaymentApplied":
+            applied = [(data["invoice_id"], minor(data["amount"]["amount"], currency))]
+            self._move(cursor, event, received, 0, applied)
+        elif kind == "PaymentRefunded":
+            day = date.fromisoformat((data.get("refunded_at") or event["recorded_at"])[:10])
+            self._move(cursor, event, day, -minor(data["amount"]["amount"], currency), back)
+        elif kind == "PaymentFailed":
+            self._move(cursor, event, received, -amount, back)
+        elif kind == "PaymentReversed":
+            cash = -minor(data["amount"]["amount"], currency)
+            self._move(cursor, event, business_day(event), cash, back)
+
+    @staticmethod
+    def _move(
+        cursor: ViewCursor, event: Envelope, day: date, cash: int, applied: list[tuple[str, int]]
+    ) -> None:
+        statement = (
+            "INSERT INTO {metrics_cash} (payment_id, version, part, moved_on, invoice_id, cash, "
+            "applied) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+        )
+        key = (event["aggregate_id"], event["version"])
+        if cash:
+            cursor.execute(statement, (*key, 0, day, None, cash, 0))
+        for part, (invoice_id, amount) in enumerate(applied, start=1):
+            cursor.execute(statement, (*key, part, day, invoice_id, 0, amount))
+
+
+def credited_parts(
+    lines: list[dict[str, Any]], note: dict[str, Any], currency: str
+) -> dict[int, int]:
+    """Tax-excluded minor units credited per invoice line. A named line: the credited amount
+    times the line's share of net in its amount and tax. No lines named: the note's net
+    (its amount times subtotal over total) over the lines in proportion to their amounts,
+    the rounding remainder on the last line, so the parts add up exactly."""
+    parts: dict[int, int] = {}
+    named = note.get("lines") or []
+    for part in named:
+        line = lines[part["line"]]
+        gross = line["amount"] + line["tax"]
+        credited = minor(part["amount"], currency)
+        net = share(credited, line["amount"], gross) if gross > 0 else credited
+        parts[part["line"]] = parts.get(part["line"], 0) + net
+    if named:
+        return parts
+    subtotal = sum(line["amount"] for line in lines)
+    total = subtotal + sum(line["tax"] for line in lines)
+    net = share(minor(note["amount"]["amount"], currency), subtotal, total) if total else 0
+    left = net
+    for index, line in enumerate(lines):
+        last = index == len(lines) - 1
+        value = left if last else (share(net, line["amount"], subtotal) if subtotal else 0)
+        parts[index] = value
+        left -= value
+    return parts

@@ -1,118 +1,129 @@
-"""Revenue recognition as pure functions of integers and business dates.
+"""Revenue recognition as pure functions of integers and dates (no float, no clock).
 
-Why integers: every amount is in the currency's minor units (cents, yen), so a schedule is
-exact by construction and its months always add up to the billed amount; there is no
-rounding step that could lose or invent a cent. Floors use ``//`` (toward minus infinity),
-which keeps the rule the same for negative lines (discounts, credit notes).
+An :class:`Entry` is an amount in minor units (negative for a credit) recognised by one rule:
 
-One rule covers every line: an amount ``A`` recognised straight-line by day over a half-open
-span ``[start, end)`` of ``N`` days. Through day ``D`` (inclusive) ``d`` days are served,
-clamped to ``0..N``, and ``floor(A * d / N)`` is recognised. A charge type only chooses the
-span:
+* ``ratable``: straight-line by day over the service period ``[start, end)`` of N days:
+  through day D, ``floor(A * d / N)`` with d the days served up to and including D (clamped
+  to 0..N). Floor toward minus infinity (Python's ``//``), so a credit (negative A) is the
+  exact mirror of a charge and the total is exactly A once the period is over.
+* ``point``: all of A on ``day`` (one-time lines on their order's activation, usage lines on
+  the last served day of their period). ``day`` None: not known yet (an activation still to
+  come from another store): nothing is recognised until it is.
 
-* recurring (proration lines too): the service period ``[start, end)`` as billed;
-* one-time: the single day of its activation ``[activation, activation + 1)``, in full;
-* usage: the period's last served day ``[end - 1, end)``. ``end`` is the first day *not*
-  served (the invoice line's convention), so usage is recognised in full on ``end - 1``,
-  i.e. in the month the usage happened, never in the month after.
+``not_before`` (a credit note's date) recognises nothing before that day; from it the rule
+runs as if the credit had always been there, so the month of the note catches up.
 
-A credit note recognises nothing before its own date; from that date on it follows the
-credited line's span on the credited amount, negated (a catch-up reversal on the note's
-date for days already served, straight-line after).
+A month's revenue is ``through(month end) - through(previous month end)``: the months of an
+entry add up to A exactly, whatever the rounding.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-ONE_DAY = timedelta(days=1)
-
 
 @dataclass(frozen=True)
-class Recognition:
-    """What one line (or one credit of a line) recognises: ``amount`` minor units over the
-    half-open span ``[start, end)``, nothing before ``not_before`` (a credit note's date)."""
-
+class Entry:
     amount: int
-    start: date
-    end: date
+    """Minor units; negative for a credit note's reversal."""
+    rule: str
+    """``ratable`` or ``point``."""
+    start: date | None = None
+    end: date | None = None
+    """Ratable: the service period ``[start, end)``; end is the first day not served."""
+    day: date | None = None
+    """Point: the day recognised; None while unknown."""
     not_before: date | None = None
 
     def __post_init__(self) -> None:
-        if self.end <= self.start:
-            raise ValueError(f"empty span [{self.start}, {self.end})")
-
-    @property
-    def days(self) -> int:
-        return (self.end - self.start).days
-
-    def credited(self, amount: int, on: date) -> Recognition:
-        """The reversal of ``amount`` of this line by a credit note dated ``on``."""
-        return Recognition(-amount, self.start, self.end, on)
-
-
-def recurring(amount: int, start: date, end: date) -> Recognition:
-    return Recognition(amount, start, end)
+        if self.rule == "ratable" and (self.start is None or self.end is None):
+            raise ValueError("a ratable entry needs its service period")
+        if (
+            self.rule == "ratable"
+            and self.end is not None
+            and self.start is not None
+            and (self.end <= self.start)
+        ):
+            raise ValueError("the service period [start, end) must end after it starts")
+        if self.rule not in ("ratable", "point"):
+            raise ValueError(f"unknown rule {self.rule!r}")
 
 
-def one_time(amount: int, activated_on: date) -> Recognition:
-    return Recognition(amount, activated_on, activated_on + ONE_DAY)
+def served_days(start: date, end: date, day: date) -> int:
+    """Days of ``[start, end)`` served up to and including ``day`` (0..N)."""
+    total = (end - start).days
+    return max(0, min(total, (day - start).days + 1))
 
 
-def usage(amount: int, start: date, end: date) -> Recognition:
-    """Usage of ``[start, end)`` is recognised on its last served day, ``end - 1``."""
-    if end <= start:
-        raise ValueError(f"empty span [{start}, {end})")
-    return Recognition(amount, end - ONE_DAY, end)
-
-
-def through(line: Recognition, day: date) -> int:
-    """Minor units recognised from the start up to and including ``day``."""
-    if line.not_before is not None and day < line.not_before:
+def recognised_through(entry: Entry, day: date) -> int:
+    """Minor units of ``entry`` recognised up to and including ``day``."""
+    if entry.not_before is not None and day < entry.not_before:
         return 0
-    served = min(max((day - line.start).days + 1, 0), line.days)
-    return (line.amount * served) // line.days
+    if entry.rule == "point":
+        return entry.amount if entry.day is not None and day >= entry.day else 0
+    assert entry.start is not None and entry.end is not None
+    total = (entry.end - entry.start).days
+    return entry.amount * served_days(entry.start, entry.end, day) // total
 
 
-def month_of(day: date) -> date:
+def month_start(day: date) -> date:
     return day.replace(day=1)
 
 
-def month_end(month: date) -> date:
-    return next_month(month) - ONE_DAY
-
-
 def next_month(month: date) -> date:
-    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    return date(month.year + (month.month == 12), month.month % 12 + 1, 1)
 
 
-def months(first: date, last: date) -> Iterator[date]:
-    """First days of the months from ``first``'s to ``last``'s, both included."""
-    month = month_of(first)
+def month_end(month: date) -> date:
+    return next_month(month) - timedelta(days=1)
+
+
+def last_day(entry: Entry) -> date | None:
+    """The last day on which ``entry`` may still recognise something (None: unknown)."""
+    if entry.rule == "point":
+        if entry.day is None:
+            return None
+        end = entry.day
+    else:
+        assert entry.end is not None
+        end = entry.end - timedelta(days=1)
+    return max(end, entry.not_before) if entry.not_before is not None else end
+
+
+def first_day(entry: Entry) -> date | None:
+    if entry.rule == "point":
+        if entry.day is None:
+            return None
+        begin = entry.day
+    else:
+        assert entry.start is not None
+        begin = entry.start
+    return max(begin, entry.not_before) if entry.not_before is not None else begin
+
+
+def monthly_schedule(entry: Entry) -> list[tuple[date, int]]:
+    """(first day of month, minor units) for every month the entry recognises something in;
+    empty while a point entry's day is unknown. The amounts add up to ``entry.amount``."""
+    first, last = first_day(entry), last_day(entry)
+    if first is None or last is None:
+        return []
+    schedule: list[tuple[date, int]] = []
+    month = month_start(first)
+    before = recognised_through(entry, month - timedelta(days=1))
     while month <= last:
-        yield month
+        through = recognised_through(entry, month_end(month))
+        if through != before:
+            schedule.append((month, through - before))
+        before = through
         month = next_month(month)
-
-
-def monthly_schedule(line: Recognition) -> dict[date, int]:
-    """Revenue per month (keyed by the month's first day): through(month end) minus
-    through(previous month end). Months that recognise nothing are left out; the values add
-    up to ``line.amount`` exactly."""
-    first = max(line.start, line.not_before or line.start)
-    last = max(line.end - ONE_DAY, first)
-    schedule: dict[date, int] = {}
-    before = 0
-    for month in months(first, last):
-        now = through(line, month_end(month))
-        if now != before:
-            schedule[month] = now - before
-        before = now
     return schedule
 
 
-def deferred(line: Recognition, billed_on: date, day: date) -> int:
-    """Billed to date (the amount, from ``billed_on``) less recognised to date, at ``day``."""
-    billed = line.amount if day >= billed_on else 0
-    return billed - through(line, day)
+def share(amount: int, part: int, whole: int) -> int:
+    """``amount * part / whole`` rounded half-even to an integer, exactly (``whole`` > 0)."""
+    quotient, remainder = divmod(amount * part, whole)
+    twice = 2 * remainder
+    if twice > whole or (twice == whole and quotient % 2 == 1):
+        quotient += 1
+    return quotient

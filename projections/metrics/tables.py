@@ -1,222 +1,221 @@
-"""The metrics projection's fact tables and the ``metrics_monthly`` view over them.
+"""The metrics projection's tables: headers (who and which currency) and dated facts.
 
-Why facts plus a view: every figure of a month (recognised, deferred, receivables) is a sum of
-facts dated by the source's business dates, so keeping the facts and summing at read time
-means no stored total can drift from its facts, and any interleaving of the stores converges.
-Every amount is ``bigint`` minor units of its row's currency (cents, whole yen): exact, and
-never converted between currencies.
+Why headers apart from facts: a fact (a booking, a billing, a month of revenue, a cash move)
+is dated and final once written; who it belongs to (customer after merges, the contract an
+order-only invoice bills) may be learnt later from another store. Views join the two, so
+the facts never need rewriting when a link arrives second.
+
+Every amount is an integer in the currency's minor units (``bigint``): cents for USD, yen
+for JPY, fils for KWD. Nothing is a float.
 """
 
 from __future__ import annotations
 
-from projections.definition import Column, Table, View
+from projections.definition import Column, Table
 
-_MINOR = "Amount in minor units of currency (cents; whole yen for JPY), exact."
-
-
-def _key(name: str, comment: str) -> Column:
-    return Column(name, "uuid", comment, not_null=True)
+_MINOR = "in minor units of the currency (cents; yen for JPY)"
 
 
-def _common() -> tuple[Column, ...]:
-    return (
-        Column("currency", "text", "ISO 4217 currency of the amount (no FX).", not_null=True),
-        _key("customer_id", "Canonical customer id."),
-    )
+def _key(name: str, what: str) -> Column:
+    return Column(name, "uuid", what, not_null=True)
 
 
-SCHEDULE = Table(
-    name="metrics_revenue_schedule",
-    comment=(
-        "Concord metrics: revenue recognised per invoice line (or credit of it) per month, "
-        "straight-line by day over the service period [start, end)."
-    ),
-    primary_key=("invoice_id", "line", "entry", "month"),
+ORDERS = Table(
+    name="metrics_orders",
+    comment="Metrics header: each order, its customer, currency, contract and what it booked.",
+    primary_key=("order_id",),
     columns=(
-        _key("invoice_id", "Canonical invoice id."),
-        Column(
-            "line",
-            "integer",
-            "Index of the invoice line (-1: a credit naming no line).",
-            not_null=True,
-        ),
-        Column(
-            "entry",
-            "integer",
-            "0: the line as billed; n: the credit note recorded at invoice version n (reversal).",
-            not_null=True,
-        ),
-        Column("month", "date", "First day of the month recognised in.", not_null=True),
-        *_common(),
-        Column("contract_id", "uuid", "Canonical contract id the invoice bills, if named."),
-        Column("amount", "bigint", _MINOR, not_null=True),
-    ),
-)
-
-LINES = Table(
-    name="metrics_invoice_lines",
-    comment="Concord metrics: each invoice line's recognition rule (what credit notes reverse).",
-    primary_key=("invoice_id", "line"),
-    columns=(
-        _key("invoice_id", "Canonical invoice id."),
-        Column("line", "integer", "Index of the line on the invoice.", not_null=True),
-        Column(
-            "kind", "text", "recurring, one_time or usage (how it is recognised).", not_null=True
-        ),
-        Column("span_start", "date", "First day of the recognition span.", not_null=True),
-        Column("span_end", "date", "First day after the span (half-open).", not_null=True),
-    ),
-)
-
-ONE_TIME = Table(
-    name="metrics_one_time",
-    comment=(
-        "Concord metrics: one-time lines (and their credits) waiting for or matched to their "
-        "contract's activation; recognised in full on max(activation, not_before)."
-    ),
-    primary_key=("invoice_id", "line", "entry"),
-    columns=(
-        _key("invoice_id", "Canonical invoice id."),
-        Column("line", "integer", "Index of the invoice line.", not_null=True),
-        Column("entry", "integer", "0: the line; n: a credit at invoice version n.", not_null=True),
-        *_common(),
-        _key("contract_id", "The contract whose ContractActivated dates the revenue."),
-        Column("amount", "bigint", _MINOR, not_null=True),
-        Column("not_before", "date", "A credit note's date: nothing reverses before it."),
-    ),
-)
-
-ACTIVATIONS = Table(
-    name="metrics_contract_activations",
-    comment="Concord metrics: the business date each contract was activated in billing.",
-    primary_key=("contract_id",),
-    columns=(
-        _key("contract_id", "Canonical contract id."),
-        Column("activated_on", "date", "ContractActivated's business date.", not_null=True),
-    ),
-)
-
-BILLINGS = Table(
-    name="metrics_billings",
-    comment=(
-        "Concord metrics: invoices (subtotal, tax excluded) on their issue date and credit "
-        "notes (negative) on their date."
-    ),
-    primary_key=("invoice_id", "entry"),
-    columns=(
-        _key("invoice_id", "Canonical invoice id."),
-        Column(
-            "entry", "integer", "0: the invoice; n: the credit note at version n.", not_null=True
-        ),
-        Column(
-            "day", "date", "Business date (issue date of the invoice or the note).", not_null=True
-        ),
-        *_common(),
-        Column("contract_id", "uuid", "Canonical contract id, if the invoice names one."),
-        Column("amount", "bigint", _MINOR + " Negative for credit notes.", not_null=True),
-    ),
-)
-
-CASH = Table(
-    name="metrics_cash",
-    comment=(
-        "Concord metrics: money received (receipt date) and given back (refunds, chargebacks: "
-        "negative, on their date), and applications to invoices (for receivables)."
-    ),
-    primary_key=("payment_id", "entry", "kind"),
-    columns=(
-        _key("payment_id", "Canonical payment id."),
-        Column(
-            "entry", "integer", "Payment version of the event the row comes from.", not_null=True
-        ),
-        Column("kind", "text", "cash (money moved) or applied (put on invoices).", not_null=True),
-        Column(
-            "day",
-            "date",
-            "Business date (received_at, refunded_at, else occurred_at).",
-            not_null=True,
-        ),
-        *_common(),
-        Column("amount", "bigint", _MINOR, not_null=True),
+        _key("order_id", "Canonical order id."),
+        _key("customer_id", "Canonical id of the ordering customer."),
+        Column("currency", "text", "ISO 4217 currency of the order.", not_null=True),
+        Column("contract_id", "uuid", "The contract created from the order (NULL until known)."),
+        Column("booked", "bigint", f"Highest order total booked so far, {_MINOR}.", True),
+        Column("booked_acv", "bigint", f"Highest ACV booked so far, {_MINOR}.", True),
     ),
 )
 
 BOOKINGS = Table(
     name="metrics_bookings",
     comment=(
-        "Concord metrics: orders booked (OrderPlaced on close_date, else booking_date) and "
-        "the positive part of each amendment's change."
+        "Metrics facts: bookings. One row when a won deal's order is placed (its total, on the "
+        "opportunity's close date) and one per amendment that raised the total above "
+        "everything booked before (the increase only, on the amendment's date)."
     ),
-    primary_key=("order_id", "entry"),
+    primary_key=("order_id", "version"),
     columns=(
-        _key("order_id", "Canonical order id."),
-        Column("entry", "integer", "Order version of the event.", not_null=True),
-        Column("day", "date", "Business date booked.", not_null=True),
-        *_common(),
-        Column("amount", "bigint", _MINOR + " Order total (all charge types).", not_null=True),
+        _key("order_id", "The order (metrics_orders.order_id)."),
+        Column("version", "bigint", "Order event version that booked it.", not_null=True),
+        Column("kind", "text", "placed or upsell.", not_null=True),
+        Column(
+            "booked_on",
+            "date",
+            "placed: OrderPlaced.close_date (else booking_date); upsell: the amendment's "
+            "business date (its source time, occurred_at, else when Concord recorded it).",
+            not_null=True,
+        ),
+        Column("amount", "bigint", f"Booked value, {_MINOR}; never negative.", not_null=True),
         Column(
             "acv",
             "bigint",
-            "Annual contract value, minor units: recurring lines' "
-            "quantity x billing unit price x billing periods a year.",
+            f"Annual contract value added, {_MINOR}: Σ recurring lines quantity x billing "
+            "unit price x billing periods per year; never negative.",
             not_null=True,
         ),
-        Column(
-            "total",
-            "bigint",
-            "The order's total after this event (for the next delta).",
-            not_null=True,
-        ),
-        Column("total_acv", "bigint", "The order's ACV after this event.", not_null=True),
     ),
 )
 
-_FACTS = (
-    "SELECT month, currency, customer_id, 0 AS bookings, 0 AS acv, 0 AS billings, 0 AS cash, "
-    "0 AS applied, amount AS recognised FROM {metrics_revenue_schedule} "
-    "UNION ALL SELECT date_trunc('month', day)::date, currency, customer_id, amount, acv, "
-    "0, 0, 0, 0 FROM {metrics_bookings} "
-    "UNION ALL SELECT date_trunc('month', day)::date, currency, customer_id, 0, 0, amount, "
-    "0, 0, 0 FROM {metrics_billings} "
-    "UNION ALL SELECT date_trunc('month', day)::date, currency, customer_id, 0, 0, 0, "
-    "CASE WHEN kind = 'cash' THEN amount ELSE 0 END, "
-    "CASE WHEN kind = 'applied' THEN amount ELSE 0 END, 0 FROM {metrics_cash}"
-)
-
-MONTHLY = View(
-    name="metrics_monthly",
-    comment=(
-        "Concord metrics per month, currency and customer (minor units, no FX): the month's "
-        "flows and the balances at its end (deferred revenue, receivables)."
-    ),
-    select=(
-        f"WITH facts AS ({_FACTS}), sums AS (SELECT month, currency, customer_id, "
-        "sum(bookings)::bigint AS bookings, sum(acv)::bigint AS acv, "
-        "sum(billings)::bigint AS billings, sum(cash)::bigint AS cash, "
-        "sum(applied)::bigint AS applied, sum(recognised)::bigint AS recognised "
-        "FROM facts GROUP BY 1, 2, 3), series AS (SELECT currency, customer_id, "
-        "generate_series(min(month)::timestamp, max(month)::timestamp, interval '1 month')"
-        "::date AS month FROM sums GROUP BY 1, 2) "
-        "SELECT s.month, s.currency, s.customer_id, coalesce(x.bookings, 0) AS bookings, "
-        "coalesce(x.acv, 0) AS acv, coalesce(x.billings, 0) AS billings, "
-        "coalesce(x.cash, 0) AS cash, coalesce(x.recognised, 0) AS recognised, "
-        "(sum(coalesce(x.billings, 0) - coalesce(x.recognised, 0)) OVER w)::bigint "
-        "AS deferred, (sum(coalesce(x.billings, 0) - coalesce(x.applied, 0)) OVER w)::bigint "
-        "AS receivables FROM series s LEFT JOIN sums x USING (currency, customer_id, month) "
-        "WINDOW w AS (PARTITION BY s.currency, s.customer_id ORDER BY s.month)"
-    ),
+CONTRACTS = Table(
+    name="metrics_contracts",
+    comment="Metrics header: each contract, its order and the day billing activated it.",
+    primary_key=("contract_id",),
     columns=(
-        Column("month", "date", "First day of the month."),
-        Column("currency", "text", "ISO 4217 currency of every amount on the row."),
-        Column("customer_id", "uuid", "Canonical customer id."),
-        Column("bookings", "bigint", "Orders booked in the month (minor units)."),
-        Column("acv", "bigint", "ACV booked in the month (minor units)."),
-        Column("billings", "bigint", "Invoiced less credited in the month, tax excluded."),
-        Column("cash", "bigint", "Received less refunded/charged back in the month."),
-        Column("recognised", "bigint", "Revenue recognised in the month."),
-        Column("deferred", "bigint", "Billed to date less recognised to date, at month end."),
-        Column("receivables", "bigint", "Billed to date less cash applied to date."),
+        _key("contract_id", "Canonical contract id."),
+        _key("order_id", "The order it came from."),
+        _key("customer_id", "The contract's customer."),
+        Column(
+            "activated_on",
+            "date",
+            "Business date of ContractActivated (source time, else recorded); one-time lines "
+            "of its order's invoices are recognised on it. NULL while pending.",
+        ),
     ),
 )
 
-TABLES = (SCHEDULE, LINES, ONE_TIME, ACTIVATIONS, BILLINGS, CASH, BOOKINGS)
+INVOICES = Table(
+    name="metrics_invoices",
+    comment="Metrics header: each invoice, its customer (after merges), contract and currency.",
+    primary_key=("invoice_id",),
+    columns=(
+        _key("invoice_id", "Canonical invoice id."),
+        _key("customer_id", "The billed customer (the survivor after a merge)."),
+        Column("order_id", "uuid", "The order it bills, if it names one."),
+        Column(
+            "contract_id",
+            "uuid",
+            "The contract it bills: as the invoice names it, else the contract of its order "
+            "(filled when that contract arrives).",
+        ),
+        Column("contract_named", "boolean", "The invoice named its contract itself.", True),
+        Column("currency", "text", "ISO 4217 currency.", not_null=True),
+        Column("issue_date", "date", "Issue date of the invoice.", not_null=True),
+        Column(
+            "lines",
+            "jsonb",
+            "Replay state: per line its amount and tax in minor units and its recognition "
+            "rule, for the credit notes that follow. Read metrics_revenue_entries instead.",
+            not_null=True,
+        ),
+    ),
+)
+
+BILLINGS = Table(
+    name="metrics_billings",
+    comment=(
+        "Metrics facts: billings, tax excluded. An invoice's subtotal on its issue date; a "
+        "credit note (or a void) negative on its date, its tax-excluded part."
+    ),
+    primary_key=("invoice_id", "version"),
+    columns=(
+        _key("invoice_id", "The invoice (metrics_invoices.invoice_id)."),
+        Column("version", "bigint", "Invoice event version of the document.", not_null=True),
+        Column("kind", "text", "invoice, credit_note or void.", not_null=True),
+        Column("billed_on", "date", "Issue date (credit note: its issue_date).", True),
+        Column("amount", "bigint", f"Tax-excluded amount, {_MINOR}; negative for credits.", True),
+        Column(
+            "gross",
+            "bigint",
+            f"The same document with tax (what receivables count), {_MINOR}.",
+            not_null=True,
+        ),
+    ),
+)
+
+REVENUE = Table(
+    name="metrics_revenue",
+    comment=(
+        "Metrics facts: the revenue schedule, per invoice line (or credit of a line) and "
+        "month; the months of an entry add up to its amount exactly."
+    ),
+    primary_key=("invoice_id", "entry", "month"),
+    columns=(
+        _key("invoice_id", "The invoice (metrics_invoices.invoice_id)."),
+        Column(
+            "entry",
+            "text",
+            "line:<index> for an invoice line, credit:<version>:<index> for a credit note "
+            "(or void) of that line.",
+            not_null=True,
+        ),
+        Column("month", "date", "First day of the month recognised in.", not_null=True),
+        Column("amount", "bigint", f"Recognised that month, {_MINOR}; negative for credits.", True),
+    ),
+)
+
+ENTRIES = Table(
+    name="metrics_revenue_entries",
+    comment=(
+        "Metrics facts: each invoice line and credit of a line with its recognition rule; "
+        "metrics_revenue is its monthly schedule."
+    ),
+    primary_key=("invoice_id", "entry"),
+    columns=(
+        _key("invoice_id", "The invoice."),
+        Column("entry", "text", "As metrics_revenue.entry.", not_null=True),
+        Column(
+            "rule",
+            "text",
+            "ratable (straight-line by day over [period_start, period_end)), point (all on "
+            "point_day) or activation (all on the activation day of the invoice's contract).",
+            not_null=True,
+        ),
+        Column("amount", "bigint", f"Amount to recognise, {_MINOR}.", not_null=True),
+        Column("period_start", "date", "Ratable: first service day."),
+        Column("period_end", "date", "Ratable: first day not served."),
+        Column("point_day", "date", "Point: the day recognised."),
+        Column("not_before", "date", "Credits: nothing is recognised before the note's date."),
+    ),
+)
+
+PAYMENTS = Table(
+    name="metrics_payments",
+    comment="Metrics header: each payment, its payer (after merges), currency and receipt day.",
+    primary_key=("payment_id",),
+    columns=(
+        _key("payment_id", "Canonical payment id."),
+        _key("customer_id", "The payer (the survivor after a merge)."),
+        Column("currency", "text", "ISO 4217 currency.", not_null=True),
+        Column("amount", "bigint", f"Amount received, {_MINOR}.", not_null=True),
+        Column("received_on", "date", "Receipt date (the date of received_at).", True),
+    ),
+)
+
+CASH = Table(
+    name="metrics_cash",
+    comment=(
+        "Metrics facts: cash moves (part 0: money in or out) and the cash applied to "
+        "invoices (parts 1..: per invoice) of each payment event."
+    ),
+    primary_key=("payment_id", "version", "part"),
+    columns=(
+        _key("payment_id", "The payment (metrics_payments.payment_id)."),
+        Column("version", "bigint", "Payment event version.", not_null=True),
+        Column("part", "bigint", "0: the cash move; 1..: one per invoice touched.", True),
+        Column(
+            "moved_on",
+            "date",
+            "Receipt date (receipt, application, and a failure, which so counts nothing), "
+            "refund date, or chargeback date (source time of PaymentReversed).",
+            not_null=True,
+        ),
+        Column("invoice_id", "uuid", "Parts 1..: the invoice the cash was applied to."),
+        Column("cash", "bigint", f"Cash in (+) or out (-), {_MINOR}.", not_null=True),
+        Column(
+            "applied",
+            "bigint",
+            f"Cash applied to the invoice (+) or taken back off it (-), {_MINOR}.",
+            not_null=True,
+        ),
+    ),
+)
+
+TABLES = (ORDERS, BOOKINGS, CONTRACTS, INVOICES, BILLINGS, REVENUE, ENTRIES, PAYMENTS, CASH)

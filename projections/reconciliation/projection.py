@@ -23,11 +23,12 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from projections.definition import Envelope, Position, Projection, Table, View, ViewCursor
+from projections.definition import Envelope, Table, View, ViewCursor
 from projections.reconciliation import checks
 from projections.reconciliation.breaks import event_time
 from projections.reconciliation.tables import BREAK_EVENTS, BREAKS, FACTS
 from projections.reconciliation.views import VIEWS
+from projections.rows import PerAggregate
 
 
 def _amount(money: dict[str, Any]) -> Decimal:
@@ -44,23 +45,13 @@ def _quantities(lines: list[dict[str, Any]]) -> dict[str, Decimal]:
     return sums
 
 
-class Reconciliation(Projection):
+class Reconciliation(PerAggregate):
     name: ClassVar[str] = "reconciliation"
     title: ClassVar[str] = "Reconciliation breaks and SLAs"
     version: ClassVar[int] = 1
     stores: ClassVar[tuple[str, ...]] = ("orders", "contracts", "invoices", "payments")
     tables: ClassVar[tuple[Table, ...]] = (*FACTS, BREAKS, BREAK_EVENTS)
     views: ClassVar[tuple[View, ...]] = VIEWS
-
-    def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
-        handler = {
-            "order": self._order,
-            "contract": self._contract,
-            "invoice": self._invoice,
-            "payment": self._payment,
-        }.get(event["aggregate"])
-        if handler is not None:
-            handler(event, cursor)
 
     # -- orders -------------------------------------------------------------------------
 

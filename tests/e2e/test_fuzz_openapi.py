@@ -26,18 +26,16 @@ from api.app import create_app
 
 EXAMPLES = int(os.environ.get("CONCORD_FUZZ_EXAMPLES", "8"))
 
-#: Refusals no JSON Schema can rule out, because they depend on what the hub already holds, on its
-#: clock or on how two parameters relate, as ``(code, field)``; each is stated in the operation's
-#: document (the header's, parameter's or field's description) and its status is a documented
-#: response: a reused Idempotency-Key with another body, a cursor the API did not hand out, a source
-#: time ahead of the hub's clock, a key expiry that is already past, a product mapping without a
-#: charge type for a SKU the hub does not know yet, a metrics range whose ``to`` is before its
-#: ``from`` or too far from it.
+#: Refusals no JSON Schema can rule out, because they depend on what the hub already holds
+#: or on its clock, as ``(code, field)``; each is stated in the operation's document (the
+#: header's, parameter's or field's description) and its status is a documented response:
+#: a reused Idempotency-Key with another body, a cursor the API did not hand out, a source
+#: time ahead of the hub's clock, a key expiry that is already past, a product mapping
+#: without a charge type for a SKU the hub does not know yet.
 STATE_DEPENDENT = {
     ("charge-type-required", "body.charge_type"),
     ("idempotency-key-reused", "header.Idempotency-Key"),
     ("invalid-cursor", "query.cursor"),
-    ("invalid-range", "query.to"),
     ("invalid-value", "occurred_at"),
     ("invalid-key-request", "body.expires_at"),
 }

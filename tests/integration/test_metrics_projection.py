@@ -1,261 +1,109 @@
-"""The metrics projection on real PostgreSQL: one small quarter (Q1 2026) computed by hand.
-
-Acme (USD) books a three-year deal in December 2025 and is billed in January: a yearly
-recurring line, a one-time setup fee recognised on the contract's activation, a proration
-line, and January's usage billed in February; one partial payment, one that fails, and a
-refund with a credit note. Beside it Nippon (JPY, exponent 0) is billed a quarter upfront.
-Every amount below is minor units (cents; whole yen)."""
+"""The metrics projection on the realistic quarter (tests/integration/quarter.py): every
+monthly figure against arithmetic done by hand below, and the same rows whatever the order
+the stores are caught up in (payments first), event by event, and after a rebuild."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import date
 from typing import Any
-from uuid import UUID
 
 from adapters.bootstrap import Runtime
-from hub.application.service import Origin
 from projections.metrics.projection import Metrics
-from tests.integration.commands import item, new_contract, new_customer, run
+from projections.metrics.tables import TABLES
 from tests.integration.projection_support import rebuild, rows, runner
+from tests.integration.quarter import Quarter, play
 
 VIEW = Metrics()
 
 
-class ContractsFirst(Metrics):
-    """Follows the contracts store alone: the activation is applied before its invoice."""
+class StoresReversed(Metrics):
+    """The same projection applying payments, then invoices, contracts, orders."""
 
-    stores = ("contracts",)
-
-
-def at(day: str) -> Origin:
-    return Origin(occurred_at=datetime.fromisoformat(f"{day}T10:00:00+00:00"))
+    stores = tuple(reversed(Metrics.stores))
 
 
-def line(sku: str, amount: str, kind: str, period: tuple[str, str] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "sku": sku,
-        "quantity": "1",
-        "unit_price": amount,
-        "amount": amount,
-        "charge_type": kind,
+DEC, JAN, FEB, MAR = date(2023, 12, 1), date(2024, 1, 1), date(2024, 2, 1), date(2024, 3, 1)
+
+
+def monthly(runtime: Runtime) -> dict[tuple[Any, ...], tuple[int, ...]]:
+    """(month, currency, customer, contract) -> (bookings, acv, billings, cash, recognised,
+    deferred, receivables), minor units."""
+    found = rows(runtime, "metrics_monthly", "month, currency, customer_id, contract_id")
+    return {tuple(r[:4]): tuple(int(v) for v in r[4:]) for r in found}
+
+
+def expected(q: Quarter) -> dict[tuple[Any, ...], tuple[int, ...]]:
+    usd, jpy = "USD", "JPY"
+    deal, addon, support = q.deal_contract, q.addon_contract, q.support_contract
+    return {
+        # Globex deal contract, USD cents.
+        # Bookings Jan: SETUP 1000.00 + SEATS 10 x 2400.00 + API 500.00 = 25,500.00;
+        #   ACV 10 x 100.00 x 12 = 12,000.00.
+        # Billings Jan (tax excluded): SETUP 1000.00 + SEATS 1000.00 = 2,000.00.
+        # Recognised Jan: SETUP in full on activation 2024-01-20 (1000.00) + SEATS
+        #   [01-01, 02-01) 1000.00 = 2,000.00 -> deferred 0.
+        # Receivables Jan: billed with tax 2,100.00 - applied 1,500.00 (partial) = 600.00.
+        (JAN, usd, q.globex, deal): (2550000, 1200000, 200000, 0, 200000, 0, 60000),
+        # Bookings Feb (upgrade to 15 seats): 37,500.00 - 25,500.00 = 12,000.00;
+        #   ACV 15 x 100 x 12 - 12,000.00 = 6,000.00.
+        # Billings Feb: SEATS 1000.00 + prorated 758.62 = 1,758.62.
+        # Recognised Feb: SEATS [02-01, 03-01) 1000.00; prorated 75862 cents over the 46 days
+        #   [02-15, 04-01): 15 days by 02-29 -> floor(75862 x 15 / 46) = floor(24737.6) =
+        #   24737; API usage of [02-01, 03-01) on its last day 02-29: 37.50.
+        #   = 100000 + 24737 + 3750 = 128487. Deferred: 175862 - 128487 = 47375.
+        # Applied Feb: declined 600.00 applied and taken back at its receipt date (0), retry
+        #   600.00, February payment 1100.00 = 1,700.00. Receivables: 60000 + (110000 +
+        #   75862) - 170000 = 75862 (the prorated invoice, unpaid).
+        (FEB, usd, q.globex, deal): (1200000, 600000, 175862, 0, 128487, 47375, 75862),
+        # Billings Mar: SEATS 1000.00 + API 37.50 - credit note 110.00 of which tax excluded
+        #   110.00 x 1000 / 1100 = 100.00 -> 103750 - 10000 = 93750.
+        # Recognised Mar: prorated 75862 - 24737 = 51125; SEATS [03-01, 04-01) 100000; the
+        #   credit of a line whose period is over, all on its date: -10000. = 141125.
+        #   Deferred: 47375 + 93750 - 141125 = 0 (every period ended by 04-01).
+        # Receivables: 75862 + (113750 - 11000 credit) - (-11000 refund taken back off the
+        #   February invoice) = 189612 = prorated 758.62 + March 1,137.50, both unpaid.
+        (MAR, usd, q.globex, deal): (0, 0, 93750, 0, 141125, 0, 189612),
+        # Add-on: booked 1 x 1200.00 (ACV 1 x 100.00 x 12) on its close date; the
+        # cancellation books nothing negative.
+        (FEB, usd, q.globex, addon): (120000, 120000, 0, 0, 0, 0, 0),
+        (MAR, usd, q.globex, addon): (0, 0, 0, 0, 0, 0, 0),
+        # Globex cash (no contract): Jan 1500.00; Feb declined +600 -600 (failed: counts
+        # nothing), retry 600.00, February 1100.00 = 1,700.00; Mar refund -110.00.
+        (JAN, usd, q.globex, None): (0, 0, 0, 150000, 0, 0, 0),
+        (FEB, usd, q.globex, None): (0, 0, 0, 170000, 0, 0, 0),
+        (MAR, usd, q.globex, None): (0, 0, 0, -11000, 0, 0, 0),
+        # Kaisha support, JPY (whole yen). Booked 2023-12-20: 1 x 360000, ACV 30000 x 12.
+        # Billed 2024-01-01 [01-01, 04-01), 91 days, 90000 (tax 9000): Jan floor(90000 x 31 /
+        # 91) = floor(30659.3) = 30659; through Feb (60 days) floor(59340.7) = 59340 -> Feb
+        # 28681; Mar 90000 - 59340 = 30660. Deferred: 59341, 30660, 0. Paid 99000 in Jan.
+        (DEC, jpy, q.kaisha, support): (360000, 360000, 0, 0, 0, 0, 0),
+        (JAN, jpy, q.kaisha, support): (0, 0, 90000, 0, 30659, 59341, 0),
+        (FEB, jpy, q.kaisha, support): (0, 0, 0, 0, 28681, 30660, 0),
+        (MAR, jpy, q.kaisha, support): (0, 0, 0, 0, 30660, 0, 0),
+        (JAN, jpy, q.kaisha, None): (0, 0, 0, 99000, 0, 0, 0),
+        (FEB, jpy, q.kaisha, None): (0, 0, 0, 0, 0, 0, 0),
+        # The renewal's own order (no contract of its own): 360000 booked on 2024-03-20.
+        (MAR, jpy, q.kaisha, None): (360000, 360000, 0, 0, 0, 0, 0),
     }
-    if period:
-        body |= {"service_period_start": period[0], "service_period_end": period[1]}
-    return body | ({"proration": True} if sku == "PRORATE" else {})
 
 
-def invoice(
+def tables(runtime: Runtime) -> list[list[tuple[Any, ...]]]:
+    return [rows(runtime, t.name, ", ".join(t.primary_key)) for t in TABLES]
+
+
+def test_the_quarter_matches_hand_computed_figures_whatever_the_store_order(
     runtime: Runtime,
-    customer: UUID,
-    currency: str,
-    issued: str,
-    lines: list[dict[str, Any]],
-    **links: UUID,
-) -> UUID:
-    total = str(sum(Decimal(x["amount"]) for x in lines))
-    body = {
-        "customer_id": str(customer),
-        **{k: str(v) for k, v in links.items()},
-        "lines": lines,
-        "currency": currency,
-        "subtotal": total,
-        "tax": "0" if currency == "JPY" else "0.00",
-        "total": total,
-        "issue_date": issued,
-        "due_date": issued,
-    }
-    return UUID(run(runtime, "invoice", "issue", body).body["id"])
+) -> None:
+    quarter = play(runtime)
+    runner(runtime, VIEW).catch_up()
+    assert monthly(runtime) == expected(quarter)
+    first = tables(runtime)
 
+    rebuild(runtime, VIEW)
+    runner(runtime, StoresReversed(), batch=1).catch_up()
+    assert monthly(runtime) == expected(quarter)
+    assert tables(runtime) == first
 
-def pay(runtime: Runtime, customer: UUID, money: tuple[str, str], day: str) -> UUID:
-    body = {
-        "customer_id": str(customer),
-        "amount": {"amount": money[0], "currency": money[1]},
-        "method": "wire",
-        "received_at": f"{day}T09:00:00Z",
-    }
-    return UUID(run(runtime, "payment", "receive", body).body["id"])
-
-
-def apply(runtime: Runtime, payment: UUID, bill: UUID, money: tuple[str, str], day: str) -> None:
-    body = {"invoice_id": str(bill), "amount": {"amount": money[0], "currency": money[1]}}
-    run(runtime, "payment", "apply", body, aggregate_id=payment, origin=at(day))
-
-
-def quarter(runtime: Runtime) -> tuple[UUID, UUID]:
-    acme, nippon = new_customer(runtime, "Acme Inc"), new_customer(runtime, "Nippon KK")
-    placed = {
-        "customer_id": str(acme),
-        "lines": [
-            # ACV: 10 seats x 1,200.00 a year x 1 period a year = 12,000.00.
-            {
-                "sku": "SEAT",
-                "quantity": "10",
-                "unit_price": "1200.00",
-                "charge_type": "recurring",
-                "billing_frequency": "year",
-                "billing_unit_price": "1200.00",
-            },
-            {"sku": "SETUP", "quantity": "1", "unit_price": "500.00", "charge_type": "one_time"},
-            {"sku": "API", "quantity": "1", "unit_price": "100.00", "charge_type": "usage"},
-        ],
-        "currency": "USD",
-        "term_months": 36,
-        "start_date": "2026-01-01",
-        "booking_date": "2025-12-22",
-        "close_date": "2025-12-20",
-    }
-    order = UUID(run(runtime, "order", "place", placed).body["id"])
-    contract = new_contract(
-        runtime,
-        acme,
-        order,
-        [item("SEAT", "RP-1", "10", "100.00", "recurring")],
-        term=("2026-01-01", "2028-12-31"),
-        currency="USD",
-    )
-    first = invoice(
-        runtime,
-        acme,
-        "USD",
-        "2026-01-01",
-        [
-            line("SEAT", "12000.00", "recurring", ("2026-01-01", "2027-01-01")),
-            line("SETUP", "500.00", "one_time"),
-            line("PRORATE", "100.00", "recurring", ("2026-01-20", "2026-03-01")),
-        ],
-        contract_id=contract,
-        order_id=order,
-    )
-    activate = {"billing_subscription_id": "sub_acme"}
-    run(runtime, "contract", "activate", activate, aggregate_id=contract, origin=at("2026-01-15"))
-    usage = invoice(
-        runtime,
-        acme,
-        "USD",
-        "2026-02-01",
-        [line("API", "250.00", "usage", ("2026-01-01", "2026-02-01"))],
-        contract_id=contract,
-    )
-    partial = pay(runtime, acme, ("5000.00", "USD"), "2026-01-20")
-    apply(runtime, partial, first, ("5000.00", "USD"), "2026-01-20")
-    bounced = pay(runtime, acme, ("7600.00", "USD"), "2026-02-10")
-    apply(runtime, bounced, first, ("7600.00", "USD"), "2026-02-10")
-    fail = {"reason": "insufficient funds"}
-    run(runtime, "payment", "fail", fail, aggregate_id=bounced, origin=at("2026-02-12"))
-    refunded = pay(runtime, acme, ("250.00", "USD"), "2026-02-15")
-    apply(runtime, refunded, usage, ("250.00", "USD"), "2026-02-15")
-    credit = {
-        "amount": {"amount": "250.00", "currency": "USD"},
-        "lines": [{"line": 0, "amount": "250.00"}],
-        "issue_date": "2026-03-05",
-    }
-    run(runtime, "invoice", "credit", credit, aggregate_id=usage)
-    refund = {
-        "amount": {"amount": "250.00", "currency": "USD"},
-        "refunded_at": "2026-03-06T12:00:00Z",
-    }
-    run(runtime, "payment", "refund", refund, aggregate_id=refunded, origin=at("2026-03-06"))
-
-    monthly_plan = {
-        "sku": "PLAN",
-        "quantity": "1",
-        "unit_price": "40000",
-        "charge_type": "recurring",
-        "billing_frequency": "month",
-    }
-    yen_order = {
-        "customer_id": str(nippon),
-        "lines": [monthly_plan],
-        "currency": "JPY",
-        "term_months": 3,
-        "start_date": "2026-01-01",
-        "booking_date": "2025-12-28",
-    }
-    booked = UUID(run(runtime, "order", "place", yen_order).body["id"])
-    yen = invoice(
-        runtime,
-        nippon,
-        "JPY",
-        "2026-01-01",
-        [line("PLAN", "120000", "recurring", ("2026-01-01", "2026-04-01"))],
-        order_id=booked,
-    )
-    paid = pay(runtime, nippon, ("120000", "JPY"), "2026-03-31")
-    apply(runtime, paid, yen, ("120000", "JPY"), "2026-03-31")
-    return acme, nippon
-
-
-COLUMNS = (
-    "month",
-    "currency",
-    "bookings",
-    "acv",
-    "billings",
-    "cash",
-    "recognised",
-    "deferred",
-    "receivables",
-)
-
-
-def monthly(runtime: Runtime, customer: UUID) -> list[tuple[Any, ...]]:
-    found = rows(runtime, "metrics_monthly", order_by="currency, month")
-    return [(r[0], r[1], *r[3:]) for r in found if r[2] == customer]
-
-
-# Acme, USD. SEAT: 1,200,000 over 365 days: through Jan 31 floor(1,200,000 x 31 / 365) =
-# 101,917; through Feb 28 (59 days) 193,972 (Feb 92,055); through Mar 31 (90) 295,890
-# (Mar 101,918). SETUP 50,000 on the activation, 2026-01-15. PRORATE 10,000 over 40 days
-# from 01-20: January serves 12, floor(10,000 x 12 / 40) = 3,000; February 7,000.
-# Usage 25,000 of [01-01, 02-01): on its last served day, 01-31 (billed 02-01, so January's
-# deferred counts it as unbilled). Its credit note (03-05) reverses 25,000 in March.
-# Recognised: Jan 101,917 + 50,000 + 3,000 + 25,000 = 179,917; Feb 92,055 + 7,000 = 99,055;
-# Mar 101,918 - 25,000 = 76,918.
-# Billings: Jan 1,260,000; Feb 25,000; Mar -25,000 (the credit note).
-# Cash: Jan 500,000; Feb the 760,000 failed (counts nothing) + 25,000; Mar -25,000 refund.
-# Applied: Jan 500,000; Feb 760,000 - 760,000 (failure) + 25,000; Mar -25,000 (refund).
-# Deferred: Jan 1,260,000 - 179,917 = 1,080,083; Feb + 25,000 - 99,055 = 1,006,028;
-# Mar - 25,000 - 76,918 = 904,110. Receivables: 1,260,000 - 500,000 = 760,000 throughout.
-ACME = [
-    (date(2025, 12, 1), "USD", 1_260_000, 1_200_000, 0, 0, 0, 0, 0),
-    (date(2026, 1, 1), "USD", 0, 0, 1_260_000, 500_000, 179_917, 1_080_083, 760_000),
-    (date(2026, 2, 1), "USD", 0, 0, 25_000, 25_000, 99_055, 1_006_028, 760_000),
-    (date(2026, 3, 1), "USD", 0, 0, -25_000, -25_000, 76_918, 904_110, 760_000),
-]
-# Nippon, JPY: booked 2025-12-28 (no close date): 40,000 a month, ACV 1 x 40,000 x 12 =
-# 480,000; billed 120,000 over 90 days: Jan floor(120,000 x 31 / 90) = 41,333; through Feb
-# (59) 78,666 (Feb 37,333); Mar 41,334. Paid in full 03-31.
-NIPPON = [
-    (date(2025, 12, 1), "JPY", 40_000, 480_000, 0, 0, 0, 0, 0),
-    (date(2026, 1, 1), "JPY", 0, 0, 120_000, 0, 41_333, 78_667, 120_000),
-    (date(2026, 2, 1), "JPY", 0, 0, 0, 0, 37_333, 41_334, 120_000),
-    (date(2026, 3, 1), "JPY", 0, 0, 0, 120_000, 41_334, 0, 0),
-]
-
-
-def facts_of(runtime: Runtime) -> dict[str, list[tuple[Any, ...]]]:
-    return {t.name: rows(runtime, t.name, ", ".join(t.primary_key)) for t in VIEW.tables}
-
-
-def test_a_quarter_by_hand_whichever_store_comes_first(runtime: Runtime) -> None:
-    acme, nippon = quarter(runtime)
-    # The activation is applied before the invoice whose setup fee it dates.
-    runner(runtime, ContractsFirst()).catch_up()
-    runner(runtime, VIEW, batch=1).catch_up()
-    acme_rows = monthly(runtime, acme)
-    assert acme_rows[:4] == ACME
-    assert monthly(runtime, nippon) == NIPPON
-    # The seats go on to 2026-12 (Apr-Dec recognise the other 904,110), then nothing is left.
-    assert [r[0] for r in acme_rows] == [date(2025, 12, 1)] + [
-        date(2026, m, 1) for m in range(1, 13)
-    ]
-    assert sum(r[6] for r in acme_rows) == 1_260_000 and acme_rows[-1][7] == 0
-    facts = facts_of(runtime)
-
-    # A rebuild (invoices before the activation within one batch) gives identical rows.
     rebuild(runtime, VIEW)
     runner(runtime, VIEW, batch=500).catch_up()
-    assert facts_of(runtime) == facts
-    assert monthly(runtime, acme) == acme_rows
+    assert tables(runtime) == first

@@ -109,7 +109,11 @@ class Lineage(Projection):
         facts = _Facts(event, cursor)
         if event["version"] == 1:
             facts.id("concord", object_id, kind, object_id)
-            facts.id(None, provenance.get("source_record_id"), kind, object_id)
+            record = provenance.get("source_record_id")
+            if not (event["type"] == "OrderPlaced" and record == data.get("opportunity_id")):
+                # A CRM order's record is its opportunity: that id names the opportunity
+                # (linked to the order), or every opportunity id would be ambiguous.
+                facts.id(None, record, kind, object_id)
         for field, system in _OWN_IDS.get(event["type"], ()):
             facts.id(system, data.get(field), kind, object_id)
         for field, parent in _PARENTS.get(event["type"], ()):

@@ -46,7 +46,12 @@ def build_chain(runtime: Runtime, delivery: str = "delivery-7001") -> Chain:
         "start_date": "2026-12-01",
         "booking_date": "2026-11-29",
     }
-    origin = Origin(correlation_id=OPPORTUNITY, causation_id=delivery, source_event_id=delivery)
+    origin = Origin(  # as the CRM adapters place it: the opportunity is the source record
+        source_record_id=OPPORTUNITY,
+        correlation_id=OPPORTUNITY,
+        causation_id=delivery,
+        source_event_id=delivery,
+    )
     order = UUID(run(runtime, "order", "place", body, origin=origin).body["id"])
     run(runtime, "order", "validate", {}, aggregate_id=order)
     run(runtime, "order", "accept", {"erp_order_number": ERP_ORDER}, aggregate_id=order)

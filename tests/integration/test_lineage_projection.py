@@ -80,6 +80,8 @@ def test_the_chain_gives_every_id_link_and_event(runtime: Runtime) -> None:
         "delivery-7001",
     )
     assert placed["source_system"] == "api" and placed["actor"] == "ops"
+    assert placed["source_record_id"] == deal.OPPORTUNITY
+    assert [k for _, x, k, _ in found if x == deal.OPPORTUNITY] == ["opportunity"]
     assert by_type["PaymentApplied"]["store"] == "payments"
     assert sorted(by_type) == [
         "ContractActivated",

@@ -1,8 +1,11 @@
 """The projections as one background service (``concord serve``, ``concord projections run``).
 
 Runners are synchronous (psycopg sessions, a transaction per batch), so each runs on a worker
-thread; the service bridges the asyncio stop event of :func:`adapters.background.background`
-to the threads' stop flag.
+thread of its own pool, sized to the runners: a runner holds its thread until stopped, so on
+asyncio's default executor (``min(32, cpus + 4)`` threads) a seventh projection on a
+two-CPU host would never start, and other ``to_thread`` work (health, the relay's set-up)
+would wait behind the runners. The service bridges the asyncio stop event of
+:func:`adapters.background.background` to the threads' stop flag.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from adapters.background import Service
 from adapters.bootstrap import Connections
@@ -42,12 +46,14 @@ def projections_service(settings: Settings, connections: Connections) -> Service
             halt.set()
 
         watcher = asyncio.create_task(forward())
+        every = runners(settings, connections)
+        pool = ThreadPoolExecutor(max_workers=len(every), thread_name_prefix="projection")
+        loop = asyncio.get_running_loop()
         try:
-            await asyncio.gather(
-                *(asyncio.to_thread(r.run, halt) for r in runners(settings, connections))
-            )
+            await asyncio.gather(*(loop.run_in_executor(pool, r.run, halt) for r in every))
         finally:
             halt.set()
+            pool.shutdown(wait=False)
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher

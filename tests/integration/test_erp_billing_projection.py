@@ -342,3 +342,41 @@ def test_invoices_and_payments_catch_up_to_hand_computed_rows_in_any_store_order
     runner(runtime, VIEW).catch_up()
     assert everything(runtime) == first
     assert status(runtime, VIEW).rebuilt_at is not None
+
+
+def test_a_merge_moves_open_invoices_and_credit_and_a_void_invoice_is_not_to_post(
+    runtime: Runtime,
+) -> None:
+    dupe, survivor = new_customer(runtime, "Globex (dupe)"), new_customer(runtime, "Globex")
+    owed = issue_usd(runtime, dupe, new_order(runtime, dupe))
+    voided = issue_jpy(runtime, dupe, new_order(runtime, dupe))
+    run(runtime, "invoice", "void", {"reason": "issued twice"}, aggregate_id=voided)
+    run(runtime, "invoice", "mark_uncollectible", {}, aggregate_id=owed)
+    credit = receive(runtime, dupe, "100.00", "USD")
+    apply(runtime, credit, owed, "84.92", "USD")
+    run(runtime, "customer", "merge", {"target_customer_id": str(survivor)}, aggregate_id=dupe)
+    runner(runtime, VIEW, batch=1).catch_up()
+
+    invoices, payments = by_id(runtime, INVOICES), by_id(runtime, PAYMENTS)
+    # Open (written off, 400.00 still owed): moved. Void: stays with the duplicate.
+    assert {k: invoices[owed][k] for k in ("customer_id", "status", "balance", "written_off")} == {
+        "customer_id": survivor,
+        "status": "uncollectible",
+        "balance": Decimal("400.00"),
+        "written_off": True,
+    }
+    assert {k: invoices[voided][k] for k in ("customer_id", "status", "balance", "to_post")} == {
+        "customer_id": dupe,
+        "status": "void",
+        "balance": Decimal("0"),
+        "to_post": False,
+    }
+    # 15.08 of unapplied credit: the payment moves to the survivor.
+    assert (payments[credit]["customer_id"], payments[credit]["unapplied"]) == (
+        survivor,
+        Decimal("15.08"),
+    )
+    first = everything(runtime)
+    rebuild(runtime, VIEW)
+    runner(runtime, StoresReversed()).catch_up()
+    assert everything(runtime) == first

@@ -55,9 +55,9 @@ def projections_service(settings: Settings, connections: Connections) -> Service
             await asyncio.gather(*(loop.run_in_executor(pool, r.run, halt) for r in work))
         finally:
             halt.set()
+            pool.shutdown(wait=False)
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-            pool.shutdown(wait=False)  # the runners end on their own now that halt is set
 
     return service

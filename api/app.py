@@ -32,6 +32,7 @@ from api.routes import (
     delivery,
     health,
     inbound,
+    lineage,
     listing,
     mappings,
     matches,
@@ -141,6 +142,7 @@ def create_app(
         reconciliation,
         slas,
         metrics,
+        lineage,
     ):
         app.include_router(module.build(runtime, require))
     # Webhooks authenticate by each system's signature, throttled like failed keys.

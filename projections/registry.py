@@ -7,6 +7,7 @@ from projections.crm.projection import CrmView
 from projections.definition import Projection
 from projections.erp.customers import ErpCustomers
 from projections.erp.orders import ErpOrders
+from projections.lineage.projection import Lineage
 from projections.metrics.projection import Metrics
 from projections.reconciliation.projection import Reconciliation
 
@@ -19,6 +20,7 @@ def all_projections() -> list[Projection]:
         Reconciliation(),
         CrmView(),
         Metrics(),
+        Lineage(),
     ]
 
 

@@ -72,7 +72,7 @@ def physical(table: Table, generation: str) -> str:
 
 
 def table_ddl(schema: str, table: Table, name: str) -> list[sql.Composed]:
-    """CREATE TABLE plus a COMMENT ON for the table and each column."""
+    """CREATE TABLE plus a COMMENT ON for the table and each column, and its indexes."""
     target = sql.Identifier(schema, name)
     columns = [
         sql.SQL("{} {}{}").format(
@@ -94,6 +94,15 @@ def table_ddl(schema: str, table: Table, name: str) -> list[sql.Composed]:
             target, sql.Identifier(c.name), sql.Literal(c.comment)
         )
         for c in table.columns
+    ]
+    # Named after the physical table, so a swap renames a shadow's indexes to live names.
+    statements += [
+        sql.SQL("CREATE INDEX {} ON {} ({})").format(
+            sql.Identifier(f"{name}_{'_'.join(index)}_idx"),
+            target,
+            sql.SQL(", ").join(sql.Identifier(k) for k in index),
+        )
+        for index in table.indexes
     ]
     return statements
 

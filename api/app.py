@@ -140,9 +140,9 @@ def create_app(
         mappings,
         projections,
         reconciliation,
+        lineage,
         slas,
         metrics,
-        lineage,
     ):
         app.include_router(module.build(runtime, require))
     # Webhooks authenticate by each system's signature, throttled like failed keys.

@@ -41,8 +41,7 @@ class Table:
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...]
     indexes: tuple[tuple[str, ...], ...] = ()
-    """Secondary indexes (each a tuple of columns), for readers that look rows up by
-    something other than the primary key (the lineage graph walks links from both ends)."""
+    """Secondary indexes, each a tuple of columns (for lookups other than by the key)."""
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]
@@ -51,7 +50,7 @@ class Table:
         indexed = [k for index in self.indexes for k in index]
         missing = [k for k in (*self.primary_key, *indexed) if k not in names]
         if missing:
-            raise ValueError(f"table {self.name}: keys name unknown columns {missing}")
+            raise ValueError(f"table {self.name}: key or index names unknown columns {missing}")
         if not self.comment.strip() or any(not c.comment.strip() for c in self.columns):
             raise ValueError(f"table {self.name}: every table and column needs a comment")
 

@@ -6,6 +6,7 @@ from projections.billing.subscriptions import BillingSubscriptions
 from projections.crm.projection import CrmView
 from projections.definition import Projection
 from projections.erp.customers import ErpCustomers
+from projections.erp.invoices import ErpBilling
 from projections.erp.orders import ErpOrders
 from projections.lineage.projection import Lineage
 from projections.metrics.projection import Metrics
@@ -17,6 +18,7 @@ def all_projections() -> list[Projection]:
         ErpCustomers(),
         BillingSubscriptions(),
         ErpOrders(),
+        ErpBilling(),
         Reconciliation(),
         CrmView(),
         Metrics(),

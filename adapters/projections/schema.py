@@ -72,7 +72,10 @@ def physical(table: Table, generation: str) -> str:
 
 
 def table_ddl(schema: str, table: Table, name: str) -> list[sql.Composed]:
-    """CREATE TABLE plus a COMMENT ON for the table and each column, and its indexes."""
+    """CREATE TABLE plus a COMMENT ON for the table and each column, then its indexes.
+
+    An index is named after the table it is created on (``{name}_{columns}_idx``), so a
+    shadow's indexes start with the shadow's name and the rebuild swap renames them with it."""
     target = sql.Identifier(schema, name)
     columns = [
         sql.SQL("{} {}{}").format(
@@ -95,7 +98,6 @@ def table_ddl(schema: str, table: Table, name: str) -> list[sql.Composed]:
         )
         for c in table.columns
     ]
-    # Named after the physical table, so a swap renames a shadow's indexes to live names.
     statements += [
         sql.SQL("CREATE INDEX {} ON {} ({})").format(
             sql.Identifier(f"{name}_{'_'.join(index)}_idx"),

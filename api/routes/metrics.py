@@ -20,6 +20,7 @@ from psycopg import sql
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
+from adapters.projections.period_close import closed_months
 from adapters.projections.schema import exists
 from api.errors import problem_responses as problems
 from api.responses import JSONBytes
@@ -51,6 +52,14 @@ class MetricsRow(BaseModel):
     recognised: str
     deferred: str = Field(description="At the month end.")
     receivables: str = Field(description="At the month end.")
+    closed: bool = Field(
+        False, description="The month is closed (`concord close`): the figures are frozen."
+    )
+    adjustments: dict[str, str] = Field(
+        default_factory=dict,
+        description="Closed months only: what events recorded after the close changed, per "
+        "measure (live - frozen, exact decimal strings); absent measures did not change.",
+    )
 
 
 class MetricsReport(BaseModel):
@@ -126,25 +135,50 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
                 where.append(sql.SQL(f"{column} = %s"))
                 params.append(value)
         by = sql.SQL(", ").join(sql.Identifier(c) for c in ["month", "currency", *keys])
-        query = sql.SQL("SELECT {}, {} FROM {} WHERE {} GROUP BY {} ORDER BY {} LIMIT %s").format(
-            by,
-            sql.SQL(", ").join(sql.SQL("sum({})").format(sql.Identifier(m)) for m in MEASURES),
-            sql.Identifier(schema, "metrics_monthly"),
-            sql.SQL(" AND ").join(where),
-            by,
-            by,
-        )
+
+        def sums(conn: Any, relation: str) -> list[tuple[Any, ...]]:
+            query = sql.SQL(
+                "SELECT {}, {} FROM {} WHERE {} GROUP BY {} ORDER BY {} LIMIT %s"
+            ).format(
+                by,
+                sql.SQL(", ").join(sql.SQL("sum({})").format(sql.Identifier(m)) for m in MEASURES),
+                sql.Identifier(schema, relation),
+                sql.SQL(" AND ").join(where),
+                by,
+                by,
+            )
+            rows: list[tuple[Any, ...]] = conn.execute(query, (*params, MAX_ITEMS + 1)).fetchall()
+            return rows
+
         with runtime.connection() as conn:
             if not exists(conn, schema, "metrics_monthly"):
                 return JSONBytes(report)
-            found = conn.execute(query, (*params, MAX_ITEMS + 1)).fetchall()
-        report["truncated"] = len(found) > MAX_ITEMS
-        for row in found[:MAX_ITEMS]:
-            month, code, *rest = row
+            found = sums(conn, "metrics_monthly")
+            closed = closed_months(conn, schema, first, last)
+            frozen = sums(conn, "concord_period_close_figures") if closed else []
+        width = 2 + len(keys)
+        live = {tuple(r[:width]): r[width:] for r in found}
+        kept = {tuple(r[:width]): r[width:] for r in frozen if r[0] in closed}
+        merged = sorted(
+            set(live) | set(kept),
+            key=lambda k: tuple("" if v is None else str(v) for v in k),
+        )
+        report["truncated"] = len(found) > MAX_ITEMS or len(merged) > MAX_ITEMS
+        zero = (0,) * len(MEASURES)
+        for key in merged[:MAX_ITEMS]:
+            month, code, *rest = key
             item: dict[str, Any] = {"month": _text(month), "currency": code}
-            item |= dict(zip(keys, rest[: len(keys)], strict=True))
-            amounts = rest[len(keys) :]
-            item |= {m: decimal_text(v, code) for m, v in zip(MEASURES, amounts, strict=True)}
+            item |= dict(zip(keys, rest, strict=True))
+            shown = kept.get(key, zero) if month in closed else live[key]
+            item |= {m: decimal_text(v, code) for m, v in zip(MEASURES, shown, strict=True)}
+            item["closed"], item["adjustments"] = month in closed, {}
+            if month in closed:
+                now = live.get(key, zero)
+                item["adjustments"] = {
+                    m: decimal_text(int(n) - int(f), code)
+                    for m, n, f in zip(MEASURES, now, shown, strict=True)
+                    if int(n) != int(f)
+                }
             report["items"].append(item)
         return JSONBytes(report)
 

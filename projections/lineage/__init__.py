@@ -1,1 +1,1 @@
-"""The transaction lineage: every business object, every system id for it, every event."""
+"""Lineage for auditors: every object, every system's id for it, and every event linked."""

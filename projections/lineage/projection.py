@@ -1,133 +1,139 @@
-"""The ``lineage`` projection: every business object with every system's id for it, the
-links from opportunity to refund, and every event with its provenance and delivery.
+"""``lineage``: every business object, every system's id for it, and every event with its
+provenance, linked from opportunity to refund, for auditors (``GET /v1/lineage/{id}``).
 
-Why every write is an upsert that keeps the earliest (or latest) instant: the stores are
-applied each in its own order, so a link may be stated by both sides (a payment application
-is an event of the payment and of the invoice) and an opportunity is seen by each of its
-orders in any order. Keeping ``LEAST``/``GREATEST`` and the event with the smallest
-(time, id) makes the rows the same whichever arrives first, as a rebuild must. A link never
-waits for its objects: it is a fact of the event that states it, and the graph is joined
-when read (``GET /v1/lineage/{id}``).
+Follows customers, orders, contracts, invoices and payments, each in its own order. Each
+event adds facts only (its event row, the ids it names, the links it names) keyed by what
+they say, never an update of a row another store wrote: so a link that arrives before its
+object (an invoice applied before its order) is simply there when the object comes, and
+every interleaving and a rebuild give the same rows (see ``tables.py``). Times are the
+events' own; nothing reads a clock.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from projections.definition import Envelope, Position, Projection, Table, ViewCursor
-from projections.lineage.facts import Facts, facts_of
-from projections.lineage.tables import EVENTS, IDS, LINKS, OBJECTS
-
-#: ``causation_id`` of an event an inbound delivery caused (see adapters/inbound/log.py).
-DELIVERY = re.compile(r"^inbound:([0-9]{1,18})$")
+from projections.lineage.tables import TABLES
 
 _EVENT = (
-    "INSERT INTO {lineage_events} (event_id, object_id, kind, type, version, store, position, "
-    "recorded_at, occurred_at, source_system, source_record_id, source_event_id, "
-    "correlation_id, causation_id, actor, delivery_id) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    "INSERT INTO {lineage_events} (event_id, kind, object_id, type, version, recorded_at, "
+    "occurred_at, store, position, source_system, source_record_id, source_event_id, "
+    "correlation_id, causation_id, actor) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
-_OBJECT = (
-    "INSERT INTO {lineage_objects} AS o (object_id, kind, customer_id, parent_id, created_at, "
-    "last_event_at) VALUES (%s, %s, coalesce(%s::uuid, (SELECT p.customer_id FROM "
-    "{lineage_objects} p WHERE p.object_id = %s::text LIMIT 1)), %s, %s, %s) "
-    "ON CONFLICT (object_id, kind) DO UPDATE SET "
-    "created_at = LEAST(o.created_at, excluded.created_at), "
-    "last_event_at = GREATEST(o.last_event_at, excluded.last_event_at)"
-)
-_REF = (
-    "INSERT INTO {lineage_ids} AS i (external_id, system, id_type, kind, object_id, seen_at) "
-    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (external_id, system, kind, object_id) "
-    "DO UPDATE SET seen_at = LEAST(i.seen_at, excluded.seen_at)"
+_ID = (
+    "INSERT INTO {lineage_ids} (system, external_id, kind, object_id, event_id, recorded_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
 )
 _LINK = (
-    "INSERT INTO {lineage_links} AS l (parent_id, parent_kind, child_id, child_kind, relation, "
-    "linked_at, event_id) VALUES (%s, %s, %s, %s, %s, %s, %s) "
-    "ON CONFLICT (parent_id, child_id, relation) DO UPDATE SET "
-    "linked_at = excluded.linked_at, event_id = excluded.event_id "
-    "WHERE (excluded.linked_at, excluded.event_id) < (l.linked_at, l.event_id)"
+    "INSERT INTO {lineage_links} (child_kind, child_id, parent_kind, parent_id, event_id, "
+    "recorded_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
 )
-_TOUCH = (
-    "UPDATE {lineage_objects} SET last_event_at = GREATEST(last_event_at, %s) "
-    "WHERE object_id = %s AND kind = %s"
-)
-_MOVE = (
-    "UPDATE {lineage_objects} SET customer_id = %s "
-    "WHERE (object_id = %s AND kind = %s) OR parent_id = %s::uuid"
-)
-_MOVED = ("InvoiceMovedToSurvivor", "PaymentMovedToSurvivor")
+#: Event type -> (data field, system or None for the event's source system) of the ids the
+#: event gives its own aggregate (the equivalents of ``DomainEvent.external_refs``).
+_OWN_IDS: dict[str, tuple[tuple[str, str | None], ...]] = {
+    "CustomerNumberAssigned": (("customer_number", "erp"),),
+    "OrderAcceptedByErp": (("erp_order_number", "erp"),),
+    "ContractActivated": (("billing_subscription_id", "billing"),),
+    "InvoiceIssued": (("source_number", None),),
+    "InvoicePosted": (("erp_document_number", "erp"),),
+    "PaymentReceived": (("reference", None),),
+}
+#: Event type -> (data field, kind) of the objects the event's aggregate comes from.
+_PARENTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "OrderPlaced": (("customer_id", "customer"), ("opportunity_id", "opportunity")),
+    "ContractCreated": (("order_id", "order"), ("customer_id", "customer")),
+    "InvoiceIssued": (
+        ("contract_id", "contract"),
+        ("order_id", "order"),
+        ("customer_id", "customer"),
+    ),
+    "PaymentReceived": (("customer_id", "customer"),),
+    "PaymentApplied": (("invoice_id", "invoice"),),
+}
 
 
-def delivery_of(causation: str | None) -> int | None:
-    """The inbound delivery id a causation names (``inbound:<id>``), else None."""
-    found = DELIVERY.match(causation or "")
-    return int(found.group(1)) if found else None
+class _Facts:
+    """The rows one event writes, with the event's id and time already filled in."""
+
+    def __init__(self, event: Envelope, cursor: ViewCursor) -> None:
+        self.event_id = event["event_id"]
+        self.recorded_at = datetime.fromisoformat(event["recorded_at"])
+        self.system = str(event["provenance"]["source_system"])
+        self.cursor = cursor
+
+    def id(self, system: str | None, external: Any, kind: str, object_id: str) -> None:
+        if external:
+            row = (system or self.system, str(external), kind, object_id)
+            self.cursor.execute(_ID, (*row, self.event_id, self.recorded_at))
+
+    def link(self, child: tuple[str, str], parent_kind: str, parent_id: Any) -> None:
+        if parent_id:
+            row = (*child, parent_kind, str(parent_id))
+            self.cursor.execute(_LINK, (*row, self.event_id, self.recorded_at))
 
 
 class Lineage(Projection):
     name: ClassVar[str] = "lineage"
-    title: ClassVar[str] = "Transaction lineage"
+    title: ClassVar[str] = "Lineage: ids, links and provenance of every object"
     version: ClassVar[int] = 1
     stores: ClassVar[tuple[str, ...]] = ("customers", "orders", "contracts", "invoices", "payments")
-    tables: ClassVar[tuple[Table, ...]] = (OBJECTS, IDS, LINKS, EVENTS)
+    tables: ClassVar[tuple[Table, ...]] = TABLES
 
     def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
-        recorded = datetime.fromisoformat(event["recorded_at"])
-        kind, own = event["aggregate"], event["aggregate_id"]
-        self._event(event, at, recorded, cursor)
-        facts = facts_of(event)
-        self._write(facts, event["event_id"], recorded, cursor)
-        if event["version"] > 1:
-            cursor.execute(_TOUCH, (recorded, own, kind))
-        if event["type"] in _MOVED:
-            cursor.execute(_MOVE, (event["data"]["customer_id"], own, kind, own))
-
-    @staticmethod
-    def _event(event: Envelope, at: Position, recorded: datetime, cursor: ViewCursor) -> None:
+        kind, object_id, data = event["aggregate"], event["aggregate_id"], event["data"]
         provenance = event["provenance"]
         occurred = event.get("occurred_at")
         cursor.execute(
             _EVENT,
             (
                 event["event_id"],
-                event["aggregate_id"],
-                event["aggregate"],
+                kind,
+                object_id,
                 event["type"],
                 event["version"],
+                datetime.fromisoformat(event["recorded_at"]),
+                None if occurred is None else datetime.fromisoformat(occurred),
                 at.store,
                 at.position,
-                recorded,
-                datetime.fromisoformat(occurred) if occurred else None,
                 provenance["source_system"],
                 provenance.get("source_record_id"),
                 provenance.get("source_event_id"),
                 provenance.get("correlation_id"),
                 provenance.get("causation_id"),
                 provenance["actor"],
-                delivery_of(provenance.get("causation_id")),
             ),
         )
+        facts = _Facts(event, cursor)
+        if event["version"] == 1:
+            facts.id("concord", object_id, kind, object_id)
+            record = provenance.get("source_record_id")
+            if not (event["type"] == "OrderPlaced" and record == data.get("opportunity_id")):
+                # A CRM order's record is its opportunity: that id names the opportunity
+                # (linked to the order), or every opportunity id would be ambiguous.
+                facts.id(None, record, kind, object_id)
+        for field, system in _OWN_IDS.get(event["type"], ()):
+            facts.id(system, data.get(field), kind, object_id)
+        for field, parent in _PARENTS.get(event["type"], ()):
+            facts.link((kind, object_id), parent, data.get(field))
+        if event["type"] == "OrderPlaced" and data.get("opportunity_id"):
+            opportunity = data["opportunity_id"]
+            facts.id("crm", opportunity, "opportunity", opportunity)
+        elif event["type"] == "CustomerLinked":
+            facts.id(data["system"], data["external_id"], kind, object_id)
+        elif event["type"] == "InvoiceCredited":
+            self._document(facts, "credit_note", (kind, object_id), data["credit"])
+        elif event["type"] == "PaymentRefunded":
+            self._document(facts, "refund", (kind, object_id), data)
 
     @staticmethod
-    def _write(facts: Facts, event_id: str, recorded: datetime, cursor: ViewCursor) -> None:
-        for node in facts.nodes:
-            cursor.execute(
-                _OBJECT,
-                (
-                    node.object_id,
-                    node.kind,
-                    node.customer_id,
-                    node.parent_id,
-                    node.parent_id,
-                    recorded,
-                    recorded,
-                ),
-            )
-        for ref in facts.refs:
-            row = (ref.external_id, ref.system, ref.id_type, ref.kind, ref.object_id, recorded)
-            cursor.execute(_REF, row)
-        for link in facts.links:
-            values = (link.parent_id, link.parent_kind, link.child_id, link.child_kind)
-            cursor.execute(_LINK, (*values, link.relation, recorded, event_id))
+    def _document(facts: _Facts, kind: str, owner: tuple[str, str], source: dict[str, Any]) -> None:
+        """A refund or credit note: a node of its own (named by the event that recorded it),
+        linked to its payment or invoice, with its reference and credit note number."""
+        document = str(facts.event_id)
+        facts.id("concord", document, kind, document)
+        facts.link((kind, document), *owner)
+        facts.id(None, source.get("reference"), kind, document)
+        facts.id(None, source.get("credit_note_number"), kind, document)

@@ -1,163 +1,110 @@
-"""The lineage projection's tables: objects, their ids in every system, links, events.
+"""The lineage tables: ids, links and events, each a set of facts keyed by what made it.
 
-Why four narrow tables keyed for lookups rather than one graph document per deal: the
-stores arrive each in its own order (an invoice may name an order not yet seen), so every
-row is a fact written by one event and never needs the other side to exist; the graph is
-assembled when asked, by walking ``lineage_links`` from both ends (indexed), which stays a
-handful of index lookups however many events are stored.
+Why facts keyed by their natural key and written with ``ON CONFLICT DO NOTHING``: the
+projection follows five stores, each in its own order, so a link (an invoice naming its
+order) may arrive before the order itself. Nothing here updates a row written from another
+store, so any interleaving of the stores, and a rebuild, give the same rows; the graph is
+assembled when it is read. Every row keeps the time the hub recorded the event that made
+it, so a reader can ask what the graph looked like at an instant (``as_of``).
 """
 
 from __future__ import annotations
 
 from projections.definition import Column, Table
 
-KINDS = "customer, opportunity, order, contract, invoice, payment, credit_note or refund"
-
-OBJECTS = Table(
-    name="lineage_objects",
-    comment=(
-        "Concord lineage: one row per business object (customer, CRM opportunity, order, "
-        "contract, invoice, payment, credit note, refund). Built by the lineage projection."
-    ),
-    primary_key=("object_id", "kind"),
-    indexes=(("customer_id",),),
-    columns=(
-        Column(
-            "object_id",
-            "text",
-            "Canonical id: the aggregate's uuid; for an opportunity the CRM opportunity id; "
-            "for a credit note or refund the id of the event that recorded it.",
-            not_null=True,
-        ),
-        Column("kind", "text", f"One of {KINDS}.", not_null=True),
-        Column(
-            "customer_id",
-            "uuid",
-            "Canonical customer of the object (its survivor after a merge); NULL for a "
-            "customer itself.",
-        ),
-        Column(
-            "parent_id",
-            "uuid",
-            "For a credit note or refund, the invoice or payment it belongs to; else NULL.",
-        ),
-        Column(
-            "created_at",
-            "timestamptz",
-            "When Concord recorded the object's first event (an opportunity: its first order).",
-            not_null=True,
-        ),
-        Column(
-            "last_event_at",
-            "timestamptz",
-            "When Concord recorded the object's latest event (an opportunity: its latest order).",
-            not_null=True,
-        ),
-    ),
+KIND = (
+    "customer, opportunity, order, contract, invoice, payment, refund or credit_note "
+    "(refunds and credit notes are documents inside a payment or an invoice)."
 )
+OBJECT_ID = (
+    "Canonical id of the object (UUID text); for an opportunity the CRM's opportunity id, for "
+    "a refund or credit note the event_id of the event that recorded it."
+)
+RECORDED = "When the hub recorded the event that made this row (the hub's clock)."
 
 IDS = Table(
     name="lineage_ids",
     comment=(
-        "Concord lineage: every system's id of every object (the cross-reference an "
-        "auditor looks an object up by)."
+        "Concord lineage: every id any system (and Concord itself, system 'concord') has for "
+        "an object. Built by the lineage projection."
     ),
-    primary_key=("external_id", "system", "kind", "object_id"),
-    indexes=(("object_id",),),
+    primary_key=("system", "external_id", "kind", "object_id"),
+    indexes=(("external_id",), ("object_id",)),
     columns=(
-        Column("external_id", "text", "The id in that system.", not_null=True),
         Column(
             "system",
             "text",
-            "crm, erp, billing, api or hub: the system the id belongs to (for record ids, "
-            "numbers and references, the source system of the event that carried it).",
+            "The system that uses the id: crm, erp, billing, api, hub or concord (the canonical "
+            "id).",
             not_null=True,
         ),
-        Column(
-            "id_type",
-            "text",
-            "What the id is: source_record_id, opportunity_id, erp_order_number, "
-            "billing_subscription_id, erp_document_number, source_number, customer_number, "
-            "linked_id, reference or credit_note_number.",
-            not_null=True,
-        ),
-        Column("kind", "text", "Kind of the object (lineage_objects.kind).", not_null=True),
-        Column("object_id", "text", "The object (lineage_objects.object_id).", not_null=True),
-        Column(
-            "seen_at",
-            "timestamptz",
-            "When Concord recorded the first event that carried the id.",
-            not_null=True,
-        ),
+        Column("external_id", "text", "The id in that system.", not_null=True),
+        Column("kind", "text", KIND, not_null=True),
+        Column("object_id", "text", OBJECT_ID, not_null=True),
+        Column("event_id", "uuid", "The event that recorded the id (lineage_events).", True),
+        Column("recorded_at", "timestamptz", RECORDED, not_null=True),
     ),
 )
 
 LINKS = Table(
     name="lineage_links",
     comment=(
-        "Concord lineage: how objects lead to one another, upstream (parent) to downstream "
-        "(child): opportunity to order, order to contract and invoice, contract to invoice, "
-        "invoice to payment, invoice to credit note, payment to refund, customer merges."
+        "Concord lineage: which object came from which (order from opportunity and customer, "
+        "contract from order, invoice from contract and order, payment applied to invoice, "
+        "refund of payment, credit note of invoice). Built by the lineage projection."
     ),
-    primary_key=("parent_id", "child_id", "relation"),
-    indexes=(("child_id",),),
+    primary_key=("child_kind", "child_id", "parent_kind", "parent_id"),
+    indexes=(("parent_id",),),
     columns=(
-        Column("parent_id", "text", "Upstream object (lineage_objects.object_id).", True),
-        Column("parent_kind", "text", "Its kind.", not_null=True),
-        Column("child_id", "text", "Downstream object (lineage_objects.object_id).", True),
-        Column("child_kind", "text", "Its kind.", not_null=True),
+        Column("child_kind", "text", "Kind of the later object. " + KIND, not_null=True),
+        Column("child_id", "text", "Id of the later object. " + OBJECT_ID, not_null=True),
+        Column("parent_kind", "text", "Kind of the object it came from.", not_null=True),
+        Column("parent_id", "text", "Id of the object it came from.", not_null=True),
         Column(
-            "relation",
-            "text",
-            "placed_from (opportunity to order), contracted (order to contract), invoiced "
-            "(order or contract to invoice), paid_by (invoice to payment, by an application), "
-            "credited (invoice to credit note), refunded (payment to refund), merged_into "
-            "(customer to its survivor).",
+            "event_id",
+            "uuid",
+            "The first event that made the link (a payment applied twice keeps the first).",
             not_null=True,
         ),
-        Column(
-            "linked_at",
-            "timestamptz",
-            "When Concord recorded the earliest event stating the link (either side).",
-            not_null=True,
-        ),
-        Column("event_id", "uuid", "That event (lineage_events.event_id).", not_null=True),
+        Column("recorded_at", "timestamptz", RECORDED, not_null=True),
     ),
 )
 
 EVENTS = Table(
     name="lineage_events",
     comment=(
-        "Concord lineage: every canonical event of the followed stores with its provenance "
-        "and, when an inbound delivery caused it, that delivery's id."
+        "Concord lineage: every event of customers, orders, contracts, invoices and payments "
+        "with its provenance (source system, record and event, correlation, causation, actor). "
+        "Built by the lineage projection."
     ),
     primary_key=("event_id",),
-    indexes=(("object_id", "recorded_at"),),
+    indexes=(("object_id",),),
     columns=(
-        Column("event_id", "uuid", "The event's id (envelope event_id, Nats-Msg-Id).", True),
-        Column("object_id", "text", "Its aggregate (lineage_objects.object_id).", True),
-        Column("kind", "text", "Kind of the aggregate.", not_null=True),
+        Column("event_id", "uuid", "The event's id (as published and listed).", not_null=True),
+        Column("kind", "text", "customer, order, contract, invoice or payment.", not_null=True),
+        Column("object_id", "text", "Canonical id of the aggregate (UUID text).", True),
         Column("type", "text", "Event type, e.g. OrderPlaced.", not_null=True),
-        Column("version", "bigint", "Version of the aggregate the event made.", True),
-        Column("store", "text", "The store it is in (its table is <store>_events).", True),
-        Column("position", "bigint", "Its position in that store's log (notification_id).", True),
-        Column("recorded_at", "timestamptz", "When Concord recorded it.", not_null=True),
-        Column("occurred_at", "timestamptz", "When it happened by the source's clock; or NULL."),
-        Column("source_system", "text", "Provenance: crm, erp, billing, api or hub.", True),
-        Column("source_record_id", "text", "Provenance: the source record's id; or NULL."),
-        Column("source_event_id", "text", "Provenance: the source's event id; or NULL."),
-        Column("correlation_id", "text", "Provenance: the business transaction; or NULL."),
+        Column("version", "bigint", "Version of the aggregate this event made.", True),
+        Column("recorded_at", "timestamptz", "When the hub recorded the event.", True),
+        Column("occurred_at", "timestamptz", "When it happened in the source (source clock)."),
+        Column("store", "text", "The store (orders, invoices ...) holding the event.", True),
         Column(
-            "causation_id",
-            "text",
-            "Provenance: what caused it (inbound:<delivery id>, an event id, a request).",
-        ),
-        Column("actor", "text", "Provenance: the API client or user that acted.", True),
-        Column(
-            "delivery_id",
+            "position",
             "bigint",
-            "The inbound delivery (concord_inbound id, GET /v1/inbound/<id>) named by "
-            "causation_id inbound:<id>; NULL when none.",
+            "Position of the event in its store's log (<store>_events.notification_id).",
+            not_null=True,
         ),
+        Column("source_system", "text", "crm, erp, billing, api or hub.", not_null=True),
+        Column("source_record_id", "text", "The source's id of the record; may be NULL."),
+        Column(
+            "source_event_id",
+            "text",
+            "The source's id of the change (the inbound delivery's event id); may be NULL.",
+        ),
+        Column("correlation_id", "text", "The business transaction, e.g. the opportunity."),
+        Column("causation_id", "text", "The event or request (delivery) that caused this one."),
+        Column("actor", "text", "The API client or user that acted.", not_null=True),
     ),
 )
+
+TABLES = (IDS, LINKS, EVENTS)

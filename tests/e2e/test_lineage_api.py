@@ -1,189 +1,152 @@
-"""``GET /v1/lineage/{id}`` over HTTP with the lineage view built by a real runner: every
-kind of id finds the same deal graph, ``as_of`` before and after a payment, DOT and
-Mermaid pictures, ambiguous and unknown ids, bad input and auth."""
+"""``GET /v1/lineage/{id}`` over HTTP on the lineage view built by a real runner: the same
+deal graph found from any system's id, events with their provenance, ``as_of`` hiding what
+came later, DOT and Mermaid text, and bad input (404, 409, 422 problem+json; 401)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from adapters.projections.runner import ProjectionRunner
 from projections.lineage.projection import Lineage
 from tests.e2e.conftest import Api, assert_problem
-from tests.integration.commands import new_customer, new_order, run
-from tests.integration.lineage_support import Deal, whole_deal
+from tests.integration import lineage_chain as deal
+from tests.integration.commands import run
 
 
-def built(api: Api, delivery: int = 41) -> Deal:
-    deal = whole_deal(api.runtime, delivery=delivery)
+def catch_up(api: Api) -> None:
     rt = api.runtime
     ProjectionRunner(Lineage(), rt.connections, rt.settings.schema_name).catch_up()
-    return deal
 
 
-def lineage(api: Api, key: str, **params: str) -> dict[str, Any]:
-    response = api.get(f"/v1/lineage/{key}", params=params, role="reader")
+def lineage(api: Api, id: str, **params: str) -> dict[str, Any]:
+    response = api.get(f"/v1/lineage/{id}", params=params, role="reader")
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
 
 
-def kinds(body: dict[str, Any]) -> dict[str, int]:
-    found: dict[str, int] = {}
+def kinds(body: dict[str, Any]) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
     for node in body["nodes"]:
-        found[node["kind"]] = found.get(node["kind"], 0) + 1
+        found.setdefault(node["kind"], set()).add(node["id"])
     return found
 
 
-def test_every_kind_of_id_finds_the_whole_deal(api: Api) -> None:
-    deal = built(api)
-    whole = lineage(api, str(deal.order))
-    assert kinds(whole) == {
-        "customer": 1,
-        "opportunity": 1,
-        "order": 1,
-        "contract": 1,
-        "invoice": 1,
-        "payment": 1,
-        "credit_note": 1,
-        "refund": 1,
+def test_every_systems_id_finds_the_same_deal_graph(api: Api) -> None:
+    assert_problem(api.get("/v1/lineage/SO-7001", role="reader"), 404, "not-found")  # not built
+    chain = deal.build_chain(api.runtime)
+    catch_up(api)
+
+    by_order = lineage(api, str(chain.order))
+    assert by_order["root"]["kind"] == "order" and not by_order["truncated"]
+    graph = kinds(by_order)
+    refund, credit = next(iter(graph["refund"])), next(iter(graph["credit_note"]))
+    assert graph == {
+        "customer": {str(chain.customer)},
+        "opportunity": {deal.OPPORTUNITY},
+        "order": {str(chain.order)},
+        "contract": {str(chain.contract)},
+        "invoice": {str(chain.invoice)},
+        "payment": {str(chain.payment)},
+        "refund": {refund},
+        "credit_note": {credit},
     }
-    assert whole["truncated"] is False and whole["limits"] == {"nodes": 200, "events": 2000}
-    nodes = {n["id"]: n for n in whole["nodes"]}
-    order_ids = {(i["system"], i["id"]) for i in nodes[str(deal.order)]["ids"]}
-    assert ("erp", deal.erp_order) in order_ids
-    relations = {(e["parent_kind"], e["relation"], e["child_kind"]) for e in whole["edges"]}
-    assert {
-        ("opportunity", "placed_from", "order"),
-        ("order", "contracted", "contract"),
-        ("contract", "invoiced", "invoice"),
-        ("invoice", "paid_by", "payment"),
-        ("payment", "refunded", "refund"),
-        ("invoice", "credited", "credit_note"),
-        ("customer", "customer_of", "order"),
-    } <= relations
-    keys = (
-        deal.opportunity,
-        deal.erp_order,
-        deal.subscription,
-        deal.invoice_number,
-        deal.erp_invoice,
-        deal.payment_reference,
-        deal.refund_reference,
-        deal.credit_note,
-        str(deal.contract),
-        str(deal.invoice),
-        str(deal.payment),
-    )
-    for key in keys:
-        other = lineage(api, key)
-        assert {n["id"] for n in other["nodes"]} == set(nodes), key
-        assert len(other["events"]) == len(whole["events"]), key
-        assert len(other["matched"]) == (2 if key == deal.opportunity else 1), key
-    # A customer's graph starts from its objects.
-    assert set(nodes) <= {n["id"] for n in lineage(api, str(deal.customer))["nodes"]}
-
-    events = {e["type"]: e for e in whole["events"]}
-    placed, accepted = events["OrderPlaced"], events["OrderAcceptedByErp"]
-    assert (placed["delivery_id"], placed["delivery"]) == (41, "/v1/inbound/41")
-    assert placed["provenance"]["causation_id"] == "inbound:41"
-    # Caused by OrderPlaced (as a process manager's command): the same delivery, via it.
-    assert accepted["caused_by_event"] == placed["event_id"]
-    assert (accepted["delivery_id"], accepted["delivery_via"]) == (41, placed["event_id"])
-    assert accepted["provenance"]["correlation_id"] == deal.opportunity
-    stamps = [datetime.fromisoformat(e["recorded_at"]) for e in whole["events"]]
-    assert stamps == sorted(stamps)
-
-
-def test_as_of_before_and_after_the_payment(api: Api) -> None:
-    deal = built(api)
-    before = lineage(api, str(deal.invoice), as_of=deal.before_payment.isoformat())
-    assert "payment" not in kinds(before) and "refund" not in kinds(before)
-    assert {e["type"] for e in before["events"]} >= {"InvoiceIssued", "InvoicePosted"}
-    assert not {"PaymentReceived", "InvoicePaymentApplied"} & {e["type"] for e in before["events"]}
-    assert all(
-        datetime.fromisoformat(e["recorded_at"]) <= deal.before_payment for e in before["events"]
-    )
-    after = lineage(api, str(deal.invoice), as_of="2999-01-01T00:00:00Z")
-    assert kinds(after)["payment"] == 1 and "PaymentReceived" in {
-        e["type"] for e in after["events"]
-    }
-    # The payment itself did not exist yet then.
-    missing = api.get(
-        f"/v1/lineage/{deal.payment_reference}",
-        params={"as_of": deal.before_payment.isoformat()},
-        role="reader",
-    )
-    assert_problem(missing, 404, "not-found")
-
-
-def test_dot_and_mermaid_pictures(api: Api) -> None:
-    deal = built(api)
-    graph = lineage(api, str(deal.order))
-    dot = api.get(f"/v1/lineage/{deal.order}", params={"format": "dot"}, role="reader")
-    assert dot.status_code == 200 and dot.headers["content-type"].startswith("text/vnd.graphviz")
-    lines = dot.text.strip().splitlines()
-    assert lines[0] == "digraph lineage {" and lines[-1] == "}"
-    assert sum(" -> " in line for line in lines) == len(graph["edges"])
-    assert f'"{deal.order}" [label="order {deal.order}' in dot.text
-    assert f"erp erp_order_number: {deal.erp_order}" in dot.text
-    mermaid = api.get(f"/v1/lineage/{deal.order}", params={"format": "mermaid"}, role="reader")
-    assert mermaid.status_code == 200 and mermaid.headers["content-type"].startswith("text/plain")
-    body = mermaid.text.strip().splitlines()
-    assert body[0] == "flowchart LR"
-    assert sum("-->|" in line for line in body) == len(graph["edges"])
-    assert sum(line.strip().startswith("n") and '["' in line for line in body) == len(
-        graph["nodes"]
-    )
-
-
-def test_ambiguous_unknown_and_bad_input(api: Api) -> None:
-    deal = built(api)
-    # Another customer's invoice numbered like the ERP's order: one id, two graphs.
-    other = new_customer(api.runtime, "Other Ltd")
-    body = {
-        "customer_id": str(other),
-        "order_id": str(new_order(api.runtime, other)),
-        "lines": [{"sku": "PLAN-PRO", "quantity": "1", "unit_price": "5.00", "amount": "5.00"}],
-        "currency": "EUR",
-        "subtotal": "5.00",
-        "tax": "0.00",
-        "total": "5.00",
-        "issue_date": "2026-12-02",
-        "due_date": "2026-12-31",
-        "source_number": deal.erp_order,
-    }
-    run(api.runtime, "invoice", "issue", body)
-    rt = api.runtime
-    ProjectionRunner(Lineage(), rt.connections, rt.settings.schema_name).catch_up()
-    clash = api.get(f"/v1/lineage/{deal.erp_order}", role="reader")
-    problem = assert_problem(clash, 409, "ambiguous-id", field="path.id")
-    assert len(problem["errors"]) == 2
-    narrowed = lineage(api, deal.erp_order, system="erp")
-    assert narrowed["matched"] == [{"kind": "order", "object_id": str(deal.order)}]
-
-    assert_problem(api.get("/v1/lineage/nope-404", role="reader"), 404, "not-found")
-    for params, field in (
-        ({"as_of": "2026-12-01T10:00:00"}, "as_of"),  # no offset
-        ({"as_of": "yesterday"}, "as_of"),
-        ({"format": "png"}, "format"),
-        ({"system": "sap"}, "system"),
+    for asked, kind in (
+        (deal.OPPORTUNITY, "opportunity"),
+        (deal.ERP_ORDER, "order"),
+        (deal.SUBSCRIPTION, "contract"),
+        (deal.INVOICE_NUMBER, "invoice"),
+        (deal.ERP_DOCUMENT, "invoice"),
+        (str(chain.payment), "payment"),
+        (deal.PAYMENT_REFERENCE, "payment"),
+        (str(chain.contract), "contract"),
+        (deal.CREDIT_NOTE, "refund"),
+        (deal.INVOICE_CREDIT, "credit_note"),
     ):
-        response = api.get(f"/v1/lineage/{deal.order}", params=params, role="reader")
-        assert_problem(response, 422, "validation-failed", field=f"query.{field}")
-    too_long = api.get("/v1/lineage/" + "x" * 256, role="reader")
-    assert_problem(too_long, 422, "validation-failed", field="path.id")
+        body = lineage(api, asked)
+        assert (body["id"], body["root"]["kind"]) == (asked, kind)
+        assert kinds(body) == graph, asked
+        assert {(e["type"], e["event_id"]) for e in body["events"]} == {
+            (e["type"], e["event_id"]) for e in by_order["events"]
+        }
 
-
-def test_lineage_needs_a_read_key(api: Api) -> None:
-    deal = built(api)
-    assert api.get(f"/v1/lineage/{deal.order}", role=None).status_code == 401
-    writer = api.runtime.keys.create("writer", "crm", ["write"])
-    forbidden = api.http.get(
-        f"/v1/lineage/{deal.order}", headers={"Authorization": f"Bearer {writer}"}
+    nodes = {n["id"]: n for n in by_order["nodes"]}
+    assert {"system": "erp", "id": deal.ERP_ORDER} in nodes[str(chain.order)]["ids"]
+    assert {"system": "billing", "id": deal.SUBSCRIPTION} in nodes[str(chain.contract)]["ids"]
+    edges = {(e["from_kind"], e["to_kind"]) for e in by_order["edges"]}
+    assert {
+        ("opportunity", "order"),
+        ("order", "contract"),
+        ("contract", "invoice"),
+        ("invoice", "payment"),
+        ("payment", "refund"),
+        ("invoice", "credit_note"),
+    } <= edges
+    placed = next(e for e in by_order["events"] if e["type"] == "OrderPlaced")
+    assert (placed["causation_id"], placed["correlation_id"], placed["store"]) == (
+        "delivery-7001",
+        deal.OPPORTUNITY,
+        "orders",
     )
-    assert_problem(forbidden, 403, "forbidden")
+    times = [e["recorded_at"] for e in by_order["events"]]
+    assert times == sorted(times)
+
+    # As of the invoice's posting the payment (and its refund) did not exist yet.
+    posted = next(e for e in by_order["events"] if e["type"] == "InvoicePosted")
+    before = lineage(api, deal.ERP_ORDER, as_of=posted["recorded_at"])
+    assert set(kinds(before)) == {"customer", "opportunity", "order", "contract", "invoice"}
+    assert before["as_of"] is not None
+    assert all(e["recorded_at"] <= posted["recorded_at"] for e in before["events"])
+    assert "PaymentReceived" not in {e["type"] for e in before["events"]}
+    early = api.get(
+        f"/v1/lineage/{chain.payment}", params={"as_of": posted["recorded_at"]}, role="reader"
+    )
+    assert_problem(early, 404, "not-found")
 
 
-def test_before_the_projection_ran_every_id_is_unknown(api: Api) -> None:
-    assert_problem(api.get("/v1/lineage/SO-1", role="reader"), 404, "not-found")
+def test_the_graph_as_dot_and_mermaid(api: Api) -> None:
+    chain = deal.build_chain(api.runtime)
+    catch_up(api)
+    dot = api.get(f"/v1/lineage/{chain.invoice}", params={"format": "dot"}, role="reader")
+    assert dot.status_code == 200 and dot.headers["content-type"].startswith("text/plain")
+    lines = dot.text.splitlines()
+    assert lines[0] == "digraph lineage {" and lines[-1] == "}"
+    assert sum(" -> " in line for line in lines) == 11  # every link of the chain
+    assert sum("[label=" in line for line in lines) == 8
+    assert any(f"erp: {deal.ERP_ORDER}" in line for line in lines)
+    mermaid = api.get(f"/v1/lineage/{chain.invoice}", params={"format": "mermaid"})
+    rows = mermaid.text.splitlines()
+    assert rows[0] == "flowchart LR"
+    assert sum(" --> " in row for row in rows) == 11
+    assert any(f"billing: {deal.SUBSCRIPTION}" in row for row in rows)
+
+
+def test_bad_input_ambiguity_and_auth(api: Api) -> None:
+    chain = deal.build_chain(api.runtime)
+    # Another payment whose reference is the ERP's order number: that id now names two.
+    received = {
+        "customer_id": str(chain.customer),
+        "amount": {"amount": "5.00", "currency": "EUR"},
+        "method": "wire",
+        "received_at": "2026-12-06T10:00:00Z",
+        "reference": deal.ERP_ORDER,
+    }
+    other = UUID(run(api.runtime, "payment", "receive", received).body["id"])
+    catch_up(api)
+
+    ambiguous = assert_problem(
+        api.get(f"/v1/lineage/{deal.ERP_ORDER}", role="reader"), 409, "ambiguous-id"
+    )
+    listed = " ".join(e["message"] for e in ambiguous["errors"])
+    assert f"order {chain.order}" in listed and f"payment {other}" in listed
+    assert_problem(api.get("/v1/lineage/NOPE-1", role="reader"), 404, "not-found")
+    assert_problem(api.get("/v1/lineage/" + "x" * 256, role="reader"), 422, "validation-failed")
+    for params, field in (
+        ({"as_of": "2026-12-01T00:00:00"}, "as_of"),  # no offset
+        ({"as_of": "yesterday"}, "as_of"),
+        ({"format": "svg"}, "format"),
+    ):
+        response = api.get(f"/v1/lineage/{chain.order}", params=params, role="reader")
+        assert_problem(response, 422, "validation-failed", field=f"query.{field}")
+    assert api.get(f"/v1/lineage/{chain.order}", role=None).status_code == 401

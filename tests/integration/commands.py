@@ -144,12 +144,13 @@ def new_contract(
     order: UUID,
     items: list[dict[str, str]],
     term: tuple[str, str] = ("2026-12-01", "2027-11-30"),
+    currency: str = "EUR",
 ) -> UUID:
-    """A pending EUR contract with ``items`` for the term (first day, last day)."""
+    """A pending contract (EUR unless said) with ``items`` for the term (first, last day)."""
     body = {
         "order_id": str(order),
         "customer_id": str(customer),
-        "currency": "EUR",
+        "currency": currency,
         "items": items,
         "term_start": term[0],
         "term_end": term[1],

@@ -1,0 +1,175 @@
+"""Reading the lineage view: resolve any system's id to an object, then walk its links.
+
+Why the graph is assembled here rather than stored: the projection writes only facts
+(ids, links, events) so that every interleaving of its stores converges (see
+``projections.lineage``); a deal's graph is whatever those facts connect, optionally as
+they stood at an instant (``as_of``: only rows made by events recorded by then).
+
+Why customers are not walked through: every object of a customer links to it, so walking
+through a customer would turn one deal's lineage into the customer's whole history; a
+customer is a node of the graph (with its ids) but the walk continues from it only when it
+is where the lookup started. The walk is bounded (nodes and events), and says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from psycopg import Connection, sql
+
+from adapters.projections.schema import exists
+
+Node = tuple[str, str]
+"""(kind, id) of an object."""
+
+MAX_NODES = 500
+MAX_EVENTS = 5000
+EVENT_COLUMNS = (
+    "event_id",
+    "kind",
+    "object_id",
+    "type",
+    "version",
+    "recorded_at",
+    "occurred_at",
+    "store",
+    "position",
+    "source_system",
+    "source_record_id",
+    "source_event_id",
+    "correlation_id",
+    "causation_id",
+    "actor",
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    system: str
+    external_id: str
+    kind: str
+    id: str
+
+
+@dataclass
+class Graph:
+    root: Node
+    nodes: dict[Node, list[dict[str, str]]] = field(default_factory=dict)
+    edges: list[dict[str, str]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    truncated: bool = False
+
+
+class LineageReader:
+    """Queries over the live lineage tables of one schema, on the caller's connection."""
+
+    def __init__(self, conn: Connection[Any], schema: str, as_of: datetime | None) -> None:
+        self.conn = conn
+        self.schema = schema
+        self.as_of = as_of
+
+    def built(self) -> bool:
+        return all(
+            exists(self.conn, self.schema, t)
+            for t in ("lineage_ids", "lineage_links", "lineage_events")
+        )
+
+    def _rows(
+        self, table: str, select: str, where: str, params: list[Any], tail: str = ""
+    ) -> list[Any]:
+        """``SELECT select FROM table WHERE where`` (and, as of an instant, only rows made
+        by then), then ``tail`` (ORDER BY/LIMIT, its parameters last in ``params``)."""
+        condition = where
+        if self.as_of is not None:
+            condition += " AND recorded_at <= %s"
+            params = [*params[: where.count("%s")], self.as_of, *params[where.count("%s") :]]
+        query = sql.SQL("SELECT {} FROM {} WHERE {} {}").format(
+            sql.SQL(select), sql.Identifier(self.schema, table), sql.SQL(condition), sql.SQL(tail)
+        )
+        return self.conn.execute(query, params).fetchall()
+
+    def candidates(self, external_id: str) -> list[Candidate]:
+        """Every object some system (or Concord) calls ``external_id``."""
+        rows = self._rows(
+            "lineage_ids",
+            "system, external_id, kind, object_id",
+            "external_id = %s",
+            [external_id],
+        )
+        first = {(r[2], r[3]): Candidate(*r) for r in sorted(rows, reverse=True)}
+        return sorted(first.values(), key=lambda c: (c.kind, c.id))
+
+    def graph(self, root: Node, max_nodes: int = MAX_NODES, max_events: int = MAX_EVENTS) -> Graph:
+        graph = Graph(root)
+        graph.nodes[root] = []
+        frontier = [root]
+        seen_edges: set[tuple[Node, Node]] = set()
+        while frontier:
+            wanted = set(frontier)
+            ids = sorted({n[1] for n in frontier})
+            rows = self._rows(
+                "lineage_links",
+                "child_kind, child_id, parent_kind, parent_id, event_id",
+                "(child_id = ANY(%s) OR parent_id = ANY(%s))",
+                [ids, ids],
+            )
+            frontier = []
+            for child_kind, child_id, parent_kind, parent_id, event_id in sorted(rows):
+                child, parent = (child_kind, child_id), (parent_kind, parent_id)
+                if child not in wanted and parent not in wanted:
+                    continue
+                for node in (child, parent):
+                    if node in graph.nodes:
+                        continue
+                    if len(graph.nodes) >= max_nodes:
+                        graph.truncated = True
+                        continue
+                    graph.nodes[node] = []
+                    if node[0] != "customer":
+                        frontier.append(node)
+                known = child in graph.nodes and parent in graph.nodes
+                if known and (child, parent) not in seen_edges:
+                    seen_edges.add((child, parent))
+                    graph.edges.append(_edge(child, parent, event_id))
+        self._fill(graph, max_events)
+        return graph
+
+    def _fill(self, graph: Graph, max_events: int) -> None:
+        """The nodes' ids and the events of their aggregates (oldest first, bounded)."""
+        ids = sorted({n[1] for n in graph.nodes})
+        for system, external_id, kind, object_id in sorted(
+            self._rows(
+                "lineage_ids",
+                "system, external_id, kind, object_id",
+                "object_id = ANY(%s)",
+                [ids],
+            )
+        ):
+            if (kind, object_id) in graph.nodes:
+                graph.nodes[(kind, object_id)].append({"system": system, "id": external_id})
+        rows = self._rows(
+            "lineage_events",
+            ", ".join(EVENT_COLUMNS),
+            "object_id = ANY(%s)",
+            [ids, max_events + 1],
+            "ORDER BY recorded_at, store, position LIMIT %s",
+        )
+        if len(rows) > max_events:
+            graph.truncated = True
+            rows = rows[:max_events]
+        for row in rows:
+            event = dict(zip(EVENT_COLUMNS, row, strict=True))
+            if (event["kind"], event["object_id"]) in graph.nodes:
+                graph.events.append(event)
+
+
+def _edge(child: Node, parent: Node, event_id: Any) -> dict[str, str]:
+    return {
+        "from_kind": parent[0],
+        "from_id": parent[1],
+        "to_kind": child[0],
+        "to_id": child[1],
+        "event_id": str(event_id),
+    }

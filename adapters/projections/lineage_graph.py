@@ -13,9 +13,11 @@ is where the lookup started. The walk is bounded (nodes and events), and says so
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from psycopg import Connection, sql
 
@@ -26,6 +28,10 @@ Node = tuple[str, str]
 
 MAX_NODES = 500
 MAX_EVENTS = 5000
+#: How many events a chain of events caused by events is followed back to a delivery.
+MAX_CAUSATION_HOPS = 5
+#: ``causation_id`` of an event an inbound delivery caused (see adapters/inbound/log.py).
+DELIVERY = re.compile(r"^inbound:([0-9]{1,18})$")
 EVENT_COLUMNS = (
     "event_id",
     "kind",
@@ -163,6 +169,57 @@ class LineageReader:
             event = dict(zip(EVENT_COLUMNS, row, strict=True))
             if (event["kind"], event["object_id"]) in graph.nodes:
                 graph.events.append(event)
+        self._deliveries(graph.events)
+
+    def _deliveries(self, events: list[dict[str, Any]]) -> None:
+        """Each event's inbound delivery: named by its causation (``inbound:<id>``), or, for
+        an event a command caused by another event (a process manager's step), the delivery
+        behind that chain of events (``delivery_via`` names the event it caused)."""
+        known: dict[str, tuple[str | None, int | None]] = {}
+        for event in events:
+            event["caused_by_event"] = event_cause(event["causation_id"])
+            event["delivery_id"] = delivery_of(event["causation_id"])
+            event["delivery_via"] = None
+            known[str(event["event_id"])] = (event["causation_id"], event["delivery_id"])
+        hops = {
+            i: e["caused_by_event"]
+            for i, e in enumerate(events)
+            if e["delivery_id"] is None and e["caused_by_event"]
+        }
+        for _ in range(MAX_CAUSATION_HOPS):
+            missing = sorted({c for c in hops.values() if c not in known})
+            if missing:
+                for event_id, causation in self._rows(
+                    "lineage_events",
+                    "event_id, causation_id",
+                    "event_id = ANY(%s::uuid[])",
+                    [missing],
+                ):
+                    known[str(event_id)] = (causation, delivery_of(causation))
+            following: dict[int, str] = {}
+            for i, cause in hops.items():
+                causation, delivery = known.get(cause, (None, None))
+                if delivery is not None:
+                    events[i]["delivery_id"], events[i]["delivery_via"] = delivery, cause
+                elif (earlier := event_cause(causation)) is not None:
+                    following[i] = earlier
+            hops = following
+
+
+def delivery_of(causation: str | None) -> int | None:
+    """The inbound delivery id a causation names (``inbound:<id>``), else None."""
+    found = DELIVERY.match(causation or "")
+    return int(found.group(1)) if found else None
+
+
+def event_cause(causation: str | None) -> str | None:
+    """The causation as an event id (a canonical event's uuid), else None."""
+    if not causation or len(causation) != 36:
+        return None
+    try:
+        return str(UUID(causation))
+    except ValueError:
+        return None
 
 
 def _edge(child: Node, parent: Node, event_id: Any) -> dict[str, str]:

@@ -69,6 +69,17 @@ class EventModel(BaseModel):
     correlation_id: str | None
     causation_id: str | None
     actor: str
+    caused_by_event: str | None = Field(
+        description="The event whose command caused this one (its causation_id), if any."
+    )
+    delivery_id: int | None = Field(
+        description="The inbound delivery behind it: named by causation_id inbound:<id>, or "
+        "behind the chain of events that caused it."
+    )
+    delivery_via: str | None = Field(
+        description="When the delivery caused an earlier event of that chain: that event."
+    )
+    delivery: str | None = Field(description="The delivery's URL: /v1/inbound/<id>.")
 
 
 class LineageModel(BaseModel):
@@ -92,7 +103,13 @@ def _body(asked: str, graph: Graph, as_of: datetime | None) -> dict[str, Any]:
         "truncated": graph.truncated,
         "nodes": nodes,
         "edges": graph.edges,
-        "events": graph.events,
+        "events": [
+            {
+                **e,
+                "delivery": None if e["delivery_id"] is None else f"/v1/inbound/{e['delivery_id']}",
+            }
+            for e in graph.events
+        ],
     }
 
 

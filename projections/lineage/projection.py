@@ -78,7 +78,7 @@ class _Facts:
 class Lineage(Projection):
     name: ClassVar[str] = "lineage"
     title: ClassVar[str] = "Lineage: ids, links and provenance of every object"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     stores: ClassVar[tuple[str, ...]] = ("customers", "orders", "contracts", "invoices", "payments")
     tables: ClassVar[tuple[Table, ...]] = TABLES
 

@@ -54,7 +54,7 @@ LINKS = Table(
         "refund of payment, credit note of invoice). Built by the lineage projection."
     ),
     primary_key=("child_kind", "child_id", "parent_kind", "parent_id"),
-    indexes=(("parent_id",),),
+    indexes=(("parent_id",), ("child_id",)),
     columns=(
         Column("child_kind", "text", "Kind of the later object. " + KIND, not_null=True),
         Column("child_id", "text", "Id of the later object. " + OBJECT_ID, not_null=True),

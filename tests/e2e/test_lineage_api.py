@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from adapters.projections.runner import ProjectionRunner
+from hub.application.service import Origin
 from projections.lineage.projection import Lineage
 from tests.e2e.conftest import Api, assert_problem
 from tests.integration import lineage_chain as deal
@@ -150,3 +151,44 @@ def test_bad_input_ambiguity_and_auth(api: Api) -> None:
         response = api.get(f"/v1/lineage/{chain.order}", params=params, role="reader")
         assert_problem(response, 422, "validation-failed", field=f"query.{field}")
     assert api.get(f"/v1/lineage/{chain.order}", role=None).status_code == 401
+
+
+def test_each_event_names_the_inbound_delivery_behind_it(api: Api) -> None:
+    """Placed by delivery 41 (causation ``inbound:41``); the ERP acceptance caused by the
+    OrderPlaced event, and a fulfilment caused by that acceptance, reach the same delivery
+    through their chain of causing events; an event no delivery caused names none."""
+    chain = deal.build_chain(api.runtime, delivery="inbound:41")
+    history = api.runtime.hub.history("order", chain.order)
+    placed_id = str(history[0]["event_id"])
+    caused_by_placing = Origin(causation_id=placed_id)
+    run(api.runtime, "order", "fulfil", {}, aggregate_id=chain.order, origin=caused_by_placing)
+    fulfilled_id = str(api.runtime.hub.history("order", chain.order)[-1]["event_id"])
+    # A contract change caused by the fulfilment: two hops back to the delivery.
+    cancel = {"effective_date": "2027-06-30", "reason": "downgrade"}
+    run(
+        api.runtime,
+        "contract",
+        "cancel",
+        cancel,
+        aggregate_id=chain.contract,
+        origin=Origin(causation_id=fulfilled_id),
+    )
+    catch_up(api)
+    events = {e["type"]: e for e in lineage(api, str(chain.order))["events"]}
+    placed = events["OrderPlaced"]
+    assert (placed["delivery_id"], placed["delivery"], placed["delivery_via"]) == (
+        41,
+        "/v1/inbound/41",
+        None,
+    )
+    fulfilled, cancelled = events["OrderFulfilled"], events["ContractCancelled"]
+    assert (fulfilled["caused_by_event"], fulfilled["delivery_id"]) == (placed_id, 41)
+    assert fulfilled["delivery_via"] == placed_id
+    assert (cancelled["caused_by_event"], cancelled["delivery_id"]) == (fulfilled_id, 41)
+    assert cancelled["delivery_via"] == placed_id
+    issued = events["InvoiceIssued"]
+    assert (issued["delivery_id"], issued["delivery"], issued["caused_by_event"]) == (
+        None,
+        None,
+        None,
+    )

@@ -121,6 +121,7 @@ def test_any_store_order_and_a_rebuild_give_identical_rows(runtime: Runtime) -> 
         "lineage_ids_external_id_idx",
         "lineage_ids_object_id_idx",
         "lineage_ids_pkey",
+        "lineage_links_child_id_idx",
         "lineage_links_parent_id_idx",
         "lineage_links_pkey",
     ]

@@ -56,3 +56,9 @@ class PerAggregate(Projection):
                 self, f"_{event['aggregate']}"
             )
             handler(event, cursor)
+
+
+def business_time(event: Envelope) -> datetime:
+    """The source's time of the event when it says one, else when Concord recorded it: the
+    time every view stamps a milestone, break or fact with (never the clock)."""
+    return datetime.fromisoformat(event.get("occurred_at") or event["recorded_at"])

@@ -12,8 +12,8 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from projections.crm.opportunities import business_time
 from projections.definition import Column, Envelope, Table, View, ViewCursor
+from projections.rows import business_time
 
 INVOICES = Table(
     name="crm_invoices",

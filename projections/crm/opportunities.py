@@ -14,12 +14,13 @@ reads the clock.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from projections.definition import Column, Envelope, Table, ViewCursor
 from projections.erp.orders import STATUS_OF_EVENT as _STATUS
+from projections.rows import business_time
 
 OPPORTUNITIES = Table(
     name="crm_opportunities",
@@ -87,10 +88,6 @@ _UPSERT = (
     "INSERT INTO {{crm_opportunities}} (order_id, {columns}) VALUES (%s, {marks}) "
     "ON CONFLICT (order_id) DO UPDATE SET {sets}"
 )
-
-
-def business_time(event: Envelope) -> datetime:
-    return datetime.fromisoformat(event.get("occurred_at") or event["recorded_at"])
 
 
 def _money(value: dict[str, Any] | None) -> Decimal | None:

@@ -32,8 +32,7 @@ from projections.definition import Envelope, Table, View, ViewCursor
 from projections.metrics.recognition import Entry, monthly_schedule, share
 from projections.metrics.tables import TABLES
 from projections.metrics.views import VIEWS
-from projections.reconciliation.breaks import event_time
-from projections.rows import PerAggregate
+from projections.rows import PerAggregate, business_time
 
 PERIODS_PER_YEAR = {"month": 12, "quarter": 4, "year": 1}
 
@@ -45,7 +44,7 @@ def minor(value: Any, currency: str) -> int:
 
 
 def business_day(event: Envelope) -> date:
-    return event_time(event).date()
+    return business_time(event).date()
 
 
 def acv(lines: list[dict[str, Any]], currency: str) -> int:

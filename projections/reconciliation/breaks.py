@@ -12,10 +12,10 @@ from another store whose events are older, e.g. an order applied after its invoi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 
 from projections.definition import Envelope, ViewCursor
+from projections.rows import business_time
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,6 @@ class Finding:
     actual: Decimal | None
     actual_by: str
     detail: str
-
-
-def event_time(event: Envelope) -> datetime:
-    """The source's time of the event when it says one, else when Concord recorded it."""
-    return datetime.fromisoformat(event.get("occurred_at") or event["recorded_at"])
 
 
 _UPSERT = (
@@ -63,7 +58,7 @@ def settle(
 ) -> None:
     """Make break ``code`` of ``object_id`` open with ``found``, or closed when None."""
     key = f"{code}:{object_id}"
-    at = event_time(event)
+    at = business_time(event)
     row = cursor.fetchone(
         "SELECT closed_at IS NULL, expected_amount, actual_amount, greatest(opened_at, %s) "
         "FROM {recon_breaks} "

@@ -25,10 +25,9 @@ from typing import Any, ClassVar
 
 from projections.definition import Envelope, Table, View, ViewCursor
 from projections.reconciliation import checks
-from projections.reconciliation.breaks import event_time
 from projections.reconciliation.tables import BREAK_EVENTS, BREAKS, FACTS
 from projections.reconciliation.views import VIEWS
-from projections.rows import PerAggregate
+from projections.rows import PerAggregate, business_time
 
 
 def _amount(money: dict[str, Any]) -> Decimal:
@@ -56,7 +55,7 @@ class Reconciliation(PerAggregate):
     # -- orders -------------------------------------------------------------------------
 
     def _order(self, event: Envelope, cursor: ViewCursor) -> None:
-        data, order_id, when = event["data"], event["aggregate_id"], event_time(event)
+        data, order_id, when = event["data"], event["aggregate_id"], business_time(event)
         if event["type"] == "OrderPlaced":
             opportunity = data.get("opportunity_amount")
             cursor.execute(
@@ -112,7 +111,7 @@ class Reconciliation(PerAggregate):
     }
 
     def _contract(self, event: Envelope, cursor: ViewCursor) -> None:
-        data, contract_id, when = event["data"], event["aggregate_id"], event_time(event)
+        data, contract_id, when = event["data"], event["aggregate_id"], business_time(event)
         kind = event["type"]
         if kind == "ContractCreated":
             cursor.execute(
@@ -154,7 +153,7 @@ class Reconciliation(PerAggregate):
     # -- invoices -----------------------------------------------------------------------
 
     def _invoice(self, event: Envelope, cursor: ViewCursor) -> None:
-        data, invoice_id, when = event["data"], event["aggregate_id"], event_time(event)
+        data, invoice_id, when = event["data"], event["aggregate_id"], business_time(event)
         kind = event["type"]
         if kind == "InvoiceIssued":
             cursor.execute(
@@ -214,7 +213,7 @@ class Reconciliation(PerAggregate):
     # -- payments -----------------------------------------------------------------------
 
     def _payment(self, event: Envelope, cursor: ViewCursor) -> None:
-        data, payment_id, when = event["data"], event["aggregate_id"], event_time(event)
+        data, payment_id, when = event["data"], event["aggregate_id"], business_time(event)
         kind = event["type"]
         if kind == "PaymentReceived":
             amount = _amount(data["amount"])

@@ -16,6 +16,7 @@ unavailable; tried again after a backoff). One dispatcher works at a time across
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -148,9 +149,7 @@ def dispatcher_service(runtime: Runtime, interval_s: float = 0.2) -> Any:
         while not stop.is_set():
             done = await asyncio.to_thread(dispatch_once, runtime)
             if not done:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), interval_s)
-                except TimeoutError:
-                    pass
 
     return service

@@ -121,7 +121,10 @@ def _contract(
     items: list[tuple[str, str, str, str]],
     term: tuple[str, str],
     activated: str,
+    created: str,
 ) -> UUID:
+    """A contract created on ``created`` (its order's close date) and activated on
+    ``activated``, both at 09:00."""
     body = {
         "order_id": str(order),
         "customer_id": str(customer),
@@ -140,7 +143,7 @@ def _contract(
         "term_start": term[0],
         "term_end": term[1],
     }
-    contract = _id(runtime, "contract", "create", body)
+    contract = _id(runtime, "contract", "create", body, origin=at(created))
     run(
         runtime,
         "contract",
@@ -203,7 +206,7 @@ def _pay(
         "received_at": f"{day}T10:00:00+00:00",
         **({} if reference is None else {"reference": reference}),
     }
-    return _id(runtime, "payment", "receive", body)
+    return _id(runtime, "payment", "receive", body, origin=at(day, "10:00"))
 
 
 def _apply(
@@ -297,6 +300,7 @@ def play(runtime: Runtime) -> Quarter:
         [("SEATS", "10", "100.00", "recurring"), ("API", "0", "0.01", "usage")],
         ("2024-01-01", "2025-12-31"),
         "2024-01-20",
+        "2024-01-10",
     )
     seats = {"sku": "SEATS", "charge_type": "recurring"}
     # January: names only the order (its contract is found through it).
@@ -382,6 +386,7 @@ def play(runtime: Runtime) -> Quarter:
         [("ADDON", "1", "100.00", "recurring")],
         ("2024-02-01", "2025-01-31"),
         "2024-02-01",
+        "2024-02-01",
     )
     run(
         runtime,
@@ -440,6 +445,7 @@ def play(runtime: Runtime) -> Quarter:
         [("SUPPORT", "1", "30000", "recurring")],
         ("2024-01-01", "2024-12-31"),
         "2024-01-02",
+        "2023-12-20",
     )
     quarterly = _bill(
         runtime,

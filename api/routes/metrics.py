@@ -104,7 +104,7 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
         summary="Finance metrics per month and currency (optionally per customer/contract)",
         description=f"A window of at most {MAX_MONTHS} months (a wider one is cut to the "
         f"{MAX_MONTHS} months ending at `to`; `from` in the answer says where it starts; a "
-        "`from` after `to` is 422 naming `query.from`). Amounts are never converted between "
+        "`from` after `to` is 422 `invalid-window`). Amounts are never converted between "
         "currencies. Empty before the metrics projection first ran.",
     )
     def metrics(

@@ -97,7 +97,7 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
             Query(
                 alias="from",
                 description="First month (its day is ignored); default: to's. A from after "
-                "to is 422 naming query.from.",
+                "to is 422 invalid-window (query.from).",
             ),
         ] = None,
         end: Annotated[

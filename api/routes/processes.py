@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
@@ -24,8 +24,8 @@ from adapters.projections.schema import exists
 from api.errors import ProblemError
 from api.errors import problem_responses as problems
 from api.responses import JSONBytes
+from api.routes import any_id
 from hub.application.service import Caller
-from hub.domain.bounded import NO_NUL
 
 if TYPE_CHECKING:
     from adapters.bootstrap import Runtime
@@ -119,12 +119,9 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
         caller: Annotated[Caller, Depends(reader)],
         id: Annotated[
             str,
-            Path(
-                min_length=1,
-                max_length=255,
-                pattern=NO_NUL,
-                description="Any id of the deal (order, contract, opportunity, ERP order "
-                "number, subscription, or a customer with one deal).",
+            any_id(
+                "Any id of the deal (order, contract, opportunity, ERP order "
+                "number, subscription, or a customer with one deal)."
             ),
         ],
     ) -> Response:

@@ -43,6 +43,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from adapters.connectors.exact_json import dumps_exact
 from adapters.inbound.signatures import CONCORD_SIGNATURE, body_hmac_hex
 from adapters.sandbox.base import Sandbox
 from adapters.sandbox.erp_records import (
@@ -86,15 +87,8 @@ _TITLES = {
 CONCURRENCY_MESSAGE = "Concurrent request limit exceeded. Request blocked."
 
 
-def _exact(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return orjson.Fragment(format(value, "f").encode())
-    raise TypeError(f"{type(value).__name__} is not JSON")
-
-
-def ns_json(document: Any) -> bytes:
-    """JSON with every ``Decimal`` written as a JSON number exactly (``107.25``, not a float)."""
-    return orjson.dumps(document, default=_exact)
+ns_json = dumps_exact
+"""JSON with every ``Decimal`` written as a JSON number exactly (``107.25``, not a float)."""
 
 
 def _answer(document: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:

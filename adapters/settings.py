@@ -150,6 +150,13 @@ class Settings(BaseSettings):
     """Longest a following projection waits for a NOTIFY before reading the stores anyway:
     a lost notification or LISTEN connection delays it by at most this."""
 
+    q2c_step_timeout_minutes: int = Field(default=60, ge=1, le=43200)
+    """Quote-to-cash: how long a step may wait on a target system (ERP acceptance, billing's
+    subscription) before ``GET /v1/processes/{id}`` shows it overdue."""
+
+    q2c_poll_interval_s: float = Field(default=0.2, gt=0, le=60)
+    """How often the quote-to-cash dispatcher looks for decided commands to execute."""
+
     sla_order_to_activation_hours: int = Field(default=72, ge=1, le=8760)
     """Order-to-activation SLA: an order's contract should be activated by billing within
     this many hours of the order being placed (``GET /v1/slas`` lists what breaches it)."""

@@ -236,6 +236,17 @@ class Settings(BaseSettings):
     """Stripe customer ``metadata`` key that holds the ERP customer id (used when the CRM
     account id is absent)."""
 
+    netsuite_url: str | None = Field(default=None, pattern=r"^https?://", max_length=2000)
+    """NetSuite's REST host (``https://<account>.suitetalk.api.netsuite.com``) or the ERP
+    sandbox's address; unset: no NetSuite connector."""
+
+    netsuite_token: str | None = Field(default=None, min_length=1, repr=False)
+    """OAuth 2.0 bearer token of Concord's NetSuite integration (the sandbox needs none)."""
+
+    netsuite_concurrency: int = Field(default=5, ge=1, le=1000)
+    """Requests in flight to NetSuite across every Concord process: the account-wide limit
+    (5 on a standard account) minus what other integrations of the account use."""
+
     def target_secret_map(self) -> dict[str, tuple[str, ...]]:
         """Parse ``target_secrets``; raise ``ValueError`` naming the entry (never the secret)."""
         return _secret_map(self.target_secrets, "CONCORD_TARGET_SECRETS")

@@ -82,16 +82,18 @@ class NetSuiteConnector(Connector):
             "PaymentApplied": self._payment,
         }
 
+    def wants(self, envelope: dict[str, Any]) -> bool:
+        """Events the ERP needs, unless NetSuite said them itself (no ping-pong)."""
+        if str(envelope.get("type")) not in self._handlers:
+            return False
+        return (envelope.get("provenance") or {}).get("source_system") != SOURCE_SYSTEM
+
     async def deliver(self, envelope: dict[str, Any], idempotency_key: str) -> None:
         """Idempotent by construction (upserts by externalId), so ``idempotency_key`` is
         not sent: NetSuite's synchronous API takes none."""
         del idempotency_key
-        handler = self._handlers.get(str(envelope.get("type")))
-        if handler is None:
-            return  # the ERP does not need it
-        if (envelope.get("provenance") or {}).get("source_system") == SOURCE_SYSTEM:
-            return  # NetSuite's own change: no ping-pong
-        await handler(envelope)
+        if self.wants(envelope):
+            await self._handlers[str(envelope["type"])](envelope)
 
     async def aclose(self) -> None:
         await self.client.aclose()

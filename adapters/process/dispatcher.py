@@ -25,6 +25,7 @@ from uuid import UUID
 from psycopg import sql
 
 from adapters.bootstrap import Runtime
+from adapters.postgres.outbound_tables import create_outbound_tables
 from adapters.process.tables import COMMANDS
 from hub.application.service import Caller, CommandRequest, Origin
 from hub.domain.errors import DomainError
@@ -56,13 +57,8 @@ class Dispatched:
 
 
 def ensure_dispatch_table(conn: Any, schema: str) -> None:
-    conn.execute(
-        sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} (command_id text PRIMARY KEY, status text NOT NULL, "
-            "attempts int NOT NULL DEFAULT 1, error text, next_at timestamptz, "
-            "done_at timestamptz NOT NULL DEFAULT now())"
-        ).format(sql.Identifier(schema, "concord_q2c_dispatch"))
-    )
+    """The dispatch table (``create_schema`` makes it too; tests and fresh schemas)."""
+    create_outbound_tables(conn, schema)
 
 
 def dispatch_once(runtime: Runtime) -> list[Dispatched]:

@@ -1,6 +1,6 @@
 """The ERP sandbox: NetSuite's SuiteTalk REST record API, stateful, with its limits.
 
-Why a hand-written NetSuite: none is maintained (payloads.md §6), and the things the
+Why a hand-written NetSuite: no maintained stand-in exists, and the things the
 quote-to-cash flow must survive are NetSuite's own — create answers ``204`` with the id only
 in ``Location``; ``PUT …/eid:<externalId>`` upserts so a retried call never makes a second
 customer or sales order; the account-wide concurrency limit answers ``429

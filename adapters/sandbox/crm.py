@@ -259,9 +259,12 @@ class CrmSandbox(Sandbox):
         self.update("Opportunity", opportunity_id, {"StageName": "Closed Lost"})
 
     def get(self, sobject: str, record_id: str) -> dict[str, Any]:
-        """A copy of one record (``SalesforceError`` NOT_FOUND when absent)."""
+        """A copy of one record with every field of its type (null when unset, as the REST
+        API shows it); ``SalesforceError`` NOT_FOUND when absent."""
+        kind = _object(sobject)
         with self.lock:
-            return dict(self._find(sobject, record_id))
+            record = self._find(sobject, record_id)
+            return {name: record.get(name) for name in kind.fields}
 
     # --- the operations (the API and the helpers both call these) ------------------------
     def insert(self, sobject: str, body: Any, origin: str = UI_ORIGIN) -> str:

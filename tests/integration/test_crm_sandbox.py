@@ -348,3 +348,23 @@ def test_cdc_is_signed_and_read_by_the_salesforce_inbound_adapter() -> None:
     keys = {s[3].header.transaction_key for s in seen}
     assert len(keys) == 9  # the line and its Amount update share one transaction
     assert loads(receiver.received[0][0])["data"]["event"]["replayId"] == 1
+
+
+def test_deleting_a_line_reprices_the_opportunity(crm: tuple[CrmSandbox, httpx.Client]) -> None:
+    sandbox, http = crm
+    account = sandbox.create_account("Hooli Inc")
+    product = sandbox.create_product("Seat", "SEAT", prices={"USD": "10.00"})
+    deal = sandbox.create_opportunity(account, "Hooli deal", close_date="2026-03-31")
+    keep = sandbox.add_line(deal, product, quantity=2)
+    drop = sandbox.add_line(deal, product, quantity=3)
+    assert sandbox.get("Opportunity", deal)["Amount"] == Decimal("50.00")
+    assert http.delete(f"{API}/sobjects/OpportunityLineItem/{drop}").status_code == 204
+    assert sandbox.get("Opportunity", deal)["Amount"] == Decimal("20.00")
+    header = sandbox.cdc[-2]["data"]["payload"]["ChangeEventHeader"]
+    assert (header["changeType"], header["recordIds"]) == ("DELETE", [drop])
+    assert sandbox.cdc[-1]["data"]["payload"]["Amount"] == Decimal("20.00")
+    assert http.get(f"{API}/sobjects/OpportunityLineItem/{drop}").status_code == 404
+    assert sandbox.get("OpportunityLineItem", keep)["TotalPrice"] == Decimal("20.00")
+    sandbox.reset()
+    assert sandbox.count("Account") == 0 and sandbox.cdc == [] and sandbox.api_used == 0
+    assert sandbox.count("Pricebook2") == 1  # the standard price book is always there

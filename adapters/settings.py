@@ -150,6 +150,13 @@ class Settings(BaseSettings):
     """Longest a following projection waits for a NOTIFY before reading the stores anyway:
     a lost notification or LISTEN connection delays it by at most this."""
 
+    q2c_step_timeout_minutes: int = Field(default=60, ge=1, le=43200)
+    """Quote-to-cash: how long a step may wait on a target system (ERP acceptance, billing's
+    subscription) before ``GET /v1/processes/{id}`` shows it overdue."""
+
+    q2c_poll_interval_s: float = Field(default=0.2, gt=0, le=60)
+    """How often the quote-to-cash dispatcher looks for decided commands to execute."""
+
     sla_order_to_activation_hours: int = Field(default=72, ge=1, le=8760)
     """Order-to-activation SLA: an order's contract should be activated by billing within
     this many hours of the order being placed (``GET /v1/slas`` lists what breaches it)."""
@@ -243,6 +250,17 @@ class Settings(BaseSettings):
     salesforce_echo_client: str = Field(default="concord", pattern=r"^[A-Za-z0-9_./-]{1,64}$")
     """The ``client=`` Concord sends in ``Sforce-Call-Options`` on its CRM writes; CDC whose
     ``changeOrigin`` names it is an echo of Concord's own write and is ignored inbound."""
+
+    netsuite_url: str | None = Field(default=None, pattern=r"^https?://", max_length=2000)
+    """NetSuite's REST host (``https://<account>.suitetalk.api.netsuite.com``) or the ERP
+    sandbox's address; unset: no NetSuite connector."""
+
+    netsuite_token: str | None = Field(default=None, min_length=1, repr=False)
+    """OAuth 2.0 bearer token of Concord's NetSuite integration (the sandbox needs none)."""
+
+    netsuite_concurrency: int = Field(default=5, ge=1, le=1000)
+    """Requests in flight to NetSuite across every Concord process: the account-wide limit
+    (5 on a standard account) minus what other integrations of the account use."""
 
     def target_secret_map(self) -> dict[str, tuple[str, ...]]:
         """Parse ``target_secrets``; raise ``ValueError`` naming the entry (never the secret)."""

@@ -100,6 +100,7 @@ def serve(
     from adapters.nats.identities import Scope
     from adapters.nats.relay import Relay
     from adapters.nats.runner import subscribers_service
+    from adapters.process.service import process_service
     from adapters.projections.service import projections_service
     from adapters.telemetry import configure_metrics, configure_tracing, shutdown_tracing
     from api.app import create_app
@@ -144,6 +145,8 @@ def serve(
                     "concord-projections", projections_service(settings, runtime.connections)
                 )
             )
+            # The quote-to-cash process manager follows the stores and drives each deal.
+            stack.enter_context(background("concord-q2c", process_service(runtime)))
             new_key = None
             if runtime.keys.is_empty():
                 new_key = runtime.keys.create("admin", "admin", ["read", "write", "admin"])

@@ -30,7 +30,7 @@ import httpx
 import orjson
 
 from adapters.connectors.budget import Budget
-from adapters.connectors.http import parse_retry_after
+from adapters.connectors.http import budgeted_request, parse_retry_after
 from adapters.connectors.port import PermanentDeliveryError, TransientDeliveryError
 
 __all__ = ["LIMIT_RETRY_AFTER_S", "LOCK_RETRY_AFTER_S", "SalesforceClient"]
@@ -116,15 +116,17 @@ class SalesforceClient:
     ) -> httpx.Response | None:
         content = None if body is None else orjson.dumps(body)
         headers = {} if body is None else {"Content-Type": "application/json"}
-        try:
-            async with self.budget.slot():
-                response = await self._http.request(method, url, content=content, headers=headers)
-        except httpx.TimeoutException as slow:
-            raise TransientDeliveryError(f"Salesforce timed out: {method} {url}") from slow
-        except httpx.TransportError as broken:
-            raise TransientDeliveryError(
-                f"cannot reach Salesforce: {method} {url}: {broken!r}"
-            ) from broken
+        what = f"Salesforce {method} {url}"
+        response = await budgeted_request(
+            self._http,
+            self.budget,
+            what,
+            "Salesforce",
+            method,
+            url,
+            content=content,
+            headers=headers,
+        )
         self._read_usage(response)
         status = response.status_code
         if 200 <= status < 300:

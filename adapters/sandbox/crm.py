@@ -43,6 +43,7 @@ import contextlib
 import hashlib
 import hmac
 import itertools
+import json
 import re
 import threading
 import time
@@ -55,6 +56,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from adapters.connectors.exact_json import dumps_exact as dumps
 from adapters.salesforce.ids import checksum, to_18
 from adapters.sandbox import crm_cdc
 from adapters.sandbox.base import Sandbox, json_response
@@ -66,7 +68,6 @@ from adapters.sandbox.crm_schema import (
     check_fields,
     sf_datetime,
 )
-from adapters.sandbox.exact_json import dumps, loads
 
 __all__ = ["SIGNATURE_HEADER", "UI_ORIGIN", "CrmSandbox", "SalesforceError", "build"]
 
@@ -78,6 +79,7 @@ _CLIENT = re.compile(r"(?:^|[;,\s])client=([^;,\s]+)")
 _MAX_BODY = 1024 * 1024
 _USER = to_18("005Sb0000000USR")
 _MONEY = Decimal("0.01")
+_DECODER = json.JSONDecoder(parse_float=Decimal)
 
 
 class CrmSandbox(Sandbox):
@@ -707,6 +709,11 @@ class CrmSandbox(Sandbox):
         return json_response({"max": self.daily_limit, "used": self.api_used})
 
 
+def loads(raw: bytes) -> Any:
+    """A request body, fractional numbers as Decimal (``ValueError`` when not JSON)."""
+    return _DECODER.decode(raw.decode("utf-8"))
+
+
 class _Multiple(Exception):
     """An external id that matches several records (300 Multiple Choices)."""
 
@@ -737,10 +744,17 @@ def _seconds(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def build(port: int, webhook_url: str | None, secret: str | None) -> CrmSandbox:
+def build(
+    port: int = 0,
+    webhook_url: str | None = None,
+    secret: str | None = None,
+    *,
+    daily_limit: int = 15_000,
+) -> CrmSandbox:
     """The sandbox ``concord sandbox crm --port N --webhook-url URL --secret S`` serves
-    (``serve_forever(sandbox, sandbox.port)``)."""
-    sandbox = CrmSandbox(secret)
+    (``serve_forever(sandbox, sandbox.port)``): CDC to ``webhook_url`` (Concord's
+    ``/v1/webhooks/salesforce``) signed with ``secret``."""
+    sandbox = CrmSandbox(secret, daily_limit=daily_limit)
     sandbox.port = port
     if webhook_url:
         sandbox.webhooks.configure(webhook_url)

@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
+from adapters.connectors.exact_json import dumps_exact as dumps
 from adapters.sandbox.base import serve_in_thread
 from adapters.sandbox.crm import CrmSandbox
-from adapters.sandbox.exact_json import dumps
 from tests.e2e.conftest import Api
 from tests.e2e.inbound_support import (
     load_catalogue,

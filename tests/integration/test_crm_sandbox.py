@@ -20,8 +20,7 @@ from adapters.salesforce import to_18
 from adapters.salesforce.adapter import SalesforceAdapter
 from adapters.salesforce.cdc import changes, messages
 from adapters.sandbox.base import Sandbox, json_response, serve_in_thread
-from adapters.sandbox.crm import CrmSandbox, build
-from adapters.sandbox.exact_json import loads
+from adapters.sandbox.crm import CrmSandbox, build, loads
 
 SECRET = "crm-sandbox-secret"
 API = "/services/data/v60.0"

@@ -22,14 +22,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from adapters.connectors.budget import Budget
 from adapters.connectors.hub_reader import HubReader
 from adapters.connectors.port import Connector, PermanentDeliveryError
 from adapters.salesforce.client import SalesforceClient
 from adapters.salesforce.milestones import changes as milestone_changes
 from adapters.salesforce.milestones import milestone_of
+from adapters.settings import Settings
 from projections.rows import business_time
 
-__all__ = ["SalesforceConnector"]
+__all__ = ["SalesforceConnector", "salesforce_connector"]
 
 _PAID = "paid"
 _OPPORTUNITY_PREFIX = "006"
@@ -123,3 +125,22 @@ class SalesforceConnector(Connector):
 
 def _text(value: Any) -> str | None:
     return None if value in (None, "") else str(value)
+
+
+def salesforce_connector(
+    settings: Settings, hub: HubReader, budget: Budget | None = None
+) -> SalesforceConnector | None:
+    """The connector ``CONCORD_SALESFORCE_URL`` configures (None when unset). ``budget``: the
+    shared :class:`~adapters.connectors.budget.PgBudget` of target ``crm`` sized
+    ``CONCORD_SALESFORCE_CONCURRENCY`` (the composition root makes it; in-process if None)."""
+    if settings.salesforce_url is None:
+        return None
+    if not settings.salesforce_token:
+        raise ValueError("CONCORD_SALESFORCE_URL is set: CONCORD_SALESFORCE_TOKEN is needed too")
+    client = SalesforceClient(
+        settings.salesforce_url,
+        settings.salesforce_token,
+        echo_client=settings.salesforce_echo_client,
+        budget=budget or Budget("crm", settings.salesforce_concurrency),
+    )
+    return SalesforceConnector(client, hub)

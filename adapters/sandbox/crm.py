@@ -77,6 +77,7 @@ UI_ORIGIN = "com/salesforce/api/soap/60.0;client=SfdcInternalAPI/"
 _VERSION = re.compile(r"^v\d{2}\.0$")
 _CLIENT = re.compile(r"(?:^|[;,\s])client=([^;,\s]+)")
 _MAX_BODY = 1024 * 1024
+_DAY_S = 86_400.0
 _USER = to_18("005Sb0000000USR")
 _MONEY = Decimal("0.01")
 _DECODER = json.JSONDecoder(parse_float=Decimal)
@@ -108,6 +109,7 @@ class CrmSandbox(Sandbox):
         self._clock = clock
         self._usage_lock = threading.Lock()
         self.api_used = 0
+        self._day_started = clock()
         self._counters: dict[str, itertools.count[int]] = {}
         self._tx = itertools.count(1)
         self._replay = itertools.count(1)
@@ -648,6 +650,8 @@ class CrmSandbox(Sandbox):
                 SalesforceError(401, "INVALID_SESSION_ID", "Session expired or invalid")
             )
         with self._usage_lock:
+            if self._clock() - self._day_started >= _DAY_S:
+                self.api_used, self._day_started = 0, self._clock()  # a new allocation day
             if self.api_used >= self.daily_limit:
                 return self._refuse(
                     SalesforceError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")

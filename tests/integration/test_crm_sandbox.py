@@ -245,6 +245,21 @@ def test_daily_allocation_runs_out_with_request_limit_exceeded() -> None:
         assert http.post("/_admin/limits", json={"max": -1}).status_code == 422
 
 
+def test_the_allocation_renews_after_a_day() -> None:
+    now = [1_800_000_000.0]
+    sandbox = CrmSandbox(daily_limit=1, clock=lambda: now[0])
+    with (
+        serve_in_thread(sandbox) as running,
+        httpx.Client(base_url=running.url, headers=AUTH) as http,
+    ):
+        assert http.get(f"{API}/limits").status_code == 200
+        assert http.get(f"{API}/limits").status_code == 403
+        now[0] += 86_400
+        renewed = http.get(f"{API}/limits")
+        assert renewed.status_code == 200
+        assert renewed.headers["Sforce-Limit-Info"] == "api-usage=1/1"
+
+
 def test_injected_faults_use_the_error_array(crm: tuple[CrmSandbox, httpx.Client]) -> None:
     sandbox, http = crm
     sandbox.faults.add(

@@ -15,9 +15,10 @@ from adapters.connectors.budget import Budget
 from adapters.connectors.hub_reader import MemoryHubReader
 from adapters.connectors.port import PermanentDeliveryError, TransientDeliveryError
 from adapters.salesforce.client import LIMIT_RETRY_AFTER_S, SalesforceClient
-from adapters.salesforce.outbound import SalesforceConnector
+from adapters.salesforce.outbound import SalesforceConnector, salesforce_connector
 from adapters.sandbox.base import serve_in_thread
 from adapters.sandbox.crm import CrmSandbox
+from adapters.settings import Settings
 
 ORDER = "7d4f0a52-8f0e-4d59-9a52-6f1f4b1f0001"
 CONTRACT = "7d4f0a52-8f0e-4d59-9a52-6f1f4b1f0002"
@@ -332,3 +333,27 @@ def test_permanent_errors_quote_salesforce(crm: Crm) -> None:
     crm.sandbox.delete("Opportunity", crm.opportunity)
     gone = _fails(crm, the_quarter()[0])
     assert isinstance(gone, PermanentDeliveryError) and "does not exist" in gone.message
+
+
+def test_settings_make_the_connector(crm: Crm) -> None:
+    assert salesforce_connector(Settings(), crm.hub) is None
+    with pytest.raises(ValueError, match="CONCORD_SALESFORCE_TOKEN"):
+        salesforce_connector(Settings(salesforce_url=crm.url), crm.hub)
+    settings = Settings(
+        salesforce_url=crm.url,
+        salesforce_token="sandbox-token",
+        salesforce_echo_client="concord-test",
+        salesforce_concurrency=3,
+    )
+    connector = salesforce_connector(settings, crm.hub)
+    assert connector is not None and connector.client.budget.concurrency == 3
+
+    async def run() -> None:
+        try:
+            await connector.deliver(the_quarter()[0], "k")
+        finally:
+            await connector.aclose()
+
+    asyncio.run(run())
+    echo = crm.sandbox.cdc[-1]["data"]["payload"]["ChangeEventHeader"]
+    assert echo["changeOrigin"] == "com/salesforce/api/rest/60.0;client=concord-test"

@@ -192,6 +192,11 @@ class Settings(BaseSettings):
     """Where each subscriber delivers: comma-separated ``name=url`` (``erp=http://erp:9000/
     events,crm=...``). A declared subscriber with no target configured is not started."""
 
+    outbound: str = Field(default="", max_length=2000)
+    """Mode per target system: comma-separated ``name:send`` or ``name:observe``
+    (``erp:observe,billing:send``). Observe-only: everything is decided and recorded
+    (``concord_observed_deliveries``), nothing is sent. Unnamed targets send."""
+
     target_secrets: str = Field(default="", repr=False)
     """Signing secrets per target: comma-separated ``name=secret``; during a rotation
     ``name=new|old`` signs with both (one ``v1=`` each). Secrets may not contain ``,`` or
@@ -269,6 +274,22 @@ class Settings(BaseSettings):
     def webhook_secret_map(self) -> dict[str, tuple[str, ...]]:
         """Parse ``webhook_secrets``; raise ``ValueError`` naming the entry (never the secret)."""
         return _secret_map(self.webhook_secrets, "CONCORD_WEBHOOK_SECRETS")
+
+    def outbound_modes(self) -> dict[str, str]:
+        """Parse ``outbound``; raise ``ValueError`` naming the bad entry."""
+        modes: dict[str, str] = {}
+        for raw in self.outbound.split(","):
+            item = raw.strip()
+            if not item:
+                continue
+            name, _, mode = item.partition(":")
+            name, mode = name.strip(), mode.strip()
+            if not name or mode not in ("send", "observe"):
+                raise ValueError(
+                    f"CONCORD_OUTBOUND entry {item!r}: write <target>:send or <target>:observe"
+                )
+            modes[name] = mode
+        return modes
 
     def target_urls(self) -> dict[str, str]:
         """Parse ``targets``; raise ``ValueError`` naming the bad entry.

@@ -8,6 +8,9 @@ The ERP receives what it owns or needs (Q2C.md, adapters/ownership.yaml) and not
                                        line's ERP item id from the product catalogue
 ``OrderAmended``                       the sales order's lines replaced (if it was sent)
 ``OrderCancelled``                     the sales order's ``orderStatus`` set to C Cancelled
+``OrderHeld``/``OrderReleased``         the sales order's ``custbody_concord_hold`` (and the
+                                       reason) set or cleared: a compensation, so the ERP
+                                       stops fulfilling what billing will not bill
 ``InvoiceIssued``                      upsert the invoice ``eid:<billing invoice id>`` to
                                        post (line taxes as billing computed them)
 ``PaymentReceived``/``PaymentApplied``  upsert the customer payment ``eid:<payment id>``
@@ -56,6 +59,12 @@ _MAX_PARENTS = 10
 Handler = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
 
 
+#: Custom body fields of the sales order for Concord's hold (a SuiteScript deployment
+#: defines them; a workflow can block fulfilment while the box is ticked).
+HOLD_FIELD = "custbody_concord_hold"
+HOLD_REASON_FIELD = "custbody_concord_hold_reason"
+
+
 class NetSuiteConnector(Connector):
     """Delivers the ERP's share of the canonical events to one NetSuite account."""
 
@@ -66,21 +75,25 @@ class NetSuiteConnector(Connector):
             "OrderValidated": self._order_validated,
             "OrderAmended": self._order_amended,
             "OrderCancelled": self._order_cancelled,
+            "OrderHeld": self._order_hold,
+            "OrderReleased": self._order_hold,
             "InvoiceIssued": self._invoice_issued,
             "PaymentReceived": self._payment,
             "PaymentApplied": self._payment,
         }
 
+    def wants(self, envelope: dict[str, Any]) -> bool:
+        """Events the ERP needs, unless NetSuite said them itself (no ping-pong)."""
+        if str(envelope.get("type")) not in self._handlers:
+            return False
+        return (envelope.get("provenance") or {}).get("source_system") != SOURCE_SYSTEM
+
     async def deliver(self, envelope: dict[str, Any], idempotency_key: str) -> None:
         """Idempotent by construction (upserts by externalId), so ``idempotency_key`` is
         not sent: NetSuite's synchronous API takes none."""
         del idempotency_key
-        handler = self._handlers.get(str(envelope.get("type")))
-        if handler is None:
-            return  # the ERP does not need it
-        if (envelope.get("provenance") or {}).get("source_system") == SOURCE_SYSTEM:
-            return  # NetSuite's own change: no ping-pong
-        await handler(envelope)
+        if self.wants(envelope):
+            await self._handlers[str(envelope["type"])](envelope)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -116,6 +129,16 @@ class NetSuiteConnector(Connector):
             await self.client.update("salesOrder", eid(order_external_id(order)), changes)
         except NetSuiteMissing:
             return  # never sent to NetSuite (cancelled before validation): nothing to cancel
+
+    async def _order_hold(self, envelope: dict[str, Any]) -> None:
+        order = await self._state("order", envelope["aggregate_id"])
+        held = envelope.get("type") == "OrderHeld"
+        reason = str((envelope.get("data") or {}).get("reason") or "") if held else ""
+        changes = {HOLD_FIELD: held, HOLD_REASON_FIELD: reason[:999]}
+        try:
+            await self.client.update("salesOrder", eid(order_external_id(order)), changes)
+        except NetSuiteMissing:
+            return  # never reached NetSuite: there is nothing to hold
 
     async def _sales_order(self, order: dict[str, Any], customer: dict[str, Any]) -> dict[str, Any]:
         lines = []

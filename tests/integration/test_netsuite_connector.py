@@ -266,6 +266,24 @@ def test_amend_and_cancel_update_the_sales_order(erp: Running, world: World) -> 
     assert sandbox.count("salesOrder") == 1  # the never-sent order was not created
 
 
+def test_hold_and_release_mark_the_sales_order(erp: Running, world: World) -> None:
+    sandbox = _sandbox(erp)
+    order = _order(world, "order")
+    (_, validated) = world.keep(order)
+    order.hold(stamp(minutes=5), "billing refused the subscription: card declined")
+    (held,) = world.keep(order)
+    _deliver(_connector(erp, world), validated, held)
+    stored = sandbox.by_external_id("salesOrder", OPP)
+    assert stored is not None
+    assert stored["custbody_concord_hold"] is True
+    assert stored["custbody_concord_hold_reason"].startswith("billing refused")
+    order.release(stamp(minutes=9), "card replaced")
+    (released,) = world.keep(order)
+    _deliver(_connector(erp, world), released)
+    stored = sandbox.by_external_id("salesOrder", OPP)
+    assert stored is not None and stored["custbody_concord_hold"] is False
+
+
 def test_invoice_posted_and_payment_applied_after_it(erp: Running, world: World) -> None:
     sandbox = _sandbox(erp)
     order = _order(world, "order")

@@ -44,7 +44,12 @@ class SalesforceConnector(Connector):
         self.client = client
         self.hub = hub
 
+    def wants(self, envelope: dict[str, Any]) -> bool:
+        """Milestone events only (the CRM's own included: Concord's status is news to it)."""
+        return milestone_of(str(envelope.get("type")), envelope.get("data") or {}) is not None
+
     async def deliver(self, envelope: dict[str, Any], idempotency_key: str) -> None:
+        del idempotency_key  # idempotent by construction: only differing fields are PATCHed
         data: dict[str, Any] = envelope.get("data") or {}
         milestone = milestone_of(str(envelope.get("type")), data)
         if milestone is None:

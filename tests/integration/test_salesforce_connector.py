@@ -265,6 +265,10 @@ def test_rejected_order_says_why(crm: Crm) -> None:
 def test_events_the_crm_does_not_hear_of_make_no_call(crm: Crm) -> None:
     crm.hub.states[("order", "other")] = {"id": "other", "opportunity_id": None}
     before = len(crm.sandbox.calls)
+    connector = crm.connector()
+    assert not connector.wants(event("CustomerRegistered", "customer", "c1", "2026-01-01"))
+    assert not connector.wants(event("ContractCreated", "contract", CONTRACT, "2026-01-01"))
+    assert all(connector.wants(e) for e in the_quarter())
     deliver(
         crm,
         event("CustomerRegistered", "customer", "c1", "2026-01-01T00:00:00+00:00", "crm"),

@@ -241,6 +241,21 @@ class Settings(BaseSettings):
     """Stripe customer ``metadata`` key that holds the ERP customer id (used when the CRM
     account id is absent)."""
 
+    salesforce_url: str | None = Field(default=None, pattern=r"^https?://", max_length=2000)
+    """Base URL of the Salesforce org (``https://<my-domain>.my.salesforce.com``) or of the
+    CRM sandbox; the CRM connector calls ``<url>/services/data/v60.0/...``."""
+
+    salesforce_token: str | None = Field(default=None, repr=False, min_length=1)
+    """OAuth access token the CRM connector sends as ``Authorization: Bearer``."""
+
+    salesforce_concurrency: int = Field(default=5, ge=1, le=25)
+    """Calls to Salesforce in flight at once, shared by every worker and process (the org's
+    budget: 25 concurrent long requests in production, 5 in Developer orgs)."""
+
+    salesforce_echo_client: str = Field(default="concord", pattern=r"^[A-Za-z0-9_./-]{1,64}$")
+    """The ``client=`` Concord sends in ``Sforce-Call-Options`` on its CRM writes; CDC whose
+    ``changeOrigin`` names it is an echo of Concord's own write and is ignored inbound."""
+
     netsuite_url: str | None = Field(default=None, pattern=r"^https?://", max_length=2000)
     """NetSuite's REST host (``https://<account>.suitetalk.api.netsuite.com``) or the ERP
     sandbox's address; unset: no NetSuite connector."""

@@ -28,7 +28,7 @@ import httpx
 
 from adapters.connectors.budget import Budget
 from adapters.connectors.exact_json import dumps_exact
-from adapters.connectors.http import parse_retry_after
+from adapters.connectors.http import budgeted_request, parse_retry_after
 from adapters.connectors.port import PermanentDeliveryError, TransientDeliveryError
 
 __all__ = ["RECORD_PATH", "NetSuiteClient", "NetSuiteMissing"]
@@ -120,13 +120,9 @@ class NetSuiteClient:
         url = f"{self.base}/{path}"
         what = f"NetSuite {method} {path}"
         content = None if body is None else dumps_exact(body)
-        try:
-            async with self.budget.slot():
-                response = await self._http.request(method, url, content=content, params=params)
-        except httpx.TimeoutException as slow:
-            raise TransientDeliveryError(f"{what} timed out: {slow!r}") from slow
-        except httpx.TransportError as broken:
-            raise TransientDeliveryError(f"{what}: cannot reach NetSuite: {broken!r}") from broken
+        response = await budgeted_request(
+            self._http, self.budget, what, "NetSuite", method, url, content=content, params=params
+        )
         status = response.status_code
         if 200 <= status < 300:
             return response

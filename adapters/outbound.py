@@ -22,6 +22,7 @@ from adapters.connectors.observe import ObservingConnector
 from adapters.connectors.port import Connector
 from adapters.nats.registry import DECLARATIONS, check_targets
 from adapters.netsuite.outbound import netsuite_connector
+from adapters.salesforce.outbound import salesforce_connector
 from adapters.settings import Settings
 
 __all__ = ["LazyHubReader", "outbound_connectors"]
@@ -56,6 +57,11 @@ def outbound_connectors(
     )
     if erp is not None:
         connectors["erp"] = erp
+    crm = salesforce_connector(
+        settings, hub, PgBudget(pool, schema, "crm", settings.salesforce_concurrency)
+    )
+    if crm is not None:
+        connectors["crm"] = crm
     secrets = settings.target_secret_map()
     for name, url in check_targets(settings).items():
         connectors.setdefault(name, HttpConnector(url, secrets=secrets.get(name, ())))

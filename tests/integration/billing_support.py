@@ -123,4 +123,5 @@ def billing(rate_per_s: float = 0.0) -> Iterator[Billing]:
                 world.prices[name] = created.json()["id"]
             world.settled()
             receiver.hooks.clear()
+            sandbox.calls.clear()
             yield world

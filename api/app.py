@@ -37,6 +37,7 @@ from api.routes import (
     mappings,
     matches,
     metrics,
+    processes,
     projections,
     queries,
     reconciliation,
@@ -143,6 +144,7 @@ def create_app(
         lineage,
         slas,
         metrics,
+        processes,
     ):
         app.include_router(module.build(runtime, require))
     # Webhooks authenticate by each system's signature, throttled like failed keys.

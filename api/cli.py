@@ -27,6 +27,7 @@ from api.cli_bi_role import register as register_bi_role_commands
 from api.cli_close import register as register_close_commands
 from api.cli_inbound import register as register_inbound_commands
 from api.cli_nats import register as register_nats_commands
+from api.cli_process import register as register_process_commands
 from api.cli_projections import register as register_projection_commands
 from api.cli_subscribers import register as register_subscriber_commands
 
@@ -100,6 +101,7 @@ def serve(
     from adapters.nats.identities import Scope
     from adapters.nats.relay import Relay
     from adapters.nats.runner import subscribers_service
+    from adapters.process.service import process_service
     from adapters.projections.service import projections_service
     from adapters.telemetry import configure_metrics, configure_tracing, shutdown_tracing
     from api.app import create_app
@@ -144,6 +146,8 @@ def serve(
                     "concord-projections", projections_service(settings, runtime.connections)
                 )
             )
+            # The quote-to-cash process manager follows the stores and drives each deal.
+            stack.enter_context(background("concord-q2c", process_service(runtime)))
             new_key = None
             if runtime.keys.is_empty():
                 new_key = runtime.keys.create("admin", "admin", ["read", "write", "admin"])
@@ -455,6 +459,7 @@ register_nats_commands(app, _settings, _fail)
 register_bi_role_commands(app, _settings, _fail)
 register_close_commands(app, _settings, _fail)
 register_projection_commands(app, _settings, _fail)
+register_process_commands(app, _settings, _fail)
 register_inbound_commands(app, _settings, _fail)
 
 

@@ -15,6 +15,7 @@ from adapters.inbound.mirror import TABLES as MIRROR_TABLES
 from adapters.inbound.reviews import TABLES as REVIEW_TABLES
 from adapters.postgres.index import TABLES as INDEX_TABLES
 from adapters.postgres.match_keys import TABLES as MATCH_TABLES
+from adapters.postgres.outbound_tables import OUTBOUND_TABLES
 
 TABLES = [
     """
@@ -182,5 +183,6 @@ def create_schema(conn: Connection[object], schema: str) -> None:
             *MIRROR_TABLES,
             *MATCH_TABLES,
             *REVIEW_TABLES,
+            *OUTBOUND_TABLES,
         ]:
             conn.execute(sql.SQL(statement).format(schema=ident))

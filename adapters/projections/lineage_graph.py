@@ -8,7 +8,10 @@ they stood at an instant (``as_of``: only rows made by events recorded by then).
 Why customers are not walked through: every object of a customer links to it, so walking
 through a customer would turn one deal's lineage into the customer's whole history; a
 customer is a node of the graph (with its ids) but the walk continues from it only when it
-is where the lookup started. The walk is bounded (nodes and events), and says so.
+is where the lookup started, or a customer merged with one the walk continues from (a
+customer-to-customer link is a merge: the duplicate and its survivor are one customer, so a
+lookup by the duplicate's ids reaches the survivor's graph). The walk is bounded (nodes and
+events), and says so.
 """
 
 from __future__ import annotations
@@ -126,6 +129,7 @@ class LineageReader:
                 child, parent = (child_kind, child_id), (parent_kind, parent_id)
                 if child not in wanted and parent not in wanted:
                     continue
+                merge = child_kind == parent_kind == "customer"
                 for node in (child, parent):
                     if node in graph.nodes:
                         continue
@@ -133,7 +137,7 @@ class LineageReader:
                         graph.truncated = True
                         continue
                     graph.nodes[node] = []
-                    if node[0] != "customer":
+                    if node[0] != "customer" or merge:
                         frontier.append(node)
                 known = child in graph.nodes and parent in graph.nodes
                 if known and (child, parent) not in seen_edges:

@@ -502,29 +502,13 @@ class Running:
 @contextlib.contextmanager
 def serve_in_thread(sandbox: Sandbox, port: int = 0, host: str = "127.0.0.1") -> Iterator[Running]:
     """Serve ``sandbox`` on its own event loop in a daemon thread (tests, ``concord demo``)."""
-    config = uvicorn.Config(
-        sandbox.app(),
-        host=host,
-        port=port,
-        log_level="warning",
-        lifespan="off",
-        access_log=False,
-        loop="asyncio",
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(_config(sandbox, host, port))
     loop = asyncio.new_event_loop()
     started = threading.Event()
 
-    async def main() -> None:
-        await sandbox.webhooks.start()
-        try:
-            await server.serve()
-        finally:
-            await sandbox.webhooks.stop()
-
     def run() -> None:
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(main())
+        loop.run_until_complete(_serve(sandbox, server))
 
     thread = threading.Thread(target=run, name=f"sandbox-{sandbox.name}", daemon=True)
     thread.start()
@@ -545,21 +529,26 @@ def serve_in_thread(sandbox: Sandbox, port: int = 0, host: str = "127.0.0.1") ->
 
 def serve_forever(sandbox: Sandbox, port: int, host: str = "127.0.0.1") -> None:
     """``concord sandbox <system>``: serve in the foreground until Ctrl-C."""
-
-    async def main() -> None:
-        await sandbox.webhooks.start()
-        config = uvicorn.Config(
-            sandbox.app(),
-            host=host,
-            port=port,
-            log_level="warning",
-            lifespan="off",
-            access_log=False,
-        )
-        try:
-            await uvicorn.Server(config).serve()
-        finally:
-            await sandbox.webhooks.stop()
-
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+        asyncio.run(_serve(sandbox, uvicorn.Server(_config(sandbox, host, port))))
+
+
+def _config(sandbox: Sandbox, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        sandbox.app(),
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        loop="asyncio",
+    )
+
+
+async def _serve(sandbox: Sandbox, server: uvicorn.Server) -> None:
+    """The server and the webhook sender on one loop (webhooks go out while it serves)."""
+    await sandbox.webhooks.start()
+    try:
+        await server.serve()
+    finally:
+        await sandbox.webhooks.stop()

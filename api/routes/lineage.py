@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime, BaseModel, Field
 from starlette.responses import PlainTextResponse, Response
 
@@ -23,8 +23,8 @@ from api import lineage_text
 from api.errors import ProblemError
 from api.errors import problem_responses as problems
 from api.responses import JSONBytes
+from api.routes import any_id
 from hub.application.service import Caller
-from hub.domain.bounded import NO_NUL
 
 if TYPE_CHECKING:
     from adapters.bootstrap import Runtime
@@ -138,12 +138,9 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
         caller: Annotated[Caller, Depends(reader)],
         id: Annotated[
             str,
-            Path(
-                min_length=1,
-                max_length=255,
-                pattern=NO_NUL,
-                description="A canonical id or any system's id. 409 if it names several "
-                "objects (the problem lists them).",
+            any_id(
+                "A canonical id or any system's id. 409 if it names several "
+                "objects (the problem lists them)."
             ),
         ],
         as_of: Annotated[

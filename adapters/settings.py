@@ -241,6 +241,18 @@ class Settings(BaseSettings):
     """Stripe customer ``metadata`` key that holds the ERP customer id (used when the CRM
     account id is absent)."""
 
+    stripe_url: str | None = Field(default=None, pattern=r"^https?://", max_length=2000)
+    """Base URL of the Stripe API the billing connector calls (the billing sandbox in tests
+    and the demo); unset: ``https://api.stripe.com``."""
+
+    stripe_api_key: str | None = Field(default=None, min_length=1, repr=False)
+    """Secret key (``sk_test_…`` / ``sk_live_…`` or a restricted ``rk_…``) of the billing
+    connector; unset: nothing is sent to Stripe."""
+
+    stripe_rate: float = Field(default=25.0, gt=0, le=10_000)
+    """Requests per second to Stripe shared by every worker and process (Stripe allows 25
+    in test mode, 100 live)."""
+
     salesforce_url: str | None = Field(default=None, pattern=r"^https?://", max_length=2000)
     """Base URL of the Salesforce org (``https://<my-domain>.my.salesforce.com``) or of the
     CRM sandbox; the CRM connector calls ``<url>/services/data/v60.0/...``."""

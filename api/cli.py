@@ -348,7 +348,15 @@ def _targets(settings: Settings) -> None:
     NATS, and nothing reaches the ERP, CRM or billing systems; nothing else says so."""
     from adapters.nats.registry import DECLARATIONS
 
+    from adapters.outbound import SYSTEM_URLS
+
     targets = settings.target_urls()  # valid: the subscribers' start-up checked them
+    for name, field in SYSTEM_URLS.items():
+        url = getattr(settings, field, None)
+        if url:
+            modes = settings.outbound_modes()
+            observe = " (observe only)" if modes.get(name) == "observe" else ""
+            targets[name] = f"{url} ({field.removesuffix('_url')}){observe}"
     for index, (name, url) in enumerate(sorted(targets.items())):
         typer.echo(f"  {_label('Targets' if index == 0 else '')}{name} -> {_redact(url)}")
     if targets:

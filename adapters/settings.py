@@ -192,6 +192,11 @@ class Settings(BaseSettings):
     """Where each subscriber delivers: comma-separated ``name=url`` (``erp=http://erp:9000/
     events,crm=...``). A declared subscriber with no target configured is not started."""
 
+    outbound: str = Field(default="", max_length=2000)
+    """Mode per target system: comma-separated ``name:send`` or ``name:observe``
+    (``erp:observe,billing:send``). Observe-only: everything is decided and recorded
+    (``concord_observed_deliveries``), nothing is sent. Unnamed targets send."""
+
     target_secrets: str = Field(default="", repr=False)
     """Signing secrets per target: comma-separated ``name=secret``; during a rotation
     ``name=new|old`` signs with both (one ``v1=`` each). Secrets may not contain ``,`` or
@@ -236,6 +241,44 @@ class Settings(BaseSettings):
     """Stripe customer ``metadata`` key that holds the ERP customer id (used when the CRM
     account id is absent)."""
 
+    stripe_url: str | None = Field(default=None, pattern=r"^https?://", max_length=2000)
+    """Base URL of the Stripe API the billing connector calls (the billing sandbox in tests
+    and the demo); unset: ``https://api.stripe.com``."""
+
+    stripe_api_key: str | None = Field(default=None, min_length=1, repr=False)
+    """Secret key (``sk_test_…`` / ``sk_live_…`` or a restricted ``rk_…``) of the billing
+    connector; unset: nothing is sent to Stripe."""
+
+    stripe_rate: float = Field(default=25.0, gt=0, le=10_000)
+    """Requests per second to Stripe shared by every worker and process (Stripe allows 25
+    in test mode, 100 live)."""
+
+    salesforce_url: str | None = Field(default=None, pattern=r"^https?://", max_length=2000)
+    """Base URL of the Salesforce org (``https://<my-domain>.my.salesforce.com``) or of the
+    CRM sandbox; the CRM connector calls ``<url>/services/data/v60.0/...``."""
+
+    salesforce_token: str | None = Field(default=None, repr=False, min_length=1)
+    """OAuth access token the CRM connector sends as ``Authorization: Bearer``."""
+
+    salesforce_concurrency: int = Field(default=5, ge=1, le=25)
+    """Calls to Salesforce in flight at once, shared by every worker and process (the org's
+    budget: 25 concurrent long requests in production, 5 in Developer orgs)."""
+
+    salesforce_echo_client: str = Field(default="concord", pattern=r"^[A-Za-z0-9_./-]{1,64}$")
+    """The ``client=`` Concord sends in ``Sforce-Call-Options`` on its CRM writes; CDC whose
+    ``changeOrigin`` names it is an echo of Concord's own write and is ignored inbound."""
+
+    netsuite_url: str | None = Field(default=None, pattern=r"^https?://", max_length=2000)
+    """NetSuite's REST host (``https://<account>.suitetalk.api.netsuite.com``) or the ERP
+    sandbox's address; unset: no NetSuite connector."""
+
+    netsuite_token: str | None = Field(default=None, min_length=1, repr=False)
+    """OAuth 2.0 bearer token of Concord's NetSuite integration (the sandbox needs none)."""
+
+    netsuite_concurrency: int = Field(default=5, ge=1, le=1000)
+    """Requests in flight to NetSuite across every Concord process: the account-wide limit
+    (5 on a standard account) minus what other integrations of the account use."""
+
     def target_secret_map(self) -> dict[str, tuple[str, ...]]:
         """Parse ``target_secrets``; raise ``ValueError`` naming the entry (never the secret)."""
         return _secret_map(self.target_secrets, "CONCORD_TARGET_SECRETS")
@@ -243,6 +286,22 @@ class Settings(BaseSettings):
     def webhook_secret_map(self) -> dict[str, tuple[str, ...]]:
         """Parse ``webhook_secrets``; raise ``ValueError`` naming the entry (never the secret)."""
         return _secret_map(self.webhook_secrets, "CONCORD_WEBHOOK_SECRETS")
+
+    def outbound_modes(self) -> dict[str, str]:
+        """Parse ``outbound``; raise ``ValueError`` naming the bad entry."""
+        modes: dict[str, str] = {}
+        for raw in self.outbound.split(","):
+            item = raw.strip()
+            if not item:
+                continue
+            name, _, mode = item.partition(":")
+            name, mode = name.strip(), mode.strip()
+            if not name or mode not in ("send", "observe"):
+                raise ValueError(
+                    f"CONCORD_OUTBOUND entry {item!r}: write <target>:send or <target>:observe"
+                )
+            modes[name] = mode
+        return modes
 
     def target_urls(self) -> dict[str, str]:
         """Parse ``targets``; raise ``ValueError`` naming the bad entry.

@@ -28,6 +28,7 @@ from api.cli_close import register as register_close_commands
 from api.cli_exceptions import register as register_exception_commands
 from api.cli_inbound import register as register_inbound_commands
 from api.cli_nats import register as register_nats_commands
+from api.cli_process import register as register_process_commands
 from api.cli_projections import register as register_projection_commands
 from api.cli_subscribers import register as register_subscriber_commands
 
@@ -459,6 +460,7 @@ register_nats_commands(app, _settings, _fail)
 register_bi_role_commands(app, _settings, _fail)
 register_close_commands(app, _settings, _fail)
 register_projection_commands(app, _settings, _fail)
+register_process_commands(app, _settings, _fail)
 register_inbound_commands(app, _settings, _fail)
 register_exception_commands(app, _settings, _fail)
 

@@ -36,6 +36,8 @@ from typing import Any
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from adapters.postgres.outbound_tables import create_outbound_tables
+
 __all__ = ["Budget", "PgBudget", "ensure_budget_tables"]
 
 _MAX_SLOTS = 1000
@@ -203,15 +205,5 @@ class PgBudget(Budget):
 
 
 def ensure_budget_tables(conn: Any, schema: str) -> None:
-    """Create the budget tables (sync connection; called by the composition root)."""
-    conn.execute(
-        sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {slots} (target text NOT NULL, slot int NOT NULL, "
-            "holder text, expires_at timestamptz, PRIMARY KEY (target, slot)); "
-            "CREATE TABLE IF NOT EXISTS {rates} (target text PRIMARY KEY, "
-            "tokens double precision NOT NULL, updated_at timestamptz NOT NULL)"
-        ).format(
-            slots=sql.Identifier(schema, "concord_target_slots"),
-            rates=sql.Identifier(schema, "concord_target_rates"),
-        )
-    )
+    """Create the budget tables (sync connection; ``create_schema`` makes them too)."""
+    create_outbound_tables(conn, schema)

@@ -16,6 +16,7 @@ from adapters.inbound.mirror import TABLES as MIRROR_TABLES
 from adapters.inbound.reviews import TABLES as REVIEW_TABLES
 from adapters.postgres.index import TABLES as INDEX_TABLES
 from adapters.postgres.match_keys import TABLES as MATCH_TABLES
+from adapters.postgres.outbound_tables import OUTBOUND_TABLES
 
 TABLES = [
     """
@@ -166,6 +167,7 @@ ALL_TABLES = [
     *MIRROR_TABLES,
     *MATCH_TABLES,
     *REVIEW_TABLES,
+    *OUTBOUND_TABLES,
     *EXCEPTION_TABLES,
 ]
 

@@ -25,11 +25,20 @@ from uuid import UUID
 from psycopg import sql
 
 from adapters.bootstrap import Runtime
+from adapters.postgres.outbound_tables import create_outbound_tables
 from adapters.process.tables import COMMANDS
 from hub.application.service import Caller, CommandRequest, Origin
 from hub.domain.errors import DomainError
 
-__all__ = ["CALLER", "Dispatched", "dispatch_once", "dispatcher_service", "ensure_dispatch_table"]
+__all__ = [
+    "CALLER",
+    "COMPENSATIONS",
+    "Dispatched",
+    "compensate_once",
+    "dispatch_once",
+    "dispatcher_service",
+    "ensure_dispatch_table",
+]
 
 log = logging.getLogger("concord.q2c")
 
@@ -48,13 +57,8 @@ class Dispatched:
 
 
 def ensure_dispatch_table(conn: Any, schema: str) -> None:
-    conn.execute(
-        sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} (command_id text PRIMARY KEY, status text NOT NULL, "
-            "attempts int NOT NULL DEFAULT 1, error text, next_at timestamptz, "
-            "done_at timestamptz NOT NULL DEFAULT now())"
-        ).format(sql.Identifier(schema, "concord_q2c_dispatch"))
-    )
+    """The dispatch table (``create_schema`` makes it too; tests and fresh schemas)."""
+    create_outbound_tables(conn, schema)
 
 
 def dispatch_once(runtime: Runtime) -> list[Dispatched]:
@@ -105,6 +109,78 @@ def dispatch_once(runtime: Runtime) -> list[Dispatched]:
     return outcomes
 
 
+#: The declared compensations: a target that refuses a step for good (its delivery was
+#: dead-lettered as permanent, or ran out of attempts) puts the deal's order on hold, which
+#: the ERP (hold the sales order) and the CRM (show why) receive.
+COMPENSATIONS: dict[tuple[str, str], str] = {
+    ("billing", "ContractCreated"): "billing refused the subscription",
+    ("erp", "OrderValidated"): "the ERP refused the sales order",
+}
+
+
+def compensate_once(runtime: Runtime) -> list[Dispatched]:
+    """Hold the order of every deal whose step a target refused for good (once each)."""
+    schema = runtime.settings.schema_name
+    names = {
+        "dead": sql.Identifier(schema, "concord_dead_letters"),
+        "dispatch": sql.Identifier(schema, "concord_q2c_dispatch"),
+        "processes": sql.Identifier(schema, "q2c_processes"),
+    }
+    outcomes: list[Dispatched] = []
+    with runtime.connection() as conn, conn.transaction():
+        got = conn.execute(
+            "SELECT pg_try_advisory_xact_lock(hashtext(%s))", (f"concord-q2c-compensate:{schema}",)
+        ).fetchone()
+        if (
+            not got
+            or not got[0]
+            or not all(
+                _table_exists(conn, schema, t)
+                for t in ("concord_dead_letters", "q2c_processes", "concord_q2c_dispatch")
+            )
+        ):
+            return outcomes
+        pairs = sql.SQL(", ").join(
+            sql.SQL("({}, {})").format(sql.Literal(a), sql.Literal(b)) for a, b in COMPENSATIONS
+        )
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT d.id, d.subscriber, d.event_type, p.process_id, p.opportunity_id, "
+                "d.error, d.event_id FROM {dead} d JOIN {processes} p ON "
+                "(d.aggregate = 'contract' AND p.contract_id::text = d.aggregate_id) OR "
+                "(d.aggregate = 'order' AND p.process_id::text = d.aggregate_id) "
+                "WHERE d.status = 'dead' AND (d.subscriber, d.event_type) IN ({pairs}) "
+                "AND NOT EXISTS (SELECT 1 FROM {dispatch} x "
+                "WHERE x.command_id = 'q2c:compensation:' || d.id AND x.status <> 'retrying') "
+                "ORDER BY d.id LIMIT %s"
+            ).format(pairs=pairs, **names),
+            (_BATCH,),
+        ).fetchall()
+        for dead_id, target, event_type, pid, correlation, error, event_id in rows:
+            why = COMPENSATIONS[(target, event_type)]
+            reason = f"{why}: {error}"[:1000]
+            outcome = _execute(
+                runtime,
+                f"q2c:{pid}:hold:{dead_id}",
+                "order",
+                "hold",
+                pid,
+                {"reason": reason},
+                event_id,
+                correlation,
+            )
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {dispatch} (command_id, status, error) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (command_id) DO UPDATE SET status = EXCLUDED.status, "
+                    "error = EXCLUDED.error, done_at = now()"
+                ).format(**names),
+                (f"q2c:compensation:{dead_id}", outcome.status, outcome.error),
+            )
+            outcomes.append(outcome)
+    return outcomes
+
+
 def _execute(
     runtime: Runtime,
     command_id: str,
@@ -148,6 +224,7 @@ def dispatcher_service(runtime: Runtime, interval_s: float = 0.2) -> Any:
     async def service(stop: asyncio.Event) -> None:
         while not stop.is_set():
             done = await asyncio.to_thread(dispatch_once, runtime)
+            done += await asyncio.to_thread(compensate_once, runtime)
             if not done:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), interval_s)

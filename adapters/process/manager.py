@@ -273,6 +273,26 @@ class QuoteToCash(Projection):
         self._set(cursor, pid, event, status="cancelled", reason=reason)
         self._log(cursor, pid, "cancelled", None, {"reason": reason}, event)
 
+    def _order_held(self, event: Envelope, cursor: ViewCursor) -> None:
+        """The declared compensation ran (or the ERP holds the order itself): the step that
+        was with a target system failed, and the process is on hold with the reason."""
+        pid = event["aggregate_id"]
+        reason = event["data"]["reason"]
+        row = cursor.fetchone(
+            f"SELECT step FROM {{{STEPS.name}}} WHERE process_id = %s AND status = 'sent' "
+            "ORDER BY ordinal LIMIT 1",
+            (pid,),
+        )
+        if row is not None:
+            self._step(cursor, pid, row[0], "failed", reason, event)
+        self._set(cursor, pid, event, status="on_hold", reason=reason)
+        self._log(cursor, pid, "compensated", row[0] if row else None, {"hold": reason}, event)
+
+    def _order_released(self, event: Envelope, cursor: ViewCursor) -> None:
+        pid = event["aggregate_id"]
+        self._set(cursor, pid, event, status="running", reason=None)
+        self._log(cursor, pid, "released", None, {"note": event["data"].get("note")}, event)
+
     def _contract_created(self, event: Envelope, cursor: ViewCursor) -> None:
         pid = event["data"]["order_id"]
         if not self._exists(cursor, pid):

@@ -10,7 +10,7 @@ import psycopg
 from psycopg import sql
 
 from adapters.bootstrap import Runtime
-from adapters.process.dispatcher import dispatch_once
+from adapters.process.dispatcher import compensate_once, dispatch_once
 from adapters.process.manager import QuoteToCash, contract_id_for
 from hub.application.products import product_id
 from tests.integration.commands import BILLING, ERP, new_customer, run
@@ -252,3 +252,74 @@ def test_rebuilt_process_state_is_identical_and_nothing_is_dispatched_twice(
     assert set(_query(runtime, "SELECT command_id, payload::text FROM q2c_commands")) <= set(
         (c, orjson.dumps(p).decode()) for c, p in decided
     )
+
+
+def _dead_letter(
+    runtime: Runtime,
+    subscriber: str,
+    event_type: str,
+    aggregate: str,
+    aggregate_id: str,
+    error: str,
+) -> None:
+    """What the subscriber framework writes when a target refuses an event for good."""
+    _query_write(
+        runtime,
+        "INSERT INTO concord_dead_letters (subscriber, event_id, event_type, aggregate, "
+        "aggregate_id, version, stream_seq, subject, envelope, reason, error, attempts, "
+        "first_failed_at, last_failed_at) VALUES (%s, gen_random_uuid()::text, %s, %s, %s, 1, 1, "
+        "'x', '{}', 'permanent', %s, 1, now(), now())",
+        subscriber,
+        event_type,
+        aggregate,
+        aggregate_id,
+        error,
+    )
+
+
+def _query_write(runtime: Runtime, text: str, *args: Any) -> None:
+    assert runtime.settings.database_url
+    with psycopg.connect(runtime.settings.database_url) as conn:
+        conn.execute(
+            sql.SQL("SET search_path TO {}").format(sql.Identifier(runtime.settings.schema_name))
+        )
+        conn.execute(text, args)  # type: ignore[arg-type]
+
+
+def test_billing_refusing_the_subscription_holds_the_order_once(runtime: Runtime) -> None:
+    _products(runtime)
+    order = _order(runtime, new_customer(runtime, "Wayne"))
+    _settle(runtime)
+    run(
+        runtime,
+        "order",
+        "accept",
+        {"erp_order_number": "SO9"},
+        aggregate_id=UUID(order),
+        caller=ERP,
+    )
+    _settle(runtime)
+    _dead_letter(
+        runtime,
+        "billing",
+        "ContractCreated",
+        "contract",
+        contract_id_for(order),
+        "400 invalid_request_error: card declined for good",
+    )
+    assert [o.status for o in compensate_once(runtime)] == ["done"]
+    assert compensate_once(runtime) == []  # once
+    _settle(runtime)
+    state = runtime.hub.get("order", UUID(order))["state"]
+    assert state["hold_reason"] == (
+        "billing refused the subscription: 400 invalid_request_error: card declined for good"
+    )
+    (row,) = _query(runtime, "SELECT status, reason FROM q2c_processes")
+    assert row == ("on_hold", state["hold_reason"])
+    assert _steps(runtime, order)["billing_subscription"] == "failed"
+    kinds = [k for (k,) in _query(runtime, "SELECT type FROM q2c_process_events ORDER BY seq")]
+    assert "compensated" in kinds
+    # An operator releases it: the process runs on.
+    run(runtime, "order", "release", {"note": "card replaced"}, aggregate_id=UUID(order))
+    _settle(runtime)
+    assert _query(runtime, "SELECT status FROM q2c_processes") == [("running",)]

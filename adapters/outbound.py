@@ -1,0 +1,76 @@
+"""The outbound connectors the subscribers drive, built from settings (composition).
+
+One connector per target system, the system's own API client when it is configured
+(``CONCORD_NETSUITE_URL`` → the ERP's NetSuite connector, ``CONCORD_STRIPE_URL`` → billing's
+Stripe connector, ``CONCORD_SALESFORCE_URL`` → the CRM's Salesforce connector), else the
+generic signed HTTP connector of ``CONCORD_TARGETS``; each call under the target's budget
+shared through PostgreSQL (``adapters/connectors/budget.py``); and, per
+``CONCORD_OUTBOUND``, observe-only targets wrapped so nothing is sent.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from adapters.connectors.budget import PgBudget
+from adapters.connectors.http import HttpConnector
+from adapters.connectors.hub_reader import HubReader, ServiceHubReader
+from adapters.connectors.observe import ObservingConnector
+from adapters.connectors.port import Connector
+from adapters.nats.registry import DECLARATIONS, check_targets
+from adapters.netsuite.outbound import netsuite_connector
+from adapters.salesforce.outbound import salesforce_connector
+from adapters.settings import Settings
+
+__all__ = ["LazyHubReader", "outbound_connectors"]
+
+
+class LazyHubReader:
+    """A hub reader for a process that has no runtime yet (``concord subscribe`` alone):
+    the hub is opened on the first read, once."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._reader: ServiceHubReader | None = None
+        self._lock = threading.Lock()
+
+    def state(self, entity: str, aggregate_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            if self._reader is None:
+                from adapters.bootstrap import open_runtime
+
+                self._reader = ServiceHubReader(open_runtime(self._settings).hub)
+        return self._reader.state(entity, aggregate_id)
+
+
+def outbound_connectors(
+    settings: Settings, hub: HubReader, pool: AsyncConnectionPool[Any]
+) -> dict[str, Connector]:
+    """Every configured target's connector, by subscriber name."""
+    schema = settings.schema_name
+    connectors: dict[str, Connector] = {}
+    erp = netsuite_connector(
+        settings, hub, PgBudget(pool, schema, "erp", settings.netsuite_concurrency)
+    )
+    if erp is not None:
+        connectors["erp"] = erp
+    crm = salesforce_connector(
+        settings, hub, PgBudget(pool, schema, "crm", settings.salesforce_concurrency)
+    )
+    if crm is not None:
+        connectors["crm"] = crm
+    secrets = settings.target_secret_map()
+    for name, url in check_targets(settings).items():
+        connectors.setdefault(name, HttpConnector(url, secrets=secrets.get(name, ())))
+    declared = {d.name for d in DECLARATIONS}
+    for name, mode in settings.outbound_modes().items():
+        if name not in declared:
+            raise ValueError(
+                f"CONCORD_OUTBOUND names {name!r}; the targets are {', '.join(sorted(declared))}"
+            )
+        if mode == "observe" and name in connectors:
+            connectors[name] = ObservingConnector(name, connectors[name], pool, schema)
+    return connectors

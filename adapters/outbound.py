@@ -25,7 +25,16 @@ from adapters.netsuite.outbound import netsuite_connector
 from adapters.salesforce.outbound import salesforce_connector
 from adapters.settings import Settings
 
-__all__ = ["LazyHubReader", "outbound_connectors"]
+__all__ = ["LazyHubReader", "configured_targets", "outbound_connectors"]
+
+#: The system API each target's own connector speaks, and the setting that turns it on.
+SYSTEM_URLS = {"erp": "netsuite_url", "crm": "salesforce_url", "billing": "stripe_url"}
+
+
+def configured_targets(settings: Settings) -> set[str]:
+    """Targets with a connector: a system URL set, or a ``CONCORD_TARGETS`` entry."""
+    own = {name for name, field in SYSTEM_URLS.items() if getattr(settings, field, None)}
+    return own | set(check_targets(settings))
 
 
 class LazyHubReader:

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from adapters.settings import Settings
 from api.cli_bi_role import register as register_bi_role_commands
 from api.cli_close import register as register_close_commands
+from api.cli_exceptions import register as register_exception_commands
 from api.cli_inbound import register as register_inbound_commands
 from api.cli_nats import register as register_nats_commands
 from api.cli_process import register as register_process_commands
@@ -495,6 +496,7 @@ register_projection_commands(app, _settings, _fail)
 register_process_commands(app, _settings, _fail)
 register_sandbox_commands(app, _fail)
 register_inbound_commands(app, _settings, _fail)
+register_exception_commands(app, _settings, _fail)
 
 
 def main() -> None:

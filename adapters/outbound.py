@@ -51,7 +51,8 @@ class LazyHubReader:
             if self._reader is None:
                 from adapters.bootstrap import open_runtime
 
-                self._reader = ServiceHubReader(open_runtime(self._settings).hub)
+                runtime = open_runtime(self._settings)
+                self._reader = ServiceHubReader(runtime.hub, runtime.xref)
         return self._reader.state(entity, aggregate_id)
 
 

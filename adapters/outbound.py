@@ -36,13 +36,20 @@ class LazyHubReader:
         self._reader: ServiceHubReader | None = None
         self._lock = threading.Lock()
 
-    def state(self, entity: str, aggregate_id: str) -> dict[str, Any] | None:
+    def _open(self) -> ServiceHubReader:
         with self._lock:
             if self._reader is None:
                 from adapters.bootstrap import open_runtime
 
-                self._reader = ServiceHubReader(open_runtime(self._settings).hub)
-        return self._reader.state(entity, aggregate_id)
+                runtime = open_runtime(self._settings)
+                self._reader = ServiceHubReader(runtime.hub, runtime.xref)
+        return self._reader
+
+    def state(self, entity: str, aggregate_id: str) -> dict[str, Any] | None:
+        return self._open().state(entity, aggregate_id)
+
+    def external_ids(self, aggregate_id: str) -> dict[str, str]:
+        return self._open().external_ids(aggregate_id)
 
 
 def outbound_connectors(

@@ -130,7 +130,7 @@ async def run_subscribers(
         reader = (
             LazyHubReader(settings)
             if isinstance(source, Settings)
-            else ServiceHubReader(source.hub)
+            else ServiceHubReader(source.hub, source.xref)
         )
         specs = build_specs(
             settings, connectors=outbound_connectors(settings, reader, outbound_pool)

@@ -231,6 +231,7 @@ def test_echoes_and_other_events_send_nothing() -> None:
     async def scenario(world: Billing, connector: StripeConnector, _: Any, contract: str) -> None:
         echo = _created(contract)
         echo["provenance"] = {"source_system": "billing"}
+        assert not connector.wants(echo) and connector.wants(_created(contract))
         await connector.deliver(echo, "evt-1")
         await connector.deliver(_envelope(contract, "ContractUsageRecorded", {}), "evt-2")
         await connector.deliver(dict(_created(contract), aggregate="order"), "evt-3")
@@ -377,3 +378,20 @@ def test_settings_configure_the_connector() -> None:
     connector = stripe_connector(configured, MemoryHubReader())
     assert isinstance(connector, StripeConnector)
     asyncio.run(connector.aclose())
+
+
+def test_a_budget_at_the_rate_of_stripe_meets_no_429() -> None:
+    with billing() as world:
+        world.sandbox.rate.per_s = 5  # from now: the catalogue's setup calls do not count
+        budget = Budget("billing", concurrency=5, rate_per_s=4)
+
+        async def main() -> None:
+            client = StripeClient(API_KEY, base_url=world.running.url, budget=budget)
+            connector = StripeConnector(client, _reader(world, str(uuid.uuid4())))
+            contracts = [str(uuid.uuid4()) for _ in range(3)]
+            await asyncio.gather(*(connector.deliver(_created(c), f"evt-{c}") for c in contracts))
+            await connector.aclose()
+
+        asyncio.run(main())
+        assert world.sandbox.count("subscription") == 3
+        assert all(c.status != 429 for c in world.sandbox.calls)

@@ -22,9 +22,19 @@ from adapters.connectors.observe import ObservingConnector
 from adapters.connectors.port import Connector
 from adapters.nats.registry import DECLARATIONS, check_targets
 from adapters.netsuite.outbound import netsuite_connector
+from adapters.salesforce.outbound import salesforce_connector
 from adapters.settings import Settings
 
-__all__ = ["LazyHubReader", "outbound_connectors"]
+__all__ = ["LazyHubReader", "configured_targets", "outbound_connectors"]
+
+#: The system API each target's own connector speaks, and the setting that turns it on.
+SYSTEM_URLS = {"erp": "netsuite_url", "crm": "salesforce_url", "billing": "stripe_url"}
+
+
+def configured_targets(settings: Settings) -> set[str]:
+    """Targets with a connector: a system URL set, or a ``CONCORD_TARGETS`` entry."""
+    own = {name for name, field in SYSTEM_URLS.items() if getattr(settings, field, None)}
+    return own | set(check_targets(settings))
 
 
 class LazyHubReader:
@@ -63,6 +73,11 @@ def outbound_connectors(
     )
     if erp is not None:
         connectors["erp"] = erp
+    crm = salesforce_connector(
+        settings, hub, PgBudget(pool, schema, "crm", settings.salesforce_concurrency)
+    )
+    if crm is not None:
+        connectors["crm"] = crm
     secrets = settings.target_secret_map()
     for name, url in check_targets(settings).items():
         connectors.setdefault(name, HttpConnector(url, secrets=secrets.get(name, ())))

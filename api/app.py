@@ -30,6 +30,7 @@ from api.routes import (
     batch,
     commands,
     delivery,
+    exceptions,
     health,
     inbound,
     lineage,
@@ -145,6 +146,7 @@ def create_app(
         slas,
         metrics,
         processes,
+        exceptions,
     ):
         app.include_router(module.build(runtime, require))
     # Webhooks authenticate by each system's signature, throttled like failed keys.

@@ -89,7 +89,7 @@ def register(app: typer.Typer, settings_factory: SettingsFactory, fail: Fail) ->
 
     @group.command("show")
     def show_command(
-        id: Annotated[str, typer.Argument(help="Any id of the deal.", max=255)],  # noqa: A002
+        id: Annotated[str, typer.Argument(help="Any id of the deal.", max=255)],
     ) -> None:
         """One deal's process: steps, decisions, stuck deliveries."""
         from adapters.bootstrap import Connections

@@ -35,7 +35,7 @@ from adapters.nats.replay import Progress, ReplayRequest, ReplayResult, replay
 from adapters.nats.spec import SubscriberSpec
 from adapters.nats.subjects import Subjects
 from adapters.nats.subscriber import Subscriber
-from adapters.outbound import LazyHubReader, outbound_connectors
+from adapters.outbound import LazyHubReader, configured_targets, outbound_connectors
 from adapters.postgres.schema import create_schema
 from adapters.settings import Settings
 
@@ -260,7 +260,7 @@ class LagPlan:
         known = [d.name for d in DECLARATIONS] + [
             n for n in (specs or {}) if n not in {d.name for d in DECLARATIONS}
         ]
-        configured = set(specs) if specs is not None else set(settings.target_urls())
+        configured = set(specs) if specs is not None else configured_targets(settings)
         wanted = list(names) if names is not None else known
         return cls(wanted, frozenset(configured), {n: lock_key(settings, n) for n in wanted})
 

@@ -3,7 +3,7 @@ Change Data Capture back to Concord.
 
 Why stateful and not canned answers: the quote-to-cash tests count what the CRM holds (one
 opportunity, its milestones written once) and the deal flow starts here — a deal won in the
-sandbox must reach Concord as the CDC messages a real org sends (shapes: payloads.md §2,
+sandbox must reach Concord as the CDC messages a real org sends (shapes:
 adapters/salesforce/cdc.py), so Concord's inbound side places exactly one order from them.
 
 API (``/services/data/v60.0``, any ``vNN.0`` works; ``Authorization: Bearer <token>``):

@@ -57,7 +57,7 @@ class EventModel(BaseModel):
     event_id: str
     kind: str
     object_id: str
-    type: str
+    type: str = Field(description="The event type, or OperatorAction (actor: who acted).")
     version: int
     recorded_at: datetime
     occurred_at: datetime | None
@@ -80,6 +80,12 @@ class EventModel(BaseModel):
         description="When the delivery caused an earlier event of that chain: that event."
     )
     delivery: str | None = Field(description="The delivery's URL: /v1/inbound/<id>.")
+    action: str | None = Field(
+        None, description="OperatorAction: what an operator did (the exception workbench)."
+    )
+    reason: str | None = Field(None, description="OperatorAction: the item's reason.")
+    note: str | None = Field(None, description="OperatorAction: the operator's note.")
+    exception_id: str | None = Field(None, description="OperatorAction: the workbench item.")
 
 
 class LineageModel(BaseModel):

@@ -679,7 +679,6 @@ class BillingSandbox(Ledger):
         self._table("subscription")[sub_id] = sub
         self._table("invoice")[invoice["id"]] = invoice
         sub["latest_invoice"] = invoice["id"]
-        later: list[dict[str, Any]] = []
         before = len(ctx.events)
         self._event(ctx, "invoice.created", invoice)
         self._finalize(ctx, invoice)
@@ -689,10 +688,13 @@ class BillingSandbox(Ledger):
                 self._mark_paid(ctx, invoice, None)
         else:
             self._charge(ctx, invoice, fail=False, subscription=sub, quiet=True)
+        # Announced first, with the status its first payment left it in (as Stripe does).
         later = ctx.events[before:]
         del ctx.events[before:]
         self._event(ctx, "customer.subscription.created", sub)
         ctx.events.extend(later)
+        for event in later:  # the event list (GET /v1/events) in the same order
+            self.events[event["id"]] = self.events.pop(event["id"])
         return copy.deepcopy(sub)
 
     def _update_subscription(

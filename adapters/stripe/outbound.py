@@ -329,12 +329,15 @@ STRIPE_CONCURRENCY = 25
 def stripe_connector(
     settings: Settings, hub: HubReader, budget: Budget | None = None
 ) -> StripeConnector | None:
-    """The connector ``CONCORD_STRIPE_API_KEY`` configures (None when unset), calling
-    ``CONCORD_STRIPE_URL`` (Stripe itself when unset). ``budget``: the shared
-    :class:`~adapters.connectors.budget.PgBudget` of target ``billing`` at
-    ``CONCORD_STRIPE_RATE`` requests/s (the composition root makes it; in-process if None)."""
-    if settings.stripe_api_key is None:
+    """The connector ``CONCORD_STRIPE_URL`` turns on (None when unset; the live service is
+    ``https://api.stripe.com``), with the secret key ``CONCORD_STRIPE_API_KEY`` (required
+    then). ``budget``: the shared :class:`~adapters.connectors.budget.PgBudget` of target
+    ``billing`` at ``CONCORD_STRIPE_RATE`` requests/s (the composition root makes it;
+    in-process if None)."""
+    if settings.stripe_url is None:
         return None
+    if settings.stripe_api_key is None:
+        raise ValueError("CONCORD_STRIPE_URL is set: CONCORD_STRIPE_API_KEY must be set too")
     shared = budget or Budget(BILLING, STRIPE_CONCURRENCY, settings.stripe_rate)
     client = StripeClient(settings.stripe_api_key, base_url=settings.stripe_url, budget=shared)
     return StripeConnector(client, hub)

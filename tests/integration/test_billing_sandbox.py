@@ -201,6 +201,8 @@ def test_a_subscription_bills_its_first_period_at_once() -> None:
         kinds = world.receiver.types()
         assert kinds[:2] == ["customer.created", "customer.subscription.created"]
         assert {"invoice.finalized", "invoice.paid"} <= set(kinds)
+        listed = world.http.get("/v1/events", params={"limit": 100}).json()["data"]
+        assert [e["type"] for e in reversed(listed)][-len(kinds) :] == kinds  # newest first
         created = Subscription.model_validate(
             _events(world, "customer.subscription.created")[0]["data"]["object"]
         )  # type: ignore[index]

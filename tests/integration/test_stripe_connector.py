@@ -372,6 +372,8 @@ def test_every_call_takes_a_slot_of_the_budget() -> None:
 
 def test_settings_configure_the_connector() -> None:
     assert stripe_connector(Settings(), MemoryHubReader()) is None
+    with pytest.raises(ValueError, match="CONCORD_STRIPE_API_KEY"):
+        stripe_connector(Settings(stripe_url="http://127.0.0.1:1"), MemoryHubReader())
     configured = Settings(
         stripe_api_key="sk_test_x", stripe_url="http://127.0.0.1:1", stripe_rate=5
     )

@@ -24,6 +24,7 @@ from adapters.nats.registry import DECLARATIONS, check_targets
 from adapters.netsuite.outbound import netsuite_connector
 from adapters.salesforce.outbound import salesforce_connector
 from adapters.settings import Settings
+from adapters.stripe.outbound import STRIPE_CONCURRENCY, stripe_connector
 
 __all__ = ["LazyHubReader", "configured_targets", "outbound_connectors"]
 
@@ -46,14 +47,20 @@ class LazyHubReader:
         self._reader: ServiceHubReader | None = None
         self._lock = threading.Lock()
 
-    def state(self, entity: str, aggregate_id: str) -> dict[str, Any] | None:
+    def _open(self) -> ServiceHubReader:
         with self._lock:
             if self._reader is None:
                 from adapters.bootstrap import open_runtime
 
                 runtime = open_runtime(self._settings)
                 self._reader = ServiceHubReader(runtime.hub, runtime.xref)
-        return self._reader.state(entity, aggregate_id)
+        return self._reader
+
+    def state(self, entity: str, aggregate_id: str) -> dict[str, Any] | None:
+        return self._open().state(entity, aggregate_id)
+
+    def external_ids(self, aggregate_id: str) -> dict[str, str]:
+        return self._open().external_ids(aggregate_id)
 
 
 def outbound_connectors(
@@ -72,6 +79,13 @@ def outbound_connectors(
     )
     if crm is not None:
         connectors["crm"] = crm
+    billing = stripe_connector(
+        settings,
+        hub,
+        PgBudget(pool, schema, "billing", STRIPE_CONCURRENCY, settings.stripe_rate),
+    )
+    if billing is not None:
+        connectors["billing"] = billing
     secrets = settings.target_secret_map()
     for name, url in check_targets(settings).items():
         connectors.setdefault(name, HttpConnector(url, secrets=secrets.get(name, ())))

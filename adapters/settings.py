@@ -242,12 +242,12 @@ class Settings(BaseSettings):
     account id is absent)."""
 
     stripe_url: str | None = Field(default=None, pattern=r"^https?://", max_length=2000)
-    """Base URL of the Stripe API the billing connector calls (the billing sandbox in tests
-    and the demo); unset: ``https://api.stripe.com``."""
+    """Base URL of the Stripe API the billing connector calls: ``https://api.stripe.com``, or
+    the billing sandbox in tests and the demo; unset: no Stripe connector."""
 
     stripe_api_key: str | None = Field(default=None, min_length=1, repr=False)
     """Secret key (``sk_test_…`` / ``sk_live_…`` or a restricted ``rk_…``) of the billing
-    connector; unset: nothing is sent to Stripe."""
+    connector; required with ``stripe_url``."""
 
     stripe_rate: float = Field(default=25.0, gt=0, le=10_000)
     """Requests per second to Stripe shared by every worker and process (Stripe allows 25

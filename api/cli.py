@@ -348,7 +348,6 @@ def _targets(settings: Settings) -> None:
     Why loud: without a target the hub accepts and stores every command and publishes it to
     NATS, and nothing reaches the ERP, CRM or billing systems; nothing else says so."""
     from adapters.nats.registry import DECLARATIONS
-
     from adapters.outbound import SYSTEM_URLS
 
     targets = settings.target_urls()  # valid: the subscribers' start-up checked them

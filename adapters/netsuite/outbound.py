@@ -286,6 +286,12 @@ class NetSuiteConnector(Connector):
         found = await asyncio.to_thread(self.hub.state, entity, str(aggregate_id))
         if found is None:
             raise PermanentDeliveryError(f"the hub has no {entity} {aggregate_id}")
+        if entity == "customer":
+            # A customer the CRM registered is identified by its account id without a link
+            # event: that id (the upsert key the user-event script links back by) is in the
+            # cross-reference.
+            xref = await asyncio.to_thread(self.hub.external_ids, str(aggregate_id))
+            found["external_ids"] = {**xref, **(found.get("external_ids") or {})}
         return found
 
     async def _erp_item(self, sku: str, where: str) -> str:

@@ -27,6 +27,11 @@ lines on the next invoice (``create_prorations``, the default) or an invoice at 
 (``always_invoice``). ``pause_collection`` keeps cycling but invoices are kept as draft,
 voided or marked uncollectible, never charged.
 
+The books (records, events, invoices, payments, refunds, credit notes) are
+:mod:`adapters.sandbox.billing_ledger`; parameter reading is
+:mod:`adapters.sandbox.stripe_params`; the wire rules (form decoding, idempotency, the rate
+window, search) :mod:`adapters.sandbox.stripe_wire`.
+
 Admin API (besides the base's faults, records, calls, webhooks, reset):
 
 =====================================  ======================================================
@@ -50,11 +55,8 @@ import asyncio
 import copy
 import hashlib
 import hmac
-import itertools
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -62,8 +64,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from adapters.sandbox.base import Sandbox, json_response, serve_forever
+from adapters.sandbox.base import json_response, serve_forever
+from adapters.sandbox.billing_ledger import (
+    API_VERSION,
+    Ctx,
+    Ledger,
+    declined,
+    new_id,
+    subscription_of,
+)
 from adapters.sandbox.billing_money import advance, line_amount, prorated
+from adapters.sandbox.stripe_params import choice, flag, integer, metadata, only, pause, text
 from adapters.sandbox.stripe_wire import (
     IdempotencyStore,
     RateWindow,
@@ -77,12 +88,9 @@ from adapters.sandbox.stripe_wire import (
 
 __all__ = ["API_VERSION", "BillingSandbox", "build", "run", "stripe_signature"]
 
-API_VERSION = "2025-03-31.basil"
 DEFAULT_SECRET = "whsec_concord_sandbox"
 DEFAULT_API_KEY = "sk_test_concord_sandbox"
-_MAX_METADATA_KEYS = 50
 _MAX_ITEMS = 20
-_RETRY_S = 3 * 86400
 _CREATE_SUBSCRIPTION = (
     "customer items metadata collection_method days_until_due cancel_at cancel_at_period_end "
     "payment_behavior proration_behavior description default_payment_method"
@@ -106,119 +114,7 @@ def stripe_signature(body: bytes, secret: str, timestamp: int | None = None) -> 
     return f"t={t},v1={digest}"
 
 
-def _new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:24]}"
-
-
-@dataclass
-class Ctx:
-    """One API call: its request id, its idempotency key, and the events it caused (sent
-    once the call is answered, so a refused call notifies nothing)."""
-
-    request_id: str | None
-    idempotency_key: str | None
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-
-# --- parameter reading ---------------------------------------------------------------------
-
-
-def _only(params: Params, allowed: str) -> None:
-    """Refuse a parameter the endpoint does not take (``allowed``: names, space-separated)."""
-    names = set(allowed.split())
-    for name in params:
-        if name not in names and name != "expand":
-            raise StripeFailure(
-                400, f"Received unknown parameter: {name}", code="parameter_unknown", param=name
-            )
-
-
-def _text(params: Params, name: str, *, required: bool = False, limit: int = 5000) -> str | None:
-    value = params.get(name)
-    if value is None or value == "":
-        if required:
-            raise StripeFailure(
-                400, f"Missing required param: {name}.", code="parameter_missing", param=name
-            )
-        return None
-    if not isinstance(value, str) or len(value) > limit:
-        raise StripeFailure(
-            400, f"Invalid string: {name}", code="parameter_invalid_string", param=name
-        )
-    return value
-
-
-def _integer(
-    params: Params, name: str, *, required: bool = False, minimum: int | None = 0
-) -> int | None:
-    value = _text(params, name, required=required)
-    if value is None:
-        return None
-    try:
-        number = int(value)
-    except ValueError:
-        raise StripeFailure(
-            400, f"Invalid integer: {value}", code="parameter_invalid_integer", param=name
-        ) from None
-    if minimum is not None and number < minimum:
-        raise StripeFailure(
-            400,
-            f"This value must be greater than or equal to {minimum}.",
-            code="parameter_invalid_integer",
-            param=name,
-        )
-    return number
-
-
-def _flag(params: Params, name: str) -> bool | None:
-    value = params.get(name)
-    if value is None or value == "":
-        return None
-    if value not in ("true", "false"):
-        raise StripeFailure(400, f"Invalid boolean: {value}", param=name)
-    return bool(value == "true")
-
-
-def _choice(params: Params, name: str, options: tuple[str, ...], default: str | None) -> str | None:
-    value = _text(params, name) or default
-    if value is not None and value not in options:
-        raise StripeFailure(
-            400,
-            f"Invalid {name}: must be one of {', '.join(options)}",
-            code="parameter_invalid_string" if value else None,
-            param=name,
-        )
-    return value
-
-
-def _metadata(params: Params, current: dict[str, str] | None = None) -> dict[str, str]:
-    """``metadata[k]=v`` merged into ``current``; ``metadata[k]=`` unsets k, ``metadata=``
-    unsets all (as Stripe)."""
-    result = dict(current or {})
-    given = params.get("metadata")
-    if given is None:
-        return result
-    if given == "":
-        return {}
-    if not isinstance(given, dict):
-        raise StripeFailure(400, "Invalid hash", code="parameter_invalid_hash", param="metadata")
-    for key, value in given.items():
-        if not isinstance(value, str) or len(key) > 40 or len(value) > 500:
-            raise StripeFailure(
-                400,
-                "Metadata keys are at most 40 characters and values at most 500",
-                param=f"metadata[{key}]",
-            )
-        if value == "":
-            result.pop(key, None)
-        else:
-            result[key] = value
-    if len(result) > _MAX_METADATA_KEYS:
-        raise StripeFailure(400, "Metadata can have at most 50 keys", param="metadata")
-    return result
-
-
-class BillingSandbox(Sandbox):
+class BillingSandbox(Ledger):
     """Stripe Billing, stateful. ``secret`` signs the webhooks (the endpoint's ``whsec_…``),
     ``api_key`` is the one secret key it accepts."""
 
@@ -226,27 +122,22 @@ class BillingSandbox(Sandbox):
 
     def __init__(
         self,
-        secret: str = DEFAULT_SECRET,
-        api_key: str = DEFAULT_API_KEY,
+        secret: str | None = None,
+        api_key: str | None = None,
         *,
         rate_per_s: float = 25.0,
         work_delay_s: float = 0.0,
         webhook_url: str | None = None,
     ) -> None:
         super().__init__()
-        self.secret = secret
-        self.api_key = api_key
-        self.api_version = API_VERSION
+        self.secret = secret or DEFAULT_SECRET
+        self.api_key = api_key or DEFAULT_API_KEY
         self.rate = RateWindow(rate_per_s)
         self.work_delay_s = work_delay_s
         """Seconds each API call takes inside its idempotency key (tests provoke the 409)."""
         self.idempotency = IdempotencyStore()
-        self.events: dict[str, dict[str, Any]] = {}
         self.refusal: str | None = None
-        self.failing_payments = 0
         self.port = 0
-        self._numbers = itertools.count(1)
-        self._invoice_pi: dict[str, str] = {}
         self._pending: dict[str, list[dict[str, Any]]] = {}
         self.webhooks.configure(webhook_url, self._sign)
 
@@ -258,7 +149,7 @@ class BillingSandbox(Sandbox):
         self, status: int, code: str, message: str, retry_after: float | None = None
     ) -> Response:
         """Injected faults in Stripe's shape: 429 ``rate_limit``, 5xx ``api_error``."""
-        headers = {"Request-Id": _new_id("req")}
+        headers = {"Request-Id": new_id("req")}
         if retry_after is not None:
             headers["Retry-After"] = (
                 str(int(retry_after)) if float(retry_after).is_integer() else str(retry_after)
@@ -342,7 +233,7 @@ class BillingSandbox(Sandbox):
     # --- the API's wire rules ----------------------------------------------------------------
     def _endpoint(self, handler: Handler) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
-            request_id = _new_id("req")
+            request_id = new_id("req")
             headers = {"Request-Id": request_id, "Stripe-Version": self.api_version}
             try:
                 self._authenticate(request)
@@ -407,60 +298,7 @@ class BillingSandbox(Sandbox):
             shown = token.strip()[-4:] if len(token.strip()) > 8 else ""
             raise StripeFailure(401, f"Invalid API Key provided: sk_test_****{shown}")
 
-    def _send(self, ctx: Ctx) -> None:
-        for event in ctx.events:
-            self.webhooks.emit(event["id"], event["type"], event)
-
-    def _event(
-        self,
-        ctx: Ctx,
-        event_type: str,
-        obj: dict[str, Any],
-        previous: dict[str, Any] | None = None,
-    ) -> None:
-        """Record an event with a snapshot of ``obj`` now (later changes are later events)."""
-        data: dict[str, Any] = {"object": copy.deepcopy(obj)}
-        if previous:
-            data["previous_attributes"] = copy.deepcopy(previous)
-        event: dict[str, Any] = {
-            "id": _new_id("evt"),
-            "object": "event",
-            "api_version": self.api_version,
-            "created": int(time.time()),
-            "livemode": False,
-            "pending_webhooks": 1 if self.webhooks.url else 0,
-            "type": event_type,
-            "data": data,
-            "request": {"id": ctx.request_id, "idempotency_key": ctx.idempotency_key},
-        }
-        self.events[event["id"]] = event
-        ctx.events.append(event)
-
     # --- generic reads -----------------------------------------------------------------------
-    def _table(self, kind: str) -> dict[str, dict[str, Any]]:
-        return self.records.setdefault(kind, {})
-
-    def _find(self, kind: str, object_id: str, param: str = "id") -> dict[str, Any]:
-        found = self._table(kind).get(object_id)
-        if found is None:
-            raise missing(kind, object_id, param)
-        return found
-
-    def _created(self, ctx: Ctx, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
-        """Keep a new object and announce it (``<kind>.created``)."""
-        self._table(kind)[obj["id"]] = obj
-        self._event(ctx, f"{kind}.created", obj)
-        return copy.deepcopy(obj)
-
-    def _updated(
-        self, ctx: Ctx, kind: str, obj: dict[str, Any], before: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Announce a change with the previous values of what changed (none: no event)."""
-        changed = {k: v for k, v in before.items() if obj.get(k) != v}
-        if changed:
-            self._event(ctx, f"{kind}.updated", obj, changed)
-        return copy.deepcopy(obj)
-
     def _getter(self, kind: str) -> Handler:
         def get(ctx: Ctx, params: Params, path: dict[str, str]) -> dict[str, Any]:
             return copy.deepcopy(self._find(kind, path["id"]))
@@ -470,11 +308,11 @@ class BillingSandbox(Sandbox):
     def _page(
         self, url: str, rows: list[dict[str, Any]], params: Params, search: bool = False
     ) -> dict[str, Any]:
-        limit = _integer(params, "limit", minimum=1) or 10
+        limit = integer(params, "limit", minimum=1) or 10
         if limit > 100:
             raise StripeFailure(400, "limit must be at most 100", param="limit")
         rows = list(reversed(rows))  # newest first, as Stripe lists
-        after = _text(params, "starting_after")
+        after = text(params, "starting_after")
         if after is not None:
             ids = [r["id"] for r in rows]
             if after not in ids:
@@ -493,7 +331,7 @@ class BillingSandbox(Sandbox):
 
     def _lister(self, kind: str, filters: tuple[str, ...]) -> Handler:
         def listing(ctx: Ctx, params: Params, path: dict[str, str]) -> dict[str, Any]:
-            _only(params, " ".join(("limit starting_after ending_before", *filters)))
+            only(params, " ".join(("limit starting_after ending_before", *filters)))
             rows = [
                 r
                 for r in self._table(kind).values()
@@ -507,8 +345,8 @@ class BillingSandbox(Sandbox):
 
     def _searcher(self, kind: str) -> Handler:
         def search(ctx: Ctx, params: Params, path: dict[str, str]) -> dict[str, Any]:
-            _only(params, "query limit page")
-            clauses = search_filter(_text(params, "query", required=True) or "")
+            only(params, "query limit page")
+            clauses = search_filter(text(params, "query", required=True) or "")
             rows = [r for r in self._table(kind).values() if matches(r, clauses)]
             return self._page(f"/v1/{kind}s/search", rows, params, search=True)
 
@@ -516,7 +354,7 @@ class BillingSandbox(Sandbox):
 
     def _list_subscriptions(self, ctx: Ctx, params: Params, path: dict[str, str]) -> dict[str, Any]:
         """Canceled subscriptions are listed only with ``status=canceled`` or ``all``."""
-        _only(params, "limit starting_after ending_before customer price status")
+        only(params, "limit starting_after ending_before customer price status")
         status = params.get("status")
         rows = []
         for sub in self._table("subscription").values():
@@ -534,7 +372,7 @@ class BillingSandbox(Sandbox):
         return self._page("/v1/subscriptions", rows, params)
 
     def _list_events(self, ctx: Ctx, params: Params, path: dict[str, str]) -> dict[str, Any]:
-        _only(params, "limit starting_after ending_before type")
+        only(params, "limit starting_after ending_before type")
         rows = [e for e in self.events.values() if params.get("type") in (None, e["type"])]
         return self._page("/v1/events", rows, params)
 
@@ -546,17 +384,17 @@ class BillingSandbox(Sandbox):
 
     # --- customers, products, prices ---------------------------------------------------------
     def _create_customer(self, ctx: Ctx, params: Params, path: dict[str, str]) -> dict[str, Any]:
-        _only(params, "name email description metadata address phone")
-        customer_id = _new_id("cus")
+        only(params, "name email description metadata address phone")
+        customer_id = new_id("cus")
         customer = {
             "id": customer_id,
             "object": "customer",
             "created": int(time.time()),
             "livemode": False,
-            "name": _text(params, "name", limit=256),
-            "email": _text(params, "email", limit=512),
-            "description": _text(params, "description"),
-            "phone": _text(params, "phone", limit=20),
+            "name": text(params, "name", limit=256),
+            "email": text(params, "email", limit=512),
+            "description": text(params, "description"),
+            "phone": text(params, "phone", limit=20),
             "address": params.get("address") if isinstance(params.get("address"), dict) else None,
             "balance": 0,
             "currency": None,
@@ -564,7 +402,7 @@ class BillingSandbox(Sandbox):
             "invoice_prefix": customer_id[4:12].upper(),
             "invoice_settings": {"default_payment_method": None},
             "tax_exempt": "none",
-            "metadata": _metadata(params),
+            "metadata": metadata(params),
         }
         return self._created(ctx, "customer", customer)
 
@@ -583,22 +421,22 @@ class BillingSandbox(Sandbox):
         flags: tuple[str, ...] = (),
     ) -> dict[str, Any]:
         """A plain update: text fields, flags and metadata (merged), then ``<kind>.updated``."""
-        _only(params, " ".join((*texts, *flags, "metadata")))
+        only(params, " ".join((*texts, *flags, "metadata")))
         obj = self._find(kind, object_id)
         before = copy.deepcopy(obj)
         for name in texts:
             if name in params:
-                obj[name] = _text(params, name)
+                obj[name] = text(params, name)
         for name in flags:
-            flag = _flag(params, name)
-            if flag is not None:
-                obj[name] = flag
-        obj["metadata"] = _metadata(params, obj["metadata"])
+            given = flag(params, name)
+            if given is not None:
+                obj[name] = given
+        obj["metadata"] = metadata(params, obj["metadata"])
         return self._updated(ctx, kind, obj, before)
 
     def _create_product(self, ctx: Ctx, params: Params, path: dict[str, str]) -> dict[str, Any]:
-        _only(params, "id name description metadata active tax_code")
-        product_id = _text(params, "id", limit=255) or _new_id("prod")
+        only(params, "id name description metadata active tax_code")
+        product_id = text(params, "id", limit=255) or new_id("prod")
         if product_id in self._table("product"):
             raise StripeFailure(
                 400,
@@ -611,28 +449,28 @@ class BillingSandbox(Sandbox):
             "object": "product",
             "created": int(time.time()),
             "livemode": False,
-            "name": _text(params, "name", required=True, limit=250),
-            "description": _text(params, "description"),
-            "active": _flag(params, "active") is not False,
+            "name": text(params, "name", required=True, limit=250),
+            "description": text(params, "description"),
+            "active": flag(params, "active") is not False,
             "default_price": None,
-            "tax_code": _text(params, "tax_code"),
-            "metadata": _metadata(params),
+            "tax_code": text(params, "tax_code"),
+            "metadata": metadata(params),
         }
         return self._created(ctx, "product", product)
 
     def _create_price(self, ctx: Ctx, params: Params, path: dict[str, str]) -> dict[str, Any]:
-        _only(
+        only(
             params,
             "product currency unit_amount unit_amount_decimal recurring lookup_key "
             "metadata nickname active billing_scheme",
         )
-        product = _text(params, "product", required=True) or ""
+        product = text(params, "product", required=True) or ""
         self._find("product", product, "product")
-        currency = (_text(params, "currency", required=True) or "").lower()
+        currency = (text(params, "currency", required=True) or "").lower()
         if len(currency) != 3 or not currency.isalpha():
             raise StripeFailure(400, f"Invalid currency: {currency}", param="currency")
-        amount = _integer(params, "unit_amount")
-        exact = _text(params, "unit_amount_decimal")
+        amount = integer(params, "unit_amount")
+        exact = text(params, "unit_amount_decimal")
         if amount is None and exact is None:
             raise StripeFailure(
                 400,
@@ -645,16 +483,16 @@ class BillingSandbox(Sandbox):
             if not isinstance(recurring, dict):
                 raise StripeFailure(400, "Invalid hash", param="recurring")
             recurring = {
-                "interval": _choice(recurring, "interval", ("day", "week", "month", "year"), None),
-                "interval_count": _integer(recurring, "interval_count", minimum=1) or 1,
-                "usage_type": _choice(recurring, "usage_type", ("licensed", "metered"), "licensed"),
-                "meter": _text(recurring, "meter"),
+                "interval": choice(recurring, "interval", ("day", "week", "month", "year"), None),
+                "interval_count": integer(recurring, "interval_count", minimum=1) or 1,
+                "usage_type": choice(recurring, "usage_type", ("licensed", "metered"), "licensed"),
+                "meter": text(recurring, "meter"),
             }
             if recurring["interval"] is None:
                 raise StripeFailure(
                     400, "Missing required param: recurring[interval].", param="recurring[interval]"
                 )
-        lookup_key = _text(params, "lookup_key", limit=200)
+        lookup_key = text(params, "lookup_key", limit=200)
         if lookup_key and any(
             p.get("lookup_key") == lookup_key for p in self._table("price").values()
         ):
@@ -663,13 +501,13 @@ class BillingSandbox(Sandbox):
                 f"A price with the lookup key {lookup_key} already exists.",
                 param="lookup_key",
             )
-        price_id = _new_id("price")
+        price_id = new_id("price")
         price = {
             "id": price_id,
             "object": "price",
             "created": int(time.time()),
             "livemode": False,
-            "active": _flag(params, "active") is not False,
+            "active": flag(params, "active") is not False,
             "product": product,
             "currency": currency,
             "unit_amount": amount,
@@ -678,8 +516,8 @@ class BillingSandbox(Sandbox):
             "type": "recurring" if recurring else "one_time",
             "recurring": recurring,
             "lookup_key": lookup_key,
-            "nickname": _text(params, "nickname"),
-            "metadata": _metadata(params),
+            "nickname": text(params, "nickname"),
+            "metadata": metadata(params),
         }
         return self._created(ctx, "price", price)
 
@@ -691,8 +529,8 @@ class BillingSandbox(Sandbox):
         where = f"items[{index}]"
         if not isinstance(spec, dict):
             raise StripeFailure(400, "Invalid hash", param=where)
-        _only(spec, "price quantity metadata")
-        price_id = _text(spec, "price", required=True) or ""
+        only(spec, "price quantity metadata")
+        price_id = text(spec, "price", required=True) or ""
         price = self._find("price", price_id, f"{where}[price]")
         if price["recurring"] is None:
             raise StripeFailure(
@@ -710,14 +548,14 @@ class BillingSandbox(Sandbox):
                 param=f"{where}[price]",
             )
         metered = price["recurring"]["usage_type"] == "metered"
-        quantity = _integer(spec, "quantity", minimum=0)
+        quantity = integer(spec, "quantity", minimum=0)
         if metered and quantity is not None:
             raise StripeFailure(
                 400, "You cannot set the quantity for metered plans.", param=f"{where}[quantity]"
             )
         recurring = price["recurring"]
         return {
-            "id": _new_id("si"),
+            "id": new_id("si"),
             "object": "subscription_item",
             "created": int(time.time()),
             "price": copy.deepcopy(price),
@@ -726,18 +564,16 @@ class BillingSandbox(Sandbox):
             "current_period_end": advance(
                 start, recurring["interval"], recurring["interval_count"]
             ),
-            "metadata": _metadata(spec),
+            "metadata": metadata(spec),
         }
 
     def _create_subscription(
         self, ctx: Ctx, params: Params, path: dict[str, str]
     ) -> dict[str, Any]:
-        _only(params, _CREATE_SUBSCRIPTION)
+        only(params, _CREATE_SUBSCRIPTION)
         if self.refusal is not None:
             raise StripeFailure(400, self.refusal, param="customer")
-        customer = self._find(
-            "customer", _text(params, "customer", required=True) or "", "customer"
-        )
+        customer = self._find("customer", text(params, "customer", required=True) or "", "customer")
         items = params.get("items")
         if not isinstance(items, list) or not items:
             raise StripeFailure(
@@ -747,18 +583,18 @@ class BillingSandbox(Sandbox):
             raise StripeFailure(
                 400, f"A subscription has at most {_MAX_ITEMS} items", param="items"
             )
-        method = _choice(
+        method = choice(
             params,
             "collection_method",
             ("charge_automatically", "send_invoice"),
             "charge_automatically",
         )
-        due_days = _integer(params, "days_until_due")
+        due_days = integer(params, "days_until_due")
         if method == "send_invoice" and due_days is None:
             raise StripeFailure(
                 400, "Missing required param: days_until_due.", param="days_until_due"
             )
-        behavior = _choice(
+        behavior = choice(
             params,
             "payment_behavior",
             (
@@ -790,14 +626,14 @@ class BillingSandbox(Sandbox):
                 f"with currency {customer['currency']}.",
                 param="items",
             )
-        cancel_at = _integer(params, "cancel_at")
+        cancel_at = integer(params, "cancel_at")
         if cancel_at is not None and cancel_at <= now:
             raise StripeFailure(400, "cancel_at must be in the future", param="cancel_at")
-        sub_id = _new_id("sub")
+        sub_id = new_id("sub")
         for item in built:
             item["subscription"] = sub_id
         period_end = max(i["current_period_end"] for i in built)
-        at_period_end = bool(_flag(params, "cancel_at_period_end"))
+        at_period_end = bool(flag(params, "cancel_at_period_end"))
         sub: dict[str, Any] = {
             "id": sub_id,
             "object": "subscription",
@@ -821,15 +657,15 @@ class BillingSandbox(Sandbox):
             "cancellation_details": {"reason": None, "feedback": None, "comment": None},
             "collection_method": method,
             "days_until_due": due_days,
-            "description": _text(params, "description"),
-            "default_payment_method": _text(params, "default_payment_method"),
+            "description": text(params, "description"),
+            "default_payment_method": text(params, "default_payment_method"),
             "pause_collection": None,
             "latest_invoice": None,
             "trial_start": None,
             "trial_end": None,
             "schedule": None,
             "test_clock": None,
-            "metadata": _metadata(params),
+            "metadata": metadata(params),
         }
         invoice = self._draft(sub, "subscription_create", self._licensed_lines(sub, built))
         if (
@@ -838,12 +674,11 @@ class BillingSandbox(Sandbox):
             and invoice["total"] > 0
             and self._declines()
         ):
-            raise _declined()
+            raise declined()
         customer["currency"] = currency
         self._table("subscription")[sub_id] = sub
         self._table("invoice")[invoice["id"]] = invoice
         sub["latest_invoice"] = invoice["id"]
-        later: list[dict[str, Any]] = []
         before = len(ctx.events)
         self._event(ctx, "invoice.created", invoice)
         self._finalize(ctx, invoice)
@@ -853,23 +688,19 @@ class BillingSandbox(Sandbox):
                 self._mark_paid(ctx, invoice, None)
         else:
             self._charge(ctx, invoice, fail=False, subscription=sub, quiet=True)
+        # Announced first, with the status its first payment left it in (as Stripe does).
         later = ctx.events[before:]
         del ctx.events[before:]
         self._event(ctx, "customer.subscription.created", sub)
         ctx.events.extend(later)
+        for event in later:  # the event list (GET /v1/events) in the same order
+            self.events[event["id"]] = self.events.pop(event["id"])
         return copy.deepcopy(sub)
-
-    def _declines(self) -> bool:
-        """Whether the next payment attempt declines (``/_admin/fail_payments``)."""
-        if self.failing_payments > 0:
-            self.failing_payments -= 1
-            return True
-        return False
 
     def _update_subscription(
         self, ctx: Ctx, params: Params, path: dict[str, str]
     ) -> dict[str, Any]:
-        _only(params, _UPDATE_SUBSCRIPTION)
+        only(params, _UPDATE_SUBSCRIPTION)
         sub = self._find("subscription", path["id"])
         if sub["status"] in ("canceled", "incomplete_expired") and set(params) - {
             "metadata",
@@ -881,37 +712,37 @@ class BillingSandbox(Sandbox):
                 "A canceled subscription can only update its cancellation_details and metadata.",
             )
         before = copy.deepcopy(sub)
-        proration = _choice(
+        proration = choice(
             params,
             "proration_behavior",
             ("create_prorations", "none", "always_invoice"),
             "create_prorations",
         )
-        now = _integer(params, "proration_date") or int(time.time())
+        now = integer(params, "proration_date") or int(time.time())
         prorations: list[dict[str, Any]] = []
         if "items" in params:
             prorations = self._change_items(sub, params["items"], now)
         period_end = max(i["current_period_end"] for i in sub["items"]["data"])
         if "cancel_at_period_end" in params:
-            at_end = bool(_flag(params, "cancel_at_period_end"))
+            at_end = bool(flag(params, "cancel_at_period_end"))
             sub["cancel_at_period_end"] = at_end
             sub["cancel_at"] = period_end if at_end else None
         if "cancel_at" in params:
-            cancel_at = _integer(params, "cancel_at")
+            cancel_at = integer(params, "cancel_at")
             if cancel_at is not None and cancel_at <= int(time.time()):
                 raise StripeFailure(400, "cancel_at must be in the future", param="cancel_at")
             sub["cancel_at"] = cancel_at
             sub["cancel_at_period_end"] = cancel_at is not None and cancel_at == period_end
         if "pause_collection" in params:
-            sub["pause_collection"] = _pause(params["pause_collection"])
+            sub["pause_collection"] = pause(params["pause_collection"])
         if "cancellation_details" in params and isinstance(params["cancellation_details"], dict):
             details = params["cancellation_details"]
             sub["cancellation_details"] |= {
                 k: details[k] or None for k in ("comment", "feedback") if k in details
             }
         if "description" in params:
-            sub["description"] = _text(params, "description")
-        sub["metadata"] = _metadata(params, sub["metadata"])
+            sub["description"] = text(params, "description")
+        sub["metadata"] = metadata(params, sub["metadata"])
         if proration != "none" and prorations:
             if proration == "always_invoice":
                 invoice = self._draft(sub, "subscription_update", prorations)
@@ -933,8 +764,8 @@ class BillingSandbox(Sandbox):
             where = f"items[{index}]"
             if not isinstance(spec, dict):
                 raise StripeFailure(400, "Invalid hash", param=where)
-            _only(spec, "id price quantity deleted metadata clear_usage")
-            item_id = _text(spec, "id")
+            only(spec, "id price quantity deleted metadata clear_usage")
+            item_id = text(spec, "id")
             if item_id is None:
                 start = min(i["current_period_start"] for i in sub["items"]["data"])
                 item = self._item(spec, index, sub["currency"], start)
@@ -950,7 +781,7 @@ class BillingSandbox(Sandbox):
                 raise missing("subscription_item", item_id, f"{where}[id]")
             item = found
             old_price, old_quantity = item["price"], item["quantity"] or 0
-            if _flag(spec, "deleted"):
+            if flag(spec, "deleted"):
                 sub["items"]["data"].remove(item)
                 if not sub["items"]["data"]:
                     raise StripeFailure(
@@ -962,7 +793,7 @@ class BillingSandbox(Sandbox):
                 continue
             if "price" in spec:
                 price = self._find(
-                    "price", _text(spec, "price", required=True) or "", f"{where}[price]"
+                    "price", text(spec, "price", required=True) or "", f"{where}[price]"
                 )
                 if price["currency"] != sub["currency"] or price["recurring"] is None:
                     raise StripeFailure(
@@ -972,8 +803,8 @@ class BillingSandbox(Sandbox):
                     )
                 item["price"] = copy.deepcopy(price)
             if "quantity" in spec:
-                item["quantity"] = _integer(spec, "quantity")
-            item["metadata"] = _metadata(spec, item["metadata"])
+                item["quantity"] = integer(spec, "quantity")
+            item["metadata"] = metadata(spec, item["metadata"])
             if item["price"]["recurring"]["usage_type"] == "licensed":
                 credit = dict(item, price=old_price)
                 lines += self._proration(sub, credit, old_quantity, 0, now, credit_only=True)
@@ -1013,7 +844,7 @@ class BillingSandbox(Sandbox):
     def _cancel_subscription(
         self, ctx: Ctx, params: Params, path: dict[str, str]
     ) -> dict[str, Any]:
-        _only(params, "invoice_now prorate cancellation_details")
+        only(params, "invoice_now prorate cancellation_details")
         sub = self._find("subscription", path["id"])
         if sub["status"] == "canceled":
             raise StripeFailure(
@@ -1033,424 +864,6 @@ class BillingSandbox(Sandbox):
         sub["cancellation_details"]["reason"] = reason
         self._pending.pop(sub["id"], None)
         self._event(ctx, "customer.subscription.deleted", sub, before)
-
-    # --- invoices and payments ---------------------------------------------------------------
-    def _line(
-        self,
-        sub: dict[str, Any],
-        item: dict[str, Any],
-        quantity: int,
-        amount: int,
-        period: tuple[int, int],
-        *,
-        proration: bool = False,
-        description: str | None = None,
-    ) -> dict[str, Any]:
-        price = item["price"]
-        return {
-            "id": _new_id("il"),
-            "object": "line_item",
-            "amount": amount,
-            "currency": sub["currency"],
-            "description": description or f"{quantity} x {price.get('nickname') or price['id']}",
-            "quantity": quantity,
-            "period": {"start": period[0], "end": period[1]},
-            "pricing": {
-                "type": "price_details",
-                "price_details": {"price": price["id"], "product": price["product"]},
-                "unit_amount_decimal": price["unit_amount_decimal"],
-            },
-            "parent": {
-                "type": "subscription_item_details",
-                "subscription_item_details": {
-                    "subscription_item": item["id"],
-                    "subscription": sub["id"],
-                    "proration": proration,
-                },
-            },
-            "metadata": {},
-        }
-
-    def _licensed_lines(
-        self, sub: dict[str, Any], items: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
-        return [
-            self._line(
-                sub,
-                i,
-                i["quantity"],
-                line_amount(i["price"], i["quantity"]),
-                (i["current_period_start"], i["current_period_end"]),
-            )
-            for i in items
-            if i["price"]["recurring"]["usage_type"] == "licensed"
-        ]
-
-    def _draft(
-        self, sub: dict[str, Any], reason: str, lines: list[dict[str, Any]]
-    ) -> dict[str, Any]:
-        now = int(time.time())
-        total = sum(line["amount"] for line in lines)
-        invoice_id = _new_id("in")
-        starts = [line["period"]["start"] for line in lines] or [now]
-        ends = [line["period"]["end"] for line in lines] or [now]
-        return {
-            "id": invoice_id,
-            "object": "invoice",
-            "created": now,
-            "livemode": False,
-            "customer": sub["customer"],
-            "currency": sub["currency"],
-            "number": None,
-            "status": "draft",
-            "billing_reason": reason,
-            "collection_method": sub["collection_method"],
-            "subtotal": total,
-            "total": total,
-            "total_taxes": [],
-            "amount_due": max(0, total),
-            "amount_paid": 0,
-            "amount_remaining": max(0, total),
-            "attempt_count": 0,
-            "attempted": False,
-            "next_payment_attempt": None,
-            "period_start": min(starts),
-            "period_end": max(ends),
-            "effective_at": None,
-            "due_date": None,
-            "hosted_invoice_url": f"https://invoice.stripe.com/i/sandbox/{invoice_id}",
-            "last_finalization_error": None,
-            "lines": {
-                "object": "list",
-                "data": lines,
-                "has_more": False,
-                "url": f"/v1/invoices/{invoice_id}/lines",
-            },
-            "parent": {
-                "type": "subscription_details",
-                "quote_details": None,
-                "subscription_details": {
-                    "subscription": sub["id"],
-                    "metadata": dict(sub["metadata"]),
-                },
-            },
-            "payments": {
-                "object": "list",
-                "data": [],
-                "has_more": False,
-                "url": f"/v1/invoice_payments?invoice={invoice_id}",
-            },
-            "status_transitions": {
-                "finalized_at": None,
-                "paid_at": None,
-                "voided_at": None,
-                "marked_uncollectible_at": None,
-            },
-            "metadata": {},
-        }
-
-    def _finalize(self, ctx: Ctx, invoice: dict[str, Any]) -> None:
-        now = int(time.time())
-        customer = self._find("customer", invoice["customer"])
-        invoice["status"] = "open"
-        invoice["number"] = f"{customer['invoice_prefix']}-{next(self._numbers):04d}"
-        invoice["effective_at"] = now
-        invoice["status_transitions"]["finalized_at"] = now
-        sub = self._table("subscription").get(_subscription_of(invoice) or "")
-        if sub is not None and sub["collection_method"] == "send_invoice":
-            invoice["due_date"] = now + 86400 * int(sub["days_until_due"] or 30)
-        self._event(ctx, "invoice.finalized", invoice)
-
-    def _collect(self, ctx: Ctx, sub: dict[str, Any], invoice: dict[str, Any], fail: bool) -> None:
-        """Finalize and, for automatic collection, charge (a paused subscription is never
-        charged: its invoice stays a draft, or is voided or marked uncollectible)."""
-        pause = sub.get("pause_collection")
-        if pause is not None:
-            if pause["behavior"] == "keep_as_draft":
-                return
-            self._finalize(ctx, invoice)
-            status = "void" if pause["behavior"] == "void" else "uncollectible"
-            invoice["status"] = status
-            moment = "voided_at" if status == "void" else "marked_uncollectible_at"
-            invoice["status_transitions"][moment] = int(time.time())
-            self._event(
-                ctx,
-                "invoice.voided" if status == "void" else "invoice.marked_uncollectible",
-                invoice,
-            )
-            return
-        self._finalize(ctx, invoice)
-        if invoice["amount_remaining"] <= 0:
-            self._mark_paid(ctx, invoice, None)
-        elif sub["collection_method"] == "charge_automatically":
-            self._charge(ctx, invoice, fail=fail, subscription=sub)
-
-    def _charge(
-        self,
-        ctx: Ctx,
-        invoice: dict[str, Any],
-        *,
-        fail: bool,
-        subscription: dict[str, Any] | None,
-        quiet: bool = False,
-    ) -> bool:
-        """One payment attempt of an open invoice (one PaymentIntent per invoice, a charge
-        per attempt). ``quiet``: the subscription's status change is reported by the caller."""
-        declined = self._declines() or fail
-        now = int(time.time())
-        amount = invoice["amount_remaining"]
-        pi = self._table("payment_intent").get(self._invoice_pi.get(invoice["id"], ""))
-        if pi is None:
-            pi = {
-                "id": _new_id("pi"),
-                "object": "payment_intent",
-                "created": now,
-                "livemode": False,
-                "amount": amount,
-                "amount_received": 0,
-                "currency": invoice["currency"],
-                "customer": invoice["customer"],
-                "description": f"Invoice {invoice['number']}",
-                "status": "requires_payment_method",
-                "latest_charge": None,
-                "last_payment_error": None,
-                "metadata": {},
-            }
-            self._table("payment_intent")[pi["id"]] = pi
-            self._invoice_pi[invoice["id"]] = pi["id"]
-        charge = {
-            "id": _new_id("ch"),
-            "object": "charge",
-            "created": now,
-            "livemode": False,
-            "amount": amount,
-            "amount_captured": 0 if declined else amount,
-            "amount_refunded": 0,
-            "refunded": False,
-            "currency": invoice["currency"],
-            "customer": invoice["customer"],
-            "payment_intent": pi["id"],
-            "status": "failed" if declined else "succeeded",
-            "paid": not declined,
-            "failure_code": "card_declined" if declined else None,
-            "failure_message": "Your card was declined." if declined else None,
-            "outcome": {"type": "issuer_declined" if declined else "authorized"},
-            "metadata": {},
-        }
-        self._table("charge")[charge["id"]] = charge
-        pi["latest_charge"] = charge["id"]
-        invoice["attempt_count"] += 1
-        invoice["attempted"] = True
-        previous_status = subscription["status"] if subscription else None
-        if declined:
-            pi["status"] = "requires_payment_method"
-            pi["last_payment_error"] = {
-                "type": "card_error",
-                "code": "card_declined",
-                "decline_code": "generic_decline",
-                "message": "Your card was declined.",
-                "charge": charge["id"],
-            }
-            invoice["next_payment_attempt"] = now + _RETRY_S
-            self._event(ctx, "charge.failed", charge)
-            self._event(ctx, "payment_intent.payment_failed", pi)
-            self._event(ctx, "invoice.payment_failed", invoice)
-            if subscription is not None:
-                first = invoice["billing_reason"] == "subscription_create"
-                if first and subscription["status"] == "incomplete":
-                    pass
-                elif subscription["status"] == "active":
-                    subscription["status"] = "past_due"
-        else:
-            pi["status"] = "succeeded"
-            pi["amount_received"] = amount
-            pi["last_payment_error"] = None
-            self._event(ctx, "charge.succeeded", charge)
-            self._event(ctx, "payment_intent.succeeded", pi)
-            self._mark_paid(ctx, invoice, pi["id"])
-            if subscription is not None and subscription["status"] in ("incomplete", "past_due"):
-                subscription["status"] = "active"
-        if subscription is not None and not quiet and subscription["status"] != previous_status:
-            self._event(
-                ctx, "customer.subscription.updated", subscription, {"status": previous_status}
-            )
-        return not declined
-
-    def _mark_paid(self, ctx: Ctx, invoice: dict[str, Any], pi_id: str | None) -> None:
-        now = int(time.time())
-        paid = invoice["amount_remaining"]
-        invoice["status"] = "paid"
-        invoice["amount_paid"] += paid
-        invoice["amount_remaining"] = 0
-        invoice["next_payment_attempt"] = None
-        invoice["status_transitions"]["paid_at"] = now
-        if pi_id is not None:
-            invoice["payments"]["data"].append(
-                {
-                    "id": _new_id("inpay"),
-                    "object": "invoice_payment",
-                    "amount_paid": paid,
-                    "currency": invoice["currency"],
-                    "invoice": invoice["id"],
-                    "is_default": True,
-                    "status": "paid",
-                    "payment": {"type": "payment_intent", "payment_intent": pi_id},
-                    "status_transitions": {"paid_at": now, "canceled_at": None},
-                }
-            )
-        self._event(ctx, "invoice.paid", invoice)
-        self._event(ctx, "invoice.payment_succeeded", invoice)
-
-    def _open_invoice(self, invoice_id: str) -> dict[str, Any]:
-        invoice = self._find("invoice", invoice_id)
-        if invoice["status"] != "open":
-            raise StripeFailure(
-                400,
-                f"Invoice is {invoice['status']}; only an open invoice can be paid or voided.",
-                code="invoice_not_editable" if invoice["status"] != "draft" else "invoice_not_open",
-            )
-        return invoice
-
-    def _finalize_invoice(self, ctx: Ctx, params: Params, path: dict[str, str]) -> dict[str, Any]:
-        _only(params, "auto_advance")
-        invoice = self._find("invoice", path["id"])
-        if invoice["status"] != "draft":
-            raise StripeFailure(
-                400,
-                "This invoice is already finalized, you can't re-finalize a non-draft invoice.",
-                code="invoice_already_finalized",
-            )
-        self._finalize(ctx, invoice)
-        return copy.deepcopy(invoice)
-
-    def _pay_invoice(self, ctx: Ctx, params: Params, path: dict[str, str]) -> dict[str, Any]:
-        _only(params, "paid_out_of_band payment_method off_session")
-        invoice = self._open_invoice(path["id"])
-        sub = self._table("subscription").get(_subscription_of(invoice) or "")
-        if _flag(params, "paid_out_of_band"):
-            self._mark_paid(ctx, invoice, None)
-            return copy.deepcopy(invoice)
-        if not self._charge(ctx, invoice, fail=False, subscription=sub):
-            raise _declined()
-        return copy.deepcopy(invoice)
-
-    def _void_invoice(self, ctx: Ctx, params: Params, path: dict[str, str]) -> dict[str, Any]:
-        _only(params, "")
-        invoice = self._open_invoice(path["id"])
-        invoice["status"] = "void"
-        invoice["amount_remaining"] = 0
-        invoice["status_transitions"]["voided_at"] = int(time.time())
-        self._event(ctx, "invoice.voided", invoice)
-        return copy.deepcopy(invoice)
-
-    # --- refunds and credit notes ------------------------------------------------------------
-    def _create_refund(self, ctx: Ctx, params: Params, path: dict[str, str]) -> dict[str, Any]:
-        _only(params, "payment_intent charge amount reason metadata")
-        pi_id, charge_id = _text(params, "payment_intent"), _text(params, "charge")
-        if pi_id is None and charge_id is None:
-            raise StripeFailure(
-                400,
-                "One of the following params should be provided for this "
-                "request: payment_intent or charge.",
-                param="payment_intent",
-            )
-        if charge_id is None:
-            pi = self._find("payment_intent", pi_id or "", "payment_intent")
-            if pi["status"] != "succeeded":
-                raise StripeFailure(
-                    400,
-                    "This PaymentIntent does not have a successful charge to refund.",
-                    code="charge_not_refundable",
-                    param="payment_intent",
-                )
-            charge_id = pi["latest_charge"]
-        charge = self._find("charge", charge_id or "", "charge")
-        left = charge["amount_captured"] - charge["amount_refunded"]
-        amount = _integer(params, "amount", minimum=1) or left
-        if amount > left or left <= 0:
-            raise StripeFailure(
-                400,
-                f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})",
-                code="amount_too_large" if left > 0 else "charge_already_refunded",
-                param="amount",
-            )
-        refund = {
-            "id": _new_id("re"),
-            "object": "refund",
-            "created": int(time.time()),
-            "amount": amount,
-            "currency": charge["currency"],
-            "charge": charge["id"],
-            "payment_intent": charge["payment_intent"],
-            "reason": _choice(
-                params, "reason", ("duplicate", "fraudulent", "requested_by_customer"), None
-            ),
-            "status": "succeeded",
-            "metadata": _metadata(params),
-        }
-        charge["amount_refunded"] += amount
-        charge["refunded"] = charge["amount_refunded"] >= charge["amount_captured"]
-        answer = self._created(ctx, "refund", refund)
-        self._event(
-            ctx, "charge.refunded", charge, {"amount_refunded": charge["amount_refunded"] - amount}
-        )
-        return answer
-
-    def _create_credit_note(self, ctx: Ctx, params: Params, path: dict[str, str]) -> dict[str, Any]:
-        _only(params, "invoice amount reason memo metadata")
-        invoice = self._find("invoice", _text(params, "invoice", required=True) or "", "invoice")
-        if invoice["status"] not in ("open", "paid"):
-            raise StripeFailure(
-                400,
-                "You can only create a credit note for an open or paid invoice.",
-                param="invoice",
-            )
-        credited = sum(
-            n["total"]
-            for n in self._table("credit_note").values()
-            if n["invoice"] == invoice["id"] and n["status"] == "issued"
-        )
-        available = invoice["total"] - credited
-        amount = _integer(params, "amount", minimum=1) or available
-        if amount > available:
-            raise StripeFailure(
-                400,
-                f"The credit note amount ({amount}) exceeds what remains to credit on the "
-                f"invoice ({available}).",
-                param="amount",
-            )
-        kind = "post_payment" if invoice["status"] == "paid" else "pre_payment"
-        notes = self._table("credit_note").values()
-        sequence = 1 + sum(1 for n in notes if n["invoice"] == invoice["id"])
-        note = {
-            "id": _new_id("cn"),
-            "object": "credit_note",
-            "created": int(time.time()),
-            "livemode": False,
-            "number": f"{invoice['number']}-CN-{sequence:02d}",
-            "invoice": invoice["id"],
-            "customer": invoice["customer"],
-            "currency": invoice["currency"],
-            "amount": amount,
-            "subtotal": amount,
-            "total": amount,
-            "status": "issued",
-            "type": kind,
-            "reason": _choice(
-                params,
-                "reason",
-                ("duplicate", "fraudulent", "order_change", "product_unsatisfactory"),
-                None,
-            ),
-            "memo": _text(params, "memo"),
-            "refunds": [],
-            "out_of_band_amount": None,
-            "metadata": _metadata(params),
-        }
-        if kind == "pre_payment":
-            invoice["amount_remaining"] = max(0, invoice["amount_remaining"] - amount)
-            invoice["amount_due"] = invoice["amount_remaining"]
-        return self._created(ctx, "credit_note", note)
 
     # --- billing behaviour (admin) -----------------------------------------------------------
     def bill(
@@ -1508,7 +921,7 @@ class BillingSandbox(Sandbox):
         ctx = Ctx(None, None)
         with self.lock:
             invoice = self._open_invoice(invoice_id)
-            sub = self._table("subscription").get(_subscription_of(invoice) or "")
+            sub = self._table("subscription").get(subscription_of(invoice) or "")
             self._charge(ctx, invoice, fail=fail_payment, subscription=sub)
             self._send(ctx)
             return copy.deepcopy(invoice)
@@ -1587,39 +1000,6 @@ class BillingSandbox(Sandbox):
         return {"rate_per_s": self.rate.per_s, "work_delay_s": self.work_delay_s}
 
 
-def _declined() -> StripeFailure:
-    """A card decline: 402 ``card_error``, saved for replay (the attempt happened)."""
-    return StripeFailure(
-        402,
-        "Your card was declined.",
-        error_type="card_error",
-        code="card_declined",
-        saved=True,
-        extra={"decline_code": "generic_decline"},
-    )
-
-
-def _pause(value: Any) -> dict[str, Any] | None:
-    if value == "":
-        return None
-    if not isinstance(value, dict):
-        raise StripeFailure(400, "Invalid hash", param="pause_collection")
-    behavior = _choice(value, "behavior", ("keep_as_draft", "mark_uncollectible", "void"), None)
-    if behavior is None:
-        raise StripeFailure(
-            400,
-            "Missing required param: pause_collection[behavior].",
-            param="pause_collection[behavior]",
-        )
-    return {"behavior": behavior, "resumes_at": _integer(value, "resumes_at")}
-
-
-def _subscription_of(invoice: dict[str, Any]) -> str | None:
-    details = (invoice.get("parent") or {}).get("subscription_details") or {}
-    found = details.get("subscription")
-    return found if isinstance(found, str) else None
-
-
 async def _params(request: Request) -> Params:
     if request.method in ("GET", "DELETE"):
         return parse_form(request.url.query)
@@ -1658,8 +1038,8 @@ def _admin_id(body: dict[str, Any], name: str) -> str:
 def build(
     port: int = 0,
     webhook_url: str | None = None,
-    secret: str = DEFAULT_SECRET,
-    api_key: str = DEFAULT_API_KEY,
+    secret: str | None = None,
+    api_key: str | None = None,
     *,
     rate_per_s: float = 25.0,
 ) -> BillingSandbox:

@@ -40,6 +40,7 @@ from typing import Any
 
 import stripe
 
+from adapters.connectors.budget import Budget
 from adapters.connectors.http import parse_retry_after
 from adapters.connectors.hub_reader import HubReader
 from adapters.connectors.port import (
@@ -48,16 +49,27 @@ from adapters.connectors.port import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
+from adapters.settings import Settings
 from adapters.stripe.client import Params, StripeClient
 from hub.domain.product import product_id
 
-__all__ = ["StripeConnector", "delivery_error"]
+__all__ = ["StripeConnector", "delivery_error", "stripe_connector"]
 
 BILLING = "billing"
 CONTRACT_KEY = "concord_contract_id"
 CUSTOMER_KEY = "concord_customer_id"
 _PERIODS = {"month": ("month", 1), "quarter": ("month", 3), "year": ("year", 1)}
 _RUNNING_ITEMS = frozenset({"recurring", "usage"})
+_HANDLED = frozenset(
+    {
+        "ContractCreated",
+        "ContractAmended",
+        "ContractCancelled",
+        "ContractSuspended",
+        "ContractResumed",
+        "ContractRenewed",
+    }
+)
 #: Seconds to wait for the inbound side to link a new subscription before amending it.
 LINK_RETRY_S = 30.0
 
@@ -93,9 +105,17 @@ class StripeConnector(Connector):
         self.client = client
         self.reader = reader
 
+    def wants(self, envelope: dict[str, Any]) -> bool:
+        """Contract events, except what billing told Concord (never echoed back)."""
+        return (
+            envelope.get("aggregate") == "contract"
+            and str(envelope.get("type")) in _HANDLED
+            and (envelope.get("provenance") or {}).get("source_system") != BILLING
+        )
+
     async def deliver(self, envelope: dict[str, Any], idempotency_key: str) -> None:
-        if (envelope.get("provenance") or {}).get("source_system") == BILLING:
-            return  # what billing told Concord: never echoed back
+        if not self.wants(envelope):
+            return
         handlers = {
             "ContractCreated": self._created,
             "ContractAmended": self._amended,
@@ -104,11 +124,8 @@ class StripeConnector(Connector):
             "ContractResumed": self._resumed,
             "ContractRenewed": self._renewed,
         }
-        handler = handlers.get(str(envelope.get("type")))
-        if handler is None or envelope.get("aggregate") != "contract":
-            return
         try:
-            await handler(envelope, idempotency_key)
+            await handlers[str(envelope["type"])](envelope, idempotency_key)
         except stripe.StripeError as failed:
             raise delivery_error(failed) from failed
 
@@ -133,6 +150,7 @@ class StripeConnector(Connector):
         data = envelope["data"]
         customer = await self._require("customer", str(data["customer_id"]))
         order = await self._state("order", str(data["order_id"])) or {}
+        order_ids = await asyncio.to_thread(self.reader.external_ids, str(data["order_id"]))
         items = await self._items(data["items"], str(data["currency"]))
         cus = await self._customer(customer, key)
         for existing in await self.client.subscriptions_of(cus):
@@ -142,8 +160,9 @@ class StripeConnector(Connector):
             CONTRACT_KEY: contract_id,
             "concord_order_id": str(data["order_id"]),
             CUSTOMER_KEY: str(data["customer_id"]),
-            "sf_opportunity_id": order.get("opportunity_id"),
-            "netsuite_sales_order_id": order.get("erp_order_number"),
+            # The ids the inbound side finds the order by: the CRM's, the ERP's.
+            "sf_opportunity_id": order_ids.get("crm") or order.get("opportunity_id"),
+            "netsuite_sales_order_id": order_ids.get("erp") or order.get("erp_order_number"),
         }
         params: Params = {
             "customer": cus,
@@ -156,10 +175,11 @@ class StripeConnector(Connector):
     async def _customer(self, customer: dict[str, Any], key: str) -> str:
         """The Stripe customer of a hub customer: the one the hub links, the one whose
         metadata names it, or a new one (with the CRM/ERP ids the inbound side links by)."""
-        external = customer.get("external_ids") or {}
+        customer_id = str(customer["id"])
+        linked = await asyncio.to_thread(self.reader.external_ids, customer_id)
+        external = {**linked, **(customer.get("external_ids") or {})}
         if external.get(BILLING):
             return str(external[BILLING])
-        customer_id = str(customer["id"])
         found = await self.client.find_customers(CUSTOMER_KEY, customer_id)
         if found:
             return str(found[0]["id"])
@@ -300,3 +320,24 @@ class StripeConnector(Connector):
         if sub.get("metadata", {}).get("concord_term_end") != end:
             params = {"metadata": {"concord_term_end": end}}
             await self.client.update_subscription(str(sub["id"]), params, f"{key}:renew")
+
+
+#: Stripe's limit is a rate, not a concurrency: slots only bound the calls in flight.
+STRIPE_CONCURRENCY = 25
+
+
+def stripe_connector(
+    settings: Settings, hub: HubReader, budget: Budget | None = None
+) -> StripeConnector | None:
+    """The connector ``CONCORD_STRIPE_URL`` turns on (None when unset; the live service is
+    ``https://api.stripe.com``), with the secret key ``CONCORD_STRIPE_API_KEY`` (required
+    then). ``budget``: the shared :class:`~adapters.connectors.budget.PgBudget` of target
+    ``billing`` at ``CONCORD_STRIPE_RATE`` requests/s (the composition root makes it;
+    in-process if None)."""
+    if settings.stripe_url is None:
+        return None
+    if settings.stripe_api_key is None:
+        raise ValueError("CONCORD_STRIPE_URL is set: CONCORD_STRIPE_API_KEY must be set too")
+    shared = budget or Budget(BILLING, STRIPE_CONCURRENCY, settings.stripe_rate)
+    client = StripeClient(settings.stripe_api_key, base_url=settings.stripe_url, budget=shared)
+    return StripeConnector(client, hub)

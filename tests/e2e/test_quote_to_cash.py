@@ -33,12 +33,19 @@ def test_a_won_deal_reaches_every_system_once(
         except AssertionError:
             print("PROCESS", _process(world, deal))
             print("ORDERS", world.api("GET", "/v1/orders").text[:2000])
-            for name, running in (("crm", world.crm), ("erp", world.erp),
-                                  ("billing", world.billing)):
+            for name, running in (
+                ("crm", world.crm),
+                ("erp", world.erp),
+                ("billing", world.billing),
+            ):
                 hooks = running.sandbox.webhooks.deliveries.values()
                 print(name, "HOOKS", [(d.type, d.status, d.error) for d in hooks][:30])
                 print(name, "RECORDS", {k: len(v) for k, v in running.sandbox.records.items()})
-                print(name, "CALLS", [(c.method, c.path, c.status) for c in running.sandbox.calls][:30])
+                print(
+                    name,
+                    "CALLS",
+                    [(c.method, c.path, c.status) for c in running.sandbox.calls][:30],
+                )
             print("HELD", world.api("GET", "/v1/inbound/held").text[:3000])
             world.server.terminate()
             print("".join(world.output[-80:]), world.server.stdout.read()[-5000:])

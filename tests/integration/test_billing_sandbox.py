@@ -201,6 +201,8 @@ def test_a_subscription_bills_its_first_period_at_once() -> None:
         kinds = world.receiver.types()
         assert kinds[:2] == ["customer.created", "customer.subscription.created"]
         assert {"invoice.finalized", "invoice.paid"} <= set(kinds)
+        listed = world.http.get("/v1/events", params={"limit": 100}).json()["data"]
+        assert [e["type"] for e in reversed(listed)][-len(kinds) :] == kinds  # newest first
         created = Subscription.model_validate(
             _events(world, "customer.subscription.created")[0]["data"]["object"]
         )  # type: ignore[index]
@@ -327,3 +329,65 @@ def test_admin_bad_input_is_422() -> None:
         missing = world.http.post("/_admin/bill", json={"subscription": "sub_missing"})
         assert missing.status_code == 404
         assert world.http.post("/_admin/limits", json={"rate_per_s": 5}).json()["rate_per_s"] == 5
+
+
+def test_malformed_requests_are_4xx_never_500() -> None:
+    with billing() as world:
+        customer = _customer(world)["id"]
+        seat = world.prices["seat"]
+        bad_forms: list[tuple[str, dict[str, str]]] = [
+            ("/v1/subscriptions", {"customer": customer, "items": "x"}),
+            ("/v1/subscriptions", {"customer": customer, "items[0]": "x"}),
+            (
+                "/v1/subscriptions",
+                {"customer": customer, "items[0][price]": seat, "items[0][quantity]": "two"},
+            ),
+            (
+                "/v1/subscriptions",
+                {"customer": customer, "items[0][price]": seat, "items[0][quantity]": "-1"},
+            ),
+            (
+                "/v1/subscriptions",
+                {"customer": customer, "items[0][price]": seat, "items[1][price]": seat},
+            ),
+            (
+                "/v1/subscriptions",
+                {
+                    "customer": customer,
+                    "items[0][price]": world.prices["usage"],
+                    "items[0][quantity]": "3",
+                },
+            ),
+            (
+                "/v1/subscriptions",
+                {"customer": customer, "items[0][price]": seat, "collection_method": "cash"},
+            ),
+            (
+                "/v1/subscriptions",
+                {"customer": customer, "items[0][price]": seat, "cancel_at": "1"},
+            ),
+            ("/v1/customers", {"metadata": "x"}),
+            ("/v1/customers", {"metadata[k]": "v" * 501}),
+            ("/v1/customers", {"name": "a", "name[x]": "b"}),
+            ("/v1/prices", {"product": "prod_missing", "currency": "eur", "unit_amount": "1"}),
+            ("/v1/prices", {"product": "x", "currency": "euro"}),
+            ("/v1/refunds", {}),
+            ("/v1/credit_notes", {"invoice": "in_missing"}),
+            ("/v1/invoices/in_missing/pay", {}),
+        ]
+        for path, data in bad_forms:
+            answer = world.post(path, data)
+            assert 400 <= answer.status_code < 500, (path, data, answer.text)
+            assert answer.json()["error"]["type"] == "invalid_request_error", answer.text
+        raw = world.http.post(
+            "/v1/customers",
+            content=b"name=\xff\xfe",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert raw.status_code == 400
+        sub = _subscribe(world, customer)
+        paid = world.http.get(f"/v1/invoices/{sub['latest_invoice']}").json()
+        for path in ("pay", "void", "finalize"):
+            again = world.post(f"/v1/invoices/{paid['id']}/{path}", {})
+            assert again.status_code == 400, (path, again.text)
+        assert world.sandbox.count("subscription") == 1

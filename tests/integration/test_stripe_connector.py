@@ -5,17 +5,20 @@ the changes of a running contract, and errors sorted into retry or dead letter."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 import stripe
 
+from adapters.connectors.budget import Budget
 from adapters.connectors.hub_reader import MemoryHubReader
 from adapters.connectors.port import PermanentDeliveryError, TransientDeliveryError
+from adapters.settings import Settings
 from adapters.stripe.client import StripeClient
-from adapters.stripe.outbound import StripeConnector, delivery_error
+from adapters.stripe.outbound import StripeConnector, delivery_error, stripe_connector
 from hub.domain.product import product_id
 from tests.integration.billing_support import API_KEY, Billing, billing
 
@@ -228,6 +231,7 @@ def test_echoes_and_other_events_send_nothing() -> None:
     async def scenario(world: Billing, connector: StripeConnector, _: Any, contract: str) -> None:
         echo = _created(contract)
         echo["provenance"] = {"source_system": "billing"}
+        assert not connector.wants(echo) and connector.wants(_created(contract))
         await connector.deliver(echo, "evt-1")
         await connector.deliver(_envelope(contract, "ContractUsageRecorded", {}), "evt-2")
         await connector.deliver(dict(_created(contract), aggregate="order"), "evt-3")
@@ -334,3 +338,62 @@ def test_sdk_errors_sort_into_retry_and_dead_letter() -> None:
         found = delivery_error(error)
         assert isinstance(found, PermanentDeliveryError), error
         assert "Stripe answered" in found.message
+
+
+class _Counting(Budget):
+    """A budget that counts the slots taken."""
+
+    def __init__(self) -> None:
+        super().__init__("billing", concurrency=2, rate_per_s=1000)
+        self.taken = 0
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        async with super().slot():
+            self.taken += 1
+            yield
+
+
+def test_every_call_takes_a_slot_of_the_budget() -> None:
+    with billing() as world:
+        contract = str(uuid.uuid4())
+        budget = _Counting()
+
+        async def main() -> None:
+            client = StripeClient(API_KEY, base_url=world.running.url, budget=budget)
+            connector = StripeConnector(client, _reader(world, contract))
+            await connector.deliver(_created(contract), "evt-1")
+            await connector.deliver(_created(contract), "evt-1")
+            await connector.aclose()
+
+        asyncio.run(main())
+        assert budget.taken == len(world.sandbox.calls) > 0
+
+
+def test_settings_configure_the_connector() -> None:
+    assert stripe_connector(Settings(), MemoryHubReader()) is None
+    with pytest.raises(ValueError, match="CONCORD_STRIPE_API_KEY"):
+        stripe_connector(Settings(stripe_url="http://127.0.0.1:1"), MemoryHubReader())
+    configured = Settings(
+        stripe_api_key="sk_test_x", stripe_url="http://127.0.0.1:1", stripe_rate=5
+    )
+    connector = stripe_connector(configured, MemoryHubReader())
+    assert isinstance(connector, StripeConnector)
+    asyncio.run(connector.aclose())
+
+
+def test_a_budget_at_the_rate_of_stripe_meets_no_429() -> None:
+    with billing() as world:
+        world.sandbox.rate.per_s = 5  # from now: the catalogue's setup calls do not count
+        budget = Budget("billing", concurrency=5, rate_per_s=4)
+
+        async def main() -> None:
+            client = StripeClient(API_KEY, base_url=world.running.url, budget=budget)
+            connector = StripeConnector(client, _reader(world, str(uuid.uuid4())))
+            contracts = [str(uuid.uuid4()) for _ in range(3)]
+            await asyncio.gather(*(connector.deliver(_created(c), f"evt-{c}") for c in contracts))
+            await connector.aclose()
+
+        asyncio.run(main())
+        assert world.sandbox.count("subscription") == 3
+        assert all(c.status != 429 for c in world.sandbox.calls)

@@ -67,6 +67,34 @@ class Estate:
         headers = {"Authorization": f"Bearer {self.key}", **kw.pop("headers", {})}
         return httpx.request(method, f"{self.base}{path}", headers=headers, timeout=30, **kw)
 
+    def process(self, any_id: str) -> dict[str, Any] | None:
+        answer = self.api("GET", f"/v1/processes/{any_id}")
+        return answer.json() if answer.status_code == 200 else None
+
+    def wait(self, check: Callable[[], Any], what: str, deal: str, timeout: float = 60) -> Any:
+        """``wait_until``; on a timeout, what each part holds (for the failure report)."""
+        try:
+            return wait_until(check, what, timeout)
+        except AssertionError as late:
+            raise AssertionError(f"{late}\n{self.explain(deal)}") from None
+
+    def explain(self, deal: str) -> str:
+        lines = [f"process: {self.process(deal)}"]
+        for name, running in (("crm", self.crm), ("erp", self.erp), ("billing", self.billing)):
+            hooks = [
+                (d.type, d.status, d.error) for d in running.sandbox.webhooks.deliveries.values()
+            ]
+            records = {k: len(v) for k, v in running.sandbox.records.items()}
+            calls = [(c.method, c.path, c.status) for c in running.sandbox.calls]
+            lines += [
+                f"{name} records {records}",
+                f"{name} calls {calls[-20:]}",
+                f"{name} webhooks {hooks[-20:]}",
+            ]
+        lines.append(f"held: {self.api('GET', '/v1/inbound/held').text[:2000]}")
+        lines.append(f"exceptions: {self.api('GET', '/v1/exceptions').text[:3000]}")
+        return "\n".join(lines)
+
     def deal(
         self,
         account: str,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.q2c_support import Estate, estate, wait_until
+from tests.e2e.q2c_support import Estate, estate
 
 
 def _process(world: Estate, any_id: str) -> dict[str, Any] | None:

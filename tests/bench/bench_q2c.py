@@ -53,6 +53,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +104,14 @@ class _Timing:
             self.log.append((start, time.perf_counter() - start, status[0]))
 
 
+#: Webhook senders of the ERP and billing sandboxes (``--webhook-workers``).
+WEBHOOK_WORKERS = [8]
+
+
 class TimedErp(ErpSandbox):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
+        self.webhooks.workers = WEBHOOK_WORKERS[0]
         self.service: Log = []
         self.present: dict[str, float] = {}
 
@@ -123,6 +129,7 @@ class TimedErp(ErpSandbox):
 class TimedBilling(BillingSandbox):
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
+        self.webhooks.workers = WEBHOOK_WORKERS[0]
         self.service: Log = []
         self.present: dict[str, float] = {}
 
@@ -221,6 +228,7 @@ class Deal:
     win: bytes = b""
     due: float = 0.0
     won_at: float = 0.0
+    won_wall: float = 0.0
     slip: float = 0.0
     error: str | None = None
 
@@ -246,6 +254,7 @@ async def one_deal(world: Estate, pool: Pool, deal: Deal, lead: float) -> None:
         (body,) = crm.take()
         deal.win = body
         deal.won_at = time.perf_counter()
+        deal.won_wall = time.time()
         await post_ok(pool, body)
     except Exception as failed:  # reported, the run goes on
         deal.error = repr(failed)
@@ -269,7 +278,8 @@ async def drive(
         done = sum(1 for d in deals if _finished(world, d))
         print(
             f"  t={now - t0:5.1f}s won {won:,} / {len(deals):,}, in both systems {done:,}, "
-            f"in flight {won - done:,}",
+            f"in flight {won - done:,}; webhooks queued: ERP {erp.webhooks.pending}, "
+            f"billing {billing.webhooks.pending}, CRM {world.crm_sandbox.webhooks.pending}",
             flush=True,
         )
         if done >= len(deals) or (now > last and all(t.done() for t in tasks) and done >= won):
@@ -522,6 +532,37 @@ async def measure(args: argparse.Namespace, world: Estate) -> None:
     report(args, world, run, http_lat, http_max, nats_lat, (load_before, load_after))
 
 
+def stages(world: Estate, deals: list[Deal], sample: int = 100) -> list[tuple[str, list[float]]]:
+    """Where a deal's time goes, from its process record (``GET /v1/processes``: each step's
+    start and end, written by the process manager) for up to ``sample`` deals."""
+    erp, billing = world.erp_sandbox, world.billing_sandbox
+    assert isinstance(erp, TimedErp) and isinstance(billing, TimedBilling)
+    marks: dict[str, list[float]] = {}
+    step = max(1, len(deals) // sample)
+    for deal in deals[::step]:
+        found = world.process(deal.opportunity)
+        if not found or not deal.won_at:
+            continue
+        by = {s["step"]: s for s in found["steps"]}
+
+        def at(stamp: str | None, won: float = deal.won_wall) -> float | None:
+            return datetime.fromisoformat(stamp).timestamp() - won if stamp else None
+
+        points = {
+            "process manager: order validated": at((by.get("validate") or {}).get("done_at")),
+            "ERP sandbox: sales order saved": erp.present.get(deal.opportunity, 0) - deal.won_at,
+            "process manager: contract created (ERP acceptance seen)": at(
+                (by.get("contract") or {}).get("done_at")
+            ),
+            "billing sandbox: subscription saved": billing.present.get(deal.opportunity, 0)
+            - deal.won_at,
+        }
+        for name, value in points.items():
+            if value is not None and value > 0:
+                marks.setdefault(name, []).append(value)
+    return list(marks.items())
+
+
 def report(
     args: argparse.Namespace,
     world: Estate,
@@ -579,6 +620,14 @@ def report(
     )
     print(f"| raw: JetStream publish → pull fetch at {args.rate:g}/s | {quantiles(nats_lat)} |")
     print()
+    print("| stage (time since the win's POST, sampled deals) | p50 / p90 / max ms |")
+    print("|---|---:|")
+    for name, values in stages(world, won):
+        print(
+            f"| {name} | {statistics.median(values) * 1000:,.0f} / {ms(values, 0.9):,.0f} / "
+            f"{max(values) * 1000:,.0f} |"
+        )
+    print()
     print("| sandbox (time inside its handlers) | calls | per deal | p50 / p99 / max ms | 429 |")
     print("|---|---:|---:|---:|---:|")
     for name, log in (("ERP", erp.service), ("billing", billing.service), ("CRM", crm.service)):
@@ -598,7 +647,14 @@ def main() -> None:
     parser.add_argument(
         "--poll", type=float, default=None, help="CONCORD_PROJECTION_POLL_INTERVAL_S"
     )
+    parser.add_argument(
+        "--webhook-workers",
+        type=int,
+        default=8,
+        help="concurrent webhook senders of the ERP and billing sandboxes (CRM CDC: 1, ordered)",
+    )
     args = parser.parse_args()
+    WEBHOOK_WORKERS[0] = args.webhook_workers
     with ExitStack() as stack:
         url = nats_url(stack, "always")
         args.nats_url = url

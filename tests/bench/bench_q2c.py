@@ -195,10 +195,17 @@ class Pool:
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         conn = self.idle.pop() if self.idle else None
-        if conn is None:
+        try:
+            if conn is None:
+                raise ConnectionError("none idle")
+            status, answer = await conn.request("POST", path, body, headers)
+        except (ConnectionError, IndexError, asyncio.IncompleteReadError):
+            # none idle, or the server closed an idle one (keep-alive timeout): a new one
+            if conn is not None:
+                conn.close()
             conn = await Connection.open(self.port)
             self.opened += 1
-        status, answer = await conn.request("POST", path, body, headers)
+            status, answer = await conn.request("POST", path, body, headers)
         self.idle.append(conn)
         return status, answer
 
@@ -611,7 +618,10 @@ def report(
         f"| wins sent | {len(won):,} at {achieved:.1f}/s achieved (schedule slip p99 "
         f"{ms(slips, 0.99) if slips else 0:.0f} ms) |"
     )
-    print(f"| win → sales order AND subscription ({len(both):,} deals) | {quantiles(both)} |")
+    print(
+        f"| win → sales order AND subscription ({len(both):,} of {len(deals):,} deals by the "
+        f"end) | {quantiles(both)} |"
+    )
     print(f"| win → ERP sales order | {quantiles(to_erp)} |")
     print(f"| win → billing subscription | {quantiles(to_billing)} |")
     print(
@@ -642,6 +652,9 @@ def main() -> None:
     parser.add_argument("--presend", action="store_true", help="opportunities before the clock")
     parser.add_argument("--lead", type=float, default=1.0, help="s from a deal's lines to its win")
     parser.add_argument("--billing-rate", type=float, default=100.0)
+    parser.add_argument(
+        "--q2c-poll", type=float, default=None, help="CONCORD_Q2C_POLL_INTERVAL_S (0.2)"
+    )
     parser.add_argument("--drain", type=float, default=60.0, help="s to wait after the last win")
     parser.add_argument("--raw-seconds", type=float, default=5.0)
     parser.add_argument(
@@ -664,6 +677,8 @@ def main() -> None:
         env = {"CONCORD_STRIPE_RATE": str(args.billing_rate), "CONCORD_RATE_LIMIT_PER_S": "0"}
         if args.poll is not None:
             env["CONCORD_PROJECTION_POLL_INTERVAL_S"] = str(args.poll)
+        if args.q2c_poll is not None:
+            env["CONCORD_Q2C_POLL_INTERVAL_S"] = str(args.q2c_poll)
         print("starting concord serve and the three sandboxes", flush=True)
         world = stack.enter_context(
             estate(

@@ -132,15 +132,20 @@ def _api(runtime: Runtime, host: str, port: int) -> Any:
         thread.join(15)
 
 
+def _label(name: str) -> str:
+    return typer.style(f"{name:<16}", fg=typer.colors.BRIGHT_BLACK)
+
+
 def _urls(base: str, running: dict[str, Running]) -> None:
-    label = lambda name: typer.style(f"{name:<16}", fg=typer.colors.BRIGHT_BLACK)  # noqa: E731
-    typer.echo(f"  {label('API')}{base}/v1")
-    typer.echo(f"  {label('Docs')}{base}/docs")
+    typer.echo(f"  {_label('API')}{base}/v1")
+    typer.echo(f"  {_label('Docs')}{base}/docs")
     for name, run in running.items():
-        typer.echo(f"  {label(f'{name} sandbox')}{run.url}  (admin: {run.url}/_admin/records)")
+        typer.echo(f"  {_label(f'{name} sandbox')}{run.url}  (admin: {run.url}/_admin/records)")
 
 
-def register(app: typer.Typer, settings_of: Callable[..., Settings], fail: Fail, start: StartHub):
+def register(
+    app: typer.Typer, settings_of: Callable[..., Settings], fail: Fail, start: StartHub
+) -> None:
     """Add ``concord demo`` to ``app`` (``start`` is ``concord serve``'s hub start-up)."""
 
     @app.command("demo")
@@ -186,7 +191,7 @@ def register(app: typer.Typer, settings_of: Callable[..., Settings], fail: Fail,
                 base = stack.enter_context(_api(runtime, host, settings.port))
                 typer.secho("Concord demo: hub and sandboxes running", bold=True)
                 _urls(base, running)
-                typer.echo(f"  {typer.style('Admin key'.ljust(16), dim=True)}{key}")
+                typer.echo(f"  {_label('Admin key')}{key}")
                 typer.echo()
                 typer.secho("Playing the quarter", bold=True)
                 hub = Hub(base, key)

@@ -16,6 +16,7 @@ quantity and date follows from the deal's index and today's quarter.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -36,9 +37,9 @@ __all__ = ["PRODUCTS", "Hub", "Quarter", "Report", "Systems", "erp_items", "play
 #: licence, per call for usage, once for the fee).
 PRODUCTS: dict[str, tuple[str, str, str, dict[str, str]]] = {
     "IMPL": ("Implementation", "one_time", "7001", {"USD": "15000.00", "EUR": "14000.00"}),
-    "PLAT": ("Platform licence", "recurring", "7002", {"USD": "1200.00", "EUR": "1100.00"}),
+    "PLAT": ("Platform licence", "recurring", "7002", {"USD": "1200.00", "EUR": "1080.00"}),
     "API": ("API overage", "usage", "7003", {"USD": "0.05", "EUR": "0.04"}),
-    "SUPPORT": ("Premium support", "recurring", "7004", {"USD": "2400.00", "EUR": "2200.00"}),
+    "SUPPORT": ("Premium support", "recurring", "7004", {"USD": "2400.00", "EUR": "2160.00"}),
 }
 #: The product the catalogue lacks at first: its deals wait until it is mapped.
 UNMAPPED = "SUPPORT"
@@ -130,7 +131,9 @@ Progress = Callable[[str, int, int], None]
 class Quarter:
     """The scenario. ``play()`` runs it; each step reports through ``progress``."""
 
-    def __init__(self, systems: Systems, hub: Hub, progress: Progress, *, timeout: float = 90):
+    def __init__(
+        self, systems: Systems, hub: Hub, progress: Progress, *, timeout: float = 90
+    ) -> None:
         self.s = systems
         self.hub = hub
         self.progress = progress
@@ -138,6 +141,7 @@ class Quarter:
         self.report = Report()
         self.crm_products: dict[str, str] = {}
         self.prices: dict[tuple[str, str], str] = {}
+        self.changes: list[tuple[str, Deal]] = []
         today = date.today()
         self.quarter_start = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
         self.today = today
@@ -164,8 +168,9 @@ class Quarter:
         self.billing_cycle(deals)
         self.amendments(deals)
         self.refund(deals)
-        self.settle(deals, "deals settled after the changes")
         self.drain()
+        self.settle(deals, "deals settled after the changes")
+        self.verify()
         return self.report
 
     def seed(self) -> None:
@@ -173,7 +178,7 @@ class Quarter:
         monthly prices per currency) and Concord (mappings) — all but the unmapped SKU."""
         skus = list(PRODUCTS)
         for done, sku in enumerate(skus, 1):
-            name, charge, item, by_currency = PRODUCTS[sku]
+            name, charge, _, by_currency = PRODUCTS[sku]
             self.crm_products[sku] = self.s.crm.create_product(
                 name, sku, prices=by_currency, charge_type=SF_CHARGE[charge]
             )
@@ -267,11 +272,17 @@ class Quarter:
                 term_months=deal.term_months,
             )
             for sku in deal.skus:
+                _, charge, _, prices = PRODUCTS[sku]
                 quantity = {"PLAT": deal.seats, "API": 20_000, "IMPL": 1}.get(sku, 1)
+                price = None  # the list price; a recurring line is priced over the whole term
+                if charge == "recurring":
+                    yearly = Decimal(prices[deal.currency])
+                    price = (yearly * deal.term_months / 12).quantize(Decimal("0.01"))
                 deal.lines[sku] = crm.add_line(
                     deal.opportunity,
                     self.crm_products[sku],
                     quantity=quantity,
+                    unit_price=price,
                     service_date=close.isoformat(),
                 )
             crm.win(deal.opportunity)
@@ -311,6 +322,11 @@ class Quarter:
 
     def map_unmapped(self) -> None:
         waiting = [d for d in self.report.deals if UNMAPPED in d.skus]
+        stuck = self.hub.json("/v1/exceptions")
+        self.report.note(
+            f"before the fix: {stuck['count']} open exception(s) {stuck['counts']} in the "
+            f"workbench for the {len(waiting)} deal(s) using {UNMAPPED}"
+        )
         self._map(UNMAPPED)
         self.progress(f"mapping of {UNMAPPED} loaded", 1, 1)
         self.report.note(
@@ -319,9 +335,11 @@ class Quarter:
 
     # --- billing -----------------------------------------------------------------------------
     def subscription(self, deal: Deal) -> dict[str, Any] | None:
-        for sub in self.s.billing.all("subscription"):
-            if sub.get("metadata", {}).get("sf_opportunity_id") == deal.opportunity:
-                return sub
+        """A copy of the deal's billing subscription (the sandbox's records are live)."""
+        with self.s.billing.lock:
+            for sub in self.s.billing.all("subscription"):
+                if sub.get("metadata", {}).get("sf_opportunity_id") == deal.opportunity:
+                    return copy.deepcopy(sub)
         return None
 
     def billing_cycle(self, deals: list[Deal]) -> None:
@@ -375,15 +393,18 @@ class Quarter:
             self.report.note(
                 f"{change} in billing: {deal.opportunity} {item['quantity']} → {seats} seats"
             )
+            self.changes.append((change, deal))
         deal, sub = plans[2]
         self._stripe("DELETE", f"/v1/subscriptions/{sub['id']}", {})
         self.report.note(f"cancellation in billing: {deal.opportunity} subscription cancelled")
+        self.changes.append(("cancellation", deal))
         pilot = next(((d, s) for d, s in running if d.term_months == 1), None)
         if pilot is not None:
             self.report.note(
                 f"renewal: {pilot[0].opportunity} is a 1-month pilot; its billing cycle "
                 "carried it past its term end (renewed by billing)"
             )
+            self.changes.append(("renewal", pilot[0]))
         deal = plans[3][0] if len(plans) > 3 else plans[0][0]
         line = deal.lines["PLAT"]
         self.s.crm.update("OpportunityLineItem", line, {"Quantity": Decimal(deal.seats + 5)})
@@ -391,11 +412,16 @@ class Quarter:
             f"CRM line change after the order ({deal.opportunity} +5 seats): Concord keeps "
             "the placed order (amendments come from billing)"
         )
+        self.changes.append(("CRM line change", deal))
         self.progress("upgrade, downgrade, cancellation, renewal, CRM change", 1, 1)
 
     def _licence(self, sub: dict[str, Any], deal: Deal) -> dict[str, Any]:
-        price = self.prices[("PLAT", deal.currency)]
-        return next(i for i in sub["items"]["data"] if i["price"]["id"] == price)
+        """The subscription's licence item (a PLAT price; else its first licensed item)."""
+        mine = {self.prices[("PLAT", currency)] for currency in PRODUCTS["PLAT"][3]}
+        licensed = [
+            i for i in sub["items"]["data"] if i["price"]["recurring"]["usage_type"] != "metered"
+        ]
+        return next((i for i in licensed if i["price"]["id"] in mine), licensed[0])
 
     def refund(self, deals: list[Deal]) -> None:
         """A partial refund of one paid invoice."""
@@ -419,6 +445,29 @@ class Quarter:
                 )
                 self.progress("refund", 1, 1)
                 return
+
+    def verify(self) -> None:
+        """What Concord's contract of each changed deal says now (the change went through,
+        or visibly did not)."""
+        for change, deal in self.changes:
+            found = self.hub.call("GET", f"/v1/processes/{deal.opportunity}")
+            contract_id = found.json().get("contract_id") if found.status_code == 200 else None
+            if not contract_id:
+                self.report.note(f"after the {change}: {deal.opportunity} has no contract")
+                continue
+            answer = self.hub.call("GET", f"/v1/contracts/{contract_id}")
+            state = answer.json().get("state", {}) if answer.status_code == 200 else {}
+            seats = [i.get("quantity") for i in state.get("items", []) if i.get("sku") == "PLAT"]
+            self.report.note(
+                f"after the {change}: Concord's contract of {deal.opportunity} is "
+                f"{state.get('status')}, {seats[0] if seats else '?'} seats, term end "
+                f"{state.get('term_end')}"
+                + (
+                    f", cancelled from {state['cancellation_date']}"
+                    if state.get("cancellation_date")
+                    else ""
+                )
+            )
 
     def drain(self) -> None:
         """Until every sandbox has sent its webhooks (Concord has them)."""

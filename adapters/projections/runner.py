@@ -47,6 +47,7 @@ from adapters.postgres.personal_keys import KnownKeys
 from adapters.postgres.stores import store_class
 from adapters.projections import schema as ddl
 from adapters.projections.bi_access import grant_bi_select
+from adapters.projections.multi_row import multi_row
 from adapters.projections.schema import CHANNEL, LIVE, SHADOW
 from hub.application.personal import SEALED, envelope_paths, is_sealed, open_envelope
 from hub.application.views import envelope, event_id
@@ -100,7 +101,13 @@ class _Cursor:
     """The :class:`projections.definition.ViewCursor` over one generation's tables.
 
     Inside a pipeline (``pipeline`` set) writes are sent without waiting: a batch of
-    hundreds of events costs a handful of round trips instead of one per statement."""
+    hundreds of events costs a handful of round trips instead of one per statement. There,
+    a run of writes with the same statement text (a rebuild's hundreds of consecutive
+    INSERTs) is held and sent as one ``executemany``: psycopg's per-statement Python
+    cost, most of a pipelined batch's, is then paid once per run. Order is kept: any other
+    statement, query or count sends the held run first, and :meth:`flush` sends it before
+    the batch moves its positions. Outside a pipeline (the replay that names a failing
+    event) every statement runs on its own, at once."""
 
     def __init__(
         self,
@@ -111,9 +118,35 @@ class _Cursor:
         self.cursor = cursor
         self.compiled = compiled
         self.pipeline = pipeline
+        self._held: str | None = None
+        self._rows: list[Sequence[Any]] = []
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
-        self.cursor.execute(self.compiled(statement), params)
+        if self.pipeline is None:
+            self.cursor.execute(self.compiled(statement), params)
+            return
+        if statement != self._held:
+            self.flush()
+            self._held = statement
+        self._rows.append(params)
+
+    def flush(self) -> None:
+        """Send the held run of writes (pipelined: without waiting for their results)."""
+        if self._held is None:
+            return
+        statement, rows = self.compiled(self._held), self._rows
+        self._held, self._rows = None, []
+        folded = multi_row(statement)
+        if len(rows) == 1:
+            self.cursor.execute(statement, rows[0])
+        elif folded is None:
+            self.cursor.executemany(statement, rows)
+        else:
+            head, row, per = folded
+            for i in range(0, len(rows), per):
+                chunk = rows[i : i + per]
+                values = ", ".join([row] * len(chunk))
+                self.cursor.execute(head + values, [p for params in chunk for p in params])
 
     def execute_one(self, statement: str, params: Sequence[Any], missing: str) -> None:
         if self.pipeline is None:
@@ -122,21 +155,21 @@ class _Cursor:
             return
         # The server checks the count: zero (or two) rows divide by zero, which fails the
         # pipelined batch; its slow replay then raises ``missing`` at this very event.
-        self.cursor.execute(
-            self.compiled(
-                f"WITH touched AS ({statement} RETURNING 1) "
-                "SELECT 1 / (count(*) = 1)::int FROM touched"
-            ),
+        self.execute(
+            f"WITH touched AS ({statement} RETURNING 1) "
+            "SELECT 1 / (count(*) = 1)::int FROM touched",
             params,
         )
 
     def execute_counted(self, statement: str, params: Sequence[Any] = ()) -> int:
+        self.flush()
         self.cursor.execute(self.compiled(statement), params)
         if self.pipeline is not None:
             self.pipeline.sync()
         return self.cursor.rowcount
 
     def fetchone(self, statement: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        self.flush()
         self.cursor.execute(self.compiled(statement), params)
         row: tuple[Any, ...] | None = self.cursor.fetchone()
         return row
@@ -489,6 +522,7 @@ class ProjectionRunner:
                         ) from error
                 if not events:
                     continue
+                view.flush()
                 cursor.execute(
                     sql.SQL(
                         "UPDATE {}.concord_projection_positions SET position = %s, "
@@ -534,7 +568,7 @@ class ProjectionRunner:
         bound = sql.SQL("AND notification_id < %s " if until is not None else "")
         rows = cursor.execute(
             sql.SQL(
-                "SELECT notification_id, originator_id, originator_version, topic, state "
+                "SELECT notification_id, originator_id::text, originator_version, topic, state "
                 "FROM {} WHERE notification_id > %s {}ORDER BY notification_id LIMIT %s"
             ).format(sql.Identifier(self.schema, f"{store}_events"), bound),
             (after, until, self.batch) if until is not None else (after, self.batch),

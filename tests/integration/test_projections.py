@@ -5,6 +5,7 @@ writes go on, version changes, and one runner per projection."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -253,18 +254,54 @@ class Orphaned(ErpCustomers):
             super().apply(event, at, cursor)
 
 
-def test_a_database_error_in_a_pipelined_batch_is_reported_at_its_own_event(
-    runtime: Runtime,
-) -> None:
+def _numbered(runtime: Runtime) -> None:
     customers(runtime, 3)  # positions 1-6: registered, numbered
     new_customer(runtime, "Poison Ltd")  # position 7
     customers(runtime, 2, prefix="After")
+
+
+def _registered_only(runtime: Runtime) -> None:
+    # Registrations only: the batch's inserts are one run, sent as multi-row statements.
+    for i in range(6):
+        new_customer(runtime, f"Before {i:02d} Ltd")  # positions 1-6
+    new_customer(runtime, "Poison Ltd")  # position 7
+    for i in range(12):
+        new_customer(runtime, f"After {i:02d} Ltd")
+
+
+@pytest.mark.parametrize("history", [_numbered, _registered_only])
+def test_a_database_error_in_a_pipelined_batch_is_reported_at_its_own_event(
+    runtime: Runtime, history: Callable[[Runtime], None]
+) -> None:
+    history(runtime)
     with pytest.raises(ProjectionFailed) as failed:
         runner(runtime, Doubled(), batch=100).catch_up()
     assert failed.value.at.position == 7
     report = status(runtime)
     assert report.failure is not None and "UniqueViolation" in report.failure.reason
-    assert len(rows(runtime)) == 3 and report.stores[0].position == 6
+    committed = rows(runtime)
+    assert report.stores[0].position == 6 and len(committed) == (3 if history is _numbered else 6)
+
+
+def test_folded_runs_of_writes_build_the_same_view_as_one_statement_at_a_time(
+    runtime: Runtime,
+) -> None:
+    made = [new_customer(runtime, f"Run {i:02d} Ltd") for i in range(30)]
+    for i, customer in enumerate(made[::3]):
+        run(
+            runtime,
+            "customer",
+            "assign_number",
+            {"customer_number": f"R-{i}"},
+            aggregate_id=customer,
+        )
+    made += [new_customer(runtime, f"Tail {i:02d} Ltd") for i in range(7)]
+    runner(runtime, batch=16).catch_up()
+    folded = rows(runtime)
+    assert len(folded) == 37
+    rebuild(runtime)
+    runner(runtime, batch=16, pipelined=False).catch_up()
+    assert rows(runtime) == folded
 
 
 def test_an_update_of_a_missing_row_is_caught_by_the_server_inside_the_pipeline(

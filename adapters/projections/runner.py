@@ -471,6 +471,8 @@ class ProjectionRunner:
         """One batch, pipelined; if anything fails in it, rolled back and applied again one
         statement at a time, so a failure names the exact event (a pipelined statement's
         error only surfaces at the next synchronisation, events later)."""
+        if before is None and not self._has_news(generation):
+            return 0
         if self.pipelined:
             try:
                 return self._apply_batch(generation, before, pipelined=True)
@@ -484,6 +486,30 @@ class ProjectionRunner:
                     type(error).__name__,
                 )
         return self._apply_batch(generation, before, pipelined=False)
+
+    def _has_news(self, generation: str) -> bool:
+        """Whether a store holds events past the generation's position, asked without a
+        transaction. Why: a batch locks its positions (``FOR UPDATE`` takes a transaction
+        id), so even an empty one commits with a WAL flush; a rebuild, which also moves the
+        live view each round, would pay one per batch for nothing. Only ever skips work:
+        an event committed after this look is the next round's."""
+        assert self._work is not None
+        stores = [s for s in self.projection.stores if self._store_exists(s)]
+        if not stores:
+            return False
+        positions = sql.Identifier(self.schema, "concord_projection_positions")
+        # max() of the log reads one end of its index; a comparison with a subquery's
+        # position could be planned as a scan of the whole log.
+        news = sql.SQL(" OR ").join(
+            sql.SQL(
+                "coalesce((SELECT position FROM {} WHERE projection = %s AND generation = %s "
+                "AND store = %s), 0) < coalesce((SELECT max(notification_id) FROM {}), 0)"
+            ).format(positions, sql.Identifier(self.schema, f"{store}_events"))
+            for store in stores
+        )
+        params = [v for store in stores for v in (self.projection.name, generation, store)]
+        row = self._work.execute(sql.SQL("SELECT ") + news, params).fetchone()
+        return bool(row and row[0])
 
     def _apply_batch(self, generation: str, before: Position | None, pipelined: bool) -> int:
         assert self._work is not None

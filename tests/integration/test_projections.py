@@ -446,6 +446,38 @@ def test_concurrent_writers_cannot_both_apply_a_batch(runtime: Runtime) -> None:
     assert len(rows(runtime)) == 4
 
 
+def test_a_round_with_nothing_new_locks_nothing_and_the_next_event_is_applied(
+    runtime: Runtime,
+) -> None:
+    """Nothing past the positions: no batch transaction (its FOR UPDATE would take a
+    transaction id and commit with a WAL flush), so the position rows keep their xmax."""
+    customers(runtime, 2)
+    worker = runner(runtime)
+    worker._connect()
+    worker._prepare()
+
+    def locked_by() -> list[Any]:
+        with connect(runtime) as conn:
+            return conn.execute(
+                sql.SQL(
+                    "SELECT xmax::text FROM {} WHERE projection = 'erp' ORDER BY generation"
+                ).format(
+                    sql.Identifier(runtime.settings.schema_name, "concord_projection_positions")
+                )
+            ).fetchall()
+
+    try:
+        assert worker._batch("live") == 4
+        before = locked_by()
+        assert worker._batch("live") == 0 and worker._batch("live") == 0
+        assert locked_by() == before
+        new_customer(runtime, "Later Ltd")
+        assert worker._batch("live") == 1
+    finally:
+        worker._close()
+    assert len(rows(runtime)) == 3
+
+
 def test_runner_connections_are_few(runtime: Runtime) -> None:
     worker = runner(runtime)
     with running(worker):

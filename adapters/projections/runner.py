@@ -47,7 +47,7 @@ from adapters.postgres.personal_keys import KnownKeys
 from adapters.postgres.stores import store_class
 from adapters.projections import schema as ddl
 from adapters.projections.bi_access import grant_bi_select
-from adapters.projections.multi_row import multi_row
+from adapters.projections.multi_row import plain_insert
 from adapters.projections.schema import CHANNEL, LIVE, SHADOW
 from hub.application.personal import SEALED, envelope_paths, is_sealed, open_envelope
 from hub.application.views import envelope, event_id
@@ -102,12 +102,14 @@ class _Cursor:
 
     Inside a pipeline (``pipeline`` set) writes are sent without waiting: a batch of
     hundreds of events costs a handful of round trips instead of one per statement. There,
-    a run of writes with the same statement text (a rebuild's hundreds of consecutive
-    INSERTs) is held and sent as one ``executemany``: psycopg's per-statement Python
-    cost, most of a pipelined batch's, is then paid once per run. Order is kept: any other
-    statement, query or count sends the held run first, and :meth:`flush` sends it before
-    the batch moves its positions. Outside a pipeline (the replay that names a failing
-    event) every statement runs on its own, at once."""
+    writes are also held and sent in runs: the writes with one statement text go as one
+    ``executemany`` or, for plain single-row inserts, as multi-row inserts
+    (:mod:`adapters.projections.multi_row`); psycopg's per-statement Python cost, most of a
+    pipelined batch's, is then paid once per run. Order is kept where it can matter: runs
+    of plain inserts into different tables are held side by side (such inserts read
+    nothing), anything else first sends what is held, and :meth:`flush` sends it all
+    before the batch moves its positions. Outside a pipeline (the replay that names a
+    failing event) every statement runs on its own, at once."""
 
     def __init__(
         self,
@@ -118,35 +120,43 @@ class _Cursor:
         self.cursor = cursor
         self.compiled = compiled
         self.pipeline = pipeline
-        self._held: str | None = None
-        self._rows: list[Sequence[Any]] = []
+        self._runs: dict[str, list[Sequence[Any]]] = {}
+        """Held statement -> its rows of parameters, in the order first held."""
+        self._tables: set[str] = set()
+        """The tables of the held runs while all are plain inserts (else empty)."""
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
         if self.pipeline is None:
             self.cursor.execute(self.compiled(statement), params)
             return
-        if statement != self._held:
-            self.flush()
-            self._held = statement
-        self._rows.append(params)
+        run = self._runs.get(statement)
+        if run is None:
+            insert = plain_insert(statement)
+            beside = insert is not None and (
+                not self._runs or (bool(self._tables) and insert.table not in self._tables)
+            )
+            if not beside:
+                self.flush()
+            if insert is not None and (beside or not self._runs):
+                self._tables.add(insert.table)
+            run = self._runs[statement] = []
+        run.append(params)
 
     def flush(self) -> None:
-        """Send the held run of writes (pipelined: without waiting for their results)."""
-        if self._held is None:
-            return
-        statement, rows = self.compiled(self._held), self._rows
-        self._held, self._rows = None, []
-        folded = multi_row(statement)
-        if len(rows) == 1:
-            self.cursor.execute(statement, rows[0])
-        elif folded is None:
-            self.cursor.executemany(statement, rows)
-        else:
-            head, row, per = folded
-            for i in range(0, len(rows), per):
-                chunk = rows[i : i + per]
-                values = ", ".join([row] * len(chunk))
-                self.cursor.execute(head + values, [p for params in chunk for p in params])
+        """Send the held runs of writes (pipelined: without waiting for their results)."""
+        runs, self._runs, self._tables = self._runs, {}, set()
+        for held, rows in runs.items():
+            statement = self.compiled(held)
+            insert = plain_insert(statement)
+            if len(rows) == 1:
+                self.cursor.execute(statement, rows[0])
+            elif insert is None or insert.per < 2:
+                self.cursor.executemany(statement, rows)
+            else:
+                for i in range(0, len(rows), insert.per):
+                    chunk = rows[i : i + insert.per]
+                    flat = [p for params in chunk for p in params]
+                    self.cursor.execute(insert.folded(len(chunk)), flat)
 
     def execute_one(self, statement: str, params: Sequence[Any], missing: str) -> None:
         if self.pipeline is None:

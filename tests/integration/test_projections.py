@@ -474,8 +474,17 @@ def test_a_round_with_nothing_new_locks_nothing_and_the_next_event_is_applied(
         new_customer(runtime, "Later Ltd")
         assert worker._batch("live") == 1
     finally:
+        pid = worker.work_pid
         worker._close()
     assert len(rows(runtime)) == 3
+
+    def gone() -> bool:  # the next test counts the runner's backends
+        with connect(runtime) as conn:
+            return not conn.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)
+            ).fetchone()
+
+    wait_for(gone, what="the runner's backend ended")
 
 
 def test_runner_connections_are_few(runtime: Runtime) -> None:

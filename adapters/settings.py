@@ -150,6 +150,13 @@ class Settings(BaseSettings):
     """Longest a following projection waits for a NOTIFY before reading the stores anyway:
     a lost notification or LISTEN connection delays it by at most this."""
 
+    q2c_step_timeout_minutes: int = Field(default=60, ge=1, le=43200)
+    """Quote-to-cash: how long a step may wait on a target system (ERP acceptance, billing's
+    subscription) before ``GET /v1/processes/{id}`` shows it overdue."""
+
+    q2c_poll_interval_s: float = Field(default=0.2, gt=0, le=60)
+    """How often the quote-to-cash dispatcher looks for decided commands to execute."""
+
     sla_order_to_activation_hours: int = Field(default=72, ge=1, le=8760)
     """Order-to-activation SLA: an order's contract should be activated by billing within
     this many hours of the order being placed (``GET /v1/slas`` lists what breaches it)."""
@@ -184,6 +191,11 @@ class Settings(BaseSettings):
     targets: str = ""
     """Where each subscriber delivers: comma-separated ``name=url`` (``erp=http://erp:9000/
     events,crm=...``). A declared subscriber with no target configured is not started."""
+
+    outbound: str = Field(default="", max_length=2000)
+    """Mode per target system: comma-separated ``name:send`` or ``name:observe``
+    (``erp:observe,billing:send``). Observe-only: everything is decided and recorded
+    (``concord_observed_deliveries``), nothing is sent. Unnamed targets send."""
 
     target_secrets: str = Field(default="", repr=False)
     """Signing secrets per target: comma-separated ``name=secret``; during a rotation
@@ -229,6 +241,44 @@ class Settings(BaseSettings):
     """Stripe customer ``metadata`` key that holds the ERP customer id (used when the CRM
     account id is absent)."""
 
+    stripe_url: str | None = Field(default=None, pattern=r"^https?://", max_length=2000)
+    """Base URL of the Stripe API the billing connector calls: ``https://api.stripe.com``, or
+    the billing sandbox in tests and the demo; unset: no Stripe connector."""
+
+    stripe_api_key: str | None = Field(default=None, min_length=1, repr=False)
+    """Secret key (``sk_test_…`` / ``sk_live_…`` or a restricted ``rk_…``) of the billing
+    connector; required with ``stripe_url``."""
+
+    stripe_rate: float = Field(default=25.0, gt=0, le=10_000)
+    """Requests per second to Stripe shared by every worker and process (Stripe allows 25
+    in test mode, 100 live)."""
+
+    salesforce_url: str | None = Field(default=None, pattern=r"^https?://", max_length=2000)
+    """Base URL of the Salesforce org (``https://<my-domain>.my.salesforce.com``) or of the
+    CRM sandbox; the CRM connector calls ``<url>/services/data/v60.0/...``."""
+
+    salesforce_token: str | None = Field(default=None, repr=False, min_length=1)
+    """OAuth access token the CRM connector sends as ``Authorization: Bearer``."""
+
+    salesforce_concurrency: int = Field(default=5, ge=1, le=25)
+    """Calls to Salesforce in flight at once, shared by every worker and process (the org's
+    budget: 25 concurrent long requests in production, 5 in Developer orgs)."""
+
+    salesforce_echo_client: str = Field(default="concord", pattern=r"^[A-Za-z0-9_./-]{1,64}$")
+    """The ``client=`` Concord sends in ``Sforce-Call-Options`` on its CRM writes; CDC whose
+    ``changeOrigin`` names it is an echo of Concord's own write and is ignored inbound."""
+
+    netsuite_url: str | None = Field(default=None, pattern=r"^https?://", max_length=2000)
+    """NetSuite's REST host (``https://<account>.suitetalk.api.netsuite.com``) or the ERP
+    sandbox's address; unset: no NetSuite connector."""
+
+    netsuite_token: str | None = Field(default=None, min_length=1, repr=False)
+    """OAuth 2.0 bearer token of Concord's NetSuite integration (the sandbox needs none)."""
+
+    netsuite_concurrency: int = Field(default=5, ge=1, le=1000)
+    """Requests in flight to NetSuite across every Concord process: the account-wide limit
+    (5 on a standard account) minus what other integrations of the account use."""
+
     def target_secret_map(self) -> dict[str, tuple[str, ...]]:
         """Parse ``target_secrets``; raise ``ValueError`` naming the entry (never the secret)."""
         return _secret_map(self.target_secrets, "CONCORD_TARGET_SECRETS")
@@ -236,6 +286,22 @@ class Settings(BaseSettings):
     def webhook_secret_map(self) -> dict[str, tuple[str, ...]]:
         """Parse ``webhook_secrets``; raise ``ValueError`` naming the entry (never the secret)."""
         return _secret_map(self.webhook_secrets, "CONCORD_WEBHOOK_SECRETS")
+
+    def outbound_modes(self) -> dict[str, str]:
+        """Parse ``outbound``; raise ``ValueError`` naming the bad entry."""
+        modes: dict[str, str] = {}
+        for raw in self.outbound.split(","):
+            item = raw.strip()
+            if not item:
+                continue
+            name, _, mode = item.partition(":")
+            name, mode = name.strip(), mode.strip()
+            if not name or mode not in ("send", "observe"):
+                raise ValueError(
+                    f"CONCORD_OUTBOUND entry {item!r}: write <target>:send or <target>:observe"
+                )
+            modes[name] = mode
+        return modes
 
     def target_urls(self) -> dict[str, str]:
         """Parse ``targets``; raise ``ValueError`` naming the bad entry.

@@ -30,6 +30,7 @@ from api.routes import (
     batch,
     commands,
     delivery,
+    exceptions,
     health,
     inbound,
     lineage,
@@ -37,6 +38,7 @@ from api.routes import (
     mappings,
     matches,
     metrics,
+    processes,
     projections,
     queries,
     reconciliation,
@@ -143,6 +145,8 @@ def create_app(
         lineage,
         slas,
         metrics,
+        processes,
+        exceptions,
     ):
         app.include_router(module.build(runtime, require))
     # Webhooks authenticate by each system's signature, throttled like failed keys.

@@ -25,9 +25,12 @@ from pydantic import ValidationError
 from adapters.settings import Settings
 from api.cli_bi_role import register as register_bi_role_commands
 from api.cli_close import register as register_close_commands
+from api.cli_exceptions import register as register_exception_commands
 from api.cli_inbound import register as register_inbound_commands
 from api.cli_nats import register as register_nats_commands
+from api.cli_process import register as register_process_commands
 from api.cli_projections import register as register_projection_commands
+from api.cli_sandbox import register as register_sandbox_commands
 from api.cli_subscribers import register as register_subscriber_commands
 
 app = typer.Typer(
@@ -78,6 +81,12 @@ def _label(name: str) -> str:
     return typer.style(f"{name:<12}", fg=typer.colors.BRIGHT_BLACK)
 
 
+#: The background services ``concord serve`` runs beside the API (``--without`` names some
+#: that run in processes of their own: ``concord relay``, ``subscribe``, ``projections run``,
+#: ``process run``).
+SERVICES = frozenset({"relay", "subscribers", "projections", "process"})
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
@@ -87,6 +96,13 @@ def serve(
         int,
         typer.Option(min=1, help="API worker processes (relay and subscribers run once)."),
     ] = 1,
+    without: Annotated[
+        str,
+        typer.Option(
+            help="Background services this process does not run (they run elsewhere): "
+            "comma-separated relay, subscribers, projections, process."
+        ),
+    ] = "",
 ) -> None:
     """Run the API; start embedded PostgreSQL/NATS when no URLs are configured."""
     # Imported here so `concord keys ...` and `--help` stay fast and need no server stack.
@@ -100,11 +116,19 @@ def serve(
     from adapters.nats.identities import Scope
     from adapters.nats.relay import Relay
     from adapters.nats.runner import subscribers_service
+    from adapters.process.service import process_service
     from adapters.projections.service import projections_service
     from adapters.telemetry import configure_metrics, configure_tracing, shutdown_tracing
     from api.app import create_app
 
     settings = _settings(host=host, port=port, data_dir=data_dir)
+    skipped = {part.strip() for part in without.split(",") if part.strip()}
+    unknown = skipped - SERVICES
+    if unknown:
+        raise _fail(
+            f"--without names {', '.join(sorted(unknown))}",
+            f"choose among {', '.join(sorted(SERVICES))}",
+        )
     folder = Path(settings.data_dir).expanduser().resolve()
     if not _port_free(settings.host, settings.port):
         raise _fail(
@@ -135,15 +159,21 @@ def serve(
             stack.callback(runtime.close)
             # The outbox relay publishes every committed event to NATS while the API runs;
             # the subscribers push them to the targets configured in CONCORD_TARGETS.
-            relay = Relay(settings, connections=runtime.connections)
-            stack.enter_context(background("concord-relay", relay.run))
-            stack.enter_context(background("concord-subscribers", subscribers_service(runtime)))
+            if "relay" not in skipped:
+                relay = Relay(settings, connections=runtime.connections)
+                stack.enter_context(background("concord-relay", relay.run))
+            if "subscribers" not in skipped:
+                stack.enter_context(background("concord-subscribers", subscribers_service(runtime)))
             # The read models (projections) follow the stores beside them.
-            stack.enter_context(
-                background(
-                    "concord-projections", projections_service(settings, runtime.connections)
+            if "projections" not in skipped:
+                stack.enter_context(
+                    background(
+                        "concord-projections", projections_service(settings, runtime.connections)
+                    )
                 )
-            )
+            # The quote-to-cash process manager follows the stores and drives each deal.
+            if "process" not in skipped:
+                stack.enter_context(background("concord-q2c", process_service(runtime)))
             new_key = None
             if runtime.keys.is_empty():
                 new_key = runtime.keys.create("admin", "admin", ["read", "write", "admin"])
@@ -318,8 +348,15 @@ def _targets(settings: Settings) -> None:
     Why loud: without a target the hub accepts and stores every command and publishes it to
     NATS, and nothing reaches the ERP, CRM or billing systems; nothing else says so."""
     from adapters.nats.registry import DECLARATIONS
+    from adapters.outbound import SYSTEM_URLS
 
     targets = settings.target_urls()  # valid: the subscribers' start-up checked them
+    for name, field in SYSTEM_URLS.items():
+        url = getattr(settings, field, None)
+        if url:
+            modes = settings.outbound_modes()
+            observe = " (observe only)" if modes.get(name) == "observe" else ""
+            targets[name] = f"{url} ({field.removesuffix('_url')}){observe}"
     for index, (name, url) in enumerate(sorted(targets.items())):
         typer.echo(f"  {_label('Targets' if index == 0 else '')}{name} -> {_redact(url)}")
     if targets:
@@ -455,7 +492,10 @@ register_nats_commands(app, _settings, _fail)
 register_bi_role_commands(app, _settings, _fail)
 register_close_commands(app, _settings, _fail)
 register_projection_commands(app, _settings, _fail)
+register_process_commands(app, _settings, _fail)
+register_sandbox_commands(app, _fail)
 register_inbound_commands(app, _settings, _fail)
+register_exception_commands(app, _settings, _fail)
 
 
 def main() -> None:

@@ -57,23 +57,35 @@ def register(app: typer.Typer, settings_factory: SettingsFactory, fail: Fail) ->
         import logging
         import signal
 
-        from adapters.nats.registry import UnknownSubscriber, build_specs, select
+        from adapters.nats.registry import DECLARATIONS, UnknownSubscriber
         from adapters.nats.runner import run_subscribers
+        from adapters.outbound import configured_targets
 
         settings = settings_with_servers()
         try:
-            specs = build_specs(settings)
-            chosen = select(specs, names or None)
+            configured = configured_targets(settings)
         except ValueError as invalid:  # UnknownSubscriber is one
             raise fail(
                 str(invalid),
                 "declared subscribers: erp, crm, billing; targets come "
                 "from CONCORD_TARGETS=erp=http://host/path,...",
             ) from None
+        declared = [d.name for d in DECLARATIONS]
+        for name in names or []:
+            if name not in declared:
+                raise fail(f"no subscriber {name!r}", f"declared: {', '.join(declared)}")
+            if name not in configured:
+                raise fail(
+                    f"subscriber {name!r} has no target",
+                    f"set CONCORD_TARGETS={name}=http://host/path or the system's URL "
+                    "(CONCORD_NETSUITE_URL, CONCORD_SALESFORCE_URL, CONCORD_STRIPE_URL)",
+                )
+        chosen = [n for n in declared if n in configured and (not names or n in names)]
         if not chosen:
             raise fail(
                 "no subscriber has a target",
-                "set CONCORD_TARGETS, e.g. erp=http://erp.local/concord/events",
+                "set CONCORD_TARGETS, e.g. erp=http://erp.local/concord/events, or "
+                "CONCORD_NETSUITE_URL / CONCORD_SALESFORCE_URL / CONCORD_STRIPE_URL",
             )
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -83,11 +95,10 @@ def register(app: typer.Typer, settings_factory: SettingsFactory, fail: Fail) ->
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             typer.secho(
-                f"Delivering from {settings.nats_stream} to "
-                f"{', '.join(s.name for s in chosen)}; Ctrl-C stops.",
+                f"Delivering from {settings.nats_stream} to {', '.join(chosen)}; Ctrl-C stops.",
                 fg=typer.colors.CYAN,
             )
-            await run_subscribers(settings, [s.name for s in chosen], stop, specs=specs)
+            await run_subscribers(settings, chosen, stop)
 
         try:
             asyncio.run(run())

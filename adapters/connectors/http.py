@@ -27,10 +27,11 @@ from typing import Any
 import httpx
 import orjson
 
+from adapters.connectors.budget import Budget
 from adapters.connectors.port import Connector, PermanentDeliveryError, TransientDeliveryError
 from adapters.connectors.signing import SIGNATURE_HEADER, sign
 
-__all__ = ["HttpConnector", "parse_retry_after"]
+__all__ = ["HttpConnector", "budgeted_request", "parse_retry_after"]
 
 _TRANSIENT_4XX = frozenset({408, 409, 425, 429})
 _MAX_DETAIL = 300
@@ -58,6 +59,26 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if math.isnan(seconds):
         return None
     return min(MAX_RETRY_AFTER_S, max(0.0, seconds))
+
+
+async def budgeted_request(
+    client: httpx.AsyncClient,
+    budget: Budget,
+    what: str,
+    system: str,
+    method: str,
+    url: str,
+    **options: Any,
+) -> httpx.Response:
+    """One call to a target inside one slot of its shared budget; a timeout or a connection
+    error is transient (``what`` names the call in the message, ``system`` the target)."""
+    try:
+        async with budget.slot():
+            return await client.request(method, url, **options)
+    except httpx.TimeoutException as slow:
+        raise TransientDeliveryError(f"{what} timed out: {slow!r}") from slow
+    except httpx.TransportError as broken:
+        raise TransientDeliveryError(f"{what}: cannot reach {system}: {broken!r}") from broken
 
 
 class HttpConnector(Connector):

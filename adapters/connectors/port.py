@@ -52,5 +52,11 @@ class Connector(ABC):
     async def deliver(self, envelope: dict[str, Any], idempotency_key: str) -> None:
         """Push one event; raise a :class:`DeliveryError` subclass when not confirmed."""
 
+    def wants(self, envelope: dict[str, Any]) -> bool:
+        """Whether :meth:`deliver` would send anything for this event (observe-only mode
+        records only those). Connectors that skip events say which; the default: all."""
+        del envelope
+        return True
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most connectors hold nothing
         """Release connections; called when the subscriber stops."""

@@ -28,7 +28,7 @@ def build_adapters(settings: Settings) -> dict[str, SourceAdapter]:
                 default_currency=settings.hubspot_default_currency,
             ),
         ),
-        SalesforceAdapter(),
+        SalesforceAdapter(echo_client=settings.salesforce_echo_client),
         NetSuiteAdapter(),
         ChargebeeAdapter(
             account_field=settings.chargebee_account_field,

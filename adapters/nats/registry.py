@@ -61,8 +61,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
     ),
     Declaration(
         "crm",
-        ("order", "contract", "customer"),
-        description="CRM: order, contract and customer milestones",
+        ("order", "contract", "customer", "invoice", "payment"),
+        description="CRM: the deal's milestones up to the first invoice paid",
     ),
     Declaration(
         "billing",

@@ -25,6 +25,7 @@ from nats.js.errors import NotFoundError
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.bootstrap import Connections
+from adapters.connectors.hub_reader import ServiceHubReader
 from adapters.nats.dead_letters import delivery_counts
 from adapters.nats.holds import HoldStore
 from adapters.nats.lag import UNKNOWN_LAG, consumer_lag
@@ -34,6 +35,7 @@ from adapters.nats.replay import Progress, ReplayRequest, ReplayResult, replay
 from adapters.nats.spec import SubscriberSpec
 from adapters.nats.subjects import Subjects
 from adapters.nats.subscriber import Subscriber
+from adapters.outbound import LazyHubReader, configured_targets, outbound_connectors
 from adapters.postgres.schema import create_schema
 from adapters.settings import Settings
 
@@ -119,7 +121,20 @@ async def run_subscribers(
     """
     settings = _settings(source)
     connections = _connections(source)
-    specs = build_specs(settings) if specs is None else specs
+    outbound_pool: AsyncConnectionPool[Any] | None = None
+    if specs is None:
+        # The system connectors' shared budgets and observe-only records use a pool of
+        # their own (short statements per call; the subscribers' pool serves the holds).
+        outbound_pool = connections.postgres_async_pool("outbound", min_size=1, max_size=3)
+        await outbound_pool.open()
+        reader = (
+            LazyHubReader(settings)
+            if isinstance(source, Settings)
+            else ServiceHubReader(source.hub, source.xref)
+        )
+        specs = build_specs(
+            settings, connectors=outbound_connectors(settings, reader, outbound_pool)
+        )
     chosen = select(specs, names)
     try:
         if not chosen:
@@ -148,6 +163,8 @@ async def run_subscribers(
             for connector in spec.connectors():
                 with contextlib.suppress(Exception):
                     await connector.aclose()
+        if outbound_pool is not None:
+            await outbound_pool.close()
 
 
 async def _supervise(
@@ -243,7 +260,7 @@ class LagPlan:
         known = [d.name for d in DECLARATIONS] + [
             n for n in (specs or {}) if n not in {d.name for d in DECLARATIONS}
         ]
-        configured = set(specs) if specs is not None else set(settings.target_urls())
+        configured = set(specs) if specs is not None else configured_targets(settings)
         wanted = list(names) if names is not None else known
         return cls(wanted, frozenset(configured), {n: lock_key(settings, n) for n in wanted})
 

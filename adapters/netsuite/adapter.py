@@ -20,8 +20,12 @@ cancellation of orders, and the posting of invoices. What it tells Concord:
   ``tranId`` becomes ``erp_order_number``), Pending Billing / Billed / Closed → fulfil,
   Cancelled → cancel (held until the CRM order is known);
 * ``invoice`` — ``externalId`` (or ``custbody_billing_invoice_id``) names the billing
-  invoice it posts: post with the ``tranId`` as ``erp_document_number`` (held until billing
-  issued it); the ERP's total must be the billing document's.
+  invoice it posts: post with the ``tranId`` as ``erp_document_number`` and the record's
+  ``total`` / ``subtotal`` / ``taxTotal`` as the ERP's copy (held until billing issued it).
+  An ERP total that differs from billing's is the ERP's fact, recorded (a reconciliation
+  break), never refused; a later save of the same document with other amounts is posted
+  again and recorded as a revision. Refused: another currency than billing's, more
+  decimals than the currency has.
 
 Customer payments, credit memos and items are validated and logged as ignored, with the
 reason (billing owns payments and credits; items are mapped in the product catalogue,
@@ -210,29 +214,53 @@ class NetSuiteAdapter:
         if invoice_id is None:
             return Translation.wait(ref)
         state = _state(known, "invoice", invoice_id)
-        if state.get("erp_document_number") == invoice.number:
-            return Translation.ignore(f"invoice {invoice.number} is posted already")
-        issued = state.get("total") or {}
-        if invoice.total is not None and currency and currency == issued.get("currency"):
-            expected = Decimal(str(issued.get("amount")))
-            if invoice.total != expected:
-                raise Malformed(
-                    f"NetSuite invoice {invoice.number} totals {invoice.total} {currency} but "
-                    f"billing invoice {billing} totals {expected} {currency}: a posting must "
-                    "be the billing document",
-                    f"{RECORD}.total",
-                )
+        billed_in = (state.get("total") or {}).get("currency")
+        if currency and billed_in and currency != billed_in:
+            raise Malformed(
+                f"NetSuite invoice {invoice.number} is in {currency} but billing invoice "
+                f"{billing} is in {billed_in}: one document has one currency",
+                f"{RECORD}.currency",
+            )
+        amounts = _erp_amounts(invoice, currency or billed_in)
+        if state.get("erp_document_number") == invoice.number and not _revises(amounts, state):
+            return Translation.ignore(
+                f"invoice {invoice.number} is posted already with these amounts"
+            )
         return Translation(
             steps=(
                 Step(
                     "invoice",
                     "post",
-                    {"erp_document_number": invoice.number},
+                    {"erp_document_number": invoice.number, **amounts},
                     target=invoice_id,
                     source_record_id=invoice.id,
                 ),
             )
         )
+
+
+def _erp_amounts(invoice: Invoice, currency: str | None) -> dict[str, Any]:
+    """The ERP's copy of the document's money as ``invoice post`` takes it (``total``,
+    ``subtotal``, ``tax``: what the record carries); nothing without a total or a currency."""
+    if invoice.total is None or currency is None:
+        return {}
+    named = {"total": invoice.total, "subtotal": invoice.subtotal, "tax": invoice.tax_total}
+    return {
+        name: {"amount": format(value, "f"), "currency": currency}
+        for name, value in named.items()
+        if value is not None
+    }
+
+
+def _revises(amounts: dict[str, Any], state: dict[str, Any]) -> bool:
+    """Whether the ERP's amounts differ from its copy the hub holds (billing's amounts when
+    the posting carried none): a save with other amounts is the ERP correcting its copy."""
+    held = state.get("erp_amounts") or state
+    for name, money in amounts.items():
+        earlier = held.get(name)
+        if earlier is None or Decimal(str(earlier["amount"])) != Decimal(money["amount"]):
+            return True
+    return False
 
 
 # -- customers ------------------------------------------------------------------------------

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from psycopg import Connection, sql
 
+from adapters.exceptions.tables import TABLES as EXCEPTION_TABLES
 from adapters.inbound.log import TABLES as INBOUND_TABLES
 from adapters.inbound.mirror import TABLES as MIRROR_TABLES
 from adapters.inbound.reviews import TABLES as REVIEW_TABLES
 from adapters.postgres.index import TABLES as INDEX_TABLES
 from adapters.postgres.match_keys import TABLES as MATCH_TABLES
+from adapters.postgres.outbound_tables import OUTBOUND_TABLES
 
 TABLES = [
     """
@@ -165,6 +167,8 @@ ALL_TABLES = [
     *MIRROR_TABLES,
     *MATCH_TABLES,
     *REVIEW_TABLES,
+    *OUTBOUND_TABLES,
+    *EXCEPTION_TABLES,
 ]
 
 
@@ -175,12 +179,5 @@ def create_schema(conn: Connection[object], schema: str) -> None:
         # Concurrent first starts race on CREATE SCHEMA IF NOT EXISTS; serialise them.
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('concord-schema'))")
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
-        for statement in [
-            *TABLES,
-            *INDEX_TABLES,
-            *INBOUND_TABLES,
-            *MIRROR_TABLES,
-            *MATCH_TABLES,
-            *REVIEW_TABLES,
-        ]:
+        for statement in ALL_TABLES:
             conn.execute(sql.SQL(statement).format(schema=ident))

@@ -8,7 +8,10 @@ they stood at an instant (``as_of``: only rows made by events recorded by then).
 Why customers are not walked through: every object of a customer links to it, so walking
 through a customer would turn one deal's lineage into the customer's whole history; a
 customer is a node of the graph (with its ids) but the walk continues from it only when it
-is where the lookup started. The walk is bounded (nodes and events), and says so.
+is where the lookup started, or a customer merged with one the walk continues from (a
+customer-to-customer link is a merge: the duplicate and its survivor are one customer, so a
+lookup by the duplicate's ids reaches the survivor's graph). The walk is bounded (nodes and
+events), and says so.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from psycopg import Connection, sql
 
+from adapters.exceptions.history import actions_on_objects
 from adapters.projections.schema import exists
 
 Node = tuple[str, str]
@@ -126,6 +130,7 @@ class LineageReader:
                 child, parent = (child_kind, child_id), (parent_kind, parent_id)
                 if child not in wanted and parent not in wanted:
                     continue
+                merge = child_kind == parent_kind == "customer"
                 for node in (child, parent):
                     if node in graph.nodes:
                         continue
@@ -133,7 +138,7 @@ class LineageReader:
                         graph.truncated = True
                         continue
                     graph.nodes[node] = []
-                    if node[0] != "customer":
+                    if node[0] != "customer" or merge:
                         frontier.append(node)
                 known = child in graph.nodes and parent in graph.nodes
                 if known and (child, parent) not in seen_edges:
@@ -170,6 +175,29 @@ class LineageReader:
             if (event["kind"], event["object_id"]) in graph.nodes:
                 graph.events.append(event)
         self._deliveries(graph.events)
+        self._operator_actions(graph)
+
+    def _operator_actions(self, graph: Graph) -> None:
+        """What operators did on the graph's objects (the exception workbench), as
+        ``OperatorAction`` events among the others: on an object by its canonical id or any
+        system's id, or on an inbound delivery that caused one of the graph's events."""
+        owner: dict[tuple[str, str], Node] = {}
+        for node, ids in graph.nodes.items():
+            owner[node] = node
+            for known in ids:
+                owner.setdefault((node[0], known["id"]), node)
+        for event in graph.events:
+            if event.get("delivery_id") is not None:
+                node = (event["kind"], event["object_id"])
+                owner.setdefault(("delivery", str(event["delivery_id"])), node)
+        found = actions_on_objects(self.conn, self.schema, (key[1] for key in owner), self.as_of)
+        added = [
+            operator_event(action, owner[key])
+            for action in found
+            if (key := (action["object_kind"], action["object_id"])) in owner
+        ]
+        if added:
+            graph.events = sorted([*graph.events, *added], key=lambda e: e["recorded_at"])
 
     def _deliveries(self, events: list[dict[str, Any]]) -> None:
         """Each event's inbound delivery: named by its causation (``inbound:<id>``), or, for
@@ -204,6 +232,35 @@ class LineageReader:
                 elif (earlier := event_cause(causation)) is not None:
                     following[i] = earlier
             hops = following
+
+
+def operator_event(action: dict[str, Any], node: Node) -> dict[str, Any]:
+    """A recorded workbench action as an event of ``node`` in the lineage."""
+    delivery = int(action["object_id"]) if action["object_kind"] == "delivery" else None
+    return {
+        "event_id": str(uuid5(NAMESPACE_URL, f"concord:operator-action:{action['id']}")),
+        "kind": node[0],
+        "object_id": node[1],
+        "type": "OperatorAction",
+        "version": 0,
+        "recorded_at": action["at"],
+        "occurred_at": action["at"],
+        "store": "concord_exception_actions",
+        "position": action["id"],
+        "source_system": "concord",
+        "source_record_id": action["exception_id"],
+        "source_event_id": None,
+        "correlation_id": None,
+        "causation_id": None,
+        "actor": action["actor"],
+        "caused_by_event": None,
+        "delivery_id": delivery,
+        "delivery_via": None,
+        "action": action["action"],
+        "reason": action["reason"],
+        "note": action["note"],
+        "exception_id": action["exception_id"],
+    }
 
 
 def delivery_of(causation: str | None) -> int | None:

@@ -9,6 +9,11 @@ unmapped price holds the subscription event until it is mapped; price = rate pla
 prices as usage items). Status changes follow Stripe's lifecycle; a cancellation at period
 end (``cancel_at_period_end`` / ``cancel_at``) is a **scheduled** change: the contract
 shows it in force from that date only.
+
+A subscription Concord's Stripe connector created names its contract in
+``metadata.concord_contract_id``: it is **linked** to that contract (activated with the
+subscription id once billing runs it), never made a second contract. Collection paused
+(``pause_collection``) suspends the contract; unpaused, it resumes.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ BILLING = "billing"
 OBJECT = "body.data.object"
 #: Stripe statuses in which the subscription runs (billing has set it up).
 RUNNING = frozenset({"active", "trialing", "past_due", "unpaid"})
+#: The subscription metadata key naming the Concord contract it was created for.
+CONTRACT_KEY = "concord_contract_id"
 
 
 def _day(value: int, field: str) -> str:
@@ -121,10 +128,53 @@ def _term_end(sub: Subscription) -> int:
     return max(ends)
 
 
+def _named_contract(sub: Subscription, known: Known) -> tuple[UUID, dict[str, Any]] | None:
+    """The contract Concord made the subscription for (``metadata.concord_contract_id``,
+    set by Concord's Stripe connector): the contract and its state, or None when the
+    metadata names none. A name Concord does not hold is refused (it is no Concord id)."""
+    named = sub.metadata.get(CONTRACT_KEY)
+    if not named:
+        return None
+    where = f"{OBJECT}.metadata.{CONTRACT_KEY}"
+    try:
+        contract = UUID(named)
+    except ValueError:
+        raise Malformed(f"{CONTRACT_KEY} {named!r} is not a Concord contract id", where) from None
+    state = known.state("contract", contract)
+    if state is None:
+        raise Malformed(f"{CONTRACT_KEY} {named} names no contract Concord holds", where)
+    return contract, state
+
+
+def _link(sub: Subscription, contract: UUID, state: dict[str, Any]) -> Translation:
+    """Link the subscription to the contract it was made for: activate it with the
+    subscription's id once billing runs it (never a second contract)."""
+    linked = state.get("billing_subscription_id")
+    if linked and linked != sub.id:
+        return Translation.ignore(
+            f"subscription {sub.id}: contract {contract} is billed by {linked} already"
+        )
+    steps: list[Step] = []
+    if state.get("status") == "pending" and sub.status in RUNNING:
+        steps.append(
+            Step("contract", "activate", {"billing_subscription_id": sub.id}, target=contract)
+        )
+    steps += _cancellation(sub, state, contract)
+    if not steps:
+        return Translation.ignore(
+            f"subscription {sub.id} is {sub.status}: contract {contract} is activated once "
+            "billing runs it"
+        )
+    return Translation(steps=tuple(steps))
+
+
 def subscription_created(event: StripeEvent, known: Known) -> Translation:
     sub = parse_model(Subscription, event.data.object, OBJECT)
     if known.lookup(Ref(BILLING, "contract", sub.id)) is not None:
         return subscription_changed(event, known)
+    named = _named_contract(sub, known)
+    if named is not None:
+        return _link(sub, *named)
     ref = _order_ref(sub.metadata)
     if ref is None:
         raise Malformed(
@@ -194,18 +244,23 @@ def subscription_changed(event: StripeEvent, known: Known) -> Translation:
     ref = Ref(BILLING, "contract", sub.id)
     contract = known.lookup(ref)
     if contract is None:
-        return Translation.wait(ref)
+        named = _named_contract(sub, known)
+        if named is None:
+            return Translation.wait(ref)
+        return _link(sub, *named)  # not yet active: an incomplete first payment went through
     state = known.state("contract", contract) or {}
     steps: list[Step] = []
     status = state.get("status")
     changed = _day(event.created, "body.created")
+    # Collection paused (``pause_collection``) is how billing suspends a running subscription.
+    paused = sub.status == "paused" or sub.pause_collection is not None
     if status == "pending" and sub.status in RUNNING:
         steps.append(
             Step("contract", "activate", {"billing_subscription_id": sub.id}, target=contract)
         )
-    elif status == "active" and sub.status == "paused":
+    elif status == "active" and paused:
         steps.append(Step("contract", "suspend", {"effective_date": changed}, target=contract))
-    elif status == "suspended" and sub.status in RUNNING:
+    elif status == "suspended" and sub.status in RUNNING and not paused:
         steps.append(Step("contract", "resume", {"effective_date": changed}, target=contract))
     amendments = _amendments(sub, state, contract, changed, known)
     if isinstance(amendments, Translation):

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime, BaseModel, Field
 from starlette.responses import PlainTextResponse, Response
 
@@ -23,8 +23,8 @@ from api import lineage_text
 from api.errors import ProblemError
 from api.errors import problem_responses as problems
 from api.responses import JSONBytes
+from api.routes import any_id
 from hub.application.service import Caller
-from hub.domain.bounded import NO_NUL
 
 if TYPE_CHECKING:
     from adapters.bootstrap import Runtime
@@ -57,7 +57,7 @@ class EventModel(BaseModel):
     event_id: str
     kind: str
     object_id: str
-    type: str
+    type: str = Field(description="The event type, or OperatorAction (actor: who acted).")
     version: int
     recorded_at: datetime
     occurred_at: datetime | None
@@ -80,6 +80,12 @@ class EventModel(BaseModel):
         description="When the delivery caused an earlier event of that chain: that event."
     )
     delivery: str | None = Field(description="The delivery's URL: /v1/inbound/<id>.")
+    action: str | None = Field(
+        None, description="OperatorAction: what an operator did (the exception workbench)."
+    )
+    reason: str | None = Field(None, description="OperatorAction: the item's reason.")
+    note: str | None = Field(None, description="OperatorAction: the operator's note.")
+    exception_id: str | None = Field(None, description="OperatorAction: the workbench item.")
 
 
 class LineageModel(BaseModel):
@@ -138,12 +144,9 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
         caller: Annotated[Caller, Depends(reader)],
         id: Annotated[
             str,
-            Path(
-                min_length=1,
-                max_length=255,
-                pattern=NO_NUL,
-                description="A canonical id or any system's id. 409 if it names several "
-                "objects (the problem lists them).",
+            any_id(
+                "A canonical id or any system's id. 409 if it names several "
+                "objects (the problem lists them)."
             ),
         ],
         as_of: Annotated[

@@ -20,8 +20,14 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from adapters.inbound.review_decisions import (
+    DecisionRefused,
+    live_customer,
+    pending_review,
+    settle_review,
+)
 from adapters.inbound.reviews import Review
-from api.errors import input_problem
+from api.errors import ProblemError, input_problem
 from api.errors import problem_responses as problems
 from api.responses import JSONBytes
 from hub.application.customers import MergeCustomer
@@ -68,6 +74,10 @@ class MergeDecision(BaseModel):
 REVIEW_ID = Annotated[int, Path(ge=1, le=2**62)]
 
 
+def _problem(refused: DecisionRefused) -> ProblemError:
+    return input_problem(refused.status, refused.code, refused.message, refused.field)
+
+
 def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["matches"])
     admin = require("admin")
@@ -75,37 +85,26 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
     assert reviews is not None
 
     def pending(review_id: int) -> Review:
-        review = reviews.get(review_id)
-        if review is None:
-            raise input_problem(404, "not-found", f"no match review {review_id}", "path.id")
-        if review.status != "pending":
-            raise input_problem(
-                409,
-                "already-decided",
-                f"match review {review_id} was decided already ({review.status})",
-                "path.id",
-            )
-        return review
+        try:
+            return pending_review(reviews, review_id)
+        except DecisionRefused as refused:
+            raise _problem(refused) from None
 
     def customer_exists(customer_id: UUID, field: str) -> None:
-        """A decision may name only a live customer (not merged away, not erased)."""
-        customer: Any = runtime.hub.store.load("customer", customer_id)
-        if customer is None:
-            raise input_problem(404, "not-found", f"no customer {customer_id}", field)
-        if customer.merged_into is not None or customer.erased:
-            state = "merged into " + str(customer.merged_into) if customer.merged_into else "erased"
-            raise input_problem(
-                409, "customer-unavailable", f"customer {customer_id} is {state}", field
-            )
+        try:
+            live_customer(runtime.hub, customer_id, field)
+        except DecisionRefused as refused:
+            raise _problem(refused) from None
 
     async def settle(review_id: int, status: str, customer: UUID | None, actor: str) -> Response:
-        decided = reviews.decide(review_id, status, customer, actor)
-        if decided is None:  # decided concurrently
-            raise input_problem(
-                409, "already-decided", f"match review {review_id} was decided already", "path.id"
-            )
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(runtime.executor, runtime.inbound.release)
+        try:
+            decided = await loop.run_in_executor(
+                runtime.executor,
+                lambda: settle_review(reviews, runtime.inbound, review_id, status, customer, actor),
+            )
+        except DecisionRefused as refused:
+            raise _problem(refused) from None
         return JSONBytes(decided.view())
 
     @router.get(

@@ -24,6 +24,7 @@ from adapters.projections.period_close import closed_months
 from adapters.projections.schema import exists
 from api.errors import problem_responses as problems
 from api.responses import JSONBytes
+from api.windows import require_forward
 from hub.application.service import Caller
 from hub.domain.money import EXPONENTS
 
@@ -103,8 +104,8 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
         summary="Finance metrics per month and currency (optionally per customer/contract)",
         description=f"A window of at most {MAX_MONTHS} months (a wider one is cut to the "
         f"{MAX_MONTHS} months ending at `to`; `from` in the answer says where it starts; a "
-        "`from` after `to` gives no rows). Amounts are never converted between currencies. "
-        "Empty before the metrics projection first ran.",
+        "`from` after `to` is 422 `invalid-window`). Amounts are never converted between "
+        "currencies. Empty before the metrics projection first ran.",
     )
     def metrics(
         caller: Annotated[Caller, Depends(reader)],
@@ -120,6 +121,7 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
         ] = "currency",
     ) -> Response:
         last = _month(end)
+        require_forward(_month(start), last, start, end)
         first = max(_month(start), _shift(last, 1 - MAX_MONTHS))
         keys = {
             "currency": [],

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from adapters.projections.schema import exists
 from api.errors import problem_responses as problems
 from api.responses import JSONBytes
+from api.windows import require_forward
 from hub.application.service import Caller
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
             Query(
                 alias="from",
                 description="First month (its day is ignored); default: to's. A from after "
-                "to gives an empty report.",
+                "to is 422 invalid-window (query.from).",
             ),
         ] = None,
         end: Annotated[
@@ -106,6 +107,7 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
         now = datetime.now(UTC)  # at query time: the views hold no clock
         last = (end or now.date()).replace(day=1)
         first = (start or last).replace(day=1)
+        require_forward(first, last, first.isoformat()[:7], last.isoformat()[:7])
         report: dict[str, Any] = {
             "thresholds": {"order_to_activation_hours": hours, "invoice_to_cash_days": days},
             "months": [],

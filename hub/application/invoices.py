@@ -21,7 +21,14 @@ from hub.domain.base import Aggregate
 from hub.domain.bounded import MAX_INVOICE_LINES, Amount, Code, CurrencyCode, Reason, RequiredCode
 from hub.domain.contract import Contract
 from hub.domain.errors import InvalidValue
-from hub.domain.invoice import CreditNoteLine, Invoice, InvoiceLine, PaymentAttempt, TaxStatus
+from hub.domain.invoice import (
+    CreditNoteLine,
+    ErpAmounts,
+    Invoice,
+    InvoiceLine,
+    PaymentAttempt,
+    TaxStatus,
+)
 from hub.domain.money import Money
 from hub.domain.order import Order
 from hub.domain.provenance import Stamp
@@ -43,7 +50,20 @@ class IssueInvoice(CommandInput):
 
 
 class PostInvoice(CommandInput):
+    """The ERP's posting; its amounts when it sends them (``total``, optionally ``subtotal``
+    and ``tax``), recorded beside billing's, a later save with others as a revision."""
+
     erp_document_number: RequiredCode
+    total: Money | None = None
+    subtotal: Money | None = None
+    tax: Money | None = None
+
+    def erp_amounts(self) -> ErpAmounts | None:
+        if self.total is None:
+            if self.subtotal is not None or self.tax is not None:
+                raise InvalidValue("subtotal and tax come with the ERP's total", field="total")
+            return None
+        return ErpAmounts(total=self.total, subtotal=self.subtotal, tax=self.tax)
 
 
 class VoidInvoice(CommandInput):
@@ -144,8 +164,11 @@ SPECS = [
         "post",
         PostInvoice,
         "Record the ERP document the invoice was posted as",
-        handle=_invoice(lambda i, s, d: i.post(s, d.erp_document_number)),
-        writes=("erp_document_number",),
+        handle=_invoice(lambda i, s, d: i.post(s, d.erp_document_number, d.erp_amounts())),
+        writes=("erp_document_number", "erp_amounts"),
+        description="The ERP's amounts (total, optionally subtotal and tax) are recorded as "
+        "its copy even when they differ from billing's (a reconciliation break); the same "
+        "document saved again with other amounts records InvoiceErpRevised.",
     ),
     CommandSpec(
         "invoice",

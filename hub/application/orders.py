@@ -41,6 +41,14 @@ class RejectOrder(CommandInput):
     reasons: Reasons
 
 
+class HoldOrder(CommandInput):
+    reason: RequiredReason
+
+
+class ReleaseOrder(CommandInput):
+    note: RequiredReason | None = None
+
+
 class AcceptOrder(CommandInput):
     erp_order_number: RequiredCode
 
@@ -135,6 +143,22 @@ SPECS = [
         # "cancellation", not "status": CRM may cancel but must not validate or accept.
         handle=_order(lambda o, s, d: o.cancel(s, d.reason)),
         writes=("cancellation",),
+    ),
+    CommandSpec(
+        "order",
+        "hold",
+        HoldOrder,
+        "Put the order on hold, with the reason (a compensation)",
+        handle=_order(lambda o, s, d: o.hold(s, d.reason)),
+        writes=("hold",),
+    ),
+    CommandSpec(
+        "order",
+        "release",
+        ReleaseOrder,
+        "Take the order off hold",
+        handle=_order(lambda o, s, d: o.release(s, d.note)),
+        writes=("hold",),
     ),
     CommandSpec(
         "order",

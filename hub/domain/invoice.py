@@ -42,6 +42,14 @@ naming the note in ``credit_note_number``) takes the money back off the invoice 
 settles that credit; so does a later payment failure or chargeback. Nothing is ever credited
 beyond the invoice's total.
 
+The ERP's copy: posting records the ERP's document number and, when the ERP sends them, its
+amounts (``erp_amounts``: total, and subtotal / tax when given). The ERP is the system of
+record of its postings, so a copy that disagrees with billing's is recorded (a fact), not
+refused: reconciliation shows it as a break. A later ERP save of the same document with other
+amounts records :class:`InvoiceErpRevised` (the ERP corrected its copy). Refused is only what
+cannot be true: another document number for a posted invoice, another currency, more decimals
+than the currency has, a negative total, or a subtotal and tax that do not add up to the total.
+
 Failed payment attempts (a card declined by billing's dunning) are recorded as facts in
 ``payment_failures``; they change no balance.
 """
@@ -155,6 +163,22 @@ class CreditNote(BaseModel):
     issue_date: date | None = None
 
 
+class ErpAmounts(BaseModel):
+    """The ERP's copy of the invoice's amounts, as its posted document says them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    total: Money
+    subtotal: Money | None = None
+    tax: Money | None = None
+
+    def revises(self, earlier: ErpAmounts) -> bool:
+        """Whether this copy says something other than ``earlier`` (an absent amount says
+        nothing)."""
+        pairs = ((self.total, earlier.total), (self.subtotal, earlier.subtotal))
+        return any(new is not None and new != old for new, old in (*pairs, (self.tax, earlier.tax)))
+
+
 class PaymentAttempt(BaseModel):
     """A failed attempt to collect the invoice (billing's dunning): a fact, no money moved."""
 
@@ -255,6 +279,8 @@ class Invoice(Aggregate):
     payments: dict[UUID, Money] = Field(default_factory=dict)
     credit_notes: list[CreditNote] = Field(default_factory=list)
     erp_document_number: str | None = None
+    #: The ERP's amounts for its posted document; None: billing's (a v1 posting said none).
+    erp_amounts: ErpAmounts | None = None
     written_off: bool = False
     void_reason: str | None = None
     tax_status: TaxStatus | None = None
@@ -346,9 +372,14 @@ class Invoice(Aggregate):
             )
         )
 
-    def post(self, stamp: Stamp, erp_document_number: str) -> None:
-        """The ERP's document number; posting again with the same number is a no-op.
+    def post(
+        self, stamp: Stamp, erp_document_number: str, amounts: ErpAmounts | None = None
+    ) -> None:
+        """The ERP's posting: its document number and, when given, its amounts.
 
+        The same number with the same amounts (or none) again is a no-op; with other amounts
+        it records the ERP's corrected copy (:class:`InvoiceErpRevised`). An ERP total that
+        differs from billing's is recorded: it is the ERP's fact, a reconciliation break.
         A void invoice may be posted: the ERP posting it is a fact (it booked the document
         before it heard of the void), so it is recorded, and the invoice stays void with the
         ERP's number beside it, a reconciliation break for the projections to show.
@@ -356,7 +387,11 @@ class Invoice(Aggregate):
         """
         if not erp_document_number.strip():
             raise InvalidValue("erp_document_number cannot be empty", field="erp_document_number")
+        if amounts is not None:
+            self._check_erp(amounts)
         if self.erp_document_number == erp_document_number:
+            if amounts is not None and amounts.revises(self.erp_copy()):
+                self._record(InvoiceErpRevised, stamp, erp_amounts=amounts)
             return
         if self.tax_held:
             why = f" ({self.tax_failure_reason})" if self.tax_failure_reason else ""
@@ -370,7 +405,34 @@ class Invoice(Aggregate):
                 f"already posted to the ERP as {self.erp_document_number!r}",
                 field="erp_document_number",
             )
-        self._record(InvoicePosted, stamp, erp_document_number=erp_document_number)
+        self._record(
+            InvoicePosted, stamp, erp_document_number=erp_document_number, erp_amounts=amounts
+        )
+
+    def erp_copy(self) -> ErpAmounts:
+        """The ERP's amounts; billing's when the posting said none."""
+        if self.erp_amounts is not None:
+            return self.erp_amounts
+        return ErpAmounts(total=self.total, subtotal=self.subtotal, tax=self.tax)
+
+    def _check_erp(self, amounts: ErpAmounts) -> None:
+        """Refuse an ERP copy that cannot be this invoice's (money checks its own scale)."""
+        for name in ("total", "subtotal", "tax"):
+            money: Money | None = getattr(amounts, name)
+            if money is not None and money.currency != self.currency:
+                raise CurrencyMismatch(
+                    f"the invoice is in {self.currency}, not {money.currency}", field=name
+                )
+        if amounts.total.is_negative:
+            raise InvalidValue("a posted invoice cannot total below zero", field="total")
+        if amounts.tax is not None and amounts.tax.is_negative:
+            raise InvalidValue("tax cannot be negative", field="tax")
+        if amounts.subtotal is not None and amounts.tax is not None:
+            added = amounts.subtotal + amounts.tax
+            if added != amounts.total:
+                raise InvalidValue(
+                    f"total {amounts.total} is not subtotal + tax {added}", field="total"
+                )
 
     def void(self, stamp: Stamp, reason: str | None = None) -> None:
         """Cancel the invoice; money already received or credited must be undone first."""
@@ -605,12 +667,31 @@ class InvoiceIssued(CreationEvent):
 
 class InvoicePosted(DomainEvent):
     erp_document_number: str
+    #: None: the ERP sent no amounts, its copy is billing's at posting.
+    erp_amounts: ErpAmounts | None = None
+
+    #: v2: the ERP's own amounts for the document.
+    class_version: ClassVar[int] = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state.setdefault("erp_amounts", None)
 
     def external_refs(self) -> list[tuple[str, str]]:
         return [("erp", self.erp_document_number)]
 
     def apply(self, aggregate: Invoice) -> None:
         aggregate.erp_document_number = self.erp_document_number
+        aggregate.erp_amounts = self.erp_amounts
+
+
+class InvoiceErpRevised(DomainEvent):
+    """The ERP saved its posted document again with other amounts: it corrected its copy."""
+
+    erp_amounts: ErpAmounts
+
+    def apply(self, aggregate: Invoice) -> None:
+        aggregate.erp_amounts = self.erp_amounts
 
 
 class InvoiceVoided(DomainEvent):

@@ -161,6 +161,9 @@ class Order(Aggregate):
     rejection_reasons: list[str] = Field(default_factory=list)
     cancellation_reason: str | None = None
     amendments: int = 0
+    hold_reason: str | None = None
+    """Why the order is on hold (a compensation: billing refused its subscription), else None;
+    a hold stops nothing in the hub, it tells the ERP and the CRM to stop and why."""
 
     # -- commands -------------------------------------------------------------------------
 
@@ -230,6 +233,21 @@ class Order(Aggregate):
     def cancel(self, stamp: Stamp, reason: str) -> None:
         self._require({OrderStatus.PLACED, OrderStatus.VALIDATED, OrderStatus.ACCEPTED}, "cancel")
         self._record(OrderCancelled, stamp, reason=reason)
+
+    def hold(self, stamp: Stamp, reason: str) -> None:
+        """Put the order on hold with a reason (the same hold twice records nothing)."""
+        self._require({OrderStatus.PLACED, OrderStatus.VALIDATED, OrderStatus.ACCEPTED}, "hold")
+        if not reason.strip():
+            raise InvalidValue("give the reason for the hold", field="reason")
+        if self.hold_reason == reason:
+            return
+        self._record(OrderHeld, stamp, reason=reason)
+
+    def release(self, stamp: Stamp, note: str | None = None) -> None:
+        """Take the order off hold (nothing to do when it is not on hold)."""
+        if self.hold_reason is None:
+            return
+        self._record(OrderReleased, stamp, note=note)
 
     def amend(self, stamp: Stamp, lines: list[OrderLine]) -> None:
         self._require({OrderStatus.PLACED, OrderStatus.VALIDATED, OrderStatus.ACCEPTED}, "amend")
@@ -335,6 +353,23 @@ class OrderCancelled(DomainEvent):
     def apply(self, aggregate: Order) -> None:
         aggregate.status = OrderStatus.CANCELLED
         aggregate.cancellation_reason = self.reason
+
+
+class OrderHeld(DomainEvent):
+    """Compensation: a later step failed for good (billing refused the subscription), so the
+    ERP should hold the sales order and the CRM show why."""
+
+    reason: str
+
+    def apply(self, aggregate: Order) -> None:
+        aggregate.hold_reason = self.reason
+
+
+class OrderReleased(DomainEvent):
+    note: str | None = None
+
+    def apply(self, aggregate: Order) -> None:
+        aggregate.hold_reason = None
 
 
 class OrderAmended(DomainEvent):

@@ -5,6 +5,13 @@ Why a view for "first invoice" and "paid": the invoice names its order or only i
 and the contract's order is known from another store that may be applied later. Keeping the
 invoice facts and joining at read time makes every interleaving of the stores give the same
 answer, with nothing to back-fill.
+
+Why ``paid_at`` is replayed from ``crm_invoice_moves`` rather than kept as a running flag: a
+card payment that fails was never money, yet its application may have completed the invoice
+before the failure was known (applied on 02-05, declined on 02-06). Its applications are then
+struck from the invoice's moves and ``paid_at`` is the first moment the remaining moves settled
+it (the retry of 02-10), not the declined card's. A refund or chargeback did move money: the
+invoice was paid, and ``paid_at`` stays once reached.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
+from hub.domain.invoice import UnapplyReason
 from projections.definition import Column, Envelope, Table, View, ViewCursor
 from projections.rows import business_time
 
@@ -35,8 +43,27 @@ INVOICES = Table(
             "paid_at",
             "timestamptz",
             "When payments first settled it in full (the applying event's occurred_at, else "
-            "recorded_at); kept once reached, also if a refund later reopens it.",
+            "recorded_at); kept once reached, also if a refund later reopens it; a payment "
+            "that failed never settled it (its applications do not count).",
         ),
+    ),
+)
+
+MOVES = Table(
+    name="crm_invoice_moves",
+    comment=(
+        "Concord CRM view: replay state of crm_invoices.paid_at: each payment applied to or "
+        "taken off an invoice and each credit note, in the invoice's order (a failed "
+        "payment's moves are struck). Read crm_opportunity_milestones instead."
+    ),
+    primary_key=("invoice_id", "version"),
+    columns=(
+        Column("invoice_id", "uuid", "The invoice (crm_invoices.invoice_id).", not_null=True),
+        Column("version", "bigint", "Version of the invoice event that moved it.", True),
+        Column("payment_id", "uuid", "The payment applied or taken back; NULL for a credit."),
+        Column("paid", "numeric", "Change of the payments applied, exact.", not_null=True),
+        Column("credited", "numeric", "Change of the credit notes, exact.", not_null=True),
+        Column("at", "timestamptz", "The event's occurred_at, else recorded_at.", True),
     ),
 )
 
@@ -71,10 +98,17 @@ MILESTONES = View(
     ),
 )
 
+_MOVE = (
+    "INSERT INTO {crm_invoice_moves} (invoice_id, version, payment_id, paid, credited, at) "
+    "VALUES (%s, %s, %s, %s, %s, %s)"
+)
+#: The first payment move after which the moves so far settle the invoice in full.
 _SETTLED = (
-    "UPDATE {crm_invoices} SET paid = paid + %s, paid_at = CASE WHEN paid_at IS NULL AND "
-    "paid + %s > 0 AND paid + %s >= total - credited THEN %s ELSE paid_at END "
-    "WHERE invoice_id = %s"
+    "UPDATE {crm_invoices} i SET paid = i.paid + %s, paid_at = (SELECT min(m.at) FROM "
+    "(SELECT payment_id, at, sum(paid) OVER w AS paid, sum(credited) OVER w AS credited "
+    "FROM {crm_invoice_moves} WHERE invoice_id = %s WINDOW w AS (ORDER BY version)) m "
+    "WHERE m.payment_id IS NOT NULL AND m.paid > 0 AND m.paid >= i.total - m.credited) "
+    "WHERE i.invoice_id = %s"
 )
 
 
@@ -97,13 +131,21 @@ def apply_invoice(event: Envelope, cursor: ViewCursor) -> None:
     if kind in ("InvoicePaymentApplied", "InvoicePaymentUnapplied"):
         amount = Decimal(str(data["amount"]["amount"]))
         amount = amount if kind == "InvoicePaymentApplied" else -amount
-        cursor.execute_one(
-            _SETTLED, (amount, amount, amount, business_time(event), invoice), missing
-        )
+        if data.get("reason") == UnapplyReason.FAILURE:
+            cursor.execute(
+                "DELETE FROM {crm_invoice_moves} WHERE invoice_id = %s AND payment_id = %s",
+                (invoice, data["payment_id"]),
+            )
+        else:
+            move = (invoice, event["version"], data["payment_id"], amount, 0, business_time(event))
+            cursor.execute(_MOVE, move)
+        cursor.execute_one(_SETTLED, (amount, invoice, invoice), missing)
     elif kind == "InvoiceCredited":
+        credit = Decimal(str(data["credit"]["amount"]["amount"]))
+        cursor.execute(_MOVE, (invoice, event["version"], None, 0, credit, business_time(event)))
         cursor.execute_one(
             "UPDATE {crm_invoices} SET credited = credited + %s WHERE invoice_id = %s",
-            (Decimal(str(data["credit"]["amount"]["amount"])), invoice),
+            (credit, invoice),
             missing,
         )
     elif kind == "InvoiceVoided":

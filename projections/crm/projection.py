@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from projections.crm.accounts import ACCOUNTS, apply_customer
-from projections.crm.invoices import INVOICES, MILESTONES, apply_invoice
+from projections.crm.invoices import INVOICES, MILESTONES, MOVES, apply_invoice
 from projections.crm.opportunities import CONTRACTS, OPPORTUNITIES, apply_contract, apply_order
 from projections.definition import Envelope, Position, Projection, Table, View, ViewCursor
 
@@ -14,9 +14,9 @@ from projections.definition import Envelope, Position, Projection, Table, View, 
 class CrmView(Projection):
     name: ClassVar[str] = "crm"
     title: ClassVar[str] = "CRM view"
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
     stores: ClassVar[tuple[str, ...]] = ("customers", "orders", "contracts", "invoices")
-    tables: ClassVar[tuple[Table, ...]] = (ACCOUNTS, OPPORTUNITIES, CONTRACTS, INVOICES)
+    tables: ClassVar[tuple[Table, ...]] = (ACCOUNTS, OPPORTUNITIES, CONTRACTS, INVOICES, MOVES)
     views: ClassVar[tuple[View, ...]] = (MILESTONES,)
 
     def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:

@@ -6,7 +6,8 @@ event adds facts only (its event row, the ids it names, the links it names) keye
 they say, never an update of a row another store wrote: so a link that arrives before its
 object (an invoice applied before its order) is simply there when the object comes, and
 every interleaving and a rebuild give the same rows (see ``tables.py``). Times are the
-events' own; nothing reads a clock.
+events' own; nothing reads a clock. A merge links the merged-away customer to its survivor
+(customer to customer), so the reader can walk from a duplicate's ids to the survivor.
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ _PARENTS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "PaymentReceived": (("customer_id", "customer"),),
     "PaymentApplied": (("invoice_id", "invoice"),),
+    # A merge: the merged-away customer comes from (is now) the survivor, and what moved to
+    # the survivor (an open invoice, a payment) is linked to it beside its first customer.
+    "CustomerMerged": (("target_customer_id", "customer"),),
+    "InvoiceMovedToSurvivor": (("customer_id", "customer"),),
+    "PaymentMovedToSurvivor": (("customer_id", "customer"),),
 }
 
 
@@ -78,7 +84,7 @@ class _Facts:
 class Lineage(Projection):
     name: ClassVar[str] = "lineage"
     title: ClassVar[str] = "Lineage: ids, links and provenance of every object"
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
     stores: ClassVar[tuple[str, ...]] = ("customers", "orders", "contracts", "invoices", "payments")
     tables: ClassVar[tuple[Table, ...]] = TABLES
 

@@ -51,7 +51,8 @@ LINKS = Table(
     comment=(
         "Concord lineage: which object came from which (order from opportunity and customer, "
         "contract from order, invoice from contract and order, payment applied to invoice, "
-        "refund of payment, credit note of invoice). Built by the lineage projection."
+        "refund of payment, credit note of invoice, merged-away customer of its survivor, "
+        "invoice or payment moved to the survivor). Built by the lineage projection."
     ),
     primary_key=("child_kind", "child_id", "parent_kind", "parent_id"),
     indexes=(("parent_id",), ("child_id",)),

@@ -115,16 +115,17 @@ def invoice(cursor: ViewCursor, event: Envelope, invoice_id: str) -> None:
     customer, currency, total, credited, paid, void, erp_number, erp_total = row[:8]
     customer = str(customer)
     mismatch = None
-    if erp_number is not None and void:
+    billing_total = Decimal(0) if void else total
+    if erp_number is not None and erp_total != billing_total:
+        said = "voided the invoice" if void else f"totals {_money(total)} {currency}"
         mismatch = Finding(
             customer,
             currency,
             erp_total,
             f"erp (posted document {erp_number})",
-            Decimal(0),
-            "billing (invoice void)",
-            f"the ERP posted {erp_number} for {_money(erp_total)} {currency}, billing voided "
-            "the invoice",
+            billing_total,
+            "billing (invoice void)" if void else "billing (invoice total)",
+            f"the ERP posted {erp_number} for {_money(erp_total)} {currency}, billing {said}",
         )
     settle(cursor, event, "INVOICE_MISMATCH", "invoice", invoice_id, mismatch)
     billed = total - credited

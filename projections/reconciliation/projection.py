@@ -5,14 +5,14 @@ object (``tables.py``) and, after each fact, runs the checks of the objects it t
 (``checks.py``), which open or close breaks (``breaks.py``). Facts are facts: nothing here
 refuses data, a disagreement is a row.
 
-What the "ERP copy" of an invoice is: the ERP never sends its own amounts to Concord: a
-NetSuite invoice only posts the billing invoice (InvoicePosted carries the ERP's document
-number), and the NetSuite adapter refuses a posting whose total is not billing's. So the
-ERP's copy is the posted document at billing's total when it was posted (``erp_total``),
-and INVOICE_MISMATCH is the one disagreement the canonical model records: billing voided
-an invoice the ERP posted (the invoice aggregate accepts that posting as a fact). Neither
-a void nor a posting can be withdrawn, so that break stays open until someone fixes the
-ERP side outside Concord (documented in the README).
+What the "ERP copy" of an invoice is: the ERP's posting (InvoicePosted) carries its document
+number and, since v2, its own amounts (``erp_amounts``); a later save of the same document
+with other amounts is InvoiceErpRevised. ``erp_total`` is the ERP's total, billing's when
+the posting carried none (a v1 posting, or an ERP that sent no amounts). INVOICE_MISMATCH
+compares the two documents' totals: it is open while the ERP posted the invoice and its total
+is not billing's, or billing voided it and the ERP still holds a non-zero total. Credit notes
+do not count: they are documents of their own on both sides (an ERP credit memo is not the
+invoice). It closes when an ERP revision (or a billing change) makes them agree.
 
 Money is exact numeric from the events' decimal strings; times are the events' times.
 """
@@ -34,6 +34,12 @@ def _amount(money: dict[str, Any]) -> Decimal:
     return Decimal(str(money["amount"]))
 
 
+def _erp_total(data: dict[str, Any]) -> Decimal | None:
+    """The ERP's total of a posting or revision; None: the posting said none (billing's)."""
+    amounts = data.get("erp_amounts")
+    return None if amounts is None else _amount(amounts["total"])
+
+
 def _quantities(lines: list[dict[str, Any]]) -> dict[str, Decimal]:
     """Recurring and usage quantity per SKU (what the contract should carry)."""
     sums: dict[str, Decimal] = {}
@@ -47,7 +53,7 @@ def _quantities(lines: list[dict[str, Any]]) -> dict[str, Decimal]:
 class Reconciliation(PerAggregate):
     name: ClassVar[str] = "reconciliation"
     title: ClassVar[str] = "Reconciliation breaks and SLAs"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     stores: ClassVar[tuple[str, ...]] = ("orders", "contracts", "invoices", "payments")
     tables: ClassVar[tuple[Table, ...]] = (*FACTS, BREAKS, BREAK_EVENTS)
     views: ClassVar[tuple[View, ...]] = VIEWS
@@ -175,10 +181,12 @@ class Reconciliation(PerAggregate):
             self._set(
                 cursor,
                 invoice_id,
-                "erp_document_number = %s, erp_total = total",
-                [data["erp_document_number"]],
+                "erp_document_number = %s, erp_total = coalesce(%s, total)",
+                [data["erp_document_number"], _erp_total(data)],
                 when,
             )
+        elif kind == "InvoiceErpRevised":
+            self._set(cursor, invoice_id, "erp_total = %s", [_erp_total(data)], when)
         elif kind == "InvoiceVoided":
             self._set(cursor, invoice_id, "void = true", [], when)
         elif kind == "InvoiceCredited":

@@ -101,13 +101,13 @@ INVOICES = Table(
         Column(
             "erp_document_number",
             "text",
-            "The ERP's document number once the ERP posted it (its copy, at the total billing "
-            "had then: the NetSuite adapter refuses a posting of another total); NULL before.",
+            "The ERP's document number once the ERP posted it; NULL before.",
         ),
         Column(
             "erp_total",
             "numeric",
-            "The total the ERP posted (billing's total when InvoicePosted was applied).",
+            "The ERP's total for its posted document (its latest revision); billing's total "
+            "when the posting carried no amounts; NULL before posting.",
         ),
         Column("issue_date", "date", "Billing's issue date (business date).", not_null=True),
         Column(

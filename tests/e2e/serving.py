@@ -15,10 +15,20 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_serve(env: dict[str, str], port: int, *, capture: bool) -> subprocess.Popen[str]:
+def start_serve(
+    env: dict[str, str], port: int, *, capture: bool, args: list[str] | None = None
+) -> subprocess.Popen[str]:
     """``concord serve --port`` from this checkout; output piped (``capture``) or dropped."""
     return subprocess.Popen(
-        [sys.executable, "-c", "from api.cli import main; main()", "serve", "--port", str(port)],
+        [
+            sys.executable,
+            "-c",
+            "from api.cli import main; main()",
+            "serve",
+            "--port",
+            str(port),
+            *(args or []),
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE if capture else subprocess.DEVNULL,

@@ -31,11 +31,14 @@ EXAMPLES = int(os.environ.get("CONCORD_FUZZ_EXAMPLES", "8"))
 #: header's, parameter's or field's description) and its status is a documented response:
 #: a reused Idempotency-Key with another body, a cursor the API did not hand out, a source
 #: time ahead of the hub's clock, a key expiry that is already past, a product mapping
-#: without a charge type for a SKU the hub does not know yet.
+#: without a charge type for a SKU the hub does not know yet; and one relation between two
+#: parameters that JSON Schema cannot state: a report window whose ``from`` is after its
+#: ``to`` (for ``/v1/slas``, ``to`` defaults to the clock's month).
 STATE_DEPENDENT = {
     ("charge-type-required", "body.charge_type"),
     ("idempotency-key-reused", "header.Idempotency-Key"),
     ("invalid-cursor", "query.cursor"),
+    ("invalid-window", "query.from"),
     ("invalid-value", "occurred_at"),
     ("invalid-key-request", "body.expires_at"),
 }

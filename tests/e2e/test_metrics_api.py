@@ -63,8 +63,11 @@ def test_bad_input_is_a_problem_naming_the_parameter(api: Api) -> None:
     ):
         response = api.get("/v1/metrics", params=params, role="reader")
         assert_problem(response, 422, code, field=f"query.{field}")
-    backwards = api.get("/v1/metrics", params={"from": "2024-03", "to": "2024-01"}).json()
-    assert backwards["items"] == []
+    backwards = api.get("/v1/metrics", params={"from": "2024-03", "to": "2024-01"})
+    body = assert_problem(backwards, 422, "invalid-window", field="query.from")
+    assert "2024-03" in body["detail"] and "2024-01" in body["detail"]
+    one = api.get("/v1/metrics", params={"from": "2024-01", "to": "2024-01"}).json()
+    assert (one["from"], one["to"]) == ("2024-01", "2024-01")  # one month is a window
     wide = api.get("/v1/metrics", params={"from": "1900-01", "to": "2024-03"}).json()
     assert (wide["from"], wide["to"]) == ("2014-04", "2024-03")  # cut to 120 months
     assert api.get("/v1/metrics", params=good, role=None).status_code == 401

@@ -330,15 +330,37 @@ def test_invoice_postings_keep_money_exact_in_every_exponent(api: Api) -> None:
         "currency": "KWD",
     }
 
-    # A posting of a different amount than billing issued is refused, naming the field.
+    # Facts are facts: a posting of another total than billing's is the ERP's copy, recorded
+    # (a reconciliation break); a later save of the same document with other amounts is a
+    # revision; the same save again changes nothing.
     order_id = crm_order(api, customer_id, "006Dn00000DiffrAAA", "KWD")
-    billing_invoice(api, customer_id, order_id, "in_diff", "KWD", ("2.500",))
+    diff = billing_invoice(api, customer_id, order_id, "in_diff", "KWD", ("2.500",))
     wrong = ns_invoice(
         "310", "in_diff", tran_id="INV30", currency="KWD", amounts=(Decimal("2.501"),)
     )
-    refused = deliver(api, envelope("invoice", wrong, "ns-inv-diff"))
-    body = assert_problem(refused, 422, "malformed-payload", field="body.record.total")
-    assert "2.501 KWD" in body["detail"] and "2.500 KWD" in body["detail"]
+    assert deliver(api, envelope("invoice", wrong, "ns-inv-diff")).status_code == 200
+    posted = state(api, "invoices", diff)["state"]
+    assert posted["erp_document_number"] == "INV30"
+    assert posted["total"] == {"amount": "2.500", "currency": "KWD"}
+    assert posted["erp_amounts"] == {
+        "total": {"amount": "2.501", "currency": "KWD"},
+        "subtotal": {"amount": "2.501", "currency": "KWD"},
+        "tax": {"amount": "0.000", "currency": "KWD"},
+    }
+    before = api.total_events()
+    again = deliver(api, envelope("invoice", wrong, "ns-inv-diff-again"))
+    assert status_of(again) == "ignored" and "posted already" in reason_of(again)
+    assert api.total_events() == before
+    fixed = ns_invoice("310", "in_diff", tran_id="INV30", currency="KWD", amounts=(Decimal("2.5"),))
+    assert deliver(api, envelope("invoice", fixed, "ns-inv-fixed")).status_code == 200
+    assert api.total_events() == before + 1
+    revised = state(api, "invoices", diff)["state"]["erp_amounts"]
+    assert revised["total"] == {"amount": "2.500", "currency": "KWD"}
+    # Another currency for the same document cannot be true: refused, naming the field.
+    other = ns_invoice("310", "in_diff", tran_id="INV30", currency="EUR", amounts=(Decimal("2.5"),))
+    refused = deliver(api, envelope("invoice", other, "ns-inv-eur"))
+    body = assert_problem(refused, 422, "malformed-payload", field="body.record.currency")
+    assert "EUR" in body["detail"] and "KWD" in body["detail"]
     # More decimals than the currency has is refused, never rounded.
     yen = ns_invoice("311", "in_JPY", tran_id="INV31", currency="JPY", amounts=(Decimal("2500.5"),))
     refused = deliver(api, envelope("invoice", yen, "ns-inv-yen"))

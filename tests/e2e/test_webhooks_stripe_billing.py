@@ -306,3 +306,75 @@ def test_a_failed_payment_attempt_is_recorded_on_the_invoice_once(api: Api) -> N
         == 200
     )
     assert api.total_events() == before
+
+
+def concord_contract(api: Api, customer_id: str, order_id: str) -> str:
+    """A pending contract as Concord's process manager makes it (before billing runs it)."""
+    body = {
+        "order_id": order_id,
+        "customer_id": customer_id,
+        "currency": "EUR",
+        "term_start": "2026-01-01",
+        "term_end": "2027-01-01",
+        "items": [
+            {
+                "sku": "PLAT-SEAT",
+                "rate_plan": "price_plat_m",
+                "quantity": "2",
+                "unit_price": "25.00",
+                "billing_period": "month",
+                "charge_type": "recurring",
+            }
+        ],
+    }
+    response = api.post("/v1/contracts", body, role="billing")
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def test_a_subscription_naming_its_contract_links_and_activates_it(api: Api) -> None:
+    customer_id = linked(api)
+    contract_id = concord_contract(api, customer_id, crm_order(api, customer_id))
+    metadata = {"concord_contract_id": contract_id, "sf_opportunity_id": "006OPP1"}
+    incomplete = stripe_subscription("sub_L", "cus_A", status="incomplete", metadata=metadata)
+    first = deliver(api, stripe_event("customer.subscription.created", incomplete, "l1", 1))
+    assert first.status_code == 202, first.text  # not running yet: nothing to do
+    running = stripe_subscription("sub_L", "cus_A", metadata=metadata)
+    again = deliver(api, stripe_event("customer.subscription.updated", running, "l2", 2))
+    assert again.status_code == 200, again.text
+    assert lookup(api, "contract", "sub_L") == contract_id
+    state = contract_state(api, "sub_L")
+    assert state["status"] == "active" and state["billing_subscription_id"] == "sub_L"
+    assert state["term_end"] == "2027-01-01"  # the contract's own term, not the period's
+    contracts = api.get("/v1/contracts", params={"customer_id": customer_id}).json()["items"]
+    assert [c["id"] for c in contracts] == [contract_id]  # no second contract
+    paused = stripe_subscription("sub_L", "cus_A", metadata=metadata)
+    paused["pause_collection"] = {"behavior": "void", "resumes_at": None}
+    suspend = stripe_event("customer.subscription.updated", paused, "l3", 1767830400)
+    assert deliver(api, suspend).status_code == 200
+    assert contract_state(api, "sub_L")["status"] == "suspended"
+    resume = stripe_event("customer.subscription.updated", running, "l4", 1768435200)
+    assert deliver(api, resume).status_code == 200
+    assert contract_state(api, "sub_L")["status"] == "active"
+
+
+def test_a_subscription_created_active_links_at_once_and_a_bad_name_is_refused(api: Api) -> None:
+    customer_id = linked(api)
+    contract_id = concord_contract(api, customer_id, crm_order(api, customer_id))
+    sub = stripe_subscription("sub_M", "cus_A", metadata={"concord_contract_id": contract_id})
+    assert (
+        deliver(api, stripe_event("customer.subscription.created", sub, "m1", 1)).status_code == 200
+    )
+    assert contract_state(api, "sub_M")["status"] == "active"
+    other = stripe_subscription("sub_N", "cus_A", metadata={"concord_contract_id": contract_id})
+    ignored = deliver(api, stripe_event("customer.subscription.created", other, "m2", 2))
+    assert ignored.status_code == 202  # the contract is billed by sub_M already
+    for bad in ("not-a-uuid", "0b0d7a7e-0000-4000-8000-000000000000"):
+        body = stripe_subscription("sub_X", "cus_A", metadata={"concord_contract_id": bad})
+        response = deliver(api, stripe_event("customer.subscription.created", body, f"x-{bad}", 3))
+        assert_problem(
+            response,
+            422,
+            "malformed-payload",
+            field="body.data.object.metadata.concord_contract_id",
+        )

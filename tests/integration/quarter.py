@@ -10,6 +10,15 @@ add-on deal (closed 2024-02-01) is cancelled on 2024-03-31. Payments: a partial 
 the January invoice, a card payment that fails and its retry, a payment of February that
 is partly refunded with a credit note for an outage.
 
+Globex belongs to Globex Holdings (a parent account, CRM-linked after its child, no ERP
+number). The ERP numbers Globex (C-1001, NET30, ERP record 4711) and Kaisha (C-1002, NET15),
+accepts the orders (the deal as SO-1001, again after the upgrade reopened it), posts the
+January, February and Kaisha invoices; the prorated and March invoices are still to post.
+Every order is won from a CRM opportunity: the deal's opportunity still says 25,500.00 after
+the upgrade (an open OPP_AMOUNT_MISMATCH). The products' ERP item ids: SETUP ITEM-100, SEATS
+ITEM-200, ADDON ITEM-300, SUPPORT ITEM-400 (then ITEM-401); API has none. Payments carry
+card references (ch_1001..ch_1005) and are applied on their receipt (Kaisha's the next day).
+
 Kaisha (JPY, no minor unit) booked a 12-month support plan on 2023-12-20 (billed quarterly
 in advance, 10% tax, paid on 2024-01-31) and renews it on 2024-03-20 (the contract's term
 is extended and the won renewal opportunity places its own order).
@@ -29,6 +38,7 @@ from tests.integration.commands import run
 
 @dataclass(frozen=True)
 class Quarter:
+    holdings: UUID  # Globex's parent account
     globex: UUID
     kaisha: UUID
     deal: UUID  # the Globex order
@@ -42,9 +52,9 @@ class Quarter:
     payments: dict[str, UUID]
 
 
-def at(day: str) -> Origin:
-    """The source's time of a command: ``day`` at 09:00 UTC."""
-    return Origin(occurred_at=datetime.fromisoformat(f"{day}T09:00:00+00:00"))
+def at(day: str, hour: str = "09:00") -> Origin:
+    """The source's time of a command: ``day`` at ``hour`` (09:00 unless said) UTC."""
+    return Origin(occurred_at=datetime.fromisoformat(f"{day}T{hour}:00+00:00"))
 
 
 def _id(runtime: Runtime, entity: str, name: str, body: dict[str, Any], **kw: Any) -> UUID:
@@ -81,7 +91,15 @@ def _order(
     term: int,
     start: str,
     close: str,
+    opportunity: tuple[str, str] | None = None,
 ) -> UUID:
+    """An order placed on its close date, won from ``opportunity`` (id, CRM Amount)."""
+    won: dict[str, Any] = {}
+    if opportunity is not None:
+        won = {
+            "opportunity_id": opportunity[0],
+            "opportunity_amount": _money(opportunity[1], currency),
+        }
     body = {
         "customer_id": str(customer),
         "lines": lines,
@@ -90,6 +108,7 @@ def _order(
         "start_date": start,
         "booking_date": close,
         "close_date": close,
+        **won,
     }
     return _id(runtime, "order", "place", body, origin=at(close))
 
@@ -102,7 +121,10 @@ def _contract(
     items: list[tuple[str, str, str, str]],
     term: tuple[str, str],
     activated: str,
+    created: str,
 ) -> UUID:
+    """A contract created on ``created`` (its order's close date) and activated on
+    ``activated``, both at 09:00."""
     body = {
         "order_id": str(order),
         "customer_id": str(customer),
@@ -121,7 +143,7 @@ def _contract(
         "term_start": term[0],
         "term_end": term[1],
     }
-    contract = _id(runtime, "contract", "create", body)
+    contract = _id(runtime, "contract", "create", body, origin=at(created))
     run(
         runtime,
         "contract",
@@ -139,6 +161,7 @@ def _bill(
     currency: str,
     issued: str,
     lines: list[dict[str, Any]],
+    number: str | None = None,
     **link: UUID,
 ) -> UUID:
     """An invoice of ``lines`` (sku, amount, period, charge_type, tax...); totals summed in
@@ -160,6 +183,7 @@ def _bill(
         "total": text(cents + taxes),
         "issue_date": issued,
         "due_date": issued,
+        **({} if number is None else {"source_number": number}),
     }
     return _id(runtime, "invoice", "issue", body)
 
@@ -168,27 +192,106 @@ def _period(start: str, end: str) -> dict[str, str]:
     return {"service_period_start": start, "service_period_end": end}
 
 
-def _pay(runtime: Runtime, customer: UUID, amount: dict[str, str], day: str) -> UUID:
+def _pay(
+    runtime: Runtime,
+    customer: UUID,
+    amount: dict[str, str],
+    day: str,
+    reference: str | None = None,
+) -> UUID:
     body = {
         "customer_id": str(customer),
         "amount": amount,
         "method": "card",
         "received_at": f"{day}T10:00:00+00:00",
+        **({} if reference is None else {"reference": reference}),
     }
-    return _id(runtime, "payment", "receive", body)
+    return _id(runtime, "payment", "receive", body, origin=at(day, "10:00"))
 
 
-def _apply(runtime: Runtime, payment: UUID, invoice: UUID, amount: dict[str, str]) -> None:
+def _apply(
+    runtime: Runtime, payment: UUID, invoice: UUID, amount: dict[str, str], day: str
+) -> None:
+    """Cash applied to an invoice at 10:00 on ``day`` (the receipt's hour)."""
     body = {"invoice_id": str(invoice), "amount": amount}
-    run(runtime, "payment", "apply", body, aggregate_id=payment)
+    run(runtime, "payment", "apply", body, aggregate_id=payment, origin=at(day, "10:00"))
+
+
+def _accounts(runtime: Runtime) -> tuple[UUID, UUID, UUID]:
+    """Globex Holdings > Globex Inc, and Kaisha KK: CRM-linked (the parent after its child),
+    numbered and given terms by the ERP (the parent is not an ERP customer)."""
+    holdings = _id(
+        runtime, "customer", "register", {"legal_name": "Globex Holdings", "currency": "USD"}
+    )
+    globex = _id(
+        runtime,
+        "customer",
+        "register",
+        {"legal_name": "Globex Inc", "currency": "USD", "parent_customer_id": str(holdings)},
+    )
+    kaisha = _id(runtime, "customer", "register", {"legal_name": "Kaisha KK", "currency": "JPY"})
+    for customer, crm in ((globex, "001GLOBEX"), (kaisha, "001KAISHA"), (holdings, "001HOLDINGS")):
+        run(
+            runtime,
+            "customer",
+            "link",
+            {"system": "crm", "external_id": crm},
+            aggregate_id=customer,
+        )
+    run(runtime, "customer", "link", {"system": "erp", "external_id": "4711"}, aggregate_id=globex)
+    for customer, number, terms in ((globex, "C-1001", "NET30"), (kaisha, "C-1002", "NET15")):
+        run(
+            runtime, "customer", "assign_number", {"customer_number": number}, aggregate_id=customer
+        )
+        run(
+            runtime,
+            "customer",
+            "set_payment_terms",
+            {"payment_terms": terms},
+            aggregate_id=customer,
+        )
+    return holdings, globex, kaisha
+
+
+def _products(runtime: Runtime) -> None:
+    """The catalogue with the ERP's item ids (API has none; SUPPORT's first one counts)."""
+    monthly = {"charge_type": "recurring", "billing_period": "month"}
+    for sku, kind, items in (
+        ("SETUP", {"charge_type": "one_time"}, ["ITEM-100"]),
+        ("SEATS", monthly, ["ITEM-200"]),
+        ("API", {"charge_type": "usage"}, []),
+        ("ADDON", monthly, ["ITEM-300"]),
+        ("SUPPORT", monthly, ["ITEM-400", "ITEM-401"]),
+    ):
+        run(runtime, "product", "define", {"sku": sku, **kind, "erp_item_ids": items})
+
+
+def _accept(runtime: Runtime, order: UUID, number: str, day: str) -> None:
+    run(
+        runtime, "order", "accept", {"erp_order_number": number}, aggregate_id=order, origin=at(day)
+    )
+
+
+def _post(runtime: Runtime, invoice: UUID, number: str) -> None:
+    run(runtime, "invoice", "post", {"erp_document_number": number}, aggregate_id=invoice)
 
 
 def play(runtime: Runtime) -> Quarter:
     usd = "USD"
-    globex = _id(runtime, "customer", "register", {"legal_name": "Globex Inc", "currency": usd})
-    kaisha = _id(runtime, "customer", "register", {"legal_name": "Kaisha KK", "currency": "JPY"})
+    holdings, globex, kaisha = _accounts(runtime)
+    _products(runtime)
 
-    deal = _order(runtime, globex, usd, _deal_lines("10"), 24, "2024-01-01", "2024-01-10")
+    deal = _order(
+        runtime,
+        globex,
+        usd,
+        _deal_lines("10"),
+        24,
+        "2024-01-01",
+        "2024-01-10",
+        ("006DEAL", "25500.00"),
+    )
+    _accept(runtime, deal, "SO-1001", "2024-01-12")
     deal_contract = _contract(
         runtime,
         globex,
@@ -197,6 +300,7 @@ def play(runtime: Runtime) -> Quarter:
         [("SEATS", "10", "100.00", "recurring"), ("API", "0", "0.01", "usage")],
         ("2024-01-01", "2025-12-31"),
         "2024-01-20",
+        "2024-01-10",
     )
     seats = {"sku": "SEATS", "charge_type": "recurring"}
     # January: names only the order (its contract is found through it).
@@ -209,16 +313,20 @@ def play(runtime: Runtime) -> Quarter:
             {"sku": "SETUP", "amount": "1000.00", "charge_type": "one_time"},
             {**seats, "amount": "1000.00", "tax": "100.00", **_period("2024-01-01", "2024-02-01")},
         ],
+        "INV-0001",
         order_id=deal,
     )
+    _post(runtime, jan, "INV10001")
     feb = _bill(
         runtime,
         globex,
         usd,
         "2024-02-01",
         [{**seats, "amount": "1000.00", "tax": "100.00", **_period("2024-02-01", "2024-03-01")}],
+        "INV-0002",
         contract_id=deal_contract,
     )
+    _post(runtime, feb, "INV10002")
     # The upgrade: 5 more seats from 2024-02-15 (order amended, contract amended, prorated).
     run(
         runtime,
@@ -228,6 +336,7 @@ def play(runtime: Runtime) -> Quarter:
         aggregate_id=deal,
         origin=at("2024-02-15"),
     )
+    _accept(runtime, deal, "SO-1001", "2024-02-16")  # the amendment reopened the order
     run(
         runtime,
         "contract",
@@ -241,6 +350,7 @@ def play(runtime: Runtime) -> Quarter:
         usd,
         "2024-02-15",
         [{**seats, "amount": "758.62", "proration": True, **_period("2024-02-15", "2024-04-01")}],
+        "INV-0003",
         contract_id=deal_contract,
     )
     mar = _bill(
@@ -257,13 +367,17 @@ def play(runtime: Runtime) -> Quarter:
                 **_period("2024-02-01", "2024-03-01"),
             },
         ],
+        "INV-0004",
         contract_id=deal_contract,
     )
 
     addon_line = _line(
         "ADDON", "1", "1200.00", "recurring", billing_frequency="month", billing_unit_price="100.00"
     )
-    addon = _order(runtime, globex, usd, [addon_line], 12, "2024-02-01", "2024-02-01")
+    addon = _order(
+        runtime, globex, usd, [addon_line], 12, "2024-02-01", "2024-02-01", ("006ADDON", "1200.00")
+    )
+    _accept(runtime, addon, "SO-1002", "2024-02-02")
     addon_contract = _contract(
         runtime,
         globex,
@@ -272,6 +386,7 @@ def play(runtime: Runtime) -> Quarter:
         [("ADDON", "1", "100.00", "recurring")],
         ("2024-02-01", "2025-01-31"),
         "2024-02-01",
+        "2024-02-01",
     )
     run(
         runtime,
@@ -279,17 +394,19 @@ def play(runtime: Runtime) -> Quarter:
         "cancel",
         {"effective_date": "2024-03-31", "reason": "unused"},
         aggregate_id=addon_contract,
+        origin=at("2024-03-31"),
     )
 
-    partial = _pay(runtime, globex, _money("1500.00", usd), "2024-01-25")
-    _apply(runtime, partial, jan, _money("1500.00", usd))
-    declined = _pay(runtime, globex, _money("600.00", usd), "2024-02-05")
-    _apply(runtime, declined, jan, _money("600.00", usd))
-    run(runtime, "payment", "fail", {"reason": "card declined"}, aggregate_id=declined)
-    retry = _pay(runtime, globex, _money("600.00", usd), "2024-02-10")
-    _apply(runtime, retry, jan, _money("600.00", usd))
-    february = _pay(runtime, globex, _money("1100.00", usd), "2024-02-20")
-    _apply(runtime, february, feb, _money("1100.00", usd))
+    partial = _pay(runtime, globex, _money("1500.00", usd), "2024-01-25", "ch_1001")
+    _apply(runtime, partial, jan, _money("1500.00", usd), "2024-01-25")
+    declined = _pay(runtime, globex, _money("600.00", usd), "2024-02-05", "ch_1002")
+    _apply(runtime, declined, jan, _money("600.00", usd), "2024-02-05")
+    fail = {"reason": "card declined"}
+    run(runtime, "payment", "fail", fail, aggregate_id=declined, origin=at("2024-02-06"))
+    retry = _pay(runtime, globex, _money("600.00", usd), "2024-02-10", "ch_1003")
+    _apply(runtime, retry, jan, _money("600.00", usd), "2024-02-10")
+    february = _pay(runtime, globex, _money("1100.00", usd), "2024-02-20", "ch_1004")
+    _apply(runtime, february, feb, _money("1100.00", usd), "2024-02-20")
     credit = {
         "amount": _money("110.00", usd),
         "credit_note_number": "CN-1",
@@ -297,19 +414,29 @@ def play(runtime: Runtime) -> Quarter:
         "lines": [{"line": 0, "amount": "110.00"}],
         "issue_date": "2024-03-10",
     }
-    run(runtime, "invoice", "credit", credit, aggregate_id=feb)
+    run(runtime, "invoice", "credit", credit, aggregate_id=feb, origin=at("2024-03-10"))
     refund = {
         "amount": _money("110.00", usd),
         "reference": "RF-1",
         "credit_note_number": "CN-1",
         "refunded_at": "2024-03-12T10:00:00+00:00",
     }
-    run(runtime, "payment", "refund", refund, aggregate_id=february)
+    run(runtime, "payment", "refund", refund, aggregate_id=february, origin=at("2024-03-12"))
 
     support_line = _line(
         "SUPPORT", "1", "360000", "recurring", billing_frequency="month", billing_unit_price="30000"
     )
-    support = _order(runtime, kaisha, "JPY", [support_line], 12, "2024-01-01", "2023-12-20")
+    support = _order(
+        runtime,
+        kaisha,
+        "JPY",
+        [support_line],
+        12,
+        "2024-01-01",
+        "2023-12-20",
+        ("006SUPPORT", "360000"),
+    )
+    _accept(runtime, support, "SO-0990", "2023-12-21")
     support_contract = _contract(
         runtime,
         kaisha,
@@ -318,6 +445,7 @@ def play(runtime: Runtime) -> Quarter:
         [("SUPPORT", "1", "30000", "recurring")],
         ("2024-01-01", "2024-12-31"),
         "2024-01-02",
+        "2023-12-20",
     )
     quarterly = _bill(
         runtime,
@@ -333,10 +461,12 @@ def play(runtime: Runtime) -> Quarter:
                 **_period("2024-01-01", "2024-04-01"),
             }
         ],
+        "INV-0005",
         contract_id=support_contract,
     )
-    yen = _pay(runtime, kaisha, _money("99000", "JPY"), "2024-01-31")
-    _apply(runtime, yen, quarterly, _money("99000", "JPY"))
+    _post(runtime, quarterly, "INV10003")
+    yen = _pay(runtime, kaisha, _money("99000", "JPY"), "2024-01-31", "ch_1005")
+    _apply(runtime, yen, quarterly, _money("99000", "JPY"), "2024-02-01")
     run(
         runtime,
         "contract",
@@ -345,8 +475,18 @@ def play(runtime: Runtime) -> Quarter:
         aggregate_id=support_contract,
         origin=at("2024-03-20"),
     )
-    renewal = _order(runtime, kaisha, "JPY", [support_line], 12, "2025-01-01", "2024-03-20")
+    renewal = _order(
+        runtime,
+        kaisha,
+        "JPY",
+        [support_line],
+        12,
+        "2025-01-01",
+        "2024-03-20",
+        ("006RENEWAL", "360000"),
+    )
     return Quarter(
+        holdings=holdings,
         globex=globex,
         kaisha=kaisha,
         deal=deal,

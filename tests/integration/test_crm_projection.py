@@ -13,6 +13,7 @@ from uuid import UUID
 from adapters.bootstrap import Runtime
 from hub.application.service import Origin
 from projections.crm.accounts import ACCOUNTS
+from projections.crm.invoices import INVOICES
 from projections.crm.opportunities import OPPORTUNITIES
 from projections.crm.projection import CrmView
 from tests.integration.commands import (
@@ -196,3 +197,42 @@ def test_first_invoice_and_paid_milestones_whichever_store_comes_first(runtime: 
     rebuild(runtime, VIEW)
     runner(runtime, VIEW).catch_up()
     assert milestones(runtime) == [row]
+
+
+def invoices(runtime: Runtime) -> list[dict[str, Any]]:
+    return table(runtime, "crm_invoices", "invoice_id", [c.name for c in INVOICES.columns])
+
+
+def test_a_refund_keeps_the_paid_milestone_a_failed_payment_never_reaches_it(
+    runtime: Runtime,
+) -> None:
+    customer = new_customer(runtime, "Umbrella Ltd")
+    refunded, declined = (new_invoice(runtime, customer, total="100.00") for _ in "ab")
+
+    def pay(invoice: UUID, when: str) -> UUID:
+        payment = new_payment(runtime, customer, amount="100.00")
+        apply = {"invoice_id": str(invoice), "amount": {"amount": "100.00", "currency": "EUR"}}
+        run(runtime, "payment", "apply", apply, aggregate_id=payment, origin=at(when))
+        return payment
+
+    first = pay(refunded, "2026-12-05T11:00:00Z")
+    back = {"amount": {"amount": "100.00", "currency": "EUR"}, "reference": "RF-9"}
+    run(runtime, "payment", "refund", back, aggregate_id=first, origin=at("2026-12-06T10:00:00Z"))
+    card = pay(declined, "2026-12-05T11:00:00Z")
+    run(runtime, "payment", "fail", {"reason": "declined"}, aggregate_id=card)
+    runner(runtime, VIEW).catch_up()
+    paid = {r["invoice_id"]: r["paid_at"] for r in invoices(runtime)}
+    # The refund reopened an invoice that was paid: it was paid on 12-05. The declined card
+    # never paid the other one.
+    assert paid == {refunded: datetime(2026, 12, 5, 11, 0, tzinfo=UTC), declined: None}
+    pay(declined, "2026-12-06T11:00:00Z")  # the retry settles it
+    runner(runtime, VIEW).catch_up()
+    rows_now = invoices(runtime)
+    assert {r["invoice_id"]: (r["paid"], r["paid_at"]) for r in rows_now} == {
+        refunded: (Decimal("0.00"), datetime(2026, 12, 5, 11, 0, tzinfo=UTC)),
+        declined: (Decimal("100.00"), datetime(2026, 12, 6, 11, 0, tzinfo=UTC)),
+    }
+    rebuild(runtime, VIEW)
+    runner(runtime, VIEW, batch=1).catch_up()
+    again = invoices(runtime)
+    assert again == rows_now

@@ -8,8 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.bootstrap import Runtime
+from adapters.projections.lineage_graph import LineageReader
 from projections.lineage.projection import Lineage
 from tests.integration import lineage_chain as deal
+from tests.integration.commands import new_customer, new_invoice, new_payment, run
 from tests.integration.projection_support import connect, rebuild, rows, runner
 
 VIEW = Lineage()
@@ -133,3 +135,46 @@ def test_any_store_order_and_a_rebuild_give_identical_rows(runtime: Runtime) -> 
     rebuild(runtime, VIEW)
     runner(runtime, VIEW, batch=500, pipelined=False).catch_up()
     assert everything(runtime) == reversed_rows
+
+
+def test_a_merged_customer_links_to_its_survivor_and_its_ids_reach_the_survivors_graph(
+    runtime: Runtime,
+) -> None:
+    chain = deal.build_chain(runtime)
+    survivor = str(chain.customer)
+    dupe = new_customer(runtime, "Acme Duplicate")
+    run(runtime, "customer", "link", {"system": "crm", "external_id": "001DUPE"}, aggregate_id=dupe)
+    owed = str(new_invoice(runtime, dupe, "40.00"))
+    cash = str(new_payment(runtime, dupe, "25.00"))
+    merge = {"target_customer_id": survivor}
+    run(runtime, "customer", "merge", merge, aggregate_id=dupe)
+    runner(runtime, VIEW, batch=4).catch_up()
+
+    _, links, _ = everything(runtime)
+    found = {(ck, ci, pk, pi) for ck, ci, pk, pi, *_ in links}
+    assert {
+        ("customer", str(dupe), "customer", survivor),
+        ("invoice", owed, "customer", survivor),
+        ("invoice", owed, "customer", str(dupe)),
+        ("payment", cash, "customer", survivor),
+    } <= found
+    with connect(runtime) as conn:
+        reader = LineageReader(conn, runtime.settings.schema_name, None)
+        (candidate,) = reader.candidates("001DUPE")
+        assert (candidate.kind, candidate.id) == ("customer", str(dupe))
+        graph = reader.graph((candidate.kind, candidate.id))
+        # The survivor, its deal and the moved objects; from a deal, customers stay ends.
+        assert {
+            ("customer", str(dupe)),
+            ("customer", survivor),
+            ("order", str(chain.order)),
+            ("invoice", str(chain.invoice)),
+            ("invoice", owed),
+            ("payment", cash),
+        } <= set(graph.nodes)
+        merged = {"from_kind": "customer", "from_id": survivor, "to_kind": "customer"}
+        assert any(
+            merged.items() <= edge.items() and edge["to_id"] == str(dupe) for edge in graph.edges
+        )
+        from_deal = reader.graph(("order", str(chain.order)))
+        assert ("customer", str(dupe)) not in from_deal.nodes

@@ -182,7 +182,7 @@ def test_each_break_opens_on_disagreement_and_closes_when_the_data_agrees(
         {"amount": {"amount": "80.00", "currency": "EUR"}},
         aggregate_id=payment,
     )
-    # The ERP posts the voided invoice: a fact, and a break that nothing can close.
+    # The ERP posts the voided invoice: a fact, and a break until the ERP zeroes its copy.
     run(runtime, "invoice", "post", {"erp_document_number": "INV-9"}, aggregate_id=orphan)
     runner(runtime, VIEW).catch_up()
 
@@ -203,6 +203,64 @@ def test_each_break_opens_on_disagreement_and_closes_when_the_data_agrees(
         schema = runtime.settings.schema_name
         (count,) = conn.execute(f'SELECT count(*) FROM "{schema}".recon_open_breaks').fetchone()
     assert count == 1
+
+
+def eur(amount: str) -> dict[str, str]:
+    return {"amount": amount, "currency": "EUR"}
+
+
+def test_invoice_mismatch_compares_the_erp_copy_and_closes_on_its_revision(
+    runtime: Runtime,
+) -> None:
+    """The ERP's own total is recorded beside billing's: a break while they differ, closed
+    (and the closing recorded) when the ERP corrects its copy. Credit notes are documents
+    of their own: they do not make the invoice documents disagree."""
+    customer = new_customer(runtime)
+    invoice = new_invoice(runtime, customer, "100.00", order=new_order(runtime, customer))
+    agreed = new_invoice(runtime, customer, "60.00", order=new_order(runtime, customer))
+    post = {"erp_document_number": "INV-7", "total": eur("110.00"), "subtotal": eur("110.00")}
+    run(runtime, "invoice", "post", post, aggregate_id=invoice)
+    run(runtime, "invoice", "post", {"erp_document_number": "INV-8"}, aggregate_id=agreed)
+    run(runtime, "invoice", "credit", {"amount": eur("30.00")}, aggregate_id=invoice)
+    runner(runtime, VIEW, batch=2).catch_up()
+
+    key = f"INVOICE_MISMATCH:{invoice}"
+    mismatch = breaks(runtime)[key]
+    assert (
+        mismatch["expected_amount"],
+        mismatch["expected_by"],
+        mismatch["actual_amount"],
+        mismatch["actual_by"],
+        mismatch["closed_at"],
+    ) == (
+        Decimal("110.00"),
+        "erp (posted document INV-7)",
+        Decimal("100.00"),
+        "billing (invoice total)",
+        None,
+    )
+    assert mismatch["detail"] == "the ERP posted INV-7 for 110.00 EUR, billing totals 100.00 EUR"
+    assert f"INVOICE_MISMATCH:{agreed}" not in breaks(runtime)
+
+    # The ERP saves the document again at billing's total: its copy is revised, they agree.
+    fixed = {"erp_document_number": "INV-7", "total": eur("100.00"), "tax": eur("0.00")}
+    run(runtime, "invoice", "post", fixed, aggregate_id=invoice)
+    runner(runtime, VIEW).catch_up()
+    closed = breaks(runtime)[key]
+    assert closed["closed_at"] is not None and closed["closed_at"] >= closed["opened_at"]
+    assert history(runtime, key) == ["opened", "closed"]
+    with connect(runtime) as conn:
+        schema = runtime.settings.schema_name
+        (erp_total,) = conn.execute(
+            f'SELECT erp_total FROM "{schema}".recon_invoices WHERE invoice_id = %s', (invoice,)
+        ).fetchone()
+    assert erp_total == Decimal("100.00")
+
+    # A rebuild replays the same opening and closing.
+    before = rows(runtime, "recon_break_events", "break_key, event_id")
+    rebuild(runtime, VIEW)
+    runner(runtime, VIEW, batch=500).catch_up()
+    assert rows(runtime, "recon_break_events", "break_key, event_id") == before
 
 
 def test_any_store_order_and_a_rebuild_give_the_same_open_breaks(runtime: Runtime) -> None:

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from hub.application.invoices import SPECS, IssueInvoice
+from hub.application.invoices import SPECS, IssueInvoice, PostInvoice
 from hub.application.unit import Unit
+from hub.application.upcast import upcast
 from hub.domain.contract import BillingPeriod, Contract, ContractItem
 from hub.domain.customer import Customer
 from hub.domain.errors import (
@@ -20,7 +21,14 @@ from hub.domain.errors import (
     NotFound,
     Overapplication,
 )
-from hub.domain.invoice import Invoice, InvoiceLine, InvoiceStatus, UnapplyReason
+from hub.domain.invoice import (
+    ErpAmounts,
+    Invoice,
+    InvoiceLine,
+    InvoicePosted,
+    InvoiceStatus,
+    UnapplyReason,
+)
 from hub.domain.money import Money
 from hub.domain.order import ChargeType
 
@@ -271,3 +279,41 @@ def test_issue_spec_checks_what_the_invoice_bills() -> None:
     refused(InvalidValue, "contract_id", lambda: spec.create(stamp(), uid("i"), data, unit))
     ok = IssueInvoice(**(ISSUE | {"customer_id": other.id}))
     assert isinstance(spec.create(stamp(), uid("invoice"), ok, unit), Invoice)
+
+
+def test_the_erp_copy_is_recorded_when_it_differs_and_revised_on_a_later_save() -> None:
+    """Facts are facts: the ERP's amounts are its own, kept beside billing's, never refused."""
+    invoice = issue()
+    assert invoice.erp_copy() == ErpAmounts(total=usd(200), subtotal=usd(180), tax=usd(20))
+    invoice.post(stamp("erp"), "JE-1", ErpAmounts(total=usd("210.00")))
+    assert (invoice.erp_amounts, invoice.total) == (ErpAmounts(total=usd(210)), usd(200))
+    invoice.post(stamp("erp"), "JE-1", ErpAmounts(total=usd(210)))  # the same save again
+    invoice.post(stamp("erp"), "JE-1")  # no amounts says nothing new
+    assert invoice.version == 2
+    corrected = ErpAmounts(total=usd(200), subtotal=usd(180), tax=usd(20))
+    invoice.post(stamp("erp"), "JE-1", corrected)
+    events = invoice.collect_events()
+    assert [e.type_name() for e in events][-2:] == ["InvoicePosted", "InvoiceErpRevised"]
+    assert invoice.erp_copy() == corrected and invoice.version == 3
+    assert replay(events).state() == invoice.state()
+    # Only what cannot be true is refused.
+    refused(InvalidTransition, "erp_document_number", lambda: invoice.post(stamp(), "JE-2"))
+    eur = Money.of(Decimal(200), "EUR")
+    refused(CurrencyMismatch, "total", lambda: invoice.post(stamp(), "JE-1", ErpAmounts(total=eur)))
+    unbalanced = ErpAmounts(total=usd(200), subtotal=usd(190), tax=usd(20))
+    refused(InvalidValue, "total", lambda: invoice.post(stamp(), "JE-1", unbalanced))
+    negative = ErpAmounts(total=usd(-1))
+    refused(InvalidValue, "total", lambda: issue().post(stamp(), "JE-9", negative))
+
+
+def test_a_v1_posting_upcasts_to_billings_amounts() -> None:
+    """A stored v1 InvoicePosted had no amounts: the ERP's copy was billing's."""
+    state = upcast(InvoicePosted, {"erp_document_number": "JE-1", "originator_version": 2})
+    assert state["erp_amounts"] is None
+
+
+def test_post_spec_takes_the_erps_amounts() -> None:
+    data = PostInvoice(erp_document_number="JE-1", total=usd(1), tax=usd(0))
+    assert data.erp_amounts() == ErpAmounts(total=usd(1), tax=usd(0))
+    assert PostInvoice(erp_document_number="JE-1").erp_amounts() is None
+    refused(InvalidValue, "total", PostInvoice(erp_document_number="J", tax=usd(0)).erp_amounts)

@@ -74,7 +74,17 @@ def test_catalogue_has_every_command() -> None:
             "cancel",
             "record_usage",
         },
-        "order": {"place", "validate", "reject", "accept", "fulfil", "cancel", "amend"},
+        "order": {
+            "place",
+            "validate",
+            "reject",
+            "accept",
+            "fulfil",
+            "cancel",
+            "amend",
+            "hold",
+            "release",
+        },
         "invoice": {
             "issue",
             "post",

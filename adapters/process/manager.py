@@ -390,7 +390,12 @@ class QuoteToCash(Projection):
         if not self._exists(cursor, pid):
             return  # a subscription billing runs for an order Concord did not orchestrate
         self._set(
-            cursor, pid, event, contract_id=event["aggregate_id"], step="billing_subscription"
+            cursor,
+            pid,
+            event,
+            contract_id=event["aggregate_id"],
+            step="billing_subscription",
+            contract_items=orjson.dumps(event["data"]["items"]).decode(),
         )
         self._step(cursor, pid, "contract", "done", f"contract {event['aggregate_id']}", event)
         self._step(

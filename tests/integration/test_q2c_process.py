@@ -13,7 +13,7 @@ from adapters.bootstrap import Runtime
 from adapters.process.dispatcher import compensate_once, dispatch_once
 from adapters.process.manager import QuoteToCash, contract_id_for
 from hub.application.products import product_id
-from tests.integration.commands import BILLING, ERP, new_customer, run
+from tests.integration.commands import BILLING, CRM, ERP, new_customer, run
 from tests.integration.projection_support import rebuild, runner, status
 
 Q2C = QuoteToCash()
@@ -323,3 +323,64 @@ def test_billing_refusing_the_subscription_holds_the_order_once(runtime: Runtime
     run(runtime, "order", "release", {"note": "card replaced"}, aggregate_id=UUID(order))
     _settle(runtime)
     assert _query(runtime, "SELECT status FROM q2c_processes") == [("running",)]
+
+
+def test_an_upgrade_after_acceptance_amends_the_contract_once(runtime: Runtime) -> None:
+    _products(runtime)
+    order = _order(runtime, new_customer(runtime, "Cyberdyne"))
+    _settle(runtime)
+    run(
+        runtime,
+        "order",
+        "accept",
+        {"erp_order_number": "SO7"},
+        aggregate_id=UUID(order),
+        caller=ERP,
+    )
+    _settle(runtime)
+    contract_id = UUID(contract_id_for(order))
+    run(
+        runtime,
+        "contract",
+        "activate",
+        {"billing_subscription_id": "sub_7"},
+        aggregate_id=contract_id,
+        caller=BILLING,
+    )
+    upgraded = [
+        LINES[0],
+        _line(
+            "SEATS",
+            "15",
+            "1200.00",
+            "recurring",
+            billing_frequency="month",
+            billing_unit_price="100.00",
+        ),
+        LINES[2],
+    ]
+    run(runtime, "order", "amend", {"lines": upgraded}, aggregate_id=UUID(order), caller=CRM)
+    _settle(runtime)
+    # Reopened: validated anew (a second validate, under its own id), with the ERP again.
+    assert runtime.hub.get("order", UUID(order))["state"]["status"] == "validated"
+    assert _steps(runtime, order)["erp_order"] == "sent"
+    run(
+        runtime,
+        "order",
+        "accept",
+        {"erp_order_number": "SO7"},
+        aggregate_id=UUID(order),
+        caller=ERP,
+    )
+    _settle(runtime)
+    items = runtime.hub.get("contract", contract_id)["state"]["items"]
+    assert [(i["sku"], i["quantity"]) for i in items] == [("SEATS", "15"), ("API", "1000")]
+    decided = [c for (c,) in _query(runtime, "SELECT command_id FROM q2c_commands ORDER BY 1")]
+    assert sorted(
+        c.rpartition(":")[2] if c.count(":") > 2 else c.split(":")[-1] for c in decided
+    ) == ["1", "1", "contract", "validate"]
+    assert _query(runtime, "SELECT count(*) FROM concord_q2c_dispatch WHERE status = 'done'") == [
+        (4,)
+    ]
+    (row,) = _query(runtime, "SELECT contract_items FROM q2c_processes")
+    assert [(i["sku"], i["quantity"]) for i in row[0]] == [("SEATS", "15"), ("API", "1000")]

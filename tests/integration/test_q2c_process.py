@@ -286,19 +286,25 @@ def _query_write(runtime: Runtime, text: str, *args: Any) -> None:
         conn.execute(text, args)  # type: ignore[arg-type]
 
 
-def test_billing_refusing_the_subscription_holds_the_order_once(runtime: Runtime) -> None:
+def _accepted(runtime: Runtime, customer: str, number: str) -> str:
+    """A deal validated and accepted by the ERP (its contract decided and created)."""
     _products(runtime)
-    order = _order(runtime, new_customer(runtime, "Wayne"))
+    order = _order(runtime, new_customer(runtime, customer))
     _settle(runtime)
     run(
         runtime,
         "order",
         "accept",
-        {"erp_order_number": "SO9"},
+        {"erp_order_number": number},
         aggregate_id=UUID(order),
         caller=ERP,
     )
     _settle(runtime)
+    return order
+
+
+def test_billing_refusing_the_subscription_holds_the_order_once(runtime: Runtime) -> None:
+    order = _accepted(runtime, "Wayne", "SO9")
     _dead_letter(
         runtime,
         "billing",
@@ -326,18 +332,7 @@ def test_billing_refusing_the_subscription_holds_the_order_once(runtime: Runtime
 
 
 def test_an_upgrade_after_acceptance_amends_the_contract_once(runtime: Runtime) -> None:
-    _products(runtime)
-    order = _order(runtime, new_customer(runtime, "Cyberdyne"))
-    _settle(runtime)
-    run(
-        runtime,
-        "order",
-        "accept",
-        {"erp_order_number": "SO7"},
-        aggregate_id=UUID(order),
-        caller=ERP,
-    )
-    _settle(runtime)
+    order = _accepted(runtime, "Cyberdyne", "SO7")
     contract_id = UUID(contract_id_for(order))
     run(
         runtime,

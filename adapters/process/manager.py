@@ -41,6 +41,7 @@ from adapters.process.contract_items import (
     item_changes,
     term_end,
 )
+from adapters.process.ids import contract_id_for
 from adapters.process.tables import (
     COMMANDS,
     CUSTOMERS,
@@ -51,7 +52,6 @@ from adapters.process.tables import (
     STEPS,
     TABLES,
 )
-from hub.domain.identity import external_id
 from projections.definition import Envelope, Position, Projection, ViewCursor
 from projections.rows import business_time
 
@@ -66,11 +66,6 @@ STEP_NAMES = (
     "payment",
 )
 _ORDINAL = {name: index + 1 for index, name in enumerate(STEP_NAMES)}
-
-
-def contract_id_for(order_id: str) -> str:
-    """The contract Concord creates for an order: one id per order, whoever asks twice."""
-    return str(external_id("hub", "contract", str(order_id)))
 
 
 class QuoteToCash(Projection):

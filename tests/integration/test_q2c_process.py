@@ -10,6 +10,7 @@ import psycopg
 from psycopg import sql
 
 from adapters.bootstrap import Runtime
+from adapters.exceptions.workbench import list_exceptions
 from adapters.process.dispatcher import compensate_once, dispatch_once
 from adapters.process.manager import QuoteToCash, contract_id_for
 from hub.application.products import product_id
@@ -325,6 +326,8 @@ def test_billing_refusing_the_subscription_holds_the_order_once(runtime: Runtime
     assert _steps(runtime, order)["billing_subscription"] == "failed"
     kinds = [k for (k,) in _query(runtime, "SELECT type FROM q2c_process_events ORDER BY seq")]
     assert "compensated" in kinds
+    listed = list_exceptions(runtime, reason="order_on_hold")
+    assert listed["count"] == 1 and "billing refused" in str(listed["groups"])
     # An operator releases it: the process runs on.
     run(runtime, "order", "release", {"note": "card replaced"}, aggregate_id=UUID(order))
     _settle(runtime)

@@ -70,7 +70,7 @@ _ORDINAL = {name: index + 1 for index, name in enumerate(STEP_NAMES)}
 
 class QuoteToCash(Projection):
     name = "q2c"
-    version = 1
+    version = 2
     title = "Quote-to-cash process manager"
     stores: ClassVar[tuple[str, ...]] = (
         "customers",
@@ -584,8 +584,9 @@ class QuoteToCash(Projection):
         )
         cursor.execute(
             f"INSERT INTO {{{COMMANDS.name}}} (command_id, process_id, entity, name, "
-            "aggregate_id, payload, cause_event_id, correlation_id, decided_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            "aggregate_id, payload, cause_event_id, correlation_id, decided_at, "
+            "cause_recorded_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT DO NOTHING",
             (
                 command_id,
                 pid,
@@ -596,6 +597,7 @@ class QuoteToCash(Projection):
                 event["event_id"],
                 correlation[0] if correlation else None,
                 business_time(event),
+                datetime.fromisoformat(event["recorded_at"]),
             ),
         )
         self._log(

@@ -8,9 +8,13 @@ the hub answers with the stored result instead of acting twice.
 
 ``concord_q2c_dispatch`` (outside the projection's tables, so a rebuild of the process
 manager does not forget what was already executed) records each command's outcome: done,
-refused (the hub said no, with its reason: a workbench item), or retrying (the store was
-unavailable; tried again after a backoff). One dispatcher works at a time across processes
-(a transaction-level advisory lock per batch).
+refused (the hub said no, with its reason: a workbench item), retrying (the store was
+unavailable; tried again after a backoff), or stale: decided for an event the hub recorded
+more than ``CONCORD_Q2C_MAX_COMMAND_AGE_HOURS`` ago. That is what a rebuild of a *new*
+version that decides differently produces for old deals (the same decisions come back under
+the same ids and are known as done); executing them unasked would change deals that ended
+long ago, so they wait in the workbench for an operator's retry. One dispatcher works at a
+time across processes (a transaction-level advisory lock per batch).
 """
 
 from __future__ import annotations
@@ -78,6 +82,20 @@ def dispatch_once(runtime: Runtime) -> list[Dispatched]:
             return outcomes
         if not _table_exists(conn, schema, COMMANDS.name):
             return outcomes
+        # Decided for an event the hub recorded long ago: a rebuild of a new version that
+        # decides differently (or the manager down for days) — not executed unasked.
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {dispatch} (command_id, status, attempts, error) "
+                "SELECT c.command_id, 'stale', 0, 'decided for an event recorded ' || "
+                "date_trunc('second', now() - c.cause_recorded_at) || ' ago (a rebuild or a "
+                "long outage): not executed; retry it from the workbench if it should run' "
+                "FROM {commands} c LEFT JOIN {dispatch} d USING (command_id) "
+                "WHERE d.command_id IS NULL AND c.cause_recorded_at < now() - "
+                "make_interval(hours => %s)"
+            ).format(**names),
+            (runtime.settings.q2c_max_command_age_hours,),
+        )
         rows = conn.execute(
             sql.SQL(
                 "SELECT c.command_id, c.entity, c.name, c.aggregate_id, c.payload, "

@@ -55,6 +55,7 @@ class StepLines:
 
     def __init__(self) -> None:
         self.step: str | None = None
+        self.started = time.monotonic()
         self.tty = sys.stdout.isatty()
         self.last = ""
 
@@ -62,8 +63,10 @@ class StepLines:
         if step != self.step:
             self.close()
             self.step = step
+            self.started = time.monotonic()
         bar = "#" * (20 * done // max(total, 1))
-        self.last = f"  {step:<48} [{bar:<20}] {done}/{total}"
+        took = time.monotonic() - self.started
+        self.last = f"  {step:<48} [{bar:<20}] {done}/{total} ({took:.1f} s)"
         if self.tty:
             typer.echo(f"\r{self.last}", nl=False)
 

@@ -24,18 +24,6 @@ COUNTED = {
 CONCORD = ("customers", "orders", "contracts", "invoices", "payments")
 
 
-def _count(hub: Hub, collection: str) -> int:
-    """How many ``collection`` Concord holds (every page of its listing)."""
-    total, path = 0, f"/v1/{collection}?limit=500"
-    while path:
-        answer = hub.call("GET", path)
-        answer.raise_for_status()
-        page = answer.json()
-        total += len(page["items"])
-        path = page["next"]
-    return total
-
-
 def _title(text: str) -> None:
     typer.echo()
     typer.secho(text, bold=True)
@@ -57,7 +45,7 @@ def print_report(report: Report, systems: Systems, hub: Hub) -> None:
         typer.echo(f"  {name:<8} {counts}")
     by_currency = Counter(str(i.get("currency")).upper() for i in systems.billing.all("invoice"))
     typer.echo(f"  billing invoices by currency: {dict(sorted(by_currency.items()))}")
-    held = ", ".join(f"{kind} {_count(hub, kind)}" for kind in CONCORD)
+    held = ", ".join(f"{kind} {hub.count(kind)}" for kind in CONCORD)
     typer.echo(f"  concord  {held}")
     _deals(report)
     if report.deals:

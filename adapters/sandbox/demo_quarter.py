@@ -83,6 +83,17 @@ class Hub:
         headers = {"Authorization": f"Bearer {self.key}"}
         return httpx.request(method, f"{self.base}{path}", headers=headers, timeout=30, **kw)
 
+    def count(self, collection: str) -> int:
+        """How many ``collection`` Concord holds (every page of its listing)."""
+        total, path = 0, f"/v1/{collection}?limit=500"
+        while path:
+            answer = self.call("GET", path)
+            answer.raise_for_status()
+            page = answer.json()
+            total += len(page["items"])
+            path = page["next"]
+        return total
+
     def json(self, path: str, **params: Any) -> Any:
         answer = self.call("GET", path, params=params)
         answer.raise_for_status()
@@ -331,7 +342,14 @@ class Quarter:
 
     def map_unmapped(self) -> None:
         waiting = [d for d in self.report.deals if UNMAPPED in d.skus]
+        # Their deals are held for the missing mapping (the workbench lists them) first.
+        deadline = time.monotonic() + self.timeout
         stuck = self.hub.json("/v1/exceptions")
+        while stuck["counts"].get("unmapped_sku", 0) < len(waiting):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+            stuck = self.hub.json("/v1/exceptions")
         self.report.note(
             f"before the fix: {stuck['count']} open exception(s) {stuck['counts']} in the "
             f"workbench for the {len(waiting)} deal(s) using {UNMAPPED}"
@@ -482,6 +500,11 @@ class Quarter:
         systems = (self.s.erp, self.s.crm, self.s.billing)
         while time.monotonic() < deadline and any(s.webhooks.pending for s in systems):
             time.sleep(0.2)
+        # Every invoice billing issued (duplicated webhooks included) is Concord's once.
+        while time.monotonic() < deadline and self.hub.count("invoices") < self.s.billing.count(
+            "invoice"
+        ):
+            time.sleep(0.5)
         time.sleep(1.0)  # the last webhooks' effects reach the read models
 
     # --- wire helpers ------------------------------------------------------------------------

@@ -65,4 +65,6 @@ def test_the_demo_plays_a_quarter_and_reports_it(
         r"20\d\d-\d\d\s+EUR\s", output
     ), output
     assert "order_to_activation" in output
+    # The unmapped product was in the workbench until its mapping was loaded.
+    assert re.search(r"before the fix: \d+ open exception\(s\) \{[^}]*'unmapped_sku': 2", output)
     assert "Open exceptions" in output

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import socket
 import sys
 import threading
@@ -38,6 +39,10 @@ StartHub = Callable[..., "tuple[Settings, Runtime]"]
 PORTS = {"erp": 8701, "crm": 8702, "billing": 8703}
 HOOKS = {"erp": "netsuite", "crm": "salesforce", "billing": "stripe"}
 STRIPE_KEY = "sk_test_concord_demo"
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _free(port: int) -> bool:
@@ -156,7 +161,9 @@ def register(
         data_dir: Annotated[
             Path | None,
             typer.Option(
-                "--data-dir", help="Data folder (default: $CONCORD_DATA_DIR or ./.concord)."
+                "--data-dir",
+                help="Data folder (default: a new demo-<time> folder in $CONCORD_DATA_DIR "
+                "or ./.concord).",
             ),
         ] = None,
         port: Annotated[int | None, typer.Option(help="API port (default 8000).")] = None,
@@ -173,10 +180,14 @@ def register(
         from adapters.sandbox.demo_quarter import Hub, Systems, play_quarter
 
         settings = settings_of(data_dir=data_dir, port=port)
+        if data_dir is None:  # a folder of its own per run: the sandboxes' ids start afresh
+            data_dir = Path(settings.data_dir) / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
         host = "127.0.0.1"
         if not _free(settings.port):
             raise fail(f"port {settings.port} is already in use", "pass --port N")
         made = _sandboxes(f"http://{host}:{settings.port}/v1/webhooks")
+        # SIGTERM unwinds like Ctrl-C, so the embedded servers are stopped, not orphaned.
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
             with contextlib.ExitStack() as stack:
                 running = {
@@ -192,12 +203,20 @@ def register(
                     f"demo-{secrets.token_hex(3)}", "admin", ["read", "write", "admin"]
                 )
                 base = stack.enter_context(_api(runtime, host, settings.port))
+                hub = Hub(base, key)
+                if hub.count("customers"):
+                    raise fail(
+                        "the hub already holds data (a previous demo?): the sandboxes start "
+                        "their ids afresh and would meet the old ones",
+                        "pass a new --data-dir (or, with CONCORD_DATABASE_URL, a new "
+                        "CONCORD_SCHEMA and CONCORD_NATS_STREAM)",
+                    )
                 typer.secho("Concord demo: hub and sandboxes running", bold=True)
                 _urls(base, running)
+                typer.echo(f"  {_label('Data folder')}{Path(settings.data_dir).resolve()}")
                 typer.echo(f"  {_label('Admin key')}{key}")
                 typer.echo()
                 typer.secho("Playing the quarter", bold=True)
-                hub = Hub(base, key)
                 systems = Systems(
                     made["erp"][0],  # type: ignore[arg-type]
                     made["crm"][0],  # type: ignore[arg-type]
@@ -214,9 +233,10 @@ def register(
                 typer.echo()
                 typer.secho("The API keeps running; Ctrl-C stops everything.", bold=True)
                 _urls(base, running)
-                with contextlib.suppress(KeyboardInterrupt):
-                    while True:
-                        time.sleep(3600)
+                while True:
+                    time.sleep(3600)
+        except KeyboardInterrupt:
+            pass  # Ctrl-C (or SIGTERM): the stack has stopped everything it started
         except EmbeddedServerError as failed:
             raise fail(
                 str(failed),

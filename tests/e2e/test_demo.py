@@ -20,20 +20,19 @@ def _counts(output: str, system: str) -> dict[str, int]:
     return {kind: int(n) for kind, n in re.findall(r"(\w+) (\d+)", found.group(1))}
 
 
+def _demo(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "api.cli", "demo", "--no-wait", "--port", str(free_port())]
+    return subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
 def test_the_demo_plays_a_quarter_and_reports_it(
     database_url: str, pg_schema: str, nats_url: str, stream_name: str, tmp_path: Path
 ) -> None:
     env = serve_env(database_url, pg_schema, nats_url, stream_name, tmp_path)
     env.pop("CONCORD_TARGETS", None)
-    port = free_port()
-    done = subprocess.run(
-        [sys.executable, "-m", "api.cli", "demo", "--no-wait", "--port", str(port)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = _demo(env)
     output = done.stdout
     print(output)  # shown when an assertion fails
     assert done.returncode == 0, output + done.stderr
@@ -68,3 +67,6 @@ def test_the_demo_plays_a_quarter_and_reports_it(
     # The unmapped product was in the workbench until its mapping was loaded.
     assert re.search(r"before the fix: \d+ open exception\(s\) \{[^}]*'unmapped_sku': 2", output)
     assert "Open exceptions" in output
+    # Again on the same database: refused, since the sandboxes' ids would meet the old ones.
+    again = _demo(env)
+    assert again.returncode == 1 and "already holds data" in again.stderr, again.stderr

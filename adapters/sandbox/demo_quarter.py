@@ -173,6 +173,8 @@ class Quarter:
         self.report.note("ERP outage: every call answered 429 for 4 s while deals arrived")
         self.win(deals[:half], "deals won (first half)")
         self.settle(deals[:half], "deals through the loop (first half)")
+        refused = sum(1 for call in list(self.s.erp.calls) if call.status == 429)
+        self.report.note(f"the ERP answered {refused} call(s) 429; the connector retried them")
         self.map_unmapped()
         self.win(deals[half:], "deals won (second half)")
         self.settle(deals, "deals through the loop (all)")

@@ -32,7 +32,7 @@ from adapters.bootstrap import Runtime
 from adapters.postgres.outbound_tables import create_outbound_tables
 from adapters.process.tables import COMMANDS
 from hub.application.service import Caller, CommandRequest, Origin
-from hub.domain.errors import DomainError
+from hub.domain.errors import ConcurrencyConflict, DomainError
 
 __all__ = [
     "CALLER",
@@ -49,7 +49,7 @@ log = logging.getLogger("concord.q2c")
 #: Who the process manager is to the hub: Concord's own orchestration (the ownership
 #: policy's ``hub``), with its own client id so its receipts never meet an API client's.
 CALLER = Caller(client_id="concord:q2c", system="hub")
-_BACKOFF_S = (1, 5, 30, 120, 600)
+_BACKOFF_S = (0.2, 1, 5, 30, 120, 600)
 _BATCH = 100
 
 
@@ -222,6 +222,9 @@ def _execute(
             idempotency_key=command_id,
         )
         hub.execute(request)
+    except ConcurrencyConflict as clash:  # another writer got there first: read and retry
+        log.info("q2c: %s.%s met a concurrent change (%s): retrying", entity, name, command_id)
+        return Dispatched(command_id, "retrying", str(clash))
     except DomainError as refused:
         log.warning("q2c: %s.%s refused (%s): %s", entity, name, command_id, refused)
         return Dispatched(command_id, "refused", str(refused))

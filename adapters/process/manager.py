@@ -263,6 +263,7 @@ class QuoteToCash(Projection):
             return
         if row[5] is not None:
             self._amend_contract(cursor, pid, event)
+            self._resume(cursor, pid, event)
             return
         customer_id, currency, lines, start, months, _ = row
         prices = self._prices(cursor, [line["sku"] for line in lines])
@@ -289,6 +290,19 @@ class QuoteToCash(Projection):
             cursor, pid, "contract", "create", contract_id_for(pid), payload, event, "contract"
         )
         self._step(cursor, pid, "contract", "started", "contract decided", event)
+
+    def _resume(self, cursor: ViewCursor, pid: str, event: Envelope) -> None:
+        """After an amendment was validated and accepted anew: the process is at its first
+        step not yet over again (``done`` when every one is)."""
+        row = cursor.fetchone(
+            f"SELECT step FROM {{{STEPS.name}}} WHERE process_id = %s "
+            "AND status NOT IN ('done', 'skipped') ORDER BY ordinal LIMIT 1",
+            (pid,),
+        )
+        if row is None:
+            self._set(cursor, pid, event, status="done", step=None, reason=None)
+        else:
+            self._set(cursor, pid, event, step=row[0])
 
     def _amend_contract(self, cursor: ViewCursor, pid: str, event: Envelope) -> None:
         """The ERP accepted an amended order whose deal has a contract: the contract follows

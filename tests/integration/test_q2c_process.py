@@ -380,8 +380,10 @@ def test_an_upgrade_after_acceptance_amends_the_contract_once(runtime: Runtime) 
     assert _query(runtime, "SELECT count(*) FROM concord_q2c_dispatch WHERE status = 'done'") == [
         (4,)
     ]
-    (row,) = _query(runtime, "SELECT contract_items FROM q2c_processes")
+    (row,) = _query(runtime, "SELECT contract_items, status, step FROM q2c_processes")
     assert [(i["sku"], i["quantity"]) for i in row[0]] == [("SEATS", "15"), ("API", "1000")]
+    # Accepted anew, the process is back where it was: waiting for billing's first invoice.
+    assert row[1:] == ("running", "first_invoice")
 
 
 def test_a_decision_for_an_old_event_waits_for_an_operator(runtime: Runtime) -> None:

@@ -44,7 +44,7 @@ PRODUCTS: dict[str, tuple[str, str, str, dict[str, str]]] = {
 #: The product the catalogue lacks at first: its deals wait until it is mapped.
 UNMAPPED = "SUPPORT"
 SF_CHARGE = {"one_time": "One-Time", "recurring": "Recurring", "usage": "Usage"}
-FINISHED = frozenset({"done", "rejected", "cancelled", "failed", "on_hold", "amended"})
+FINISHED = frozenset({"done", "rejected", "cancelled", "failed", "on_hold"})
 
 #: Customers: (name, currency, parent index or None). Index 0 is the parent of 1-3.
 CUSTOMERS: list[tuple[str, str, int | None]] = [
@@ -332,14 +332,6 @@ class Quarter:
         answer.raise_for_status()
         found = answer.json()
         status = str(found["status"])
-        events = [e["type"] for e in found.get("events", [])]
-        if status not in FINISHED and events and events[-1] == "contract_amended":
-            # An amended order is accepted anew and its contract amended; the process does
-            # not return to done after that (it shows its step), so the demo says so.
-            return "amended", (
-                f"the CRM's change reached the ERP and the contract; the process shows step "
-                f"{found.get('step')} {status}"
-            )
         return status, None if status == "done" else found.get("reason")
 
     def map_unmapped(self) -> None:

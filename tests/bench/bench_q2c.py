@@ -216,8 +216,6 @@ class Pool:
 
 async def post_ok(pool: Pool, body: bytes, path: str = PATH) -> None:
     status, answer = await pool.post(path, body, signed(body))
-    if os.environ.get("BENCH_DEBUG"):
-        print(status, answer[:500])
     if status >= 300:
         raise RuntimeError(f"POST {path} answered {status}: {answer[:300]!r}")
 
@@ -474,8 +472,6 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float) -> None:
     while not check():
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for {what}")
-        if os.environ.get("BENCH_DEBUG"):
-            print(check, flush=True)
         time.sleep(0.2)
 
 

@@ -24,6 +24,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from adapters.postgres.datastore import open_datastore
 from adapters.postgres.stores import store_class
 from adapters.settings import Settings
 from hub.domain.base import Aggregate
@@ -270,7 +271,10 @@ def fill(settings: Settings, events: int) -> dict[str, int]:
         "invoices": Invoice,
         "payments": Payment,
     }
-    stores = {name: store_class(cls)(env=env) for name, cls in kinds.items()}
+    # One pool for the six stores (as the composition root does): six pools would take
+    # ~30 of PostgreSQL's 100 connections, which the other jobs on this VM share.
+    datastore = open_datastore(env, "bench-fill")
+    stores = {name: store_class(cls)(env=env, datastore=datastore) for name, cls in kinds.items()}
     counts = dict.fromkeys(kinds, 0)
     try:
         catalogue = products()
@@ -295,4 +299,5 @@ def fill(settings: Settings, events: int) -> dict[str, int]:
     finally:
         for store in stores.values():
             store.close()
+        datastore.close()
     return counts

@@ -132,7 +132,7 @@ def command_items(conn: Any, schema: str, key: str | None, cap: int) -> list[Ite
     """Commands the process decided and the hub refused (``concord_q2c_dispatch``)."""
     if not _exists(conn, schema, COMMANDS.name, PROCESSES.name, "concord_q2c_dispatch"):
         return []
-    where: sql.Composable = sql.SQL("d.status = 'refused'")
+    where: sql.Composable = sql.SQL("d.status IN ('refused', 'stale')")
     params: list[Any] = []
     if key is not None:
         where = sql.SQL("{} AND c.command_id = %s").format(where)

@@ -70,7 +70,7 @@ _ORDINAL = {name: index + 1 for index, name in enumerate(STEP_NAMES)}
 
 class QuoteToCash(Projection):
     name = "q2c"
-    version = 1
+    version = 2
     title = "Quote-to-cash process manager"
     stores: ClassVar[tuple[str, ...]] = (
         "customers",
@@ -263,6 +263,7 @@ class QuoteToCash(Projection):
             return
         if row[5] is not None:
             self._amend_contract(cursor, pid, event)
+            self._resume(cursor, pid, event)
             return
         customer_id, currency, lines, start, months, _ = row
         prices = self._prices(cursor, [line["sku"] for line in lines])
@@ -289,6 +290,19 @@ class QuoteToCash(Projection):
             cursor, pid, "contract", "create", contract_id_for(pid), payload, event, "contract"
         )
         self._step(cursor, pid, "contract", "started", "contract decided", event)
+
+    def _resume(self, cursor: ViewCursor, pid: str, event: Envelope) -> None:
+        """After an amendment was validated and accepted anew: the process is at its first
+        step not yet over again (``done`` when every one is)."""
+        row = cursor.fetchone(
+            f"SELECT step FROM {{{STEPS.name}}} WHERE process_id = %s "
+            "AND status NOT IN ('done', 'skipped') ORDER BY ordinal LIMIT 1",
+            (pid,),
+        )
+        if row is None:
+            self._set(cursor, pid, event, status="done", step=None, reason=None)
+        else:
+            self._set(cursor, pid, event, step=row[0])
 
     def _amend_contract(self, cursor: ViewCursor, pid: str, event: Envelope) -> None:
         """The ERP accepted an amended order whose deal has a contract: the contract follows
@@ -584,8 +598,9 @@ class QuoteToCash(Projection):
         )
         cursor.execute(
             f"INSERT INTO {{{COMMANDS.name}}} (command_id, process_id, entity, name, "
-            "aggregate_id, payload, cause_event_id, correlation_id, decided_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            "aggregate_id, payload, cause_event_id, correlation_id, decided_at, "
+            "cause_recorded_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT DO NOTHING",
             (
                 command_id,
                 pid,
@@ -596,6 +611,7 @@ class QuoteToCash(Projection):
                 event["event_id"],
                 correlation[0] if correlation else None,
                 business_time(event),
+                datetime.fromisoformat(event["recorded_at"]),
             ),
         )
         self._log(

@@ -137,6 +137,12 @@ COMMANDS = Table(
         Column("cause_event_id", "uuid", "The canonical event that caused it.", True),
         Column("correlation_id", "text", "The deal's correlation id (opportunity)."),
         Column("decided_at", "timestamptz", "When it was decided (business time).", True),
+        Column(
+            "cause_recorded_at",
+            "timestamptz",
+            "When the hub recorded the causing event (the dispatcher's staleness check).",
+            True,
+        ),
     ),
 )
 

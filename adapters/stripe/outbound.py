@@ -215,8 +215,10 @@ class StripeConnector(Connector):
 
     async def _price(self, item: dict[str, Any], currency: str) -> str:
         """The billing price of a contract item: its rate plan when that is one of the
-        SKU's ``billing_price_ids``, else the SKU's price in the contract's currency and
-        billing period (metered for usage)."""
+        SKU's ``billing_price_ids`` in the contract's currency, else the SKU's price in the
+        contract's currency and billing period (metered for usage). The currency is checked
+        because a SKU sold in several currencies has a price per currency, and the rate plan
+        the hub chose may be another currency's (Stripe refuses a subscription mixing them)."""
         sku = str(item["sku"])
         product = await self._state("product", str(product_id(sku)))
         ids = list(((product or {}).get("ids") or {}).get("billing_price_ids") or [])
@@ -226,7 +228,9 @@ class StripeConnector(Connector):
                 "billing_price_ids)"
             )
         if item.get("rate_plan") in ids:
-            return str(item["rate_plan"])
+            planned = await self.client.price(str(item["rate_plan"]))
+            if planned.get("currency") == currency.lower():
+                return str(item["rate_plan"])
         interval, count = _PERIODS[str(item.get("billing_period") or "month")]
         usage = "metered" if item.get("charge_type") == "usage" else "licensed"
         for candidate in ids:

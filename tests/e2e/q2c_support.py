@@ -230,7 +230,9 @@ def estate(
         assert key, "".join(output)
         base = f"http://127.0.0.1:{port}"
         assert wait_healthy(base, deadline), "".join(output)
-        world = Estate(*running, base=base, key=key, server=server, output=output)
+        world = Estate(
+            running[0], running[1], running[2], base=base, key=key, server=server, output=output
+        )
         for sku, (charge, _, by_currency) in PRODUCTS.items():
             world.crm_products[sku] = crm.create_product(
                 sku, sku, prices=by_currency, charge_type=_sf_charge(charge)

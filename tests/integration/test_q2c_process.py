@@ -380,5 +380,28 @@ def test_an_upgrade_after_acceptance_amends_the_contract_once(runtime: Runtime) 
     assert _query(runtime, "SELECT count(*) FROM concord_q2c_dispatch WHERE status = 'done'") == [
         (4,)
     ]
-    (row,) = _query(runtime, "SELECT contract_items FROM q2c_processes")
+    (row,) = _query(runtime, "SELECT contract_items, status, step FROM q2c_processes")
     assert [(i["sku"], i["quantity"]) for i in row[0]] == [("SEATS", "15"), ("API", "1000")]
+    # Accepted anew, the process is back where it was: waiting for billing's first invoice.
+    assert row[1:] == ("running", "first_invoice")
+
+
+def test_a_decision_for_an_old_event_waits_for_an_operator(runtime: Runtime) -> None:
+    """What a rebuild of a new version that decides differently would produce for deals
+    long past: not executed unasked, listed in the workbench, run on retry."""
+    _products(runtime)
+    order = _order(runtime, new_customer(runtime, "Tyrell"))
+    runner(runtime, Q2C).catch_up()
+    _query_write(runtime, "UPDATE q2c_commands SET cause_recorded_at = now() - interval '10 days'")
+    assert dispatch_once(runtime) == []
+    assert _query(runtime, "SELECT status FROM concord_q2c_dispatch") == [("stale",)]
+    assert runtime.hub.get("order", UUID(order))["state"]["status"] == "placed"
+    (group,) = list_exceptions(runtime, reason="failed_step")["groups"]
+    (item,) = group["items"]
+    assert "recorded" in item["detail"]["error"]
+    _query_write(
+        runtime,
+        "UPDATE concord_q2c_dispatch SET status = 'retrying', next_at = now()",
+    )  # what the workbench's retry does
+    assert [o.status for o in dispatch_once(runtime)] == ["done"]
+    assert runtime.hub.get("order", UUID(order))["state"]["status"] == "validated"

@@ -172,6 +172,32 @@ def test_a_contract_makes_one_customer_and_one_subscription_of_its_running_items
     assert len(created) == 2
 
 
+def test_a_rate_plan_in_another_currency_gives_way_to_the_contracts() -> None:
+    """A SKU sold in USD and EUR has a price per currency; a EUR contract whose rate plan is
+    the USD price is billed at the EUR one (Stripe refuses mixed currencies)."""
+
+    async def scenario(
+        world: Billing, connector: StripeConnector, reader: MemoryHubReader, contract: str
+    ) -> None:
+        usd = world.post(
+            "/v1/prices",
+            {
+                "product": world.sandbox.all("price")[0]["product"],
+                "currency": "usd",
+                "unit_amount": "2700",
+                "recurring[interval]": "month",
+            },
+        ).json()["id"]
+        seat = reader.states[("product", str(product_id("PLAT-SEAT")))]
+        seat["ids"]["billing_price_ids"] = [usd, world.prices["seat"]]
+        items = [{**_items()[0], "rate_plan": usd}]
+        await connector.deliver(_created(contract, items), "evt-1")
+        [sub] = world.sandbox.all("subscription")
+        assert [i["price"]["id"] for i in sub["items"]["data"]] == [world.prices["seat"]]
+
+    _run(scenario)
+
+
 def test_faults_are_transient_and_a_redelivery_makes_nothing_twice() -> None:
     async def scenario(world: Billing, connector: StripeConnector, _: Any, contract: str) -> None:
         faults = world.sandbox.faults

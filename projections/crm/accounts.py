@@ -27,6 +27,7 @@ ACCOUNTS = Table(
         "and its place in the account hierarchy. Built by the crm projection."
     ),
     primary_key=("customer_id",),
+    indexes=(("parent_customer_id",),),
     columns=(
         Column("customer_id", "uuid", "Canonical customer id (Concord).", not_null=True),
         Column(
@@ -87,10 +88,20 @@ _INSERT = (
     "VALUES (%s, %s, 'active', %s, %s, 0, false, %s, %s, %s)"
 )
 
-#: Walk every account's parent links upwards (stopping at a cycle) and keep the deepest step.
+#: The changed account and every account below it (the only ones whose hierarchy columns
+#: can change), then their parent links walked upwards (stopping at a cycle), keeping the
+#: deepest step. Why not every account: a rebuild applies one such event per customer, and
+#: a walk over the whole table each time made the rebuild quadratic in the accounts.
 _RECOMPUTE = """
-WITH RECURSIVE walk (customer_id, ancestor, depth, path) AS (
-    SELECT customer_id, customer_id, 0, ARRAY[customer_id] FROM {crm_accounts}
+WITH RECURSIVE below (customer_id, path) AS (
+    SELECT customer_id, ARRAY[customer_id] FROM {crm_accounts} WHERE customer_id = %s
+    UNION ALL
+    SELECT a.customer_id, b.path || a.customer_id
+    FROM below b JOIN {crm_accounts} a ON a.parent_customer_id = b.customer_id
+    WHERE NOT a.customer_id = ANY (b.path)
+), walk (customer_id, ancestor, depth, path) AS (
+    SELECT customer_id, customer_id, 0, ARRAY[customer_id]
+    FROM (SELECT DISTINCT customer_id FROM below) changed
     UNION ALL
     SELECT w.customer_id, a.parent_customer_id, w.depth + 1, w.path || a.parent_customer_id
     FROM walk w JOIN {crm_accounts} a ON a.customer_id = w.ancestor
@@ -136,7 +147,7 @@ def apply_customer(event: Envelope, at: Position, cursor: ViewCursor) -> None:
     else:
         update_latest(cursor, "crm_accounts", "customer_id", event, at, _changes(kind, data))
     if kind in _RELINKS:
-        cursor.execute(_RECOMPUTE)
+        cursor.execute(_RECOMPUTE, (event["aggregate_id"],))
 
 
 def _changes(kind: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -236,3 +236,56 @@ def test_a_refund_keeps_the_paid_milestone_a_failed_payment_never_reaches_it(
     runner(runtime, VIEW, batch=1).catch_up()
     again = invoices(runtime)
     assert again == rows_now
+
+
+def test_hierarchy_columns_match_a_walk_of_the_whole_forest_after_random_moves(
+    runtime: Runtime,
+) -> None:
+    """Only the changed account's subtree is recomputed per event; after a seeded run of
+    registrations, moves under other parents (re-parenting whole subtrees) and CRM links,
+    every row is what a walk of the whole forest says."""
+    import random
+
+    rng = random.Random(7)
+    ids: list[UUID] = []
+    parents: dict[UUID, UUID | None] = {}
+    crm: dict[UUID, str] = {}
+    for step in range(40):
+        roll = rng.random()
+        if roll < 0.45 or len(ids) < 3:
+            customer = new_customer(runtime, f"Account {step}")
+            ids.append(customer)
+            parents[customer] = None
+        elif roll < 0.85:
+            child, parent = rng.sample(ids, 2)
+            walk, seen = parent, set()
+            while walk is not None and walk not in seen:  # no move that would make a cycle
+                seen.add(walk)
+                walk = parents[walk]
+            if child in seen:
+                continue
+            reparent(runtime, child, parent)
+            parents[child] = parent
+        else:
+            customer = rng.choice(ids)
+            if customer not in crm:
+                crm[customer] = f"001ACC{step:04d}"
+                run(
+                    runtime,
+                    "customer",
+                    "link",
+                    {"system": "crm", "external_id": crm[customer]},
+                    aggregate_id=customer,
+                )
+        if step % 9 == 0:
+            runner(runtime, VIEW, batch=3).catch_up()
+    runner(runtime, VIEW).catch_up()
+    view = accounts(runtime)
+    for customer in ids:
+        depth, top = 0, customer
+        while parents[top] is not None:
+            top, depth = parents[top], depth + 1  # type: ignore[assignment]
+        parent = parents[customer]
+        row = view[customer]
+        assert (row["ultimate_parent_customer_id"], row["depth"]) == (top, depth), customer
+        assert row["parent_crm_account_id"] == (crm.get(parent) if parent else None)

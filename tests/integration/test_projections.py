@@ -488,13 +488,24 @@ def test_a_round_with_nothing_new_locks_nothing_and_the_next_event_is_applied(
 
 
 def test_runner_connections_are_few(runtime: Runtime) -> None:
-    worker = runner(runtime)
+    # A name of its own: other hubs on this PostgreSQL (other tests' servers) run an erp
+    # runner too, under the default name.
+    import uuid
+
+    from adapters.bootstrap import Connections
+    from adapters.projections.runner import ProjectionRunner
+
+    own = runtime.settings.model_copy(
+        update={"database_application_name": f"concord-t{uuid.uuid4().hex[:8]}"}
+    )
+    connections = Connections(own)
+    worker = ProjectionRunner(ErpCustomers(), connections, own.schema_name, poll_interval_s=0.1)
     with running(worker):
         wait_for(lambda: status(runtime).state == "running", what="running")
         with connect(runtime) as conn:
             (n,) = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-                (runtime.connections.application_name("projection-erp"),),
+                (connections.application_name("projection-erp"),),
             ).fetchone() or (0,)
     assert n == 1
 

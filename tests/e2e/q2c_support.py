@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -31,7 +32,8 @@ KEY = re.compile(r"cnc_[A-Za-z0-9_-]{20,}")
 #: The catalogue of the estate: SKU → (charge type, ERP item id, price per currency).
 PRODUCTS: dict[str, tuple[str, str, dict[str, str]]] = {
     "SETUP": ("one_time", "7001", {"USD": "1500.00", "EUR": "1400.00"}),
-    "SEATS": ("recurring", "7002", {"USD": "1200.00", "EUR": "1100.00"}),
+    # Per seat over a 12-month term: a whole monthly price in both currencies (100, 90).
+    "SEATS": ("recurring", "7002", {"USD": "1200.00", "EUR": "1080.00"}),
     "API": ("usage", "7003", {"USD": "0.05", "EUR": "0.04"}),
 }
 
@@ -93,6 +95,7 @@ class Estate:
             ]
         lines.append(f"held: {self.api('GET', '/v1/inbound/held').text[:2000]}")
         lines.append(f"exceptions: {self.api('GET', '/v1/exceptions').text[:3000]}")
+        lines.append("serve output (last lines):\n" + "".join(self.output[-40:]))
         return "\n".join(lines)
 
     def deal(
@@ -120,6 +123,20 @@ class Estate:
             crm.add_line(opportunity, self.crm_products["SETUP"], quantity=1)
         crm.win(opportunity)
         return opportunity
+
+
+def drain(process: subprocess.Popen[str], into: list[str]) -> threading.Thread:
+    """Read a process's piped output into ``into`` until it ends: a pipe nobody reads fills
+    (64 KiB of retry warnings under faults) and the process blocks on its next log line."""
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            into.append(line)
+
+    thread = threading.Thread(target=pump, name=f"drain-{process.pid}", daemon=True)
+    thread.start()
+    return thread
 
 
 def wait_until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
@@ -162,14 +179,16 @@ def _seed_billing(billing: Running) -> dict[tuple[str, str], str]:
 
 
 def _catalogue(estate: Estate) -> None:
-    """The product catalogue: every system's id of each SKU (one price per SKU: USD)."""
-    for sku, (charge, item, _) in PRODUCTS.items():
+    """The product catalogue: every system's id of each SKU (a billing price per currency:
+    the Stripe connector picks the one in the contract's currency)."""
+    for sku, (charge, item, by_currency) in PRODUCTS.items():
         ids: dict[str, list[str]] = {
             "crm_product_ids": [estate.crm_products[sku]],
             "erp_item_ids": [item],
         }
-        if (sku, "USD") in estate.prices:
-            ids["billing_price_ids"] = [estate.prices[(sku, "USD")]]
+        priced = [estate.prices[(sku, c)] for c in by_currency if (sku, c) in estate.prices]
+        if priced:
+            ids["billing_price_ids"] = priced
         body: dict[str, Any] = {"charge_type": charge, "ids": ids}
         if charge != "one_time":
             body["billing_period"] = "month"
@@ -231,6 +250,7 @@ def estate(
         base = f"http://127.0.0.1:{port}"
         assert wait_healthy(base, deadline), "".join(output)
         world = Estate(*running, base=base, key=key, server=server, output=output)
+        drain(server, output)
         for sku, (charge, _, by_currency) in PRODUCTS.items():
             world.crm_products[sku] = crm.create_product(
                 sku, sku, prices=by_currency, charge_type=_sf_charge(charge)

@@ -5,7 +5,9 @@ at the sandboxes, the sandboxes' pushes pointed at its webhooks, signed both way
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +23,7 @@ from adapters.sandbox.base import Running, serve_in_thread
 from adapters.sandbox.billing import BillingSandbox
 from adapters.sandbox.crm import CrmSandbox
 from adapters.sandbox.erp import ErpSandbox
-from tests.e2e.serving import free_port, interrupt, serve_env, start_serve, wait_healthy
+from tests.e2e.serving import ROOT, free_port, interrupt, serve_env, start_serve, wait_healthy
 
 NETSUITE_SECRET = "ns_q2c_secret"
 SALESFORCE_SECRET = "sf_q2c_secret"
@@ -39,6 +41,20 @@ PRODUCTS: dict[str, tuple[str, str, dict[str, str]]] = {
 
 
 @dataclass
+class Service:
+    """One separately run part of Concord and what it printed."""
+
+    args: tuple[str, ...]
+    process: subprocess.Popen[str]
+    output: list[str]
+
+    def kill9(self) -> None:
+        """``kill -9``: no signal handler, no cleanup, whatever was in flight stays so."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+
+@dataclass
 class Estate:
     erp: Running
     crm: Running
@@ -49,6 +65,29 @@ class Estate:
     output: list[str] = field(default_factory=list)
     crm_products: dict[str, str] = field(default_factory=dict)
     prices: dict[tuple[str, str], str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    services: list[Service] = field(default_factory=list)
+
+    def start(self, *args: str) -> Service:
+        """``concord <args>`` as a process of its own on the estate's environment (the
+        parts ``--without`` left out of serve: ``subscribe``, ``process run``)."""
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from api.cli import main; main()", *args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        service = Service(args, process, [])
+        drain(process, service.output)
+        self.services.append(service)
+        return service
+
+    def stop_services(self) -> None:
+        for service in self.services:
+            if service.process.poll() is None:
+                interrupt(service.process)
 
     @property
     def crm_sandbox(self) -> CrmSandbox:
@@ -96,6 +135,9 @@ class Estate:
         lines.append(f"held: {self.api('GET', '/v1/inbound/held').text[:2000]}")
         lines.append(f"exceptions: {self.api('GET', '/v1/exceptions').text[:3000]}")
         lines.append("serve output (last lines):\n" + "".join(self.output[-40:]))
+        for service in self.services:
+            tail = "".join(service.output[-30:])
+            lines.append(f"{' '.join(service.args)} output (last lines):\n{tail}")
         return "\n".join(lines)
 
     def deal(
@@ -249,8 +291,9 @@ def estate(
         assert key, "".join(output)
         base = f"http://127.0.0.1:{port}"
         assert wait_healthy(base, deadline), "".join(output)
-        world = Estate(*running, base=base, key=key, server=server, output=output)
+        world = Estate(*running, base=base, key=key, server=server, output=output, env=env)
         drain(server, output)
+        stack.callback(world.stop_services)
         for sku, (charge, _, by_currency) in PRODUCTS.items():
             world.crm_products[sku] = crm.create_product(
                 sku, sku, prices=by_currency, charge_type=_sf_charge(charge)

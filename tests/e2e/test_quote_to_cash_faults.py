@@ -8,8 +8,12 @@ lineage."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from tests.e2e.q2c_checks import Deal, assert_once_everywhere
+import httpx
+
+from adapters.netsuite.outbound import HOLD_FIELD, HOLD_REASON_FIELD
+from tests.e2e.q2c_checks import Deal, assert_once_everywhere, process_is
 from tests.e2e.q2c_support import estate, wait_until
 from tests.e2e.serving import free_port
 
@@ -99,3 +103,54 @@ def _items(body: dict[str, object]) -> list[object]:
     items = body.get("items", [])
     assert isinstance(items, list)
     return items
+
+
+REFUSAL = "This account cannot create subscriptions: no payment method on file"
+
+
+def test_billing_refusing_the_subscription_holds_the_order_in_the_erp_and_tells_the_crm(
+    database_url: str, pg_schema: str, nats_url: str, stream_name: str, tmp_path: Path
+) -> None:
+    with estate(database_url, pg_schema, nats_url, stream_name, tmp_path) as world:
+        crm, erp, billing = world.crm_sandbox, world.erp_sandbox, world.billing_sandbox
+        refused = httpx.post(
+            f"{world.billing.url}/_admin/refuse_subscriptions", json={"message": REFUSAL}
+        )
+        assert refused.status_code == 200, refused.text
+        account = crm.create_account("Soylent", website="https://soylent.example")
+        deal = world.deal(account, "Soylent platform")
+
+        process = world.wait(
+            lambda: process_is(world, deal, "on_hold"), "the order held", deal, 180
+        )
+        assert process["reason"].startswith("billing refused the subscription")
+        assert REFUSAL in process["reason"]
+        steps = {s["step"]: s for s in process["steps"]}
+        assert steps["billing_subscription"]["status"] == "failed"
+        assert steps["erp_order"]["status"] == "done"
+        # The dead letter, and the hold of the contract behind it (later events wait).
+        dead = [d for d in process["deliveries"] if d.get("dead_letter_id") is not None]
+        assert [(d["target"], d["event_type"]) for d in dead] == [("billing", "ContractCreated")]
+        assert REFUSAL in dead[0]["error"]
+
+        def held_in_erp() -> dict[str, Any] | None:
+            found = erp.by_external_id("salesOrder", deal)
+            return found if found and found.get(HOLD_FIELD) is True else None
+
+        order = world.wait(held_in_erp, "the sales order on hold in the ERP", deal)
+        assert REFUSAL in order[HOLD_REASON_FIELD]
+
+        def held_in_crm() -> dict[str, Any] | None:
+            found = crm.get("Opportunity", deal)
+            return found if found["Concord_Status__c"] == "On hold" else None
+
+        opportunity = world.wait(held_in_crm, "the opportunity showing the hold", deal)
+        assert opportunity["Concord_Status_Reason__c"] == process["reason"]
+        assert opportunity["Concord_ERP_Accepted_At__c"]  # what happened before stays shown
+
+        assert billing.count("subscription") == 0
+        assert erp.count("salesOrder") == 1 and erp.count("customer") == 1
+        listed = world.api("GET", "/v1/exceptions", params={"reason": "dead_letter"}).json()
+        items = [i for g in listed["groups"] for i in g["items"]]
+        assert len(items) == 1, listed
+        assert REFUSAL in str(items[0]), items

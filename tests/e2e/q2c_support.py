@@ -38,6 +38,12 @@ PRODUCTS: dict[str, tuple[str, str, dict[str, str]]] = {
     "SEATS": ("recurring", "7002", {"USD": "1200.00", "EUR": "1080.00"}),
     "API": ("usage", "7003", {"USD": "0.05", "EUR": "0.04"}),
 }
+#: Products every system holds but the catalogue maps only to the CRM at first (a product
+#: launched before anyone told Concord its ERP item and billing price): ``Estate.map``.
+LATE: dict[str, tuple[str, str, dict[str, str]]] = {
+    "PREMIUM": ("recurring", "7004", {"USD": "2400.00", "EUR": "2160.00"}),
+}
+_ALL = {**PRODUCTS, **LATE}
 
 
 @dataclass
@@ -108,6 +114,23 @@ class Estate:
         headers = {"Authorization": f"Bearer {self.key}", **kw.pop("headers", {})}
         return httpx.request(method, f"{self.base}{path}", headers=headers, timeout=30, **kw)
 
+    def map(self, sku: str) -> httpx.Response:
+        """``PUT /v1/mappings/<sku>``: the SKU's id in every system."""
+        charge, item, by_currency = _ALL[sku]
+        ids: dict[str, list[str]] = {
+            "crm_product_ids": [self.crm_products[sku]],
+            "erp_item_ids": [item],
+        }
+        priced = [self.prices[(sku, c)] for c in by_currency if (sku, c) in self.prices]
+        if priced:
+            ids["billing_price_ids"] = priced
+        body: dict[str, Any] = {"charge_type": charge, "ids": ids}
+        if charge != "one_time":
+            body["billing_period"] = "month"
+        answer = self.api("PUT", f"/v1/mappings/{sku}", json=body)
+        assert answer.status_code in (200, 201), answer.text
+        return answer
+
     def process(self, any_id: str) -> dict[str, Any] | None:
         answer = self.api("GET", f"/v1/processes/{any_id}")
         return answer.json() if answer.status_code == 200 else None
@@ -151,6 +174,7 @@ class Estate:
         setup: bool = True,
         close_date: str = "2026-01-15",
         term_months: int = 12,
+        extra: dict[str, int] | None = None,
     ) -> str:
         """An opportunity with its lines in the CRM sandbox, won (the CDC goes to Concord)."""
         crm = self.crm_sandbox
@@ -163,6 +187,10 @@ class Estate:
         crm.add_line(opportunity, self.crm_products["API"], quantity=usage)
         if setup:
             crm.add_line(opportunity, self.crm_products["SETUP"], quantity=1)
+        for sku, quantity in (extra or {}).items():
+            crm.add_line(
+                opportunity, self.crm_products[sku], quantity=quantity, service_date="2026-02-01"
+            )
         crm.win(opportunity)
         return opportunity
 
@@ -197,7 +225,7 @@ def _seed_billing(billing: Running) -> dict[tuple[str, str], str]:
     prices: dict[tuple[str, str], str] = {}
     auth = {"Authorization": f"Bearer {STRIPE_KEY}"}
     with httpx.Client(base_url=billing.url, headers=auth, timeout=10) as http:
-        for sku, (charge, _, by_currency) in PRODUCTS.items():
+        for sku, (charge, _, by_currency) in _ALL.items():
             if charge == "one_time":
                 continue
             product = http.post("/v1/products", data={"name": sku, "metadata[sku]": sku})
@@ -222,18 +250,16 @@ def _seed_billing(billing: Running) -> dict[tuple[str, str], str]:
 
 def _catalogue(estate: Estate) -> None:
     """The product catalogue: every system's id of each SKU (a billing price per currency:
-    the Stripe connector picks the one in the contract's currency)."""
-    for sku, (charge, item, by_currency) in PRODUCTS.items():
-        ids: dict[str, list[str]] = {
-            "crm_product_ids": [estate.crm_products[sku]],
-            "erp_item_ids": [item],
+    the Stripe connector picks the one in the contract's currency); the ``LATE`` products
+    by their CRM id only."""
+    for sku in PRODUCTS:
+        estate.map(sku)
+    for sku, (charge, _, _) in LATE.items():
+        body: dict[str, Any] = {
+            "charge_type": charge,
+            "ids": {"crm_product_ids": [estate.crm_products[sku]]},
+            "billing_period": "month",
         }
-        priced = [estate.prices[(sku, c)] for c in by_currency if (sku, c) in estate.prices]
-        if priced:
-            ids["billing_price_ids"] = priced
-        body: dict[str, Any] = {"charge_type": charge, "ids": ids}
-        if charge != "one_time":
-            body["billing_period"] = "month"
         answer = estate.api("PUT", f"/v1/mappings/{sku}", json=body)
         assert answer.status_code in (200, 201), answer.text
 
@@ -252,7 +278,7 @@ def estate(
     port = free_port()
     hooks = f"http://127.0.0.1:{port}/v1/webhooks"
     erp = ErpSandbox(
-        secret=NETSUITE_SECRET, items={item: sku for sku, (_, item, _) in PRODUCTS.items()}
+        secret=NETSUITE_SECRET, items={item: sku for sku, (_, item, _) in _ALL.items()}
     )
     crm = CrmSandbox(SALESFORCE_SECRET)
     billing = BillingSandbox(STRIPE_SECRET, STRIPE_KEY, webhook_url=f"{hooks}/stripe")
@@ -294,7 +320,7 @@ def estate(
         world = Estate(*running, base=base, key=key, server=server, output=output, env=env)
         drain(server, output)
         stack.callback(world.stop_services)
-        for sku, (charge, _, by_currency) in PRODUCTS.items():
+        for sku, (charge, _, by_currency) in _ALL.items():
             world.crm_products[sku] = crm.create_product(
                 sku, sku, prices=by_currency, charge_type=_sf_charge(charge)
             )

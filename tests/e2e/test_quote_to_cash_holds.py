@@ -8,6 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg import sql
+
 from tests.e2e.q2c_checks import Deal, assert_once_everywhere, process_is
 from tests.e2e.q2c_support import estate, wait_until
 
@@ -46,3 +49,50 @@ def test_a_deal_with_an_unmapped_product_waits_and_goes_through_once_when_it_is_
         [order] = world.erp_sandbox.all("salesOrder")
         assert "7004" in str(order), order
         wait_until(lambda: not unmapped(), "the unmapped SKU to leave the workbench", 60)
+
+
+def test_observe_only_sends_the_erp_nothing_and_records_what_it_would_have_sent(
+    database_url: str, pg_schema: str, nats_url: str, stream_name: str, tmp_path: Path
+) -> None:
+    observe = {"CONCORD_OUTBOUND": "erp:observe"}
+    with estate(
+        database_url, pg_schema, nats_url, stream_name, tmp_path, extra_env=observe
+    ) as world:
+        crm, erp = world.crm_sandbox, world.erp_sandbox
+        account = crm.create_account("Oscorp", website="https://oscorp.example")
+        deal = world.deal(account, "Oscorp platform")
+
+        def at_erp_order() -> dict[str, Any] | None:
+            found = world.process(deal)
+            steps = {s["step"]: s["status"] for s in (found or {}).get("steps", [])}
+            return found if steps.get("erp_order") == "sent" else None
+
+        process = world.wait(at_erp_order, "the deal to wait for the ERP", deal)
+        assert (process["status"], process["step"]) == ("running", "erp_order")
+
+        def observed() -> list[tuple[str, str, str]]:
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                rows = conn.execute(
+                    sql.SQL(
+                        "SELECT target, event_type, aggregate_id FROM {} ORDER BY observed_at"
+                    ).format(sql.Identifier(pg_schema, "concord_observed_deliveries"))
+                ).fetchall()
+            return [(str(t), str(e), str(a)) for t, e, a in rows]
+
+        order = str(process["process_id"])
+        seen = world.wait(
+            lambda: [r for r in observed() if r[1] == "OrderValidated"],
+            "the validated order recorded for the ERP",
+            deal,
+        )
+        assert seen == [("erp", "OrderValidated", order)]
+        # The CRM, told of the order by the same events, was written to: only the ERP is cut.
+        world.wait(
+            lambda: crm.get("Opportunity", deal)["Concord_Ordered_At__c"],
+            "the CRM's ordered milestone",
+            deal,
+        )
+        assert {r[0] for r in observed()} == {"erp"}
+        assert list(erp.calls) == []
+        assert erp.count("customer") == 0 and erp.count("salesOrder") == 0
+        assert world.process(deal)["step"] == "erp_order"

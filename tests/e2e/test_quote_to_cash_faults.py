@@ -80,7 +80,7 @@ def test_six_deals_through_outages_errors_timeouts_and_duplicates_reach_each_sys
         ]
 
         wait_until(
-            lambda: any(d.attempts and not d.delivered for d in erp.webhooks.deliveries.values()),
+            lambda: any(d.error and not d.delivered for d in erp.webhooks.deliveries.values()),
             "an ERP push-back that could not reach Concord",
             120,
         )

@@ -73,8 +73,10 @@ class Settings(BaseSettings):
     )
     """PostgreSQL schema holding every Concord table (env ``CONCORD_SCHEMA``)."""
 
-    pool_size: int = 5
-    """Connections the process's one PostgreSQL pool keeps open (shared by every store)."""
+    pool_size: int = 2
+    """Connections the process's one PostgreSQL pool keeps open (shared by every store); it
+    grows by up to ``max_overflow`` under load. Small by default: PostgreSQL's connections
+    are shared by every process of an estate (``max_connections``)."""
     max_overflow: int = 10
     """Extra connections the pool may open under load, closed again when idle."""
 
@@ -153,6 +155,11 @@ class Settings(BaseSettings):
     q2c_step_timeout_minutes: int = Field(default=60, ge=1, le=43200)
     """Quote-to-cash: how long a step may wait on a target system (ERP acceptance, billing's
     subscription) before ``GET /v1/processes/{id}`` shows it overdue."""
+
+    q2c_max_command_age_hours: int = Field(default=72, ge=1, le=87600)
+    """Quote-to-cash: a decision caused by an event recorded longer ago than this (a rebuild
+    of a new process-manager version, a long outage) is not executed unasked: it waits in the
+    workbench (``failed_step``, status stale) for a retry."""
 
     q2c_poll_interval_s: float = Field(default=0.2, gt=0, le=60)
     """How often the quote-to-cash dispatcher looks for decided commands to execute."""

@@ -16,7 +16,7 @@ import secrets
 import signal
 import socket
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from adapters.settings import Settings
 from api.cli_bi_role import register as register_bi_role_commands
 from api.cli_close import register as register_close_commands
+from api.cli_demo import register as register_demo_command
 from api.cli_exceptions import register as register_exception_commands
 from api.cli_inbound import register as register_inbound_commands
 from api.cli_nats import register as register_nats_commands
@@ -32,6 +33,9 @@ from api.cli_process import register as register_process_commands
 from api.cli_projections import register as register_projection_commands
 from api.cli_sandbox import register as register_sandbox_commands
 from api.cli_subscribers import register as register_subscriber_commands
+
+if TYPE_CHECKING:
+    from adapters.bootstrap import Runtime
 
 app = typer.Typer(
     name="concord",
@@ -87,6 +91,58 @@ def _label(name: str) -> str:
 SERVICES = frozenset({"relay", "subscribers", "projections", "process"})
 
 
+def start_hub(
+    stack: contextlib.ExitStack[Any], settings: Settings, skipped: set[str] | frozenset[str]
+) -> tuple[Settings, Runtime]:
+    """The hub without its API: embedded PostgreSQL/NATS for missing URLs, the runtime and
+    the background services not in ``skipped``, all closed by ``stack``. Shared by
+    ``concord serve`` and ``concord demo`` so both run the same hub."""
+    from adapters.background import background
+    from adapters.bootstrap import open_runtime
+    from adapters.embedded import embedded_nats, embedded_postgres
+    from adapters.nats.identities import Scope
+    from adapters.nats.relay import Relay
+    from adapters.nats.runner import subscribers_service
+    from adapters.process.service import process_service
+    from adapters.projections.service import projections_service
+    from adapters.telemetry import configure_metrics, configure_tracing, shutdown_tracing
+
+    folder = Path(settings.data_dir).expanduser().resolve()
+    urls: dict[str, Any] = {"data_dir": folder}
+    if not settings.database_url:
+        typer.secho(
+            f"Starting embedded PostgreSQL in {folder / 'postgres'} ...", fg=typer.colors.CYAN
+        )
+        urls["database_url"] = stack.enter_context(embedded_postgres(folder))
+    if not settings.nats_url:
+        typer.secho(f"Starting embedded NATS in {folder / 'nats'} ...", fg=typer.colors.CYAN)
+        scope = Scope(settings.nats_stream, settings.nats_subject_prefix)
+        urls["nats_url"] = stack.enter_context(embedded_nats(folder, scope=scope))
+        urls.update(_embedded_identities(folder))
+    settings = settings.model_copy(update=urls)
+    configure_tracing(settings)
+    configure_metrics(settings)
+    stack.callback(shutdown_tracing)
+    runtime = open_runtime(settings)
+    stack.callback(runtime.close)
+    # The outbox relay publishes every committed event to NATS while the API runs;
+    # the subscribers push them to the targets configured in CONCORD_TARGETS.
+    if "relay" not in skipped:
+        relay = Relay(settings, connections=runtime.connections)
+        stack.enter_context(background("concord-relay", relay.run))
+    if "subscribers" not in skipped:
+        stack.enter_context(background("concord-subscribers", subscribers_service(runtime)))
+    # The read models (projections) follow the stores beside them.
+    if "projections" not in skipped:
+        stack.enter_context(
+            background("concord-projections", projections_service(settings, runtime.connections))
+        )
+    # The quote-to-cash process manager follows the stores and drives each deal.
+    if "process" not in skipped:
+        stack.enter_context(background("concord-q2c", process_service(runtime)))
+    return settings, runtime
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
@@ -108,17 +164,10 @@ def serve(
     # Imported here so `concord keys ...` and `--help` stay fast and need no server stack.
     import uvicorn
 
-    from adapters.background import background
-    from adapters.bootstrap import ConfigurationError, open_runtime
-    from adapters.embedded import EmbeddedServerError, embedded_nats, embedded_postgres
+    from adapters.bootstrap import ConfigurationError
+    from adapters.embedded import EmbeddedServerError
     from adapters.gc_tuning import tune_for_serving
     from adapters.keys import KeyRingError
-    from adapters.nats.identities import Scope
-    from adapters.nats.relay import Relay
-    from adapters.nats.runner import subscribers_service
-    from adapters.process.service import process_service
-    from adapters.projections.service import projections_service
-    from adapters.telemetry import configure_metrics, configure_tracing, shutdown_tracing
     from api.app import create_app
 
     settings = _settings(host=host, port=port, data_dir=data_dir)
@@ -129,7 +178,6 @@ def serve(
             f"--without names {', '.join(sorted(unknown))}",
             f"choose among {', '.join(sorted(SERVICES))}",
         )
-    folder = Path(settings.data_dir).expanduser().resolve()
     if not _port_free(settings.host, settings.port):
         raise _fail(
             f"{settings.host}:{settings.port} is already in use",
@@ -137,43 +185,7 @@ def serve(
         )
     try:
         with contextlib.ExitStack() as stack:
-            urls: dict[str, Any] = {"data_dir": folder}
-            if not settings.database_url:
-                typer.secho(
-                    f"Starting embedded PostgreSQL in {folder / 'postgres'} ...",
-                    fg=typer.colors.CYAN,
-                )
-                urls["database_url"] = stack.enter_context(embedded_postgres(folder))
-            if not settings.nats_url:
-                typer.secho(
-                    f"Starting embedded NATS in {folder / 'nats'} ...", fg=typer.colors.CYAN
-                )
-                scope = Scope(settings.nats_stream, settings.nats_subject_prefix)
-                urls["nats_url"] = stack.enter_context(embedded_nats(folder, scope=scope))
-                urls.update(_embedded_identities(folder))
-            settings = settings.model_copy(update=urls)
-            configure_tracing(settings)
-            configure_metrics(settings)
-            stack.callback(shutdown_tracing)
-            runtime = open_runtime(settings)
-            stack.callback(runtime.close)
-            # The outbox relay publishes every committed event to NATS while the API runs;
-            # the subscribers push them to the targets configured in CONCORD_TARGETS.
-            if "relay" not in skipped:
-                relay = Relay(settings, connections=runtime.connections)
-                stack.enter_context(background("concord-relay", relay.run))
-            if "subscribers" not in skipped:
-                stack.enter_context(background("concord-subscribers", subscribers_service(runtime)))
-            # The read models (projections) follow the stores beside them.
-            if "projections" not in skipped:
-                stack.enter_context(
-                    background(
-                        "concord-projections", projections_service(settings, runtime.connections)
-                    )
-                )
-            # The quote-to-cash process manager follows the stores and drives each deal.
-            if "process" not in skipped:
-                stack.enter_context(background("concord-q2c", process_service(runtime)))
+            settings, runtime = start_hub(stack, settings, skipped)
             new_key = None
             if runtime.keys.is_empty():
                 new_key = runtime.keys.create("admin", "admin", ["read", "write", "admin"])
@@ -496,6 +508,7 @@ register_process_commands(app, _settings, _fail)
 register_sandbox_commands(app, _fail)
 register_inbound_commands(app, _settings, _fail)
 register_exception_commands(app, _settings, _fail)
+register_demo_command(app, _settings, _fail, start_hub)
 
 
 def main() -> None:

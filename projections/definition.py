@@ -93,7 +93,9 @@ class ViewCursor(Protocol):
     def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
         """Send a write. It may be pipelined (sent without waiting for its result), so a
         failure may surface later; the runner then replays the batch one statement at a
-        time, so the failure is reported at the event that caused it."""
+        time, so the failure is reported at the event that caused it. It may also be held
+        and sent together with the following writes of the same statement (a rebuild's run
+        of inserts), so ``params`` must not be changed after the call."""
 
     def execute_one(self, statement: str, params: Sequence[Any], missing: str) -> None:
         """A write (UPDATE/DELETE without RETURNING) that must touch exactly one row; else

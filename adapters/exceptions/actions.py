@@ -194,11 +194,12 @@ def _review(runtime: Runtime, item: Item, request: ActionRequest) -> dict[str, A
 
 
 def _dispatch_retry(conn: Any, schema: str, item: Item) -> dict[str, Any]:
-    """Forget the refusal: the dispatcher executes a command without a dispatch row."""
+    """Ask the dispatcher to execute it again now (a refused or stale command is due)."""
     cursor = conn.execute(
-        sql.SQL("DELETE FROM {} WHERE command_id = %s AND status = 'refused'").format(
-            sql.Identifier(schema, "concord_q2c_dispatch")
-        ),
+        sql.SQL(
+            "UPDATE {} SET status = 'retrying', next_at = now() "
+            "WHERE command_id = %s AND status IN ('refused', 'stale')"
+        ).format(sql.Identifier(schema, "concord_q2c_dispatch")),
         (item.key,),
     )
     if cursor.rowcount != 1:

@@ -23,6 +23,7 @@ REASONS = (
     "held_delivery",
     "match_review",
     "rejected_order",
+    "order_on_hold",
     "missing_parent",
     "overdue_step",
     "failed_step",

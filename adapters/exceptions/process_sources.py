@@ -41,11 +41,12 @@ def _process_link(pid: str) -> dict[str, str]:
 
 
 def process_items(conn: Any, schema: str, key: str | None, cap: int) -> list[Item]:
-    """Rejected deals, and deals waiting for a product mapping or a customer (one item per
-    reason: a deal may wait for both)."""
+    """Rejected deals, deals on hold (a compensation ran: a target refused a step for good),
+    and deals waiting for a product mapping or a customer (one item per reason: a deal may
+    wait for both)."""
     if not _exists(conn, schema, PROCESSES.name):
         return []
-    where: sql.Composable = sql.SQL("status IN ('rejected', 'waiting')")
+    where: sql.Composable = sql.SQL("status IN ('rejected', 'waiting', 'on_hold')")
     params: list[Any] = []
     if key is not None:
         where = sql.SQL("{} AND process_id::text = %s").format(where)
@@ -62,6 +63,8 @@ def process_items(conn: Any, schema: str, key: str | None, cap: int) -> list[Ite
         groups: dict[str, list[str]] = {}
         if status == "rejected":
             groups["rejected_order"] = []
+        if status == "on_hold":
+            groups["order_on_hold"] = []
         for wanted in waiting or []:
             groups.setdefault(WAITS.get(wanted.partition(":")[0], "missing_parent"), []).append(
                 wanted
@@ -129,7 +132,7 @@ def command_items(conn: Any, schema: str, key: str | None, cap: int) -> list[Ite
     """Commands the process decided and the hub refused (``concord_q2c_dispatch``)."""
     if not _exists(conn, schema, COMMANDS.name, PROCESSES.name, "concord_q2c_dispatch"):
         return []
-    where: sql.Composable = sql.SQL("d.status = 'refused'")
+    where: sql.Composable = sql.SQL("d.status IN ('refused', 'stale')")
     params: list[Any] = []
     if key is not None:
         where = sql.SQL("{} AND c.command_id = %s").format(where)

@@ -17,7 +17,7 @@ from typing import Any
 
 from hub.domain.money import exponent
 
-__all__ = ["PERIOD_MONTHS", "contract_items", "term_end"]
+__all__ = ["PERIOD_MONTHS", "apply_changes", "contract_items", "item_changes", "term_end"]
 
 PERIOD_MONTHS = {"month": 1, "quarter": 3, "year": 12}
 
@@ -71,6 +71,58 @@ def _period_price(line: dict[str, Any], period: str, currency: str, index: int) 
             f"whole per-{period} price; give the line a billing_unit_price"
         )
     return price.quantize(quantum)
+
+
+_CHANGEABLE = ("quantity", "unit_price", "rate_plan")
+
+
+def item_changes(
+    held: list[dict[str, Any]], wanted: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """What to change on the contract (``held``) for it to carry ``wanted``: one change per
+    SKU that differs (only the values that differ), and the SKUs it does not carry at all.
+    A SKU the order no longer has is set to quantity 0 (a downgrade to nothing keeps the
+    item on the subscription until billing removes it)."""
+    current = {item["sku"]: item for item in held}
+    changes: list[dict[str, Any]] = []
+    added: list[str] = []
+    for item in wanted:
+        have = current.get(item["sku"])
+        if have is None:
+            added.append(item["sku"])
+            continue
+        change: dict[str, Any] = {"sku": item["sku"]}
+        for name in _CHANGEABLE:
+            if _differs(have.get(name), item[name], name):
+                change[name] = item[name]
+        if len(change) > 1:
+            changes.append(change)
+    gone = {i["sku"] for i in held} - {i["sku"] for i in wanted}
+    for sku in sorted(gone):
+        if Decimal(str(current[sku]["quantity"])) != 0:
+            changes.append({"sku": sku, "quantity": "0"})
+    return changes, added
+
+
+def apply_changes(
+    items: list[dict[str, Any]], changes: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The items after ``changes`` (what a contract amendment does to them, eventually)."""
+    by_sku = {item["sku"]: dict(item) for item in items}
+    for change in changes:
+        item = by_sku.get(change["sku"])
+        if item is None:
+            continue
+        for name in _CHANGEABLE:
+            if change.get(name) is not None:
+                item[name] = change[name]
+    return list(by_sku.values())
+
+
+def _differs(have: Any, want: Any, name: str) -> bool:
+    if name == "rate_plan":
+        return bool(have != want)
+    return have is None or Decimal(str(have)) != Decimal(str(want))
 
 
 def term_end(start: date, months: int) -> date:

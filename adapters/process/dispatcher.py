@@ -8,9 +8,13 @@ the hub answers with the stored result instead of acting twice.
 
 ``concord_q2c_dispatch`` (outside the projection's tables, so a rebuild of the process
 manager does not forget what was already executed) records each command's outcome: done,
-refused (the hub said no, with its reason: a workbench item), or retrying (the store was
-unavailable; tried again after a backoff). One dispatcher works at a time across processes
-(a transaction-level advisory lock per batch).
+refused (the hub said no, with its reason: a workbench item), retrying (the store was
+unavailable; tried again after a backoff), or stale: decided for an event the hub recorded
+more than ``CONCORD_Q2C_MAX_COMMAND_AGE_HOURS`` ago. That is what a rebuild of a *new*
+version that decides differently produces for old deals (the same decisions come back under
+the same ids and are known as done); executing them unasked would change deals that ended
+long ago, so they wait in the workbench for an operator's retry. One dispatcher works at a
+time across processes (a transaction-level advisory lock per batch).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from adapters.bootstrap import Runtime
 from adapters.postgres.outbound_tables import create_outbound_tables
 from adapters.process.tables import COMMANDS
 from hub.application.service import Caller, CommandRequest, Origin
-from hub.domain.errors import DomainError
+from hub.domain.errors import ConcurrencyConflict, DomainError
 
 __all__ = [
     "CALLER",
@@ -45,7 +49,7 @@ log = logging.getLogger("concord.q2c")
 #: Who the process manager is to the hub: Concord's own orchestration (the ownership
 #: policy's ``hub``), with its own client id so its receipts never meet an API client's.
 CALLER = Caller(client_id="concord:q2c", system="hub")
-_BACKOFF_S = (1, 5, 30, 120, 600)
+_BACKOFF_S = (0.2, 1, 5, 30, 120, 600)
 _BATCH = 100
 
 
@@ -78,6 +82,20 @@ def dispatch_once(runtime: Runtime) -> list[Dispatched]:
             return outcomes
         if not _table_exists(conn, schema, COMMANDS.name):
             return outcomes
+        # Decided for an event the hub recorded long ago: a rebuild of a new version that
+        # decides differently (or the manager down for days) — not executed unasked.
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {dispatch} (command_id, status, attempts, error) "
+                "SELECT c.command_id, 'stale', 0, 'decided for an event recorded ' || "
+                "date_trunc('second', now() - c.cause_recorded_at) || ' ago (a rebuild or a "
+                "long outage): not executed; retry it from the workbench if it should run' "
+                "FROM {commands} c LEFT JOIN {dispatch} d USING (command_id) "
+                "WHERE d.command_id IS NULL AND c.cause_recorded_at < now() - "
+                "make_interval(hours => %s)"
+            ).format(**names),
+            (runtime.settings.q2c_max_command_age_hours,),
+        )
         rows = conn.execute(
             sql.SQL(
                 "SELECT c.command_id, c.entity, c.name, c.aggregate_id, c.payload, "
@@ -204,6 +222,9 @@ def _execute(
             idempotency_key=command_id,
         )
         hub.execute(request)
+    except ConcurrencyConflict as clash:  # another writer got there first: read and retry
+        log.info("q2c: %s.%s met a concurrent change (%s): retrying", entity, name, command_id)
+        return Dispatched(command_id, "retrying", str(clash))
     except DomainError as refused:
         log.warning("q2c: %s.%s refused (%s): %s", entity, name, command_id, refused)
         return Dispatched(command_id, "refused", str(refused))

@@ -34,7 +34,14 @@ from typing import Any, ClassVar
 
 import orjson
 
-from adapters.process.contract_items import ItemProblem, contract_items, term_end
+from adapters.process.contract_items import (
+    ItemProblem,
+    apply_changes,
+    contract_items,
+    item_changes,
+    term_end,
+)
+from adapters.process.ids import contract_id_for
 from adapters.process.tables import (
     COMMANDS,
     CUSTOMERS,
@@ -45,7 +52,6 @@ from adapters.process.tables import (
     STEPS,
     TABLES,
 )
-from hub.domain.identity import external_id
 from projections.definition import Envelope, Position, Projection, ViewCursor
 from projections.rows import business_time
 
@@ -62,14 +68,9 @@ STEP_NAMES = (
 _ORDINAL = {name: index + 1 for index, name in enumerate(STEP_NAMES)}
 
 
-def contract_id_for(order_id: str) -> str:
-    """The contract Concord creates for an order: one id per order, whoever asks twice."""
-    return str(external_id("hub", "contract", str(order_id)))
-
-
 class QuoteToCash(Projection):
     name = "q2c"
-    version = 1
+    version = 2
     title = "Quote-to-cash process manager"
     stores: ClassVar[tuple[str, ...]] = (
         "customers",
@@ -170,7 +171,8 @@ class QuoteToCash(Projection):
         cursor.execute(
             f"INSERT INTO {{{PROCESSES.name}}} (process_id, opportunity_id, customer_id, "
             "status, step, currency, lines, start_date, term_months, ordered_at, started_at, "
-            "changed_at) VALUES (%s, %s, %s, 'running', 'validate', %s, %s, %s, %s, %s, %s, %s)",
+            "changed_at, revision) VALUES (%s, %s, %s, 'running', 'validate', %s, %s, %s, %s, %s, "
+            "%s, %s, 0)",
             (
                 event["aggregate_id"],
                 data.get("opportunity_id"),
@@ -195,15 +197,33 @@ class QuoteToCash(Projection):
         self._validate(cursor, event["aggregate_id"], event)
 
     def _order_amended(self, event: Envelope, cursor: ViewCursor) -> None:
+        """New lines. An amendment after the ERP accepted reopens the order (the hub's rule):
+        it is validated and accepted anew, and on that acceptance the contract is amended
+        to the new recurring and usage lines (:meth:`_order_accepted_by_erp`)."""
+        pid = event["aggregate_id"]
+        data = event["data"]
         cursor.execute(
-            f"UPDATE {{{PROCESSES.name}}} SET lines = %s, changed_at = %s WHERE process_id = %s",
+            f"UPDATE {{{PROCESSES.name}}} SET lines = %s, changed_at = %s, "
+            "revision = revision + %s WHERE process_id = %s",
             (
-                orjson.dumps(event["data"]["lines"]).decode(),
+                orjson.dumps(data["lines"]).decode(),
                 business_time(event),
-                event["aggregate_id"],
+                1 if data.get("reopened") else 0,
+                pid,
             ),
         )
-        self._log(cursor, event["aggregate_id"], "amended", None, {}, event)
+        self._log(cursor, pid, "amended", None, {"reopened": bool(data.get("reopened"))}, event)
+        if not data.get("reopened"):
+            return
+        for step in ("validate", "erp_order"):
+            cursor.execute(
+                f"UPDATE {{{STEPS.name}}} SET status = 'pending', done_at = NULL "
+                "WHERE process_id = %s AND step = %s",
+                (pid, step),
+            )
+        self._set(cursor, pid, event, status="running", step="validate", reason=None)
+        self._step(cursor, pid, "validate", "started", "checking the amendment", event)
+        self._validate(cursor, pid, event)
 
     def _order_validated(self, event: Envelope, cursor: ViewCursor) -> None:
         pid = event["aggregate_id"]
@@ -239,8 +259,12 @@ class QuoteToCash(Projection):
             f"FROM {{{PROCESSES.name}}} WHERE process_id = %s",
             (pid,),
         )
-        if row is None or row[5] is not None:
-            return  # billing reported a contract of its own first: it is linked, not doubled
+        if row is None:
+            return
+        if row[5] is not None:
+            self._amend_contract(cursor, pid, event)
+            self._resume(cursor, pid, event)
+            return
         customer_id, currency, lines, start, months, _ = row
         prices = self._prices(cursor, [line["sku"] for line in lines])
         try:
@@ -266,6 +290,83 @@ class QuoteToCash(Projection):
             cursor, pid, "contract", "create", contract_id_for(pid), payload, event, "contract"
         )
         self._step(cursor, pid, "contract", "started", "contract decided", event)
+
+    def _resume(self, cursor: ViewCursor, pid: str, event: Envelope) -> None:
+        """After an amendment was validated and accepted anew: the process is at its first
+        step not yet over again (``done`` when every one is)."""
+        row = cursor.fetchone(
+            f"SELECT step FROM {{{STEPS.name}}} WHERE process_id = %s "
+            "AND status NOT IN ('done', 'skipped') ORDER BY ordinal LIMIT 1",
+            (pid,),
+        )
+        if row is None:
+            self._set(cursor, pid, event, status="done", step=None, reason=None)
+        else:
+            self._set(cursor, pid, event, step=row[0])
+
+    def _amend_contract(self, cursor: ViewCursor, pid: str, event: Envelope) -> None:
+        """The ERP accepted an amended order whose deal has a contract: the contract follows
+        the new recurring and usage lines (quantity, price, rate plan), from the day of the
+        acceptance. A SKU the contract does not carry cannot be added by an amendment (it is
+        billing's to add an item): the process records it for the workbench."""
+        row = cursor.fetchone(
+            f"SELECT lines, currency, contract_items, revision, contract_id "
+            f"FROM {{{PROCESSES.name}}} WHERE process_id = %s",
+            (pid,),
+        )
+        if row is None or row[2] is None:
+            return
+        lines, currency, held, revision, contract_id = row
+        prices = self._prices(cursor, [line["sku"] for line in lines])
+        try:
+            wanted = contract_items(lines, prices, currency)
+        except (ItemProblem, KeyError) as problem:
+            self._step(cursor, pid, "contract", "failed", str(problem), event)
+            return
+        changes, added = item_changes(held, wanted)
+        if added:
+            self._log(
+                cursor,
+                pid,
+                "needs_attention",
+                "contract",
+                {"not_on_the_contract": added, "detail": "new items need an amendment in billing"},
+                event,
+            )
+        if not changes:
+            return
+        payload = {"changes": changes, "effective_date": business_time(event).date().isoformat()}
+        self._command(
+            cursor,
+            pid,
+            "contract",
+            "amend",
+            str(contract_id),
+            payload,
+            event,
+            _round("amend", revision),
+        )
+
+    def _contract_amended(self, event: Envelope, cursor: ViewCursor) -> None:
+        pid = self._process_of_contract(cursor, event["aggregate_id"])
+        if pid is None:
+            return
+        row = cursor.fetchone(
+            f"SELECT contract_items FROM {{{PROCESSES.name}}} WHERE process_id = %s", (pid,)
+        )
+        items = apply_changes((row[0] if row else None) or [], event["data"]["changes"])
+        self._set(cursor, pid, event, contract_items=orjson.dumps(items).decode())
+        self._log(
+            cursor,
+            pid,
+            "contract_amended",
+            "contract",
+            {
+                "changes": event["data"]["changes"],
+                "effective_date": event["data"]["effective_date"],
+            },
+            event,
+        )
 
     def _order_cancelled(self, event: Envelope, cursor: ViewCursor) -> None:
         pid = event["aggregate_id"]
@@ -298,7 +399,12 @@ class QuoteToCash(Projection):
         if not self._exists(cursor, pid):
             return  # a subscription billing runs for an order Concord did not orchestrate
         self._set(
-            cursor, pid, event, contract_id=event["aggregate_id"], step="billing_subscription"
+            cursor,
+            pid,
+            event,
+            contract_id=event["aggregate_id"],
+            step="billing_subscription",
+            contract_items=orjson.dumps(event["data"]["items"]).decode(),
         )
         self._step(cursor, pid, "contract", "done", f"contract {event['aggregate_id']}", event)
         self._step(
@@ -409,7 +515,7 @@ class QuoteToCash(Projection):
         if done is not None:
             return  # the order's own events said how validation ended (seen first)
         row = cursor.fetchone(
-            f"SELECT p.customer_id, p.lines, c.status, c.parent_customer_id, "
+            f"SELECT p.customer_id, p.lines, c.status, c.parent_customer_id, p.revision, "
             f"(SELECT count(*) FROM {{{CUSTOMERS.name}}} pc WHERE pc.customer_id = "
             f"c.parent_customer_id) FROM {{{PROCESSES.name}}} p LEFT JOIN {{{CUSTOMERS.name}}} c "
             "ON c.customer_id = p.customer_id WHERE p.process_id = %s",
@@ -417,7 +523,7 @@ class QuoteToCash(Projection):
         )
         if row is None:
             return
-        customer_id, lines, status, parent, parent_known = row
+        customer_id, lines, status, parent, revision, parent_known = row
         waits: list[str] = []
         reasons: list[str] = []
         if status is None:
@@ -438,7 +544,14 @@ class QuoteToCash(Projection):
                 waits.append(f"sku:{sku}")
         if reasons:
             self._command(
-                cursor, pid, "order", "reject", pid, {"reasons": reasons}, event, "reject"
+                cursor,
+                pid,
+                "order",
+                "reject",
+                pid,
+                {"reasons": reasons},
+                event,
+                _round("reject", revision),
             )
             self._step(cursor, pid, "validate", "started", "rejection decided", event)
             return
@@ -448,7 +561,9 @@ class QuoteToCash(Projection):
             self._step(cursor, pid, "validate", "waiting", detail, event)
             self._set(cursor, pid, event, status="waiting", waiting_for=unique, reason=detail)
             return
-        self._command(cursor, pid, "order", "validate", pid, {}, event, "validate")
+        self._command(
+            cursor, pid, "order", "validate", pid, {}, event, _round("validate", revision)
+        )
         self._set(cursor, pid, event, status="running", waiting_for=None, reason=None)
 
     def _wake(self, cursor: ViewCursor, what: str, event: Envelope) -> None:
@@ -483,8 +598,9 @@ class QuoteToCash(Projection):
         )
         cursor.execute(
             f"INSERT INTO {{{COMMANDS.name}}} (command_id, process_id, entity, name, "
-            "aggregate_id, payload, cause_event_id, correlation_id, decided_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            "aggregate_id, payload, cause_event_id, correlation_id, decided_at, "
+            "cause_recorded_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT DO NOTHING",
             (
                 command_id,
                 pid,
@@ -495,6 +611,7 @@ class QuoteToCash(Projection):
                 event["event_id"],
                 correlation[0] if correlation else None,
                 business_time(event),
+                datetime.fromisoformat(event["recorded_at"]),
             ),
         )
         self._log(
@@ -592,6 +709,12 @@ class QuoteToCash(Projection):
             for sku, (_, price, _) in self._products(cursor, skus).items()
             if price is not None
         }
+
+
+def _round(action: str, revision: int) -> str:
+    """The action's name in the revision it belongs to (``validate``, ``validate:2``): an
+    amended order is validated anew, under a new command id."""
+    return action if not revision else f"{action}:{revision}"
 
 
 def _handler_name(event_type: str) -> str:

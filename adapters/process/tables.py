@@ -50,6 +50,13 @@ PROCESSES = Table(
         Column("term_months", "integer", "The order's term in months.", True),
         Column("erp_order_number", "text", "The ERP's sales order number, once accepted."),
         Column("contract_id", "uuid", "The contract (subscription) created for the deal."),
+        Column("contract_items", "jsonb", "The contract's items as the process last saw them."),
+        Column(
+            "revision",
+            "integer",
+            "Amendments of the order that reopened it (each is validated and accepted anew).",
+            True,
+        ),
         Column("billing_subscription_id", "text", "Billing's subscription id, once active."),
         Column("ordered_at", "timestamptz", "Milestone: ordered (the deal's close)."),
         Column("accepted_at", "timestamptz", "Milestone: accepted by the ERP."),
@@ -130,6 +137,12 @@ COMMANDS = Table(
         Column("cause_event_id", "uuid", "The canonical event that caused it.", True),
         Column("correlation_id", "text", "The deal's correlation id (opportunity)."),
         Column("decided_at", "timestamptz", "When it was decided (business time).", True),
+        Column(
+            "cause_recorded_at",
+            "timestamptz",
+            "When the hub recorded the causing event (the dispatcher's staleness check).",
+            True,
+        ),
     ),
 )
 

@@ -47,6 +47,7 @@ from adapters.postgres.personal_keys import KnownKeys
 from adapters.postgres.stores import store_class
 from adapters.projections import schema as ddl
 from adapters.projections.bi_access import grant_bi_select
+from adapters.projections.multi_row import plain_insert
 from adapters.projections.schema import CHANNEL, LIVE, SHADOW
 from hub.application.personal import SEALED, envelope_paths, is_sealed, open_envelope
 from hub.application.views import envelope, event_id
@@ -100,7 +101,15 @@ class _Cursor:
     """The :class:`projections.definition.ViewCursor` over one generation's tables.
 
     Inside a pipeline (``pipeline`` set) writes are sent without waiting: a batch of
-    hundreds of events costs a handful of round trips instead of one per statement."""
+    hundreds of events costs a handful of round trips instead of one per statement. There,
+    writes are also held and sent in runs: the writes with one statement text go as one
+    ``executemany`` or, for plain single-row inserts, as multi-row inserts
+    (:mod:`adapters.projections.multi_row`); psycopg's per-statement Python cost, most of a
+    pipelined batch's, is then paid once per run. Order is kept where it can matter: runs
+    of plain inserts into different tables are held side by side (such inserts read
+    nothing), anything else first sends what is held, and :meth:`flush` sends it all
+    before the batch moves its positions. Outside a pipeline (the replay that names a
+    failing event) every statement runs on its own, at once."""
 
     def __init__(
         self,
@@ -111,9 +120,43 @@ class _Cursor:
         self.cursor = cursor
         self.compiled = compiled
         self.pipeline = pipeline
+        self._runs: dict[str, list[Sequence[Any]]] = {}
+        """Held statement -> its rows of parameters, in the order first held."""
+        self._tables: set[str] = set()
+        """The tables of the held runs while all are plain inserts (else empty)."""
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
-        self.cursor.execute(self.compiled(statement), params)
+        if self.pipeline is None:
+            self.cursor.execute(self.compiled(statement), params)
+            return
+        run = self._runs.get(statement)
+        if run is None:
+            insert = plain_insert(statement)
+            beside = insert is not None and (
+                not self._runs or (bool(self._tables) and insert.table not in self._tables)
+            )
+            if not beside:
+                self.flush()
+            if insert is not None and (beside or not self._runs):
+                self._tables.add(insert.table)
+            run = self._runs[statement] = []
+        run.append(params)
+
+    def flush(self) -> None:
+        """Send the held runs of writes (pipelined: without waiting for their results)."""
+        runs, self._runs, self._tables = self._runs, {}, set()
+        for held, rows in runs.items():
+            statement = self.compiled(held)
+            insert = plain_insert(statement)
+            if len(rows) == 1:
+                self.cursor.execute(statement, rows[0])
+            elif insert is None or insert.per < 2:
+                self.cursor.executemany(statement, rows)
+            else:
+                for i in range(0, len(rows), insert.per):
+                    chunk = rows[i : i + insert.per]
+                    flat = [p for params in chunk for p in params]
+                    self.cursor.execute(insert.folded(len(chunk)), flat)
 
     def execute_one(self, statement: str, params: Sequence[Any], missing: str) -> None:
         if self.pipeline is None:
@@ -122,21 +165,21 @@ class _Cursor:
             return
         # The server checks the count: zero (or two) rows divide by zero, which fails the
         # pipelined batch; its slow replay then raises ``missing`` at this very event.
-        self.cursor.execute(
-            self.compiled(
-                f"WITH touched AS ({statement} RETURNING 1) "
-                "SELECT 1 / (count(*) = 1)::int FROM touched"
-            ),
+        self.execute(
+            f"WITH touched AS ({statement} RETURNING 1) "
+            "SELECT 1 / (count(*) = 1)::int FROM touched",
             params,
         )
 
     def execute_counted(self, statement: str, params: Sequence[Any] = ()) -> int:
+        self.flush()
         self.cursor.execute(self.compiled(statement), params)
         if self.pipeline is not None:
             self.pipeline.sync()
         return self.cursor.rowcount
 
     def fetchone(self, statement: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        self.flush()
         self.cursor.execute(self.compiled(statement), params)
         row: tuple[Any, ...] | None = self.cursor.fetchone()
         return row
@@ -438,6 +481,8 @@ class ProjectionRunner:
         """One batch, pipelined; if anything fails in it, rolled back and applied again one
         statement at a time, so a failure names the exact event (a pipelined statement's
         error only surfaces at the next synchronisation, events later)."""
+        if before is None and not self._has_news(generation):
+            return 0
         if self.pipelined:
             try:
                 return self._apply_batch(generation, before, pipelined=True)
@@ -451,6 +496,30 @@ class ProjectionRunner:
                     type(error).__name__,
                 )
         return self._apply_batch(generation, before, pipelined=False)
+
+    def _has_news(self, generation: str) -> bool:
+        """Whether a store holds events past the generation's position, asked without a
+        transaction. Why: a batch locks its positions (``FOR UPDATE`` takes a transaction
+        id), so even an empty one commits with a WAL flush; a rebuild, which also moves the
+        live view each round, would pay one per batch for nothing. Only ever skips work:
+        an event committed after this look is the next round's."""
+        assert self._work is not None
+        stores = [s for s in self.projection.stores if self._store_exists(s)]
+        if not stores:
+            return False
+        positions = sql.Identifier(self.schema, "concord_projection_positions")
+        # max() of the log reads one end of its index; a comparison with a subquery's
+        # position could be planned as a scan of the whole log.
+        news = sql.SQL(" OR ").join(
+            sql.SQL(
+                "coalesce((SELECT position FROM {} WHERE projection = %s AND generation = %s "
+                "AND store = %s), 0) < coalesce((SELECT max(notification_id) FROM {}), 0)"
+            ).format(positions, sql.Identifier(self.schema, f"{store}_events"))
+            for store in stores
+        )
+        params = [v for store in stores for v in (self.projection.name, generation, store)]
+        row = self._work.execute(sql.SQL("SELECT ") + news, params).fetchone()
+        return bool(row and row[0])
 
     def _apply_batch(self, generation: str, before: Position | None, pipelined: bool) -> int:
         assert self._work is not None
@@ -489,6 +558,7 @@ class ProjectionRunner:
                         ) from error
                 if not events:
                     continue
+                view.flush()
                 cursor.execute(
                     sql.SQL(
                         "UPDATE {}.concord_projection_positions SET position = %s, "
@@ -534,7 +604,7 @@ class ProjectionRunner:
         bound = sql.SQL("AND notification_id < %s " if until is not None else "")
         rows = cursor.execute(
             sql.SQL(
-                "SELECT notification_id, originator_id, originator_version, topic, state "
+                "SELECT notification_id, originator_id::text, originator_version, topic, state "
                 "FROM {} WHERE notification_id > %s {}ORDER BY notification_id LIMIT %s"
             ).format(sql.Identifier(self.schema, f"{store}_events"), bound),
             (after, until, self.batch) if until is not None else (after, self.batch),

@@ -81,8 +81,7 @@ def place_when_complete(opportunity_id: str, known: Known) -> Translation:
     opp = parse_model(OpportunityFields, _plain(record), f"mirror.Opportunity.{opportunity_id}")
     if not opp.IsWon or record.get("IsDeleted"):
         return Translation.ignore(f"opportunity {opportunity_id} is not won (IsWon)")
-    if known.lookup(Ref(CRM, "order", opportunity_id)) is not None:
-        return Translation.ignore(f"the order of opportunity {opportunity_id} is placed already")
+    placed = known.lookup(Ref(CRM, "order", opportunity_id))
     for name in ("AccountId", "CloseDate", "CurrencyIsoCode"):
         if getattr(opp, name) is None:
             return Translation.ignore(
@@ -110,6 +109,8 @@ def place_when_complete(opportunity_id: str, known: Known) -> Translation:
         if isinstance(body, Translation):
             return body  # an unmapped product holds the whole deal
         bodies.append(body)
+    if placed is not None:
+        return _amendment(opportunity_id, placed, bodies, known)
     starts = [line.fields.ServiceDate for line in lines if line.fields.ServiceDate]
     data = {
         "customer_id": str(customer),
@@ -121,6 +122,45 @@ def place_when_complete(opportunity_id: str, known: Known) -> Translation:
         "booking_date": opp.CloseDate.isoformat(),
     }
     return Translation(steps=(Step("order", "place", data, source_record_id=opportunity_id),))
+
+
+def _amendment(
+    opportunity_id: str, order_id: Any, bodies: list[dict[str, Any]], known: Known
+) -> Translation:
+    """A won opportunity whose order is placed and whose lines changed since: an upgrade,
+    downgrade or quantity change in the CRM amends the order with the lines as they are now
+    (the same lines again change nothing)."""
+    state = known.state("order", order_id) or {}
+    if state.get("status") in ("rejected", "cancelled", "fulfilled"):
+        return Translation.ignore(
+            f"the order of opportunity {opportunity_id} is {state.get('status')}: not amended"
+        )
+    if _line_keys(state.get("lines") or []) == _line_keys(bodies):
+        return Translation.ignore(f"the order of opportunity {opportunity_id} is placed already")
+    return Translation(
+        steps=(
+            Step(
+                "order",
+                "amend",
+                {"lines": bodies},
+                target=order_id,
+                source_record_id=opportunity_id,
+            ),
+        )
+    )
+
+
+def _line_keys(lines: list[dict[str, Any]]) -> list[tuple[str, Decimal, Decimal, str]]:
+    """What makes two sets of lines the same order: SKU, quantity, price, charge type."""
+    return sorted(
+        (
+            str(line["sku"]),
+            Decimal(str(line["quantity"])),
+            Decimal(str(line["unit_price"])),
+            str(line["charge_type"]),
+        )
+        for line in lines
+    )
 
 
 def _plain(record: dict[str, Any]) -> dict[str, Any]:

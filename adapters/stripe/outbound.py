@@ -51,6 +51,7 @@ from adapters.connectors.port import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
+from adapters.process.ids import contract_id_for
 from adapters.settings import Settings
 from adapters.stripe.client import Params, StripeClient
 from hub.domain.product import product_id
@@ -108,12 +109,14 @@ class StripeConnector(Connector):
         self.reader = reader
 
     def wants(self, envelope: dict[str, Any]) -> bool:
-        """Contract events, except what billing told Concord (never echoed back)."""
-        return (
-            envelope.get("aggregate") == "contract"
-            and str(envelope.get("type")) in _HANDLED
-            and (envelope.get("provenance") or {}).get("source_system") != BILLING
-        )
+        """Contract events, and an order's cancellation (the deal fell through: billing
+        ends its subscription, and its webhook records the contract's end), except what
+        billing told Concord (never echoed back)."""
+        if (envelope.get("provenance") or {}).get("source_system") == BILLING:
+            return False
+        if envelope.get("aggregate") == "order":
+            return envelope.get("type") == "OrderCancelled"
+        return envelope.get("aggregate") == "contract" and str(envelope.get("type")) in _HANDLED
 
     async def deliver(self, envelope: dict[str, Any], idempotency_key: str) -> None:
         if not self.wants(envelope):
@@ -125,6 +128,7 @@ class StripeConnector(Connector):
             "ContractSuspended": self._suspended,
             "ContractResumed": self._resumed,
             "ContractRenewed": self._renewed,
+            "OrderCancelled": self._order_cancelled,
         }
         try:
             await handlers[str(envelope["type"])](envelope, idempotency_key)
@@ -217,8 +221,8 @@ class StripeConnector(Connector):
         """The billing price of a contract item: its rate plan when that is one of the
         SKU's ``billing_price_ids`` in the contract's currency, else the SKU's price in the
         contract's currency and billing period (metered for usage). The currency is checked
-        for the rate plan too: the process manager names the SKU's first price, and a SKU
-        priced in USD and EUR must not bill an EUR contract in USD."""
+        because a SKU sold in several currencies has a price per currency, and the rate plan
+        the hub chose may be another currency's (Stripe refuses a subscription mixing them)."""
         sku = str(item["sku"])
         product = await self._state("product", str(product_id(sku)))
         ids = list(((product or {}).get("ids") or {}).get("billing_price_ids") or [])
@@ -227,11 +231,10 @@ class StripeConnector(Connector):
                 f"SKU {sku} has no billing price: map it (PUT /v1/mappings/{sku} with "
                 "billing_price_ids)"
             )
-        plan = item.get("rate_plan")
-        if plan in ids and (await self.client.price(str(plan))).get("currency") == (
-            currency.lower()
-        ):
-            return str(plan)
+        if item.get("rate_plan") in ids:
+            planned = await self.client.price(str(item["rate_plan"]))
+            if planned.get("currency") == currency.lower():
+                return str(item["rate_plan"])
         interval, count = _PERIODS[str(item.get("billing_period") or "month")]
         usage = "metered" if item.get("charge_type") == "usage" else "licensed"
         for candidate in ids:
@@ -310,6 +313,17 @@ class StripeConnector(Connector):
         elif sub.get("cancel_at") != when:
             params = {"cancel_at": when, "proration_behavior": "none"}
             await self.client.update_subscription(str(sub["id"]), params, f"{key}:cancel")
+
+    async def _order_cancelled(self, envelope: dict[str, Any], key: str) -> None:
+        """End the subscription of the order's contract on the cancellation's business date
+        (at once when that is past); an order that never got a contract has nothing to end."""
+        contract_id = contract_id_for(str(envelope["aggregate_id"]))
+        if await self._state("contract", contract_id) is None:
+            return
+        day = str(envelope.get("occurred_at") or envelope["recorded_at"])[:10]
+        await self._cancelled(
+            {**envelope, "aggregate_id": contract_id, "data": {"effective_date": day}}, key
+        )
 
     async def _suspended(self, envelope: dict[str, Any], key: str) -> None:
         sub = await self._subscription(str(envelope["aggregate_id"]))

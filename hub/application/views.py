@@ -7,6 +7,7 @@ pydantic objects), so what an auditor sees and what a subscriber receives agree 
 
 from __future__ import annotations
 
+from functools import lru_cache
 from hashlib import sha1
 from typing import Any
 from uuid import UUID
@@ -26,6 +27,7 @@ _ENVELOPE_FIELDS = (
     "class_version",
     "traceparent",
 )
+_NOT_DATA = frozenset(_ENVELOPE_FIELDS)
 
 
 def event_id(aggregate_id: UUID | str, version: int) -> str:
@@ -51,23 +53,35 @@ def type_of(topic: str) -> str:
 def envelope(
     entity: str, topic: str, aggregate_id: UUID | str, version: int, state: dict[str, Any]
 ) -> dict[str, Any]:
-    """The published/listed form of one event, from its stored state (upcast if old)."""
-    cls = resolve_topic(topic)
-    state = upcast(cls, dict(state))
+    """The published/listed form of one event, from its stored state (upcast if old).
+
+    A rebuild calls this for every stored event: ``state`` is copied only when it must be
+    upcast (the envelope never changes the caller's dict), and a topic's class and public
+    name are looked up once."""
+    cls, kind = _topic(topic)
+    schema_version = getattr(cls, "class_version", 1)
+    if state.get("class_version", 1) < schema_version:
+        state = upcast(cls, dict(state))
     provenance = state["provenance"]
+    aggregate = str(aggregate_id)
     return {
         "envelope_version": ENVELOPE_VERSION,
-        "event_id": event_id(aggregate_id, version),
-        "type": type_of(topic),
-        "schema_version": getattr(cls, "class_version", 1),
+        "event_id": event_id(aggregate, version),
+        "type": kind,
+        "schema_version": schema_version,
         "aggregate": entity,
-        "aggregate_id": str(aggregate_id),
+        "aggregate_id": aggregate,
         "version": version,
         "recorded_at": state["timestamp"],
         "occurred_at": provenance.get("occurred_at"),
         "provenance": provenance,
-        "data": {k: v for k, v in state.items() if k not in _ENVELOPE_FIELDS},
+        "data": {k: v for k, v in state.items() if k not in _NOT_DATA},
     }
+
+
+@lru_cache(maxsize=1024)
+def _topic(topic: str) -> tuple[type[Any], str]:
+    return resolve_topic(topic), type_of(topic)
 
 
 def event_envelope(entity: str, event: DomainEvent) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import httpx
 from adapters.sandbox.base import Running, serve_in_thread
 from adapters.sandbox.billing import BillingSandbox
 from adapters.sandbox.crm import CrmSandbox
+from adapters.sandbox.demo_quarter import catalogue_entry
 from adapters.sandbox.erp import ErpSandbox
 from tests.e2e.serving import ROOT, free_port, interrupt, serve_env, start_serve, wait_healthy
 
@@ -117,16 +118,8 @@ class Estate:
     def map(self, sku: str) -> httpx.Response:
         """``PUT /v1/mappings/<sku>``: the SKU's id in every system."""
         charge, item, by_currency = _ALL[sku]
-        ids: dict[str, list[str]] = {
-            "crm_product_ids": [self.crm_products[sku]],
-            "erp_item_ids": [item],
-        }
         priced = [self.prices[(sku, c)] for c in by_currency if (sku, c) in self.prices]
-        if priced:
-            ids["billing_price_ids"] = priced
-        body: dict[str, Any] = {"charge_type": charge, "ids": ids}
-        if charge != "one_time":
-            body["billing_period"] = "month"
+        body = catalogue_entry(charge, self.crm_products[sku], item, priced)
         answer = self.api("PUT", f"/v1/mappings/{sku}", json=body)
         assert answer.status_code in (200, 201), answer.text
         return answer
@@ -317,7 +310,16 @@ def estate(
         assert key, "".join(output)
         base = f"http://127.0.0.1:{port}"
         assert wait_healthy(base, deadline), "".join(output)
-        world = Estate(*running, base=base, key=key, server=server, output=output, env=env)
+        world = Estate(
+            running[0],
+            running[1],
+            running[2],
+            base=base,
+            key=key,
+            server=server,
+            output=output,
+            env=env,
+        )
         drain(server, output)
         stack.callback(world.stop_services)
         for sku, (charge, _, by_currency) in _ALL.items():

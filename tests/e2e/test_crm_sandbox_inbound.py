@@ -104,3 +104,35 @@ def test_concords_own_milestone_write_is_an_ignored_echo(api: Api) -> None:
     response = deliver(api, dumps(echo[0]))
     assert response.status_code == 202 and statuses(response) == ["ignored"]
     assert "echo" in response.json()["results"][0]["detail"]["reason"]
+
+
+def test_changing_a_won_deals_lines_amends_its_order(api: Api) -> None:
+    sandbox = CrmSandbox()
+    account = sandbox.create_account("Pendant Publishing", website="https://pendant.example")
+    seat = sandbox.create_product("Seat", "SEAT", prices={"USD": "120.00"})
+    load_catalogue(
+        api,
+        [
+            {
+                "sku": "SEAT",
+                "charge_type": "recurring",
+                "billing_period": "month",
+                "ids": {"crm_product_ids": [seat]},
+            }
+        ],
+    )
+    deal = sandbox.create_opportunity(account, "Pendant seats", close_date="2026-03-31")
+    line = sandbox.add_line(deal, seat, quantity=10)
+    sandbox.win(deal)
+    _deliver_all(api, sandbox.cdc)
+    order_id = lookup(api, "order", deal)
+    assert order_id is not None
+    start = len(sandbox.cdc)
+    sandbox.update("OpportunityLineItem", line, {"Quantity": 25})  # the upgrade
+    assert "applied" in _deliver_all(api, sandbox.cdc[start:])
+    order = state(api, "orders", str(order_id))
+    assert [(ln["sku"], ln["quantity"]) for ln in order["lines"]] == [("SEAT", "25")]
+    events = api.get(f"/v1/orders/{order_id}/events").json()["events"]
+    assert [e["type"] for e in events].count("OrderAmended") == 1
+    # The same messages again amend nothing.
+    assert set(_deliver_all(api, sandbox.cdc[start:])) == {"duplicate"}

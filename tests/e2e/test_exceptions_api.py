@@ -308,11 +308,13 @@ def test_process_items_and_the_dispatch_retry(api: Api) -> None:
     # retry: the dispatch row goes, the dispatcher executes the command again
     command = failed["detail"]["command_id"]
     act(api, failed, "retry", note="trying once more")
-    assert sql_exec(api, "SELECT 1 FROM concord_q2c_dispatch WHERE command_id = %s", command) == []
+    assert sql_exec(
+        api, "SELECT status FROM concord_q2c_dispatch WHERE command_id = %s", command
+    ) == [("retrying",)]  # due now
     dispatch_once(api.runtime)
     assert sql_exec(
         api, "SELECT status, attempts FROM concord_q2c_dispatch WHERE command_id = %s", command
-    ) == [("refused", 1)]
+    ) == [("refused", 2)]
     # the refused retry is the same item again, with its history
     [back] = [i for i in items(api, reason="failed_step")]
     assert back["id"] == failed["id"] and [h["action"] for h in back["history"]] == ["retry"]

@@ -5,6 +5,7 @@ in the billing sandbox, and every milestone back on the CRM opportunity — thro
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +48,22 @@ def test_a_won_deal_reaches_every_system_once(
         opportunity = world.wait(shown, "every milestone on the opportunity", deal)
         assert opportunity["Concord_ERP_Order_Number__c"] == process["erp_order_number"]
         assert opportunity["Concord_Status__c"] == "Paid"
+
+        # The reconciled metrics (the metrics projection follows the same events): the deal
+        # books its lines' total on its close date (setup 1,500 + seats 10 x 1,200 over the
+        # term + usage 1,000 x 0.05), ACV is the seats' 10 x 100.00 x 12; billing's first
+        # invoice (the seats' first month, usage billed in arrears) is billed and paid on
+        # the day billing issued it.
+        (invoice,) = world.billing_sandbox.all("invoice")
+        issued = datetime.fromtimestamp(invoice["created"], UTC).strftime("%Y-%m")
+
+        def month(wanted: str) -> dict[str, Any] | None:
+            answer = world.api("GET", f"/v1/metrics?from=2026-01&to={issued}&currency=USD")
+            rows = {r["month"]: r for r in answer.json()["items"]} if answer.is_success else {}
+            row = rows.get(wanted)
+            return row if row and (row["bookings"] != "0.00" or row["cash"] != "0.00") else None
+
+        january = world.wait(lambda: month("2026-01"), "January's bookings", deal)
+        assert (january["bookings"], january["acv"]) == ("13550.00", "12000.00")
+        billed = world.wait(lambda: month(issued), "the invoice month's billings", deal)
+        assert (billed["billings"], billed["cash"]) == ("1000.00", "1000.00")

@@ -5,6 +5,7 @@ writes go on, version changes, and one runner per projection."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -253,18 +254,54 @@ class Orphaned(ErpCustomers):
             super().apply(event, at, cursor)
 
 
-def test_a_database_error_in_a_pipelined_batch_is_reported_at_its_own_event(
-    runtime: Runtime,
-) -> None:
+def _numbered(runtime: Runtime) -> None:
     customers(runtime, 3)  # positions 1-6: registered, numbered
     new_customer(runtime, "Poison Ltd")  # position 7
     customers(runtime, 2, prefix="After")
+
+
+def _registered_only(runtime: Runtime) -> None:
+    # Registrations only: the batch's inserts are one run, sent as multi-row statements.
+    for i in range(6):
+        new_customer(runtime, f"Before {i:02d} Ltd")  # positions 1-6
+    new_customer(runtime, "Poison Ltd")  # position 7
+    for i in range(12):
+        new_customer(runtime, f"After {i:02d} Ltd")
+
+
+@pytest.mark.parametrize("history", [_numbered, _registered_only])
+def test_a_database_error_in_a_pipelined_batch_is_reported_at_its_own_event(
+    runtime: Runtime, history: Callable[[Runtime], None]
+) -> None:
+    history(runtime)
     with pytest.raises(ProjectionFailed) as failed:
         runner(runtime, Doubled(), batch=100).catch_up()
     assert failed.value.at.position == 7
     report = status(runtime)
     assert report.failure is not None and "UniqueViolation" in report.failure.reason
-    assert len(rows(runtime)) == 3 and report.stores[0].position == 6
+    committed = rows(runtime)
+    assert report.stores[0].position == 6 and len(committed) == (3 if history is _numbered else 6)
+
+
+def test_folded_runs_of_writes_build_the_same_view_as_one_statement_at_a_time(
+    runtime: Runtime,
+) -> None:
+    made = [new_customer(runtime, f"Run {i:02d} Ltd") for i in range(30)]
+    for i, customer in enumerate(made[::3]):
+        run(
+            runtime,
+            "customer",
+            "assign_number",
+            {"customer_number": f"R-{i}"},
+            aggregate_id=customer,
+        )
+    made += [new_customer(runtime, f"Tail {i:02d} Ltd") for i in range(7)]
+    runner(runtime, batch=16).catch_up()
+    folded = rows(runtime)
+    assert len(folded) == 37
+    rebuild(runtime)
+    runner(runtime, batch=16, pipelined=False).catch_up()
+    assert rows(runtime) == folded
 
 
 def test_an_update_of_a_missing_row_is_caught_by_the_server_inside_the_pipeline(
@@ -407,6 +444,47 @@ def test_concurrent_writers_cannot_both_apply_a_batch(runtime: Runtime) -> None:
         a._close()
         b._close()
     assert len(rows(runtime)) == 4
+
+
+def test_a_round_with_nothing_new_locks_nothing_and_the_next_event_is_applied(
+    runtime: Runtime,
+) -> None:
+    """Nothing past the positions: no batch transaction (its FOR UPDATE would take a
+    transaction id and commit with a WAL flush), so the position rows keep their xmax."""
+    customers(runtime, 2)
+    worker = runner(runtime)
+    worker._connect()
+    worker._prepare()
+
+    def locked_by() -> list[Any]:
+        with connect(runtime) as conn:
+            return conn.execute(
+                sql.SQL(
+                    "SELECT xmax::text FROM {} WHERE projection = 'erp' ORDER BY generation"
+                ).format(
+                    sql.Identifier(runtime.settings.schema_name, "concord_projection_positions")
+                )
+            ).fetchall()
+
+    try:
+        assert worker._batch("live") == 4
+        before = locked_by()
+        assert worker._batch("live") == 0 and worker._batch("live") == 0
+        assert locked_by() == before
+        new_customer(runtime, "Later Ltd")
+        assert worker._batch("live") == 1
+    finally:
+        pid = worker.work_pid
+        worker._close()
+    assert len(rows(runtime)) == 3
+
+    def gone() -> bool:  # the next test counts the runner's backends
+        with connect(runtime) as conn:
+            return not conn.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)
+            ).fetchone()
+
+    wait_for(gone, what="the runner's backend ended")
 
 
 def test_runner_connections_are_few(runtime: Runtime) -> None:

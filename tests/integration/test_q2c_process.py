@@ -10,10 +10,11 @@ import psycopg
 from psycopg import sql
 
 from adapters.bootstrap import Runtime
+from adapters.exceptions.workbench import list_exceptions
 from adapters.process.dispatcher import compensate_once, dispatch_once
 from adapters.process.manager import QuoteToCash, contract_id_for
 from hub.application.products import product_id
-from tests.integration.commands import BILLING, ERP, new_customer, run
+from tests.integration.commands import BILLING, CRM, ERP, new_customer, run
 from tests.integration.projection_support import rebuild, runner, status
 
 Q2C = QuoteToCash()
@@ -286,19 +287,25 @@ def _query_write(runtime: Runtime, text: str, *args: Any) -> None:
         conn.execute(text, args)  # type: ignore[arg-type]
 
 
-def test_billing_refusing_the_subscription_holds_the_order_once(runtime: Runtime) -> None:
+def _accepted(runtime: Runtime, customer: str, number: str) -> str:
+    """A deal validated and accepted by the ERP (its contract decided and created)."""
     _products(runtime)
-    order = _order(runtime, new_customer(runtime, "Wayne"))
+    order = _order(runtime, new_customer(runtime, customer))
     _settle(runtime)
     run(
         runtime,
         "order",
         "accept",
-        {"erp_order_number": "SO9"},
+        {"erp_order_number": number},
         aggregate_id=UUID(order),
         caller=ERP,
     )
     _settle(runtime)
+    return order
+
+
+def test_billing_refusing_the_subscription_holds_the_order_once(runtime: Runtime) -> None:
+    order = _accepted(runtime, "Wayne", "SO9")
     _dead_letter(
         runtime,
         "billing",
@@ -319,7 +326,82 @@ def test_billing_refusing_the_subscription_holds_the_order_once(runtime: Runtime
     assert _steps(runtime, order)["billing_subscription"] == "failed"
     kinds = [k for (k,) in _query(runtime, "SELECT type FROM q2c_process_events ORDER BY seq")]
     assert "compensated" in kinds
+    listed = list_exceptions(runtime, reason="order_on_hold")
+    assert listed["count"] == 1 and "billing refused" in str(listed["groups"])
     # An operator releases it: the process runs on.
     run(runtime, "order", "release", {"note": "card replaced"}, aggregate_id=UUID(order))
     _settle(runtime)
     assert _query(runtime, "SELECT status FROM q2c_processes") == [("running",)]
+
+
+def test_an_upgrade_after_acceptance_amends_the_contract_once(runtime: Runtime) -> None:
+    order = _accepted(runtime, "Cyberdyne", "SO7")
+    contract_id = UUID(contract_id_for(order))
+    run(
+        runtime,
+        "contract",
+        "activate",
+        {"billing_subscription_id": "sub_7"},
+        aggregate_id=contract_id,
+        caller=BILLING,
+    )
+    upgraded = [
+        LINES[0],
+        _line(
+            "SEATS",
+            "15",
+            "1200.00",
+            "recurring",
+            billing_frequency="month",
+            billing_unit_price="100.00",
+        ),
+        LINES[2],
+    ]
+    run(runtime, "order", "amend", {"lines": upgraded}, aggregate_id=UUID(order), caller=CRM)
+    _settle(runtime)
+    # Reopened: validated anew (a second validate, under its own id), with the ERP again.
+    assert runtime.hub.get("order", UUID(order))["state"]["status"] == "validated"
+    assert _steps(runtime, order)["erp_order"] == "sent"
+    run(
+        runtime,
+        "order",
+        "accept",
+        {"erp_order_number": "SO7"},
+        aggregate_id=UUID(order),
+        caller=ERP,
+    )
+    _settle(runtime)
+    items = runtime.hub.get("contract", contract_id)["state"]["items"]
+    assert [(i["sku"], i["quantity"]) for i in items] == [("SEATS", "15"), ("API", "1000")]
+    decided = [c for (c,) in _query(runtime, "SELECT command_id FROM q2c_commands ORDER BY 1")]
+    assert sorted(
+        c.rpartition(":")[2] if c.count(":") > 2 else c.split(":")[-1] for c in decided
+    ) == ["1", "1", "contract", "validate"]
+    assert _query(runtime, "SELECT count(*) FROM concord_q2c_dispatch WHERE status = 'done'") == [
+        (4,)
+    ]
+    (row,) = _query(runtime, "SELECT contract_items, status, step FROM q2c_processes")
+    assert [(i["sku"], i["quantity"]) for i in row[0]] == [("SEATS", "15"), ("API", "1000")]
+    # Accepted anew, the process is back where it was: waiting for billing's first invoice.
+    assert row[1:] == ("running", "first_invoice")
+
+
+def test_a_decision_for_an_old_event_waits_for_an_operator(runtime: Runtime) -> None:
+    """What a rebuild of a new version that decides differently would produce for deals
+    long past: not executed unasked, listed in the workbench, run on retry."""
+    _products(runtime)
+    order = _order(runtime, new_customer(runtime, "Tyrell"))
+    runner(runtime, Q2C).catch_up()
+    _query_write(runtime, "UPDATE q2c_commands SET cause_recorded_at = now() - interval '10 days'")
+    assert dispatch_once(runtime) == []
+    assert _query(runtime, "SELECT status FROM concord_q2c_dispatch") == [("stale",)]
+    assert runtime.hub.get("order", UUID(order))["state"]["status"] == "placed"
+    (group,) = list_exceptions(runtime, reason="failed_step")["groups"]
+    (item,) = group["items"]
+    assert "recorded" in item["detail"]["error"]
+    _query_write(
+        runtime,
+        "UPDATE concord_q2c_dispatch SET status = 'retrying', next_at = now()",
+    )  # what the workbench's retry does
+    assert [o.status for o in dispatch_once(runtime)] == ["done"]
+    assert runtime.hub.get("order", UUID(order))["state"]["status"] == "validated"

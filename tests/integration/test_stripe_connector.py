@@ -16,6 +16,7 @@ import stripe
 from adapters.connectors.budget import Budget
 from adapters.connectors.hub_reader import MemoryHubReader
 from adapters.connectors.port import PermanentDeliveryError, TransientDeliveryError
+from adapters.process.ids import contract_id_for
 from adapters.settings import Settings
 from adapters.stripe.client import StripeClient
 from adapters.stripe.outbound import (
@@ -176,6 +177,32 @@ def test_a_contract_makes_one_customer_and_one_subscription_of_its_running_items
     assert len(created) == 2
 
 
+def test_a_rate_plan_in_another_currency_gives_way_to_the_contracts() -> None:
+    """A SKU sold in USD and EUR has a price per currency; a EUR contract whose rate plan is
+    the USD price is billed at the EUR one (Stripe refuses mixed currencies)."""
+
+    async def scenario(
+        world: Billing, connector: StripeConnector, reader: MemoryHubReader, contract: str
+    ) -> None:
+        usd = world.post(
+            "/v1/prices",
+            {
+                "product": world.sandbox.all("price")[0]["product"],
+                "currency": "usd",
+                "unit_amount": "2700",
+                "recurring[interval]": "month",
+            },
+        ).json()["id"]
+        seat = reader.states[("product", str(product_id("PLAT-SEAT")))]
+        seat["ids"]["billing_price_ids"] = [usd, world.prices["seat"]]
+        items = [{**_items()[0], "rate_plan": usd}]
+        await connector.deliver(_created(contract, items), "evt-1")
+        [sub] = world.sandbox.all("subscription")
+        assert [i["price"]["id"] for i in sub["items"]["data"]] == [world.prices["seat"]]
+
+    _run(scenario)
+
+
 def test_faults_are_transient_and_a_redelivery_makes_nothing_twice() -> None:
     async def scenario(world: Billing, connector: StripeConnector, _: Any, contract: str) -> None:
         faults = world.sandbox.faults
@@ -226,30 +253,6 @@ def test_two_contracts_of_one_customer_delivered_at_once_make_one_customer() -> 
         assert world.sandbox.count("customer") == 1 and world.sandbox.count("subscription") == 2
 
     _run(scenario, timeout=0.3)
-
-
-def test_a_rate_plan_in_another_currency_gives_way_to_the_contracts_currency() -> None:
-    async def scenario(
-        world: Billing, connector: StripeConnector, reader: MemoryHubReader, contract: str
-    ) -> None:
-        usd = world.post(
-            "/v1/prices",
-            {
-                "product": world.sandbox.all("price")[0]["product"],
-                "currency": "usd",
-                "unit_amount": "3000",
-                "recurring[interval]": "month",
-            },
-        ).json()["id"]
-        seat = ("product", str(product_id("PLAT-SEAT")))
-        reader.states[seat] = {"ids": {"billing_price_ids": [usd, world.prices["seat"]]}}
-        item = {**_items()[0], "rate_plan": usd}  # the SKU's first price: USD
-        await connector.deliver(_created(contract, [item]), "evt-1")  # an EUR contract
-        [sub] = world.sandbox.all("subscription")
-        assert sub["currency"] == "eur"
-        assert [i["price"]["id"] for i in sub["items"]["data"]] == [world.prices["seat"]]
-
-    _run(scenario)
 
 
 def test_a_dropped_webhook_and_a_redelivery_keep_one_subscription() -> None:
@@ -454,3 +457,33 @@ def test_a_budget_at_the_rate_of_stripe_meets_no_429() -> None:
         asyncio.run(main())
         assert world.sandbox.count("subscription") == 3
         assert all(c.status != 429 for c in world.sandbox.calls)
+
+
+def test_a_cancelled_order_ends_its_contracts_subscription() -> None:
+    async def scenario(
+        world: Billing, connector: StripeConnector, reader: MemoryHubReader, contract: str
+    ) -> None:
+        derived = contract_id_for(ORDER)
+        reader.states[("contract", derived)] = {
+            **reader.states[("contract", contract)],
+            "id": derived,
+        }
+        await connector.deliver(_created(derived), "evt-1")
+        [sub] = world.sandbox.all("subscription")
+        cancelled = {
+            **_envelope(ORDER, "OrderCancelled", {"reason": "the deal fell through"}, "crm"),
+            "aggregate": "order",
+            "occurred_at": "2026-01-10T09:00:00Z",
+            "recorded_at": "2026-01-10T09:00:01Z",
+        }
+        assert connector.wants(cancelled)
+        await connector.deliver(cancelled, "evt-2")
+        assert world.http.get(f"/v1/subscriptions/{sub['id']}").json()["status"] == "canceled"
+        # An order with no contract behind it has nothing to end; billing's own: not echoed.
+        calls = len(world.sandbox.calls)
+        other = {**cancelled, "aggregate_id": str(uuid.uuid4())}
+        await connector.deliver(other, "evt-3")
+        assert len(world.sandbox.calls) == calls
+        assert not connector.wants({**cancelled, "provenance": {"source_system": "billing"}})
+
+    _run(scenario)

@@ -28,7 +28,7 @@ def test_defaults_need_no_environment() -> None:
     assert s.data_dir == Path(".concord")
     assert (s.host, s.port) == ("127.0.0.1", 8000)
     assert s.schema_name == "concord"
-    assert (s.pool_size, s.max_overflow, s.lock_timeout_s) == (5, 10, 5)
+    assert (s.pool_size, s.max_overflow, s.lock_timeout_s) == (2, 10, 5)
     assert s.otel_exporter == "none"
     assert s.group_commit_max == 256
     assert s.nats_stream == "CONCORD_EVENTS"

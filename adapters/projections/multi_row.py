@@ -1,0 +1,80 @@
+"""Plain single-row ``INSERT``\\ s: recognised, and folded into multi-row statements.
+
+Why: a rebuild sends hundreds of inserts of the same few texts (one or more per event). One
+``INSERT ... VALUES (...), (...), ...`` holding many of them costs psycopg one statement
+instead of many (its per-statement Python cost is most of a batch's time) and PostgreSQL one
+parse and one executor run.
+
+Why only plain inserts, ``INSERT INTO t (columns) VALUES (row)`` with at most ``ON CONFLICT
+... DO NOTHING`` after it: the rows of one multi-row insert go in in their order, as the
+single inserts would, with the same defaults (with ``DO NOTHING`` the first of two equal
+keys stays, as it would); a failing row fails the statement as it failed its own (the
+runner's replay then names the event). A plain insert also reads nothing, so inserts into
+different tables may be sent in any order (projection tables have no foreign keys or
+triggers). ``ON CONFLICT ... DO UPDATE`` (two rows of one statement may not update one
+row), ``RETURNING``, ``INSERT ... SELECT``, subqueries and anything else are not plain.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import NamedTuple
+
+#: Parameters per folded statement: psycopg parses a query's ``%s`` marks in Python, and
+#: caches the result only for queries of at most 50 parameters (``_queries.py``,
+#: ``MAX_CACHED_STATEMENT_PARAMS``); a longer one is parsed again at every execution, which
+#: costs more than it saves. Within the limit, a full chunk's text repeats and is prepared.
+MAX_PARAMS = 50
+
+_INSERT = re.compile(
+    r"\s*INSERT\s+INTO\s+(\S+)\s*\([^()]*\)\s*VALUES\s*(?=\()", re.IGNORECASE | re.DOTALL
+)
+_DO_NOTHING = re.compile(
+    r"\s+ON\s+CONFLICT\s*(\([^()]*\)\s*)?DO\s+NOTHING\s*$", re.IGNORECASE | re.DOTALL
+)
+_UNSAFE = re.compile(r"\b(ON\s+CONFLICT|RETURNING|SELECT|VALUES|DEFAULT)\b", re.IGNORECASE)
+
+
+class PlainInsert(NamedTuple):
+    table: str
+    """The target as written (``{erp_customers}`` or a quoted name)."""
+    head: str
+    """Up to and including ``VALUES``."""
+    row: str
+    """The parenthesised row."""
+    tail: str
+    """``ON CONFLICT ... DO NOTHING`` or empty."""
+    per: int
+    """Rows per folded statement (within :data:`MAX_PARAMS`); below 2, do not fold."""
+
+    def folded(self, rows: int) -> str:
+        """The statement inserting ``rows`` rows (their parameters one row after another)."""
+        return self.head + ", ".join([self.row] * rows) + self.tail
+
+
+@lru_cache(maxsize=512)
+def plain_insert(statement: str) -> PlainInsert | None:
+    """``statement`` taken apart when it is one plain single-row insert, else None."""
+    head = _INSERT.match(statement)
+    if head is None:
+        return None
+    rest = statement[head.end() :].rstrip()
+    conflict = _DO_NOTHING.search(rest)
+    row = rest[: conflict.start()] if conflict else rest
+    if not _balanced(row) or _UNSAFE.search(row):
+        return None
+    per = MAX_PARAMS // max(1, row.count("%s"))
+    tail = rest[conflict.start() :] if conflict else ""
+    return PlainInsert(head.group(1), statement[: head.end()], row, tail, per)
+
+
+def _balanced(row: str) -> bool:
+    """``row`` is one parenthesised tuple: its first ``(`` closes at its last character."""
+    depth = 0
+    for i, char in enumerate(row):
+        depth += char == "("
+        depth -= char == ")"
+        if depth == 0:
+            return i == len(row) - 1
+    return False

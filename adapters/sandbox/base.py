@@ -201,8 +201,12 @@ class WebhookSender:
     backoff on anything but a 2xx, at least once (and, with a fault, twice or never).
 
     Runs on the sandbox server's event loop; :meth:`emit` may be called from any thread.
-    Events are sent one at a time in the order emitted; a failed one is retried later while
-    the next ones go on (real systems do not hold the queue for one endpoint's error).
+    Events are sent by ``workers`` senders from one queue in the order emitted: with one
+    (the default, what ordered feeds such as Salesforce CDC promise) strictly one at a time;
+    with more, several at once and so possibly out of order, as NetSuite user-event scripts
+    and Stripe's webhooks are (one sender caps a sandbox at one round trip to Concord per
+    event, far below what the real systems push). A failed one is retried later while the
+    next ones go on (real systems do not hold the queue for one endpoint's error).
     """
 
     def __init__(
@@ -211,7 +215,11 @@ class WebhookSender:
         *,
         backoff: tuple[float, ...] = (0.5, 2.0, 10.0, 30.0),
         max_attempts: int = 5,
+        workers: int = 1,
     ) -> None:
+        if workers < 1:
+            raise ValueError("a webhook sender needs at least one worker")
+        self.workers = workers
         self.url: str | None = None
         self.signer: Signer | None = None
         self.backoff = backoff
@@ -222,7 +230,7 @@ class WebhookSender:
         self._queue: asyncio.Queue[tuple[str, bytes]] | None = None
         self._pending = 0
         self._pending_lock = threading.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._client: httpx.AsyncClient | None = None
 
     def configure(self, url: str | None, signer: Signer | None = None) -> None:
@@ -234,13 +242,18 @@ class WebhookSender:
         self._loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
         self._client = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
-        self._task = asyncio.create_task(self._run(), name="sandbox-webhooks")
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"sandbox-webhooks-{n}")
+            for n in range(self.workers)
+        ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
+        self._tasks = []
         if self._client is not None:
             await self._client.aclose()
 

@@ -267,14 +267,20 @@ def estate(
     *,
     extra_env: dict[str, str] | None = None,
     without: str = "",
+    kinds: tuple[type[ErpSandbox], type[CrmSandbox], type[BillingSandbox]] = (
+        ErpSandbox,
+        CrmSandbox,
+        BillingSandbox,
+    ),
 ) -> Iterator[Estate]:
+    """``kinds``: the sandbox classes (the benchmark passes subclasses that time their
+    calls and stamp the records it waits for)."""
     port = free_port()
     hooks = f"http://127.0.0.1:{port}/v1/webhooks"
-    erp = ErpSandbox(
-        secret=NETSUITE_SECRET, items={item: sku for sku, (_, item, _) in _ALL.items()}
-    )
-    crm = CrmSandbox(SALESFORCE_SECRET)
-    billing = BillingSandbox(STRIPE_SECRET, STRIPE_KEY, webhook_url=f"{hooks}/stripe")
+    erp_kind, crm_kind, billing_kind = kinds
+    erp = erp_kind(secret=NETSUITE_SECRET, items={item: sku for sku, (_, item, _) in _ALL.items()})
+    crm = crm_kind(SALESFORCE_SECRET)
+    billing = billing_kind(STRIPE_SECRET, STRIPE_KEY, webhook_url=f"{hooks}/stripe")
     erp.webhooks.configure(f"{hooks}/netsuite")
     crm.webhooks.configure(f"{hooks}/salesforce")
     with ExitStack() as stack:
@@ -291,8 +297,8 @@ def estate(
                 f"netsuite={NETSUITE_SECRET},salesforce={SALESFORCE_SECRET},stripe={STRIPE_SECRET}"
             ),
             CONCORD_PROJECTION_POLL_INTERVAL_S="0.2",
-            **(extra_env or {}),
         )
+        env.update(extra_env or {})
         extra = ["--without", without] if without else []
         server = start_serve(env, port, capture=True, args=extra)
         output: list[str] = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -122,4 +124,44 @@ class _Receiver(Sandbox):
 
     async def _hook(self, request: Request) -> Response:
         self.received.append(await request.body())
+        return json_response({})
+
+
+def test_webhook_workers_send_at_once() -> None:
+    """Three workers have three events in flight together (one would send them in turn:
+    the receiver holds each until three are in, so one worker never gets past one)."""
+    gate = _Gate(3)
+    with serve_in_thread(gate) as receiver:
+        tiny = Tiny()
+        tiny.webhooks.workers = 3
+        with serve_in_thread(tiny) as running, httpx.Client(base_url=running.url) as http:
+            http.post("/_admin/webhooks", json={"url": f"{receiver.url}/hook"})
+            for _ in range(3):
+                http.post("/things", json={})
+            _wait(lambda: tiny.webhooks.pending == 0, 30)
+    assert gate.most == 3
+
+
+class _Gate(Sandbox):
+    """Holds every webhook until ``wanted`` are in flight (5 s at most), noting the most."""
+
+    name = "gate"
+
+    def __init__(self, wanted: int) -> None:
+        super().__init__()
+        self.wanted = wanted
+        self.in_flight = self.most = 0
+        self.full = asyncio.Event()
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route("/hook", self._hook, methods=["POST"])]
+
+    async def _hook(self, request: Request) -> Response:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        if self.in_flight >= self.wanted:
+            self.full.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.full.wait(), 5)
+        self.in_flight -= 1
         return json_response({})

@@ -15,18 +15,23 @@ hub's events to the CRM's fields is one reviewable place:
 ``InvoicePaymentApplied`` / ``PaymentApplied``   Paid, ``Concord_Paid_At__c`` (invoice paid)
 ``OrderCancelled``, ``ContractCancelled``        Cancelled, reason
 ``ContractSuspended``                            Suspended, reason
+``OrderHeld``                                    On hold, reason (a compensation: billing
+                                                 refused the subscription, say)
+``OrderReleased``                                back to the furthest milestone it reached
 ===============================================  ==========================================
 
 Milestone times are the events' business times (the source's time, else when Concord recorded
 it) and the earliest one wins: events of different aggregates (an order, its contract, its
 invoices) are delivered in no particular order between them, and "first invoice" is the
 earliest invoice's. The status only moves forward along Ordered → Accepted by ERP → Active →
-Invoiced → Paid; Rejected and Cancelled are final, Suspended holds until Active again.
+Invoiced → Paid; Rejected and Cancelled are final, Suspended holds until Active again and
+On hold until the order is released (then the status is the furthest milestone whose time
+the opportunity shows).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +49,15 @@ FIELD = {
 }
 _PROGRESS = {"Ordered": 1, "Accepted by ERP": 2, "Active": 3, "Invoiced": 4, "Paid": 5}
 _FINAL = frozenset({"Rejected", "Cancelled"})
+_HOLDS = frozenset({"Suspended", "On hold"})
+#: The status of a released order: worked out from the opportunity's milestone times.
+RELEASED = "released"
+_REACHED = (
+    ("paid", "Paid"),
+    ("first_invoice", "Invoiced"),
+    ("activated", "Active"),
+    ("erp_accepted", "Accepted by ERP"),
+)
 _MAX_REASON = 32_000
 
 
@@ -84,12 +98,21 @@ def milestone_of(event_type: str, data: dict[str, Any]) -> Milestone | None:
         return Milestone("Cancelled", reason=f"{reason} (effective {data.get('effective_date')})")
     if event_type == "ContractSuspended":
         return Milestone("Suspended", reason=f"suspended from {data.get('effective_date')}")
+    if event_type == "OrderHeld":
+        return Milestone("On hold", reason=str(data.get("reason") or "on hold")[:_MAX_REASON])
+    if event_type == "OrderReleased":
+        return Milestone(RELEASED, resumes=True)
     return None
 
 
 def changes(milestone: Milestone, at: datetime, current: dict[str, Any]) -> dict[str, Any]:
     """The Opportunity fields to PATCH so it shows ``milestone`` (only what differs: a
     repeated delivery finds nothing to change)."""
+    if milestone.status == RELEASED:
+        if current.get(FIELD["status"]) != "On hold":
+            return {}  # not held (or released twice): nothing to lift
+        reached = next((s for f, s in _REACHED if current.get(FIELD[f])), "Ordered")
+        milestone = replace(milestone, status=reached)
     wanted: dict[str, Any] = dict(milestone.values)
     if milestone.time_field is not None:
         known = _time(current.get(milestone.time_field))
@@ -109,9 +132,9 @@ def _status_moves(milestone: Milestone, current: Any) -> bool:
         return False
     if new in _FINAL:
         return True
-    if new == "Suspended":
+    if new in _HOLDS:
         return True
-    if current == "Suspended":
+    if current in _HOLDS:
         return milestone.resumes
     return _PROGRESS.get(new, 0) >= _PROGRESS.get(str(current), 0)
 

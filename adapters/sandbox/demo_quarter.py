@@ -31,7 +31,16 @@ from adapters.sandbox.billing import BillingSandbox
 from adapters.sandbox.crm import CrmSandbox
 from adapters.sandbox.erp import ErpSandbox
 
-__all__ = ["PRODUCTS", "Hub", "Quarter", "Report", "Systems", "erp_items", "play_quarter"]
+__all__ = [
+    "PRODUCTS",
+    "Hub",
+    "Quarter",
+    "Report",
+    "Systems",
+    "catalogue_entry",
+    "erp_items",
+    "play_quarter",
+]
 
 #: SKU → (name, charge type, ERP item id, price per currency: per seat and year for the
 #: licence, per call for usage, once for the fee).
@@ -223,16 +232,8 @@ class Quarter:
 
     def _map(self, sku: str) -> None:
         _, charge, item, by_currency = PRODUCTS[sku]
-        ids: dict[str, list[str]] = {
-            "crm_product_ids": [self.crm_products[sku]],
-            "erp_item_ids": [item],
-        }
         billing = [self.prices[(sku, c)] for c in by_currency if (sku, c) in self.prices]
-        if billing:
-            ids["billing_price_ids"] = billing
-        body: dict[str, Any] = {"charge_type": charge, "ids": ids}
-        if charge != "one_time":
-            body["billing_period"] = "month"
+        body = catalogue_entry(charge, self.crm_products[sku], item, billing)
         answer = self.hub.call("PUT", f"/v1/mappings/{sku}", json=body)
         if answer.status_code not in (200, 201):
             raise RuntimeError(f"mapping {sku} refused: {answer.text}")
@@ -520,3 +521,18 @@ class Quarter:
 def play_quarter(systems: Systems, hub: Hub, progress: Progress) -> Report:
     """Play the quarter (see the module's docstring) and say what happened."""
     return Quarter(systems, hub, progress).play()
+
+
+def catalogue_entry(
+    charge: str, crm_product: str, erp_item: str, billing_prices: list[str]
+) -> dict[str, Any]:
+    """The ``PUT /v1/mappings/<sku>`` body of a product the three systems hold: its CRM
+    product, ERP item and billing prices (one per currency; none for a one-time fee, which
+    the ERP invoices), billed monthly unless it is one-time."""
+    ids: dict[str, list[str]] = {"crm_product_ids": [crm_product], "erp_item_ids": [erp_item]}
+    if billing_prices:
+        ids["billing_price_ids"] = billing_prices
+    body: dict[str, Any] = {"charge_type": charge, "ids": ids}
+    if charge != "one_time":
+        body["billing_period"] = "month"
+    return body

@@ -21,7 +21,9 @@ What billing receives (and only that: billing owns invoices and payments, the CR
 =====================  =================================================================
 
 Idempotent at Stripe: every write carries ``Idempotency-Key = f"{key}:{step}"`` (the event
-id and the step), so a redelivered event replays Stripe's first answers; reads first
+id and the step), so a redelivered event replays Stripe's first answers — except the
+customer, keyed by the hub customer (``concord-customer:<id>``) so two contracts of one
+customer delivered at once make one Stripe customer; reads first
 (an existing customer, a subscription already made for the contract) keep it single
 when keys have expired or billing made the subscription before Concord did. An event
 whose provenance is billing is an echo of what Stripe said: not sent back.
@@ -54,7 +56,7 @@ from adapters.settings import Settings
 from adapters.stripe.client import Params, StripeClient
 from hub.domain.product import product_id
 
-__all__ = ["StripeConnector", "delivery_error", "stripe_connector"]
+__all__ = ["StripeConnector", "customer_key", "delivery_error", "stripe_connector"]
 
 BILLING = "billing"
 CONTRACT_KEY = "concord_contract_id"
@@ -196,7 +198,9 @@ class StripeConnector(Connector):
             "name": customer.get("legal_name") or customer.get("display_name"),
             "metadata": {k: v for k, v in metadata.items() if v},
         }
-        created = await self.client.create_customer(params, f"{key}:customer")
+        # Keyed by the hub customer, not the event: two contracts of one customer delivered
+        # at once (or one answered too late while the other searched) make one customer.
+        created = await self.client.create_customer(params, customer_key(customer_id))
         return str(created["id"])
 
     async def _items(self, items: list[dict[str, Any]], currency: str) -> list[Params]:
@@ -339,6 +343,12 @@ class StripeConnector(Connector):
         if sub.get("metadata", {}).get("concord_term_end") != end:
             params = {"metadata": {"concord_term_end": end}}
             await self.client.update_subscription(str(sub["id"]), params, f"{key}:renew")
+
+
+def customer_key(customer_id: str) -> str:
+    """The ``Idempotency-Key`` creating the Stripe customer of a hub customer (one per
+    customer, whichever event asks; after Stripe forgets keys, the metadata search finds it)."""
+    return f"concord-customer:{customer_id}"
 
 
 #: Stripe's limit is a rate, not a concurrency: slots only bound the calls in flight.

@@ -5,7 +5,10 @@ at the sandboxes, the sandboxes' pushes pointed at its webhooks, signed both way
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -19,8 +22,9 @@ import httpx
 from adapters.sandbox.base import Running, serve_in_thread
 from adapters.sandbox.billing import BillingSandbox
 from adapters.sandbox.crm import CrmSandbox
+from adapters.sandbox.demo_quarter import catalogue_entry
 from adapters.sandbox.erp import ErpSandbox
-from tests.e2e.serving import free_port, interrupt, serve_env, start_serve, wait_healthy
+from tests.e2e.serving import ROOT, free_port, interrupt, serve_env, start_serve, wait_healthy
 
 NETSUITE_SECRET = "ns_q2c_secret"
 SALESFORCE_SECRET = "sf_q2c_secret"
@@ -31,9 +35,30 @@ KEY = re.compile(r"cnc_[A-Za-z0-9_-]{20,}")
 #: The catalogue of the estate: SKU → (charge type, ERP item id, price per currency).
 PRODUCTS: dict[str, tuple[str, str, dict[str, str]]] = {
     "SETUP": ("one_time", "7001", {"USD": "1500.00", "EUR": "1400.00"}),
-    "SEATS": ("recurring", "7002", {"USD": "1200.00", "EUR": "1100.00"}),
+    # Per seat over a 12-month term: a whole monthly price in both currencies (100, 90).
+    "SEATS": ("recurring", "7002", {"USD": "1200.00", "EUR": "1080.00"}),
     "API": ("usage", "7003", {"USD": "0.05", "EUR": "0.04"}),
 }
+#: Products every system holds but the catalogue maps only to the CRM at first (a product
+#: launched before anyone told Concord its ERP item and billing price): ``Estate.map``.
+LATE: dict[str, tuple[str, str, dict[str, str]]] = {
+    "PREMIUM": ("recurring", "7004", {"USD": "2400.00", "EUR": "2160.00"}),
+}
+_ALL = {**PRODUCTS, **LATE}
+
+
+@dataclass
+class Service:
+    """One separately run part of Concord and what it printed."""
+
+    args: tuple[str, ...]
+    process: subprocess.Popen[str]
+    output: list[str]
+
+    def kill9(self) -> None:
+        """``kill -9``: no signal handler, no cleanup, whatever was in flight stays so."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
 
 
 @dataclass
@@ -47,6 +72,29 @@ class Estate:
     output: list[str] = field(default_factory=list)
     crm_products: dict[str, str] = field(default_factory=dict)
     prices: dict[tuple[str, str], str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    services: list[Service] = field(default_factory=list)
+
+    def start(self, *args: str) -> Service:
+        """``concord <args>`` as a process of its own on the estate's environment (the
+        parts ``--without`` left out of serve: ``subscribe``, ``process run``)."""
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from api.cli import main; main()", *args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        service = Service(args, process, [])
+        drain(process, service.output)
+        self.services.append(service)
+        return service
+
+    def stop_services(self) -> None:
+        for service in self.services:
+            if service.process.poll() is None:
+                interrupt(service.process)
 
     @property
     def crm_sandbox(self) -> CrmSandbox:
@@ -66,6 +114,15 @@ class Estate:
     def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.key}", **kw.pop("headers", {})}
         return httpx.request(method, f"{self.base}{path}", headers=headers, timeout=30, **kw)
+
+    def map(self, sku: str) -> httpx.Response:
+        """``PUT /v1/mappings/<sku>``: the SKU's id in every system."""
+        charge, item, by_currency = _ALL[sku]
+        priced = [self.prices[(sku, c)] for c in by_currency if (sku, c) in self.prices]
+        body = catalogue_entry(charge, self.crm_products[sku], item, priced)
+        answer = self.api("PUT", f"/v1/mappings/{sku}", json=body)
+        assert answer.status_code in (200, 201), answer.text
+        return answer
 
     def process(self, any_id: str) -> dict[str, Any] | None:
         answer = self.api("GET", f"/v1/processes/{any_id}")
@@ -93,6 +150,10 @@ class Estate:
             ]
         lines.append(f"held: {self.api('GET', '/v1/inbound/held').text[:2000]}")
         lines.append(f"exceptions: {self.api('GET', '/v1/exceptions').text[:3000]}")
+        lines.append("serve output (last lines):\n" + "".join(self.output[-40:]))
+        for service in self.services:
+            tail = "".join(service.output[-30:])
+            lines.append(f"{' '.join(service.args)} output (last lines):\n{tail}")
         return "\n".join(lines)
 
     def deal(
@@ -106,6 +167,7 @@ class Estate:
         setup: bool = True,
         close_date: str = "2026-01-15",
         term_months: int = 12,
+        extra: dict[str, int] | None = None,
     ) -> str:
         """An opportunity with its lines in the CRM sandbox, won (the CDC goes to Concord)."""
         crm = self.crm_sandbox
@@ -118,8 +180,26 @@ class Estate:
         crm.add_line(opportunity, self.crm_products["API"], quantity=usage)
         if setup:
             crm.add_line(opportunity, self.crm_products["SETUP"], quantity=1)
+        for sku, quantity in (extra or {}).items():
+            crm.add_line(
+                opportunity, self.crm_products[sku], quantity=quantity, service_date="2026-02-01"
+            )
         crm.win(opportunity)
         return opportunity
+
+
+def drain(process: subprocess.Popen[str], into: list[str]) -> threading.Thread:
+    """Read a process's piped output into ``into`` until it ends: a pipe nobody reads fills
+    (64 KiB of retry warnings under faults) and the process blocks on its next log line."""
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            into.append(line)
+
+    thread = threading.Thread(target=pump, name=f"drain-{process.pid}", daemon=True)
+    thread.start()
+    return thread
 
 
 def wait_until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
@@ -138,7 +218,7 @@ def _seed_billing(billing: Running) -> dict[tuple[str, str], str]:
     prices: dict[tuple[str, str], str] = {}
     auth = {"Authorization": f"Bearer {STRIPE_KEY}"}
     with httpx.Client(base_url=billing.url, headers=auth, timeout=10) as http:
-        for sku, (charge, _, by_currency) in PRODUCTS.items():
+        for sku, (charge, _, by_currency) in _ALL.items():
             if charge == "one_time":
                 continue
             product = http.post("/v1/products", data={"name": sku, "metadata[sku]": sku})
@@ -162,17 +242,17 @@ def _seed_billing(billing: Running) -> dict[tuple[str, str], str]:
 
 
 def _catalogue(estate: Estate) -> None:
-    """The product catalogue: every system's id of each SKU (one price per SKU: USD)."""
-    for sku, (charge, item, _) in PRODUCTS.items():
-        ids: dict[str, list[str]] = {
-            "crm_product_ids": [estate.crm_products[sku]],
-            "erp_item_ids": [item],
+    """The product catalogue: every system's id of each SKU (a billing price per currency:
+    the Stripe connector picks the one in the contract's currency); the ``LATE`` products
+    by their CRM id only."""
+    for sku in PRODUCTS:
+        estate.map(sku)
+    for sku, (charge, _, _) in LATE.items():
+        body: dict[str, Any] = {
+            "charge_type": charge,
+            "ids": {"crm_product_ids": [estate.crm_products[sku]]},
+            "billing_period": "month",
         }
-        if (sku, "USD") in estate.prices:
-            ids["billing_price_ids"] = [estate.prices[(sku, "USD")]]
-        body: dict[str, Any] = {"charge_type": charge, "ids": ids}
-        if charge != "one_time":
-            body["billing_period"] = "month"
         answer = estate.api("PUT", f"/v1/mappings/{sku}", json=body)
         assert answer.status_code in (200, 201), answer.text
 
@@ -198,9 +278,7 @@ def estate(
     port = free_port()
     hooks = f"http://127.0.0.1:{port}/v1/webhooks"
     erp_kind, crm_kind, billing_kind = kinds
-    erp = erp_kind(
-        secret=NETSUITE_SECRET, items={item: sku for sku, (_, item, _) in PRODUCTS.items()}
-    )
+    erp = erp_kind(secret=NETSUITE_SECRET, items={item: sku for sku, (_, item, _) in _ALL.items()})
     crm = crm_kind(SALESFORCE_SECRET)
     billing = billing_kind(STRIPE_SECRET, STRIPE_KEY, webhook_url=f"{hooks}/stripe")
     erp.webhooks.configure(f"{hooks}/netsuite")
@@ -239,9 +317,18 @@ def estate(
         base = f"http://127.0.0.1:{port}"
         assert wait_healthy(base, deadline), "".join(output)
         world = Estate(
-            running[0], running[1], running[2], base=base, key=key, server=server, output=output
+            running[0],
+            running[1],
+            running[2],
+            base=base,
+            key=key,
+            server=server,
+            output=output,
+            env=env,
         )
-        for sku, (charge, _, by_currency) in PRODUCTS.items():
+        drain(server, output)
+        stack.callback(world.stop_services)
+        for sku, (charge, _, by_currency) in _ALL.items():
             world.crm_products[sku] = crm.create_product(
                 sku, sku, prices=by_currency, charge_type=_sf_charge(charge)
             )

@@ -246,6 +246,23 @@ def test_rejection_suspension_and_cancellation_carry_their_reasons(crm: Crm) -> 
     assert crm.opp()["Concord_Paid_At__c"] == "2026-04-03T12:00:00.000+0000"
 
 
+def test_a_held_order_shows_why_until_it_is_released(crm: Crm) -> None:
+    quarter = the_quarter()
+    deliver(crm, quarter[0], quarter[2])
+    why = "billing refused the subscription: Stripe answered 400: no card on file"
+    held = event("OrderHeld", "order", ORDER, "2026-04-01T00:00:00+00:00", reason=why)
+    deliver(crm, held, quarter[3])  # what billing does meanwhile does not lift the hold
+    opp = crm.opp()
+    assert (opp["Concord_Status__c"], opp["Concord_Status_Reason__c"]) == ("On hold", why)
+    assert opp["Concord_Activated_At__c"] == "2026-04-01T00:00:00.000+0000"
+    writes = crm.patches()
+    released = event("OrderReleased", "order", ORDER, "2026-04-02T00:00:00+00:00", note="ok")
+    deliver(crm, released, released)  # again: nothing more to lift
+    opp = crm.opp()
+    assert (opp["Concord_Status__c"], opp["Concord_Status_Reason__c"]) == ("Active", None)
+    assert crm.patches() == writes + 1
+
+
 def test_rejected_order_says_why(crm: Crm) -> None:
     rejected = event(
         "OrderRejected",

@@ -19,7 +19,12 @@ from adapters.connectors.port import PermanentDeliveryError, TransientDeliveryEr
 from adapters.process.ids import contract_id_for
 from adapters.settings import Settings
 from adapters.stripe.client import StripeClient
-from adapters.stripe.outbound import StripeConnector, delivery_error, stripe_connector
+from adapters.stripe.outbound import (
+    StripeConnector,
+    customer_key,
+    delivery_error,
+    stripe_connector,
+)
 from hub.domain.product import product_id
 from tests.integration.billing_support import API_KEY, Billing, billing
 
@@ -159,7 +164,7 @@ def test_a_contract_makes_one_customer_and_one_subscription_of_its_running_items
         keys = {
             c.idempotency_key for c in writes if c.path in ("/v1/customers", "/v1/subscriptions")
         }
-        assert keys == {"evt-1:customer", "evt-1:subscription"}
+        assert keys == {customer_key(CUSTOMER), "evt-1:subscription"}
         # Another contract of the same customer reuses its Stripe customer.
         other = str(uuid.uuid4())
         await connector.deliver(_created(other, _items()[:1]), "evt-2")
@@ -218,6 +223,34 @@ def test_faults_are_transient_and_a_redelivery_makes_nothing_twice() -> None:
         faults.add({"kind": "duplicate_webhook"})
         await connector.deliver(_created(contract), "evt-1")
         assert world.sandbox.count("customer") == 1 and world.sandbox.count("subscription") == 1
+
+    _run(scenario, timeout=0.3)
+
+
+def test_two_contracts_of_one_customer_delivered_at_once_make_one_customer() -> None:
+    async def scenario(world: Billing, connector: StripeConnector, _: Any, contract: str) -> None:
+        # The first creation is applied but answered late: the other contract's delivery
+        # searches, finds nothing yet, and must still not make a second customer.
+        world.sandbox.faults.add(
+            {"kind": "timeout", "seconds": 0.5, "method": "POST", "path": "/v1/customers"}
+        )
+        other = str(uuid.uuid4())
+        pending = {"evt-a": _created(contract), "evt-b": _created(other, _items()[:1])}
+        for _round in range(10):  # as the subscriber does: retry what failed
+            keys = list(pending)
+            results = await asyncio.gather(
+                *(connector.deliver(pending[k], k) for k in keys), return_exceptions=True
+            )
+            for key, result in zip(keys, results, strict=True):
+                if result is None:
+                    del pending[key]
+                else:
+                    assert isinstance(result, TransientDeliveryError), result
+            if not pending:
+                break
+            await asyncio.sleep(0.6)
+        assert not pending
+        assert world.sandbox.count("customer") == 1 and world.sandbox.count("subscription") == 2
 
     _run(scenario, timeout=0.3)
 

@@ -31,10 +31,19 @@ class Nobody:
 
 
 def identify(
-    known: Known, system: str, record_id: str, candidate: Candidate | None
+    known: Known,
+    system: str,
+    record_id: str,
+    candidate: Candidate | None,
+    *,
+    not_these: frozenset[UUID] = frozenset(),
 ) -> UUID | Nobody | Translation:
     """The customer ``system``'s record ``record_id`` is, nobody, or a review to wait for.
-    ``candidate`` is None when the record has no name to match by (only a decision links)."""
+    ``candidate`` is None when the record has no name to match by (only a decision links).
+
+    ``not_these``: customers the record cannot be — its own parent in the account
+    hierarchy (a subsidiary often shares its parent's web domain: a sure match by domain
+    would fold the child into the parent)."""
     decided = known.decision(record_id)
     if decided is not None:
         _, customer_id = decided
@@ -42,6 +51,8 @@ def identify(
     if candidate is None:
         return Nobody()
     match = known.match(candidate)
+    if match.sure and match.customer_id in not_these:
+        return Nobody()
     if match.sure:
         assert match.customer_id is not None
         other = _linked(known.state("customer", match.customer_id), system)

@@ -22,6 +22,7 @@ the match review queue, and the reviewer's decision links it or lets it register
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from pydantic import ValidationError
 
@@ -68,7 +69,10 @@ def _register(change: Change, record: dict[str, Any], known: Known) -> Translati
             data.pop(name, None)  # nothing to clear on a new customer
     record_id = change.record_id
     candidate = Candidate(legal_name=data["legal_name"], web_domain=data.get("web_domain"))
-    found = identify(known, CRM, record_id, candidate)
+    parent = data.get("parent_customer_id")
+    found = identify(
+        known, CRM, record_id, candidate, not_these=frozenset({UUID(str(parent))} if parent else ())
+    )
     if isinstance(found, Translation):
         return found
     if isinstance(found, Nobody):

@@ -136,3 +136,16 @@ def test_changing_a_won_deals_lines_amends_its_order(api: Api) -> None:
     assert [e["type"] for e in events].count("OrderAmended") == 1
     # The same messages again amend nothing.
     assert set(_deliver_all(api, sandbox.cdc[start:])) == {"duplicate"}
+
+
+def test_a_subsidiary_on_its_parents_domain_is_a_customer_of_its_own(api: Api) -> None:
+    """The same web domain is a sure match — but never to the account's own parent."""
+    sandbox = CrmSandbox()
+    parent = sandbox.create_account("Globex Holdings", website="https://globex.example")
+    child = sandbox.create_account(
+        "Globex Europe", parent_id=parent, website="https://globex.example/eu"
+    )
+    _deliver_all(api, sandbox.cdc)
+    parent_id, child_id = lookup(api, "customer", parent), lookup(api, "customer", child)
+    assert parent_id is not None and child_id is not None and parent_id != child_id
+    assert state(api, "customers", str(child_id))["parent_customer_id"] == parent_id

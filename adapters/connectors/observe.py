@@ -5,9 +5,11 @@ or an audit ("what would Concord have sent to billing last month?"), needs the w
 running — inbound, the process manager, the subscribers with their ordering, holds and
 replays — with the last hop cut. ``CONCORD_OUTBOUND=erp:observe`` wraps that target's
 connector in :class:`ObservingConnector`: each event the target would have received is
-written to ``concord_observed_deliveries`` (target, event, aggregate, the envelope) and
-acknowledged as delivered. Switching the target to ``send`` later does not resend them (they
-were acknowledged); ``concord subscribers replay`` sends a chosen window when wanted.
+written to ``concord_observed_deliveries`` (target, event, aggregate, the envelope with its
+personal fields withheld: the connector sees them opened, and a table outside the stores is
+out of an erasure's reach) and acknowledged as delivered. Switching the target to ``send``
+later does not resend them (they were acknowledged); ``concord subscribers replay`` sends a
+chosen window when wanted.
 
 The connector it wraps is kept (and closed) but never called: no request leaves Concord.
 """
@@ -21,6 +23,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.connectors.port import Connector, TransientDeliveryError
+from hub.application.personal import withhold_envelope
 
 __all__ = ["ObservingConnector"]
 
@@ -52,7 +55,7 @@ class ObservingConnector(Connector):
                         str(envelope.get("type", "")),
                         str(envelope.get("aggregate", "")),
                         str(envelope.get("aggregate_id", "")),
-                        orjson.dumps(envelope).decode(),
+                        orjson.dumps(withhold_envelope(envelope)).decode(),
                     ),
                 )
         except Exception as failed:  # PostgreSQL away: the subscriber retries later

@@ -14,6 +14,7 @@ receipts, published messages, dead letters, parked envelopes) reads as :data:`ER
 
 from __future__ import annotations
 
+import copy
 import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -105,6 +106,15 @@ def envelope_paths(envelope: dict[str, Any]) -> tuple[str, ...]:
     cls = EVENTS_BY_NAME.get(str(envelope.get("type")))
     fields = () if cls is None else cls.personal_fields
     return tuple(f"data.{f}" for f in fields)
+
+
+def withhold_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the envelope with every personal value (opened or sealed) replaced by
+    :data:`WITHHELD`: for records kept outside the stores (observe-only deliveries), which
+    an erasure could not reach."""
+    kept = copy.deepcopy(envelope)
+    _rewrite(kept, envelope_paths(kept), lambda v: v if v is None or v == ERASED else WITHHELD)
+    return kept
 
 
 def _subject(value: Any) -> UUID | None:

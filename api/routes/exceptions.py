@@ -121,7 +121,9 @@ class ActionResult(BaseModel):
 
 def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["exceptions"])
-    reader, admin = require("read"), require("admin")
+    # Admin for reading too: the list gathers dead letters, held deliveries and match
+    # reviews (their errors, payload details and candidates), each admin-only at its source.
+    admin = require("admin")
 
     @router.get(
         "/exceptions",
@@ -129,10 +131,10 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
         response_class=JSONBytes,
         operation_id="exceptions_list",
         responses=problems(401, 403, 422),
-        summary="Everything stuck, grouped by business object and reason",
+        summary="Everything stuck, grouped by business object and reason (admin)",
     )
     def exceptions(
-        caller: Annotated[Caller, Depends(reader)],
+        caller: Annotated[Caller, Depends(admin)],
         reason: Annotated[Reason | None, Query()] = None,
         customer: Annotated[UUID | None, Query(description="Canonical customer id.")] = None,
         kind: Annotated[Kind | None, Query(description="Object kind.")] = None,
@@ -153,10 +155,10 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
         response_class=JSONBytes,
         operation_id="exceptions_get",
         responses=problems(401, 403, 404, 422),
-        summary="One stuck item with its history",
+        summary="One stuck item with its history (admin)",
     )
     def exception(
-        caller: Annotated[Caller, Depends(reader)], exception_id: EXCEPTION_ID
+        caller: Annotated[Caller, Depends(admin)], exception_id: EXCEPTION_ID
     ) -> Response:
         with runtime.connection() as conn:
             item = find_item(runtime, conn, exception_id)

@@ -70,7 +70,7 @@ class DeliveryModel(BaseModel):
     aggregate_id: str
     state: str = Field(description="retrying, dead_letter, draining ...")
     attempts: int
-    error: str | None
+    error: str | None = Field(description="The target's last error (admin keys only).")
     since: datetime
     updated_at: datetime
 
@@ -143,6 +143,11 @@ def build(runtime: "Runtime", require: Callable[[str], Callable[..., Any]]) -> A
             view = process_view(conn, schema, found[0])
         if view is None:  # pragma: no cover - found a moment ago
             raise ProblemError(404, "not-found", f"no deal's process has the id {id!r}")
+        if "admin" not in caller.scopes:
+            # A target's error text is an operator's (admin-only at the dead letters, as
+            # the payload it may quote): other readers see that a delivery is stuck.
+            for delivery in view["deliveries"]:
+                delivery["error"] = None
         return JSONBytes(view)
 
     return router

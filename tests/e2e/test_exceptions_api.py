@@ -37,7 +37,7 @@ ADMIN = "admin-client"
 
 
 def listing(api: Api, **params: Any) -> dict[str, Any]:
-    response = api.get("/v1/exceptions", params=params, role="reader")
+    response = api.get("/v1/exceptions", params=params, role="admin")
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -152,7 +152,7 @@ def test_subscriber_items_their_actions_history_and_lineage(api: Api) -> None:
     assert result["action"]["actor"] == ADMIN
     dead_letter = api.get(f"/v1/dead-letters/{dead['detail']['dead_letter_id']}").json()
     assert (dead_letter["status"], dead_letter["resolved_by"]) == ("retry_requested", ADMIN)
-    again = api.get(f"/v1/exceptions/{dead['id']}", role="reader").json()
+    again = api.get(f"/v1/exceptions/{dead['id']}", role="admin").json()
     assert again["actions"] == ["resolve"]
     assert [(h["action"], h["actor"], h["note"]) for h in again["history"]] == [
         ("retry", ADMIN, "item reactivated in the ERP")
@@ -375,8 +375,13 @@ def test_bad_input_unknown_ids_and_auth(api: Api) -> None:
         "validation-failed",
         field="body.customer_id",
     )
-    # auth: a key to read, admin to act
+    # auth: admin to read (the list gathers admin-only sources) and to act
     assert api.get("/v1/exceptions", role=None).status_code == 401
+    for role in ("crm", "reader"):
+        assert api.get("/v1/exceptions", role=role).status_code == 403
+        assert (
+            api.get(f"/v1/exceptions/{one(api, 'dead_letter')['id']}", role=role).status_code == 403
+        )
     assert api.post(path, {"action": "retry"}, role=None).status_code == 401
     for role in ("crm", "reader"):
         assert api.post(path, {"action": "retry"}, role=role).status_code == 403

@@ -7,6 +7,7 @@ from typing import Any
 from adapters.process.dispatcher import dispatch_once
 from adapters.process.service import process_runner
 from tests.e2e.conftest import Api, assert_problem
+from tests.e2e.test_exceptions_api import sql_exec
 
 
 def _settle(api: Api) -> None:
@@ -90,3 +91,22 @@ def test_bad_and_unknown_ids(api: Api) -> None:
     assert_problem(api.get("/v1/processes/nothing-here"), 404, "not-found")
     assert_problem(api.get("/v1/processes/" + "x" * 256), 422, "validation-failed", field="path.id")
     assert api.get("/v1/processes/006B", role=None).status_code == 401
+
+
+def test_a_stuck_delivery_shows_its_error_to_admin_keys_only(api: Api) -> None:
+    _product(api)
+    order = _deal(api, api.customer(legal_name="Hooli"), "006C")
+    _settle(api)
+    sql_exec(
+        api,
+        "INSERT INTO concord_delivery_holds (subscriber, aggregate, aggregate_id, state, "
+        "blocker_event_id, blocker_stream_seq, attempts, last_error) "
+        "VALUES ('erp', 'order', %s, 'retrying', 'e1', 1, 3, 'ERP said: Jane Doe blocked')",
+        order,
+    )
+    as_admin = api.get(f"/v1/processes/{order}").json()["deliveries"]
+    assert [(d["target"], d["attempts"], d["error"]) for d in as_admin] == [
+        ("erp", 3, "ERP said: Jane Doe blocked")
+    ]
+    as_reader = api.get(f"/v1/processes/{order}", role="reader").json()["deliveries"]
+    assert [(d["target"], d["state"], d["error"]) for d in as_reader] == [("erp", "retrying", None)]

@@ -36,9 +36,7 @@ from typing import Any
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from adapters.postgres.outbound_tables import create_outbound_tables
-
-__all__ = ["Budget", "PgBudget", "ensure_budget_tables"]
+__all__ = ["Budget", "PgBudget"]
 
 _MAX_SLOTS = 1000
 
@@ -83,7 +81,7 @@ class Budget:
 
 class PgBudget(Budget):
     """The shared budget: slots and tokens in ``<schema>.concord_target_slots`` /
-    ``concord_target_rates`` (created by :func:`ensure_budget_tables`)."""
+    ``concord_target_rates`` (made by ``create_schema``: adapters/postgres/outbound_tables.py)."""
 
     def __init__(
         self,
@@ -202,8 +200,3 @@ class PgBudget(Budget):
                 ),
                 (self.target, slot, self._holder),
             )
-
-
-def ensure_budget_tables(conn: Any, schema: str) -> None:
-    """Create the budget tables (sync connection; ``create_schema`` makes them too)."""
-    create_outbound_tables(conn, schema)

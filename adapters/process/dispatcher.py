@@ -29,7 +29,6 @@ from uuid import UUID
 from psycopg import sql
 
 from adapters.bootstrap import Runtime
-from adapters.postgres.outbound_tables import create_outbound_tables
 from adapters.process.tables import COMMANDS
 from hub.application.service import Caller, CommandRequest, Origin
 from hub.domain.errors import ConcurrencyConflict, DomainError
@@ -41,7 +40,6 @@ __all__ = [
     "compensate_once",
     "dispatch_once",
     "dispatcher_service",
-    "ensure_dispatch_table",
 ]
 
 log = logging.getLogger("concord.q2c")
@@ -60,11 +58,6 @@ class Dispatched:
     error: str | None = None
 
 
-def ensure_dispatch_table(conn: Any, schema: str) -> None:
-    """The dispatch table (``create_schema`` makes it too; tests and fresh schemas)."""
-    create_outbound_tables(conn, schema)
-
-
 def dispatch_once(runtime: Runtime) -> list[Dispatched]:
     """Execute every pending (or due) command once; what became of each."""
     schema = runtime.settings.schema_name
@@ -74,7 +67,6 @@ def dispatch_once(runtime: Runtime) -> list[Dispatched]:
     }
     outcomes: list[Dispatched] = []
     with runtime.connection() as conn, conn.transaction():
-        ensure_dispatch_table(conn, schema)
         got = conn.execute(
             "SELECT pg_try_advisory_xact_lock(hashtext(%s))", (f"concord-q2c-dispatch:{schema}",)
         ).fetchone()

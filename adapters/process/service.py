@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from adapters.background import Service
 from adapters.bootstrap import Runtime
-from adapters.process.dispatcher import dispatcher_service, ensure_dispatch_table
+from adapters.process.dispatcher import dispatcher_service
 from adapters.process.manager import QuoteToCash
 from adapters.projections.runner import ProjectionRunner
 
@@ -43,9 +43,6 @@ def process_service(runtime: Runtime) -> Service:
     dispatch = dispatcher_service(runtime, runtime.settings.q2c_poll_interval_s)
 
     async def service(stop: asyncio.Event) -> None:
-        with runtime.connection() as conn:
-            ensure_dispatch_table(conn, runtime.settings.schema_name)
-            conn.commit()
         halt = threading.Event()
         follower = asyncio.create_task(asyncio.to_thread(process_runner(runtime).run, halt))
         try:

@@ -23,7 +23,10 @@ PROCESSES = Table(
         "stands. Built by the q2c process manager from the canonical events."
     ),
     primary_key=("process_id",),
+    # status: a dependency's arrival looks up the (few) waiting processes on every
+    # registration and product; without it a rebuild scans the table for each.
     indexes=(
+        ("status",),
         ("opportunity_id",),
         ("contract_id",),
         ("erp_order_number",),

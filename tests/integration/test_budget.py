@@ -7,12 +7,13 @@ import asyncio
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from adapters.connectors.budget import Budget, PgBudget, ensure_budget_tables
+from adapters.connectors.budget import Budget, PgBudget
+from adapters.postgres.outbound_tables import create_outbound_tables
 
 
 def _tables(database_url: str, schema: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        ensure_budget_tables(conn, schema)
+        create_outbound_tables(conn, schema)
 
 
 async def _in_flight_peak(budgets: list[Budget], calls: int) -> int:

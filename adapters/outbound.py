@@ -16,11 +16,10 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.connectors.budget import PgBudget
-from adapters.connectors.http import HttpConnector
 from adapters.connectors.hub_reader import HubReader, ServiceHubReader
 from adapters.connectors.observe import ObservingConnector
 from adapters.connectors.port import Connector
-from adapters.nats.registry import DECLARATIONS, check_targets
+from adapters.nats.registry import DECLARATIONS, check_targets, http_connectors
 from adapters.netsuite.outbound import netsuite_connector
 from adapters.salesforce.outbound import salesforce_connector
 from adapters.settings import Settings
@@ -86,9 +85,7 @@ def outbound_connectors(
     )
     if billing is not None:
         connectors["billing"] = billing
-    secrets = settings.target_secret_map()
-    for name, url in check_targets(settings).items():
-        connectors.setdefault(name, HttpConnector(url, secrets=secrets.get(name, ())))
+    connectors |= http_connectors(settings, besides=connectors)
     declared = {d.name for d in DECLARATIONS}
     for name, mode in settings.outbound_modes().items():
         if name not in declared:

@@ -9,7 +9,7 @@ becomes a :class:`SubscriberSpec` once a connector exists for it — today an
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,6 +26,7 @@ __all__ = [
     "UnknownSubscriber",
     "build_specs",
     "check_targets",
+    "http_connectors",
     "select",
 ]
 
@@ -90,11 +91,7 @@ def build_specs(
     """
     declared = {d.name: d for d in declarations}
     if connectors is None:
-        urls = check_targets(settings, declared)
-        secrets = settings.target_secret_map()
-        connectors = {
-            name: HttpConnector(url, secrets=secrets.get(name, ())) for name, url in urls.items()
-        }
+        connectors = http_connectors(settings, declared)
     subjects = Subjects(settings.nats_subject_prefix)
     specs: dict[str, SubscriberSpec] = {}
     for name, connector in connectors.items():
@@ -109,6 +106,23 @@ def build_specs(
         )
         specs[name] = replace(spec, **tuning) if tuning else spec
     return specs
+
+
+def http_connectors(
+    settings: Settings,
+    declarations: Iterable[Declaration] | Mapping[str, Declaration] = DECLARATIONS,
+    *,
+    besides: Collection[str] = (),
+) -> dict[str, Connector]:
+    """A signed HTTP connector per ``CONCORD_TARGETS`` entry (checked against the
+    declarations), with that target's secrets; none for the targets in ``besides`` (they
+    have a connector of their own)."""
+    secrets = settings.target_secret_map()
+    return {
+        name: HttpConnector(url, secrets=secrets.get(name, ()))
+        for name, url in check_targets(settings, declarations).items()
+        if name not in besides
+    }
 
 
 def check_targets(

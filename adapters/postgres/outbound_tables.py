@@ -51,6 +51,10 @@ OUTBOUND_TABLES = [
         done_at    timestamptz NOT NULL DEFAULT now()
     )
     """,
+    """
+    CREATE INDEX IF NOT EXISTS concord_q2c_dispatch_due
+        ON {schema}.concord_q2c_dispatch (next_at) WHERE status = 'retrying'
+    """,
 ]
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,8 @@ log = logging.getLogger("concord.q2c")
 CALLER = Caller(client_id="concord:q2c", system="hub")
 _BACKOFF_S = (0.2, 1, 5, 30, 120, 600)
 _BATCH = 100
+#: How often the service looks for stale decisions (a scan of the undispatched ones).
+STALE_CHECK_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,14 @@ class Dispatched:
     error: str | None = None
 
 
-def dispatch_once(runtime: Runtime) -> list[Dispatched]:
-    """Execute every pending (or due) command once; what became of each."""
+def dispatch_once(runtime: Runtime, *, stale_check: bool = True) -> list[Dispatched]:
+    """Execute every pending (or due) command once; what became of each.
+
+    Pending work is found in two bounded sets — commands decided for events of the last
+    ``CONCORD_Q2C_MAX_COMMAND_AGE_HOURS`` without an outcome (index on the cause's time) and
+    due retries (a partial index) — so the loop does not scan every decision ever made.
+    ``stale_check`` marks older undispatched commands stale (a scan: the service does it
+    once a minute)."""
     schema = runtime.settings.schema_name
     names = {
         "commands": sql.Identifier(schema, COMMANDS.name),
@@ -74,31 +83,39 @@ def dispatch_once(runtime: Runtime) -> list[Dispatched]:
             return outcomes
         if not _table_exists(conn, schema, COMMANDS.name):
             return outcomes
+        age = runtime.settings.q2c_max_command_age_hours
         # Decided for an event the hub recorded long ago: a rebuild of a new version that
         # decides differently (or the manager down for days) — not executed unasked.
-        conn.execute(
-            sql.SQL(
-                "INSERT INTO {dispatch} (command_id, status, attempts, error) "
-                "SELECT c.command_id, 'stale', 0, 'decided for an event recorded ' || "
-                "date_trunc('second', now() - c.cause_recorded_at) || ' ago (a rebuild or a "
-                "long outage): not executed; retry it from the workbench if it should run' "
-                "FROM {commands} c LEFT JOIN {dispatch} d USING (command_id) "
-                "WHERE d.command_id IS NULL AND c.cause_recorded_at < now() - "
-                "make_interval(hours => %s)"
-            ).format(**names),
-            (runtime.settings.q2c_max_command_age_hours,),
-        )
+        if stale_check:
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {dispatch} (command_id, status, attempts, error) "
+                    "SELECT c.command_id, 'stale', 0, 'decided for an event recorded ' || "
+                    "date_trunc('second', now() - c.cause_recorded_at) || ' ago (a rebuild or "
+                    "a long outage): not executed; retry it from the workbench if it should "
+                    "run' FROM {commands} c LEFT JOIN {dispatch} d USING (command_id) "
+                    "WHERE d.command_id IS NULL AND c.cause_recorded_at < now() - "
+                    "make_interval(hours => %s)"
+                ).format(**names),
+                (age,),
+            )
         rows = conn.execute(
             sql.SQL(
+                "SELECT * FROM ("
                 "SELECT c.command_id, c.entity, c.name, c.aggregate_id, c.payload, "
-                "c.cause_event_id, c.correlation_id, COALESCE(d.attempts, 0) "
-                "FROM {commands} c LEFT JOIN {dispatch} d USING (command_id) "
-                "WHERE d.command_id IS NULL OR (d.status = 'retrying' AND d.next_at <= now()) "
-                "ORDER BY c.decided_at, c.command_id LIMIT %s"
+                "c.cause_event_id, c.correlation_id, 0, c.decided_at FROM {commands} c "
+                "WHERE c.cause_recorded_at >= now() - make_interval(hours => %s) "
+                "AND NOT EXISTS (SELECT 1 FROM {dispatch} d WHERE d.command_id = c.command_id) "
+                "UNION ALL "
+                "SELECT c.command_id, c.entity, c.name, c.aggregate_id, c.payload, "
+                "c.cause_event_id, c.correlation_id, d.attempts, c.decided_at "
+                "FROM {dispatch} d JOIN {commands} c USING (command_id) "
+                "WHERE d.status = 'retrying' AND d.next_at <= now()"
+                ") due ORDER BY decided_at, command_id LIMIT %s"
             ).format(**names),
-            (_BATCH,),
+            (age, _BATCH),
         ).fetchall()
-        for command_id, entity, name, aggregate_id, payload, cause, correlation, tries in rows:
+        for command_id, entity, name, aggregate_id, payload, cause, correlation, tries, _ in rows:
             outcome = _execute(
                 runtime, command_id, entity, name, aggregate_id, payload, cause, correlation
             )
@@ -235,8 +252,15 @@ def dispatcher_service(runtime: Runtime, interval_s: float = 0.2) -> Any:
     """``service(stop)`` for :func:`adapters.background.background`: dispatch until stopped."""
 
     async def service(stop: asyncio.Event) -> None:
+        checked = 0.0
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
-            done = await asyncio.to_thread(dispatch_once, runtime)
+            check = loop.time() - checked >= STALE_CHECK_S
+            if check:
+                checked = loop.time()
+            done = await asyncio.to_thread(
+                functools.partial(dispatch_once, runtime, stale_check=check)
+            )
             done += await asyncio.to_thread(compensate_once, runtime)
             if not done:
                 with contextlib.suppress(TimeoutError):

@@ -70,7 +70,7 @@ _ORDINAL = {name: index + 1 for index, name in enumerate(STEP_NAMES)}
 
 class QuoteToCash(Projection):
     name = "q2c"
-    version = 3
+    version = 4
     title = "Quote-to-cash process manager"
     stores: ClassVar[tuple[str, ...]] = (
         "customers",

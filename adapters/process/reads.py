@@ -63,7 +63,14 @@ def find_processes(conn: Any, schema: str, any_id: str) -> list[str]:
 
 
 def process_view(conn: Any, schema: str, process_id: str) -> dict[str, Any] | None:
-    """The whole process of one deal, or None when there is none."""
+    """The whole process of one deal, or None when there is none: read from one snapshot,
+    so the process row, its steps and its log agree (the manager commits them together)."""
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        return _view(conn, schema, process_id)
+
+
+def _view(conn: Any, schema: str, process_id: str) -> dict[str, Any] | None:
     columns = [c.name for c in PROCESSES.columns if c.name != "lines"]
     row = conn.execute(
         sql.SQL("SELECT {} FROM {} WHERE process_id = %s").format(

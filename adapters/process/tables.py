@@ -129,7 +129,7 @@ COMMANDS = Table(
         "the dispatcher (the command id is their idempotency key)."
     ),
     primary_key=("command_id",),
-    indexes=(("process_id",),),
+    indexes=(("process_id",), ("cause_recorded_at",)),
     columns=(
         Column("command_id", "text", "Deterministic id: q2c:<process id>:<action>.", True),
         Column("process_id", "uuid", "The process that decided it.", True),

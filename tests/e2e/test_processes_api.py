@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from typer.testing import CliRunner
+
 from adapters.process.dispatcher import dispatch_once
 from adapters.process.service import process_runner
+from api.cli import app as cli
 from tests.e2e.conftest import Api, assert_problem
 from tests.e2e.test_exceptions_api import sql_exec
 
@@ -110,3 +113,26 @@ def test_a_stuck_delivery_shows_its_error_to_admin_keys_only(api: Api) -> None:
     ]
     as_reader = api.get(f"/v1/processes/{order}", role="reader").json()["deliveries"]
     assert [(d["target"], d["state"], d["error"]) for d in as_reader] == [("erp", "retrying", None)]
+
+
+def test_the_cli_shows_a_deals_process(api: Api, monkeypatch: Any) -> None:
+    _product(api)
+    customer = api.customer(legal_name="Vehement Capital")
+    order = _deal(api, customer, "006D")
+    _settle(api)
+    settings = api.runtime.settings
+    assert settings.database_url
+    monkeypatch.setenv("CONCORD_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("CONCORD_SCHEMA_NAME", settings.schema_name)
+    monkeypatch.setenv("CONCORD_DATA_DIR", str(settings.data_dir))
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["process", "show", "006D"])
+    assert shown.exit_code == 0, shown.output
+    assert f"deal {order} (opportunity 006D): running" in shown.output
+    assert "erp_order" in shown.output and "decided order.validate: done" in shown.output
+    _deal(api, customer, "006E")
+    _settle(api)
+    several = runner.invoke(cli, ["process", "show", customer])
+    assert several.exit_code == 1 and "2 deals have the id" in several.output
+    unknown = runner.invoke(cli, ["process", "show", "nothing"])
+    assert unknown.exit_code == 1 and "no deals have the id" in unknown.output

@@ -489,14 +489,18 @@ class _FaultMiddleware:
 
         async def logged_send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
+                # Logged before the answer leaves: a client that reads the call log right
+                # after its response must find its own call there.
                 status_box.append(message["status"])
+                self.sandbox.log(request, message["status"], rule.kind if rule else None)
             if rule is not None and rule.kind == "timeout":
                 held.append(message)  # applied; the answer comes late
                 return
             await send(message)
 
         await self.app(scope, receive, logged_send)
-        self.sandbox.log(request, status_box[0] if status_box else 500, rule.kind if rule else None)
+        if not status_box:
+            self.sandbox.log(request, 500, rule.kind if rule else None)
         if held:
             await asyncio.sleep(rule.seconds if rule else 0)
             for late in held:

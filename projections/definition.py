@@ -90,6 +90,17 @@ class ViewCursor(Protocol):
     ``UPDATE {erp_customers} SET ...``); the runner fills in the generation being written.
     Parameters use ``%s``."""
 
+    memo: dict[Any, Any]
+    """What the projection chose to remember of the rows it has read or written in this
+    generation, kept across batches. Why: a projection whose ``apply`` reads its own rows
+    back (a check over stored facts) pays a round trip per read, which caps it near a
+    thousand events a second; the runner is the only writer of its tables (one runner per
+    projection, by advisory lock), so what it wrote and committed is still true. The runner
+    empties it whenever that could stop holding: a batch that fails or is rolled back, a
+    new session, a rebuild starting (the shadow's) or swapped in (the shadow's becomes the
+    live one's), and past a size bound. Keep in it only what the writes of ``apply`` keep
+    true, and update it as you write."""
+
     def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
         """Send a write. It may be pipelined (sent without waiting for its result), so a
         failure may surface later; the runner then replays the batch one statement at a

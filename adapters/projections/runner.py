@@ -59,6 +59,8 @@ log = logging.getLogger("concord.projections")
 _SEALED_JSON = b'"' + SEALED.encode()
 
 DEFAULT_BATCH = 500
+#: Entries a generation's memo may hold before it is emptied (see ``ViewCursor.memo``).
+MEMO_LIMIT = 200_000
 POLL_INTERVAL_S = 1.0
 #: Errors that mean "the connection or server went away": reconnect, never a failed event.
 CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
@@ -116,7 +118,9 @@ class _Cursor:
         cursor: psycopg.Cursor[Any],
         compiled: Callable[[str], str],
         pipeline: psycopg.Pipeline | None,
+        memo: dict[Any, Any] | None = None,
     ) -> None:
+        self.memo: dict[Any, Any] = {} if memo is None else memo
         self.cursor = cursor
         self.compiled = compiled
         self.pipeline = pipeline
@@ -215,6 +219,9 @@ class ProjectionRunner:
         self._state = ""
         self._compiled: dict[tuple[str, str], str] = {}
         self._stores_found: set[str] = set()
+        self._memos: dict[str, dict[Any, Any]] = {LIVE: {}, SHADOW: {}}
+        """Per generation: the projection's memo (``ViewCursor.memo``), true of the
+        generation's committed rows; emptied whenever it may not be."""
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -278,6 +285,8 @@ class ProjectionRunner:
         # keeps notifications that arrive during a batch for the next ``notifies()``).
         conn = self.connections.postgres(f"projection-{self.projection.name}")
         self._session = self._work = conn
+        # Another runner may have led (and written) since this one last did.
+        self._memos = {LIVE: {}, SHADOW: {}}
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
         self.work_pid = int(row[0]) if row else None
         if self.listen:
@@ -522,6 +531,16 @@ class ProjectionRunner:
         return bool(row and row[0])
 
     def _apply_batch(self, generation: str, before: Position | None, pipelined: bool) -> int:
+        if len(self._memos[generation]) > MEMO_LIMIT:
+            self._memos[generation] = {}
+        try:
+            return self._apply_batch_once(generation, before, pipelined)
+        except BaseException:
+            # Rolled back (or its commit's outcome unknown): the memo may hold its writes.
+            self._memos[generation] = {}
+            raise
+
+    def _apply_batch_once(self, generation: str, before: Position | None, pipelined: bool) -> int:
         assert self._work is not None
         conn = self._work
         schema = sql.Identifier(self.schema)
@@ -540,7 +559,9 @@ class ProjectionRunner:
                     (self.projection.name, generation),
                 ).fetchall()
             )
-            view = _Cursor(cursor, lambda s: self._statement(generation, s), pipeline)
+            view = _Cursor(
+                cursor, lambda s: self._statement(generation, s), pipeline, self._memos[generation]
+            )
             for store in self.projection.stores:
                 if not self._store_exists(store):
                     continue
@@ -649,6 +670,7 @@ class ProjectionRunner:
         assert self._work is not None
         p = self.projection
         with self._work.transaction():
+            self._memos[SHADOW] = {}
             ddl.create_generation(self._work, self.schema, p, SHADOW)
             self._reset_positions(SHADOW)
             total = 0
@@ -698,6 +720,7 @@ class ProjectionRunner:
                 "rebuilt_at = now()",
                 ([t.name for t in p.tables],),
             )
+        self._memos = {LIVE: self._memos[SHADOW], SHADOW: {}}
         log.info("projection %s: rebuilt; the new tables are live", p.name)
 
 

@@ -135,6 +135,13 @@ class Projection(ABC):
     views: ClassVar[tuple[View, ...]] = ()
     """SQL views over ``tables`` (read-only, always over the live generation)."""
     title: ClassVar[str] = ""
+    writes_only: ClassVar[bool] = False
+    """``apply`` never reads its tables back and filters no write by a secondary-index
+    column (it inserts, or updates by the primary key). Why declare it: a rebuild of such a
+    projection fills its shadow tables with their primary keys only and builds the
+    secondary indexes once the rows are in, before the swap (one sort instead of an index
+    update per row: the bulk loader's trick); a projection that looks rows up by those
+    columns would scan without them."""
 
     @abstractmethod
     def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:

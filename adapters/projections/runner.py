@@ -59,6 +59,10 @@ log = logging.getLogger("concord.projections")
 _SEALED_JSON = b'"' + SEALED.encode()
 
 DEFAULT_BATCH = 500
+#: A rebuild's batches are larger: nobody reads the shadow tables, so a longer transaction
+#: holds no reader back, and each batch's fixed cost (positions locked and moved, a commit
+#: with its WAL flush) is paid a quarter as often.
+REBUILD_BATCH_FACTOR = 4
 #: Entries a generation's memo may hold before it is emptied (see ``ViewCursor.memo``).
 MEMO_LIMIT = 200_000
 POLL_INTERVAL_S = 1.0
@@ -567,7 +571,8 @@ class ProjectionRunner:
                     continue
                 after = int(positions.get(store, 0))
                 until = before.position if before is not None and before.store == store else None
-                events = self._read(cursor, store, after, until)
+                limit = self.batch * (REBUILD_BATCH_FACTOR if generation == SHADOW else 1)
+                events = self._read(cursor, store, after, until, limit)
                 for at, event in events:
                     try:
                         self.projection.apply(event, at, view)
@@ -620,7 +625,7 @@ class ProjectionRunner:
         return store in self._stores_found
 
     def _read(
-        self, cursor: psycopg.Cursor[Any], store: str, after: int, until: int | None
+        self, cursor: psycopg.Cursor[Any], store: str, after: int, until: int | None, limit: int
     ) -> list[tuple[Position, Envelope]]:
         bound = sql.SQL("AND notification_id < %s " if until is not None else "")
         rows = cursor.execute(
@@ -628,7 +633,7 @@ class ProjectionRunner:
                 "SELECT notification_id, originator_id::text, originator_version, topic, state "
                 "FROM {} WHERE notification_id > %s {}ORDER BY notification_id LIMIT %s"
             ).format(sql.Identifier(self.schema, f"{store}_events"), bound),
-            (after, until, self.batch) if until is not None else (after, self.batch),
+            (after, until, limit) if until is not None else (after, limit),
         ).fetchall()
         entity = self._entities[store]
         events: list[tuple[Position, Envelope]] = []
@@ -695,6 +700,10 @@ class ProjectionRunner:
         assert self._work is not None
         p = self.projection
         schema = sql.Identifier(self.schema)
+        with self._work.transaction():
+            # Deferred indexes first, in their own transaction: the swap's locks on the live
+            # tables stay as short as a rename.
+            ddl.create_indexes(self._work, self.schema, p, SHADOW)
         with self._work.transaction():
             registry = self._registry()
             ddl.swap(self._work, self.schema, p, registry.tables)

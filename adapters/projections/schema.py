@@ -71,11 +71,9 @@ def physical(table: Table, generation: str) -> str:
     return table.name if generation == LIVE else f"{table.name}{SHADOW_SUFFIX}"
 
 
-def table_ddl(schema: str, table: Table, name: str) -> list[sql.Composed]:
-    """CREATE TABLE plus a COMMENT ON for the table and each column, then its indexes.
-
-    An index is named after the table it is created on (``{name}_{columns}_idx``), so a
-    shadow's indexes start with the shadow's name and the rebuild swap renames them with it."""
+def table_ddl(schema: str, table: Table, name: str, indexes: bool = True) -> list[sql.Composed]:
+    """CREATE TABLE plus a COMMENT ON for the table and each column, then its indexes
+    (unless ``indexes`` is false: :func:`index_ddl` makes them later)."""
     target = sql.Identifier(schema, name)
     columns = [
         sql.SQL("{} {}{}").format(
@@ -98,15 +96,31 @@ def table_ddl(schema: str, table: Table, name: str) -> list[sql.Composed]:
         )
         for c in table.columns
     ]
-    statements += [
-        sql.SQL("CREATE INDEX {} ON {} ({})").format(
+    return statements + (index_ddl(schema, table, name) if indexes else [])
+
+
+def index_ddl(schema: str, table: Table, name: str) -> list[sql.Composed]:
+    """The table's secondary indexes (those not there yet).
+
+    An index is named after the table it is created on (``{name}_{columns}_idx``), so a
+    shadow's indexes start with the shadow's name and the rebuild swap renames them with it."""
+    return [
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
             sql.Identifier(f"{name}_{'_'.join(index)}_idx"),
-            target,
+            sql.Identifier(schema, name),
             sql.SQL(", ").join(sql.Identifier(k) for k in index),
         )
         for index in table.indexes
     ]
-    return statements
+
+
+def create_indexes(
+    conn: Connection[Any], schema: str, projection: Projection, generation: str
+) -> None:
+    """Build the secondary indexes a rebuild deferred (see ``Projection.writes_only``)."""
+    for table in projection.tables:
+        for statement in index_ddl(schema, table, physical(table, generation)):
+            conn.execute(statement)
 
 
 def exists(conn: Connection[Any], schema: str, name: str) -> bool:
@@ -159,7 +173,10 @@ def create_generation(
     for table in projection.tables:
         name = physical(table, generation)
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, name)))
-        for statement in table_ddl(schema, table, name):
+        # A live generation is read at once; a shadow of a writes-only projection gets its
+        # secondary indexes when its rows are in (``create_indexes``, before the swap).
+        deferred = generation == SHADOW and projection.writes_only
+        for statement in table_ddl(schema, table, name, indexes=not deferred):
             conn.execute(statement)
     if generation == LIVE:
         create_views(conn, schema, projection)

@@ -87,6 +87,7 @@ class Lineage(Projection):
     version: ClassVar[int] = 3
     stores: ClassVar[tuple[str, ...]] = ("customers", "orders", "contracts", "invoices", "payments")
     tables: ClassVar[tuple[Table, ...]] = TABLES
+    writes_only: ClassVar[bool] = True  # inserts only
 
     def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
         kind, object_id, data = event["aggregate"], event["aggregate_id"], event["data"]

@@ -34,6 +34,8 @@ Events whose ``provenance.source_system`` is ``erp`` are NetSuite's own changes 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from decimal import Decimal
 from typing import Any
@@ -55,6 +57,9 @@ CONCORD_ORDER_FIELD = "custbody_concord_order_id"
 CONCORD_INVOICE_FIELD = "custbody_concord_invoice_id"
 OPPORTUNITY_FIELD = "custbody_sf_opportunity_id"
 _MAX_PARENTS = 10
+#: Customer records this process sent and NetSuite took, remembered (see ``_upsert_customer``).
+SENT_CUSTOMERS = 10_000
+SENT_CUSTOMER_TTL_S = 300.0
 
 Handler = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
 
@@ -71,6 +76,10 @@ class NetSuiteConnector(Connector):
     def __init__(self, client: NetSuiteClient, hub: HubReader) -> None:
         self.client = client
         self.hub = hub
+        self._sent: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+        """externalId -> (when, the customer record NetSuite took from this process)."""
+        self._skipped = False
+        """Whether the delivery under way skipped a customer NetSuite took before."""
         self._handlers: dict[str, Handler] = {
             "OrderValidated": self._order_validated,
             "OrderAmended": self._order_amended,
@@ -92,8 +101,19 @@ class NetSuiteConnector(Connector):
         """Idempotent by construction (upserts by externalId), so ``idempotency_key`` is
         not sent: NetSuite's synchronous API takes none."""
         del idempotency_key
-        if self.wants(envelope):
-            await self._handlers[str(envelope["type"])](envelope)
+        if not self.wants(envelope):
+            return
+        handler = self._handlers[str(envelope["type"])]
+        self._skipped = False
+        try:
+            await handler(envelope)
+        except Exception as failed:
+            self._sent.clear()  # a retry later sends the customers again
+            if not self._skipped or not isinstance(failed, PermanentDeliveryError):
+                raise
+            # NetSuite may have lost a customer it took (deleted by a person, say, so the
+            # order naming it is refused): once more as before the memory, customers first.
+            await handler(envelope)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -279,7 +299,28 @@ class NetSuiteConnector(Connector):
                 record["currency"] = {"externalId": own}
             if parent is not None:
                 record["parent"] = {"externalId": customer_external_id(parent)}
+            if self._took(record):
+                self._skipped = True
+                continue
             await self.client.upsert("customer", record["externalId"], record)
+            self._sent[record["externalId"]] = (time.monotonic(), record)
+            self._sent.move_to_end(record["externalId"])
+            while len(self._sent) > SENT_CUSTOMERS:
+                self._sent.popitem(last=False)
+
+    def _took(self, record: dict[str, Any]) -> bool:
+        """Whether NetSuite took this very record from this process a moment ago.
+
+        Why: every order, invoice and payment needs its customer (and the parents) in
+        NetSuite first, and upserting an unchanged customer each time was a third of the
+        ERP's calls per deal under NetSuite's account-wide concurrency limit. Skipping is
+        exact while the record is the one NetSuite took; the memory is short
+        (``SENT_CUSTOMER_TTL_S``) so a change made meanwhile by another process is not
+        outlived for long, and forgotten after any failed delivery."""
+        sent = self._sent.get(record["externalId"])
+        if sent is None or time.monotonic() - sent[0] > SENT_CUSTOMER_TTL_S:
+            return False
+        return sent[1] == record
 
     # -- reads --------------------------------------------------------------------------------
     async def _state(self, entity: str, aggregate_id: Any) -> dict[str, Any]:

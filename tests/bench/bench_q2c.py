@@ -43,13 +43,14 @@ import hashlib
 import hmac
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -76,7 +77,13 @@ PATH = "/v1/webhooks/salesforce"
 BARE = (sys.executable, "-m", "uvicorn", "tests.bench.bench_q2c:bare", "--factory")
 BARE += ("--log-level", "warning", "--no-access-log")
 CHUNK = 200
-Log = list[tuple[float, float, int]]  # (start, seconds inside, status)
+Log = list[tuple[float, float, int, str]]  # (start, seconds inside, status, call)
+_ID_SEGMENT = re.compile(r"/(?:eid:)?[^/]*\d[^/]*")
+
+
+def call_name(method: str, path: str) -> str:
+    """``PATCH /sobjects/Opportunity/:id``: a call's kind, ids folded (counted per deal)."""
+    return f"{method} {_ID_SEGMENT.sub('/:id', path)}"
 
 
 # --- the sandboxes, timed and stamped ------------------------------------------------------------
@@ -101,7 +108,8 @@ class _Timing:
         try:
             await self.app(scope, receive, noted)
         finally:
-            self.log.append((start, time.perf_counter() - start, status[0]))
+            seconds = time.perf_counter() - start
+            self.log.append((start, seconds, status[0], call_name(scope["method"], scope["path"])))
 
 
 #: Webhook senders of the ERP and billing sandboxes (``--webhook-workers``).
@@ -490,7 +498,7 @@ def quantiles(samples: list[float]) -> str:
 
 
 def service_row(name: str, log: Log, window: tuple[float, float], deals: int) -> str:
-    inside = [(s, d, st) for s, d, st in log if window[0] <= s <= window[1]]
+    inside = [(s, d, st) for s, d, st, _ in log if window[0] <= s <= window[1]]
     times = [d for _, d, _ in inside]
     refused = sum(1 for _, _, st in inside if st == 429)
     if not times:
@@ -638,6 +646,13 @@ def report(
     print("|---|---:|---:|---:|---:|")
     for name, log in (("ERP", erp.service), ("billing", billing.service), ("CRM", crm.service)):
         print(service_row(name, log, window, len(won)))
+    print()
+    print("| calls per deal, by kind (timed window) | per deal |")
+    print("|---|---:|")
+    for name, log in (("ERP", erp.service), ("billing", billing.service), ("CRM", crm.service)):
+        kinds = Counter(c for s, _, _, c in log if window[0] <= s <= window[1])
+        for kind, count in kinds.most_common(8):
+            print(f"| {name}: `{kind}` | {count / max(len(won), 1):.1f} |")
 
 
 def main() -> None:

@@ -359,3 +359,46 @@ def test_settings_configure_the_connector(world: World) -> None:
     )
     assert configured is not None and configured.client.budget.concurrency == 3
     asyncio.run(configured.aclose())
+
+
+def _customer_puts(sandbox: ErpSandbox) -> int:
+    return sum(1 for c in sandbox.calls if c.method == "PUT" and "/customer/" in c.path)
+
+
+def test_an_unchanged_customer_is_sent_once_and_again_when_changed_or_lost(
+    erp: Running, world: World
+) -> None:
+    """Each order needs its customer in NetSuite first; this process remembers what NetSuite
+    took, so the second order sends no customer, a renamed one does, and after a failed
+    delivery (NetSuite lost the customer) the retry sends it again."""
+    sandbox = _sandbox(erp)
+    connector = _connector(erp, world)
+
+    async def run() -> None:
+        try:
+            await connector.deliver(_validated(world, "first", opportunity="006FIRST"), "e1")
+            assert _customer_puts(sandbox) == 2  # parent, then child
+            await connector.deliver(_validated(world, "second", opportunity="006SECOND"), "e2")
+            assert _customer_puts(sandbox) == 2 and sandbox.count("salesOrder") == 2
+            child = world.reader.states[("customer", str(uid("child")))]
+            child["legal_name"] = "Acme Deutschland GmbH"
+            await connector.deliver(_validated(world, "third", opportunity="006THIRD"), "e3")
+            assert _customer_puts(sandbox) == 3  # the child only: the parent is unchanged
+            record = sandbox.by_external_id("customer", ACCOUNT)
+            assert record is not None and record["companyName"] == "Acme Deutschland GmbH"
+            # Someone deletes the child in NetSuite: the next order naming it is refused,
+            # and sent again at once with its customers first (as with no memory at all).
+            with sandbox.lock:
+                sandbox.records["customer"] = {
+                    k: v
+                    for k, v in sandbox.records["customer"].items()
+                    if v.get("externalId") != ACCOUNT
+                }
+            await connector.deliver(_validated(world, "fourth", opportunity="006FOURTH"), "e4")
+            assert _customer_puts(sandbox) == 5 and sandbox.count("salesOrder") == 4
+            refused = [c for c in sandbox.calls if c.status >= 400]
+            assert len(refused) == 1 and "/salesOrder/" in refused[0].path
+        finally:
+            await connector.aclose()
+
+    asyncio.run(run())

@@ -37,6 +37,7 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
+from contextvars import ContextVar
 from decimal import Decimal
 from typing import Any
 
@@ -60,6 +61,9 @@ _MAX_PARENTS = 10
 #: Customer records this process sent and NetSuite took, remembered (see ``_upsert_customer``).
 SENT_CUSTOMERS = 10_000
 SENT_CUSTOMER_TTL_S = 300.0
+#: Whether the delivery under way skipped a customer NetSuite took before (per delivery:
+#: deliveries may run concurrently, each in its own task and so its own context).
+_SKIPPED: ContextVar[bool] = ContextVar("netsuite_skipped_customer", default=False)
 
 Handler = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
 
@@ -78,8 +82,6 @@ class NetSuiteConnector(Connector):
         self.hub = hub
         self._sent: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
         """externalId -> (when, the customer record NetSuite took from this process)."""
-        self._skipped = False
-        """Whether the delivery under way skipped a customer NetSuite took before."""
         self._handlers: dict[str, Handler] = {
             "OrderValidated": self._order_validated,
             "OrderAmended": self._order_amended,
@@ -104,16 +106,18 @@ class NetSuiteConnector(Connector):
         if not self.wants(envelope):
             return
         handler = self._handlers[str(envelope["type"])]
-        self._skipped = False
+        skipped = _SKIPPED.set(False)
         try:
             await handler(envelope)
         except Exception as failed:
             self._sent.clear()  # a retry later sends the customers again
-            if not self._skipped or not isinstance(failed, PermanentDeliveryError):
+            if not _SKIPPED.get() or not isinstance(failed, PermanentDeliveryError):
                 raise
             # NetSuite may have lost a customer it took (deleted by a person, say, so the
             # order naming it is refused): once more as before the memory, customers first.
             await handler(envelope)
+        finally:
+            _SKIPPED.reset(skipped)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -300,7 +304,7 @@ class NetSuiteConnector(Connector):
             if parent is not None:
                 record["parent"] = {"externalId": customer_external_id(parent)}
             if self._took(record):
-                self._skipped = True
+                _SKIPPED.set(True)
                 continue
             await self.client.upsert("customer", record["externalId"], record)
             self._sent[record["externalId"]] = (time.monotonic(), record)

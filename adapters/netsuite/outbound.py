@@ -58,9 +58,9 @@ CONCORD_ORDER_FIELD = "custbody_concord_order_id"
 CONCORD_INVOICE_FIELD = "custbody_concord_invoice_id"
 OPPORTUNITY_FIELD = "custbody_sf_opportunity_id"
 _MAX_PARENTS = 10
-#: Customer records this process sent and NetSuite took, remembered (see ``_upsert_customer``).
-SENT_CUSTOMERS = 10_000
-SENT_CUSTOMER_TTL_S = 300.0
+#: Records this process sent and NetSuite took, remembered (``_upsert_unless_taken``).
+SENT_RECORDS = 10_000
+SENT_TTL_S = 300.0
 #: Whether the delivery under way skipped a customer NetSuite took before (per delivery:
 #: deliveries may run concurrently, each in its own task and so its own context).
 _SKIPPED: ContextVar[bool] = ContextVar("netsuite_skipped_customer", default=False)
@@ -80,8 +80,10 @@ class NetSuiteConnector(Connector):
     def __init__(self, client: NetSuiteClient, hub: HubReader) -> None:
         self.client = client
         self.hub = hub
-        self._sent: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
-        """externalId -> (when, the customer record NetSuite took from this process)."""
+        self._sent: OrderedDict[tuple[str, str], tuple[float, dict[str, Any]]] = OrderedDict()
+        """(kind, externalId) -> (when, the record NetSuite took from this process)."""
+        self._found: dict[str, list[str]] = {}
+        """Concord invoice id -> NetSuite's internal ids of its invoice (as found)."""
         self._handlers: dict[str, Handler] = {
             "OrderValidated": self._order_validated,
             "OrderAmended": self._order_amended,
@@ -110,7 +112,8 @@ class NetSuiteConnector(Connector):
         try:
             await handler(envelope)
         except Exception as failed:
-            self._sent.clear()  # a retry later sends the customers again
+            self._sent.clear()  # a retry later sends (and looks up) everything again
+            self._found.clear()
             if not _SKIPPED.get() or not isinstance(failed, PermanentDeliveryError):
                 raise
             # NetSuite may have lost a customer it took (deleted by a person, say, so the
@@ -127,9 +130,7 @@ class NetSuiteConnector(Connector):
         order = await self._state("order", envelope["aggregate_id"])
         customer = await self._state("customer", order["customer_id"])
         await self._upsert_customer(customer, order.get("currency"))
-        await self.client.upsert(
-            "salesOrder", order_external_id(order), await self._sales_order(order, customer)
-        )
+        await self._upsert_unless_taken("salesOrder", await self._sales_order(order, customer))
 
     async def _order_amended(self, envelope: dict[str, Any]) -> None:
         """New lines for a sales order NetSuite has; an order not sent yet is sent whole
@@ -139,9 +140,7 @@ class NetSuiteConnector(Connector):
         record = await self._sales_order(order, customer)
         changes = {"item": record["item"], CONCORD_ORDER_FIELD: order["id"]}
         try:
-            await self.client.update(
-                "salesOrder", eid(order_external_id(order)), changes, replace="item"
-            )
+            await self._update_order(order, changes, replace="item")
         except NetSuiteMissing:
             return
 
@@ -150,7 +149,7 @@ class NetSuiteConnector(Connector):
         memo = str((envelope.get("data") or {}).get("reason") or "cancelled in Concord")
         changes = {"orderStatus": {"id": "C"}, "memo": memo[:999]}
         try:
-            await self.client.update("salesOrder", eid(order_external_id(order)), changes)
+            await self._update_order(order, changes)
         except NetSuiteMissing:
             return  # never sent to NetSuite (cancelled before validation): nothing to cancel
 
@@ -160,7 +159,7 @@ class NetSuiteConnector(Connector):
         reason = str((envelope.get("data") or {}).get("reason") or "") if held else ""
         changes = {HOLD_FIELD: held, HOLD_REASON_FIELD: reason[:999]}
         try:
-            await self.client.update("salesOrder", eid(order_external_id(order)), changes)
+            await self._update_order(order, changes)
         except NetSuiteMissing:
             return  # never reached NetSuite: there is nothing to hold
 
@@ -233,7 +232,7 @@ class NetSuiteConnector(Connector):
         created_from = await self._sales_order_of(invoice)
         if created_from is not None:
             record["createdFrom"] = {"externalId": created_from}
-        await self.client.upsert("invoice", external, record)
+        await self._upsert_unless_taken("invoice", record)
 
     async def _sales_order_of(self, invoice: dict[str, Any]) -> str | None:
         """The externalId of the sales order the invoice bills, if NetSuite accepted one."""
@@ -261,7 +260,13 @@ class NetSuiteConnector(Connector):
         for invoice_id, paid in applied.items():
             if paid <= 0:
                 continue
-            found = await self.client.find_ids("invoice", CONCORD_INVOICE_FIELD, invoice_id)
+            found = self._found.get(invoice_id) or await self.client.find_ids(
+                "invoice", CONCORD_INVOICE_FIELD, invoice_id
+            )
+            if found:
+                if len(self._found) >= SENT_RECORDS:
+                    self._found.clear()
+                self._found[invoice_id] = found  # a record's internal id never changes
             if not found:
                 # Held, not failed: the invoice is posted once billing issued it.
                 raise TransientDeliveryError(
@@ -278,8 +283,8 @@ class NetSuiteConnector(Connector):
             "memo": payment.get("reference"),
             "apply": {"items": rows},
         }
-        await self.client.upsert(
-            "customerPayment", payment["id"], {k: v for k, v in record.items() if v is not None}
+        await self._upsert_unless_taken(
+            "customerPayment", {k: v for k, v in record.items() if v is not None}
         )
 
     # -- customers ----------------------------------------------------------------------------
@@ -303,28 +308,37 @@ class NetSuiteConnector(Connector):
                 record["currency"] = {"externalId": own}
             if parent is not None:
                 record["parent"] = {"externalId": customer_external_id(parent)}
-            if self._took(record):
-                _SKIPPED.set(True)
-                continue
-            await self.client.upsert("customer", record["externalId"], record)
-            self._sent[record["externalId"]] = (time.monotonic(), record)
-            self._sent.move_to_end(record["externalId"])
-            while len(self._sent) > SENT_CUSTOMERS:
-                self._sent.popitem(last=False)
+            await self._upsert_unless_taken("customer", record)
 
-    def _took(self, record: dict[str, Any]) -> bool:
-        """Whether NetSuite took this very record from this process a moment ago.
+    async def _update_order(
+        self, order: dict[str, Any], changes: dict[str, Any], replace: str | None = None
+    ) -> None:
+        """Change the sales order in place; what was remembered of it no longer holds."""
+        external = order_external_id(order)
+        self._sent.pop(("salesOrder", external), None)
+        await self.client.update("salesOrder", eid(external), changes, replace=replace)
+
+    async def _upsert_unless_taken(self, kind: str, record: dict[str, Any]) -> None:
+        """Upsert ``record`` unless NetSuite took this very record from this process a
+        moment ago.
 
         Why: every order, invoice and payment needs its customer (and the parents) in
-        NetSuite first, and upserting an unchanged customer each time was a third of the
-        ERP's calls per deal under NetSuite's account-wide concurrency limit. Skipping is
-        exact while the record is the one NetSuite took; the memory is short
-        (``SENT_CUSTOMER_TTL_S``) so a change made meanwhile by another process is not
-        outlived for long, and forgotten after any failed delivery."""
-        sent = self._sent.get(record["externalId"])
-        if sent is None or time.monotonic() - sent[0] > SENT_CUSTOMER_TTL_S:
-            return False
-        return sent[1] == record
+        NetSuite first, and a payment is sent on receipt and again on each application
+        (unchanged when the hub already held them all); upserting unchanged records was
+        over a third of the ERP's calls per deal under NetSuite's account-wide concurrency
+        limit. Skipping is exact while the record is the one NetSuite took; the memory is
+        short (``SENT_TTL_S``) so a change made meanwhile by another process is not
+        outlived for long, and it is forgotten after any failed delivery."""
+        key = (kind, str(record["externalId"]))
+        sent = self._sent.get(key)
+        if sent is not None and time.monotonic() - sent[0] <= SENT_TTL_S and sent[1] == record:
+            _SKIPPED.set(True)
+            return
+        await self.client.upsert(kind, key[1], record)
+        self._sent[key] = (time.monotonic(), record)
+        self._sent.move_to_end(key)
+        while len(self._sent) > SENT_RECORDS:
+            self._sent.popitem(last=False)
 
     # -- reads --------------------------------------------------------------------------------
     async def _state(self, entity: str, aggregate_id: Any) -> dict[str, Any]:

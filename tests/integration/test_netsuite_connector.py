@@ -323,7 +323,14 @@ def test_invoice_posted_and_payment_applied_after_it(erp: Running, world: World)
     with pytest.raises(TransientDeliveryError) as early:
         _deliver(_connector(erp, world), applied)  # payment before invoice: held
     assert "not in NetSuite yet" in early.value.message
+    before = len(sandbox.calls)
     _deliver(_connector(erp, world), issued, issued, received, applied, applied)
+    # The payment's record is the same at each of its events (the hub holds its one
+    # application by then): upserted once, its invoice looked up once; the invoice's
+    # second delivery finds it taken.
+    calls = [f"{c.method} {c.path.rsplit('/', 2)[-2]}" for c in list(sandbox.calls)[before:]]
+    assert calls.count("PUT customerPayment") == 1 and calls.count("GET v1") == 1, calls
+    assert calls.count("PUT invoice") == 1, calls  # delivered twice, sent once
     posted = sandbox.by_external_id("invoice", "in_1QXyz")
     assert posted is not None
     assert posted["total"] == Decimal("4285.79") and posted["taxTotal"] == Decimal("684.29")

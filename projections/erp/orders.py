@@ -11,6 +11,13 @@ the same whichever arrives first, as a rebuild must.
 
 Money is exact: totals, prices and amounts are PostgreSQL ``numeric`` built from the events'
 decimal strings, never floats.
+
+Why the projection remembers (``cursor.memo``) which orders have a row and each SKU's item
+id: a rebuild writes hundreds of events per batch, and a write that must check its row
+server-side, or that looks the item id up inside the statement, cannot be sent together
+with the others of its kind (one statement for a run of them). What this projection wrote
+and committed stays true, so a remembered order is updated with a plain write, and a line
+is a plain insert whose item id comes from the memo (read from ``erp_items`` on a miss).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from projections.definition import Column, Envelope, Position, Projection, Table, ViewCursor
-from projections.rows import update_latest
+from projections.rows import missing_row
 
 ORDERS = Table(
     name="erp_sales_orders",
@@ -111,9 +118,20 @@ _INSERT = (
 )
 _INSERT_LINE = (
     "INSERT INTO {erp_sales_order_lines} (order_id, line_number, sku, erp_item_id, quantity, "
-    "unit_price, charge_type, amount) VALUES (%s, %s, %s, "
-    "(SELECT erp_item_id FROM {erp_items} WHERE sku = %s), %s, %s, %s, %s)"
+    "unit_price, charge_type, amount) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
 )
+#: Every later order event as one statement text (a NULL parameter keeps the column): no
+#: event sets a status, number or total to NULL, and one text lets runs of them go as one
+#: ``executemany``.
+_UPDATE = (
+    "UPDATE {erp_sales_orders} SET status = coalesce(%s, status), "
+    "erp_order_number = coalesce(%s, erp_order_number), total = coalesce(%s, total), "
+    "version = %s, changed_at = %s, position = %s WHERE order_id = %s"
+)
+#: Memo keys: an order whose row exists (``(_ORDER, order_id)``), and the SKU -> item id
+#: map read so far (``None``: no product or no item id yet).
+_ORDER = "erp_orders.order"
+_ITEMS = "erp_orders.items"
 #: Order events that only move the status, and the status they move it to.
 STATUS_OF_EVENT = {
     "OrderValidated": "validated",
@@ -130,7 +148,7 @@ def total(data: dict[str, Any]) -> Decimal:
 class ErpOrders(Projection):
     name: ClassVar[str] = "erp_orders"
     title: ClassVar[str] = "ERP sales orders"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     stores: ClassVar[tuple[str, ...]] = ("orders", "products")
     tables: ClassVar[tuple[Table, ...]] = (ORDERS, LINES, ITEMS)
 
@@ -161,32 +179,54 @@ class ErpOrders(Projection):
                     at.position,
                 ),
             )
+            cursor.memo[(_ORDER, order)] = True
             self._write_lines(cursor, order, data["lines"])
             return
-        changes: dict[str, Any] = {}
+        status: str | None = None
+        number: str | None = None
+        amount: Decimal | None = None
         if kind in STATUS_OF_EVENT:
-            changes = {"status": STATUS_OF_EVENT[kind]}
+            status = STATUS_OF_EVENT[kind]
         elif kind == "OrderAcceptedByErp":
-            changes = {"status": "accepted", "erp_order_number": data["erp_order_number"]}
+            status, number = "accepted", data["erp_order_number"]
         elif kind == "OrderAmended":
-            changes = {"total": total(data)}
+            amount = total(data)
             if data.get("reopened"):
-                changes["status"] = "placed"
-        update_latest(cursor, "erp_sales_orders", "order_id", event, at, changes)
+                status = "placed"
+        params = (
+            status,
+            number,
+            amount,
+            event["version"],
+            datetime.fromisoformat(event["recorded_at"]),
+            at.position,
+            order,
+        )
+        if (_ORDER, order) in cursor.memo:
+            cursor.execute(_UPDATE, params)
+        else:
+            missing = missing_row("erp_sales_orders", "order_id", event)
+            cursor.execute_one(_UPDATE, params, str(missing))
+            cursor.memo[(_ORDER, order)] = True
         if kind == "OrderAmended":
             cursor.execute("DELETE FROM {erp_sales_order_lines} WHERE order_id = %s", (order,))
             self._write_lines(cursor, order, data["lines"])
 
     @staticmethod
     def _write_lines(cursor: ViewCursor, order: str, lines: list[dict[str, Any]]) -> None:
+        items: dict[str, str | None] = cursor.memo.setdefault(_ITEMS, {})
         for number, line in enumerate(lines, start=1):
+            sku = line["sku"]
+            if sku not in items:
+                row = cursor.fetchone("SELECT erp_item_id FROM {erp_items} WHERE sku = %s", (sku,))
+                items[sku] = None if row is None else row[0]
             cursor.execute(
                 _INSERT_LINE,
                 (
                     order,
                     number,
-                    line["sku"],
-                    line["sku"],
+                    sku,
+                    items[sku],
                     Decimal(str(line["quantity"])),
                     Decimal(str(line["unit_price"])),
                     line["charge_type"],
@@ -204,12 +244,15 @@ class ErpOrders(Projection):
                 "INSERT INTO {erp_items} (sku, product_id, erp_item_id) VALUES (%s, %s, %s)",
                 (data["sku"], event["aggregate_id"], first),
             )
+            cursor.memo.setdefault(_ITEMS, {})[data["sku"]] = first
         elif event["type"] == "ProductMappingChanged" and data["added_ids"]["erp_item_ids"]:
             cursor.execute(
                 "UPDATE {erp_items} SET erp_item_id = %s "
                 "WHERE product_id = %s AND erp_item_id IS NULL",
                 (data["added_ids"]["erp_item_ids"][0], event["aggregate_id"]),
             )
+            # Which SKU it is, is in the row: read the map again when next needed (rare).
+            cursor.memo.pop(_ITEMS, None)
         else:
             return
         cursor.execute(

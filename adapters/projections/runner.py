@@ -571,6 +571,9 @@ class ProjectionRunner:
                 for at, event in events:
                     try:
                         self.projection.apply(event, at, view)
+                        if pipeline is None:
+                            # The replay: what apply held is written at its own event.
+                            self.projection.write_held(view)
                     except CONNECTION_ERRORS:
                         raise
                     except Exception as error:
@@ -579,6 +582,9 @@ class ProjectionRunner:
                         ) from error
                 if not events:
                     continue
+                if pipeline is not None:
+                    # A failure here fails the batch, whose replay names the event.
+                    self.projection.write_held(view)
                 view.flush()
                 cursor.execute(
                     sql.SQL(

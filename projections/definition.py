@@ -149,6 +149,19 @@ class Projection(ABC):
         generation), in store order; raising stops the projection at this event (it is
         reported, never skipped). Events it does not care about are simply ignored."""
 
+    def write_held(self, cursor: ViewCursor) -> None:
+        """Write what :meth:`apply` held back, if anything (by default it holds nothing).
+
+        Why a projection may hold writes: an aggregate's events usually come one after the
+        other, and several updates of one row (or a row inserted then updated) can be one
+        write of its final state, which the runner then sends with the other rows' writes
+        of the same statement. The runner calls this at the end of each store's run of
+        events in a batch, before that store's position moves (in the same transaction),
+        and, when it replays a failed batch one statement at a time, after every event, so
+        a write that fails is still reported at its own event. Keep what is held in
+        ``cursor.memo`` (emptied with a failed batch) and empty it here."""
+        del cursor  # nothing held by default
+
     def readable(self) -> list[str]:
         """Every relation a BI reader may select from: the tables, then the views."""
         return [t.name for t in self.tables] + [v.name for v in self.views]

@@ -161,10 +161,19 @@ class _Cursor:
             elif insert is None or insert.per < 2:
                 self.cursor.executemany(statement, rows)
             else:
-                for i in range(0, len(rows), insert.per):
-                    chunk = rows[i : i + insert.per]
-                    flat = [p for params in chunk for p in params]
-                    self.cursor.execute(insert.folded(len(chunk)), flat)
+                # The full chunks share one text: one executemany (psycopg parses the text
+                # once and sends each chunk as it goes), then the rest on its own.
+                chunks = [
+                    [p for params in rows[i : i + insert.per] for p in params]
+                    for i in range(0, len(rows), insert.per)
+                ]
+                rest = chunks.pop() if len(rows) % insert.per else None
+                if len(chunks) == 1:
+                    self.cursor.execute(insert.folded(insert.per), chunks[0])
+                elif chunks:
+                    self.cursor.executemany(insert.folded(insert.per), chunks)
+                if rest is not None:
+                    self.cursor.execute(insert.folded(len(rows) % insert.per), rest)
 
     def execute_one(self, statement: str, params: Sequence[Any], missing: str) -> None:
         if self.pipeline is None:
@@ -576,6 +585,9 @@ class ProjectionRunner:
                 for at, event in events:
                     try:
                         self.projection.apply(event, at, view)
+                        if pipeline is None:
+                            # The replay: what apply held is written at its own event.
+                            self.projection.write_held(view)
                     except CONNECTION_ERRORS:
                         raise
                     except Exception as error:
@@ -584,6 +596,9 @@ class ProjectionRunner:
                         ) from error
                 if not events:
                     continue
+                if pipeline is not None:
+                    # A failure here fails the batch, whose replay names the event.
+                    self.projection.write_held(view)
                 view.flush()
                 cursor.execute(
                     sql.SQL(

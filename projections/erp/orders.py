@@ -11,16 +11,27 @@ the same whichever arrives first, as a rebuild must.
 
 Money is exact: totals, prices and amounts are PostgreSQL ``numeric`` built from the events'
 decimal strings, never floats.
+
+Why the projection remembers (``cursor.memo``) which orders have a row and each SKU's item
+id, and holds an order's writes until the end of the run (``write_held``): an order's events
+come one after the other (placed, accepted, amended, accepted again), and written one by one
+they alternate inserts, updates and deletes, so no two neighbours share a statement and each
+costs a statement of its own. Held, each order is written once in its final state, and the
+orders of a batch go as a few runs of one statement text each (multi-row inserts). What this
+projection wrote and committed stays true, so a remembered order is updated with a plain
+write, and a line is a plain insert whose item id comes from the memo (read from
+``erp_items`` on a miss).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
 from projections.definition import Column, Envelope, Position, Projection, Table, ViewCursor
-from projections.rows import update_latest
+from projections.rows import missing_row
 
 ORDERS = Table(
     name="erp_sales_orders",
@@ -105,15 +116,52 @@ ITEMS = Table(
 )
 
 _INSERT = (
-    "INSERT INTO {erp_sales_orders} (order_id, customer_id, opportunity_id, status, currency, "
-    "booking_date, start_date, term_months, total, version, changed_at, position) "
-    "VALUES (%s, %s, %s, 'placed', %s, %s, %s, %s, %s, %s, %s, %s)"
+    "INSERT INTO {erp_sales_orders} (order_id, customer_id, opportunity_id, currency, "
+    "booking_date, start_date, term_months, status, erp_order_number, total, version, "
+    "changed_at, position) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _INSERT_LINE = (
     "INSERT INTO {erp_sales_order_lines} (order_id, line_number, sku, erp_item_id, quantity, "
-    "unit_price, charge_type, amount) VALUES (%s, %s, %s, "
-    "(SELECT erp_item_id FROM {erp_items} WHERE sku = %s), %s, %s, %s, %s)"
+    "unit_price, charge_type, amount) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
 )
+#: Every later order event as one statement text (a NULL parameter keeps the column): no
+#: event sets a status, number or total to NULL, and one text lets runs of them go as one
+#: ``executemany``.
+_UPDATE = (
+    "UPDATE {erp_sales_orders} SET status = coalesce(%s, status), "
+    "erp_order_number = coalesce(%s, erp_order_number), total = coalesce(%s, total), "
+    "version = %s, changed_at = %s, position = %s WHERE order_id = %s"
+)
+#: Memo keys: an order whose row exists (``(_ORDER, order_id)``), the SKU -> item id map
+#: read so far (``None``: no product or no item id yet), and the orders held for
+#: :meth:`ErpOrders.write_held`.
+_ORDER = "erp_orders.order"
+_ITEMS = "erp_orders.items"
+_HELD = "erp_orders.held"
+
+#: One erp_sales_order_lines row, as _INSERT_LINE takes it.
+Line = tuple[str, int, str, str | None, Decimal, Decimal, str, Decimal]
+
+
+@dataclass
+class _Held:
+    """What an order's events since the last write change: for an order placed since, its
+    whole row (``new``: the columns that never change); for an older one, the columns to
+    set (``None``: kept as they are) and whether the memo proved its row exists."""
+
+    new: tuple[Any, ...] | None = None
+    checked: bool = False
+    missing: str = ""
+    status: str | None = None
+    number: str | None = None
+    total: Decimal | None = None
+    version: int = 0
+    changed_at: datetime | None = None
+    position: int = 0
+    lines: list[Line] | None = None
+    """The order's lines (replacing the stored ones), or None when unchanged."""
+
+
 #: Order events that only move the status, and the status they move it to.
 STATUS_OF_EVENT = {
     "OrderValidated": "validated",
@@ -130,7 +178,7 @@ def total(data: dict[str, Any]) -> Decimal:
 class ErpOrders(Projection):
     name: ClassVar[str] = "erp_orders"
     title: ClassVar[str] = "ERP sales orders"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     stores: ClassVar[tuple[str, ...]] = ("orders", "products")
     tables: ClassVar[tuple[Table, ...]] = (ORDERS, LINES, ITEMS)
 
@@ -144,10 +192,13 @@ class ErpOrders(Projection):
         data = event["data"]
         kind = event["type"]
         order = event["aggregate_id"]
+        held: dict[str, _Held] = cursor.memo.setdefault(_HELD, {})
+        changed_at = datetime.fromisoformat(event["recorded_at"])
         if kind == "OrderPlaced":
-            cursor.execute(
-                _INSERT,
-                (
+            if order in held or (_ORDER, order) in cursor.memo:
+                raise ValueError(f"erp_sales_orders already has order {order}: placed twice")
+            held[order] = _Held(
+                new=(
                     order,
                     data["customer_id"],
                     data.get("opportunity_id"),
@@ -155,44 +206,101 @@ class ErpOrders(Projection):
                     date.fromisoformat(data["booking_date"]),
                     date.fromisoformat(data["start_date"]),
                     data["term_months"],
-                    total(data),
-                    event["version"],
-                    datetime.fromisoformat(event["recorded_at"]),
-                    at.position,
                 ),
+                checked=True,
+                status="placed",
+                total=total(data),
+                version=event["version"],
+                changed_at=changed_at,
+                position=at.position,
+                lines=self._lines(cursor, order, data["lines"]),
             )
-            self._write_lines(cursor, order, data["lines"])
             return
-        changes: dict[str, Any] = {}
+        entry = held.get(order)
+        if entry is None:
+            entry = held[order] = _Held(checked=(_ORDER, order) in cursor.memo)
+            if not entry.checked:
+                entry.missing = str(missing_row("erp_sales_orders", "order_id", event))
         if kind in STATUS_OF_EVENT:
-            changes = {"status": STATUS_OF_EVENT[kind]}
+            entry.status = STATUS_OF_EVENT[kind]
         elif kind == "OrderAcceptedByErp":
-            changes = {"status": "accepted", "erp_order_number": data["erp_order_number"]}
+            entry.status, entry.number = "accepted", data["erp_order_number"]
         elif kind == "OrderAmended":
-            changes = {"total": total(data)}
+            entry.total = total(data)
             if data.get("reopened"):
-                changes["status"] = "placed"
-        update_latest(cursor, "erp_sales_orders", "order_id", event, at, changes)
-        if kind == "OrderAmended":
-            cursor.execute("DELETE FROM {erp_sales_order_lines} WHERE order_id = %s", (order,))
-            self._write_lines(cursor, order, data["lines"])
+                entry.status = "placed"
+            entry.lines = self._lines(cursor, order, data["lines"])
+        entry.version, entry.changed_at, entry.position = event["version"], changed_at, at.position
+
+    def write_held(self, cursor: ViewCursor) -> None:
+        """Each order touched since the last call, written once in its final state: an order
+        placed since as one insert (and its lines), an older one as one update (its lines
+        replaced when amended). Updates first, then deletes, then inserts: each kind is one
+        run of one statement text."""
+        held: dict[str, _Held] | None = cursor.memo.pop(_HELD, None)
+        if not held:
+            return
+        for order, entry in held.items():
+            if entry.new is None:
+                params = (
+                    entry.status,
+                    entry.number,
+                    entry.total,
+                    entry.version,
+                    entry.changed_at,
+                    entry.position,
+                    order,
+                )
+                if entry.checked:
+                    cursor.execute(_UPDATE, params)
+                else:
+                    cursor.execute_one(_UPDATE, params, entry.missing)
+        for order, entry in held.items():
+            if entry.new is None and entry.lines is not None:
+                cursor.execute("DELETE FROM {erp_sales_order_lines} WHERE order_id = %s", (order,))
+        for entry in held.values():
+            if entry.new is not None:
+                cursor.execute(
+                    _INSERT,
+                    (
+                        *entry.new,
+                        entry.status,
+                        entry.number,
+                        entry.total,
+                        entry.version,
+                        entry.changed_at,
+                        entry.position,
+                    ),
+                )
+        for order, entry in held.items():
+            for line in entry.lines or ():
+                cursor.execute(_INSERT_LINE, line)
+            cursor.memo[(_ORDER, order)] = True
 
     @staticmethod
-    def _write_lines(cursor: ViewCursor, order: str, lines: list[dict[str, Any]]) -> None:
+    def _lines(cursor: ViewCursor, order: str, lines: list[dict[str, Any]]) -> list[Line]:
+        """The rows of ``lines``, each with its SKU's item id (from the memo, read on a miss;
+        product events come in their own store's run, after this one's are written)."""
+        items: dict[str, str | None] = cursor.memo.setdefault(_ITEMS, {})
+        rows: list[Line] = []
         for number, line in enumerate(lines, start=1):
-            cursor.execute(
-                _INSERT_LINE,
+            sku = line["sku"]
+            if sku not in items:
+                row = cursor.fetchone("SELECT erp_item_id FROM {erp_items} WHERE sku = %s", (sku,))
+                items[sku] = None if row is None else row[0]
+            rows.append(
                 (
                     order,
                     number,
-                    line["sku"],
-                    line["sku"],
+                    sku,
+                    items[sku],
                     Decimal(str(line["quantity"])),
                     Decimal(str(line["unit_price"])),
                     line["charge_type"],
                     Decimal(str(line["amount"])),
-                ),
+                )
             )
+        return rows
 
     @staticmethod
     def _product(event: Envelope, cursor: ViewCursor) -> None:
@@ -204,12 +312,15 @@ class ErpOrders(Projection):
                 "INSERT INTO {erp_items} (sku, product_id, erp_item_id) VALUES (%s, %s, %s)",
                 (data["sku"], event["aggregate_id"], first),
             )
+            cursor.memo.setdefault(_ITEMS, {})[data["sku"]] = first
         elif event["type"] == "ProductMappingChanged" and data["added_ids"]["erp_item_ids"]:
             cursor.execute(
                 "UPDATE {erp_items} SET erp_item_id = %s "
                 "WHERE product_id = %s AND erp_item_id IS NULL",
                 (data["added_ids"]["erp_item_ids"][0], event["aggregate_id"]),
             )
+            # Which SKU it is, is in the row: read the map again when next needed (rare).
+            cursor.memo.pop(_ITEMS, None)
         else:
             return
         cursor.execute(

@@ -133,3 +133,58 @@ def test_the_memo_follows_a_rebuild_into_the_live_view(runtime: Runtime) -> None
     expected[customer] += 1
     runner(runtime, Counted()).catch_up()
     assert _counts(runtime) == expected
+
+
+class HeldCounts(Counted):
+    """Counted, its writes held until ``write_held``: one upsert per customer and run."""
+
+    name: ClassVar[str] = "memo_counts"
+
+    def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
+        key = ("count", event["aggregate_id"])
+        if key not in cursor.memo:
+            row = cursor.fetchone(
+                "SELECT events FROM {memo_counts} WHERE customer_id = %s",
+                (event["aggregate_id"],),
+            )
+            cursor.memo[key] = 0 if row is None else int(row[0])
+        cursor.memo[key] += 1
+        cursor.memo.setdefault("held", set()).add(event["aggregate_id"])
+        if self.poison and event["data"].get("legal_name") == "Poison Ltd":
+            cursor.memo.setdefault("poisoned", set()).add(event["aggregate_id"])
+
+    def write_held(self, cursor: ViewCursor) -> None:
+        for customer in cursor.memo.pop("held", ()):
+            cursor.execute(
+                "INSERT INTO {memo_counts} (customer_id, events) VALUES (%s, %s) "
+                "ON CONFLICT (customer_id) DO UPDATE SET events = EXCLUDED.events",
+                (customer, cursor.memo[("count", customer)]),
+            )
+        for customer in cursor.memo.pop("poisoned", ()):
+            cursor.execute(
+                "INSERT INTO {memo_counts} (customer_id, events) VALUES (%s, 0)", (customer,)
+            )
+
+
+class PoisonedHeld(HeldCounts):
+    poison: ClassVar[bool] = True
+
+
+def test_held_writes_are_written_per_run_and_a_failing_one_is_reported_at_its_event(
+    runtime: Runtime,
+) -> None:
+    expected = _history(runtime)
+    worker = runner(runtime, PoisonedHeld(), batch=100)
+    # The held writes fail at the end of the run; the replay writes them after each event,
+    # so the failure names the poisoned registration, and what precedes it is committed.
+    with pytest.raises(ProjectionFailed) as failed:
+        worker.catch_up()
+    assert failed.value.at.position == 9
+    assert sorted(_counts(runtime).values()) == [2, 2, 2, 2]
+    worker.projection = HeldCounts()
+    worker.catch_up()
+    assert _counts(runtime) == expected
+    # Small batches (held writes cut at every batch end) build the same rows.
+    rebuild(runtime, HeldCounts())
+    runner(runtime, HeldCounts(), batch=3).catch_up()
+    assert _counts(runtime) == expected

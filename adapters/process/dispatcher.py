@@ -20,7 +20,6 @@ time across processes (a transaction-level advisory lock per batch).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from dataclasses import dataclass
@@ -248,8 +247,26 @@ def _table_exists(conn: Any, schema: str, table: str) -> bool:
     return bool(row and row[0])
 
 
-def dispatcher_service(runtime: Runtime, interval_s: float = 0.2) -> Any:
-    """``service(stop)`` for :func:`adapters.background.background`: dispatch until stopped."""
+def dispatcher_service(
+    runtime: Runtime, interval_s: float = 0.2, wake: asyncio.Event | None = None
+) -> Any:
+    """``service(stop)`` for :func:`adapters.background.background`: dispatch until stopped.
+
+    Between rounds with nothing to do it waits ``interval_s``, or less when ``wake`` is set
+    (the process manager committed decisions: a deal's next step goes out at once rather
+    than a poll later, twice per deal on its way to billing)."""
+
+    async def pause(stop: asyncio.Event) -> None:
+        waits = [asyncio.ensure_future(stop.wait())]
+        if wake is not None:
+            waits.append(asyncio.ensure_future(wake.wait()))
+        try:
+            await asyncio.wait(waits, timeout=interval_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        if wake is not None:
+            wake.clear()
 
     async def service(stop: asyncio.Event) -> None:
         checked = 0.0
@@ -263,7 +280,6 @@ def dispatcher_service(runtime: Runtime, interval_s: float = 0.2) -> Any:
             )
             done += await asyncio.to_thread(compensate_once, runtime)
             if not done:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), interval_s)
+                await pause(stop)
 
     return service

@@ -40,11 +40,19 @@ def process_runner(runtime: Runtime) -> ProjectionRunner:
 
 def process_service(runtime: Runtime) -> Service:
     """``service(stop)``: follow and dispatch until ``stop`` is set."""
-    dispatch = dispatcher_service(runtime, runtime.settings.q2c_poll_interval_s)
 
     async def service(stop: asyncio.Event) -> None:
+        wake = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        dispatch = dispatcher_service(runtime, runtime.settings.q2c_poll_interval_s, wake)
+        runner = process_runner(runtime)
+
+        def woken() -> None:
+            loop.call_soon_threadsafe(wake.set)
+
+        runner.on_commit = woken
         halt = threading.Event()
-        follower = asyncio.create_task(asyncio.to_thread(process_runner(runtime).run, halt))
+        follower = asyncio.create_task(asyncio.to_thread(runner.run, halt))
         try:
             await dispatch(stop)
         finally:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import time
 from typing import Any
 from uuid import UUID
 
@@ -13,6 +16,7 @@ from adapters.bootstrap import Runtime
 from adapters.exceptions.workbench import list_exceptions
 from adapters.process.dispatcher import compensate_once, dispatch_once
 from adapters.process.manager import QuoteToCash, contract_id_for
+from adapters.process.service import process_service
 from hub.application.products import product_id
 from tests.integration.commands import BILLING, CRM, ERP, new_customer, run
 from tests.integration.projection_support import rebuild, runner, status
@@ -405,3 +409,30 @@ def test_a_decision_for_an_old_event_waits_for_an_operator(runtime: Runtime) -> 
     )  # what the workbench's retry does
     assert [o.status for o in dispatch_once(runtime)] == ["done"]
     assert runtime.hub.get("order", UUID(order))["state"]["status"] == "validated"
+
+
+def test_the_dispatcher_is_woken_by_the_process_managers_commits(runtime: Runtime) -> None:
+    """The dispatcher polls rarely here (a minute); the decision of a placed order is still
+    executed at once, because the follower's commit wakes it."""
+    _products(runtime)
+    customer = new_customer(runtime, "Wakeful Inc")
+    slow = dataclasses.replace(
+        runtime, settings=runtime.settings.model_copy(update={"q2c_poll_interval_s": 60.0})
+    )
+
+    async def main() -> float:
+        stop = asyncio.Event()
+        service = asyncio.create_task(process_service(slow)(stop))
+        try:
+            await asyncio.sleep(1.0)  # the follower has caught up, the dispatcher is idle
+            order = UUID(_order(runtime, customer))
+            placed = time.monotonic()
+            while runtime.hub.get("order", order)["state"]["status"] != "validated":
+                assert time.monotonic() - placed < 30, "never woken: waited for the poll"
+                await asyncio.sleep(0.05)
+            return time.monotonic() - placed
+        finally:
+            stop.set()
+            await service
+
+    assert asyncio.run(main()) < 30

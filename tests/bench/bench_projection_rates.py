@@ -2,6 +2,7 @@
 the rows each one wrote, in the same run.
 
 python -m tests.bench.bench_projection_rates [--events 500000] [--only erp,crm] [--profile NAME]
+                                             [--keep-store SCHEMA]
 
 The store (``tests/bench/realistic_store.py``): accounts of a customer, a deal with
 one-time, recurring and usage lines, its amended contract with usage, invoices with lines,
@@ -21,10 +22,16 @@ import cProfile
 import os
 import pstats
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
 
 from adapters.bootstrap import Connections
 from adapters.projections.runner import ProjectionRunner
+from adapters.projections.schema import SHADOW_SUFFIX
 from adapters.settings import Settings
 from projections.definition import Projection
 from projections.registry import all_projections
@@ -94,22 +101,88 @@ def table(results: list[Rates], total: int) -> None:
         )
 
 
+@contextmanager
+def kept_schema(url: str, name: str) -> Iterator[str]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(name)))
+    yield name
+
+
+def stored(settings: Settings) -> dict[str, int]:
+    """Events per store already in the schema (none: it is new)."""
+    counts: dict[str, int] = {}
+    with psycopg.connect(settings.database_url or "", autocommit=True) as conn:
+        for store in ("customers", "products", "orders", "contracts", "invoices", "payments"):
+            table = f'"{settings.schema_name}"."{store}_events"'
+            found = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
+            if found and found[0]:
+                row = conn.execute(
+                    sql.SQL("SELECT count(*) FROM {}").format(
+                        sql.Identifier(settings.schema_name, f"{store}_events")
+                    )
+                ).fetchone()
+                counts[store] = int(row[0]) if row else 0
+    return counts
+
+
+def forget(settings: Settings, projection: Projection) -> None:
+    """Drop what an earlier run built of ``projection`` (its tables, views, tracking rows):
+    every run measures a first build from nothing."""
+    schema = settings.schema_name
+    with psycopg.connect(settings.database_url or "", autocommit=True) as conn:
+        for view in reversed(projection.views):
+            conn.execute(
+                sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier(schema, view.name))
+            )
+        for table in projection.tables:
+            for name in (table.name, f"{table.name}{SHADOW_SUFFIX}"):
+                conn.execute(
+                    sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(schema, name))
+                )
+        for tracking in ("concord_projections", "concord_projection_positions"):
+            found = conn.execute("SELECT to_regclass(%s)", (f'"{schema}"."{tracking}"',)).fetchone()
+            if found and found[0]:
+                column = "name" if tracking == "concord_projections" else "projection"
+                conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE {} = %s").format(
+                        sql.Identifier(schema, tracking), sql.Identifier(column)
+                    ),
+                    (projection.name,),
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--only", default="", help="comma-separated projection names")
     parser.add_argument("--profile", default="", help="profile this projection's rebuild")
+    parser.add_argument(
+        "--keep-store",
+        default="",
+        metavar="SCHEMA",
+        help="store the events in this schema and keep it; a later run with the same schema "
+        "measures on the stored events again (its projections' tables are dropped first)",
+    )
     args = parser.parse_args()
     only = {name for name in args.only.split(",") if name}
     projections = [p for p in all_projections() if not only or p.name in only]
     url = database_url()
-    with scratch_schema(url, "bench_rates") as schema:
+    with (
+        kept_schema(url, args.keep_store)
+        if args.keep_store
+        else scratch_schema(url, "bench_rates") as schema
+    ):
         settings = Settings(database_url=url, schema_name=schema)
-        print(f"storing {args.events:,} events", flush=True)
-        start = time.perf_counter()
-        counts = fill(settings, args.events)
+        counts = stored(settings) if args.keep_store else {}
+        if sum(counts.values()) < args.events:
+            print(f"storing {args.events:,} events", flush=True)
+            start = time.perf_counter()
+            counts = fill(settings, args.events)
+            print(f"  stored in {time.perf_counter() - start:.0f} s", flush=True)
         total = sum(counts.values())
-        print(f"  {total:,} events in {time.perf_counter() - start:.0f} s: {counts}", flush=True)
+        print(f"  {total:,} events: {counts}", flush=True)
+        for projection in projections:
+            forget(settings, projection)
         results = [measure(settings, p, counts, p.name == args.profile) for p in projections]
     print()
     print(f"load average at the end: {os.getloadavg()}")

@@ -1,11 +1,17 @@
 """``crm_accounts``: every canonical customer as CRM sees it, with its place in the hierarchy.
 
-Why the ultimate parent and depth are recomputed from the stored parent links after every
-link change rather than derived when a row is inserted: a parent may be registered after
-its child (CRM syncs accounts in any order), so a row alone cannot know its ancestors. The
-walk follows ``parent_customer_id`` upwards through the stored rows, stops at a link whose
-target is not (yet) registered (that id is then the ultimate parent) and at a cycle, so the
-result depends only on the set of links, never on the order they arrived in.
+Why the ultimate parent and depth are recomputed from the parent links after every link
+change rather than derived when a row is inserted: a parent may be registered after its
+child (CRM syncs accounts in any order), so a row alone cannot know its ancestors. The walk
+follows ``parent_customer_id`` upwards through the registered accounts, stops at a link
+whose target is not (yet) registered (that id is then the ultimate parent) and at a cycle,
+so the result depends only on the set of links, never on the order they arrived in.
+
+Why the walk runs in Python over the memo's copy of the accounts (:class:`Accounts`) rather
+than as a recursive query: a rebuild applies two link changes per customer, and each query
+was a statement the server planned and ran over the changed account's subtree. The copy is
+the table's (loaded whole on a memo miss, then kept as rows are written), so the walk reads
+the same links, and only the rows whose hierarchy columns change are written.
 
 Personal data: like ``erp_customers``, only ``legal_name`` is copied in clear (the account's
 name), ``[erased]`` after erasure; no other personal field is copied.
@@ -13,12 +19,14 @@ name), ``[erased]`` after erasure; no other personal field is copied.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from hub.domain.customer import ERASED
 from projections.definition import Column, Envelope, Position, Table, ViewCursor
-from projections.rows import update_latest
+from projections.rows import missing_row
 
 ACCOUNTS = Table(
     name="crm_accounts",
@@ -84,87 +92,180 @@ ACCOUNTS = Table(
 
 _INSERT = (
     "INSERT INTO {crm_accounts} (customer_id, name, status, parent_customer_id, "
-    "ultimate_parent_customer_id, depth, erased, version, changed_at, position) "
-    "VALUES (%s, %s, 'active', %s, %s, 0, false, %s, %s, %s)"
+    "parent_crm_account_id, ultimate_parent_customer_id, depth, erased, version, changed_at, "
+    "position) VALUES (%s, %s, 'active', %s, %s, %s, %s, false, %s, %s, %s)"
 )
-
-#: The changed account and every account below it (the only ones whose hierarchy columns
-#: can change), then their parent links walked upwards (stopping at a cycle), keeping the
-#: deepest step. Why not every account: a rebuild applies one such event per customer, and
-#: a walk over the whole table each time made the rebuild quadratic in the accounts.
-_RECOMPUTE = """
-WITH RECURSIVE below (customer_id, path) AS (
-    SELECT customer_id, ARRAY[customer_id] FROM {crm_accounts} WHERE customer_id = %s
-    UNION ALL
-    SELECT a.customer_id, b.path || a.customer_id
-    FROM below b JOIN {crm_accounts} a ON a.parent_customer_id = b.customer_id
-    WHERE NOT a.customer_id = ANY (b.path)
-), walk (customer_id, ancestor, depth, path) AS (
-    SELECT customer_id, customer_id, 0, ARRAY[customer_id]
-    FROM (SELECT DISTINCT customer_id FROM below) changed
-    UNION ALL
-    SELECT w.customer_id, a.parent_customer_id, w.depth + 1, w.path || a.parent_customer_id
-    FROM walk w JOIN {crm_accounts} a ON a.customer_id = w.ancestor
-    WHERE a.parent_customer_id IS NOT NULL AND NOT a.parent_customer_id = ANY (w.path)
-), top AS (
-    SELECT DISTINCT ON (customer_id) customer_id, ancestor, depth
-    FROM walk ORDER BY customer_id, depth DESC
+#: Every later event of the account writes its row whole from the memo: one text for all.
+_UPDATE = (
+    "UPDATE {crm_accounts} SET name = %s, crm_account_id = %s, status = %s, merged_into = %s, "
+    "parent_customer_id = %s, parent_crm_account_id = %s, ultimate_parent_customer_id = %s, "
+    "depth = %s, erased = %s, version = %s, changed_at = %s, position = %s "
+    "WHERE customer_id = %s"
 )
-UPDATE {crm_accounts} c
-SET ultimate_parent_customer_id = top.ancestor, depth = top.depth,
-    parent_crm_account_id = (
-        SELECT p.crm_account_id FROM {crm_accounts} p WHERE p.customer_id = c.parent_customer_id
-    )
-FROM top
-WHERE top.customer_id = c.customer_id
-  AND (c.ultimate_parent_customer_id, c.depth, c.parent_crm_account_id)
-      IS DISTINCT FROM (top.ancestor, top.depth, (
-        SELECT p.crm_account_id FROM {crm_accounts} p WHERE p.customer_id = c.parent_customer_id
-      ))
-"""
+#: An account below a changed one whose place in the hierarchy moved (its own event and
+#: stamps unchanged).
+_REPLACE = (
+    "UPDATE {crm_accounts} SET parent_crm_account_id = %s, ultimate_parent_customer_id = %s, "
+    "depth = %s WHERE customer_id = %s"
+)
+_LOAD = (
+    "SELECT array_agg(customer_id::text), array_agg(name), array_agg(crm_account_id), "
+    "array_agg(status), array_agg(merged_into::text), array_agg(parent_customer_id::text), "
+    "array_agg(parent_crm_account_id), array_agg(ultimate_parent_customer_id::text), "
+    "array_agg(depth), array_agg(erased) FROM {crm_accounts}"
+)
+_MEMO_KEY = ("crm", "accounts")
 
-#: Events whose change moves a link (parent or CRM id) and so the hierarchy columns.
-_RELINKS = ("CustomerRegistered", "CustomerDetailsChanged", "CustomerLinked")
+
+@dataclass
+class Account:
+    """An account's row as written, but its event stamps (ids as canonical text)."""
+
+    name: str
+    crm_account_id: str | None
+    status: str
+    merged_into: str | None
+    parent: str | None
+    parent_crm_account_id: str | None
+    ultimate: str
+    depth: int
+    erased: bool
+
+
+@dataclass
+class Accounts:
+    """Every registered account and, per parent id (registered or not), its registered
+    children: one memo entry, since a link change may move any subtree."""
+
+    rows: dict[str, Account] = field(default_factory=dict)
+    children: dict[str, set[str]] = field(default_factory=dict)
+
+    def adopt(self, child: str, parent: str | None) -> None:
+        if parent is not None:
+            self.children.setdefault(parent, set()).add(child)
+
+    def disown(self, child: str, parent: str | None) -> None:
+        if parent is not None:
+            self.children.get(parent, set()).discard(child)
+
+    def below(self, root: str) -> list[str]:
+        """``root`` and every account whose parent links lead to it (cycle-safe)."""
+        seen = {root}
+        order = [root]
+        for account in order:
+            for child in self.children.get(account, ()):
+                if child not in seen:
+                    seen.add(child)
+                    order.append(child)
+        return order
+
+    def place(self, account: str) -> tuple[str | None, str, int]:
+        """(parent's CRM id, ultimate parent, depth): the walk up the registered parents,
+        ended by an unregistered parent (the top then) or before repeating an account."""
+        row = self.rows[account]
+        parent = self.rows.get(row.parent) if row.parent is not None else None
+        top, depth, path = account, 0, {account}
+        step: Account | None = row
+        while step is not None and step.parent is not None and step.parent not in path:
+            top, depth = step.parent, depth + 1
+            path.add(top)
+            step = self.rows.get(top)
+        return (None if parent is None else parent.crm_account_id), top, depth
+
+
+def _canonical(value: Any) -> str | None:
+    return None if value is None else str(UUID(str(value)))
+
+
+def _accounts(cursor: ViewCursor) -> Accounts:
+    """The memo's accounts, the table read whole on a miss."""
+    known: Accounts | None = cursor.memo.get(_MEMO_KEY)
+    if known is not None:
+        return known
+    known = Accounts()
+    row = cursor.fetchone(_LOAD)
+    if row is not None and row[0] is not None:
+        for id_, name, crm, status, merged, parent, parent_crm, top, depth, erased in zip(
+            *row, strict=True
+        ):
+            known.rows[id_] = Account(
+                name, crm, status, merged, parent, parent_crm, top, depth, erased
+            )
+            known.adopt(id_, parent)
+    cursor.memo[_MEMO_KEY] = known
+    return known
 
 
 def apply_customer(event: Envelope, at: Position, cursor: ViewCursor) -> None:
     """One customers-store event on ``crm_accounts``."""
     kind = event["type"]
     data = event["data"]
+    customer = event["aggregate_id"]
+    known = _accounts(cursor)
+    stamps = (event["version"], datetime.fromisoformat(event["recorded_at"]), at.position)
     if kind == "CustomerRegistered":
-        cursor.execute(
-            _INSERT,
-            (
-                event["aggregate_id"],
-                data["legal_name"],
-                data.get("parent_customer_id"),
-                event["aggregate_id"],
-                event["version"],
-                datetime.fromisoformat(event["recorded_at"]),
-                at.position,
-            ),
-        )
-    else:
-        update_latest(cursor, "crm_accounts", "customer_id", event, at, _changes(kind, data))
-    if kind in _RELINKS:
-        cursor.execute(_RECOMPUTE, (event["aggregate_id"],))
+        parent = _canonical(data.get("parent_customer_id"))
+        row = Account(data["legal_name"], None, "active", None, parent, None, customer, 0, False)
+        known.rows[customer] = row
+        known.adopt(customer, parent)
+        row.parent_crm_account_id, row.ultimate, row.depth = known.place(customer)
+        place = (row.parent_crm_account_id, row.ultimate, row.depth)
+        cursor.execute(_INSERT, (customer, row.name, parent, *place, *stamps))
+        _replace_below(known, customer, cursor)
+        return
+    found = known.rows.get(customer)
+    if found is None:
+        raise missing_row("crm_accounts", "customer_id", event)
+    row = found
+    links = (row.parent, row.crm_account_id)
+    _change(kind, data, row)
+    if (row.parent, row.crm_account_id) != links:
+        known.disown(customer, links[0])
+        known.adopt(customer, row.parent)
+        row.parent_crm_account_id, row.ultimate, row.depth = known.place(customer)
+    cursor.execute(
+        _UPDATE,
+        (
+            row.name,
+            row.crm_account_id,
+            row.status,
+            row.merged_into,
+            row.parent,
+            row.parent_crm_account_id,
+            row.ultimate,
+            row.depth,
+            row.erased,
+            *stamps,
+            customer,
+        ),
+    )
+    if (row.parent, row.crm_account_id) != links:
+        _replace_below(known, customer, cursor)
 
 
-def _changes(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+def _replace_below(known: Accounts, changed: str, cursor: ViewCursor) -> None:
+    """Write the accounts below ``changed`` whose hierarchy columns its change moved."""
+    for account in known.below(changed)[1:]:
+        row = known.rows[account]
+        place = known.place(account)
+        if place != (row.parent_crm_account_id, row.ultimate, row.depth):
+            row.parent_crm_account_id, row.ultimate, row.depth = place
+            cursor.execute(_REPLACE, (*place, account))
+
+
+def _change(kind: str, data: dict[str, Any], row: Account) -> None:
+    """What one event changes on the account's row."""
     if kind == "CustomerDetailsChanged":
         details = data["details"]
-        changes = {}
         if "legal_name" in data["changed"]:
-            changes["name"] = details.get("legal_name")
+            row.name = details.get("legal_name")
         if "parent_customer_id" in data["changed"]:
-            changes["parent_customer_id"] = details.get("parent_customer_id")
-        return changes
-    if kind == "CustomerLinked" and data["system"] == "crm":
-        return {"crm_account_id": data["external_id"]}
-    if kind == "CustomerStatusChanged":
-        return {"status": data["status"]}
-    if kind == "CustomerMerged":
-        return {"status": "merged", "merged_into": data["target_customer_id"]}
-    if kind == "CustomerPersonalDataErased":
-        return {"name": ERASED, "erased": True}
-    return {}
+            row.parent = _canonical(details.get("parent_customer_id"))
+    elif kind == "CustomerLinked" and data["system"] == "crm":
+        row.crm_account_id = data["external_id"]
+    elif kind == "CustomerStatusChanged":
+        row.status = data["status"]
+    elif kind == "CustomerMerged":
+        row.status, row.merged_into = "merged", _canonical(data["target_customer_id"])
+    elif kind == "CustomerPersonalDataErased":
+        row.name, row.erased = ERASED, True

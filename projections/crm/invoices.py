@@ -16,8 +16,10 @@ invoice was paid, and ``paid_at`` stays once reached.
 
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import Decimal
+from uuid import UUID
 
 from hub.domain.invoice import UnapplyReason
 from projections.definition import Column, Envelope, Table, View, ViewCursor
@@ -102,19 +104,73 @@ _MOVE = (
     "INSERT INTO {crm_invoice_moves} (invoice_id, version, payment_id, paid, credited, at) "
     "VALUES (%s, %s, %s, %s, %s, %s)"
 )
-#: The first payment move after which the moves so far settle the invoice in full.
-_SETTLED = (
-    "UPDATE {crm_invoices} i SET paid = i.paid + %s, paid_at = (SELECT min(m.at) FROM "
-    "(SELECT payment_id, at, sum(paid) OVER w AS paid, sum(credited) OVER w AS credited "
-    "FROM {crm_invoice_moves} WHERE invoice_id = %s WINDOW w AS (ORDER BY version)) m "
-    "WHERE m.payment_id IS NOT NULL AND m.paid > 0 AND m.paid >= i.total - m.credited) "
-    "WHERE i.invoice_id = %s"
+_PAID = "UPDATE {crm_invoices} SET paid = %s, paid_at = %s WHERE invoice_id = %s"
+_LOAD = (
+    "SELECT i.total, i.credited, i.paid, m.versions, m.payments, m.paid, m.credited, m.at "
+    "FROM {crm_invoices} i LEFT JOIN LATERAL (SELECT array_agg(version ORDER BY version) "
+    "AS versions, array_agg(payment_id::text ORDER BY version) AS payments, "
+    "array_agg(paid ORDER BY version) AS paid, array_agg(credited ORDER BY version) AS "
+    "credited, array_agg(at ORDER BY version) AS at FROM {crm_invoice_moves} m "
+    "WHERE m.invoice_id = i.invoice_id) m ON true WHERE i.invoice_id = %s"
 )
 
 
+@dataclass(frozen=True)
+class _Move:
+    version: int
+    payment: str | None
+    paid: Decimal
+    credited: Decimal
+    at: datetime
+
+
+@dataclass
+class _Invoice:
+    """What the memo keeps of an invoice: its row's sums and its moves in version order
+    (``crm_invoice_moves``), so ``paid_at`` is replayed here instead of by a query."""
+
+    total: Decimal
+    credited: Decimal
+    paid: Decimal
+    moves: list[_Move] = field(default_factory=list)
+
+    def paid_at(self) -> datetime | None:
+        """The earliest time of a payment move after which the moves so far (in version
+        order) settle it in full."""
+        paid = credited = Decimal(0)
+        settled: list[datetime] = []
+        for move in self.moves:
+            paid, credited = paid + move.paid, credited + move.credited
+            if move.payment is not None and paid > 0 and paid >= self.total - credited:
+                settled.append(move.at)
+        return min(settled, default=None)
+
+
+def _invoice(cursor: ViewCursor, invoice: str, missing: str) -> _Invoice:
+    """The memo's invoice, read with its moves on a miss; it must have been issued."""
+    known: _Invoice | None = cursor.memo.get(("crm", "invoice", invoice))
+    if known is not None:
+        return known
+    row = cursor.fetchone(_LOAD, (invoice,))
+    if row is None:
+        raise LookupError(missing)
+    total, credited, paid, versions, payments, *sums = row
+    known = _Invoice(total, credited, paid)
+    if versions is not None:
+        for version, payment, moved, credit, at in zip(versions, payments, *sums, strict=True):
+            known.moves.append(_Move(version, payment, moved, credit, at))
+    cursor.memo[("crm", "invoice", invoice)] = known
+    return known
+
+
 def apply_invoice(event: Envelope, cursor: ViewCursor) -> None:
+    """An invoice's events. Why the memo: applying a payment recomputed ``paid_at`` with a
+    window query over the invoice's moves and every update checked it touched the row;
+    the memo holds the invoice's sums and moves (read back only on a miss), so the view's
+    writes are plain rows computed here."""
     data, invoice, kind = event["data"], event["aggregate_id"], event["type"]
     if kind == "InvoiceIssued":
+        total = Decimal(str(data["total"]["amount"]))
         cursor.execute(
             "INSERT INTO {crm_invoices} (invoice_id, order_id, contract_id, issue_date, total, "
             "credited, paid, void) VALUES (%s, %s, %s, %s, %s, 0, 0, false)",
@@ -123,32 +179,46 @@ def apply_invoice(event: Envelope, cursor: ViewCursor) -> None:
                 data.get("order_id"),
                 data.get("contract_id"),
                 date.fromisoformat(data["issue_date"]),
-                Decimal(str(data["total"]["amount"])),
+                total,
             ),
         )
+        cursor.memo[("crm", "invoice", invoice)] = _Invoice(total, Decimal(0), Decimal(0))
         return
-    missing = f"crm_invoices has no row for invoice {invoice} ({kind}): never issued"
-    if kind in ("InvoicePaymentApplied", "InvoicePaymentUnapplied"):
-        amount = Decimal(str(data["amount"]["amount"]))
-        amount = amount if kind == "InvoicePaymentApplied" else -amount
-        if data.get("reason") == UnapplyReason.FAILURE:
+    if kind not in ("InvoicePaymentApplied", "InvoicePaymentUnapplied", "InvoiceCredited"):
+        if kind == "InvoiceVoided":
+            _invoice(cursor, invoice, _missing(invoice, kind))
             cursor.execute(
-                "DELETE FROM {crm_invoice_moves} WHERE invoice_id = %s AND payment_id = %s",
-                (invoice, data["payment_id"]),
+                "UPDATE {crm_invoices} SET void = true WHERE invoice_id = %s", (invoice,)
             )
-        else:
-            move = (invoice, event["version"], data["payment_id"], amount, 0, business_time(event))
-            cursor.execute(_MOVE, move)
-        cursor.execute_one(_SETTLED, (amount, invoice, invoice), missing)
-    elif kind == "InvoiceCredited":
+        return
+    known = _invoice(cursor, invoice, _missing(invoice, kind))
+    if kind == "InvoiceCredited":
         credit = Decimal(str(data["credit"]["amount"]["amount"]))
-        cursor.execute(_MOVE, (invoice, event["version"], None, 0, credit, business_time(event)))
-        cursor.execute_one(
-            "UPDATE {crm_invoices} SET credited = credited + %s WHERE invoice_id = %s",
-            (credit, invoice),
-            missing,
+        move = _Move(event["version"], None, Decimal(0), credit, business_time(event))
+        cursor.execute(_MOVE, (invoice, move.version, None, 0, credit, move.at))
+        known.moves.append(move)
+        known.credited += credit
+        cursor.execute(
+            "UPDATE {crm_invoices} SET credited = %s WHERE invoice_id = %s",
+            (known.credited, invoice),
         )
-    elif kind == "InvoiceVoided":
-        cursor.execute_one(
-            "UPDATE {crm_invoices} SET void = true WHERE invoice_id = %s", (invoice,), missing
+        return
+    amount = Decimal(str(data["amount"]["amount"]))
+    amount = amount if kind == "InvoicePaymentApplied" else -amount
+    payment = str(UUID(str(data["payment_id"])))
+    if data.get("reason") == UnapplyReason.FAILURE:
+        cursor.execute(
+            "DELETE FROM {crm_invoice_moves} WHERE invoice_id = %s AND payment_id = %s",
+            (invoice, payment),
         )
+        known.moves = [m for m in known.moves if m.payment != payment]
+    else:
+        move = _Move(event["version"], payment, amount, Decimal(0), business_time(event))
+        cursor.execute(_MOVE, (invoice, move.version, payment, amount, 0, move.at))
+        known.moves.append(move)
+    known.paid += amount
+    cursor.execute(_PAID, (known.paid, known.paid_at(), invoice))
+
+
+def _missing(invoice: str, kind: str) -> str:
+    return f"crm_invoices has no row for invoice {invoice} ({kind}): never issued"

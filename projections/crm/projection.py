@@ -14,7 +14,7 @@ from projections.definition import Envelope, Position, Projection, Table, View, 
 class CrmView(Projection):
     name: ClassVar[str] = "crm"
     title: ClassVar[str] = "CRM view"
-    version: ClassVar[int] = 4
+    version: ClassVar[int] = 5
     stores: ClassVar[tuple[str, ...]] = ("customers", "orders", "contracts", "invoices")
     tables: ClassVar[tuple[Table, ...]] = (ACCOUNTS, OPPORTUNITIES, CONTRACTS, INVOICES, MOVES)
     views: ClassVar[tuple[View, ...]] = (MILESTONES,)

@@ -222,3 +222,44 @@ def test_arr_per_account_and_currency_follows_amendments_and_cancellations(
     rebuild(runtime, BILLING)
     runner(runtime, BILLING).catch_up()
     assert arr(runtime)[0][2] == Decimal("5970.00") and len(arr(runtime)) == 2
+
+
+def test_a_runner_starting_between_events_reads_the_row_and_ends_as_a_rebuild_does(
+    runtime: Runtime,
+) -> None:
+    """Each catch-up below is a new runner, so its memo starts empty: the amendments after
+    the first are applied from the row read back (its items unknown), and must come out
+    as the rebuild that applies every event from one memo."""
+    today = datetime.now(UTC).date()
+    contract_id, _, _ = contract(runtime, today - timedelta(days=30), today + timedelta(days=300))
+    amend = {"aggregate_id": contract_id}
+    run(runtime, "contract", "activate", {"billing_subscription_id": "sub_m"}, **amend)
+    assert runner(runtime, BILLING).catch_up() == 2
+    changes = (
+        ({"sku": "PLAN-PRO", "quantity": "4"}, today - timedelta(days=5)),
+        ({"sku": "API-CALLS", "unit_price": "0.0003"}, today + timedelta(days=30)),
+        ({"sku": "PLAN-PRO", "unit_price": "95", "rate_plan": "pro-2"}, today - timedelta(days=1)),
+    )
+    for change, effective in changes:
+        body = {"changes": [change], "effective_date": effective.isoformat()}
+        run(runtime, "contract", "amend", body, **amend)
+        run(runtime, "contract", "suspend", {"effective_date": today.isoformat()}, **amend)
+        run(runtime, "contract", "resume", {"effective_date": today.isoformat()}, **amend)
+        assert runner(runtime, BILLING).catch_up() == 3
+    assert items(runtime) == [
+        ("API-CALLS", "usage-std", Decimal("0"), Decimal("0.0004"), "month", "usage"),
+        ("PLAN-PRO", "pro-2", Decimal("4"), Decimal("95.00"), "month", "recurring"),
+    ]
+    (row,) = subscriptions(runtime)
+    assert (row["status"], row["version"], len(row["amendment_log"]["amendments"])) == (
+        "active",
+        11,
+        3,
+    )
+    assert [c["effective_date"] for c in row["scheduled_changes"]] == [
+        (today + timedelta(days=30)).isoformat()
+    ]
+    before = (subscriptions(runtime), items(runtime))
+    rebuild(runtime, BILLING)
+    runner(runtime, BILLING).catch_up()
+    assert (subscriptions(runtime), items(runtime)) == before

@@ -289,3 +289,36 @@ def test_hierarchy_columns_match_a_walk_of_the_whole_forest_after_random_moves(
         row = view[customer]
         assert (row["ultimate_parent_customer_id"], row["depth"]) == (top, depth), customer
         assert row["parent_crm_account_id"] == (crm.get(parent) if parent else None)
+
+
+def test_paid_at_is_the_earliest_settling_time_also_when_a_later_move_is_dated_earlier(
+    runtime: Runtime,
+) -> None:
+    """Paid on 12-05, refunded, then settled again by a payment the source dates 12-03:
+    ``paid_at`` is the earliest time at which the moves so far settled it (12-03), as the
+    memo's replay and the restarted runner (its moves read back) both say."""
+    customer = new_customer(runtime, "Hooli Inc")
+    invoice = new_invoice(runtime, customer, total="100.00")
+
+    def pay(when: str) -> UUID:
+        payment = new_payment(runtime, customer, amount="100.00")
+        apply = {"invoice_id": str(invoice), "amount": {"amount": "100.00", "currency": "EUR"}}
+        run(runtime, "payment", "apply", apply, aggregate_id=payment, origin=at(when))
+        return payment
+
+    first = pay("2026-12-05T09:00:00Z")
+    back = {"amount": {"amount": "100.00", "currency": "EUR"}, "reference": "RF-1"}
+    run(runtime, "payment", "refund", back, aggregate_id=first, origin=at("2026-12-06T09:00:00Z"))
+    runner(runtime, VIEW).catch_up()
+    ((paid, paid_at),) = [(r["paid"], r["paid_at"]) for r in invoices(runtime)]
+    assert (paid, paid_at) == (Decimal("0.00"), datetime(2026, 12, 5, 9, 0, tzinfo=UTC))
+    pay("2026-12-03T09:00:00Z")
+    runner(runtime, VIEW).catch_up()
+    (row,) = invoices(runtime)
+    assert (row["paid"], row["paid_at"]) == (
+        Decimal("100.00"),
+        datetime(2026, 12, 3, 9, 0, tzinfo=UTC),
+    )
+    rebuild(runtime, VIEW)
+    runner(runtime, VIEW).catch_up()
+    assert invoices(runtime) == [row]

@@ -29,7 +29,8 @@ from typing import Any, ClassVar
 
 from hub.domain.money import exponent
 from projections.definition import Envelope, Table, View, ViewCursor
-from projections.metrics.recognition import Entry, monthly_schedule, share
+from projections.metrics import state
+from projections.metrics.recognition import Entry, month_start, monthly_schedule, share
 from projections.metrics.tables import TABLES
 from projections.metrics.views import VIEWS
 from projections.rows import PerAggregate, business_time
@@ -90,23 +91,43 @@ _ENTRY = (
     "period_end, point_day, not_before) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _MONTH = "INSERT INTO {metrics_revenue} (invoice_id, entry, month, amount) VALUES (%s, %s, %s, %s)"
-#: One-time entries of activated contracts: all in the month of the activation (or of the
-#: credit note, if later). Run from both sides (invoice, activation); a row is written once.
-_ON_ACTIVATION = (
-    "INSERT INTO {metrics_revenue} (invoice_id, entry, month, amount) "
-    "SELECT e.invoice_id, e.entry, date_trunc('month', greatest(c.activated_on, "
-    "coalesce(e.not_before, c.activated_on)))::date, e.amount "
-    "FROM {metrics_revenue_entries} e JOIN {metrics_invoices} i USING (invoice_id) "
-    "JOIN {metrics_contracts} c ON c.contract_id = i.contract_id "
-    "WHERE e.rule = 'activation' AND c.activated_on IS NOT NULL AND e.amount <> 0 AND "
-    "(i.invoice_id = %s OR c.contract_id = %s) ON CONFLICT DO NOTHING"
+#: An order's header and one booking in one statement: placement inserts the header, an
+#: upsell writes its new highest totals over it. One text for both, so the orders of a
+#: batch go as one run (an UPDATE between inserts would send what is held, event by event).
+_BOOKING = (
+    "WITH header AS (INSERT INTO {metrics_orders} (order_id, customer_id, currency, "
+    "contract_id, booked, booked_acv) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (order_id) "
+    "DO UPDATE SET booked = EXCLUDED.booked, booked_acv = EXCLUDED.booked_acv) "
+    "INSERT INTO {metrics_bookings} (order_id, version, kind, booked_on, amount, acv) "
+    "VALUES (%s, %s, %s, %s, %s, %s)"
+)
+#: A contract's header as it now is (creation inserts it, an activation writes its day over
+#: it) and, on creation, the order row's contract when this one is its smallest (order id
+#: NULL: no order row to change). One text for both events, for the same reason.
+_CONTRACT = (
+    "WITH header AS (INSERT INTO {metrics_contracts} (contract_id, order_id, customer_id, "
+    "activated_on) VALUES (%s, %s, %s, %s) ON CONFLICT (contract_id) "
+    "DO UPDATE SET activated_on = EXCLUDED.activated_on) "
+    "UPDATE {metrics_orders} SET contract_id = %s WHERE order_id = %s"
+)
+_INVOICE = (
+    "INSERT INTO {metrics_invoices} (invoice_id, customer_id, order_id, contract_id, "
+    "contract_named, currency, issue_date, lines) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+)
+_BILLING = (
+    "INSERT INTO {metrics_billings} (invoice_id, version, kind, billed_on, amount, gross) "
+    "VALUES (%s, %s, %s, %s, %s, %s)"
+)
+_CASH = (
+    "INSERT INTO {metrics_cash} (payment_id, version, part, moved_on, invoice_id, cash, "
+    "applied) VALUES (%s, %s, %s, %s, %s, %s, %s)"
 )
 
 
 class Metrics(PerAggregate):
     name: ClassVar[str] = "metrics"
     title: ClassVar[str] = "Finance metrics"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     stores: ClassVar[tuple[str, ...]] = ("orders", "contracts", "invoices", "payments")
     tables: ClassVar[tuple[Table, ...]] = TABLES
     views: ClassVar[tuple[View, ...]] = VIEWS
@@ -115,47 +136,61 @@ class Metrics(PerAggregate):
 
     def _order(self, event: Envelope, cursor: ViewCursor) -> None:
         data, order_id, kind = event["data"], event["aggregate_id"], event["type"]
+        if kind not in ("OrderPlaced", "OrderAmended"):
+            return
+        links = state.order_links(cursor, order_id)
+        header = links.header
         if kind == "OrderPlaced":
+            if header is not None:
+                raise ValueError(f"metrics_orders has a row for order {order_id} already")
             currency = data["currency"]
-            total, value = (
-                minor(data["totals"]["total"]["amount"], currency),
-                acv(data["lines"], currency),
-            )
-            cursor.execute(
-                "INSERT INTO {metrics_orders} (order_id, customer_id, currency, contract_id, "
-                "booked, booked_acv) VALUES (%s, %s, %s, (SELECT contract_id FROM "
-                "{metrics_contracts} WHERE order_id = %s ORDER BY contract_id LIMIT 1), %s, %s)",
-                (order_id, data["customer_id"], currency, order_id, total, value),
-            )
-            booked_on = data.get("close_date") or data["booking_date"]
-            self._book(cursor, event, "placed", date.fromisoformat(booked_on), total, value)
-        elif kind == "OrderAmended":
-            row = cursor.fetchone(
-                "SELECT currency, booked, booked_acv FROM {metrics_orders} WHERE order_id = %s",
-                (order_id,),
-            )
-            if row is None:
-                raise LookupError(f"metrics_orders has no row for order {order_id}")
-            currency, booked, booked_acv = row
             total = minor(data["totals"]["total"]["amount"], currency)
             value = acv(data["lines"], currency)
-            more, more_acv = max(0, total - booked), max(0, value - booked_acv)
-            if more or more_acv:
-                self._book(cursor, event, "upsell", business_day(event), more, more_acv)
-                cursor.execute(
-                    "UPDATE {metrics_orders} SET booked = greatest(booked, %s), "
-                    "booked_acv = greatest(booked_acv, %s) WHERE order_id = %s",
-                    (total, value, order_id),
-                )
+            links.header = state.OrderHeader(data["customer_id"], currency, total, value)
+            booked_on = date.fromisoformat(data.get("close_date") or data["booking_date"])
+            self._book(cursor, event, links, "placed", booked_on, total, value)
+            return
+        if header is None:
+            raise LookupError(f"metrics_orders has no row for order {order_id}")
+        total = minor(data["totals"]["total"]["amount"], header.currency)
+        value = acv(data["lines"], header.currency)
+        more, more_acv = max(0, total - header.booked), max(0, value - header.booked_acv)
+        if more or more_acv:
+            header.booked, header.booked_acv = (
+                max(header.booked, total),
+                max(header.booked_acv, value),
+            )
+            self._book(cursor, event, links, "upsell", business_day(event), more, more_acv)
 
     @staticmethod
     def _book(
-        cursor: ViewCursor, event: Envelope, kind: str, day: date, amount: int, value: int
+        cursor: ViewCursor,
+        event: Envelope,
+        links: state.OrderLinks,
+        kind: str,
+        day: date,
+        amount: int,
+        value: int,
     ) -> None:
+        header = links.header
+        assert header is not None
+        order_id = event["aggregate_id"]
         cursor.execute(
-            "INSERT INTO {metrics_bookings} (order_id, version, kind, booked_on, amount, acv) "
-            "VALUES (%s, %s, %s, %s, %s, %s)",
-            (event["aggregate_id"], event["version"], kind, day, amount, value),
+            _BOOKING,
+            (
+                order_id,
+                header.customer_id,
+                header.currency,
+                links.contract,
+                header.booked,
+                header.booked_acv,
+                order_id,
+                event["version"],
+                kind,
+                day,
+                amount,
+                value,
+            ),
         )
 
     # -- contracts ----------------------------------------------------------------------
@@ -163,27 +198,71 @@ class Metrics(PerAggregate):
     def _contract(self, event: Envelope, cursor: ViewCursor) -> None:
         data, contract_id, kind = event["data"], event["aggregate_id"], event["type"]
         if kind == "ContractCreated":
-            order_id = data["order_id"]
-            cursor.execute(
-                "INSERT INTO {metrics_contracts} (contract_id, order_id, customer_id, "
-                "activated_on) VALUES (%s, %s, %s, NULL)",
-                (contract_id, order_id, data["customer_id"]),
-            )
+            order_id = state.canonical(data["order_id"])
+            # Read before writing: a miss reads the tables, which must not hold this yet.
+            order = state.order_links(cursor, order_id)
+            links = state.contract_links(cursor, contract_id)
+            if links.header is not None:
+                raise ValueError(f"metrics_contracts has a row for contract {contract_id}")
+            links.header = state.ContractHeader(order_id, data["customer_id"], None)
             # The smallest contract id of the order, whichever arrived first (converges).
-            for table in ("metrics_orders", "metrics_invoices"):
-                named = " AND NOT contract_named" if table == "metrics_invoices" else ""
-                cursor.execute(
-                    f"UPDATE {{{table}}} SET contract_id = %s WHERE order_id = %s{named} "
-                    "AND (contract_id IS NULL OR contract_id > %s)",
-                    (contract_id, order_id, contract_id),
-                )
-        elif kind == "ContractActivated":
-            cursor.execute_one(
-                "UPDATE {metrics_contracts} SET activated_on = %s WHERE contract_id = %s",
-                (business_day(event), contract_id),
-                f"metrics_contracts has no row for contract {contract_id}",
+            replaced = order.contract
+            smallest = replaced is None or state.before(contract_id, replaced)
+            on_order = order_id if smallest and order.header is not None else None
+            cursor.execute(
+                _CONTRACT,
+                (contract_id, order_id, data["customer_id"], None, contract_id, on_order),
             )
-            cursor.execute(_ON_ACTIVATION, (None, contract_id))
+            if not smallest:
+                return
+            order.contract = contract_id
+            if order.unnamed:
+                cursor.execute(
+                    "UPDATE {metrics_invoices} SET contract_id = %s WHERE order_id = %s "
+                    "AND NOT contract_named",
+                    (contract_id, order_id),
+                )
+                old = None if replaced is None else state.known_contract_links(cursor, replaced)
+                for invoice_id in order.unnamed:
+                    known = cursor.memo.get(("metrics.invoice", invoice_id))
+                    if known is not None:
+                        known.contract_id = contract_id
+                    if old is not None:
+                        old.invoices.discard(invoice_id)
+                    links.invoices.add(invoice_id)
+        elif kind == "ContractActivated":
+            links = state.contract_links(cursor, contract_id)
+            header = links.header
+            if header is None:
+                raise LookupError(f"metrics_contracts has no row for contract {contract_id}")
+            header.activated_on = business_day(event)
+            cursor.execute(
+                _CONTRACT,
+                (contract_id, header.order_id, header.customer_id, header.activated_on, None, None),
+            )
+            for invoice_id in sorted(links.invoices):
+                invoice = state.invoice(cursor, invoice_id)
+                if invoice is not None:
+                    self._on_activation(cursor, invoice_id, invoice)
+
+    def _on_activation(
+        self, cursor: ViewCursor, invoice_id: str, invoice: state.InvoiceState
+    ) -> None:
+        """One-time entries of an invoice whose contract is activated: all in the month of
+        the activation (or of the credit note, if later), a row per (entry, month) written
+        once. Run from both sides (the invoice's documents, the contract's activation)."""
+        if not invoice.activation or invoice.contract_id is None:
+            return
+        contract = state.contract_links(cursor, invoice.contract_id).header
+        if contract is None or contract.activated_on is None:
+            return
+        activated = contract.activated_on
+        for entry, amount, not_before in invoice.activation:
+            day = activated if not_before is None else max(activated, not_before)
+            month = month_start(day)
+            if (entry, month) not in invoice.scheduled:
+                invoice.scheduled.add((entry, month))
+                cursor.execute(_MONTH, (invoice_id, entry, month, amount))
 
     # -- billings and revenue -----------------------------------------------------------
 
@@ -211,17 +290,23 @@ class Metrics(PerAggregate):
             for line in data["lines"]
         ]
         named = data.get("contract_id")
+        order_id = None if data.get("order_id") is None else state.canonical(data["order_id"])
+        contract_id = None if named is None else state.canonical(named)
+        if named is None and order_id is not None:
+            order = state.order_links(cursor, order_id)
+            contract_id = order.contract
+            order.unnamed.add(invoice_id)
+        if contract_id is not None:
+            state.contract_links(cursor, contract_id).invoices.add(invoice_id)
+        invoice = state.InvoiceState(order_id, contract_id, named is not None, lines, [], set())
+        state.remember_invoice(cursor, invoice_id, invoice)
         cursor.execute(
-            "INSERT INTO {metrics_invoices} (invoice_id, customer_id, order_id, contract_id, "
-            "contract_named, currency, issue_date, lines) VALUES (%s, %s, %s, coalesce(%s, "
-            "(SELECT contract_id FROM {metrics_contracts} WHERE order_id = %s "
-            "ORDER BY contract_id LIMIT 1)), %s, %s, %s, %s::jsonb)",
+            _INVOICE,
             (
                 invoice_id,
                 data["customer_id"],
-                data.get("order_id"),
-                named,
-                data.get("order_id"),
+                order_id,
+                contract_id,
                 named is not None,
                 currency,
                 issued,
@@ -232,19 +317,17 @@ class Metrics(PerAggregate):
         gross = minor(data["total"]["amount"], currency)
         self._bill(cursor, event, "invoice", issued, subtotal, gross)
         for index, line in enumerate(lines):
-            self._entry(cursor, invoice_id, f"line:{index}", line, line["amount"], None)
-        cursor.execute(_ON_ACTIVATION, (invoice_id, None))
+            self._entry(cursor, invoice_id, invoice, f"line:{index}", line, line["amount"], None)
+        self._on_activation(cursor, invoice_id, invoice)
 
     def _credit(self, event: Envelope, cursor: ViewCursor) -> None:
         """A credit note (or a void: a credit of every line) reverses, from its date, the
         credited lines' tax-excluded amounts by each line's own rule."""
         invoice_id = event["aggregate_id"]
-        row = cursor.fetchone(
-            "SELECT lines FROM {metrics_invoices} WHERE invoice_id = %s", (invoice_id,)
-        )
-        if row is None:
+        invoice = state.invoice(cursor, invoice_id)
+        if invoice is None:
             raise LookupError(f"metrics_invoices has no row for invoice {invoice_id}")
-        lines: list[dict[str, Any]] = row[0]
+        lines = invoice.lines
         if event["type"] == "InvoiceVoided":
             day, kind = business_day(event), "void"
             parts = {index: line["amount"] for index, line in enumerate(lines)}
@@ -259,23 +342,22 @@ class Metrics(PerAggregate):
         self._bill(cursor, event, kind, day, -sum(parts.values()), -gross)
         for index, net in sorted(parts.items()):
             entry = f"credit:{event['version']}:{index}"
-            self._entry(cursor, invoice_id, entry, lines[index], -net, day)
-        cursor.execute(_ON_ACTIVATION, (invoice_id, None))
+            self._entry(cursor, invoice_id, invoice, entry, lines[index], -net, day)
+        self._on_activation(cursor, invoice_id, invoice)
 
     @staticmethod
     def _bill(
         cursor: ViewCursor, event: Envelope, kind: str, day: date, amount: int, gross: int
     ) -> None:
         cursor.execute(
-            "INSERT INTO {metrics_billings} (invoice_id, version, kind, billed_on, amount, "
-            "gross) VALUES (%s, %s, %s, %s, %s, %s)",
-            (event["aggregate_id"], event["version"], kind, day, amount, gross),
+            _BILLING, (event["aggregate_id"], event["version"], kind, day, amount, gross)
         )
 
     @staticmethod
     def _entry(
         cursor: ViewCursor,
         invoice_id: str,
+        invoice: state.InvoiceState,
         key: str,
         line: dict[str, Any],
         amount: int,
@@ -284,7 +366,9 @@ class Metrics(PerAggregate):
         start, end, day = _date(line.get("start")), _date(line.get("end")), _date(line.get("day"))
         cursor.execute(_ENTRY, (invoice_id, key, line["rule"], amount, start, end, day, not_before))
         if line["rule"] == "activation":
-            return  # scheduled by _ON_ACTIVATION once the activation is known
+            if amount != 0:  # scheduled by _on_activation once the activation is known
+                invoice.activation.append((key, amount, not_before))
+            return
         entry = Entry(amount, line["rule"], start, end, day, not_before)
         for month, value in monthly_schedule(entry):
             cursor.execute(_MONTH, (invoice_id, key, month, value))
@@ -302,6 +386,9 @@ class Metrics(PerAggregate):
                 "received_on) VALUES (%s, %s, %s, %s, %s)",
                 (payment_id, data["customer_id"], currency, amount, received),
             )
+            state.remember_payment(
+                cursor, payment_id, state.PaymentState(currency, amount, received)
+            )
             self._move(cursor, event, received, amount, [])
             return
         if kind == "PaymentMovedToSurvivor":
@@ -310,13 +397,10 @@ class Metrics(PerAggregate):
                 (data["customer_id"], payment_id),
             )
             return
-        row = cursor.fetchone(
-            "SELECT currency, amount, received_on FROM {metrics_payments} WHERE payment_id = %s",
-            (payment_id,),
-        )
-        if row is None:
+        paid = state.payment(cursor, payment_id)
+        if paid is None:
             raise LookupError(f"metrics_payments has no row for payment {payment_id}")
-        currency, amount, received = row
+        currency, amount, received = paid.currency, paid.amount, paid.received_on
         back = [
             (u["invoice_id"], -minor(u["amount"]["amount"], currency))
             for u in data.get("unapplied", [])
@@ -337,15 +421,11 @@ class Metrics(PerAggregate):
     def _move(
         cursor: ViewCursor, event: Envelope, day: date, cash: int, applied: list[tuple[str, int]]
     ) -> None:
-        statement = (
-            "INSERT INTO {metrics_cash} (payment_id, version, part, moved_on, invoice_id, cash, "
-            "applied) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-        )
         key = (event["aggregate_id"], event["version"])
         if cash:
-            cursor.execute(statement, (*key, 0, day, None, cash, 0))
+            cursor.execute(_CASH, (*key, 0, day, None, cash, 0))
         for part, (invoice_id, amount) in enumerate(applied, start=1):
-            cursor.execute(statement, (*key, part, day, invoice_id, 0, amount))
+            cursor.execute(_CASH, (*key, part, day, invoice_id, 0, amount))
 
 
 def credited_parts(

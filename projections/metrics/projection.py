@@ -22,10 +22,12 @@ proportion to their amounts; receivables count billings with tax (cash applied h
 
 from __future__ import annotations
 
-import json
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
+from functools import lru_cache
 from typing import Any, ClassVar
+
+import orjson
 
 from hub.domain.money import exponent
 from projections.definition import Envelope, Table, View, ViewCursor
@@ -40,7 +42,17 @@ PERIODS_PER_YEAR = {"month": 12, "quarter": 4, "year": 1}
 
 def minor(value: Any, currency: str) -> int:
     """A decimal string of ``currency`` as an integer of minor units (exact)."""
+    if isinstance(value, str):
+        return _minor_text(value, currency)
     scaled = Decimal(str(value)).scaleb(exponent(currency))
+    return int(scaled.to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+@lru_cache(maxsize=4096)
+def _minor_text(value: str, currency: str) -> int:
+    """:func:`minor` of an event's decimal string, remembered: a store repeats its prices
+    and amounts, and the decimal arithmetic is a good part of an event's cost."""
+    scaled = Decimal(value).scaleb(exponent(currency))
     return int(scaled.to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
@@ -310,7 +322,7 @@ class Metrics(PerAggregate):
                 named is not None,
                 currency,
                 issued,
-                json.dumps(lines),
+                orjson.dumps(lines).decode(),
             ),
         )
         subtotal = minor(data["subtotal"]["amount"], currency)
@@ -369,8 +381,7 @@ class Metrics(PerAggregate):
             if amount != 0:  # scheduled by _on_activation once the activation is known
                 invoice.activation.append((key, amount, not_before))
             return
-        entry = Entry(amount, line["rule"], start, end, day, not_before)
-        for month, value in monthly_schedule(entry):
+        for month, value in _schedule(Entry(amount, line["rule"], start, end, day, not_before)):
             cursor.execute(_MONTH, (invoice_id, key, month, value))
 
     # -- cash ---------------------------------------------------------------------------
@@ -426,6 +437,12 @@ class Metrics(PerAggregate):
             cursor.execute(_CASH, (*key, 0, day, None, cash, 0))
         for part, (invoice_id, amount) in enumerate(applied, start=1):
             cursor.execute(_CASH, (*key, part, day, invoice_id, 0, amount))
+
+
+@lru_cache(maxsize=4096)
+def _schedule(entry: Entry) -> tuple[tuple[date, int], ...]:
+    """:func:`monthly_schedule`, remembered: invoices repeat their amounts and periods."""
+    return tuple(monthly_schedule(entry))
 
 
 def credited_parts(

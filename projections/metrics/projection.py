@@ -8,7 +8,15 @@ Why the facts converge whatever the interleaving of the stores: each fact is wri
 its own store's events only (an invoice's lines, a payment's moves), and what links across
 stores is a header column filled by whichever side arrives second (the contract of an
 order-only invoice), or, for one-time lines recognised on the activation of their order's
-contract, a schedule row written by one statement run from both sides.
+contract, a schedule row written by whichever side (the invoice's document, the contract's
+activation) finds both known.
+
+Why nothing is read back per event: what a handler needs of earlier rows (an order's
+highest totals, the smallest contract of an order, the invoices billing a contract, an
+invoice's lines, a payment's currency) is kept in the cursor's memo (``state.py``), read
+from the tables only on a miss, and every write is a plain row computed here; the writes
+of one store's events share their statement texts, so a batch goes as a few multi-row
+inserts and one ``executemany`` per header table instead of a round trip per event.
 
 Decisions (also in the README, "Tables for BI", Finance metrics): an order amendment
 books only what raises the total above the highest total booked before, on its business

@@ -8,7 +8,15 @@ Why the facts converge whatever the interleaving of the stores: each fact is wri
 its own store's events only (an invoice's lines, a payment's moves), and what links across
 stores is a header column filled by whichever side arrives second (the contract of an
 order-only invoice), or, for one-time lines recognised on the activation of their order's
-contract, a schedule row written by one statement run from both sides.
+contract, a schedule row written by whichever side (the invoice's document, the contract's
+activation) finds both known.
+
+Why nothing is read back per event: what a handler needs of earlier rows (an order's
+highest totals, the smallest contract of an order, the invoices billing a contract, an
+invoice's lines, a payment's currency) is kept in the cursor's memo (``state.py``), read
+from the tables only on a miss, and every write is a plain row computed here; the writes
+of one store's events share their statement texts, so a batch goes as a few multi-row
+inserts and one ``executemany`` per header table instead of a round trip per event.
 
 Decisions (also in the README, "Tables for BI", Finance metrics): an order amendment
 books only what raises the total above the highest total booked before, on its business
@@ -22,14 +30,17 @@ proportion to their amounts; receivables count billings with tax (cash applied h
 
 from __future__ import annotations
 
-import json
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
+from functools import lru_cache
 from typing import Any, ClassVar
+
+import orjson
 
 from hub.domain.money import exponent
 from projections.definition import Envelope, Table, View, ViewCursor
-from projections.metrics.recognition import Entry, monthly_schedule, share
+from projections.metrics import state
+from projections.metrics.recognition import Entry, month_start, monthly_schedule, share
 from projections.metrics.tables import TABLES
 from projections.metrics.views import VIEWS
 from projections.rows import PerAggregate, business_time
@@ -39,7 +50,17 @@ PERIODS_PER_YEAR = {"month": 12, "quarter": 4, "year": 1}
 
 def minor(value: Any, currency: str) -> int:
     """A decimal string of ``currency`` as an integer of minor units (exact)."""
+    if isinstance(value, str):
+        return _minor_text(value, currency)
     scaled = Decimal(str(value)).scaleb(exponent(currency))
+    return int(scaled.to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+@lru_cache(maxsize=4096)
+def _minor_text(value: str, currency: str) -> int:
+    """:func:`minor` of an event's decimal string, remembered: a store repeats its prices
+    and amounts, and the decimal arithmetic is a good part of an event's cost."""
+    scaled = Decimal(value).scaleb(exponent(currency))
     return int(scaled.to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
@@ -90,23 +111,43 @@ _ENTRY = (
     "period_end, point_day, not_before) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _MONTH = "INSERT INTO {metrics_revenue} (invoice_id, entry, month, amount) VALUES (%s, %s, %s, %s)"
-#: One-time entries of activated contracts: all in the month of the activation (or of the
-#: credit note, if later). Run from both sides (invoice, activation); a row is written once.
-_ON_ACTIVATION = (
-    "INSERT INTO {metrics_revenue} (invoice_id, entry, month, amount) "
-    "SELECT e.invoice_id, e.entry, date_trunc('month', greatest(c.activated_on, "
-    "coalesce(e.not_before, c.activated_on)))::date, e.amount "
-    "FROM {metrics_revenue_entries} e JOIN {metrics_invoices} i USING (invoice_id) "
-    "JOIN {metrics_contracts} c ON c.contract_id = i.contract_id "
-    "WHERE e.rule = 'activation' AND c.activated_on IS NOT NULL AND e.amount <> 0 AND "
-    "(i.invoice_id = %s OR c.contract_id = %s) ON CONFLICT DO NOTHING"
+#: An order's header and one booking in one statement: placement inserts the header, an
+#: upsell writes its new highest totals over it. One text for both, so the orders of a
+#: batch go as one run (an UPDATE between inserts would send what is held, event by event).
+_BOOKING = (
+    "WITH header AS (INSERT INTO {metrics_orders} (order_id, customer_id, currency, "
+    "contract_id, booked, booked_acv) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (order_id) "
+    "DO UPDATE SET booked = EXCLUDED.booked, booked_acv = EXCLUDED.booked_acv) "
+    "INSERT INTO {metrics_bookings} (order_id, version, kind, booked_on, amount, acv) "
+    "VALUES (%s, %s, %s, %s, %s, %s)"
+)
+#: A contract's header as it now is (creation inserts it, an activation writes its day over
+#: it) and, on creation, the order row's contract when this one is its smallest (order id
+#: NULL: no order row to change). One text for both events, for the same reason.
+_CONTRACT = (
+    "WITH header AS (INSERT INTO {metrics_contracts} (contract_id, order_id, customer_id, "
+    "activated_on) VALUES (%s, %s, %s, %s) ON CONFLICT (contract_id) "
+    "DO UPDATE SET activated_on = EXCLUDED.activated_on) "
+    "UPDATE {metrics_orders} SET contract_id = %s WHERE order_id = %s"
+)
+_INVOICE = (
+    "INSERT INTO {metrics_invoices} (invoice_id, customer_id, order_id, contract_id, "
+    "contract_named, currency, issue_date, lines) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+)
+_BILLING = (
+    "INSERT INTO {metrics_billings} (invoice_id, version, kind, billed_on, amount, gross) "
+    "VALUES (%s, %s, %s, %s, %s, %s)"
+)
+_CASH = (
+    "INSERT INTO {metrics_cash} (payment_id, version, part, moved_on, invoice_id, cash, "
+    "applied) VALUES (%s, %s, %s, %s, %s, %s, %s)"
 )
 
 
 class Metrics(PerAggregate):
     name: ClassVar[str] = "metrics"
     title: ClassVar[str] = "Finance metrics"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     stores: ClassVar[tuple[str, ...]] = ("orders", "contracts", "invoices", "payments")
     tables: ClassVar[tuple[Table, ...]] = TABLES
     views: ClassVar[tuple[View, ...]] = VIEWS
@@ -115,47 +156,61 @@ class Metrics(PerAggregate):
 
     def _order(self, event: Envelope, cursor: ViewCursor) -> None:
         data, order_id, kind = event["data"], event["aggregate_id"], event["type"]
+        if kind not in ("OrderPlaced", "OrderAmended"):
+            return
+        links = state.order_links(cursor, order_id)
+        header = links.header
         if kind == "OrderPlaced":
+            if header is not None:
+                raise ValueError(f"metrics_orders has a row for order {order_id} already")
             currency = data["currency"]
-            total, value = (
-                minor(data["totals"]["total"]["amount"], currency),
-                acv(data["lines"], currency),
-            )
-            cursor.execute(
-                "INSERT INTO {metrics_orders} (order_id, customer_id, currency, contract_id, "
-                "booked, booked_acv) VALUES (%s, %s, %s, (SELECT contract_id FROM "
-                "{metrics_contracts} WHERE order_id = %s ORDER BY contract_id LIMIT 1), %s, %s)",
-                (order_id, data["customer_id"], currency, order_id, total, value),
-            )
-            booked_on = data.get("close_date") or data["booking_date"]
-            self._book(cursor, event, "placed", date.fromisoformat(booked_on), total, value)
-        elif kind == "OrderAmended":
-            row = cursor.fetchone(
-                "SELECT currency, booked, booked_acv FROM {metrics_orders} WHERE order_id = %s",
-                (order_id,),
-            )
-            if row is None:
-                raise LookupError(f"metrics_orders has no row for order {order_id}")
-            currency, booked, booked_acv = row
             total = minor(data["totals"]["total"]["amount"], currency)
             value = acv(data["lines"], currency)
-            more, more_acv = max(0, total - booked), max(0, value - booked_acv)
-            if more or more_acv:
-                self._book(cursor, event, "upsell", business_day(event), more, more_acv)
-                cursor.execute(
-                    "UPDATE {metrics_orders} SET booked = greatest(booked, %s), "
-                    "booked_acv = greatest(booked_acv, %s) WHERE order_id = %s",
-                    (total, value, order_id),
-                )
+            links.header = state.OrderHeader(data["customer_id"], currency, total, value)
+            booked_on = date.fromisoformat(data.get("close_date") or data["booking_date"])
+            self._book(cursor, event, links, "placed", booked_on, total, value)
+            return
+        if header is None:
+            raise LookupError(f"metrics_orders has no row for order {order_id}")
+        total = minor(data["totals"]["total"]["amount"], header.currency)
+        value = acv(data["lines"], header.currency)
+        more, more_acv = max(0, total - header.booked), max(0, value - header.booked_acv)
+        if more or more_acv:
+            header.booked, header.booked_acv = (
+                max(header.booked, total),
+                max(header.booked_acv, value),
+            )
+            self._book(cursor, event, links, "upsell", business_day(event), more, more_acv)
 
     @staticmethod
     def _book(
-        cursor: ViewCursor, event: Envelope, kind: str, day: date, amount: int, value: int
+        cursor: ViewCursor,
+        event: Envelope,
+        links: state.OrderLinks,
+        kind: str,
+        day: date,
+        amount: int,
+        value: int,
     ) -> None:
+        header = links.header
+        assert header is not None
+        order_id = event["aggregate_id"]
         cursor.execute(
-            "INSERT INTO {metrics_bookings} (order_id, version, kind, booked_on, amount, acv) "
-            "VALUES (%s, %s, %s, %s, %s, %s)",
-            (event["aggregate_id"], event["version"], kind, day, amount, value),
+            _BOOKING,
+            (
+                order_id,
+                header.customer_id,
+                header.currency,
+                links.contract,
+                header.booked,
+                header.booked_acv,
+                order_id,
+                event["version"],
+                kind,
+                day,
+                amount,
+                value,
+            ),
         )
 
     # -- contracts ----------------------------------------------------------------------
@@ -163,27 +218,71 @@ class Metrics(PerAggregate):
     def _contract(self, event: Envelope, cursor: ViewCursor) -> None:
         data, contract_id, kind = event["data"], event["aggregate_id"], event["type"]
         if kind == "ContractCreated":
-            order_id = data["order_id"]
-            cursor.execute(
-                "INSERT INTO {metrics_contracts} (contract_id, order_id, customer_id, "
-                "activated_on) VALUES (%s, %s, %s, NULL)",
-                (contract_id, order_id, data["customer_id"]),
-            )
+            order_id = state.canonical(data["order_id"])
+            # Read before writing: a miss reads the tables, which must not hold this yet.
+            order = state.order_links(cursor, order_id)
+            links = state.contract_links(cursor, contract_id)
+            if links.header is not None:
+                raise ValueError(f"metrics_contracts has a row for contract {contract_id}")
+            links.header = state.ContractHeader(order_id, data["customer_id"], None)
             # The smallest contract id of the order, whichever arrived first (converges).
-            for table in ("metrics_orders", "metrics_invoices"):
-                named = " AND NOT contract_named" if table == "metrics_invoices" else ""
-                cursor.execute(
-                    f"UPDATE {{{table}}} SET contract_id = %s WHERE order_id = %s{named} "
-                    "AND (contract_id IS NULL OR contract_id > %s)",
-                    (contract_id, order_id, contract_id),
-                )
-        elif kind == "ContractActivated":
-            cursor.execute_one(
-                "UPDATE {metrics_contracts} SET activated_on = %s WHERE contract_id = %s",
-                (business_day(event), contract_id),
-                f"metrics_contracts has no row for contract {contract_id}",
+            replaced = order.contract
+            smallest = replaced is None or state.before(contract_id, replaced)
+            on_order = order_id if smallest and order.header is not None else None
+            cursor.execute(
+                _CONTRACT,
+                (contract_id, order_id, data["customer_id"], None, contract_id, on_order),
             )
-            cursor.execute(_ON_ACTIVATION, (None, contract_id))
+            if not smallest:
+                return
+            order.contract = contract_id
+            if order.unnamed:
+                cursor.execute(
+                    "UPDATE {metrics_invoices} SET contract_id = %s WHERE order_id = %s "
+                    "AND NOT contract_named",
+                    (contract_id, order_id),
+                )
+                old = None if replaced is None else state.known_contract_links(cursor, replaced)
+                for invoice_id in order.unnamed:
+                    known = cursor.memo.get(("metrics.invoice", invoice_id))
+                    if known is not None:
+                        known.contract_id = contract_id
+                    if old is not None:
+                        old.invoices.discard(invoice_id)
+                    links.invoices.add(invoice_id)
+        elif kind == "ContractActivated":
+            links = state.contract_links(cursor, contract_id)
+            header = links.header
+            if header is None:
+                raise LookupError(f"metrics_contracts has no row for contract {contract_id}")
+            header.activated_on = business_day(event)
+            cursor.execute(
+                _CONTRACT,
+                (contract_id, header.order_id, header.customer_id, header.activated_on, None, None),
+            )
+            for invoice_id in sorted(links.invoices):
+                invoice = state.invoice(cursor, invoice_id)
+                if invoice is not None:
+                    self._on_activation(cursor, invoice_id, invoice)
+
+    def _on_activation(
+        self, cursor: ViewCursor, invoice_id: str, invoice: state.InvoiceState
+    ) -> None:
+        """One-time entries of an invoice whose contract is activated: all in the month of
+        the activation (or of the credit note, if later), a row per (entry, month) written
+        once. Run from both sides (the invoice's documents, the contract's activation)."""
+        if not invoice.activation or invoice.contract_id is None:
+            return
+        contract = state.contract_links(cursor, invoice.contract_id).header
+        if contract is None or contract.activated_on is None:
+            return
+        activated = contract.activated_on
+        for entry, amount, not_before in invoice.activation:
+            day = activated if not_before is None else max(activated, not_before)
+            month = month_start(day)
+            if (entry, month) not in invoice.scheduled:
+                invoice.scheduled.add((entry, month))
+                cursor.execute(_MONTH, (invoice_id, entry, month, amount))
 
     # -- billings and revenue -----------------------------------------------------------
 
@@ -211,40 +310,44 @@ class Metrics(PerAggregate):
             for line in data["lines"]
         ]
         named = data.get("contract_id")
+        order_id = None if data.get("order_id") is None else state.canonical(data["order_id"])
+        contract_id = None if named is None else state.canonical(named)
+        if named is None and order_id is not None:
+            order = state.order_links(cursor, order_id)
+            contract_id = order.contract
+            order.unnamed.add(invoice_id)
+        if contract_id is not None:
+            state.contract_links(cursor, contract_id).invoices.add(invoice_id)
+        invoice = state.InvoiceState(order_id, contract_id, named is not None, lines, [], set())
+        state.remember_invoice(cursor, invoice_id, invoice)
         cursor.execute(
-            "INSERT INTO {metrics_invoices} (invoice_id, customer_id, order_id, contract_id, "
-            "contract_named, currency, issue_date, lines) VALUES (%s, %s, %s, coalesce(%s, "
-            "(SELECT contract_id FROM {metrics_contracts} WHERE order_id = %s "
-            "ORDER BY contract_id LIMIT 1)), %s, %s, %s, %s::jsonb)",
+            _INVOICE,
             (
                 invoice_id,
                 data["customer_id"],
-                data.get("order_id"),
-                named,
-                data.get("order_id"),
+                order_id,
+                contract_id,
                 named is not None,
                 currency,
                 issued,
-                json.dumps(lines),
+                orjson.dumps(lines).decode(),
             ),
         )
         subtotal = minor(data["subtotal"]["amount"], currency)
         gross = minor(data["total"]["amount"], currency)
         self._bill(cursor, event, "invoice", issued, subtotal, gross)
         for index, line in enumerate(lines):
-            self._entry(cursor, invoice_id, f"line:{index}", line, line["amount"], None)
-        cursor.execute(_ON_ACTIVATION, (invoice_id, None))
+            self._entry(cursor, invoice_id, invoice, f"line:{index}", line, line["amount"], None)
+        self._on_activation(cursor, invoice_id, invoice)
 
     def _credit(self, event: Envelope, cursor: ViewCursor) -> None:
         """A credit note (or a void: a credit of every line) reverses, from its date, the
         credited lines' tax-excluded amounts by each line's own rule."""
         invoice_id = event["aggregate_id"]
-        row = cursor.fetchone(
-            "SELECT lines FROM {metrics_invoices} WHERE invoice_id = %s", (invoice_id,)
-        )
-        if row is None:
+        invoice = state.invoice(cursor, invoice_id)
+        if invoice is None:
             raise LookupError(f"metrics_invoices has no row for invoice {invoice_id}")
-        lines: list[dict[str, Any]] = row[0]
+        lines = invoice.lines
         if event["type"] == "InvoiceVoided":
             day, kind = business_day(event), "void"
             parts = {index: line["amount"] for index, line in enumerate(lines)}
@@ -259,23 +362,22 @@ class Metrics(PerAggregate):
         self._bill(cursor, event, kind, day, -sum(parts.values()), -gross)
         for index, net in sorted(parts.items()):
             entry = f"credit:{event['version']}:{index}"
-            self._entry(cursor, invoice_id, entry, lines[index], -net, day)
-        cursor.execute(_ON_ACTIVATION, (invoice_id, None))
+            self._entry(cursor, invoice_id, invoice, entry, lines[index], -net, day)
+        self._on_activation(cursor, invoice_id, invoice)
 
     @staticmethod
     def _bill(
         cursor: ViewCursor, event: Envelope, kind: str, day: date, amount: int, gross: int
     ) -> None:
         cursor.execute(
-            "INSERT INTO {metrics_billings} (invoice_id, version, kind, billed_on, amount, "
-            "gross) VALUES (%s, %s, %s, %s, %s, %s)",
-            (event["aggregate_id"], event["version"], kind, day, amount, gross),
+            _BILLING, (event["aggregate_id"], event["version"], kind, day, amount, gross)
         )
 
     @staticmethod
     def _entry(
         cursor: ViewCursor,
         invoice_id: str,
+        invoice: state.InvoiceState,
         key: str,
         line: dict[str, Any],
         amount: int,
@@ -284,9 +386,10 @@ class Metrics(PerAggregate):
         start, end, day = _date(line.get("start")), _date(line.get("end")), _date(line.get("day"))
         cursor.execute(_ENTRY, (invoice_id, key, line["rule"], amount, start, end, day, not_before))
         if line["rule"] == "activation":
-            return  # scheduled by _ON_ACTIVATION once the activation is known
-        entry = Entry(amount, line["rule"], start, end, day, not_before)
-        for month, value in monthly_schedule(entry):
+            if amount != 0:  # scheduled by _on_activation once the activation is known
+                invoice.activation.append((key, amount, not_before))
+            return
+        for month, value in _schedule(Entry(amount, line["rule"], start, end, day, not_before)):
             cursor.execute(_MONTH, (invoice_id, key, month, value))
 
     # -- cash ---------------------------------------------------------------------------
@@ -302,6 +405,9 @@ class Metrics(PerAggregate):
                 "received_on) VALUES (%s, %s, %s, %s, %s)",
                 (payment_id, data["customer_id"], currency, amount, received),
             )
+            state.remember_payment(
+                cursor, payment_id, state.PaymentState(currency, amount, received)
+            )
             self._move(cursor, event, received, amount, [])
             return
         if kind == "PaymentMovedToSurvivor":
@@ -310,13 +416,10 @@ class Metrics(PerAggregate):
                 (data["customer_id"], payment_id),
             )
             return
-        row = cursor.fetchone(
-            "SELECT currency, amount, received_on FROM {metrics_payments} WHERE payment_id = %s",
-            (payment_id,),
-        )
-        if row is None:
+        paid = state.payment(cursor, payment_id)
+        if paid is None:
             raise LookupError(f"metrics_payments has no row for payment {payment_id}")
-        currency, amount, received = row
+        currency, amount, received = paid.currency, paid.amount, paid.received_on
         back = [
             (u["invoice_id"], -minor(u["amount"]["amount"], currency))
             for u in data.get("unapplied", [])
@@ -337,15 +440,17 @@ class Metrics(PerAggregate):
     def _move(
         cursor: ViewCursor, event: Envelope, day: date, cash: int, applied: list[tuple[str, int]]
     ) -> None:
-        statement = (
-            "INSERT INTO {metrics_cash} (payment_id, version, part, moved_on, invoice_id, cash, "
-            "applied) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-        )
         key = (event["aggregate_id"], event["version"])
         if cash:
-            cursor.execute(statement, (*key, 0, day, None, cash, 0))
+            cursor.execute(_CASH, (*key, 0, day, None, cash, 0))
         for part, (invoice_id, amount) in enumerate(applied, start=1):
-            cursor.execute(statement, (*key, part, day, invoice_id, 0, amount))
+            cursor.execute(_CASH, (*key, part, day, invoice_id, 0, amount))
+
+
+@lru_cache(maxsize=4096)
+def _schedule(entry: Entry) -> tuple[tuple[date, int], ...]:
+    """:func:`monthly_schedule`, remembered: invoices repeat their amounts and periods."""
+    return tuple(monthly_schedule(entry))
 
 
 def credited_parts(

@@ -68,6 +68,7 @@ CONTRACTS = Table(
     name="metrics_contracts",
     comment="Metrics header: each contract, its order and the day billing activated it.",
     primary_key=("contract_id",),
+    indexes=(("order_id",),),
     columns=(
         _key("contract_id", "Canonical contract id."),
         _key("order_id", "The order it came from."),
@@ -85,6 +86,7 @@ INVOICES = Table(
     name="metrics_invoices",
     comment="Metrics header: each invoice, its customer (after merges), contract and currency.",
     primary_key=("invoice_id",),
+    indexes=(("order_id",), ("contract_id",)),
     columns=(
         _key("invoice_id", "Canonical invoice id."),
         _key("customer_id", "The billed customer (the survivor after a merge)."),

@@ -7,7 +7,10 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+import pytest
+
 from adapters.bootstrap import Runtime
+from adapters.projections import runner as runner_module
 from projections.metrics.projection import Metrics
 from projections.metrics.tables import TABLES
 from tests.integration.projection_support import rebuild, rows, runner
@@ -107,3 +110,20 @@ def test_the_quarter_matches_hand_computed_figures_whatever_the_store_order(
     rebuild(runtime, VIEW)
     runner(runtime, VIEW, batch=500).catch_up()
     assert tables(runtime) == first
+
+
+def test_a_memo_emptied_before_every_batch_reads_the_same_rows_back(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the projection remembers is read from its tables on a miss (after a restart, a
+    failed batch or the memo's size bound): one event per batch with nothing remembered
+    builds the very rows of a build that remembered everything, in both store orders."""
+    quarter = play(runtime)
+    runner(runtime, VIEW).catch_up()
+    first = tables(runtime)
+    monkeypatch.setattr(runner_module, "MEMO_LIMIT", -1)  # emptied before every batch
+    for projection in (Metrics(), StoresReversed()):
+        rebuild(runtime, VIEW)
+        runner(runtime, projection, batch=1).catch_up()
+        assert monthly(runtime) == expected(quarter)
+        assert tables(runtime) == first

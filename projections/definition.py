@@ -16,7 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 #: An event as the runner hands it over: the published envelope (see
 #: ``hub.application.views.envelope``) with personal fields opened (or ``[erased]``).
@@ -75,9 +75,11 @@ class View:
             raise ValueError(f"view {self.name}: every view and column needs a comment")
 
 
-@dataclass(frozen=True)
-class Position:
-    """Where an event sits: its store and its position in that store's notification log."""
+class Position(NamedTuple):
+    """Where an event sits: its store and its position in that store's notification log.
+
+    A named tuple, not a frozen dataclass: a rebuild makes one per event, and a frozen
+    dataclass's ``__init__`` costs several times a tuple's."""
 
     store: str
     position: int

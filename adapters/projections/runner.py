@@ -663,7 +663,7 @@ class ProjectionRunner:
         for row in rows:
             at = Position(store, row[0])
             try:
-                event = envelope(entity, row[3], row[1], row[2], orjson.loads(row[4]))
+                event = envelope(entity, row[3], row[1], row[2], orjson.loads(row[4]), owned=True)
             except Exception as error:  # an event this code cannot read stops the line too
                 raise ProjectionFailed(
                     at, event_id(row[1], row[2]), f"unreadable: {type(error).__name__}: {error}"

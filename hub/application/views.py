@@ -51,19 +51,34 @@ def type_of(topic: str) -> str:
 
 
 def envelope(
-    entity: str, topic: str, aggregate_id: UUID | str, version: int, state: dict[str, Any]
+    entity: str,
+    topic: str,
+    aggregate_id: UUID | str,
+    version: int,
+    state: dict[str, Any],
+    *,
+    owned: bool = False,
 ) -> dict[str, Any]:
     """The published/listed form of one event, from its stored state (upcast if old).
 
     A rebuild calls this for every stored event: ``state`` is copied only when it must be
-    upcast (the envelope never changes the caller's dict), and a topic's class and public
-    name are looked up once."""
+    upcast, and a topic's class and public name are looked up once. The caller's dict is
+    never changed, unless it says the dict is ``owned`` (decoded for this call alone): then
+    its envelope fields are taken out and what is left is the data, no copy made."""
     cls, kind = _topic(topic)
     schema_version = getattr(cls, "class_version", 1)
     if state.get("class_version", 1) < schema_version:
-        state = upcast(cls, dict(state))
+        state, owned = upcast(cls, dict(state)), True
     provenance = state["provenance"]
     aggregate = str(aggregate_id)
+    if owned:
+        recorded = state["timestamp"]
+        for name in _ENVELOPE_FIELDS:
+            state.pop(name, None)
+        data = state
+    else:
+        recorded = state["timestamp"]
+        data = {k: v for k, v in state.items() if k not in _NOT_DATA}
     return {
         "envelope_version": ENVELOPE_VERSION,
         "event_id": event_id(aggregate, version),
@@ -72,10 +87,10 @@ def envelope(
         "aggregate": entity,
         "aggregate_id": aggregate,
         "version": version,
-        "recorded_at": state["timestamp"],
+        "recorded_at": recorded,
         "occurred_at": provenance.get("occurred_at"),
         "provenance": provenance,
-        "data": {k: v for k, v in state.items() if k not in _NOT_DATA},
+        "data": data,
     }
 
 

@@ -21,9 +21,10 @@ digits (``49`` EUR is ``49.00``) and keeps finer rates as given (``0.0004`` USD)
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, ClassVar
 
 from hub.domain.contract import ContractItem, ItemChange, ScheduledChange, bring_into_force
@@ -192,11 +193,13 @@ _HELD = "billing.held"
 _Written = tuple[str, str, str]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Subscription:
     """What the projection remembers of a contract (``ViewCursor.memo``): the row's plain
-    columns that events change, the replay state of ``amendment_log`` parsed, and the
-    items as last applied (None when unknown: read from the row, not written here)."""
+    columns that events change, the replay state of ``amendment_log`` parsed (each
+    amendment beside its JSON form), and the items as last applied (None when unknown:
+    read from the row, not written here). Changed in place by each event: a failed batch
+    empties the memo, so a change never outlives the writes it stands for."""
 
     billing_subscription_id: str | None
     status: str
@@ -206,7 +209,7 @@ class _Subscription:
     cancellation_reason: str | None
     initial_json: list[Any]
     initial: list[ContractItem]
-    amendments: list[ScheduledChange]
+    amendments: list[tuple[ScheduledChange, Any]]
     items: dict[str, _Written] | None
 
 
@@ -224,7 +227,41 @@ class _Held:
     position: int
     new: tuple[Any, ...] | None = None
     items: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-    ahead: list[ScheduledChange] | None = None
+    ahead: list[Any] | None = None
+
+
+@lru_cache(maxsize=4096)
+def _validated_item(raw: tuple[tuple[str, type, Any], ...]) -> ContractItem:
+    return ContractItem.model_validate({k: v for k, _, v in raw})
+
+
+@lru_cache(maxsize=4096)
+def _validated_change(raw: tuple[tuple[str, type, Any], ...]) -> ItemChange:
+    return ItemChange.model_validate({k: v for k, _, v in raw})
+
+
+def contract_item(raw: dict[str, Any]) -> ContractItem:
+    """``ContractItem.model_validate(raw)``, cached. Why: a store's contracts subscribe the
+    same few items over and over, and their validation was most of a creation's cost; the
+    models are frozen, so one may serve every event that spells it alike (the key keeps
+    each value's type: ``1`` and ``True`` validate differently)."""
+    try:
+        return _validated_item(tuple((k, type(v), v) for k, v in raw.items()))
+    except TypeError:  # an unhashable value: not an item this store holds, let it fail
+        return ContractItem.model_validate(raw)
+
+
+def item_change(raw: dict[str, Any]) -> ItemChange:
+    """``ItemChange.model_validate(raw)``, cached (as :func:`contract_item`)."""
+    try:
+        return _validated_change(tuple((k, type(v), v) for k, v in raw.items()))
+    except TypeError:
+        return ItemChange.model_validate(raw)
+
+
+def _with_json(change: ScheduledChange) -> tuple[ScheduledChange, Any]:
+    """An amendment beside its JSON form, dumped once (not at every write of its log)."""
+    return change, change.model_dump(mode="json")
 
 
 def unit_price(price: Decimal, currency: str) -> Decimal:
@@ -261,16 +298,16 @@ class BillingSubscriptions(Projection):
             created = held[contract] = self._create(event, at)
             cursor.memo[key] = created.sub
             return
-        sub: _Subscription = cursor.memo.get(key) or self._load(event, cursor)
+        sub: _Subscription | None = cursor.memo.get(key)
+        if sub is None:
+            sub = cursor.memo[key] = self._load(event, cursor)
         entry = held.get(contract)
         if entry is None:
             entry = held[contract] = _Held(sub, event["version"], event["recorded_at"], 0)
         if event["type"] == "ContractAmended":
-            sub = self._amend(event, sub, entry)
-        changes = self._changes(event["type"], event["data"])
-        if changes:
-            sub = replace(sub, **changes)
-        cursor.memo[key] = entry.sub = sub
+            self._amend(event, sub, entry)
+        for field_name, value in self._changes(event["type"], event["data"]).items():
+            setattr(sub, field_name, value)
         entry.version, entry.recorded_at, entry.position = (
             event["version"],
             event["recorded_at"],
@@ -332,20 +369,17 @@ class BillingSubscriptions(Projection):
                     cursor.execute(_INSERT_ITEM, item)
 
     @staticmethod
-    def _logs(sub: _Subscription, ahead: list[ScheduledChange]) -> tuple[str, str]:
+    def _logs(sub: _Subscription, ahead: list[Any]) -> tuple[str, str]:
         """The JSON columns: ``amendment_log`` and ``scheduled_changes``."""
-        log = {
-            "initial_items": sub.initial_json,
-            "amendments": [c.model_dump(mode="json") for c in sub.amendments],
-        }
-        return json.dumps(log), json.dumps([c.model_dump(mode="json") for c in ahead])
+        log = {"initial_items": sub.initial_json, "amendments": [j for _, j in sub.amendments]}
+        return json.dumps(log), json.dumps(ahead)
 
     @staticmethod
     def _create(event: Envelope, at: Position) -> _Held:
         data = event["data"]
         contract = event["aggregate_id"]
         currency = data["currency"]
-        items = [ContractItem.model_validate(i) for i in data["items"]]
+        items = [contract_item(i) for i in data["items"]]
         written: dict[str, _Written] = {}
         rows: dict[str, tuple[Any, ...]] = {}
         for item in items:
@@ -402,8 +436,8 @@ class BillingSubscriptions(Projection):
             cancellation,
             reason,
             log["initial_items"],
-            [ContractItem.model_validate(i) for i in log["initial_items"]],
-            [ScheduledChange.model_validate(c) for c in log["amendments"]],
+            [contract_item(i) for i in log["initial_items"]],
+            [_with_json(ScheduledChange.model_validate(c)) for c in log["amendments"]],
             None,
         )
 
@@ -427,7 +461,7 @@ class BillingSubscriptions(Projection):
         return {}
 
     @staticmethod
-    def _amend(event: Envelope, sub: _Subscription, entry: _Held) -> _Subscription:
+    def _amend(event: Envelope, sub: _Subscription, entry: _Held) -> None:
         """Items and scheduled changes after an amendment, as ``ContractAmended.apply``:
         the items in force on the day it was recorded, from the initial ones and every
         amendment by effective date (among equal dates, in the order recorded). The items
@@ -436,11 +470,15 @@ class BillingSubscriptions(Projection):
         contract = event["aggregate_id"]
         change = ScheduledChange(
             effective_date=date.fromisoformat(event["data"]["effective_date"]),
-            changes=[ItemChange.model_validate(c) for c in event["data"]["changes"]],
+            changes=[item_change(c) for c in event["data"]["changes"]],
         )
-        amendments = sorted([*sub.amendments, change], key=lambda c: c.effective_date)
+        amendments = sorted(
+            [*sub.amendments, _with_json(change)],
+            key=lambda c: c[0].effective_date,
+        )
         today = datetime.fromisoformat(event["recorded_at"]).date()
-        items, entry.ahead = bring_into_force(sub.initial, amendments, today)
+        items, _ = bring_into_force(sub.initial, [c for c, _ in amendments], today)
+        entry.ahead = [j for c, j in amendments if c.effective_date > today]
         written: dict[str, _Written] = {}
         for item in items:
             price = unit_price(item.unit_price, sub.currency)
@@ -451,4 +489,4 @@ class BillingSubscriptions(Projection):
                 entry.items[item.sku] = (item.rate_plan, item.quantity, price, contract, item.sku)
             elif (row := entry.items.get(item.sku)) is not None:
                 entry.items[item.sku] = (*row[:2], item.rate_plan, item.quantity, price, *row[5:])
-        return replace(sub, amendments=amendments, items=written)
+        sub.amendments, sub.items = amendments, written

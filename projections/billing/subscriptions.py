@@ -20,12 +20,13 @@ digits (``49`` EUR is ``49.00``) and keeps finer rates as given (``0.0004`` USD)
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, ClassVar
+
+import orjson
 
 from hub.domain.contract import ContractItem, ItemChange, ScheduledChange, bring_into_force
 from hub.domain.money import exponent
@@ -370,9 +371,10 @@ class BillingSubscriptions(Projection):
 
     @staticmethod
     def _logs(sub: _Subscription, ahead: list[Any]) -> tuple[str, str]:
-        """The JSON columns: ``amendment_log`` and ``scheduled_changes``."""
+        """The JSON columns: ``amendment_log`` and ``scheduled_changes`` (``jsonb`` keeps
+        their values, not their spelling, so the compact ``orjson`` text stores the same)."""
         log = {"initial_items": sub.initial_json, "amendments": [j for _, j in sub.amendments]}
-        return json.dumps(log), json.dumps(ahead)
+        return orjson.dumps(log).decode(), orjson.dumps(ahead).decode()
 
     @staticmethod
     def _create(event: Envelope, at: Position) -> _Held:

@@ -20,11 +20,13 @@ digits (``49`` EUR is ``49.00``) and keeps finer rates as given (``0.0004`` USD)
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, ClassVar
+
+import orjson
 
 from hub.domain.contract import ContractItem, ItemChange, ScheduledChange, bring_into_force
 from hub.domain.money import exponent
@@ -153,17 +155,18 @@ ACCOUNT_ARR = View(
 )
 
 _INSERT = (
-    "INSERT INTO {billing_subscriptions} (contract_id, customer_id, order_id, status, "
-    "currency, term_start, term_end, scheduled_changes, amendment_log, version, changed_at, "
-    "position) VALUES (%s, %s, %s, 'pending', %s, %s, %s, '[]'::jsonb, %s::jsonb, %s, %s, %s)"
+    "INSERT INTO {billing_subscriptions} (contract_id, customer_id, order_id, currency, "
+    "term_start, billing_subscription_id, status, term_end, cancellation_date, "
+    "cancellation_reason, scheduled_changes, amendment_log, version, changed_at, position) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s)"
 )
 _INSERT_ITEM = (
     "INSERT INTO {billing_subscription_items} (contract_id, sku, rate_plan, quantity, "
     "unit_price, billing_period, charge_type) VALUES (%s, %s, %s, %s, %s, %s, %s)"
 )
-#: Every event but a creation writes the row's plain columns, all of them from the memo,
-#: and an amendment its JSON columns too (NULL keeps them): one text for every kind, so a
-#: contract's events, which follow one another in its store, go as one run of writes.
+#: A contract's row as its events since the last write leave it, all of its plain columns
+#: from the memo, and its JSON columns when amended since (NULL keeps them): one text for
+#: every contract, so a batch's updates go as one ``executemany``.
 _UPDATE = (
     "UPDATE {billing_subscriptions} SET billing_subscription_id = %s, status = %s, "
     "term_end = %s, cancellation_date = %s, cancellation_reason = %s, "
@@ -181,17 +184,23 @@ _READ = (
     "SELECT billing_subscription_id, status, currency, term_end, cancellation_date, "
     "cancellation_reason, amendment_log FROM {billing_subscriptions} WHERE contract_id = %s"
 )
+#: Memo keys: a contract as last applied (``(_CONTRACT, contract_id)``: its row exists or is
+#: held), and the contracts held for :meth:`BillingSubscriptions.write_held`.
+_CONTRACT = "billing"
+_HELD = "billing.held"
 
 #: An item as written: rate plan, quantity and unit price as the text of their numerics
 #: (``16`` and ``16.0`` are equal decimals but not equal rows).
 _Written = tuple[str, str, str]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Subscription:
     """What the projection remembers of a contract (``ViewCursor.memo``): the row's plain
-    columns that events change, the replay state of ``amendment_log`` parsed, and the
-    items as last written (None when unknown: read from the row, not written here)."""
+    columns that events change, the replay state of ``amendment_log`` parsed (each
+    amendment beside its JSON form), and the items as last applied (None when unknown:
+    read from the row, not written here). Changed in place by each event: a failed batch
+    empties the memo, so a change never outlives the writes it stands for."""
 
     billing_subscription_id: str | None
     status: str
@@ -201,8 +210,59 @@ class _Subscription:
     cancellation_reason: str | None
     initial_json: list[Any]
     initial: list[ContractItem]
-    amendments: list[ScheduledChange]
+    amendments: list[tuple[ScheduledChange, Any]]
     items: dict[str, _Written] | None
+
+
+@dataclass
+class _Held:
+    """What a contract's events since the last write leave to write: the contract as last
+    applied; for a contract created since, the columns that never change (``new``) and
+    every item row; for an older one, the item rows that changed (as ``_UPDATE_ITEM``
+    takes them); the items ahead when amended since (None: unchanged), and the row's
+    version, recording time and position."""
+
+    sub: _Subscription
+    version: int
+    recorded_at: str
+    position: int
+    new: tuple[Any, ...] | None = None
+    items: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    ahead: list[Any] | None = None
+
+
+@lru_cache(maxsize=4096)
+def _validated_item(raw: tuple[tuple[str, type, Any], ...]) -> ContractItem:
+    return ContractItem.model_validate({k: v for k, _, v in raw})
+
+
+@lru_cache(maxsize=4096)
+def _validated_change(raw: tuple[tuple[str, type, Any], ...]) -> ItemChange:
+    return ItemChange.model_validate({k: v for k, _, v in raw})
+
+
+def contract_item(raw: dict[str, Any]) -> ContractItem:
+    """``ContractItem.model_validate(raw)``, cached. Why: a store's contracts subscribe the
+    same few items over and over, and their validation was most of a creation's cost; the
+    models are frozen, so one may serve every event that spells it alike (the key keeps
+    each value's type: ``1`` and ``True`` validate differently)."""
+    try:
+        return _validated_item(tuple((k, type(v), v) for k, v in raw.items()))
+    except TypeError:  # an unhashable value: not an item this store holds, let it fail
+        return ContractItem.model_validate(raw)
+
+
+def item_change(raw: dict[str, Any]) -> ItemChange:
+    """``ItemChange.model_validate(raw)``, cached (as :func:`contract_item`)."""
+    try:
+        return _validated_change(tuple((k, type(v), v) for k, v in raw.items()))
+    except TypeError:
+        return ItemChange.model_validate(raw)
+
+
+def _with_json(change: ScheduledChange) -> tuple[ScheduledChange, Any]:
+    """An amendment beside its JSON form, dumped once (not at every write of its log)."""
+    return change, change.model_dump(mode="json")
 
 
 def unit_price(price: Decimal, currency: str) -> Decimal:
@@ -215,88 +275,152 @@ def unit_price(price: Decimal, currency: str) -> Decimal:
 class BillingSubscriptions(Projection):
     name: ClassVar[str] = "billing"
     title: ClassVar[str] = "Billing view"
-    version: ClassVar[int] = 3
+    version: ClassVar[int] = 4
     stores: ClassVar[tuple[str, ...]] = ("contracts",)
     tables: ClassVar[tuple[Table, ...]] = (SUBSCRIPTIONS, ITEMS)
     views: ClassVar[tuple[View, ...]] = (ACCOUNT_ARR,)
 
     def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
-        """Writes computed from what the memo holds of the contract, never read back but on
-        a memo miss (a missing row still stops the projection at the event). Why: an
-        amendment's read of its row was a round trip, and a check that an update touched
-        its row a statement around each write; the memo proves the row is there."""
+        """The contract as its event leaves it, computed from what the memo holds of it
+        (read back only on a memo miss: a missing row still stops the projection at the
+        event) and held until :meth:`write_held`. Why hold: a contract's events follow one
+        another in its store (created, activated, amended, renewed ...), and written one
+        by one each was a statement of its own; held, each touched row is written once per
+        run in its final state, new ones as multi-row inserts, the others as one run of
+        one update text."""
         if event["aggregate"] != "contract":
             return
-        data = event["data"]
         contract = event["aggregate_id"]
-        key = ("billing", contract)
+        key = (_CONTRACT, contract)
+        held: dict[str, _Held] = cursor.memo.setdefault(_HELD, {})
         if event["type"] == "ContractCreated":
-            cursor.memo[key] = self._create(event, at, cursor)
+            if key in cursor.memo:
+                raise ValueError(f"billing_subscriptions already has contract {contract}")
+            created = held[contract] = self._create(event, at)
+            cursor.memo[key] = created.sub
             return
-        sub: _Subscription = cursor.memo.get(key) or self._load(event, cursor)
-        logs: tuple[str | None, str | None] = (None, None)
+        sub: _Subscription | None = cursor.memo.get(key)
+        if sub is None:
+            sub = cursor.memo[key] = self._load(event, cursor)
+        entry = held.get(contract)
+        if entry is None:
+            entry = held[contract] = _Held(sub, event["version"], event["recorded_at"], 0)
         if event["type"] == "ContractAmended":
-            sub, logs = self._amend(event, sub, cursor)
-        changes = self._changes(event["type"], data)
-        if changes:
-            sub = replace(sub, **changes)
-        cursor.memo[key] = sub
-        cursor.execute(
-            _UPDATE,
-            (
-                sub.billing_subscription_id,
-                sub.status,
-                sub.term_end,
-                sub.cancellation_date,
-                sub.cancellation_reason,
-                *logs,
-                event["version"],
-                datetime.fromisoformat(event["recorded_at"]),
-                at.position,
-                contract,
-            ),
+            self._amend(event, sub, entry)
+        for field_name, value in self._changes(event["type"], event["data"]).items():
+            setattr(sub, field_name, value)
+        entry.version, entry.recorded_at, entry.position = (
+            event["version"],
+            event["recorded_at"],
+            at.position,
         )
 
+    def write_held(self, cursor: ViewCursor) -> None:
+        """Each contract touched since the last call, written once in its final state: one
+        created since as one insert (and its items), an older one as one update (and one
+        of each item that changed). Updates first, then inserts: each kind is one run of
+        one statement text (the inserts of both tables side by side, folded)."""
+        held: dict[str, _Held] | None = cursor.memo.pop(_HELD, None)
+        if not held:
+            return
+        for contract, entry in held.items():
+            if entry.new is None:
+                sub = entry.sub
+                logs = (None, None) if entry.ahead is None else self._logs(sub, entry.ahead)
+                cursor.execute(
+                    _UPDATE,
+                    (
+                        sub.billing_subscription_id,
+                        sub.status,
+                        sub.term_end,
+                        sub.cancellation_date,
+                        sub.cancellation_reason,
+                        *logs,
+                        entry.version,
+                        datetime.fromisoformat(entry.recorded_at),
+                        entry.position,
+                        contract,
+                    ),
+                )
+        for entry in held.values():
+            if entry.new is None:
+                for item in entry.items.values():
+                    cursor.execute(_UPDATE_ITEM, item)
+        for entry in held.values():
+            if entry.new is not None:
+                sub = entry.sub
+                log, scheduled = self._logs(sub, entry.ahead or [])
+                cursor.execute(
+                    _INSERT,
+                    (
+                        *entry.new,
+                        sub.billing_subscription_id,
+                        sub.status,
+                        sub.term_end,
+                        sub.cancellation_date,
+                        sub.cancellation_reason,
+                        scheduled,
+                        log,
+                        entry.version,
+                        datetime.fromisoformat(entry.recorded_at),
+                        entry.position,
+                    ),
+                )
+                for item in entry.items.values():
+                    cursor.execute(_INSERT_ITEM, item)
+
     @staticmethod
-    def _create(event: Envelope, at: Position, cursor: ViewCursor) -> _Subscription:
+    def _logs(sub: _Subscription, ahead: list[Any]) -> tuple[str, str]:
+        """The JSON columns: ``amendment_log`` and ``scheduled_changes`` (``jsonb`` keeps
+        their values, not their spelling, so the compact ``orjson`` text stores the same)."""
+        log = {"initial_items": sub.initial_json, "amendments": [j for _, j in sub.amendments]}
+        return orjson.dumps(log).decode(), orjson.dumps(ahead).decode()
+
+    @staticmethod
+    def _create(event: Envelope, at: Position) -> _Held:
         data = event["data"]
         contract = event["aggregate_id"]
         currency = data["currency"]
-        term_end = date.fromisoformat(data["term_end"])
-        items = [ContractItem.model_validate(i) for i in data["items"]]
-        cursor.execute(
-            _INSERT,
-            (
+        items = [contract_item(i) for i in data["items"]]
+        written: dict[str, _Written] = {}
+        rows: dict[str, tuple[Any, ...]] = {}
+        for item in items:
+            price = unit_price(item.unit_price, currency)
+            written[item.sku] = (item.rate_plan, str(item.quantity), str(price))
+            rows[item.sku] = (
+                contract,
+                item.sku,
+                item.rate_plan,
+                item.quantity,
+                price,
+                item.billing_period.value,
+                item.charge_type.value,
+            )
+        sub = _Subscription(
+            None,
+            "pending",
+            currency,
+            date.fromisoformat(data["term_end"]),
+            None,
+            None,
+            data["items"],
+            items,
+            [],
+            written,
+        )
+        return _Held(
+            sub,
+            event["version"],
+            event["recorded_at"],
+            at.position,
+            new=(
                 contract,
                 data["customer_id"],
                 data["order_id"],
                 currency,
                 date.fromisoformat(data["term_start"]),
-                term_end,
-                json.dumps({"initial_items": data["items"], "amendments": []}),
-                event["version"],
-                datetime.fromisoformat(event["recorded_at"]),
-                at.position,
             ),
-        )
-        written = {}
-        for item in items:
-            price = unit_price(item.unit_price, currency)
-            written[item.sku] = (item.rate_plan, str(item.quantity), str(price))
-            cursor.execute(
-                _INSERT_ITEM,
-                (
-                    contract,
-                    item.sku,
-                    item.rate_plan,
-                    item.quantity,
-                    price,
-                    item.billing_period.value,
-                    item.charge_type.value,
-                ),
-            )
-        return _Subscription(
-            None, "pending", currency, term_end, None, None, data["items"], items, [], written
+            items=rows,
         )
 
     @staticmethod
@@ -314,8 +438,8 @@ class BillingSubscriptions(Projection):
             cancellation,
             reason,
             log["initial_items"],
-            [ContractItem.model_validate(i) for i in log["initial_items"]],
-            [ScheduledChange.model_validate(c) for c in log["amendments"]],
+            [contract_item(i) for i in log["initial_items"]],
+            [_with_json(ScheduledChange.model_validate(c)) for c in log["amendments"]],
             None,
         )
 
@@ -339,35 +463,32 @@ class BillingSubscriptions(Projection):
         return {}
 
     @staticmethod
-    def _amend(
-        event: Envelope, sub: _Subscription, cursor: ViewCursor
-    ) -> tuple[_Subscription, tuple[str, str]]:
+    def _amend(event: Envelope, sub: _Subscription, entry: _Held) -> None:
         """Items and scheduled changes after an amendment, as ``ContractAmended.apply``:
         the items in force on the day it was recorded, from the initial ones and every
         amendment by effective date (among equal dates, in the order recorded). The items
-        that change are written; returned: the contract and its JSON columns."""
+        that change are held in ``entry`` (a new contract's item rows are replaced; an
+        older one's SKUs that have no row are left so, as the update of no row did)."""
         contract = event["aggregate_id"]
         change = ScheduledChange(
             effective_date=date.fromisoformat(event["data"]["effective_date"]),
-            changes=[ItemChange.model_validate(c) for c in event["data"]["changes"]],
+            changes=[item_change(c) for c in event["data"]["changes"]],
         )
-        amendments = sorted([*sub.amendments, change], key=lambda c: c.effective_date)
+        amendments = sorted(
+            [*sub.amendments, _with_json(change)],
+            key=lambda c: c[0].effective_date,
+        )
         today = datetime.fromisoformat(event["recorded_at"]).date()
-        items, ahead = bring_into_force(sub.initial, amendments, today)
+        items, _ = bring_into_force(sub.initial, [c for c, _ in amendments], today)
+        entry.ahead = [j for c, j in amendments if c.effective_date > today]
         written: dict[str, _Written] = {}
         for item in items:
             price = unit_price(item.unit_price, sub.currency)
             written[item.sku] = (item.rate_plan, str(item.quantity), str(price))
-            if sub.items is None or sub.items.get(item.sku) != written[item.sku]:
-                cursor.execute(
-                    _UPDATE_ITEM, (item.rate_plan, item.quantity, price, contract, item.sku)
-                )
-        log = {
-            "initial_items": sub.initial_json,
-            "amendments": [c.model_dump(mode="json") for c in amendments],
-        }
-        scheduled = [c.model_dump(mode="json") for c in ahead]
-        return (
-            replace(sub, amendments=amendments, items=written),
-            (json.dumps(log), json.dumps(scheduled)),
-        )
+            if sub.items is not None and sub.items.get(item.sku) == written[item.sku]:
+                continue
+            if entry.new is None:
+                entry.items[item.sku] = (item.rate_plan, item.quantity, price, contract, item.sku)
+            elif (row := entry.items.get(item.sku)) is not None:
+                entry.items[item.sku] = (*row[:2], item.rate_plan, item.quantity, price, *row[5:])
+        sub.amendments, sub.items = amendments, written

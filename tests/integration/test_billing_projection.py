@@ -10,8 +10,12 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+import pytest
+
 from adapters.bootstrap import Runtime
+from adapters.projections.runner import ProjectionFailed
 from projections.billing.subscriptions import ITEMS, SUBSCRIPTIONS, BillingSubscriptions
+from projections.definition import Envelope, Position, ViewCursor
 from tests.integration.commands import item, new_contract, new_customer, new_order, run
 from tests.integration.projection_support import rebuild, rows, runner, status
 
@@ -263,3 +267,65 @@ def test_a_runner_starting_between_events_reads_the_row_and_ends_as_a_rebuild_do
     rebuild(runtime, BILLING)
     runner(runtime, BILLING).catch_up()
     assert (subscriptions(runtime), items(runtime)) == before
+
+
+class FailsAtRenewal(BillingSubscriptions):
+    """Billing that cannot apply a renewal: stops the projection in mid-batch."""
+
+    def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
+        if event["type"] == "ContractRenewed":
+            raise RuntimeError("renewal refused")
+        super().apply(event, at, cursor)
+
+
+def test_held_contracts_come_out_alike_in_any_batching_and_never_outlive_a_failed_batch(
+    runtime: Runtime,
+) -> None:
+    """Contracts' events interleaved: written once per run from what the memo holds (new
+    rows inserted, older ones updated), the rows must not depend on where batches end, and
+    a batch that fails must leave neither rows nor held state behind."""
+    today = datetime.now(UTC).date()
+    start, end = today - timedelta(days=10), today + timedelta(days=355)
+    first, _, _ = contract(runtime, start, end)
+    second, _, _ = contract(runtime, start, end)
+    run(runtime, "contract", "activate", {"billing_subscription_id": "sub_a"}, aggregate_id=first)
+    body = {"changes": [{"sku": "PLAN-PRO", "quantity": "3"}], "effective_date": start.isoformat()}
+    run(runtime, "contract", "amend", body, aggregate_id=second)
+    third, _, _ = contract(runtime, start, end)
+    body = {"changes": [{"sku": "API-CALLS", "unit_price": "0.0005"}], "effective_date": str(start)}
+    run(runtime, "contract", "amend", body, aggregate_id=first)
+    run(runtime, "contract", "activate", {"billing_subscription_id": "sub_c"}, aggregate_id=third)
+    run(
+        runtime,
+        "contract",
+        "renew",
+        {"new_term_end": str(end + timedelta(days=365))},
+        aggregate_id=third,
+    )
+    run(runtime, "contract", "amend", body, aggregate_id=third)
+
+    worker = runner(runtime, FailsAtRenewal(), batch=50)
+    with pytest.raises(ProjectionFailed) as failed:
+        worker.catch_up()
+    assert "renewal refused" in failed.value.reason
+    # What precedes the renewal is committed (the third contract created, activated) ...
+    assert [r["contract_id"] for r in subscriptions(runtime)] == sorted([first, second, third])
+    assert {r["contract_id"]: r["version"] for r in subscriptions(runtime)}[third] == 2
+    worker.projection = BILLING
+    worker.catch_up()
+    followed = (subscriptions(runtime), items(runtime))
+    # ... and the rest applied after it from a fresh memo: the amended prices and quantity.
+    by_contract: dict[UUID, dict[str, tuple[Decimal, Decimal]]] = {}
+    for row in rows(runtime, "billing_subscription_items", order_by="contract_id, sku"):
+        by_contract.setdefault(row[0], {})[row[1]] = (row[3], row[4])
+    assert by_contract == {
+        first: {"API-CALLS": (0, Decimal("0.0005")), "PLAN-PRO": (2, Decimal("99.50"))},
+        second: {"API-CALLS": (0, Decimal("0.0004")), "PLAN-PRO": (3, Decimal("99.50"))},
+        third: {"API-CALLS": (0, Decimal("0.0005")), "PLAN-PRO": (2, Decimal("99.50"))},
+    }
+    renewed = {r["contract_id"]: r for r in followed[0]}[third]
+    assert (renewed["version"], renewed["term_end"]) == (4, end + timedelta(days=365))
+    for batch in (1, 3, 500):
+        rebuild(runtime, BILLING)
+        runner(runtime, BILLING, batch=batch).catch_up()
+        assert (subscriptions(runtime), items(runtime)) == followed

@@ -135,7 +135,7 @@ def forget(settings: Settings, projection: Projection) -> None:
                 sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier(schema, view.name))
             )
         for table in projection.tables:
-            for name in (table.name, f"{table.name}{SHADOW_SUFFIX}"):
+            for name in (table.name, f"{table.name}{SHADOW_SUFFIX}", f"raw__{table.name}"):
                 conn.execute(
                     sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(schema, name))
                 )

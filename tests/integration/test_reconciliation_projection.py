@@ -386,3 +386,56 @@ def test_unapplied_cash_per_month_end(runtime: Runtime) -> None:
         ("2026-10-31", customer, "EUR", Decimal("150.00")),
         ("2026-11-30", customer, "EUR", Decimal("50.00")),
     ]
+
+
+def test_a_metered_usage_item_agrees_with_any_ordered_usage_quantity(runtime: Runtime) -> None:
+    """Billing meters usage: its usage item carries quantity 0 (pay as you go), whatever
+    usage the order committed, so that is no ORDER_CONTRACT_MISMATCH. A usage item that does
+    carry a quantity is compared, and a SKU on one side only is a break either way."""
+    customer = new_customer(runtime)
+    usage = {"sku": "API", "quantity": "1000", "unit_price": "0.01", "charge_type": "usage"}
+    body = {
+        "customer_id": str(customer),
+        "lines": [
+            {"sku": "PLAN-PRO", "quantity": "2", "unit_price": "99.50", "charge_type": "recurring"},
+            usage,
+        ],
+        "currency": "EUR",
+        "term_months": 12,
+        "start_date": "2026-12-01",
+        "booking_date": "2026-11-29",
+    }
+    plan = item("PLAN-PRO", "PRO-M", "2", "20.00", "recurring")
+    contracts = {}
+    for name, items in (
+        ("metered", [plan, item("API", "API-M", "0", "0.01", "usage")]),
+        ("committed", [plan, item("API", "API-M", "1000", "0.01", "usage")]),
+        ("other", [plan, item("API", "API-M", "500", "0.01", "usage")]),
+    ):
+        order = UUID(run(runtime, "order", "place", body).body["id"])
+        contracts[name] = new_contract(runtime, customer, order, items)
+    # A metered item of a SKU the order does not have: billing bills what was not sold.
+    unsold = new_contract(
+        runtime,
+        customer,
+        new_order(runtime, customer),
+        [plan, item("API", "API-M", "0", "1", "usage")],
+    )
+    runner(runtime, VIEW).catch_up()
+
+    found = breaks(runtime)
+    assert f"ORDER_CONTRACT_MISMATCH:{contracts['metered']}" not in found
+    assert f"ORDER_CONTRACT_MISMATCH:{contracts['committed']}" not in found
+    other = found[f"ORDER_CONTRACT_MISMATCH:{contracts['other']}"]
+    assert (other["detail"], other["expected_amount"], other["actual_amount"]) == (
+        "API: order 1000, contract 500",
+        Decimal("1000"),
+        Decimal("500"),
+    )
+    assert found[f"ORDER_CONTRACT_MISMATCH:{unsold}"]["detail"] == "API: order none, contract 0"
+
+    # Metered is the usage item's quantity 0, whenever billing set it so.
+    amend = {"changes": [{"sku": "API", "quantity": "0"}], "effective_date": "2026-12-15"}
+    run(runtime, "contract", "amend", amend, aggregate_id=contracts["other"])
+    runner(runtime, VIEW).catch_up()
+    assert breaks(runtime)[f"ORDER_CONTRACT_MISMATCH:{contracts['other']}"]["closed_at"]

@@ -96,7 +96,7 @@ _INSERT = (
     "closed_at, lineage, changed_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
     "NULL, %s, %s)"
 )
-_UPDATE = (
+_SET = (
     "UPDATE {recon_breaks} SET customer_id = %s, currency = %s, expected_amount = %s, "
     "expected_by = %s, actual_amount = %s, actual_by = %s, detail = %s, opened_at = %s, "
     "closed_at = %s, changed_at = %s WHERE break_key = %s"
@@ -107,24 +107,30 @@ _HISTORY = (
 )
 
 
-def _update(cursor: ViewCursor, key: str, row: Break, closed: datetime | None) -> None:
+def _set(
+    cursor: ViewCursor,
+    key: str,
+    row: Break,
+    closed: datetime | None,
+    history: tuple[object, ...] = (),
+) -> None:
     f = row.found
-    cursor.execute(
-        _UPDATE,
-        (
-            f.customer_id,
-            f.currency,
-            f.expected,
-            f.expected_by,
-            f.actual,
-            f.actual_by,
-            f.detail,
-            row.opened_at,
-            closed,
-            row.changed_at,
-            key,
-        ),
+    params = (
+        f.customer_id,
+        f.currency,
+        f.expected,
+        f.expected_by,
+        f.actual,
+        f.actual_by,
+        f.detail,
+        row.opened_at,
+        closed,
+        row.changed_at,
+        key,
     )
+    cursor.execute(_SET, params)
+    if history:
+        cursor.execute(_HISTORY, (key, *history))
 
 
 def settle(
@@ -144,39 +150,39 @@ def settle(
             # Never before its opening, whichever store came first.
             closed = max(row.opened_at, business_time(event))
             row.open, row.changed_at = False, closed
-            _update(cursor, key, row, closed)
-            history = (key, event["event_id"], "closed", closed, row.found.expected)
-            cursor.execute(_HISTORY, (*history, row.found.actual))
+            history = (event["event_id"], "closed", closed, row.found.expected, row.found.actual)
+            _set(cursor, key, row, closed, history)
         return
     at = business_time(event)
-    if row is None:
-        breaks.rows[code] = Break(True, found, at, at)
-        cursor.execute(
-            _INSERT,
-            (
-                key,
-                code,
-                kind,
-                object_id,
-                found.customer_id,
-                found.currency,
-                found.expected,
-                found.expected_by,
-                found.actual,
-                found.actual_by,
-                found.detail,
-                at,
-                f"/v1/lineage/{object_id}",
-                at,
-            ),
-        )
-    elif row.open:
+    if row is not None and row.open:
         if row.changed_at == at and row.found.same(found):
             return
         row.found, row.changed_at = found, at
-        _update(cursor, key, row, None)
+        _set(cursor, key, row, None)
         return
-    else:
+    opening = (event["event_id"], "opened", at, found.expected, found.actual)
+    if row is not None:  # closed: it opens again
         row.open, row.found, row.opened_at, row.changed_at = True, found, at, at
-        _update(cursor, key, row, None)
-    cursor.execute(_HISTORY, (key, event["event_id"], "opened", at, found.expected, found.actual))
+        _set(cursor, key, row, None, opening)
+        return
+    breaks.rows[code] = Break(True, found, at, at)
+    cursor.execute(
+        _INSERT,
+        (
+            key,
+            code,
+            kind,
+            object_id,
+            found.customer_id,
+            found.currency,
+            found.expected,
+            found.expected_by,
+            found.actual,
+            found.actual_by,
+            found.detail,
+            at,
+            f"/v1/lineage/{object_id}",
+            at,
+        ),
+    )
+    cursor.execute(_HISTORY, (key, *opening))

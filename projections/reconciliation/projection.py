@@ -18,9 +18,10 @@ Money is exact numeric from the events' decimal strings; times are the events' t
 
 Why every write sets final values from the memo (``facts.py``): the facts of each object
 are remembered, so a change is computed here and written as the row's new values (one
-statement text per table and kind of write, so runs of them fold), and the checks need no
-read-back. ``paid_at`` is computed here too: when the invoice first became settled in full
-by payments (cleared if it reopens).
+statement text per table and kind of write), and the checks need no read-back; an event's
+writes then go as one statement (``writes.py``), so runs of events of one kind fold.
+``paid_at`` is computed here too: when the invoice first became settled in full by
+payments (cleared if it reopens).
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from decimal import Decimal
 from typing import Any, ClassVar
 from uuid import UUID
 
-from projections.definition import Envelope, Table, View, ViewCursor
+from projections.definition import Envelope, Position, Table, View, ViewCursor
 from projections.reconciliation import checks, facts
 from projections.reconciliation.tables import BREAK_EVENTS, BREAKS, FACTS
 from projections.reconciliation.views import VIEWS
+from projections.reconciliation.writes import EventWrites
 from projections.rows import PerAggregate, business_time
 
 
@@ -69,6 +71,12 @@ class Reconciliation(PerAggregate):
     stores: ClassVar[tuple[str, ...]] = ("orders", "contracts", "invoices", "payments")
     tables: ClassVar[tuple[Table, ...]] = (*FACTS, BREAKS, BREAK_EVENTS)
     views: ClassVar[tuple[View, ...]] = VIEWS
+
+    def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
+        """The event's writes go as one statement (see ``writes.py``)."""
+        writes = EventWrites(cursor)
+        super().apply(event, at, writes)
+        writes.send()
 
     # -- orders -------------------------------------------------------------------------
 
@@ -328,7 +336,7 @@ class Reconciliation(PerAggregate):
                     when,
                 ),
             )
-            self._move(cursor, event, received, amount)
+            cursor.execute(self._MOVE, (payment_id, event["version"], received, amount))
             checks.payment(cursor, event, payment_id)
             return
         entry = facts.payment(cursor, payment_id)
@@ -351,13 +359,10 @@ class Reconciliation(PerAggregate):
             "changed_at = %s WHERE payment_id = %s",
             (entry.customer_id, entry.unapplied, entry.status, when, payment_id),
         )
-        self._move(cursor, event, when, entry.unapplied)
+        cursor.execute(self._MOVE, (payment_id, event["version"], when, entry.unapplied))
         checks.payment(cursor, event, payment_id)
 
-    @staticmethod
-    def _move(cursor: ViewCursor, event: Envelope, when: datetime, unapplied: Decimal) -> None:
-        cursor.execute(
-            "INSERT INTO {recon_payment_moves} (payment_id, version, at, unapplied) "
-            "VALUES (%s, %s, %s, %s)",
-            (event["aggregate_id"], event["version"], when, unapplied),
-        )
+    _MOVE: ClassVar[str] = (
+        "INSERT INTO {recon_payment_moves} (payment_id, version, at, unapplied) "
+        "VALUES (%s, %s, %s, %s)"
+    )

@@ -12,6 +12,7 @@ from uuid import UUID
 
 from adapters.bootstrap import Runtime
 from hub.application.service import Origin
+from projections.definition import Envelope, Position, ViewCursor
 from projections.reconciliation.projection import Reconciliation
 from projections.reconciliation.tables import BREAKS
 from tests.integration.commands import (
@@ -24,6 +25,7 @@ from tests.integration.commands import (
     run,
 )
 from tests.integration.projection_support import connect, rebuild, rows, runner
+from tests.integration.quarter import play
 
 VIEW = Reconciliation()
 
@@ -439,3 +441,49 @@ def test_a_metered_usage_item_agrees_with_any_ordered_usage_quantity(runtime: Ru
     run(runtime, "contract", "amend", amend, aggregate_id=contracts["other"])
     runner(runtime, VIEW).catch_up()
     assert breaks(runtime)[f"ORDER_CONTRACT_MISMATCH:{contracts['other']}"]["closed_at"]
+
+
+class Forgetful(Reconciliation):
+    """The projection forgetting its memo before every third event: each fact, break and
+    link is then read back from the rows (as after a restart), mid-batch too."""
+
+    def __init__(self) -> None:
+        self.events = 0
+
+    def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
+        self.events += 1
+        if self.events % 3 == 0:
+            cursor.memo.clear()
+        super().apply(event, at, cursor)
+
+
+class ForgetfulReversed(Forgetful):
+    stores = StoresReversed.stores
+
+
+def every_row(runtime: Runtime) -> dict[str, list[tuple[Any, ...]]]:
+    return {t.name: rows(runtime, t.name, ", ".join(t.primary_key)) for t in VIEW.tables}
+
+
+def test_what_is_read_back_after_a_restart_builds_the_same_rows(runtime: Runtime) -> None:
+    """A memo emptied at any point (a restart, a failed batch) reads the facts back from the
+    rows: the view is the one a run remembering everything builds, in either store order
+    (reversed, in one batch: every invoice arrives before the order or contract it names)."""
+    customer = new_customer(runtime)
+    cancelled = new_order(runtime, customer)
+    orphan = new_invoice(runtime, customer, "40.00", order=cancelled)
+    run(runtime, "order", "cancel", {"reason": "lost"}, aggregate_id=cancelled)
+    post = {"erp_document_number": "INV-7", "total": eur("41.00"), "subtotal": eur("41.00")}
+    run(runtime, "invoice", "post", post, aggregate_id=orphan)
+    play(runtime)
+    cases = ((Forgetful(), VIEW, 7), (ForgetfulReversed(), StoresReversed(), 500))
+    for forgetful, remembering, batch in cases:
+        rebuild(runtime, VIEW)
+        runner(runtime, forgetful, batch=batch).catch_up()
+        assert forgetful.events > 40
+        read_back = every_row(runtime)
+        assert len(read_back["recon_break_events"]) > 10
+
+        rebuild(runtime, VIEW)
+        runner(runtime, remembering, batch=batch).catch_up()
+        assert every_row(runtime) == read_back

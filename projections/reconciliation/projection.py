@@ -73,7 +73,10 @@ class Reconciliation(PerAggregate):
     views: ClassVar[tuple[View, ...]] = VIEWS
 
     def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
-        """The event's writes go as one statement (see ``writes.py``)."""
+        """The event's writes go as one statement (see ``writes.py``). Whether the memo
+        holds every row is settled before the first write after it was emptied (see
+        ``facts.complete``): asked later, the rows just written would say no."""
+        facts.complete(cursor)
         writes = EventWrites(cursor)
         super().apply(event, at, writes)
         writes.send()

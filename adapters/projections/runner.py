@@ -123,9 +123,16 @@ class _Cursor:
         compiled: Callable[[str], str],
         pipeline: psycopg.Pipeline | None,
         memo: dict[Any, Any] | None = None,
+        reader: psycopg.Cursor[Any] | None = None,
     ) -> None:
         self.memo: dict[Any, Any] = {} if memo is None else memo
         self.cursor = cursor
+        self.reader = cursor if reader is None else reader
+        """Where reads go: not the writes' cursor. Why: in a pipeline psycopg hands each
+        result to the cursor that sent it, and a cursor's fetch waits only while that
+        cursor holds no result yet; a write's result arriving after a read was sent on the
+        same cursor would be taken for the read's (a "didn't produce records" error, which
+        costs the batch a slow replay, or another statement's row)."""
         self.compiled = compiled
         self.pipeline = pipeline
         self._runs: dict[str, list[Sequence[Any]]] = {}
@@ -197,8 +204,8 @@ class _Cursor:
 
     def fetchone(self, statement: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         self.flush()
-        self.cursor.execute(self.compiled(statement), params)
-        row: tuple[Any, ...] | None = self.cursor.fetchone()
+        self.reader.execute(self.compiled(statement), params)
+        row: tuple[Any, ...] | None = self.reader.fetchone()
         return row
 
 
@@ -569,6 +576,7 @@ class ProjectionRunner:
             conn.pipeline() if pipelined else nullcontext() as pipeline,
             conn.transaction(),
             conn.cursor() as cursor,
+            conn.cursor() as reader,
         ):
             positions = dict(
                 cursor.execute(
@@ -580,7 +588,11 @@ class ProjectionRunner:
                 ).fetchall()
             )
             view = _Cursor(
-                cursor, lambda s: self._statement(generation, s), pipeline, self._memos[generation]
+                cursor,
+                lambda s: self._statement(generation, s),
+                pipeline,
+                self._memos[generation],
+                reader,
             )
             for store in self.projection.stores:
                 if not self._store_exists(store):
@@ -588,7 +600,7 @@ class ProjectionRunner:
                 after = int(positions.get(store, 0))
                 until = before.position if before is not None and before.store == store else None
                 limit = self.batch * (REBUILD_BATCH_FACTOR if generation == SHADOW else 1)
-                events = self._read(cursor, store, after, until, limit)
+                events = self._read(reader, store, after, until, limit)
                 for at, event in events:
                     try:
                         self.projection.apply(event, at, view)

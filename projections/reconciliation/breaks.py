@@ -7,18 +7,26 @@ found (or None); the row follows, and the history keeps each opening and closing
 event that caused it. Times are the events' times, never the clock, so a rebuild is
 identical; a closing is stamped no earlier than its opening (the closing event may come
 from another store whose events are older, e.g. an order applied after its invoice).
+
+Why the rows are written from what is remembered (:class:`Breaks`, kept in the memo with
+the object's facts): the row's state decides what to write (insert, reopen, close), and
+reading it back cost a round trip per check. Every write sets the row's final values, in
+one statement text per kind of write, so a run of them goes as one ``executemany``. A
+check that finds an open break as it stands writes only when its time is not the row's
+``changed_at`` already: the row then reads exactly as the upsert of every check made it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from projections.definition import Envelope, ViewCursor
 from projections.rows import business_time
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Finding:
     """A disagreement: who says what, for whom, in words."""
 
@@ -30,22 +38,99 @@ class Finding:
     actual_by: str
     detail: str
 
+    def same(self, other: Finding) -> bool:
+        """The same row values (amounts by their text: 2 and 2.0 are written apart)."""
+        return (
+            self.detail == other.detail
+            and str(self.expected) == str(other.expected)
+            and str(self.actual) == str(other.actual)
+            and self.customer_id == other.customer_id
+            and self.currency == other.currency
+            and self.expected_by == other.expected_by
+            and self.actual_by == other.actual_by
+        )
 
-_UPSERT = (
+
+@dataclass(slots=True)
+class Break:
+    """A row of recon_breaks as stored (its key, kind and lineage follow from the object)."""
+
+    open: bool
+    found: Finding
+    opened_at: datetime
+    changed_at: datetime
+
+
+_LOAD = (
+    "SELECT closed_at IS NULL, customer_id::text, currency, expected_amount, expected_by, "
+    "actual_amount, actual_by, detail, opened_at, changed_at FROM {recon_breaks} "
+    "WHERE break_key = %s"
+)
+
+
+class Breaks:
+    """One object's break rows by code; ``known``: a code not held has no row."""
+
+    __slots__ = ("known", "rows")
+
+    def __init__(self, known: bool) -> None:
+        self.known = known
+        self.rows: dict[str, Break | None] = {}
+
+    def row(self, cursor: ViewCursor, code: str, key: str) -> Break | None:
+        if code in self.rows:
+            return self.rows[code]
+        found = None
+        if not self.known:
+            row = cursor.fetchone(_LOAD, (key,))
+            if row is not None:
+                finding = Finding(row[1], row[2], row[3], row[4], row[5], row[6], row[7])
+                found = Break(bool(row[0]), finding, row[8], row[9])
+        self.rows[code] = found
+        return found
+
+
+_INSERT = (
     "INSERT INTO {recon_breaks} (break_key, code, object_kind, object_id, customer_id, "
     "currency, expected_amount, expected_by, actual_amount, actual_by, detail, opened_at, "
     "closed_at, lineage, changed_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-    "NULL, %s, %s) ON CONFLICT (break_key) DO UPDATE SET customer_id = EXCLUDED.customer_id, "
-    "currency = EXCLUDED.currency, expected_amount = EXCLUDED.expected_amount, "
-    "expected_by = EXCLUDED.expected_by, actual_amount = EXCLUDED.actual_amount, "
-    "actual_by = EXCLUDED.actual_by, detail = EXCLUDED.detail, changed_at = EXCLUDED.changed_at, "
-    "opened_at = CASE WHEN {recon_breaks}.closed_at IS NULL THEN {recon_breaks}.opened_at "
-    "ELSE EXCLUDED.opened_at END, closed_at = NULL"
+    "NULL, %s, %s)"
+)
+_SET = (
+    "UPDATE {recon_breaks} SET customer_id = %s, currency = %s, expected_amount = %s, "
+    "expected_by = %s, actual_amount = %s, actual_by = %s, detail = %s, opened_at = %s, "
+    "closed_at = %s, changed_at = %s WHERE break_key = %s"
 )
 _HISTORY = (
     "INSERT INTO {recon_break_events} (break_key, event_id, change, at, expected_amount, "
     "actual_amount) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
 )
+
+
+def _set(
+    cursor: ViewCursor,
+    key: str,
+    row: Break,
+    closed: datetime | None,
+    history: tuple[object, ...] = (),
+) -> None:
+    f = row.found
+    params = (
+        f.customer_id,
+        f.currency,
+        f.expected,
+        f.expected_by,
+        f.actual,
+        f.actual_by,
+        f.detail,
+        row.opened_at,
+        closed,
+        row.changed_at,
+        key,
+    )
+    cursor.execute(_SET, params)
+    if history:
+        cursor.execute(_HISTORY, (key, *history))
 
 
 def settle(
@@ -55,29 +140,34 @@ def settle(
     kind: str,
     object_id: str,
     found: Finding | None,
+    breaks: Breaks,
 ) -> None:
     """Make break ``code`` of ``object_id`` open with ``found``, or closed when None."""
     key = f"{code}:{object_id}"
-    at = business_time(event)
-    row = cursor.fetchone(
-        "SELECT closed_at IS NULL, expected_amount, actual_amount, greatest(opened_at, %s) "
-        "FROM {recon_breaks} "
-        "WHERE break_key = %s",
-        (at, key),
-    )
-    is_open = row is not None and bool(row[0])
+    row = breaks.row(cursor, code, key)
     if found is None:
-        if is_open:
-            assert row is not None
-            closed = row[3]  # never before its opening, whichever store came first
-            cursor.execute(
-                "UPDATE {recon_breaks} SET closed_at = %s, changed_at = %s WHERE break_key = %s",
-                (closed, closed, key),
-            )
-            cursor.execute(_HISTORY, (key, event["event_id"], "closed", closed, row[1], row[2]))
+        if row is not None and row.open:
+            # Never before its opening, whichever store came first.
+            closed = max(row.opened_at, business_time(event))
+            row.open, row.changed_at = False, closed
+            history = (event["event_id"], "closed", closed, row.found.expected, row.found.actual)
+            _set(cursor, key, row, closed, history)
         return
+    at = business_time(event)
+    if row is not None and row.open:
+        if row.changed_at == at and row.found.same(found):
+            return
+        row.found, row.changed_at = found, at
+        _set(cursor, key, row, None)
+        return
+    opening = (event["event_id"], "opened", at, found.expected, found.actual)
+    if row is not None:  # closed: it opens again
+        row.open, row.found, row.opened_at, row.changed_at = True, found, at, at
+        _set(cursor, key, row, None, opening)
+        return
+    breaks.rows[code] = Break(True, found, at, at)
     cursor.execute(
-        _UPSERT,
+        _INSERT,
         (
             key,
             code,
@@ -95,6 +185,4 @@ def settle(
             at,
         ),
     )
-    if not is_open:
-        history = (key, event["event_id"], "opened", at, found.expected, found.actual)
-        cursor.execute(_HISTORY, history)
+    cursor.execute(_HISTORY, (key, *opening))

@@ -15,6 +15,13 @@ do not count: they are documents of their own on both sides (an ERP credit memo 
 invoice). It closes when an ERP revision (or a billing change) makes them agree.
 
 Money is exact numeric from the events' decimal strings; times are the events' times.
+
+Why every write sets final values from the memo (``facts.py``): the facts of each object
+are remembered, so a change is computed here and written as the row's new values (one
+statement text per table and kind of write), and the checks need no read-back; an event's
+writes then go as one statement (``writes.py``), so runs of events of one kind fold.
+``paid_at`` is computed here too: when the invoice first became settled in full by
+payments (cleared if it reopens).
 """
 
 from __future__ import annotations
@@ -22,11 +29,13 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
+from uuid import UUID
 
-from projections.definition import Envelope, Table, View, ViewCursor
-from projections.reconciliation import checks
+from projections.definition import Envelope, Position, Table, View, ViewCursor
+from projections.reconciliation import checks, facts
 from projections.reconciliation.tables import BREAK_EVENTS, BREAKS, FACTS
 from projections.reconciliation.views import VIEWS
+from projections.reconciliation.writes import EventWrites
 from projections.rows import PerAggregate, business_time
 
 
@@ -38,6 +47,11 @@ def _erp_total(data: dict[str, Any]) -> Decimal | None:
     """The ERP's total of a posting or revision; None: the posting said none (billing's)."""
     amounts = data.get("erp_amounts")
     return None if amounts is None else _amount(amounts["total"])
+
+
+def _uuid(value: Any) -> str | None:
+    """A referenced id as the tables write it back (canonical text), to key the memo."""
+    return None if value is None else str(UUID(str(value)))
 
 
 def _quantities(lines: list[dict[str, Any]]) -> dict[str, Decimal]:
@@ -53,47 +67,67 @@ def _quantities(lines: list[dict[str, Any]]) -> dict[str, Decimal]:
 class Reconciliation(PerAggregate):
     name: ClassVar[str] = "reconciliation"
     title: ClassVar[str] = "Reconciliation breaks and SLAs"
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
     stores: ClassVar[tuple[str, ...]] = ("orders", "contracts", "invoices", "payments")
     tables: ClassVar[tuple[Table, ...]] = (*FACTS, BREAKS, BREAK_EVENTS)
     views: ClassVar[tuple[View, ...]] = VIEWS
 
+    def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
+        """The event's writes go as one statement (see ``writes.py``). Whether the memo
+        holds every row is settled before the first write after it was emptied (see
+        ``facts.complete``): asked later, the rows just written would say no."""
+        facts.complete(cursor)
+        writes = EventWrites(cursor)
+        super().apply(event, at, writes)
+        writes.send()
+
     # -- orders -------------------------------------------------------------------------
+
+    _ORDER_UPDATE: ClassVar[str] = (
+        "UPDATE {recon_orders} SET total = %s, status = %s, changed_at = %s WHERE order_id = %s"
+    )
 
     def _order(self, event: Envelope, cursor: ViewCursor) -> None:
         data, order_id, when = event["data"], event["aggregate_id"], business_time(event)
-        if event["type"] == "OrderPlaced":
+        kind = event["type"]
+        if kind == "OrderPlaced":
+            entry = facts.order(cursor, order_id)
             opportunity = data.get("opportunity_amount")
+            entry.exists, entry.customer_id, entry.currency = (
+                True,
+                data["customer_id"],
+                data["currency"],
+            )
+            entry.opportunity = None if opportunity is None else _amount(opportunity)
+            entry.total, entry.status = _amount(data["totals"]["total"]), "open"
             cursor.execute(
                 "INSERT INTO {recon_orders} (order_id, customer_id, currency, "
                 "opportunity_amount, total, status, placed_at, changed_at) "
                 "VALUES (%s, %s, %s, %s, %s, 'open', %s, %s)",
                 (
                     order_id,
-                    data["customer_id"],
-                    data["currency"],
-                    None if opportunity is None else _amount(opportunity),
-                    _amount(data["totals"]["total"]),
+                    entry.customer_id,
+                    entry.currency,
+                    entry.opportunity,
+                    entry.total,
                     when,
                     when,
                 ),
             )
-            self._order_items(cursor, order_id, data["lines"])
-            checks.invoices_naming(cursor, event, "order_id", order_id)
-        elif event["type"] == "OrderAmended":
-            cursor.execute(
-                "UPDATE {recon_orders} SET total = %s, changed_at = %s WHERE order_id = %s",
-                (_amount(data["totals"]["total"]), when, order_id),
-            )
-            cursor.execute("DELETE FROM {recon_order_items} WHERE order_id = %s", (order_id,))
-            self._order_items(cursor, order_id, data["lines"])
-        elif event["type"] in ("OrderRejected", "OrderCancelled"):
-            status = "rejected" if event["type"] == "OrderRejected" else "cancelled"
-            cursor.execute(
-                "UPDATE {recon_orders} SET status = %s, changed_at = %s WHERE order_id = %s",
-                (status, when, order_id),
-            )
-            checks.invoices_naming(cursor, event, "order_id", order_id)
+            self._order_items(cursor, entry, order_id, data["lines"])
+            checks.invoices_naming(cursor, event, entry.invoices)
+        elif kind == "OrderAmended":
+            entry = facts.order(cursor, order_id)
+            if entry.exists:
+                entry.total = _amount(data["totals"]["total"])
+                cursor.execute(self._ORDER_UPDATE, (entry.total, entry.status, when, order_id))
+            self._order_items(cursor, entry, order_id, data["lines"])
+        elif kind in ("OrderRejected", "OrderCancelled"):
+            entry = facts.order(cursor, order_id)
+            if entry.exists:
+                entry.status = "rejected" if kind == "OrderRejected" else "cancelled"
+                cursor.execute(self._ORDER_UPDATE, (entry.total, entry.status, when, order_id))
+            checks.invoices_naming(cursor, event, entry.invoices)
             return
         else:
             return
@@ -101,16 +135,34 @@ class Reconciliation(PerAggregate):
         checks.contracts_of(cursor, event, order_id)
 
     @staticmethod
-    def _order_items(cursor: ViewCursor, order_id: str, lines: list[dict[str, Any]]) -> None:
-        for sku, quantity in sorted(_quantities(lines).items()):
+    def _order_items(
+        cursor: ViewCursor, entry: facts.Order, order_id: str, lines: list[dict[str, Any]]
+    ) -> None:
+        """The rows become the lines' quantities: only what differs is written."""
+        now, before = _quantities(lines), entry.items
+        for sku in sorted(before.keys() - now.keys()):
             cursor.execute(
-                "INSERT INTO {recon_order_items} (order_id, sku, quantity) VALUES (%s, %s, %s)",
-                (order_id, sku, quantity),
+                "DELETE FROM {recon_order_items} WHERE order_id = %s AND sku = %s",
+                (order_id, sku),
             )
+        for sku, quantity in sorted(now.items()):
+            held = before.get(sku)
+            if held is None:
+                cursor.execute(
+                    "INSERT INTO {recon_order_items} (order_id, sku, quantity) VALUES (%s, %s, %s)",
+                    (order_id, sku, quantity),
+                )
+            elif str(held) != str(quantity):
+                cursor.execute(
+                    "UPDATE {recon_order_items} SET quantity = %s WHERE order_id = %s AND sku = %s",
+                    (quantity, order_id, sku),
+                )
+        entry.items = now
 
     # -- contracts ----------------------------------------------------------------------
 
     _CONTRACT_STATUS: ClassVar[dict[str, str]] = {
+        "ContractActivated": "active",
         "ContractSuspended": "suspended",
         "ContractResumed": "active",
         "ContractCancelled": "cancelled",
@@ -120,38 +172,52 @@ class Reconciliation(PerAggregate):
         data, contract_id, when = event["data"], event["aggregate_id"], business_time(event)
         kind = event["type"]
         if kind == "ContractCreated":
+            entry = facts.contract(cursor, contract_id)
+            order_id = _uuid(data["order_id"])
+            assert order_id is not None
+            entry.exists, entry.order_id, entry.customer_id = True, order_id, data["customer_id"]
+            entry.status, entry.activated_at = "pending", None
             cursor.execute(
                 "INSERT INTO {recon_contracts} (contract_id, order_id, customer_id, status, "
                 "activated_at, changed_at) VALUES (%s, %s, %s, 'pending', NULL, %s)",
-                (contract_id, data["order_id"], data["customer_id"], when),
+                (contract_id, order_id, entry.customer_id, when),
             )
             for item in data["items"]:
+                made = facts.Item(Decimal(str(item["quantity"])), item.get("charge_type"))
+                entry.items[item["sku"]] = made
                 cursor.execute(
-                    "INSERT INTO {recon_contract_items} (contract_id, sku, quantity) "
-                    "VALUES (%s, %s, %s)",
-                    (contract_id, item["sku"], Decimal(str(item["quantity"]))),
+                    "INSERT INTO {recon_contract_items} (contract_id, sku, quantity, charge_type) "
+                    "VALUES (%s, %s, %s, %s)",
+                    (contract_id, item["sku"], made.quantity, made.charge_type),
                 )
-            checks.invoices_naming(cursor, event, "contract_id", contract_id)
-        elif kind == "ContractActivated":
-            cursor.execute(
-                "UPDATE {recon_contracts} SET status = 'active', activated_at = %s, "
-                "changed_at = %s WHERE contract_id = %s",
-                (when, when, contract_id),
-            )
-            return
+            owner = facts.known_order(cursor, order_id)
+            if owner is not None:
+                owner.contracts.append(contract_id)
+            checks.invoices_naming(cursor, event, entry.invoices)
         elif kind == "ContractAmended":
+            entry = facts.contract(cursor, contract_id)
             for change in data["changes"]:
-                if change.get("quantity") is not None:
+                held = entry.items.get(change["sku"])
+                if change.get("quantity") is not None and held is not None:
+                    held.quantity = Decimal(str(change["quantity"]))
                     cursor.execute(
                         "UPDATE {recon_contract_items} SET quantity = %s "
                         "WHERE contract_id = %s AND sku = %s",
-                        (Decimal(str(change["quantity"])), contract_id, change["sku"]),
+                        (held.quantity, contract_id, change["sku"]),
                     )
         elif kind in self._CONTRACT_STATUS:
-            cursor.execute(
-                "UPDATE {recon_contracts} SET status = %s, changed_at = %s WHERE contract_id = %s",
-                (self._CONTRACT_STATUS[kind], when, contract_id),
-            )
+            entry = facts.contract(cursor, contract_id)
+            if entry.exists:
+                entry.status = self._CONTRACT_STATUS[kind]
+                if kind == "ContractActivated":
+                    entry.activated_at = when
+                cursor.execute(
+                    "UPDATE {recon_contracts} SET status = %s, activated_at = %s, "
+                    "changed_at = %s WHERE contract_id = %s",
+                    (entry.status, entry.activated_at, when, contract_id),
+                )
+            if kind == "ContractActivated":
+                return
         else:
             return
         checks.contract(cursor, event, contract_id)
@@ -162,61 +228,91 @@ class Reconciliation(PerAggregate):
         data, invoice_id, when = event["data"], event["aggregate_id"], business_time(event)
         kind = event["type"]
         if kind == "InvoiceIssued":
+            entry = facts.issued(cursor, invoice_id)
+            entry.customer_id, entry.currency = data["customer_id"], data["currency"]
+            entry.order_id, entry.contract_id = (
+                _uuid(data.get("order_id")),
+                _uuid(data.get("contract_id")),
+            )
+            entry.total = _amount(data["total"])
             cursor.execute(
                 "INSERT INTO {recon_invoices} (invoice_id, customer_id, order_id, contract_id, "
                 "currency, total, credited, paid, void, issue_date, changed_at) "
                 "VALUES (%s, %s, %s, %s, %s, %s, 0, 0, false, %s, %s)",
                 (
                     invoice_id,
-                    data["customer_id"],
-                    data.get("order_id"),
-                    data.get("contract_id"),
-                    data["currency"],
-                    _amount(data["total"]),
+                    entry.customer_id,
+                    entry.order_id,
+                    entry.contract_id,
+                    entry.currency,
+                    entry.total,
                     date.fromisoformat(data["issue_date"]),
                     when,
                 ),
             )
-        elif kind == "InvoicePosted":
-            self._set(
-                cursor,
-                invoice_id,
-                "erp_document_number = %s, erp_total = coalesce(%s, total)",
-                [data["erp_document_number"], _erp_total(data)],
-                when,
-            )
-        elif kind == "InvoiceErpRevised":
-            self._set(cursor, invoice_id, "erp_total = %s", [_erp_total(data)], when)
-        elif kind == "InvoiceVoided":
-            self._set(cursor, invoice_id, "void = true", [], when)
-        elif kind == "InvoiceCredited":
-            credit = _amount(data["credit"]["amount"])
-            self._set(cursor, invoice_id, "credited = credited + %s", [credit], when)
-        elif kind in ("InvoicePaymentApplied", "InvoicePaymentUnapplied"):
-            amount = _amount(data["amount"])
-            delta = amount if kind == "InvoicePaymentApplied" else -amount
-            self._set(cursor, invoice_id, "paid = paid + %s", [delta], when)
-        elif kind == "InvoiceMovedToSurvivor":
-            self._set(cursor, invoice_id, "customer_id = %s", [data["customer_id"]], when)
-        else:
+            if entry.order_id is not None:
+                named = facts.known_order(cursor, entry.order_id)
+                if named is not None:
+                    named.invoices.append(invoice_id)
+            if entry.contract_id is not None:
+                billed = facts.known_contract(cursor, entry.contract_id)
+                if billed is not None:
+                    billed.invoices.append(invoice_id)
+            checks.invoice(cursor, event, invoice_id)
             return
+        if kind not in self._INVOICE_KINDS:
+            return
+        entry = facts.invoice(cursor, invoice_id)
+        if not entry.exists:
+            raise LookupError(f"recon_invoices has no row for invoice {invoice_id}")
+        if kind == "InvoicePosted":
+            entry.erp_document_number = data["erp_document_number"]
+            erp = _erp_total(data)
+            entry.erp_total = entry.total if erp is None else erp
+        elif kind == "InvoiceErpRevised":
+            entry.erp_total = _erp_total(data)
+        elif kind == "InvoiceVoided":
+            entry.void = True
+        elif kind == "InvoiceCredited":
+            entry.credited += _amount(data["credit"]["amount"])
+        elif kind == "InvoicePaymentApplied":
+            entry.paid += _amount(data["amount"])
+        elif kind == "InvoicePaymentUnapplied":
+            entry.paid -= _amount(data["amount"])
+        else:  # InvoiceMovedToSurvivor
+            entry.customer_id = data["customer_id"]
         # Settled in full by payments: when it first became so (cleared if it reopens).
+        settled = entry.paid > 0 and entry.paid >= entry.total - entry.credited
+        entry.paid_at = (entry.paid_at or when) if settled else None
         cursor.execute(
-            "UPDATE {recon_invoices} SET paid_at = CASE WHEN paid > 0 AND paid >= total - "
-            "credited THEN coalesce(paid_at, %s) END WHERE invoice_id = %s",
-            (when, invoice_id),
+            "UPDATE {recon_invoices} SET customer_id = %s, credited = %s, paid = %s, "
+            "void = %s, erp_document_number = %s, erp_total = %s, paid_at = %s, "
+            "changed_at = %s WHERE invoice_id = %s",
+            (
+                entry.customer_id,
+                entry.credited,
+                entry.paid,
+                entry.void,
+                entry.erp_document_number,
+                entry.erp_total,
+                entry.paid_at,
+                when,
+                invoice_id,
+            ),
         )
         checks.invoice(cursor, event, invoice_id)
 
-    @staticmethod
-    def _set(
-        cursor: ViewCursor, invoice_id: str, sets: str, params: list[Any], when: datetime
-    ) -> None:
-        cursor.execute_one(
-            f"UPDATE {{recon_invoices}} SET {sets}, changed_at = %s WHERE invoice_id = %s",
-            (*params, when, invoice_id),
-            f"recon_invoices has no row for invoice {invoice_id}",
+    _INVOICE_KINDS: ClassVar[frozenset[str]] = frozenset(
+        (
+            "InvoicePosted",
+            "InvoiceErpRevised",
+            "InvoiceVoided",
+            "InvoiceCredited",
+            "InvoicePaymentApplied",
+            "InvoicePaymentUnapplied",
+            "InvoiceMovedToSurvivor",
         )
+    )
 
     # -- payments -----------------------------------------------------------------------
 
@@ -224,59 +320,52 @@ class Reconciliation(PerAggregate):
         data, payment_id, when = event["data"], event["aggregate_id"], business_time(event)
         kind = event["type"]
         if kind == "PaymentReceived":
+            entry = facts.received(cursor, payment_id)
             amount = _amount(data["amount"])
             received = datetime.fromisoformat(data["received_at"])
+            entry.customer_id, entry.currency = data["customer_id"], data["amount"]["currency"]
+            entry.unapplied, entry.status = amount, "received"
             cursor.execute(
                 "INSERT INTO {recon_payments} (payment_id, customer_id, currency, amount, "
                 "unapplied, status, received_at, changed_at) "
                 "VALUES (%s, %s, %s, %s, %s, 'received', %s, %s)",
                 (
                     payment_id,
-                    data["customer_id"],
-                    data["amount"]["currency"],
+                    entry.customer_id,
+                    entry.currency,
                     amount,
                     amount,
                     received,
                     when,
                 ),
             )
-            self._move(cursor, event, received, amount)
+            cursor.execute(self._MOVE, (payment_id, event["version"], received, amount))
             checks.payment(cursor, event, payment_id)
             return
-        row = cursor.fetchone(
-            "SELECT unapplied FROM {recon_payments} WHERE payment_id = %s", (payment_id,)
-        )
-        if row is None:
+        entry = facts.payment(cursor, payment_id)
+        if not entry.exists:
             raise LookupError(f"recon_payments has no row for payment {payment_id}")
-        unapplied: Decimal = row[0]
-        status = None
         if kind == "PaymentApplied":
-            unapplied -= _amount(data["amount"])
+            entry.unapplied -= _amount(data["amount"])
         elif kind == "PaymentRefunded":
             back = sum((_amount(u["amount"]) for u in data.get("unapplied", [])), Decimal(0))
-            unapplied += back - _amount(data["amount"])
+            entry.unapplied += back - _amount(data["amount"])
         elif kind in ("PaymentFailed", "PaymentReversed"):
-            unapplied = Decimal(0)
-            status = "failed" if kind == "PaymentFailed" else "reversed"
+            entry.unapplied = Decimal(0)
+            entry.status = "failed" if kind == "PaymentFailed" else "reversed"
         elif kind == "PaymentMovedToSurvivor":
-            cursor.execute(
-                "UPDATE {recon_payments} SET customer_id = %s WHERE payment_id = %s",
-                (data["customer_id"], payment_id),
-            )
+            entry.customer_id = data["customer_id"]
         else:
             return
         cursor.execute(
-            "UPDATE {recon_payments} SET unapplied = %s, status = coalesce(%s, status), "
+            "UPDATE {recon_payments} SET customer_id = %s, unapplied = %s, status = %s, "
             "changed_at = %s WHERE payment_id = %s",
-            (unapplied, status, when, payment_id),
+            (entry.customer_id, entry.unapplied, entry.status, when, payment_id),
         )
-        self._move(cursor, event, when, unapplied)
+        cursor.execute(self._MOVE, (payment_id, event["version"], when, entry.unapplied))
         checks.payment(cursor, event, payment_id)
 
-    @staticmethod
-    def _move(cursor: ViewCursor, event: Envelope, when: datetime, unapplied: Decimal) -> None:
-        cursor.execute(
-            "INSERT INTO {recon_payment_moves} (payment_id, version, at, unapplied) "
-            "VALUES (%s, %s, %s, %s)",
-            (event["aggregate_id"], event["version"], when, unapplied),
-        )
+    _MOVE: ClassVar[str] = (
+        "INSERT INTO {recon_payment_moves} (payment_id, version, at, unapplied) "
+        "VALUES (%s, %s, %s, %s)"
+    )

@@ -59,6 +59,7 @@ CONTRACTS = Table(
     name="recon_contracts",
     comment="Reconciliation facts: each contract, its order and when billing activated it.",
     primary_key=("contract_id",),
+    indexes=(("order_id",),),
     columns=(
         Column("contract_id", "uuid", "Canonical contract id.", not_null=True),
         Column("order_id", "uuid", "The order the contract was created from.", not_null=True),
@@ -81,6 +82,12 @@ CONTRACT_ITEMS = Table(
         Column("contract_id", "uuid", "The contract (recon_contracts.contract_id).", True),
         Column("sku", "text", "The item's SKU.", not_null=True),
         Column("quantity", "numeric", "Quantity after every amendment recorded so far.", True),
+        Column(
+            "charge_type",
+            "text",
+            "recurring or usage, as the contract was created with; a usage item of quantity 0 "
+            "is metered (it agrees with any usage quantity the order commits).",
+        ),
     ),
 )
 
@@ -88,6 +95,7 @@ INVOICES = Table(
     name="recon_invoices",
     comment="Reconciliation facts: each billing invoice, its ERP posting and money received.",
     primary_key=("invoice_id",),
+    indexes=(("order_id",), ("contract_id",)),
     columns=(
         Column("invoice_id", "uuid", "Canonical invoice id.", not_null=True),
         Column("customer_id", "uuid", "Canonical id of the billed customer.", not_null=True),

@@ -5,6 +5,7 @@ durations and monthly p50/p90 against hand-computed figures."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -12,6 +13,7 @@ from uuid import UUID
 
 from adapters.bootstrap import Runtime
 from hub.application.service import Origin
+from projections.definition import Envelope, Position, ViewCursor
 from projections.reconciliation.projection import Reconciliation
 from projections.reconciliation.tables import BREAKS
 from tests.integration.commands import (
@@ -24,6 +26,7 @@ from tests.integration.commands import (
     run,
 )
 from tests.integration.projection_support import connect, rebuild, rows, runner
+from tests.integration.quarter import play
 
 VIEW = Reconciliation()
 
@@ -386,3 +389,136 @@ def test_unapplied_cash_per_month_end(runtime: Runtime) -> None:
         ("2026-10-31", customer, "EUR", Decimal("150.00")),
         ("2026-11-30", customer, "EUR", Decimal("50.00")),
     ]
+
+
+def test_a_metered_usage_item_agrees_with_any_ordered_usage_quantity(runtime: Runtime) -> None:
+    """Billing meters usage: its usage item carries quantity 0 (pay as you go), whatever
+    usage the order committed, so that is no ORDER_CONTRACT_MISMATCH. A usage item that does
+    carry a quantity is compared, and a SKU on one side only is a break either way."""
+    customer = new_customer(runtime)
+    usage = {"sku": "API", "quantity": "1000", "unit_price": "0.01", "charge_type": "usage"}
+    body = {
+        "customer_id": str(customer),
+        "lines": [
+            {"sku": "PLAN-PRO", "quantity": "2", "unit_price": "99.50", "charge_type": "recurring"},
+            usage,
+        ],
+        "currency": "EUR",
+        "term_months": 12,
+        "start_date": "2026-12-01",
+        "booking_date": "2026-11-29",
+    }
+    plan = item("PLAN-PRO", "PRO-M", "2", "20.00", "recurring")
+    contracts = {}
+    for name, items in (
+        ("metered", [plan, item("API", "API-M", "0", "0.01", "usage")]),
+        ("committed", [plan, item("API", "API-M", "1000", "0.01", "usage")]),
+        ("other", [plan, item("API", "API-M", "500", "0.01", "usage")]),
+    ):
+        order = UUID(run(runtime, "order", "place", body).body["id"])
+        contracts[name] = new_contract(runtime, customer, order, items)
+    # A metered item of a SKU the order does not have: billing bills what was not sold.
+    unsold = new_contract(
+        runtime,
+        customer,
+        new_order(runtime, customer),
+        [plan, item("API", "API-M", "0", "1", "usage")],
+    )
+    runner(runtime, VIEW).catch_up()
+
+    found = breaks(runtime)
+    assert f"ORDER_CONTRACT_MISMATCH:{contracts['metered']}" not in found
+    assert f"ORDER_CONTRACT_MISMATCH:{contracts['committed']}" not in found
+    other = found[f"ORDER_CONTRACT_MISMATCH:{contracts['other']}"]
+    assert (other["detail"], other["expected_amount"], other["actual_amount"]) == (
+        "API: order 1000, contract 500",
+        Decimal("1000"),
+        Decimal("500"),
+    )
+    assert found[f"ORDER_CONTRACT_MISMATCH:{unsold}"]["detail"] == "API: order none, contract 0"
+
+    # Metered is the usage item's quantity 0, whenever billing set it so.
+    amend = {"changes": [{"sku": "API", "quantity": "0"}], "effective_date": "2026-12-15"}
+    run(runtime, "contract", "amend", amend, aggregate_id=contracts["other"])
+    runner(runtime, VIEW).catch_up()
+    assert breaks(runtime)[f"ORDER_CONTRACT_MISMATCH:{contracts['other']}"]["closed_at"]
+
+
+class Forgetful(Reconciliation):
+    """The projection forgetting its memo before every third event: each fact, break and
+    link is then read back from the rows (as after a restart), mid-batch too."""
+
+    def __init__(self) -> None:
+        self.events = 0
+
+    def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
+        self.events += 1
+        if self.events % 3 == 0:
+            cursor.memo.clear()
+        super().apply(event, at, cursor)
+
+
+class ForgetfulReversed(Forgetful):
+    stores = StoresReversed.stores
+
+
+class Reads:
+    """A cursor counting the reads made through it."""
+
+    def __init__(self, cursor: ViewCursor, seen: list[str]) -> None:
+        self.memo = cursor.memo
+        self.cursor, self.seen = cursor, seen
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
+        self.cursor.execute(statement, params)
+
+    def execute_one(self, statement: str, params: Sequence[Any], missing: str) -> None:
+        self.cursor.execute_one(statement, params, missing)
+
+    def execute_counted(self, statement: str, params: Sequence[Any] = ()) -> int:
+        return self.cursor.execute_counted(statement, params)
+
+    def fetchone(self, statement: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        self.seen.append(statement)
+        return self.cursor.fetchone(statement, params)
+
+
+class Remembering(StoresReversed):
+    """The projection (stores reversed) counting what it reads back."""
+
+    def __init__(self) -> None:
+        self.reads: list[str] = []
+
+    def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
+        super().apply(event, at, Reads(cursor, self.reads))
+
+
+def every_row(runtime: Runtime) -> dict[str, list[tuple[Any, ...]]]:
+    return {t.name: rows(runtime, t.name, ", ".join(t.primary_key)) for t in VIEW.tables}
+
+
+def test_what_is_read_back_after_a_restart_builds_the_same_rows(runtime: Runtime) -> None:
+    """A memo emptied at any point (a restart, a failed batch) reads the facts back from the
+    rows: the view is the one a run remembering everything builds, in either store order
+    (reversed, in one batch: every invoice arrives before the order or contract it names)."""
+    customer = new_customer(runtime)
+    cancelled = new_order(runtime, customer)
+    orphan = new_invoice(runtime, customer, "40.00", order=cancelled)
+    run(runtime, "order", "cancel", {"reason": "lost"}, aggregate_id=cancelled)
+    post = {"erp_document_number": "INV-7", "total": eur("41.00"), "subtotal": eur("41.00")}
+    run(runtime, "invoice", "post", post, aggregate_id=orphan)
+    play(runtime)
+    remembering = Remembering()
+    cases = ((Forgetful(), VIEW, 7), (ForgetfulReversed(), remembering, 500))
+    for forgetful, full, batch in cases:
+        rebuild(runtime, VIEW)
+        runner(runtime, forgetful, batch=batch).catch_up()
+        assert forgetful.events > 40
+        read_back = every_row(runtime)
+        assert len(read_back["recon_break_events"]) > 10
+
+        rebuild(runtime, VIEW)
+        runner(runtime, full, batch=batch).catch_up()
+        assert every_row(runtime) == read_back
+    # A rebuild reads nothing back but whether its tables are empty (they are: it knows all).
+    assert len(remembering.reads) == 1 and "NOT EXISTS" in remembering.reads[0]

@@ -111,25 +111,25 @@ _ENTRY = (
     "period_end, point_day, not_before) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _MONTH = "INSERT INTO {metrics_revenue} (invoice_id, entry, month, amount) VALUES (%s, %s, %s, %s)"
-#: An order's header and one booking in one statement: placement inserts the header, an
-#: upsell writes its new highest totals over it. One text for both, so the orders of a
-#: batch go as one run (an UPDATE between inserts would send what is held, event by event).
 _BOOKING = (
-    "WITH header AS (INSERT INTO {metrics_orders} (order_id, customer_id, currency, "
-    "contract_id, booked, booked_acv) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (order_id) "
-    "DO UPDATE SET booked = EXCLUDED.booked, booked_acv = EXCLUDED.booked_acv) "
     "INSERT INTO {metrics_bookings} (order_id, version, kind, booked_on, amount, acv) "
     "VALUES (%s, %s, %s, %s, %s, %s)"
 )
-#: A contract's header as it now is (creation inserts it, an activation writes its day over
-#: it) and, on creation, the order row's contract when this one is its smallest (order id
-#: NULL: no order row to change). One text for both events, for the same reason.
-_CONTRACT = (
-    "WITH header AS (INSERT INTO {metrics_contracts} (contract_id, order_id, customer_id, "
-    "activated_on) VALUES (%s, %s, %s, %s) ON CONFLICT (contract_id) "
-    "DO UPDATE SET activated_on = EXCLUDED.activated_on) "
-    "UPDATE {metrics_orders} SET contract_id = %s WHERE order_id = %s"
+#: Header rows, written once per run of their store by :meth:`Metrics.write_held`: a row
+#: new since the last write as one plain insert (the runner folds them into multi-row
+#: inserts), an older one as one update of one constant text (one ``executemany``).
+_NEW_ORDER = (
+    "INSERT INTO {metrics_orders} (order_id, customer_id, currency, contract_id, booked, "
+    "booked_acv) VALUES (%s, %s, %s, %s, %s, %s)"
 )
+_OLD_ORDER = (
+    "UPDATE {metrics_orders} SET contract_id = %s, booked = %s, booked_acv = %s WHERE order_id = %s"
+)
+_NEW_CONTRACT = (
+    "INSERT INTO {metrics_contracts} (contract_id, order_id, customer_id, activated_on) "
+    "VALUES (%s, %s, %s, %s)"
+)
+_OLD_CONTRACT = "UPDATE {metrics_contracts} SET activated_on = %s WHERE contract_id = %s"
 _INVOICE = (
     "INSERT INTO {metrics_invoices} (invoice_id, customer_id, order_id, contract_id, "
     "contract_named, currency, issue_date, lines) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
@@ -147,7 +147,7 @@ _CASH = (
 class Metrics(PerAggregate):
     name: ClassVar[str] = "metrics"
     title: ClassVar[str] = "Finance metrics"
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
     stores: ClassVar[tuple[str, ...]] = ("orders", "contracts", "invoices", "payments")
     tables: ClassVar[tuple[Table, ...]] = TABLES
     views: ClassVar[tuple[View, ...]] = VIEWS
@@ -168,7 +168,7 @@ class Metrics(PerAggregate):
             value = acv(data["lines"], currency)
             links.header = state.OrderHeader(data["customer_id"], currency, total, value)
             booked_on = date.fromisoformat(data.get("close_date") or data["booking_date"])
-            self._book(cursor, event, links, "placed", booked_on, total, value)
+            self._book(cursor, event, "placed", booked_on, total, value)
             return
         if header is None:
             raise LookupError(f"metrics_orders has no row for order {order_id}")
@@ -180,38 +180,22 @@ class Metrics(PerAggregate):
                 max(header.booked, total),
                 max(header.booked_acv, value),
             )
-            self._book(cursor, event, links, "upsell", business_day(event), more, more_acv)
+            self._book(cursor, event, "upsell", business_day(event), more, more_acv)
 
     @staticmethod
     def _book(
         cursor: ViewCursor,
         event: Envelope,
-        links: state.OrderLinks,
         kind: str,
         day: date,
         amount: int,
         value: int,
     ) -> None:
-        header = links.header
-        assert header is not None
+        """One booking fact; the order's header (its new highest totals) is held and
+        written once at the run's end (:meth:`write_held`)."""
         order_id = event["aggregate_id"]
-        cursor.execute(
-            _BOOKING,
-            (
-                order_id,
-                header.customer_id,
-                header.currency,
-                links.contract,
-                header.booked,
-                header.booked_acv,
-                order_id,
-                event["version"],
-                kind,
-                day,
-                amount,
-                value,
-            ),
-        )
+        state.hold_order(cursor, order_id, kind == "placed")
+        cursor.execute(_BOOKING, (order_id, event["version"], kind, day, amount, value))
 
     # -- contracts ----------------------------------------------------------------------
 
@@ -228,14 +212,12 @@ class Metrics(PerAggregate):
             # The smallest contract id of the order, whichever arrived first (converges).
             replaced = order.contract
             smallest = replaced is None or state.before(contract_id, replaced)
-            on_order = order_id if smallest and order.header is not None else None
-            cursor.execute(
-                _CONTRACT,
-                (contract_id, order_id, data["customer_id"], None, contract_id, on_order),
-            )
+            state.hold_contract(cursor, contract_id, new=True)
             if not smallest:
                 return
             order.contract = contract_id
+            if order.header is not None:  # else the order's insert will carry it
+                state.hold_order(cursor, order_id)
             if order.unnamed:
                 cursor.execute(
                     "UPDATE {metrics_invoices} SET contract_id = %s WHERE order_id = %s "
@@ -256,14 +238,53 @@ class Metrics(PerAggregate):
             if header is None:
                 raise LookupError(f"metrics_contracts has no row for contract {contract_id}")
             header.activated_on = business_day(event)
-            cursor.execute(
-                _CONTRACT,
-                (contract_id, header.order_id, header.customer_id, header.activated_on, None, None),
-            )
+            state.hold_contract(cursor, contract_id)
             for invoice_id in sorted(links.invoices):
                 invoice = state.invoice(cursor, invoice_id)
                 if invoice is not None:
                     self._on_activation(cursor, invoice_id, invoice)
+
+    def write_held(self, cursor: ViewCursor) -> None:
+        """The order and contract headers touched since the last call, each written once in
+        its final state (the memo's): updates of the older rows first, then the new rows'
+        inserts, each kind one run of one statement text. The facts went out as they came
+        (plain inserts). Holding is safe for the reads on a miss (``state.py``): a held header
+        is in the memo, and so is the order of a held contract (its creation asked first)."""
+        orders, contracts = state.take_held(cursor)
+        new_orders = []
+        for order_id, new in orders.items():
+            order = state.order_links(cursor, order_id)
+            header = order.header
+            assert header is not None
+            if new:
+                new_orders.append(
+                    (
+                        order_id,
+                        header.customer_id,
+                        header.currency,
+                        order.contract,
+                        header.booked,
+                        header.booked_acv,
+                    )
+                )
+            else:
+                cursor.execute(
+                    _OLD_ORDER, (order.contract, header.booked, header.booked_acv, order_id)
+                )
+        for order_row in new_orders:
+            cursor.execute(_NEW_ORDER, order_row)
+        new_contracts = []
+        for contract_id, new in contracts.items():
+            contract = state.contract_links(cursor, contract_id).header
+            assert contract is not None
+            if new:
+                new_contracts.append(
+                    (contract_id, contract.order_id, contract.customer_id, contract.activated_on)
+                )
+            else:
+                cursor.execute(_OLD_CONTRACT, (contract.activated_on, contract_id))
+        for contract_row in new_contracts:
+            cursor.execute(_NEW_CONTRACT, contract_row)
 
     def _on_activation(
         self, cursor: ViewCursor, invoice_id: str, invoice: state.InvoiceState

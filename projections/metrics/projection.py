@@ -117,19 +117,27 @@ _BOOKING = (
 )
 #: Header rows, written once per run of their store by :meth:`Metrics.write_held`: a row
 #: new since the last write as one plain insert (the runner folds them into multi-row
-#: inserts), an older one as one update of one constant text (one ``executemany``).
+#: inserts), the older ones in one update per table.
 _NEW_ORDER = (
     "INSERT INTO {metrics_orders} (order_id, customer_id, currency, contract_id, booked, "
     "booked_acv) VALUES (%s, %s, %s, %s, %s, %s)"
 )
-_OLD_ORDER = (
-    "UPDATE {metrics_orders} SET contract_id = %s, booked = %s, booked_acv = %s WHERE order_id = %s"
+#: The older rows' updates of a run as one statement, their values as arrays (an
+#: ``executemany`` would still be a statement per row, most of a contracts run's cost).
+_OLD_ORDERS = (
+    "UPDATE {metrics_orders} o SET contract_id = v.contract_id, booked = v.booked, "
+    "booked_acv = v.booked_acv FROM unnest(%s::uuid[], %s::uuid[], %s::bigint[], "
+    "%s::bigint[]) AS v (order_id, contract_id, booked, booked_acv) WHERE o.order_id = v.order_id"
 )
 _NEW_CONTRACT = (
     "INSERT INTO {metrics_contracts} (contract_id, order_id, customer_id, activated_on) "
     "VALUES (%s, %s, %s, %s)"
 )
-_OLD_CONTRACT = "UPDATE {metrics_contracts} SET activated_on = %s WHERE contract_id = %s"
+_OLD_CONTRACTS = (
+    "UPDATE {metrics_contracts} c SET activated_on = v.activated_on FROM "
+    "unnest(%s::uuid[], %s::date[]) AS v (contract_id, activated_on) "
+    "WHERE c.contract_id = v.contract_id"
+)
 _INVOICE = (
     "INSERT INTO {metrics_invoices} (invoice_id, customer_id, order_id, contract_id, "
     "contract_named, currency, issue_date, lines) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
@@ -246,11 +254,13 @@ class Metrics(PerAggregate):
 
     def write_held(self, cursor: ViewCursor) -> None:
         """The order and contract headers touched since the last call, each written once in
-        its final state (the memo's): updates of the older rows first, then the new rows'
-        inserts, each kind one run of one statement text. The facts went out as they came
-        (plain inserts). Holding is safe for the reads on a miss (``state.py``): a held header
-        is in the memo, and so is the order of a held contract (its creation asked first)."""
+        its final state (the memo's): the older rows first, as one update per table, then
+        the new rows' inserts (one run of one statement text per table). The facts went out
+        as they came (plain inserts). Holding is safe for the reads on a miss (``state.py``):
+        a held header is in the memo, and so is the order of a held contract (its creation
+        asked for it first)."""
         orders, contracts = state.take_held(cursor)
+        old_orders: tuple[list[str], list[str | None], list[int], list[int]] = ([], [], [], [])
         new_orders = []
         for order_id, new in orders.items():
             order = state.order_links(cursor, order_id)
@@ -268,11 +278,15 @@ class Metrics(PerAggregate):
                     )
                 )
             else:
-                cursor.execute(
-                    _OLD_ORDER, (order.contract, header.booked, header.booked_acv, order_id)
-                )
+                old_orders[0].append(order_id)
+                old_orders[1].append(order.contract)
+                old_orders[2].append(header.booked)
+                old_orders[3].append(header.booked_acv)
+        if old_orders[0]:
+            cursor.execute(_OLD_ORDERS, old_orders)
         for order_row in new_orders:
             cursor.execute(_NEW_ORDER, order_row)
+        old_contracts: tuple[list[str], list[date | None]] = ([], [])
         new_contracts = []
         for contract_id, new in contracts.items():
             contract = state.contract_links(cursor, contract_id).header
@@ -282,7 +296,10 @@ class Metrics(PerAggregate):
                     (contract_id, contract.order_id, contract.customer_id, contract.activated_on)
                 )
             else:
-                cursor.execute(_OLD_CONTRACT, (contract.activated_on, contract_id))
+                old_contracts[0].append(contract_id)
+                old_contracts[1].append(contract.activated_on)
+        if old_contracts[0]:
+            cursor.execute(_OLD_CONTRACTS, old_contracts)
         for contract_row in new_contracts:
             cursor.execute(_NEW_CONTRACT, contract_row)
 

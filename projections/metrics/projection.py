@@ -16,7 +16,10 @@ highest totals, the smallest contract of an order, the invoices billing a contra
 invoice's lines, a payment's currency) is kept in the cursor's memo (``state.py``), read
 from the tables only on a miss, and every write is a plain row computed here; the writes
 of one store's events share their statement texts, so a batch goes as a few multi-row
-inserts and one ``executemany`` per header table instead of a round trip per event.
+inserts instead of a round trip per event. An order's and a contract's header change with
+several of their events (placed, upsold, given its contract; created, activated): each is
+held in the memo and written once per run in its final state (``write_held``), a new row
+as a plain insert, the older rows as one update per table.
 
 Decisions (also in the README, "Tables for BI", Finance metrics): an order amendment
 books only what raises the total above the highest total booked before, on its business

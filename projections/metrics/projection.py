@@ -424,13 +424,16 @@ class Metrics(PerAggregate):
         amount: int,
         not_before: date | None,
     ) -> None:
-        start, end, day = _date(line.get("start")), _date(line.get("end")), _date(line.get("day"))
-        cursor.execute(_ENTRY, (invoice_id, key, line["rule"], amount, start, end, day, not_before))
-        if line["rule"] == "activation":
+        rule = line["rule"]
+        start, end, day, schedule = _recognised(
+            rule, line.get("start"), line.get("end"), line.get("day"), amount, not_before
+        )
+        cursor.execute(_ENTRY, (invoice_id, key, rule, amount, start, end, day, not_before))
+        if rule == "activation":
             if amount != 0:  # scheduled by _on_activation once the activation is known
                 invoice.activation.append((key, amount, not_before))
             return
-        for month, value in _schedule(Entry(amount, line["rule"], start, end, day, not_before)):
+        for month, value in schedule:
             cursor.execute(_MONTH, (invoice_id, key, month, value))
 
     # -- cash ---------------------------------------------------------------------------
@@ -488,10 +491,27 @@ class Metrics(PerAggregate):
             cursor.execute(_CASH, (*key, part, day, invoice_id, 0, amount))
 
 
+Schedule = tuple[tuple[date, int], ...]
+
+
 @lru_cache(maxsize=4096)
-def _schedule(entry: Entry) -> tuple[tuple[date, int], ...]:
-    """:func:`monthly_schedule`, remembered: invoices repeat their amounts and periods."""
-    return tuple(monthly_schedule(entry))
+def _recognised(
+    rule: str,
+    start: str | None,
+    end: str | None,
+    day: str | None,
+    amount: int,
+    not_before: date | None,
+) -> tuple[date | None, date | None, date | None, Schedule]:
+    """A line's dates and its entry's :func:`monthly_schedule` (none for an activation
+    entry: scheduled once the activation is known), remembered by the line's own texts:
+    invoices repeat their amounts and periods, and parsing the dates and building the
+    entry cost more than the rows' writes."""
+    first, last, point = _date(start), _date(end), _date(day)
+    if rule == "activation":
+        return first, last, point, ()
+    entry = Entry(amount, rule, first, last, point, not_before)
+    return first, last, point, tuple(monthly_schedule(entry))
 
 
 def credited_parts(

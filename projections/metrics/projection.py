@@ -16,7 +16,10 @@ highest totals, the smallest contract of an order, the invoices billing a contra
 invoice's lines, a payment's currency) is kept in the cursor's memo (``state.py``), read
 from the tables only on a miss, and every write is a plain row computed here; the writes
 of one store's events share their statement texts, so a batch goes as a few multi-row
-inserts and one ``executemany`` per header table instead of a round trip per event.
+inserts instead of a round trip per event. An order's and a contract's header change with
+several of their events (placed, upsold, given its contract; created, activated): each is
+held in the memo and written once per run in its final state (``write_held``), a new row
+as a plain insert, the older rows as one update per table.
 
 Decisions (also in the README, "Tables for BI", Finance metrics): an order amendment
 books only what raises the total above the highest total booked before, on its business
@@ -111,24 +114,32 @@ _ENTRY = (
     "period_end, point_day, not_before) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _MONTH = "INSERT INTO {metrics_revenue} (invoice_id, entry, month, amount) VALUES (%s, %s, %s, %s)"
-#: An order's header and one booking in one statement: placement inserts the header, an
-#: upsell writes its new highest totals over it. One text for both, so the orders of a
-#: batch go as one run (an UPDATE between inserts would send what is held, event by event).
 _BOOKING = (
-    "WITH header AS (INSERT INTO {metrics_orders} (order_id, customer_id, currency, "
-    "contract_id, booked, booked_acv) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (order_id) "
-    "DO UPDATE SET booked = EXCLUDED.booked, booked_acv = EXCLUDED.booked_acv) "
     "INSERT INTO {metrics_bookings} (order_id, version, kind, booked_on, amount, acv) "
     "VALUES (%s, %s, %s, %s, %s, %s)"
 )
-#: A contract's header as it now is (creation inserts it, an activation writes its day over
-#: it) and, on creation, the order row's contract when this one is its smallest (order id
-#: NULL: no order row to change). One text for both events, for the same reason.
-_CONTRACT = (
-    "WITH header AS (INSERT INTO {metrics_contracts} (contract_id, order_id, customer_id, "
-    "activated_on) VALUES (%s, %s, %s, %s) ON CONFLICT (contract_id) "
-    "DO UPDATE SET activated_on = EXCLUDED.activated_on) "
-    "UPDATE {metrics_orders} SET contract_id = %s WHERE order_id = %s"
+#: Header rows, written once per run of their store by :meth:`Metrics.write_held`: a row
+#: new since the last write as one plain insert (the runner folds them into multi-row
+#: inserts), the older ones in one update per table.
+_NEW_ORDER = (
+    "INSERT INTO {metrics_orders} (order_id, customer_id, currency, contract_id, booked, "
+    "booked_acv) VALUES (%s, %s, %s, %s, %s, %s)"
+)
+#: The older rows' updates of a run as one statement, their values as arrays (an
+#: ``executemany`` would still be a statement per row, most of a contracts run's cost).
+_OLD_ORDERS = (
+    "UPDATE {metrics_orders} o SET contract_id = v.contract_id, booked = v.booked, "
+    "booked_acv = v.booked_acv FROM unnest(%s::uuid[], %s::uuid[], %s::bigint[], "
+    "%s::bigint[]) AS v (order_id, contract_id, booked, booked_acv) WHERE o.order_id = v.order_id"
+)
+_NEW_CONTRACT = (
+    "INSERT INTO {metrics_contracts} (contract_id, order_id, customer_id, activated_on) "
+    "VALUES (%s, %s, %s, %s)"
+)
+_OLD_CONTRACTS = (
+    "UPDATE {metrics_contracts} c SET activated_on = v.activated_on FROM "
+    "unnest(%s::uuid[], %s::date[]) AS v (contract_id, activated_on) "
+    "WHERE c.contract_id = v.contract_id"
 )
 _INVOICE = (
     "INSERT INTO {metrics_invoices} (invoice_id, customer_id, order_id, contract_id, "
@@ -147,7 +158,7 @@ _CASH = (
 class Metrics(PerAggregate):
     name: ClassVar[str] = "metrics"
     title: ClassVar[str] = "Finance metrics"
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
     stores: ClassVar[tuple[str, ...]] = ("orders", "contracts", "invoices", "payments")
     tables: ClassVar[tuple[Table, ...]] = TABLES
     views: ClassVar[tuple[View, ...]] = VIEWS
@@ -168,7 +179,7 @@ class Metrics(PerAggregate):
             value = acv(data["lines"], currency)
             links.header = state.OrderHeader(data["customer_id"], currency, total, value)
             booked_on = date.fromisoformat(data.get("close_date") or data["booking_date"])
-            self._book(cursor, event, links, "placed", booked_on, total, value)
+            self._book(cursor, event, "placed", booked_on, total, value)
             return
         if header is None:
             raise LookupError(f"metrics_orders has no row for order {order_id}")
@@ -180,38 +191,22 @@ class Metrics(PerAggregate):
                 max(header.booked, total),
                 max(header.booked_acv, value),
             )
-            self._book(cursor, event, links, "upsell", business_day(event), more, more_acv)
+            self._book(cursor, event, "upsell", business_day(event), more, more_acv)
 
     @staticmethod
     def _book(
         cursor: ViewCursor,
         event: Envelope,
-        links: state.OrderLinks,
         kind: str,
         day: date,
         amount: int,
         value: int,
     ) -> None:
-        header = links.header
-        assert header is not None
+        """One booking fact; the order's header (its new highest totals) is held and
+        written once at the run's end (:meth:`write_held`)."""
         order_id = event["aggregate_id"]
-        cursor.execute(
-            _BOOKING,
-            (
-                order_id,
-                header.customer_id,
-                header.currency,
-                links.contract,
-                header.booked,
-                header.booked_acv,
-                order_id,
-                event["version"],
-                kind,
-                day,
-                amount,
-                value,
-            ),
-        )
+        state.hold_order(cursor, order_id, kind == "placed")
+        cursor.execute(_BOOKING, (order_id, event["version"], kind, day, amount, value))
 
     # -- contracts ----------------------------------------------------------------------
 
@@ -228,14 +223,12 @@ class Metrics(PerAggregate):
             # The smallest contract id of the order, whichever arrived first (converges).
             replaced = order.contract
             smallest = replaced is None or state.before(contract_id, replaced)
-            on_order = order_id if smallest and order.header is not None else None
-            cursor.execute(
-                _CONTRACT,
-                (contract_id, order_id, data["customer_id"], None, contract_id, on_order),
-            )
+            state.hold_contract(cursor, contract_id, new=True)
             if not smallest:
                 return
             order.contract = contract_id
+            if order.header is not None:  # else the order's insert will carry it
+                state.hold_order(cursor, order_id)
             if order.unnamed:
                 cursor.execute(
                     "UPDATE {metrics_invoices} SET contract_id = %s WHERE order_id = %s "
@@ -256,14 +249,62 @@ class Metrics(PerAggregate):
             if header is None:
                 raise LookupError(f"metrics_contracts has no row for contract {contract_id}")
             header.activated_on = business_day(event)
-            cursor.execute(
-                _CONTRACT,
-                (contract_id, header.order_id, header.customer_id, header.activated_on, None, None),
-            )
+            state.hold_contract(cursor, contract_id)
             for invoice_id in sorted(links.invoices):
                 invoice = state.invoice(cursor, invoice_id)
                 if invoice is not None:
                     self._on_activation(cursor, invoice_id, invoice)
+
+    def write_held(self, cursor: ViewCursor) -> None:
+        """The order and contract headers touched since the last call, each written once in
+        its final state (the memo's): the older rows first, as one update per table, then
+        the new rows' inserts (one run of one statement text per table). The facts went out
+        as they came (plain inserts). Holding is safe for the reads on a miss (``state.py``):
+        a held header is in the memo, and so is the order of a held contract (its creation
+        asked for it first)."""
+        orders, contracts = state.take_held(cursor)
+        old_orders: tuple[list[str], list[str | None], list[int], list[int]] = ([], [], [], [])
+        new_orders = []
+        for order_id, new in orders.items():
+            order = state.order_links(cursor, order_id)
+            header = order.header
+            assert header is not None
+            if new:
+                new_orders.append(
+                    (
+                        order_id,
+                        header.customer_id,
+                        header.currency,
+                        order.contract,
+                        header.booked,
+                        header.booked_acv,
+                    )
+                )
+            else:
+                old_orders[0].append(order_id)
+                old_orders[1].append(order.contract)
+                old_orders[2].append(header.booked)
+                old_orders[3].append(header.booked_acv)
+        if old_orders[0]:
+            cursor.execute(_OLD_ORDERS, old_orders)
+        for order_row in new_orders:
+            cursor.execute(_NEW_ORDER, order_row)
+        old_contracts: tuple[list[str], list[date | None]] = ([], [])
+        new_contracts = []
+        for contract_id, new in contracts.items():
+            contract = state.contract_links(cursor, contract_id).header
+            assert contract is not None
+            if new:
+                new_contracts.append(
+                    (contract_id, contract.order_id, contract.customer_id, contract.activated_on)
+                )
+            else:
+                old_contracts[0].append(contract_id)
+                old_contracts[1].append(contract.activated_on)
+        if old_contracts[0]:
+            cursor.execute(_OLD_CONTRACTS, old_contracts)
+        for contract_row in new_contracts:
+            cursor.execute(_NEW_CONTRACT, contract_row)
 
     def _on_activation(
         self, cursor: ViewCursor, invoice_id: str, invoice: state.InvoiceState
@@ -383,13 +424,16 @@ class Metrics(PerAggregate):
         amount: int,
         not_before: date | None,
     ) -> None:
-        start, end, day = _date(line.get("start")), _date(line.get("end")), _date(line.get("day"))
-        cursor.execute(_ENTRY, (invoice_id, key, line["rule"], amount, start, end, day, not_before))
-        if line["rule"] == "activation":
+        rule = line["rule"]
+        start, end, day, schedule = _recognised(
+            rule, line.get("start"), line.get("end"), line.get("day"), amount, not_before
+        )
+        cursor.execute(_ENTRY, (invoice_id, key, rule, amount, start, end, day, not_before))
+        if rule == "activation":
             if amount != 0:  # scheduled by _on_activation once the activation is known
                 invoice.activation.append((key, amount, not_before))
             return
-        for month, value in _schedule(Entry(amount, line["rule"], start, end, day, not_before)):
+        for month, value in schedule:
             cursor.execute(_MONTH, (invoice_id, key, month, value))
 
     # -- cash ---------------------------------------------------------------------------
@@ -447,10 +491,27 @@ class Metrics(PerAggregate):
             cursor.execute(_CASH, (*key, part, day, invoice_id, 0, amount))
 
 
+Schedule = tuple[tuple[date, int], ...]
+
+
 @lru_cache(maxsize=4096)
-def _schedule(entry: Entry) -> tuple[tuple[date, int], ...]:
-    """:func:`monthly_schedule`, remembered: invoices repeat their amounts and periods."""
-    return tuple(monthly_schedule(entry))
+def _recognised(
+    rule: str,
+    start: str | None,
+    end: str | None,
+    day: str | None,
+    amount: int,
+    not_before: date | None,
+) -> tuple[date | None, date | None, date | None, Schedule]:
+    """A line's dates and its entry's :func:`monthly_schedule` (none for an activation
+    entry: scheduled once the activation is known), remembered by the line's own texts:
+    invoices repeat their amounts and periods, and parsing the dates and building the
+    entry cost more than the rows' writes."""
+    first, last, point = _date(start), _date(end), _date(day)
+    if rule == "activation":
+        return first, last, point, ()
+    entry = Entry(amount, rule, first, last, point, not_before)
+    return first, last, point, tuple(monthly_schedule(entry))
 
 
 def credited_parts(

@@ -232,3 +232,27 @@ def remember_payment(cursor: ViewCursor, payment_id: str, state: PaymentState) -
 
 def _day(value: str | None) -> date | None:
     return None if value is None else date.fromisoformat(value)
+
+
+#: The headers touched since the last :meth:`Metrics.write_held`, id -> whether the row is
+#: new since then (an insert) or already written (an update); their state is the memo's.
+_HELD_ORDERS = ("metrics", "held orders")
+_HELD_CONTRACTS = ("metrics", "held contracts")
+
+
+def hold_order(cursor: ViewCursor, order_id: str, new: bool = False) -> None:
+    """Mark the order's header to be written once, in its final state, at the run's end."""
+    held: dict[str, bool] = cursor.memo.setdefault(_HELD_ORDERS, {})
+    held[order_id] = new or held.get(order_id, False)
+
+
+def hold_contract(cursor: ViewCursor, contract_id: str, new: bool = False) -> None:
+    held: dict[str, bool] = cursor.memo.setdefault(_HELD_CONTRACTS, {})
+    held[contract_id] = new or held.get(contract_id, False)
+
+
+def take_held(cursor: ViewCursor) -> tuple[dict[str, bool], dict[str, bool]]:
+    """The held orders and contracts (emptied: they are being written)."""
+    orders: dict[str, bool] = cursor.memo.pop(_HELD_ORDERS, None) or {}
+    contracts: dict[str, bool] = cursor.memo.pop(_HELD_CONTRACTS, None) or {}
+    return orders, contracts

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from projections.definition import Column, Envelope, Table, ViewCursor
 from projections.erp.orders import STATUS_OF_EVENT as _STATUS
@@ -121,11 +122,24 @@ _ACTIVATE = (
     "ELSE {crm_opportunities}.billing_subscription_id END, "
     "activated_at = LEAST({crm_opportunities}.activated_at, EXCLUDED.activated_at)"
 )
+#: The same two for an order with no row yet (the memo knows): plain inserts, folded.
+_PLACE_NEW = (
+    "INSERT INTO {crm_opportunities} (order_id, opportunity_id, customer_id, currency, "
+    "opportunity_amount, close_date, ordered_at, order_status, order_total, "
+    "erp_order_number, accepted_by_erp_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_ACTIVATE_NEW = (
+    "INSERT INTO {crm_opportunities} (order_id, activated_at, billing_subscription_id) "
+    "VALUES (%s, %s, %s)"
+)
+_ROWS = "SELECT array_agg(order_id::text) FROM {crm_opportunities}"
 _CONTRACT = "INSERT INTO {crm_contract_orders} (contract_id, order_id) VALUES (%s, %s)"
 #: Memo keys of what is held for :func:`write_orders` and :func:`write_contracts`.
 _HELD_ORDERS = ("crm", "orders.held")
 _ORDER_EVENTS = frozenset({"OrderPlaced", "OrderAcceptedByErp", "OrderAmended"})
 _HELD_CONTRACTS = ("crm", "contracts.held")
+#: The orders that have a row in ``crm_opportunities`` (written or held).
+_ROWS_KEY = ("crm", "opportunities")
 
 
 @dataclass
@@ -135,6 +149,8 @@ class _Order:
     the last ERP number and the earliest acceptance (None: none since)."""
 
     placed: tuple[Any, ...] | None = None
+    new: bool = False
+    """Placed with no row before: its row is inserted, no upsert needed."""
     status: str | None = None
     total_set: bool = False
     total: Decimal | None = None
@@ -153,6 +169,24 @@ class _Contracts:
 
     created: list[tuple[str, str]] = field(default_factory=list)
     activated: dict[str, tuple[datetime, str]] = field(default_factory=dict)
+    new: set[str] = field(default_factory=set)
+    """The orders of ``activated`` that had no row: inserted, no upsert needed."""
+
+
+def _rows(cursor: ViewCursor) -> set[str]:
+    """The orders with a row (canonical text), the table's keys read on a memo miss. Why:
+    a row is created by whichever of the placement and the activation comes first, and
+    knowing it is not there yet lets that one be a plain insert (folded with the others)
+    instead of an upsert sent row by row."""
+    known: set[str] | None = cursor.memo.get(_ROWS_KEY)
+    if known is None:
+        row = cursor.fetchone(_ROWS)
+        known = cursor.memo[_ROWS_KEY] = set() if row is None or row[0] is None else set(row[0])
+    return known
+
+
+def _canonical(order: str) -> str:
+    return str(UUID(str(order)))
 
 
 def _money(value: dict[str, Any] | None) -> Decimal | None:
@@ -181,6 +215,10 @@ def apply_order(event: Envelope, cursor: ViewCursor) -> None:
             entry = None
         if entry is None:
             entry = held[order] = _Order()
+            rows = _rows(cursor)
+            key = _canonical(order)
+            entry.new = key not in rows
+            rows.add(key)
         entry.placed = (
             order,
             data.get("opportunity_id"),
@@ -208,19 +246,21 @@ def apply_order(event: Envelope, cursor: ViewCursor) -> None:
 
 def write_orders(cursor: ViewCursor) -> None:
     """Each order touched since the last call, written once: the older ones as one run of
-    one update text, then the placed ones as one run of one upsert text."""
+    one update text, then the placed ones: those with a row already as one run of one
+    upsert text, the others as one run of plain inserts."""
     held: dict[str, _Order] | None = cursor.memo.pop(_HELD_ORDERS, None)
     if not held:
         return
     for order, entry in held.items():
         if entry.placed is None:
             cursor.execute(_CHANGE, entry.change(order))
-    for entry in held.values():
-        if entry.placed is not None:
-            cursor.execute(
-                _PLACE,
-                (*entry.placed, entry.status, entry.total, entry.number, entry.accepted),
-            )
+    for new in (False, True):
+        for entry in held.values():
+            if entry.placed is not None and entry.new is new:
+                cursor.execute(
+                    _PLACE_NEW if new else _PLACE,
+                    (*entry.placed, entry.status, entry.total, entry.number, entry.accepted),
+                )
 
 
 def apply_contract(event: Envelope, cursor: ViewCursor) -> None:
@@ -245,18 +285,27 @@ def apply_contract(event: Envelope, cursor: ViewCursor) -> None:
             order = cursor.memo[("crm", "contract", contract)] = str(found[0])
         held = cursor.memo.setdefault(_HELD_CONTRACTS, _Contracts())
         at = business_time(event)
+        order = _canonical(order)
         earliest = held.activated.get(order)
+        if earliest is None:
+            rows = _rows(cursor)
+            if order not in rows:
+                held.new.add(order)
+                rows.add(order)
         if earliest is None or at < earliest[0]:
             held.activated[order] = (at, data["billing_subscription_id"])
 
 
 def write_contracts(cursor: ViewCursor) -> None:
-    """The earliest activation per order since the last call (one run of one upsert text),
-    then the contracts created since (one run of plain inserts)."""
+    """The earliest activation per order since the last call (those on an existing row as
+    one run of one upsert text, the others as plain inserts), then the contracts created
+    since (plain inserts, beside those)."""
     held: _Contracts | None = cursor.memo.pop(_HELD_CONTRACTS, None)
     if held is None:
         return
-    for order, (at, subscription) in held.activated.items():
-        cursor.execute(_ACTIVATE, (order, at, subscription))
+    for new in (False, True):
+        for order, (at, subscription) in held.activated.items():
+            if (order in held.new) is new:
+                cursor.execute(_ACTIVATE_NEW if new else _ACTIVATE, (order, at, subscription))
     for row in held.created:
         cursor.execute(_CONTRACT, row)

@@ -10,8 +10,9 @@ so the result depends only on the set of links, never on the order they arrived 
 Why the walk runs in Python over the memo's copy of the accounts (:class:`Accounts`) rather
 than as a recursive query: a rebuild applies two link changes per customer, and each query
 was a statement the server planned and ran over the changed account's subtree. The copy is
-the table's (loaded whole on a memo miss, then kept as rows are written), so the walk reads
-the same links, and only the rows whose hierarchy columns change are written.
+the table's (loaded whole on a memo miss, then kept as rows are held), so the walk reads
+the same links; the rows an event changes (its own, and those below it whose hierarchy
+columns moved) are held and each is written once per run, in its final state.
 
 Personal data: like ``erp_customers``, only ``legal_name`` is copied in clear (the account's
 name), ``[erased]`` after erasure; no other personal field is copied.

@@ -10,8 +10,9 @@ so the result depends only on the set of links, never on the order they arrived 
 Why the walk runs in Python over the memo's copy of the accounts (:class:`Accounts`) rather
 than as a recursive query: a rebuild applies two link changes per customer, and each query
 was a statement the server planned and ran over the changed account's subtree. The copy is
-the table's (loaded whole on a memo miss, then kept as rows are written), so the walk reads
-the same links, and only the rows whose hierarchy columns change are written.
+the table's (loaded whole on a memo miss, then kept as rows are held), so the walk reads
+the same links; the rows an event changes (its own, and those below it whose hierarchy
+columns moved) are held and each is written once per run, in its final state.
 
 Personal data: like ``erp_customers``, only ``legal_name`` is copied in clear (the account's
 name), ``[erased]`` after erasure; no other personal field is copied.
@@ -90,36 +91,37 @@ ACCOUNTS = Table(
     ),
 )
 
+#: An account registered since the last write, in its state at the write (held in the memo
+#: until :func:`write_accounts`): one plain insert text, folded into multi-row inserts.
 _INSERT = (
-    "INSERT INTO {crm_accounts} (customer_id, name, status, parent_customer_id, "
-    "parent_crm_account_id, ultimate_parent_customer_id, depth, erased, version, changed_at, "
-    "position) VALUES (%s, %s, 'active', %s, %s, %s, %s, false, %s, %s, %s)"
+    "INSERT INTO {crm_accounts} (name, crm_account_id, status, merged_into, "
+    "parent_customer_id, parent_crm_account_id, ultimate_parent_customer_id, depth, erased, "
+    "version, changed_at, position, customer_id) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
-#: Every later event of the account writes its row whole from the memo: one text for all.
+#: Every older account touched since the last write (its own events or a move of its place
+#: in the hierarchy) writes its row whole from the memo: one text for all.
 _UPDATE = (
     "UPDATE {crm_accounts} SET name = %s, crm_account_id = %s, status = %s, merged_into = %s, "
     "parent_customer_id = %s, parent_crm_account_id = %s, ultimate_parent_customer_id = %s, "
     "depth = %s, erased = %s, version = %s, changed_at = %s, position = %s "
     "WHERE customer_id = %s"
 )
-#: An account below a changed one whose place in the hierarchy moved (its own event and
-#: stamps unchanged).
-_REPLACE = (
-    "UPDATE {crm_accounts} SET parent_crm_account_id = %s, ultimate_parent_customer_id = %s, "
-    "depth = %s WHERE customer_id = %s"
-)
 _LOAD = (
     "SELECT array_agg(customer_id::text), array_agg(name), array_agg(crm_account_id), "
     "array_agg(status), array_agg(merged_into::text), array_agg(parent_customer_id::text), "
     "array_agg(parent_crm_account_id), array_agg(ultimate_parent_customer_id::text), "
-    "array_agg(depth), array_agg(erased) FROM {crm_accounts}"
+    "array_agg(depth), array_agg(erased), array_agg(version), array_agg(changed_at), "
+    "array_agg(position) FROM {crm_accounts}"
 )
 _MEMO_KEY = ("crm", "accounts")
+#: The accounts touched since the last write: customer id -> registered since (a new row).
+_HELD = ("crm", "accounts.held")
 
 
 @dataclass
 class Account:
-    """An account's row as written, but its event stamps (ids as canonical text)."""
+    """An account's row as written or held (ids as canonical text)."""
 
     name: str
     crm_account_id: str | None
@@ -130,6 +132,9 @@ class Account:
     ultimate: str
     depth: int
     erased: bool
+    version: int
+    changed_at: datetime
+    position: int
 
 
 @dataclass
@@ -185,33 +190,37 @@ def _accounts(cursor: ViewCursor) -> Accounts:
     known = Accounts()
     row = cursor.fetchone(_LOAD)
     if row is not None and row[0] is not None:
-        for id_, name, crm, status, merged, parent, parent_crm, top, depth, erased in zip(
-            *row, strict=True
-        ):
-            known.rows[id_] = Account(
-                name, crm, status, merged, parent, parent_crm, top, depth, erased
-            )
-            known.adopt(id_, parent)
+        for id_, *columns in zip(*row, strict=True):
+            known.rows[id_] = account = Account(*columns)
+            known.adopt(id_, account.parent)
     cursor.memo[_MEMO_KEY] = known
     return known
 
 
 def apply_customer(event: Envelope, at: Position, cursor: ViewCursor) -> None:
-    """One customers-store event on ``crm_accounts``."""
+    """One customers-store event on the memo's copy of ``crm_accounts``, its rows held for
+    :func:`write_accounts`. Why hold: an account's events (registered, linked, moved ...)
+    mostly follow one another in a run, and written one by one each was a statement; held,
+    each touched row is written once per run in its final state. The copy holds the whole
+    table, so a missing or doubled account is known here, at its event."""
     kind = event["type"]
     data = event["data"]
     customer = event["aggregate_id"]
     known = _accounts(cursor)
+    held: dict[str, bool] = cursor.memo.setdefault(_HELD, {})
     stamps = (event["version"], datetime.fromisoformat(event["recorded_at"]), at.position)
     if kind == "CustomerRegistered":
+        if customer in known.rows:
+            raise ValueError(f"crm_accounts already has customer {customer}")
         parent = _canonical(data.get("parent_customer_id"))
-        row = Account(data["legal_name"], None, "active", None, parent, None, customer, 0, False)
+        row = Account(
+            data["legal_name"], None, "active", None, parent, None, customer, 0, False, *stamps
+        )
         known.rows[customer] = row
         known.adopt(customer, parent)
         row.parent_crm_account_id, row.ultimate, row.depth = known.place(customer)
-        place = (row.parent_crm_account_id, row.ultimate, row.depth)
-        cursor.execute(_INSERT, (customer, row.name, parent, *place, *stamps))
-        _replace_below(known, customer, cursor)
+        held[customer] = True
+        _replace_below(known, customer, held)
         return
     found = known.rows.get(customer)
     if found is None:
@@ -219,38 +228,55 @@ def apply_customer(event: Envelope, at: Position, cursor: ViewCursor) -> None:
     row = found
     links = (row.parent, row.crm_account_id)
     _change(kind, data, row)
+    row.version, row.changed_at, row.position = stamps
+    held.setdefault(customer, False)
     if (row.parent, row.crm_account_id) != links:
         known.disown(customer, links[0])
         known.adopt(customer, row.parent)
         row.parent_crm_account_id, row.ultimate, row.depth = known.place(customer)
-    cursor.execute(
-        _UPDATE,
-        (
-            row.name,
-            row.crm_account_id,
-            row.status,
-            row.merged_into,
-            row.parent,
-            row.parent_crm_account_id,
-            row.ultimate,
-            row.depth,
-            row.erased,
-            *stamps,
-            customer,
-        ),
-    )
-    if (row.parent, row.crm_account_id) != links:
-        _replace_below(known, customer, cursor)
+        _replace_below(known, customer, held)
 
 
-def _replace_below(known: Accounts, changed: str, cursor: ViewCursor) -> None:
-    """Write the accounts below ``changed`` whose hierarchy columns its change moved."""
+def write_accounts(cursor: ViewCursor) -> None:
+    """Each account touched since the last call, written once as the memo holds it: the
+    older ones as one run of one update text, then the new ones as one run of inserts."""
+    held: dict[str, bool] | None = cursor.memo.pop(_HELD, None)
+    if not held:
+        return
+    known = _accounts(cursor)
+    for new in (False, True):
+        statement = _INSERT if new else _UPDATE
+        for customer, registered in held.items():
+            if registered is new:
+                row = known.rows[customer]
+                cursor.execute(
+                    statement,
+                    (
+                        row.name,
+                        row.crm_account_id,
+                        row.status,
+                        row.merged_into,
+                        row.parent,
+                        row.parent_crm_account_id,
+                        row.ultimate,
+                        row.depth,
+                        row.erased,
+                        row.version,
+                        row.changed_at,
+                        row.position,
+                        customer,
+                    ),
+                )
+
+
+def _replace_below(known: Accounts, changed: str, held: dict[str, bool]) -> None:
+    """Hold the accounts below ``changed`` whose hierarchy columns its change moved."""
     for account in known.below(changed)[1:]:
         row = known.rows[account]
         place = known.place(account)
         if place != (row.parent_crm_account_id, row.ultimate, row.depth):
             row.parent_crm_account_id, row.ultimate, row.depth = place
-            cursor.execute(_REPLACE, (*place, account))
+            held.setdefault(account, False)
 
 
 def _change(kind: str, data: dict[str, Any], row: Account) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 from hub.domain.invoice import UnapplyReason
@@ -104,15 +105,28 @@ _MOVE = (
     "INSERT INTO {crm_invoice_moves} (invoice_id, version, payment_id, paid, credited, at) "
     "VALUES (%s, %s, %s, %s, %s, %s)"
 )
-_PAID = "UPDATE {crm_invoices} SET paid = %s, paid_at = %s WHERE invoice_id = %s"
+#: An invoice issued since the last write, in its state at the write: one plain insert text.
+_INSERT = (
+    "INSERT INTO {crm_invoices} (credited, paid, paid_at, void, invoice_id, order_id, "
+    "contract_id, issue_date, total) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+#: An older invoice touched since the last write: its changing columns from the memo.
+_UPDATE = (
+    "UPDATE {crm_invoices} SET credited = %s, paid = %s, paid_at = %s, void = %s "
+    "WHERE invoice_id = %s"
+)
+_STRIKE = "DELETE FROM {crm_invoice_moves} WHERE invoice_id = %s AND payment_id = %s"
 _LOAD = (
-    "SELECT i.total, i.credited, i.paid, m.versions, m.payments, m.paid, m.credited, m.at "
+    "SELECT i.total, i.credited, i.paid, i.paid_at, i.void, m.versions, m.payments, m.paid, "
+    "m.credited, m.at "
     "FROM {crm_invoices} i LEFT JOIN LATERAL (SELECT array_agg(version ORDER BY version) "
     "AS versions, array_agg(payment_id::text ORDER BY version) AS payments, "
     "array_agg(paid ORDER BY version) AS paid, array_agg(credited ORDER BY version) AS "
     "credited, array_agg(at ORDER BY version) AS at FROM {crm_invoice_moves} m "
     "WHERE m.invoice_id = i.invoice_id) m ON true WHERE i.invoice_id = %s"
 )
+#: The invoices touched since the last write (see :class:`_Held`), in the order touched.
+_HELD = ("crm", "invoices.held")
 
 
 @dataclass(frozen=True)
@@ -126,15 +140,18 @@ class _Move:
 
 @dataclass
 class _Invoice:
-    """What the memo keeps of an invoice: its row's sums and its moves in version order
-    (``crm_invoice_moves``), so ``paid_at`` is replayed here instead of by a query."""
+    """What the memo keeps of an invoice: its row's changing columns and its moves in
+    version order (``crm_invoice_moves``), so ``paid_at`` is replayed here instead of by a
+    query. ``paid_at`` is the column as last written: only a payment's move recomputes it."""
 
     total: Decimal
     credited: Decimal
     paid: Decimal
+    paid_at: datetime | None = None
+    void: bool = False
     moves: list[_Move] = field(default_factory=list)
 
-    def paid_at(self) -> datetime | None:
+    def settled_at(self) -> datetime | None:
         """The earliest time of a payment move after which the moves so far (in version
         order) settle it in full."""
         paid = credited = Decimal(0)
@@ -146,6 +163,18 @@ class _Invoice:
         return min(settled, default=None)
 
 
+@dataclass
+class _Held:
+    """What an invoice's events since the last write leave to write: for one issued since,
+    its columns that never change (``new``); the moves not written yet, in order; and the
+    payments whose written moves are to be struck (a failed payment's)."""
+
+    invoice: _Invoice
+    new: tuple[Any, ...] | None = None
+    moves: list[_Move] = field(default_factory=list)
+    struck: list[str] = field(default_factory=list)
+
+
 def _invoice(cursor: ViewCursor, invoice: str, missing: str) -> _Invoice:
     """The memo's invoice, read with its moves on a miss; it must have been issued."""
     known: _Invoice | None = cursor.memo.get(("crm", "invoice", invoice))
@@ -154,8 +183,8 @@ def _invoice(cursor: ViewCursor, invoice: str, missing: str) -> _Invoice:
     row = cursor.fetchone(_LOAD, (invoice,))
     if row is None:
         raise LookupError(missing)
-    total, credited, paid, versions, payments, *sums = row
-    known = _Invoice(total, credited, paid)
+    total, credited, paid, paid_at, void, versions, payments, *sums = row
+    known = _Invoice(total, credited, paid, paid_at, void)
     if versions is not None:
         for version, payment, moved, credit, at in zip(versions, payments, *sums, strict=True):
             known.moves.append(_Move(version, payment, moved, credit, at))
@@ -164,60 +193,89 @@ def _invoice(cursor: ViewCursor, invoice: str, missing: str) -> _Invoice:
 
 
 def apply_invoice(event: Envelope, cursor: ViewCursor) -> None:
-    """An invoice's events. Why the memo: applying a payment recomputed ``paid_at`` with a
-    window query over the invoice's moves and every update checked it touched the row;
-    the memo holds the invoice's sums and moves (read back only on a miss), so the view's
-    writes are plain rows computed here."""
+    """An invoice's events on the memo's invoice (read back only on a miss), held for
+    :func:`write_invoices`. Why the memo: applying a payment recomputed ``paid_at`` with a
+    window query over the invoice's moves; the memo holds the invoice's sums and moves, so
+    ``paid_at`` is computed here. Why hold: an invoice's events (issued, paid, credited)
+    mostly follow one another in a run, and each updated its row; held, each touched row
+    is written once per run in its final state, the moves still one row each, in order."""
     data, invoice, kind = event["data"], event["aggregate_id"], event["type"]
+    held: dict[str, _Held] = cursor.memo.setdefault(_HELD, {})
     if kind == "InvoiceIssued":
+        if ("crm", "invoice", invoice) in cursor.memo:
+            raise ValueError(f"crm_invoices already has invoice {invoice}: issued twice")
         total = Decimal(str(data["total"]["amount"]))
-        cursor.execute(
-            "INSERT INTO {crm_invoices} (invoice_id, order_id, contract_id, issue_date, total, "
-            "credited, paid, void) VALUES (%s, %s, %s, %s, %s, 0, 0, false)",
-            (
-                invoice,
-                data.get("order_id"),
-                data.get("contract_id"),
-                date.fromisoformat(data["issue_date"]),
-                total,
-            ),
+        known = _Invoice(total, Decimal(0), Decimal(0))
+        cursor.memo[("crm", "invoice", invoice)] = known
+        new = (
+            invoice,
+            data.get("order_id"),
+            data.get("contract_id"),
+            date.fromisoformat(data["issue_date"]),
+            total,
         )
-        cursor.memo[("crm", "invoice", invoice)] = _Invoice(total, Decimal(0), Decimal(0))
+        held[invoice] = _Held(known, new)
         return
     if kind not in ("InvoicePaymentApplied", "InvoicePaymentUnapplied", "InvoiceCredited"):
         if kind == "InvoiceVoided":
-            _invoice(cursor, invoice, _missing(invoice, kind))
-            cursor.execute(
-                "UPDATE {crm_invoices} SET void = true WHERE invoice_id = %s", (invoice,)
-            )
+            known = _invoice(cursor, invoice, _missing(invoice, kind))
+            known.void = True
+            held.setdefault(invoice, _Held(known))
         return
     known = _invoice(cursor, invoice, _missing(invoice, kind))
+    entry = held.setdefault(invoice, _Held(known))
     if kind == "InvoiceCredited":
         credit = Decimal(str(data["credit"]["amount"]["amount"]))
         move = _Move(event["version"], None, Decimal(0), credit, business_time(event))
-        cursor.execute(_MOVE, (invoice, move.version, None, 0, credit, move.at))
         known.moves.append(move)
+        entry.moves.append(move)
         known.credited += credit
-        cursor.execute(
-            "UPDATE {crm_invoices} SET credited = %s WHERE invoice_id = %s",
-            (known.credited, invoice),
-        )
         return
     amount = Decimal(str(data["amount"]["amount"]))
     amount = amount if kind == "InvoicePaymentApplied" else -amount
     payment = str(UUID(str(data["payment_id"])))
     if data.get("reason") == UnapplyReason.FAILURE:
-        cursor.execute(
-            "DELETE FROM {crm_invoice_moves} WHERE invoice_id = %s AND payment_id = %s",
-            (invoice, payment),
-        )
+        # Its moves held since the last write are never written; written ones are struck.
+        fresh = [m for m in entry.moves if m.payment == payment]
+        if entry.new is None and sum(m.payment == payment for m in known.moves) > len(fresh):
+            entry.struck.append(payment)
+        entry.moves = [m for m in entry.moves if m.payment != payment]
         known.moves = [m for m in known.moves if m.payment != payment]
     else:
         move = _Move(event["version"], payment, amount, Decimal(0), business_time(event))
-        cursor.execute(_MOVE, (invoice, move.version, payment, amount, 0, move.at))
         known.moves.append(move)
+        entry.moves.append(move)
     known.paid += amount
-    cursor.execute(_PAID, (known.paid, known.paid_at(), invoice))
+    known.paid_at = known.settled_at()
+
+
+def write_invoices(cursor: ViewCursor) -> None:
+    """Each invoice touched since the last call, written once as the memo holds it: the
+    older ones as one run of one update text, the struck moves, then the new invoices and
+    every held move as runs of plain inserts (side by side: they read nothing)."""
+    held: dict[str, _Held] | None = cursor.memo.pop(_HELD, None)
+    if not held:
+        return
+    for invoice, entry in held.items():
+        if entry.new is None:
+            known = entry.invoice
+            cursor.execute(
+                _UPDATE, (known.credited, known.paid, known.paid_at, known.void, invoice)
+            )
+    for invoice, entry in held.items():
+        for payment in entry.struck:
+            cursor.execute(_STRIKE, (invoice, payment))
+    for entry in held.values():
+        if entry.new is not None:
+            known = entry.invoice
+            cursor.execute(
+                _INSERT, (known.credited, known.paid, known.paid_at, known.void, *entry.new)
+            )
+    for invoice, entry in held.items():
+        for move in entry.moves:
+            cursor.execute(
+                _MOVE, (invoice, move.version, move.payment, move.paid, move.credited, move.at)
+            )
 
 
 def _missing(invoice: str, kind: str) -> str:

@@ -322,3 +322,80 @@ def test_paid_at_is_the_earliest_settling_time_also_when_a_later_move_is_dated_e
     rebuild(runtime, VIEW)
     runner(runtime, VIEW).catch_up()
     assert invoices(runtime) == [row]
+
+
+def every_table(runtime: Runtime) -> dict[str, list[tuple[Any, ...]]]:
+    keys = {
+        "crm_accounts": "customer_id",
+        "crm_opportunities": "order_id",
+        "crm_contract_orders": "contract_id",
+        "crm_invoices": "invoice_id",
+        "crm_invoice_moves": "invoice_id, version",
+    }
+    return {name: rows(runtime, name, order_by=key) for name, key in keys.items()}
+
+
+def test_rows_held_for_a_run_equal_the_writes_one_event_at_a_time(runtime: Runtime) -> None:
+    """Each touched row is written once per store's run in its final state (v6): a run in
+    which orders are placed, validated and accepted, a second contract of an order is
+    activated earlier than the first (and of another order, two in one run, the first
+    earlier), a card payment applied in an earlier run fails (its written move struck) and
+    another fails in the same run (its move never written), an invoice is credited and one
+    voided, must leave the rows that a replay one event at a time, each written at once,
+    leaves."""
+    parent = new_customer(runtime, "Parent SA")
+    child = new_customer(runtime, "Child SA")
+    order = new_order(runtime, child)
+    first = new_contract(
+        runtime, child, order, [item("PLAN-PRO", "RP-1", "1", "9.00", "recurring")]
+    )
+    run(runtime, "contract", "activate", {"billing_subscription_id": "sub_late"},
+        aggregate_id=first, origin=at("2026-12-03T09:00:00Z"))  # fmt: skip
+    early = new_invoice(runtime, child, total="50.00", order=order)
+    card = new_payment(runtime, child, amount="50.00")
+    apply = {"invoice_id": str(early), "amount": {"amount": "50.00", "currency": "EUR"}}
+    run(runtime, "payment", "apply", apply, aggregate_id=card, origin=at("2026-12-05T10:00:00Z"))
+    runner(runtime, VIEW).catch_up()
+
+    reparent(runtime, child, parent)
+    run(runtime, "customer", "link", {"system": "crm", "external_id": "P-1"}, aggregate_id=parent)
+    run(runtime, "order", "validate", {}, aggregate_id=order)
+    run(runtime, "order", "accept", {"erp_order_number": "SO-1"}, aggregate_id=order,
+        origin=at("2026-12-01T08:00:00Z"))  # fmt: skip
+    other = new_order(runtime, parent)
+    run(runtime, "order", "validate", {}, aggregate_id=other)
+    second = new_contract(
+        runtime, child, order, [item("PLAN-PRO", "RP-1", "1", "9.00", "recurring")]
+    )
+    run(runtime, "contract", "activate", {"billing_subscription_id": "sub_early"},
+        aggregate_id=second, origin=at("2026-12-02T09:00:00Z"))  # fmt: skip
+    for sub, when in (("sub_a", "2026-12-01T09:00:00Z"), ("sub_b", "2026-12-04T09:00:00Z")):
+        made = new_contract(runtime, parent, other, [item("X", "RP-1", "1", "1.00", "recurring")])
+        run(runtime, "contract", "activate", {"billing_subscription_id": sub},
+            aggregate_id=made, origin=at(when))  # fmt: skip
+    run(runtime, "payment", "fail", {"reason": "declined"}, aggregate_id=card)
+    late = new_invoice(runtime, parent, total="80.00", order=other)
+    again = new_payment(runtime, parent, amount="80.00")
+    apply = {"invoice_id": str(late), "amount": {"amount": "80.00", "currency": "EUR"}}
+    run(runtime, "payment", "apply", apply, aggregate_id=again, origin=at("2026-12-06T10:00:00Z"))
+    run(runtime, "payment", "fail", {"reason": "declined"}, aggregate_id=again)
+    credit = {"amount": {"amount": "5.00", "currency": "EUR"}, "credit_note_number": "CN-1"}
+    run(runtime, "invoice", "credit", credit, aggregate_id=late)
+    run(runtime, "invoice", "void", {"reason": "issued twice"}, aggregate_id=early)
+    runner(runtime, VIEW).catch_up()
+    held = every_table(runtime)
+
+    (row,) = [r for r in opportunities(runtime) if r["order_id"] == order]
+    assert (row["order_status"], row["erp_order_number"]) == ("accepted", "SO-1")
+    assert row["billing_subscription_id"] == "sub_early"
+    (row,) = [r for r in opportunities(runtime) if r["order_id"] == other]
+    assert (row["order_status"], row["billing_subscription_id"]) == ("validated", "sub_a")
+    moves = [(r[0], r[2], r[3], r[4]) for r in held["crm_invoice_moves"]]
+    assert moves == [(late, None, Decimal("0"), Decimal("5.00"))]  # both cards struck
+    paid = {r["invoice_id"]: (r["paid"], r["paid_at"], r["void"]) for r in invoices(runtime)}
+    assert paid == {early: (Decimal("0.00"), None, True), late: (Decimal("0.00"), None, False)}
+    assert accounts(runtime)[child]["parent_crm_account_id"] == "P-1"
+
+    rebuild(runtime, VIEW)
+    runner(runtime, VIEW, pipelined=False).catch_up()
+    assert every_table(runtime) == held

@@ -23,15 +23,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from projections.definition import Envelope, ViewCursor
 from projections.reconciliation import writes
 from projections.rows import business_time
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """A disagreement: who says what, for whom, in words."""
+class Finding(NamedTuple):
+    """A disagreement: who says what, for whom, in words. A tuple: the memo holds one per
+    break row, and a tuple of plain values is left out of the garbage collector's passes
+    (a rebuild's memo grows to hundreds of thousands of objects, each pass walks them)."""
 
     customer_id: str
     currency: str | None
@@ -85,7 +87,7 @@ class Breaks:
             return self.rows[code]
         found = None
         if not self.known:
-            row = cursor.fetchone(_LOAD, (key,))
+            row = writes.read(cursor, _LOAD, (key,))
             if row is not None:
                 finding = Finding(row[1], row[2], row[3], row[4], row[5], row[6], row[7])
                 found = Break(bool(row[0]), finding, row[8], row[9])

@@ -104,7 +104,7 @@ def contracts_of(cursor: ViewCursor, event: Envelope, order_id: str) -> None:
         contract(cursor, event, contract_id)
 
 
-def invoices_naming(cursor: ViewCursor, event: Envelope, invoices: list[str]) -> None:
+def invoices_naming(cursor: ViewCursor, event: Envelope, invoices: tuple[str, ...]) -> None:
     """Re-check the invoices that name an order or contract that just arrived."""
     for invoice_id in sorted(invoices):
         invoice(cursor, event, invoice_id)

@@ -78,7 +78,7 @@ class Reconciliation(PerAggregate):
         holds every row is settled before the first write after it was emptied (see
         ``facts.complete``): asked later, the rows just written would say no."""
         facts.complete(cursor)
-        super().apply(event, at, writes.Reads(cursor))
+        super().apply(event, at, cursor)
 
     def write_held(self, cursor: ViewCursor) -> None:
         """Each row touched since the last call, once, in its final state."""
@@ -173,7 +173,7 @@ class Reconciliation(PerAggregate):
                     )
             owner = facts.known_order(cursor, order_id)
             if owner is not None:
-                owner.contracts.append(contract_id)
+                owner.contracts += (contract_id,)
             checks.invoices_naming(cursor, event, entry.invoices)
         elif kind == "ContractAmended":
             entry = facts.contract(cursor, contract_id)
@@ -184,7 +184,8 @@ class Reconciliation(PerAggregate):
             for change in data["changes"]:
                 held = entry.items.get(change["sku"])
                 if change.get("quantity") is not None and held is not None:
-                    held.quantity = Decimal(str(change["quantity"]))
+                    quantity = Decimal(str(change["quantity"]))
+                    entry.items[change["sku"]] = held._replace(quantity=quantity)
         elif kind in self._CONTRACT_STATUS:
             entry = facts.contract(cursor, contract_id)
             if entry.exists:
@@ -224,11 +225,11 @@ class Reconciliation(PerAggregate):
             if entry.order_id is not None:
                 named = facts.known_order(cursor, entry.order_id)
                 if named is not None:
-                    named.invoices.append(invoice_id)
+                    named.invoices += (invoice_id,)
             if entry.contract_id is not None:
                 billed = facts.known_contract(cursor, entry.contract_id)
                 if billed is not None:
-                    billed.invoices.append(invoice_id)
+                    billed.invoices += (invoice_id,)
             checks.invoice(cursor, event, invoice_id)
             return
         if kind not in self._INVOICE_KINDS:

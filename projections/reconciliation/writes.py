@@ -16,7 +16,7 @@ writes at the end are the difference. The history rows (break openings and closi
 payment moves) are inserts that keep every row: they are not held here, each goes to the
 runner as it happens, in order.
 
-Why a read first writes what is held (:class:`Reads`): a memo miss reads the tables (a
+Why a read first writes what is held (:func:`read`): a memo miss reads the tables (a
 restart over built tables; a rebuild never reads), and a row created in this run but
 still held would be missing from what it reads. A failed batch empties the memo, held
 rows included, and its replay writes what each event held right after it, so a failing
@@ -341,25 +341,8 @@ def write(cursor: ViewCursor) -> None:
             cursor.execute(BREAK_INSERT, break_row(key, b.row, b.new))
 
 
-class Reads:
-    """A :class:`ViewCursor` whose reads (and counted writes) first write what is held."""
-
-    __slots__ = ("_cursor", "memo")
-
-    def __init__(self, cursor: ViewCursor) -> None:
-        self.memo: dict[Any, Any] = cursor.memo
-        self._cursor = cursor
-
-    def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
-        self._cursor.execute(statement, params)
-
-    def execute_one(self, statement: str, params: Sequence[Any], missing: str) -> None:
-        self._cursor.execute_one(statement, params, missing)
-
-    def execute_counted(self, statement: str, params: Sequence[Any] = ()) -> int:
-        write(self._cursor)
-        return self._cursor.execute_counted(statement, params)
-
-    def fetchone(self, statement: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        write(self._cursor)
-        return self._cursor.fetchone(statement, params)
+def read(cursor: ViewCursor, statement: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+    """A read of the tables (every read of this projection goes here): what is held is
+    written first, so the read sees it."""
+    write(cursor)
+    return cursor.fetchone(statement, params)

@@ -31,9 +31,9 @@ from projections.rows import business_time
 
 
 class Finding(NamedTuple):
-    """A disagreement: who says what, for whom, in words. A tuple: the memo holds one per
-    break row, and a tuple of plain values is left out of the garbage collector's passes
-    (a rebuild's memo grows to hundreds of thousands of objects, each pass walks them)."""
+    """A disagreement: who says what, for whom, in words. A named tuple: every check that
+    finds a disagreement builds one, and a frozen dataclass's ``__init__`` (one
+    ``object.__setattr__`` per field) costs several times a tuple's."""
 
     customer_id: str
     currency: str | None
@@ -73,25 +73,27 @@ _LOAD = (
 )
 
 
-class Breaks:
-    """One object's break rows by code; ``known``: a code not held has no row."""
+class Breaks(dict[str, Break | None]):
+    """One object's break rows by code (None: no row); ``known``: a code not held has no
+    row. The dict itself, not an object holding one: the memo holds one per object, and
+    every object it holds is one more for each of the garbage collector's full passes."""
 
-    __slots__ = ("known", "rows")
+    __slots__ = ("known",)
 
     def __init__(self, known: bool) -> None:
+        super().__init__()
         self.known = known
-        self.rows: dict[str, Break | None] = {}
 
     def row(self, cursor: ViewCursor, code: str, key: str) -> Break | None:
-        if code in self.rows:
-            return self.rows[code]
+        if code in self:
+            return self[code]
         found = None
         if not self.known:
             row = writes.read(cursor, _LOAD, (key,))
             if row is not None:
                 finding = Finding(row[1], row[2], row[3], row[4], row[5], row[6], row[7])
                 found = Break(bool(row[0]), finding, row[8], row[9])
-        self.rows[code] = found
+        self[code] = found
         return found
 
 
@@ -143,7 +145,7 @@ def settle(
         row.open, row.found, row.opened_at, row.changed_at = True, found, at, at
         _hold(cursor, key, row, opening)
         return
-    made = breaks.rows[code] = Break(True, found, at, at)
+    made = breaks[code] = Break(True, found, at, at)
     rows = writes.held(cursor).breaks
     if key in rows:  # a row the memo says is not there: its insert fails, at this event
         cursor.execute(writes.BREAK_INSERT, writes.break_row(key, made, (code, kind, object_id)))

@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import NamedTuple
 
 from projections.definition import ViewCursor
 from projections.reconciliation import writes
@@ -69,14 +68,12 @@ class Order:
     invoices: tuple[str, ...] = ()
 
 
-class Item(NamedTuple):
-    """A contract item: its quantity and charge type (recurring, usage; None if unsaid).
-    Tuples (replaced on change), as the links (``contracts``, ``invoices``: extended by a
-    new tuple): a tuple of plain values, and a dict holding only such, is left out of the
-    garbage collector's passes over the memo."""
-
-    quantity: Decimal
-    charge_type: str | None
+Item = tuple[Decimal, str | None]
+"""A contract item: its quantity and charge type (recurring, usage; None if unsaid),
+replaced when an amendment changes it. A plain tuple, as the links (``contracts``,
+``invoices``, extended by a new tuple): the garbage collector leaves a plain tuple of such
+values (and a dict holding only such) out of its passes, and each object the memo holds
+is one more for every full pass."""
 
 
 @dataclass(slots=True)
@@ -192,7 +189,7 @@ def contract(cursor: ViewCursor, contract_id: str) -> Contract:
                 entry.order_id, entry.customer_id = row[1], row[2]
                 entry.status, entry.activated_at = row[3], row[4]
             entry.items = {
-                sku: Item(quantity, charge)
+                sku: (quantity, charge)
                 for sku, quantity, charge in zip(
                     row[5] or [], row[6] or [], row[7] or [], strict=True
                 )

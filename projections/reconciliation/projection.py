@@ -164,12 +164,12 @@ class Reconciliation(PerAggregate):
                 row.new = tuple(item["sku"] for item in data["items"])
             row.changed_at = when
             for item in data["items"]:
-                made = facts.Item(Decimal(str(item["quantity"])), item.get("charge_type"))
+                made: facts.Item = (Decimal(str(item["quantity"])), item.get("charge_type"))
                 entry.items[item["sku"]] = made
                 if twice:
                     cursor.execute(
                         writes.CONTRACT_ITEM_INSERT,
-                        (contract_id, item["sku"], made.quantity, made.charge_type),
+                        (contract_id, item["sku"], *made),
                     )
             owner = facts.known_order(cursor, order_id)
             if owner is not None:
@@ -180,12 +180,12 @@ class Reconciliation(PerAggregate):
             row = writes.touched(writes.held(cursor).contracts, contract_id, entry)
             if row.new is None and row.items is None:
                 # The items as they stand, before this run's first change to them.
-                row.items = {sku: str(item.quantity) for sku, item in entry.items.items()}
+                row.items = {sku: str(item[0]) for sku, item in entry.items.items()}
             for change in data["changes"]:
                 held = entry.items.get(change["sku"])
                 if change.get("quantity") is not None and held is not None:
                     quantity = Decimal(str(change["quantity"]))
-                    entry.items[change["sku"]] = held._replace(quantity=quantity)
+                    entry.items[change["sku"]] = (quantity, held[1])
         elif kind in self._CONTRACT_STATUS:
             entry = facts.contract(cursor, contract_id)
             if entry.exists:

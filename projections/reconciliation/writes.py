@@ -310,10 +310,10 @@ def write(cursor: ViewCursor) -> None:
         )
     for contract_id, r in contracts.items():
         if r.new is None and r.items is not None:
-            for sku, item in r.entry.items.items():
+            for sku, (quantity, _) in r.entry.items.items():
                 written = r.items.get(sku)
-                if written is not None and written != str(item.quantity):
-                    cursor.execute(CONTRACT_ITEM_UPDATE, (item.quantity, contract_id, sku))
+                if written is not None and written != str(quantity):
+                    cursor.execute(CONTRACT_ITEM_UPDATE, (quantity, contract_id, sku))
     for order_id, r in orders.items():
         if r.new is not None:
             cursor.execute(ORDER_INSERT, order_row(order_id, r.entry, r.new[0], r.changed_at))
@@ -324,10 +324,7 @@ def write(cursor: ViewCursor) -> None:
             e = r.entry
             cursor.execute(CONTRACT_INSERT, contract_row(contract_id, e, r.changed_at))
             for sku in r.new:
-                item = e.items[sku]
-                cursor.execute(
-                    CONTRACT_ITEM_INSERT, (contract_id, sku, item.quantity, item.charge_type)
-                )
+                cursor.execute(CONTRACT_ITEM_INSERT, (contract_id, sku, *e.items[sku]))
     for invoice_id, r in found.invoices.items():
         if r.new is not None:
             cursor.execute(INVOICE_INSERT, invoice_row(invoice_id, r.entry, r.new[0], r.changed_at))

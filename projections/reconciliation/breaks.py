@@ -10,10 +10,12 @@ from another store whose events are older, e.g. an order applied after its invoi
 
 Why the rows are written from what is remembered (:class:`Breaks`, kept in the memo with
 the object's facts): the row's state decides what to write (insert, reopen, close), and
-reading it back cost a round trip per check. Every write sets the row's final values, in
-one statement text per kind of write, so a run of them goes as one ``executemany``. A
-check that finds an open break as it stands writes only when its time is not the row's
-``changed_at`` already: the row then reads exactly as the upsert of every check made it.
+reading it back cost a round trip per check. Every change sets the row's final values in
+the memo, and the row is written once per run in the state its last change left it
+(``writes.py``), so the break rows of a batch go as a few runs of one statement each. A
+check that finds an open break as it stands changes it only when its time is not the
+row's ``changed_at`` already: the row then reads exactly as the upsert of every check made
+it.
 """
 
 from __future__ import annotations
@@ -21,14 +23,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from projections.definition import Envelope, ViewCursor
+from projections.reconciliation import writes
 from projections.rows import business_time
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """A disagreement: who says what, for whom, in words."""
+class Finding(NamedTuple):
+    """A disagreement: who says what, for whom, in words. A named tuple: every check that
+    finds a disagreement builds one, and a frozen dataclass's ``__init__`` (one
+    ``object.__setattr__`` per field) costs several times a tuple's."""
 
     customer_id: str
     currency: str | None
@@ -68,67 +73,42 @@ _LOAD = (
 )
 
 
-class Breaks:
-    """One object's break rows by code; ``known``: a code not held has no row."""
+class Breaks(dict[str, Break | None]):
+    """One object's break rows by code (None: no row); ``known``: a code not held has no
+    row. The dict itself, not an object holding one: the memo holds one per object, and
+    every object it holds is one more for each of the garbage collector's full passes."""
 
-    __slots__ = ("known", "rows")
+    __slots__ = ("known",)
 
     def __init__(self, known: bool) -> None:
+        super().__init__()
         self.known = known
-        self.rows: dict[str, Break | None] = {}
 
     def row(self, cursor: ViewCursor, code: str, key: str) -> Break | None:
-        if code in self.rows:
-            return self.rows[code]
+        if code in self:
+            return self[code]
         found = None
         if not self.known:
-            row = cursor.fetchone(_LOAD, (key,))
+            row = writes.read(cursor, _LOAD, (key,))
             if row is not None:
                 finding = Finding(row[1], row[2], row[3], row[4], row[5], row[6], row[7])
                 found = Break(bool(row[0]), finding, row[8], row[9])
-        self.rows[code] = found
+        self[code] = found
         return found
 
 
-_INSERT = (
-    "INSERT INTO {recon_breaks} (break_key, code, object_kind, object_id, customer_id, "
-    "currency, expected_amount, expected_by, actual_amount, actual_by, detail, opened_at, "
-    "closed_at, lineage, changed_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-    "NULL, %s, %s)"
-)
-_SET = (
-    "UPDATE {recon_breaks} SET customer_id = %s, currency = %s, expected_amount = %s, "
-    "expected_by = %s, actual_amount = %s, actual_by = %s, detail = %s, opened_at = %s, "
-    "closed_at = %s, changed_at = %s WHERE break_key = %s"
-)
 _HISTORY = (
     "INSERT INTO {recon_break_events} (break_key, event_id, change, at, expected_amount, "
     "actual_amount) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
 )
 
 
-def _set(
-    cursor: ViewCursor,
-    key: str,
-    row: Break,
-    closed: datetime | None,
-    history: tuple[object, ...] = (),
-) -> None:
-    f = row.found
-    params = (
-        f.customer_id,
-        f.currency,
-        f.expected,
-        f.expected_by,
-        f.actual,
-        f.actual_by,
-        f.detail,
-        row.opened_at,
-        closed,
-        row.changed_at,
-        key,
-    )
-    cursor.execute(_SET, params)
+def _hold(cursor: ViewCursor, key: str, row: Break, history: tuple[object, ...] = ()) -> None:
+    """The row is written as it now stands, once, at the end of the run (see ``writes.py``);
+    the history entry is written now, in its order."""
+    rows = writes.held(cursor).breaks
+    if key not in rows:
+        rows[key] = writes.HeldBreak(row, None)
     if history:
         cursor.execute(_HISTORY, (key, *history))
 
@@ -151,38 +131,24 @@ def settle(
             closed = max(row.opened_at, business_time(event))
             row.open, row.changed_at = False, closed
             history = (event["event_id"], "closed", closed, row.found.expected, row.found.actual)
-            _set(cursor, key, row, closed, history)
+            _hold(cursor, key, row, history)
         return
     at = business_time(event)
     if row is not None and row.open:
         if row.changed_at == at and row.found.same(found):
             return
         row.found, row.changed_at = found, at
-        _set(cursor, key, row, None)
+        _hold(cursor, key, row)
         return
     opening = (event["event_id"], "opened", at, found.expected, found.actual)
     if row is not None:  # closed: it opens again
         row.open, row.found, row.opened_at, row.changed_at = True, found, at, at
-        _set(cursor, key, row, None, opening)
+        _hold(cursor, key, row, opening)
         return
-    breaks.rows[code] = Break(True, found, at, at)
-    cursor.execute(
-        _INSERT,
-        (
-            key,
-            code,
-            kind,
-            object_id,
-            found.customer_id,
-            found.currency,
-            found.expected,
-            found.expected_by,
-            found.actual,
-            found.actual_by,
-            found.detail,
-            at,
-            f"/v1/lineage/{object_id}",
-            at,
-        ),
-    )
+    made = breaks[code] = Break(True, found, at, at)
+    rows = writes.held(cursor).breaks
+    if key in rows:  # a row the memo says is not there: its insert fails, at this event
+        cursor.execute(writes.BREAK_INSERT, writes.break_row(key, made, (code, kind, object_id)))
+    else:
+        rows[key] = writes.HeldBreak(made, (code, kind, object_id))
     cursor.execute(_HISTORY, (key, *opening))

@@ -60,8 +60,8 @@ def _differences(ordered: dict[str, Decimal], held: dict[str, facts.Item]) -> Fi
     for sku in sorted(ordered.keys() | held.keys()):
         mine = ordered.get(sku)
         item = held.get(sku)
-        theirs = None if item is None else item.quantity
-        metered = item is not None and item.charge_type == "usage" and theirs == 0
+        theirs = None if item is None else item[0]
+        metered = item is not None and item[1] == "usage" and theirs == 0
         if mine is not None and item is not None and (mine == theirs or metered):
             continue
         parts.append(f"{sku}: order {_quantity(mine)}, contract {_quantity(theirs)}")
@@ -104,7 +104,7 @@ def contracts_of(cursor: ViewCursor, event: Envelope, order_id: str) -> None:
         contract(cursor, event, contract_id)
 
 
-def invoices_naming(cursor: ViewCursor, event: Envelope, invoices: list[str]) -> None:
+def invoices_naming(cursor: ViewCursor, event: Envelope, invoices: tuple[str, ...]) -> None:
     """Re-check the invoices that name an order or contract that just arrived."""
     for invoice_id in sorted(invoices):
         invoice(cursor, event, invoice_id)

@@ -26,6 +26,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from projections.definition import ViewCursor
+from projections.reconciliation import writes
 from projections.reconciliation.breaks import Breaks
 
 COMPLETE = "reconciliation:complete"
@@ -46,7 +47,7 @@ def complete(cursor: ViewCursor) -> bool:
     """Whether a memo miss means "no such row" (asked once per emptied memo)."""
     known: bool | None = cursor.memo.get(COMPLETE)
     if known is None:
-        row = cursor.fetchone(_EMPTY)
+        row = writes.read(cursor, _EMPTY)
         known = cursor.memo[COMPLETE] = bool(row and row[0])
     return known
 
@@ -63,16 +64,16 @@ class Order:
     total: Decimal = Decimal(0)
     status: str = ""
     items: dict[str, Decimal] = field(default_factory=dict)
-    contracts: list[str] = field(default_factory=list)
-    invoices: list[str] = field(default_factory=list)
+    contracts: tuple[str, ...] = ()
+    invoices: tuple[str, ...] = ()
 
 
-@dataclass(slots=True)
-class Item:
-    """A contract item: its quantity and charge type (recurring, usage; None if unsaid)."""
-
-    quantity: Decimal
-    charge_type: str | None
+Item = tuple[Decimal, str | None]
+"""A contract item: its quantity and charge type (recurring, usage; None if unsaid),
+replaced when an amendment changes it. A plain tuple, as the links (``contracts``,
+``invoices``, extended by a new tuple): the garbage collector leaves a plain tuple of such
+values (and a dict holding only such) out of its passes, and each object the memo holds
+is one more for every full pass."""
 
 
 @dataclass(slots=True)
@@ -84,7 +85,7 @@ class Contract:
     status: str = ""
     activated_at: datetime | None = None
     items: dict[str, Item] = field(default_factory=dict)
-    invoices: list[str] = field(default_factory=list)
+    invoices: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -135,7 +136,7 @@ def order(cursor: ViewCursor, order_id: str) -> Order:
         if complete(cursor):
             entry = Order(False, Breaks(True))
         else:
-            row = cursor.fetchone(_ORDER, (order_id,) * 5)
+            row = writes.read(cursor, _ORDER, (order_id,) * 5)
             assert row is not None  # one row, joined or not
             exists = bool(row[0])
             entry = Order(exists, Breaks(not exists))
@@ -143,8 +144,8 @@ def order(cursor: ViewCursor, order_id: str) -> Order:
                 entry.customer_id, entry.currency = row[1], row[2]
                 entry.opportunity, entry.total, entry.status = row[3], row[4], row[5]
             entry.items = dict(zip(row[6] or [], row[7] or [], strict=True))
-            entry.contracts = list(row[8] or [])
-            entry.invoices = list(row[9] or [])
+            entry.contracts = tuple(row[8] or ())
+            entry.invoices = tuple(row[9] or ())
         cursor.memo[key] = entry
     return entry
 
@@ -180,7 +181,7 @@ def contract(cursor: ViewCursor, contract_id: str) -> Contract:
         if complete(cursor):
             entry = Contract(False, Breaks(True))
         else:
-            row = cursor.fetchone(_CONTRACT, (contract_id,) * 5)
+            row = writes.read(cursor, _CONTRACT, (contract_id,) * 5)
             assert row is not None
             exists = bool(row[0])
             entry = Contract(exists, Breaks(not exists))
@@ -188,12 +189,12 @@ def contract(cursor: ViewCursor, contract_id: str) -> Contract:
                 entry.order_id, entry.customer_id = row[1], row[2]
                 entry.status, entry.activated_at = row[3], row[4]
             entry.items = {
-                sku: Item(quantity, charge)
+                sku: (quantity, charge)
                 for sku, quantity, charge in zip(
                     row[5] or [], row[6] or [], row[7] or [], strict=True
                 )
             }
-            entry.invoices = list(row[8] or [])
+            entry.invoices = tuple(row[8] or ())
         cursor.memo[key] = entry
     return entry
 
@@ -218,7 +219,7 @@ def invoice(cursor: ViewCursor, invoice_id: str) -> Invoice:
     key = ("invoice", invoice_id)
     entry: Invoice | None = cursor.memo.get(key)
     if entry is None:
-        row = None if complete(cursor) else cursor.fetchone(_INVOICE, (invoice_id,))
+        row = None if complete(cursor) else writes.read(cursor, _INVOICE, (invoice_id,))
         entry = Invoice(row is not None, Breaks(row is None))
         if row is not None:
             entry.customer_id, entry.order_id, entry.contract_id = row[0], row[1], row[2]
@@ -248,7 +249,7 @@ def payment(cursor: ViewCursor, payment_id: str) -> Payment:
     key = ("payment", payment_id)
     entry: Payment | None = cursor.memo.get(key)
     if entry is None:
-        row = None if complete(cursor) else cursor.fetchone(_PAYMENT, (payment_id,))
+        row = None if complete(cursor) else writes.read(cursor, _PAYMENT, (payment_id,))
         entry = Payment(row is not None, Breaks(row is None))
         if row is not None:
             entry.customer_id, entry.currency, entry.unapplied, entry.status = row

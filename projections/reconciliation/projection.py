@@ -18,8 +18,9 @@ Money is exact numeric from the events' decimal strings; times are the events' t
 
 Why every write sets final values from the memo (``facts.py``): the facts of each object
 are remembered, so a change is computed here and written as the row's new values (one
-statement text per table and kind of write), and the checks need no read-back; an event's
-writes then go as one statement (``writes.py``), so runs of events of one kind fold.
+statement text per table and kind of write), and the checks need no read-back; each
+touched row is then held and written once per run of a store's events, in its final state
+(``writes.py``), so a batch's writes are a few runs of one statement each.
 ``paid_at`` is computed here too: when the invoice first became settled in full by
 payments (cleared if it reopens).
 """
@@ -32,10 +33,9 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from projections.definition import Envelope, Position, Table, View, ViewCursor
-from projections.reconciliation import checks, facts
+from projections.reconciliation import checks, facts, writes
 from projections.reconciliation.tables import BREAK_EVENTS, BREAKS, FACTS
 from projections.reconciliation.views import VIEWS
-from projections.reconciliation.writes import EventWrites
 from projections.rows import PerAggregate, business_time
 
 
@@ -67,31 +67,32 @@ def _quantities(lines: list[dict[str, Any]]) -> dict[str, Decimal]:
 class Reconciliation(PerAggregate):
     name: ClassVar[str] = "reconciliation"
     title: ClassVar[str] = "Reconciliation breaks and SLAs"
-    version: ClassVar[int] = 3
+    version: ClassVar[int] = 4
     stores: ClassVar[tuple[str, ...]] = ("orders", "contracts", "invoices", "payments")
     tables: ClassVar[tuple[Table, ...]] = (*FACTS, BREAKS, BREAK_EVENTS)
     views: ClassVar[tuple[View, ...]] = VIEWS
 
     def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
-        """The event's writes go as one statement (see ``writes.py``). Whether the memo
+        """The event's fact and break rows are held in the memo and written at
+        :meth:`write_held` (see ``writes.py``); its history rows go now. Whether the memo
         holds every row is settled before the first write after it was emptied (see
         ``facts.complete``): asked later, the rows just written would say no."""
         facts.complete(cursor)
-        writes = EventWrites(cursor)
-        super().apply(event, at, writes)
-        writes.send()
+        super().apply(event, at, cursor)
+
+    def write_held(self, cursor: ViewCursor) -> None:
+        """Each row touched since the last call, once, in its final state."""
+        writes.write(cursor)
 
     # -- orders -------------------------------------------------------------------------
-
-    _ORDER_UPDATE: ClassVar[str] = (
-        "UPDATE {recon_orders} SET total = %s, status = %s, changed_at = %s WHERE order_id = %s"
-    )
 
     def _order(self, event: Envelope, cursor: ViewCursor) -> None:
         data, order_id, when = event["data"], event["aggregate_id"], business_time(event)
         kind = event["type"]
         if kind == "OrderPlaced":
             entry = facts.order(cursor, order_id)
+            row = writes.touched(writes.held(cursor).orders, order_id, entry)
+            twice = entry.exists or row.new is not None
             opportunity = data.get("opportunity_amount")
             entry.exists, entry.customer_id, entry.currency = (
                 True,
@@ -100,33 +101,25 @@ class Reconciliation(PerAggregate):
             )
             entry.opportunity = None if opportunity is None else _amount(opportunity)
             entry.total, entry.status = _amount(data["totals"]["total"]), "open"
-            cursor.execute(
-                "INSERT INTO {recon_orders} (order_id, customer_id, currency, "
-                "opportunity_amount, total, status, placed_at, changed_at) "
-                "VALUES (%s, %s, %s, %s, %s, 'open', %s, %s)",
-                (
-                    order_id,
-                    entry.customer_id,
-                    entry.currency,
-                    entry.opportunity,
-                    entry.total,
-                    when,
-                    when,
-                ),
-            )
-            self._order_items(cursor, entry, order_id, data["lines"])
+            if twice:  # the row is there: its insert fails, at this event
+                cursor.execute(writes.ORDER_INSERT, writes.order_row(order_id, entry, when, when))
+            else:
+                row.new = (when,)
+            row.changed_at = when
+            self._order_items(row, data["lines"])
             checks.invoices_naming(cursor, event, entry.invoices)
         elif kind == "OrderAmended":
             entry = facts.order(cursor, order_id)
+            row = writes.touched(writes.held(cursor).orders, order_id, entry)
             if entry.exists:
                 entry.total = _amount(data["totals"]["total"])
-                cursor.execute(self._ORDER_UPDATE, (entry.total, entry.status, when, order_id))
-            self._order_items(cursor, entry, order_id, data["lines"])
+                row.changed_at = when
+            self._order_items(row, data["lines"])
         elif kind in ("OrderRejected", "OrderCancelled"):
             entry = facts.order(cursor, order_id)
             if entry.exists:
                 entry.status = "rejected" if kind == "OrderRejected" else "cancelled"
-                cursor.execute(self._ORDER_UPDATE, (entry.total, entry.status, when, order_id))
+                writes.touched(writes.held(cursor).orders, order_id, entry).changed_at = when
             checks.invoices_naming(cursor, event, entry.invoices)
             return
         else:
@@ -135,29 +128,13 @@ class Reconciliation(PerAggregate):
         checks.contracts_of(cursor, event, order_id)
 
     @staticmethod
-    def _order_items(
-        cursor: ViewCursor, entry: facts.Order, order_id: str, lines: list[dict[str, Any]]
-    ) -> None:
-        """The rows become the lines' quantities: only what differs is written."""
-        now, before = _quantities(lines), entry.items
-        for sku in sorted(before.keys() - now.keys()):
-            cursor.execute(
-                "DELETE FROM {recon_order_items} WHERE order_id = %s AND sku = %s",
-                (order_id, sku),
-            )
-        for sku, quantity in sorted(now.items()):
-            held = before.get(sku)
-            if held is None:
-                cursor.execute(
-                    "INSERT INTO {recon_order_items} (order_id, sku, quantity) VALUES (%s, %s, %s)",
-                    (order_id, sku, quantity),
-                )
-            elif str(held) != str(quantity):
-                cursor.execute(
-                    "UPDATE {recon_order_items} SET quantity = %s WHERE order_id = %s AND sku = %s",
-                    (quantity, order_id, sku),
-                )
-        entry.items = now
+    def _order_items(row: writes.Row, lines: list[dict[str, Any]]) -> None:
+        """The rows become the lines' quantities: what differs from the rows as they stand
+        (remembered at the first change since they were written) is written."""
+        entry: facts.Order = row.entry
+        if row.items is None:
+            row.items = dict(entry.items)
+        entry.items = _quantities(lines)
 
     # -- contracts ----------------------------------------------------------------------
 
@@ -173,49 +150,49 @@ class Reconciliation(PerAggregate):
         kind = event["type"]
         if kind == "ContractCreated":
             entry = facts.contract(cursor, contract_id)
+            row = writes.touched(writes.held(cursor).contracts, contract_id, entry)
+            twice = entry.exists or row.new is not None
             order_id = _uuid(data["order_id"])
             assert order_id is not None
             entry.exists, entry.order_id, entry.customer_id = True, order_id, data["customer_id"]
             entry.status, entry.activated_at = "pending", None
-            cursor.execute(
-                "INSERT INTO {recon_contracts} (contract_id, order_id, customer_id, status, "
-                "activated_at, changed_at) VALUES (%s, %s, %s, 'pending', NULL, %s)",
-                (contract_id, order_id, entry.customer_id, when),
-            )
-            for item in data["items"]:
-                made = facts.Item(Decimal(str(item["quantity"])), item.get("charge_type"))
-                entry.items[item["sku"]] = made
+            if twice:  # the row is there: its insert fails, at this event
                 cursor.execute(
-                    "INSERT INTO {recon_contract_items} (contract_id, sku, quantity, charge_type) "
-                    "VALUES (%s, %s, %s, %s)",
-                    (contract_id, item["sku"], made.quantity, made.charge_type),
+                    writes.CONTRACT_INSERT, writes.contract_row(contract_id, entry, when)
                 )
+            else:
+                row.new = tuple(item["sku"] for item in data["items"])
+            row.changed_at = when
+            for item in data["items"]:
+                made: facts.Item = (Decimal(str(item["quantity"])), item.get("charge_type"))
+                entry.items[item["sku"]] = made
+                if twice:
+                    cursor.execute(
+                        writes.CONTRACT_ITEM_INSERT,
+                        (contract_id, item["sku"], *made),
+                    )
             owner = facts.known_order(cursor, order_id)
             if owner is not None:
-                owner.contracts.append(contract_id)
+                owner.contracts += (contract_id,)
             checks.invoices_naming(cursor, event, entry.invoices)
         elif kind == "ContractAmended":
             entry = facts.contract(cursor, contract_id)
+            row = writes.touched(writes.held(cursor).contracts, contract_id, entry)
+            if row.new is None and row.items is None:
+                # The items as they stand, before this run's first change to them.
+                row.items = {sku: str(item[0]) for sku, item in entry.items.items()}
             for change in data["changes"]:
                 held = entry.items.get(change["sku"])
                 if change.get("quantity") is not None and held is not None:
-                    held.quantity = Decimal(str(change["quantity"]))
-                    cursor.execute(
-                        "UPDATE {recon_contract_items} SET quantity = %s "
-                        "WHERE contract_id = %s AND sku = %s",
-                        (held.quantity, contract_id, change["sku"]),
-                    )
+                    quantity = Decimal(str(change["quantity"]))
+                    entry.items[change["sku"]] = (quantity, held[1])
         elif kind in self._CONTRACT_STATUS:
             entry = facts.contract(cursor, contract_id)
             if entry.exists:
                 entry.status = self._CONTRACT_STATUS[kind]
                 if kind == "ContractActivated":
                     entry.activated_at = when
-                cursor.execute(
-                    "UPDATE {recon_contracts} SET status = %s, activated_at = %s, "
-                    "changed_at = %s WHERE contract_id = %s",
-                    (entry.status, entry.activated_at, when, contract_id),
-                )
+                writes.touched(writes.held(cursor).contracts, contract_id, entry).changed_at = when
             if kind == "ContractActivated":
                 return
         else:
@@ -228,6 +205,7 @@ class Reconciliation(PerAggregate):
         data, invoice_id, when = event["data"], event["aggregate_id"], business_time(event)
         kind = event["type"]
         if kind == "InvoiceIssued":
+            before = cursor.memo.get(("invoice", invoice_id))
             entry = facts.issued(cursor, invoice_id)
             entry.customer_id, entry.currency = data["customer_id"], data["currency"]
             entry.order_id, entry.contract_id = (
@@ -235,29 +213,23 @@ class Reconciliation(PerAggregate):
                 _uuid(data.get("contract_id")),
             )
             entry.total = _amount(data["total"])
-            cursor.execute(
-                "INSERT INTO {recon_invoices} (invoice_id, customer_id, order_id, contract_id, "
-                "currency, total, credited, paid, void, issue_date, changed_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, 0, 0, false, %s, %s)",
-                (
-                    invoice_id,
-                    entry.customer_id,
-                    entry.order_id,
-                    entry.contract_id,
-                    entry.currency,
-                    entry.total,
-                    date.fromisoformat(data["issue_date"]),
-                    when,
-                ),
-            )
+            issue_date = date.fromisoformat(data["issue_date"])
+            invoices = writes.held(cursor).invoices
+            if (before is not None and before.exists) or invoice_id in invoices:
+                # The row is there (or held): its insert fails, at this event.
+                cursor.execute(
+                    writes.INVOICE_INSERT, writes.invoice_row(invoice_id, entry, issue_date, when)
+                )
+            else:
+                invoices[invoice_id] = writes.Row(entry, when, (issue_date,))
             if entry.order_id is not None:
                 named = facts.known_order(cursor, entry.order_id)
                 if named is not None:
-                    named.invoices.append(invoice_id)
+                    named.invoices += (invoice_id,)
             if entry.contract_id is not None:
                 billed = facts.known_contract(cursor, entry.contract_id)
                 if billed is not None:
-                    billed.invoices.append(invoice_id)
+                    billed.invoices += (invoice_id,)
             checks.invoice(cursor, event, invoice_id)
             return
         if kind not in self._INVOICE_KINDS:
@@ -284,22 +256,7 @@ class Reconciliation(PerAggregate):
         # Settled in full by payments: when it first became so (cleared if it reopens).
         settled = entry.paid > 0 and entry.paid >= entry.total - entry.credited
         entry.paid_at = (entry.paid_at or when) if settled else None
-        cursor.execute(
-            "UPDATE {recon_invoices} SET customer_id = %s, credited = %s, paid = %s, "
-            "void = %s, erp_document_number = %s, erp_total = %s, paid_at = %s, "
-            "changed_at = %s WHERE invoice_id = %s",
-            (
-                entry.customer_id,
-                entry.credited,
-                entry.paid,
-                entry.void,
-                entry.erp_document_number,
-                entry.erp_total,
-                entry.paid_at,
-                when,
-                invoice_id,
-            ),
-        )
+        writes.touched(writes.held(cursor).invoices, invoice_id, entry).changed_at = when
         checks.invoice(cursor, event, invoice_id)
 
     _INVOICE_KINDS: ClassVar[frozenset[str]] = frozenset(
@@ -320,25 +277,21 @@ class Reconciliation(PerAggregate):
         data, payment_id, when = event["data"], event["aggregate_id"], business_time(event)
         kind = event["type"]
         if kind == "PaymentReceived":
+            before = cursor.memo.get(("payment", payment_id))
             entry = facts.received(cursor, payment_id)
             amount = _amount(data["amount"])
             received = datetime.fromisoformat(data["received_at"])
             entry.customer_id, entry.currency = data["customer_id"], data["amount"]["currency"]
             entry.unapplied, entry.status = amount, "received"
-            cursor.execute(
-                "INSERT INTO {recon_payments} (payment_id, customer_id, currency, amount, "
-                "unapplied, status, received_at, changed_at) "
-                "VALUES (%s, %s, %s, %s, %s, 'received', %s, %s)",
-                (
-                    payment_id,
-                    entry.customer_id,
-                    entry.currency,
-                    amount,
-                    amount,
-                    received,
-                    when,
-                ),
-            )
+            payments = writes.held(cursor).payments
+            if (before is not None and before.exists) or payment_id in payments:
+                # The row is there (or held): its insert fails, at this event.
+                cursor.execute(
+                    writes.PAYMENT_INSERT,
+                    writes.payment_row(payment_id, entry, amount, received, when),
+                )
+            else:
+                payments[payment_id] = writes.Row(entry, when, (amount, received))
             cursor.execute(self._MOVE, (payment_id, event["version"], received, amount))
             checks.payment(cursor, event, payment_id)
             return
@@ -357,11 +310,7 @@ class Reconciliation(PerAggregate):
             entry.customer_id = data["customer_id"]
         else:
             return
-        cursor.execute(
-            "UPDATE {recon_payments} SET customer_id = %s, unapplied = %s, status = %s, "
-            "changed_at = %s WHERE payment_id = %s",
-            (entry.customer_id, entry.unapplied, entry.status, when, payment_id),
-        )
+        writes.touched(writes.held(cursor).payments, payment_id, entry).changed_at = when
         cursor.execute(self._MOVE, (payment_id, event["version"], when, entry.unapplied))
         checks.payment(cursor, event, payment_id)
 

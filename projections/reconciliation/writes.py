@@ -1,73 +1,345 @@
-"""One event's writes sent as one statement: ``WITH w1 AS (write 1), ... write n``.
+"""The rows touched since the last write, held in the memo and written once per run.
 
-Why: an event of this projection writes a few rows of different tables (a fact row, a
-payment move, a break row and its history entry), and the events of a store alternate
-between kinds, so the runner's held runs of equal statements stayed one statement long: a
-round of psycopg's per-statement cost per row. Joined into one statement per event, the
-text depends only on what the event wrote (its "shape"): consecutive events of one shape
-(every payment's receipt, every posting of an invoice) go as one ``executemany``, and a
-receipt's four rows cost one statement instead of four.
+Why hold: a store's events come aggregate after aggregate (an invoice is issued, posted,
+paid; a payment is received, applied), and written one by one each event was a statement
+of its own, several rows of different tables that no run of equal statements could fold.
+Held, each touched row is written once per run of a store's events, in its final state
+(:meth:`Reconciliation.write_held`): a row created since as one plain single-row insert
+of one constant text per table (the runner folds them into multi-row inserts), an older
+one as one update of one constant text per table (a run of them is one ``executemany``).
 
-Why this is exact: the writes of one event touch each row at most once and none reads
-another's effect (each writes final values computed from the memo), which is what a
-statement of data-modifying ``WITH`` parts allows (they run on one snapshot). A lone write
-is sent as it is (so plain inserts still fold into multi-row inserts). A read (or a write
-that must report its row count) first sends what is held, so it sees the event's earlier
-writes, as it would have. A failing part fails the event's statement, so the runner's
-replay still names the event.
+Why this is exact: every write of these rows set its final values from the memo (the facts
+in ``facts.py``, the break rows in ``breaks.py``), so the last write of a row is the row;
+holding it writes only that last one. What a row's events change is remembered here as
+what the tables hold (whether the row exists, the item quantities as written), so the
+writes at the end are the difference. The history rows (break openings and closings,
+payment moves) are inserts that keep every row: they are not held here, each goes to the
+runner as it happens, in order.
+
+Why a read first writes what is held (:func:`read`): a memo miss reads the tables (a
+restart over built tables; a rebuild never reads), and a row created in this run but
+still held would be missing from what it reads. A failed batch empties the memo, held
+rows included, and its replay writes what each event held right after it, so a failing
+write is still reported at its own event.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from projections.definition import ViewCursor
 
-_JOINED: dict[tuple[str, ...], str] = {}
-"""Statement texts of a shape -> the joined text (few shapes: one per kind of event)."""
+if TYPE_CHECKING:
+    from projections.reconciliation.breaks import Break
+
+HELD = "reconciliation:held"
+"""Memo key of the :class:`Held` rows (popped by each write)."""
 
 
-def _joined(statements: tuple[str, ...]) -> str:
-    text = _JOINED.get(statements)
-    if text is None:
-        parts = [f"w{n} AS ({s})" for n, s in enumerate(statements[:-1])]
-        text = _JOINED[statements] = f"WITH {', '.join(parts)} {statements[-1]}"
-    return text
+@dataclass(slots=True)
+class Row:
+    """A fact row touched since the last write: its memo entry (the final values), when
+    the last event that wrote it happened (None: only its items were written), the
+    insert-only columns when it was created since (``new``), and its items as the tables
+    hold them (orders: SKU -> quantity; contracts: SKU -> quantity's text; None: not
+    touched)."""
+
+    entry: Any
+    changed_at: datetime | None = None
+    new: tuple[Any, ...] | None = None
+    items: dict[str, Any] | None = None
 
 
-class EventWrites:
-    """A :class:`ViewCursor` holding one event's writes until :meth:`send` (or a read)."""
+@dataclass(slots=True)
+class HeldBreak:
+    """A break row touched since the last write: as stored (the memo's row) and, when it
+    was opened for the first time since, its key's columns (code, object kind and id)."""
 
-    def __init__(self, cursor: ViewCursor) -> None:
-        self.memo: dict[Any, Any] = cursor.memo
-        self._cursor = cursor
-        self._statements: list[str] = []
-        self._params: list[Any] = []
+    row: Break
+    new: tuple[str, str, str] | None
 
-    def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
-        self._statements.append(statement)
-        self._params.extend(params)
 
-    def send(self) -> None:
-        """Send the held writes: as they are when one, else joined into one statement."""
-        statements, params = self._statements, self._params
-        if not statements:
-            return
-        self._statements, self._params = [], []
-        if len(statements) == 1:
-            self._cursor.execute(statements[0], params)
-        else:
-            self._cursor.execute(_joined(tuple(statements)), params)
+@dataclass(slots=True)
+class Held:
+    orders: dict[str, Row] = field(default_factory=dict)
+    contracts: dict[str, Row] = field(default_factory=dict)
+    invoices: dict[str, Row] = field(default_factory=dict)
+    payments: dict[str, Row] = field(default_factory=dict)
+    breaks: dict[str, HeldBreak] = field(default_factory=dict)
 
-    def execute_one(self, statement: str, params: Sequence[Any], missing: str) -> None:
-        self.send()
-        self._cursor.execute_one(statement, params, missing)
 
-    def execute_counted(self, statement: str, params: Sequence[Any] = ()) -> int:
-        self.send()
-        return self._cursor.execute_counted(statement, params)
+def held(cursor: ViewCursor) -> Held:
+    """What is held (asked afresh at each write: a read in between writes it out)."""
+    found: Held | None = cursor.memo.get(HELD)
+    if found is None:
+        found = cursor.memo[HELD] = Held()
+    return found
 
-    def fetchone(self, statement: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        self.send()
-        return self._cursor.fetchone(statement, params)
+
+def touched(rows: dict[str, Row], key: str, entry: Any) -> Row:
+    """The held row of ``key`` (held from now on if it was not)."""
+    found = rows.get(key)
+    if found is None:
+        found = rows[key] = Row(entry)
+    return found
+
+
+# -- statements: one constant text per table and kind of write ------------------------
+
+ORDER_INSERT = (
+    "INSERT INTO {recon_orders} (order_id, customer_id, currency, opportunity_amount, "
+    "total, status, placed_at, changed_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+)
+ORDER_UPDATE = (
+    "UPDATE {recon_orders} SET total = %s, status = %s, changed_at = %s WHERE order_id = %s"
+)
+ORDER_ITEM_INSERT = "INSERT INTO {recon_order_items} (order_id, sku, quantity) VALUES (%s, %s, %s)"
+ORDER_ITEM_UPDATE = "UPDATE {recon_order_items} SET quantity = %s WHERE order_id = %s AND sku = %s"
+ORDER_ITEM_DELETE = "DELETE FROM {recon_order_items} WHERE order_id = %s AND sku = %s"
+CONTRACT_INSERT = (
+    "INSERT INTO {recon_contracts} (contract_id, order_id, customer_id, status, "
+    "activated_at, changed_at) VALUES (%s, %s, %s, %s, %s, %s)"
+)
+CONTRACT_UPDATE = (
+    "UPDATE {recon_contracts} SET status = %s, activated_at = %s, changed_at = %s "
+    "WHERE contract_id = %s"
+)
+CONTRACT_ITEM_INSERT = (
+    "INSERT INTO {recon_contract_items} (contract_id, sku, quantity, charge_type) "
+    "VALUES (%s, %s, %s, %s)"
+)
+CONTRACT_ITEM_UPDATE = (
+    "UPDATE {recon_contract_items} SET quantity = %s WHERE contract_id = %s AND sku = %s"
+)
+INVOICE_INSERT = (
+    "INSERT INTO {recon_invoices} (invoice_id, customer_id, order_id, contract_id, "
+    "currency, total, credited, paid, void, erp_document_number, erp_total, issue_date, "
+    "paid_at, changed_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+INVOICE_UPDATE = (
+    "UPDATE {recon_invoices} SET customer_id = %s, credited = %s, paid = %s, void = %s, "
+    "erp_document_number = %s, erp_total = %s, paid_at = %s, changed_at = %s "
+    "WHERE invoice_id = %s"
+)
+PAYMENT_INSERT = (
+    "INSERT INTO {recon_payments} (payment_id, customer_id, currency, amount, unapplied, "
+    "status, received_at, changed_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+)
+PAYMENT_UPDATE = (
+    "UPDATE {recon_payments} SET customer_id = %s, unapplied = %s, status = %s, "
+    "changed_at = %s WHERE payment_id = %s"
+)
+BREAK_INSERT = (
+    "INSERT INTO {recon_breaks} (break_key, code, object_kind, object_id, customer_id, "
+    "currency, expected_amount, expected_by, actual_amount, actual_by, detail, opened_at, "
+    "closed_at, lineage, changed_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+    "%s, %s, %s)"
+)
+BREAK_UPDATE = (
+    "UPDATE {recon_breaks} SET customer_id = %s, currency = %s, expected_amount = %s, "
+    "expected_by = %s, actual_amount = %s, actual_by = %s, detail = %s, opened_at = %s, "
+    "closed_at = %s, changed_at = %s WHERE break_key = %s"
+)
+
+
+# -- rows' values ----------------------------------------------------------------------
+
+
+def order_row(
+    order_id: str, entry: Any, placed_at: datetime, changed_at: datetime | None
+) -> tuple[Any, ...]:
+    return (
+        order_id,
+        entry.customer_id,
+        entry.currency,
+        entry.opportunity,
+        entry.total,
+        entry.status,
+        placed_at,
+        changed_at,
+    )
+
+
+def contract_row(contract_id: str, entry: Any, changed_at: datetime | None) -> tuple[Any, ...]:
+    return (
+        contract_id,
+        entry.order_id,
+        entry.customer_id,
+        entry.status,
+        entry.activated_at,
+        changed_at,
+    )
+
+
+def invoice_row(
+    invoice_id: str, entry: Any, issue_date: date, changed_at: datetime | None
+) -> tuple[Any, ...]:
+    return (
+        invoice_id,
+        entry.customer_id,
+        entry.order_id,
+        entry.contract_id,
+        entry.currency,
+        entry.total,
+        entry.credited,
+        entry.paid,
+        entry.void,
+        entry.erp_document_number,
+        entry.erp_total,
+        issue_date,
+        entry.paid_at,
+        changed_at,
+    )
+
+
+def payment_row(
+    payment_id: str, entry: Any, amount: Decimal, received_at: datetime, changed_at: datetime | None
+) -> tuple[Any, ...]:
+    return (
+        payment_id,
+        entry.customer_id,
+        entry.currency,
+        amount,
+        entry.unapplied,
+        entry.status,
+        received_at,
+        changed_at,
+    )
+
+
+def break_row(key: str, row: Break, new: tuple[str, str, str]) -> tuple[Any, ...]:
+    code, kind, object_id = new
+    f = row.found
+    return (
+        key,
+        code,
+        kind,
+        object_id,
+        f.customer_id,
+        f.currency,
+        f.expected,
+        f.expected_by,
+        f.actual,
+        f.actual_by,
+        f.detail,
+        row.opened_at,
+        None if row.open else row.changed_at,
+        f"/v1/lineage/{object_id}",
+        row.changed_at,
+    )
+
+
+def break_update(key: str, row: Break) -> tuple[Any, ...]:
+    f = row.found
+    return (
+        f.customer_id,
+        f.currency,
+        f.expected,
+        f.expected_by,
+        f.actual,
+        f.actual_by,
+        f.detail,
+        row.opened_at,
+        None if row.open else row.changed_at,
+        row.changed_at,
+        key,
+    )
+
+
+# -- the write -------------------------------------------------------------------------
+
+
+def write(cursor: ViewCursor) -> None:
+    """Each held row once, in its final state. Updates and deletes first, one text after
+    another (each a run), then every insert (runs of plain inserts into different tables
+    are held side by side): no row is written twice, so the order of tables is free."""
+    found: Held | None = cursor.memo.pop(HELD, None)
+    if found is None:
+        return
+    orders, contracts = found.orders, found.contracts
+    for order_id, r in orders.items():
+        if r.new is None and r.changed_at is not None:
+            e = r.entry
+            cursor.execute(ORDER_UPDATE, (e.total, e.status, r.changed_at, order_id))
+    for contract_id, r in contracts.items():
+        if r.new is None and r.changed_at is not None:
+            e = r.entry
+            cursor.execute(CONTRACT_UPDATE, (e.status, e.activated_at, r.changed_at, contract_id))
+    for invoice_id, r in found.invoices.items():
+        if r.new is None:
+            e = r.entry
+            cursor.execute(
+                INVOICE_UPDATE,
+                (
+                    e.customer_id,
+                    e.credited,
+                    e.paid,
+                    e.void,
+                    e.erp_document_number,
+                    e.erp_total,
+                    e.paid_at,
+                    r.changed_at,
+                    invoice_id,
+                ),
+            )
+    for payment_id, r in found.payments.items():
+        if r.new is None:
+            e = r.entry
+            cursor.execute(
+                PAYMENT_UPDATE, (e.customer_id, e.unapplied, e.status, r.changed_at, payment_id)
+            )
+    for key, b in found.breaks.items():
+        if b.new is None:
+            cursor.execute(BREAK_UPDATE, break_update(key, b.row))
+    inserts: list[tuple[str, str, Any]] = []
+    for order_id, r in orders.items():
+        if r.items is None:
+            continue
+        now: dict[str, Decimal] = r.entry.items
+        for sku, quantity in r.items.items():
+            if sku not in now:
+                cursor.execute(ORDER_ITEM_DELETE, (order_id, sku))
+            elif str(quantity) != str(now[sku]):
+                cursor.execute(ORDER_ITEM_UPDATE, (now[sku], order_id, sku))
+        inserts.extend(
+            (order_id, sku, quantity) for sku, quantity in sorted(now.items()) if sku not in r.items
+        )
+    for contract_id, r in contracts.items():
+        if r.new is None and r.items is not None:
+            for sku, (quantity, _) in r.entry.items.items():
+                written = r.items.get(sku)
+                if written is not None and written != str(quantity):
+                    cursor.execute(CONTRACT_ITEM_UPDATE, (quantity, contract_id, sku))
+    for order_id, r in orders.items():
+        if r.new is not None:
+            cursor.execute(ORDER_INSERT, order_row(order_id, r.entry, r.new[0], r.changed_at))
+    for row in inserts:
+        cursor.execute(ORDER_ITEM_INSERT, row)
+    for contract_id, r in contracts.items():
+        if r.new is not None:
+            e = r.entry
+            cursor.execute(CONTRACT_INSERT, contract_row(contract_id, e, r.changed_at))
+            for sku in r.new:
+                cursor.execute(CONTRACT_ITEM_INSERT, (contract_id, sku, *e.items[sku]))
+    for invoice_id, r in found.invoices.items():
+        if r.new is not None:
+            cursor.execute(INVOICE_INSERT, invoice_row(invoice_id, r.entry, r.new[0], r.changed_at))
+    for payment_id, r in found.payments.items():
+        if r.new is not None:
+            cursor.execute(
+                PAYMENT_INSERT, payment_row(payment_id, r.entry, r.new[0], r.new[1], r.changed_at)
+            )
+    for key, b in found.breaks.items():
+        if b.new is not None:
+            cursor.execute(BREAK_INSERT, break_row(key, b.row, b.new))
+
+
+def read(cursor: ViewCursor, statement: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+    """A read of the tables (every read of this projection goes here): what is held is
+    written first, so the read sees it."""
+    write(cursor)
+    return cursor.fetchone(statement, params)

@@ -65,11 +65,13 @@ def register(app: typer.Typer, settings_factory: SettingsFactory, fail: Fail) ->
         import signal
 
         from adapters.bootstrap import open_runtime
+        from adapters.gc_tuning import tune_for_serving
         from adapters.process.service import process_service
 
         settings = database()
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
         runtime = open_runtime(settings)
+        tune_for_serving()
 
         async def main() -> None:
             stop = asyncio.Event()

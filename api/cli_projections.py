@@ -89,10 +89,12 @@ def register(app: typer.Typer, settings_factory: SettingsFactory, fail: Fail) ->
         import threading
 
         from adapters.bootstrap import Connections
+        from adapters.gc_tuning import tune_for_serving
         from adapters.projections.service import runners
 
         settings = database()
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+        tune_for_serving()
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
@@ -116,6 +118,7 @@ def register(app: typer.Typer, settings_factory: SettingsFactory, fail: Fail) ->
     ) -> None:
         """Rebuild into shadow tables from position 0; swap in atomically when caught up."""
         from adapters.bootstrap import Connections
+        from adapters.gc_tuning import tune_for_serving
         from adapters.nats.runner import lock_held
         from adapters.projections.runner import ProjectionFailed, ProjectionRunner, lock_key
         from adapters.projections.status import request_rebuild
@@ -135,6 +138,7 @@ def register(app: typer.Typer, settings_factory: SettingsFactory, fail: Fail) ->
                 _follow(conn, settings.schema_name, projection)
                 return
         typer.echo(f"No {name} runner is running: rebuilding here ...")
+        tune_for_serving()  # a rebuild's events would trigger full collections by the hundred
         worker = ProjectionRunner(
             projection, connections, settings.schema_name, batch=settings.projection_batch
         )

@@ -30,6 +30,7 @@ import psycopg
 from psycopg import sql
 
 from adapters.bootstrap import Connections
+from adapters.gc_tuning import tune_for_serving
 from adapters.projections.runner import ProjectionRunner
 from adapters.projections.schema import SHADOW_SUFFIX
 from adapters.settings import Settings
@@ -164,6 +165,7 @@ def main() -> None:
         "measures on the stored events again (its projections' tables are dropped first)",
     )
     args = parser.parse_args()
+    tune_for_serving()  # as `concord projections rebuild` and `concord serve` run them
     only = {name for name in args.only.split(",") if name}
     projections = [p for p in all_projections() if not only or p.name in only]
     url = database_url()

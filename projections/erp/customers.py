@@ -102,11 +102,14 @@ CUSTOMERS = Table(
     ),
 )
 
+_COLUMNS = tuple(c.name for c in CUSTOMERS.columns)
+#: A customer's whole row, in its state at the end of the run (see ``write_held``).
 _INSERT = (
-    "INSERT INTO {erp_customers} (customer_id, legal_name, tax_id, parent_customer_id, "
-    "currency, status, erased, version, changed_at, position) "
-    "VALUES (%s, %s, %s, %s, %s, 'active', false, %s, %s, %s)"
+    f"INSERT INTO {{erp_customers}} ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(_COLUMNS))})"
 )
+#: Memo key: customers registered in the run under way -> their row (column -> value).
+_HELD = "erp.registered"
 #: Detail fields the view copies, and how (the rest of a details change is not copied).
 _DETAILS = ("legal_name", "tax_id", "parent_customer_id", "currency")
 
@@ -120,31 +123,56 @@ def tax_id_marker(value: Any) -> str | None:
 class ErpCustomers(Projection):
     name: ClassVar[str] = "erp"
     title: ClassVar[str] = "ERP view"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     stores: ClassVar[tuple[str, ...]] = ("customers",)
     tables: ClassVar[tuple[Table, ...]] = (CUSTOMERS,)
 
     def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
+        """A customer registered in this run is held as its row and written once, in its
+        state at the run's end (``write_held``): its number, terms and links usually follow
+        the registration at once, and one insert of the final row replaces an insert and
+        three updates. Rows of earlier runs are updated as their events come."""
         if event["aggregate"] != "customer":
             return
         data = event["data"]
         kind = event["type"]
+        held: dict[str, dict[str, Any]] = cursor.memo.setdefault(_HELD, {})
+        customer = event["aggregate_id"]
         if kind == "CustomerRegistered":
-            cursor.execute(
-                _INSERT,
-                (
-                    event["aggregate_id"],
-                    data["legal_name"],
-                    tax_id_marker(data.get("tax_id")),
-                    data.get("parent_customer_id"),
-                    data.get("currency"),
-                    event["version"],
-                    datetime.fromisoformat(event["recorded_at"]),
-                    at.position,
-                ),
-            )
+            row: dict[str, Any] = dict.fromkeys(_COLUMNS)
+            row |= {
+                "customer_id": customer,
+                "legal_name": data["legal_name"],
+                "tax_id": tax_id_marker(data.get("tax_id")),
+                "parent_customer_id": data.get("parent_customer_id"),
+                "currency": data.get("currency"),
+                "status": "active",
+                "erased": False,
+            }
+            self._stamp(row, event, at)
+            if customer in held:  # registered twice: the table refuses it at this event
+                cursor.execute(_INSERT, tuple(row[c] for c in _COLUMNS))
+            else:
+                held[customer] = row
             return
-        self._update(event, at, cursor, self._changes(kind, data))
+        changes = self._changes(kind, data)
+        found = held.get(customer)
+        if found is None:
+            self._update(event, at, cursor, changes)
+            return
+        found |= changes
+        self._stamp(found, event, at)
+
+    def write_held(self, cursor: ViewCursor) -> None:
+        held: dict[str, dict[str, Any]] | None = cursor.memo.pop(_HELD, None)
+        for row in (held or {}).values():
+            cursor.execute(_INSERT, tuple(row[c] for c in _COLUMNS))
+
+    @staticmethod
+    def _stamp(row: dict[str, Any], event: Envelope, at: Position) -> None:
+        row["version"] = event["version"]
+        row["changed_at"] = datetime.fromisoformat(event["recorded_at"])
+        row["position"] = at.position
 
     @staticmethod
     def _changes(kind: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -40,7 +40,11 @@ def test_projections_report_lag_then_position_after_a_run(api: Api) -> None:
     assert erp["stores"][0]["store"] == "customers" and erp["stores"][0]["lag_seconds"] >= 0
     runner(api).catch_up()
     erp = api.get("/v1/projections").json()["items"][0]
-    assert (erp["version"], erp["lag_events"], erp["stores"][0]["position"]) == (1, 0, 1)
+    assert (erp["version"], erp["lag_events"], erp["stores"][0]["position"]) == (
+        ErpCustomers.version,
+        0,
+        1,
+    )
     assert erp["tables"] == ["erp_customers"] and erp["failure"] is None
 
 
@@ -84,6 +88,9 @@ def test_cli_status_and_rebuild(api: Api) -> None:
     assert built.returncode == 0, built.stderr
     assert "Rebuilt erp" in built.stdout
     after = concord("status")
-    assert "version 1" in after.stdout and "position 1 of 1  lag 0 event(s)" in after.stdout
+    assert (
+        f"version {ErpCustomers.version}" in after.stdout
+        and "position 1 of 1  lag 0 event(s)" in after.stdout
+    )
     unknown = concord("rebuild", "nope")
     assert unknown.returncode == 1 and "no projection named 'nope'" in unknown.stderr

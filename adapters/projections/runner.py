@@ -47,7 +47,7 @@ from adapters.postgres.personal_keys import KnownKeys
 from adapters.postgres.stores import store_class
 from adapters.projections import schema as ddl
 from adapters.projections.bi_access import grant_bi_select
-from adapters.projections.multi_row import plain_insert
+from adapters.projections.multi_row import PlainInsert, plain_insert
 from adapters.projections.schema import CHANNEL, LIVE, SHADOW
 from hub.application.personal import SEALED, envelope_paths, is_sealed, open_envelope
 from hub.application.views import envelope, event_id
@@ -124,8 +124,11 @@ class _Cursor:
         pipeline: psycopg.Pipeline | None,
         memo: dict[Any, Any] | None = None,
         reader: psycopg.Cursor[Any] | None = None,
+        raw: psycopg.RawCursor[Any] | None = None,
     ) -> None:
         self.memo: dict[Any, Any] = {} if memo is None else memo
+        self.raw = raw
+        """Where folded inserts go with ``$n`` placeholders (see ``PlainInsert.numbered``)."""
         self.cursor = cursor
         self.reader = cursor if reader is None else reader
         """Where reads go: not the writes' cursor. Why: in a pipeline psycopg hands each
@@ -175,12 +178,23 @@ class _Cursor:
                     for i in range(0, len(rows), insert.per)
                 ]
                 rest = chunks.pop() if len(rows) % insert.per else None
+                full = insert.per
                 if len(chunks) == 1:
-                    self.cursor.execute(insert.folded(insert.per), chunks[0])
+                    self._send(insert, full, [chunks[0]])
                 elif chunks:
-                    self.cursor.executemany(insert.folded(insert.per), chunks)
+                    self._send(insert, full, chunks)
                 if rest is not None:
-                    self.cursor.execute(insert.folded(len(rows) % insert.per), rest)
+                    self._send(insert, len(rows) % full, [rest])
+
+    def _send(self, insert: PlainInsert, rows: int, chunks: list[list[Any]]) -> None:
+        """Chunks of ``rows`` rows each, on the raw cursor when the text allows it."""
+        numbered = insert.numbered(rows) if self.raw is not None else None
+        target: Any = self.cursor if numbered is None else self.raw
+        text = insert.folded(rows) if numbered is None else numbered
+        if len(chunks) == 1:
+            target.execute(text, chunks[0])
+        else:
+            target.executemany(text, chunks)
 
     def execute_one(self, statement: str, params: Sequence[Any], missing: str) -> None:
         if self.pipeline is None:
@@ -577,6 +591,7 @@ class ProjectionRunner:
             conn.transaction(),
             conn.cursor() as cursor,
             conn.cursor() as reader,
+            psycopg.RawCursor(conn) as raw,
         ):
             positions = dict(
                 cursor.execute(
@@ -593,6 +608,7 @@ class ProjectionRunner:
                 pipeline,
                 self._memos[generation],
                 reader,
+                raw,
             )
             for store in self.projection.stores:
                 if not self._store_exists(store):

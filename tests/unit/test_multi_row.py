@@ -57,3 +57,16 @@ def test_a_row_too_wide_for_two_per_statement_is_not_folded() -> None:
     marks = ", ".join(["%s"] * (MAX_PARAMS // 2 + 1))
     insert = plain_insert(f"INSERT INTO t (a) VALUES ({marks})")
     assert insert is not None and insert.per == 1
+
+
+def test_numbered_gives_postgres_placeholders_row_after_row() -> None:
+    insert = plain_insert(
+        "INSERT INTO {t} (a, b, c) VALUES (%s, %s, 'x') ON CONFLICT (a) DO NOTHING"
+    )
+    assert insert is not None
+    assert insert.numbered(3) == (
+        "INSERT INTO {t} (a, b, c) VALUES ($1, $2, 'x'), ($3, $4, 'x'), ($5, $6, 'x') "
+        "ON CONFLICT (a) DO NOTHING"
+    )
+    escaped = plain_insert("INSERT INTO {t} (a, b) VALUES (%s, '100%%')")
+    assert escaped is not None and escaped.numbered(2) is None  # psycopg's escape: kept

@@ -265,13 +265,13 @@ def dispatcher_service(
         finally:
             for waiting in waits:
                 waiting.cancel()
-        if wake is not None:
-            wake.clear()
 
     async def service(stop: asyncio.Event) -> None:
         checked = 0.0
         loop = asyncio.get_running_loop()
         while not stop.is_set():
+            if wake is not None:
+                wake.clear()  # before the round: a commit during it wakes the next one
             check = loop.time() - checked >= STALE_CHECK_S
             if check:
                 checked = loop.time()

@@ -260,9 +260,11 @@ class NetSuiteConnector(Connector):
         for invoice_id, paid in applied.items():
             if paid <= 0:
                 continue
-            found = self._found.get(invoice_id) or await self.client.find_ids(
-                "invoice", CONCORD_INVOICE_FIELD, invoice_id
-            )
+            found = self._found.get(invoice_id)
+            if found:
+                _SKIPPED.set(True)  # remembered, not asked: a refusal is retried asking
+            else:
+                found = await self.client.find_ids("invoice", CONCORD_INVOICE_FIELD, invoice_id)
             if found:
                 if len(self._found) >= SENT_RECORDS:
                     self._found.clear()

@@ -279,7 +279,9 @@ def dispatcher_service(
                 functools.partial(dispatch_once, runtime, stale_check=check)
             )
             done += await asyncio.to_thread(compensate_once, runtime)
-            if not done:
+            # Only what moved on is a reason to go again at once: a command or compensation
+            # that must be retried (the store away) would otherwise spin this loop.
+            if all(outcome.status == "retrying" for outcome in done):
                 await pause(stop)
 
     return service

@@ -7,6 +7,7 @@ pydantic objects), so what an auditor sees and what a subscriber receives agree 
 
 from __future__ import annotations
 
+import copy
 from functools import lru_cache
 from hashlib import sha1
 from typing import Any
@@ -68,7 +69,9 @@ def envelope(
     cls, kind = _topic(topic)
     schema_version = getattr(cls, "class_version", 1)
     if state.get("class_version", 1) < schema_version:
-        state, owned = upcast(cls, dict(state)), True
+        # Upcasting changes nested values too (an order line's new defaults): a copy all
+        # the way down unless the dict is the caller's to give.
+        state, owned = upcast(cls, state if owned else copy.deepcopy(state)), True
     provenance = state["provenance"]
     aggregate = str(aggregate_id)
     if owned:

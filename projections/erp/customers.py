@@ -150,7 +150,8 @@ class ErpCustomers(Projection):
                 "erased": False,
             }
             self._stamp(row, event, at)
-            if customer in held:  # registered twice: the table refuses it at this event
+            if customer in held:  # registered twice: sent at once, so the table refuses the
+                # pair (named at this event by the statement-by-statement replay)
                 cursor.execute(_INSERT, tuple(row[c] for c in _COLUMNS))
             else:
                 held[customer] = row

@@ -25,6 +25,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from tests.e2e.serving import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -45,12 +47,6 @@ def scratch_schema(url: str, prefix: str = "bench") -> Iterator[str]:
     finally:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

@@ -36,6 +36,9 @@ _DO_NOTHING = re.compile(
     r"\s+ON\s+CONFLICT\s*(\([^()]*\)\s*)?DO\s+NOTHING\s*$", re.IGNORECASE | re.DOTALL
 )
 _UNSAFE = re.compile(r"\b(ON\s+CONFLICT|RETURNING|SELECT|VALUES|DEFAULT)\b", re.IGNORECASE)
+_ONLY_PARAMETERS = re.compile(r"\(\s*%s(\s*,\s*%s)*\s*\)")
+_TARGET = re.compile(r"\s*INSERT\s+INTO\s+(.*?)\s*VALUES\s*$", re.IGNORECASE | re.DOTALL)
+_PLACEHOLDER = re.compile(r"\{\w+\}")
 
 
 class PlainInsert(NamedTuple):
@@ -49,6 +52,11 @@ class PlainInsert(NamedTuple):
     """``ON CONFLICT ... DO NOTHING`` or empty."""
     per: int
     """Rows per folded statement (within :data:`MAX_PARAMS`); below 2, do not fold."""
+    copy: str | None
+    """``COPY <table> (<columns>) FROM STDIN`` when the insert may go as ``COPY``: no
+    ``ON CONFLICT`` (``COPY`` has none: an insert that fails on a duplicate fails as
+    ``COPY`` too) and a row of bare parameters, each one column's value (``COPY`` takes
+    values, not expressions). Else None."""
 
     def folded(self, rows: int) -> str:
         """The statement inserting ``rows`` rows (their parameters one row after another)."""
@@ -93,7 +101,19 @@ def plain_insert(statement: str) -> PlainInsert | None:
         return None
     per = MAX_PARAMS // max(1, row.count("%s"))
     tail = rest[conflict.start() :] if conflict else ""
-    return PlainInsert(head.group(1), statement[: head.end()], row, tail, per)
+    start = statement[: head.end()]
+    target = _TARGET.match(start)
+    copyable = not tail and target is not None and _ONLY_PARAMETERS.fullmatch(row)
+    copy = f"COPY {target.group(1)} FROM STDIN" if copyable and target else None
+    return PlainInsert(head.group(1), start, row, tail, per, copy)
+
+
+@lru_cache(maxsize=512)
+def tables_named(statement: str) -> frozenset[str] | None:
+    """The view tables a statement names (its ``{table}`` placeholders), or None when it
+    names none that way (it may then touch any)."""
+    found = frozenset(_PLACEHOLDER.findall(statement))
+    return found or None
 
 
 def _balanced(row: str) -> bool:

@@ -47,7 +47,7 @@ from adapters.postgres.personal_keys import KnownKeys
 from adapters.postgres.stores import store_class
 from adapters.projections import schema as ddl
 from adapters.projections.bi_access import grant_bi_select
-from adapters.projections.multi_row import PlainInsert, plain_insert
+from adapters.projections.multi_row import PlainInsert, plain_insert, tables_named
 from adapters.projections.schema import CHANNEL, LIVE, SHADOW
 from hub.application.personal import SEALED, envelope_paths, is_sealed, open_envelope
 from hub.application.views import envelope, event_id
@@ -65,6 +65,11 @@ DEFAULT_BATCH = 500
 REBUILD_BATCH_FACTOR = 4
 #: Entries a generation's memo may hold before it is emptied (see ``ViewCursor.memo``).
 MEMO_LIMIT = 200_000
+#: Fewest rows of a batch's held plain inserts into one table worth a ``COPY`` (which costs
+#: the batch one more round trip): below it they go with the other writes in the pipeline.
+COPY_MIN_ROWS = 200
+#: How long a rebuild's batches run back to back before the live view's turn.
+BACK_TO_BACK_S = 1.0
 POLL_INTERVAL_S = 1.0
 #: Errors that mean "the connection or server went away": reconnect, never a failed event.
 CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
@@ -115,7 +120,18 @@ class _Cursor:
     of plain inserts into different tables are held side by side (such inserts read
     nothing), anything else first sends what is held, and :meth:`flush` sends it all
     before the batch moves its positions. Outside a pipeline (the replay that names a
-    failing event) every statement runs on its own, at once."""
+    failing event) every statement runs on its own, at once.
+
+    Plain inserts that ``COPY`` can take (``PlainInsert.copy``) are kept back past the
+    flushes to the batch's end and sent as one ``COPY`` per statement once the pipeline
+    is left (:meth:`copy_deferred`), still inside the batch's transaction. Why: ``COPY``
+    takes rows at about twice the rate of multi-row inserts, server and client alike (a
+    lineage rebuild writes two rows per event). Why that is safe: such an insert reads
+    nothing and the tables have no triggers or foreign keys, so it may be sent after
+    statements that name other tables; a statement naming a table with rows kept back (by
+    its ``{table}`` placeholder; one naming none is taken to name all) first has them
+    sent. A ``COPY`` that fails fails the batch, whose replay runs each insert on its own
+    (``not_copied`` then keeps that statement out of ``COPY`` for the runner's life)."""
 
     def __init__(
         self,
@@ -125,8 +141,19 @@ class _Cursor:
         memo: dict[Any, Any] | None = None,
         reader: psycopg.Cursor[Any] | None = None,
         raw: psycopg.RawCursor[Any] | None = None,
+        not_copied: set[str] | None = None,
+        *,
+        copy: bool = True,
     ) -> None:
+        self.copy = copy
+        """Whether copyable inserts may be kept back for ``COPY`` (not in a run of batches
+        that stays in its pipeline)."""
         self.memo: dict[Any, Any] = {} if memo is None else memo
+        self.not_copied: set[str] = set() if not_copied is None else not_copied
+        """Statements whose ``COPY`` failed once: sent as inserts from then on."""
+        self._deferred: dict[str, tuple[str, list[Sequence[Any]]]] = {}
+        """Copyable plain insert -> (its table, its rows kept back to the batch's end)."""
+        self._deferred_tables: set[str] = set()
         self.raw = raw
         """Where folded inserts go with ``$n`` placeholders (see ``PlainInsert.numbered``)."""
         self.cursor = cursor
@@ -147,6 +174,8 @@ class _Cursor:
         if self.pipeline is None:
             self.cursor.execute(self.compiled(statement), params)
             return
+        if (self._deferred_tables or self._runs) and self._copy_of(statement) is None:
+            self._before(statement)
         run = self._runs.get(statement)
         if run is None:
             insert = plain_insert(statement)
@@ -161,8 +190,66 @@ class _Cursor:
         run.append(params)
 
     def flush(self) -> None:
-        """Send the held runs of writes (pipelined: without waiting for their results)."""
+        """Send the held runs of writes (pipelined: without waiting for their results);
+        copyable inserts are kept back for :meth:`copy_deferred`."""
         runs, self._runs, self._tables = self._runs, {}, set()
+        for held, rows in list(runs.items()):
+            insert = self._copy_of(held)
+            if insert is not None:
+                self._deferred.setdefault(held, (insert.table, []))[1].extend(rows)
+                self._deferred_tables.add(insert.table)
+                del runs[held]
+        self._send_runs(runs)
+
+    def _copy_of(self, statement: str) -> PlainInsert | None:
+        """The statement as a plain insert ``COPY`` may take, in a pipelined batch."""
+        if self.pipeline is None or not self.copy or statement in self.not_copied:
+            return None
+        insert = plain_insert(statement)
+        return insert if insert is not None and insert.copy is not None else None
+
+    def _before(self, statement: str) -> None:
+        """Send the rows kept back (or held, to be kept back) for the tables ``statement``
+        names, before it."""
+        pending = self._deferred_tables | {
+            insert.table for held in self._runs if (insert := self._copy_of(held)) is not None
+        }
+        named = tables_named(statement)
+        tables = pending if named is None else pending & named
+        if not tables:
+            return
+        self.flush()
+        runs = {h: rows for h, (table, rows) in self._deferred.items() if table in tables}
+        for held in runs:
+            del self._deferred[held]
+        self._deferred_tables -= tables
+        self._send_runs(runs)
+
+    def settle_small(self) -> None:
+        """In the pipeline, before it is left: send the kept-back runs too small for a
+        ``COPY`` of their own with the other writes."""
+        small = {h: rows for h, (_, rows) in self._deferred.items() if len(rows) < COPY_MIN_ROWS}
+        for held in small:
+            del self._deferred[held]
+        self._deferred_tables = {table for table, _ in self._deferred.values()}
+        self._send_runs(small)
+
+    def copy_deferred(self) -> None:
+        """Out of the pipeline, in the batch's transaction: each kept-back run as one
+        ``COPY`` (a failing one names its statement in ``not_copied`` and re-raises)."""
+        deferred, self._deferred, self._deferred_tables = self._deferred, {}, set()
+        for held, (_, rows) in deferred.items():
+            insert = plain_insert(self.compiled(held))
+            assert insert is not None and insert.copy is not None
+            try:
+                with self.cursor.copy(insert.copy) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            except Exception:
+                self.not_copied.add(held)
+                raise
+
+    def _send_runs(self, runs: dict[str, list[Sequence[Any]]]) -> None:
         for held, rows in runs.items():
             statement = self.compiled(held)
             insert = plain_insert(statement)
@@ -210,6 +297,7 @@ class _Cursor:
         )
 
     def execute_counted(self, statement: str, params: Sequence[Any] = ()) -> int:
+        self._before(statement)
         self.flush()
         self.cursor.execute(self.compiled(statement), params)
         if self.pipeline is not None:
@@ -217,6 +305,7 @@ class _Cursor:
         return self.cursor.rowcount
 
     def fetchone(self, statement: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        self._before(statement)
         self.flush()
         self.reader.execute(self.compiled(statement), params)
         row: tuple[Any, ...] | None = self.reader.fetchone()
@@ -257,6 +346,8 @@ class ProjectionRunner:
         self._state = ""
         self._compiled: dict[tuple[str, str], str] = {}
         self._stores_found: set[str] = set()
+        self._not_copied: set[str] = set()
+        """Inserts whose ``COPY`` failed once (see ``_Cursor``): not tried again."""
         self._memos: dict[str, dict[Any, Any]] = {LIVE: {}, SHADOW: {}}
         """Per generation: the projection's memo (``ViewCursor.memo``), true of the
         generation's committed rows; emptied whenever it may not be."""
@@ -535,6 +626,8 @@ class ProjectionRunner:
             return 0
         if self.pipelined:
             try:
+                if generation == SHADOW and before is None:
+                    return self._guard_memo(generation, lambda: self._back_to_back(generation))
                 return self._apply_batch(generation, before, pipelined=True)
             except CONNECTION_ERRORS:
                 raise
@@ -572,88 +665,218 @@ class ProjectionRunner:
         return bool(row and row[0])
 
     def _apply_batch(self, generation: str, before: Position | None, pipelined: bool) -> int:
+        return self._guard_memo(
+            generation, lambda: self._apply_batch_once(generation, before, pipelined)
+        )
+
+    def _guard_memo(self, generation: str, work: Callable[[], int]) -> int:
         if len(self._memos[generation]) > MEMO_LIMIT:
             self._memos[generation] = {}
         try:
-            return self._apply_batch_once(generation, before, pipelined)
+            return work()
         except BaseException:
             # Rolled back (or its commit's outcome unknown): the memo may hold its writes.
             self._memos[generation] = {}
             raise
 
+    def _back_to_back(self, generation: str) -> int:
+        """Batches one after the other in one pipeline, each batch's events read before the
+        previous batch's writes are waited for; for a rebuild. Returns the events committed.
+
+        Why: a batch is the client's work (decoding, ``apply``) and then the server's (the
+        writes, the commit), one waiting for the other; with two cores each idled half the
+        time. Here batch k+1's reads are sent behind batch k's writes, and its events are
+        decoded and applied while the server is still writing batch k: its own writes are
+        sent once those reads are in, so the server always holds one batch of work. Each
+        batch is still one transaction with its positions (explicit ``BEGIN``/``COMMIT``,
+        on the session's autocommit connection, ``synchronous_commit`` off: a batch lost
+        with the server is lost with its
+        positions, and done again). Anything failing leaves the pipeline, rolls back what
+        is open and raises: the caller replays from the committed positions, statement by
+        statement, as for a single batch. ``COPY`` is not used (it would end the pipeline).
+        A run ends after :data:`BACK_TO_BACK_S` so the live view's batches still come."""
+        assert self._work is not None
+        conn = self._work
+        stores = [s for s in self.projection.stores if self._store_exists(s)]
+        schema = sql.Identifier(self.schema)
+        limit = self.batch * REBUILD_BATCH_FACTOR
+        positions = sql.SQL(
+            "SELECT store, position FROM {}.concord_projection_positions "
+            "WHERE projection = %s AND generation = %s"
+        ).format(schema)
+        after = {
+            store: int(position)
+            for store, position in conn.execute(
+                positions, (self.projection.name, generation)
+            ).fetchall()
+        }
+        total = 0
+        deadline = time.monotonic() + BACK_TO_BACK_S
+        try:
+            with (
+                conn.pipeline() as pipeline,
+                conn.cursor() as cursor,
+                psycopg.RawCursor(conn) as raw,
+            ):
+                reads = {
+                    s: self._select(conn.cursor(), s, after.get(s, 0), None, limit) for s in stores
+                }
+                rows = {s: _fetched(read) for s, read in reads.items()}
+                while any(rows.values()):
+                    full = [s for s in stores if len(rows[s]) == limit]
+                    moved = {s: rows[s][-1][0] for s in stores if rows[s]}
+                    last = not full or time.monotonic() > deadline
+                    # The next batch's reads go now: ahead of this batch's writes.
+                    reads = (
+                        {}
+                        if last
+                        else {
+                            s: self._select(conn.cursor(), s, moved[s], None, limit) for s in full
+                        }
+                    )
+                    cursor.execute("BEGIN")
+                    cursor.execute("SET LOCAL synchronous_commit = off")
+                    self._lock_positions(cursor, generation)
+                    view = _Cursor(
+                        cursor,
+                        lambda s: self._statement(generation, s),
+                        pipeline,
+                        self._memos[generation],
+                        conn.cursor(),
+                        raw,
+                        copy=False,
+                    )
+                    done = 0
+                    for store in stores:
+                        events = self._decode(view.reader, store, rows[store])
+                        for at, event in events:
+                            self._apply_one(event, at, view)
+                        if events:
+                            self.projection.write_held(view)
+                            done += len(events)
+                    rows = {s: _fetched(read) for s, read in reads.items()}
+                    rows.update({s: [] for s in stores if s not in rows})
+                    view.flush()
+                    for store, position in moved.items():
+                        self._move_position(cursor, generation, store, position)
+                    self._count_rebuilt(cursor, done)
+                    cursor.execute("COMMIT")
+                    total += done
+                    after.update(moved)
+            self.applied += total
+            return total
+        except BaseException:
+            if (
+                conn.pgconn.transaction_status != psycopg.pq.TransactionStatus.IDLE
+                and not conn.closed
+            ):
+                try:
+                    conn.execute("ROLLBACK")
+                except psycopg.Error:
+                    log.debug("rolling back a failed run of batches failed", exc_info=True)
+            raise
+
     def _apply_batch_once(self, generation: str, before: Position | None, pipelined: bool) -> int:
         assert self._work is not None
         conn = self._work
-        schema = sql.Identifier(self.schema)
-        total = 0
         with (
-            conn.pipeline() if pipelined else nullcontext() as pipeline,
             conn.transaction(),
             conn.cursor() as cursor,
             conn.cursor() as reader,
             psycopg.RawCursor(conn) as raw,
         ):
-            positions = dict(
-                cursor.execute(
-                    sql.SQL(
-                        "SELECT store, position FROM {}.concord_projection_positions "
-                        "WHERE projection = %s AND generation = %s FOR UPDATE"
-                    ).format(schema),
-                    (self.projection.name, generation),
-                ).fetchall()
-            )
-            view = _Cursor(
-                cursor,
-                lambda s: self._statement(generation, s),
-                pipeline,
-                self._memos[generation],
-                reader,
-                raw,
-            )
-            for store in self.projection.stores:
-                if not self._store_exists(store):
-                    continue
-                after = int(positions.get(store, 0))
-                until = before.position if before is not None and before.store == store else None
-                limit = self.batch * (REBUILD_BATCH_FACTOR if generation == SHADOW else 1)
-                events = self._read(reader, store, after, until, limit)
-                for at, event in events:
-                    try:
-                        self.projection.apply(event, at, view)
-                        if pipeline is None:
-                            # The replay: what apply held is written at its own event.
-                            self.projection.write_held(view)
-                    except CONNECTION_ERRORS:
-                        raise
-                    except Exception as error:
-                        raise ProjectionFailed(
-                            at, str(event["event_id"]), f"{type(error).__name__}: {error}"
-                        ) from error
-                if not events:
-                    continue
-                if pipeline is not None:
-                    # A failure here fails the batch, whose replay names the event.
-                    self.projection.write_held(view)
-                view.flush()
-                cursor.execute(
-                    sql.SQL(
-                        "UPDATE {}.concord_projection_positions SET position = %s, "
-                        "updated_at = now() WHERE projection = %s AND generation = %s "
-                        "AND store = %s"
-                    ).format(schema),
-                    (events[-1][0].position, self.projection.name, generation, store),
-                )
-                total += len(events)
-            if generation == SHADOW and total:
-                cursor.execute(
-                    sql.SQL(
-                        "UPDATE {}.concord_projections SET rebuild_done = rebuild_done + %s "
-                        "WHERE name = %s"
-                    ).format(schema),
-                    (total, self.projection.name),
-                )
+            with conn.pipeline() if pipelined else nullcontext() as pipeline:
+                view, total = self._apply_events(generation, before, cursor, reader, raw, pipeline)
+                view.settle_small()
+            # Out of the pipeline (``COPY`` cannot run in one), before the commit.
+            view.copy_deferred()
         self.applied += total
         return total
+
+    def _apply_events(
+        self,
+        generation: str,
+        before: Position | None,
+        cursor: psycopg.Cursor[Any],
+        reader: psycopg.Cursor[Any],
+        raw: psycopg.RawCursor[Any],
+        pipeline: psycopg.Pipeline | None,
+    ) -> tuple[_Cursor, int]:
+        """A batch's events applied and its positions moved, in its transaction."""
+        total = 0
+        positions = dict(self._lock_positions(cursor, generation).fetchall())
+        view = _Cursor(
+            cursor,
+            lambda s: self._statement(generation, s),
+            pipeline,
+            self._memos[generation],
+            reader,
+            raw,
+            self._not_copied,
+        )
+        for store in self.projection.stores:
+            if not self._store_exists(store):
+                continue
+            after = int(positions.get(store, 0))
+            until = before.position if before is not None and before.store == store else None
+            limit = self.batch * (REBUILD_BATCH_FACTOR if generation == SHADOW else 1)
+            events = self._read(reader, store, after, until, limit)
+            for at, event in events:
+                self._apply_one(event, at, view)
+            if not events:
+                continue
+            if pipeline is not None:
+                # A failure here fails the batch, whose replay names the event.
+                self.projection.write_held(view)
+            view.flush()
+            self._move_position(cursor, generation, store, events[-1][0].position)
+            total += len(events)
+        if generation == SHADOW and total:
+            self._count_rebuilt(cursor, total)
+        return view, total
+
+    def _apply_one(self, event: Envelope, at: Position, view: _Cursor) -> None:
+        """One event; a failure (but a lost connection) stops the line at it."""
+        try:
+            self.projection.apply(event, at, view)
+            if view.pipeline is None:
+                # The replay: what apply held is written at its own event.
+                self.projection.write_held(view)
+        except CONNECTION_ERRORS:
+            raise
+        except Exception as error:
+            raise ProjectionFailed(
+                at, str(event["event_id"]), f"{type(error).__name__}: {error}"
+            ) from error
+
+    def _lock_positions(self, cursor: psycopg.Cursor[Any], generation: str) -> psycopg.Cursor[Any]:
+        """The generation's positions, locked for the batch (against a second runner)."""
+        return cursor.execute(
+            sql.SQL(
+                "SELECT store, position FROM {}.concord_projection_positions "
+                "WHERE projection = %s AND generation = %s FOR UPDATE"
+            ).format(sql.Identifier(self.schema)),
+            (self.projection.name, generation),
+        )
+
+    def _move_position(
+        self, cursor: psycopg.Cursor[Any], generation: str, store: str, position: int
+    ) -> None:
+        cursor.execute(
+            sql.SQL(
+                "UPDATE {}.concord_projection_positions SET position = %s, updated_at = now() "
+                "WHERE projection = %s AND generation = %s AND store = %s"
+            ).format(sql.Identifier(self.schema)),
+            (position, self.projection.name, generation, store),
+        )
+
+    def _count_rebuilt(self, cursor: psycopg.Cursor[Any], done: int) -> None:
+        cursor.execute(
+            sql.SQL(
+                "UPDATE {}.concord_projections SET rebuild_done = rebuild_done + %s WHERE name = %s"
+            ).format(sql.Identifier(self.schema)),
+            (done, self.projection.name),
+        )
 
     def _statement(self, generation: str, statement: str) -> str:
         key = (generation, statement)
@@ -677,14 +900,25 @@ class ProjectionRunner:
     def _read(
         self, cursor: psycopg.Cursor[Any], store: str, after: int, until: int | None, limit: int
     ) -> list[tuple[Position, Envelope]]:
+        rows = self._select(cursor, store, after, until, limit).fetchall()
+        return self._decode(cursor, store, rows)
+
+    def _select(
+        self, cursor: psycopg.Cursor[Any], store: str, after: int, until: int | None, limit: int
+    ) -> psycopg.Cursor[Any]:
+        """Send the read of a store's events past ``after`` (in a pipeline: not waited for)."""
         bound = sql.SQL("AND notification_id < %s " if until is not None else "")
-        rows = cursor.execute(
+        return cursor.execute(
             sql.SQL(
                 "SELECT notification_id, originator_id::text, originator_version, topic, state "
                 "FROM {} WHERE notification_id > %s {}ORDER BY notification_id LIMIT %s"
             ).format(sql.Identifier(self.schema, f"{store}_events"), bound),
             (after, until, limit) if until is not None else (after, limit),
-        ).fetchall()
+        )
+
+    def _decode(
+        self, cursor: psycopg.Cursor[Any], store: str, rows: list[tuple[Any, ...]]
+    ) -> list[tuple[Position, Envelope]]:
         entity = self._entities[store]
         events: list[tuple[Position, Envelope]] = []
         sealed: list[Envelope] = []
@@ -781,6 +1015,12 @@ class ProjectionRunner:
             )
         self._memos = {LIVE: self._memos[SHADOW], SHADOW: {}}
         log.info("projection %s: rebuilt; the new tables are live", p.name)
+
+
+def _fetched(cursor: psycopg.Cursor[Any]) -> list[tuple[Any, ...]]:
+    """A sent read's rows, its cursor closed."""
+    with cursor:
+        return cursor.fetchall()
 
 
 def _has_sealed(data: Any) -> bool:

@@ -7,6 +7,11 @@ event_id)``): a repeated delivery finds its row instead of adding one. The row's
 says what became of it; *exactly one effect* does not rest on it but on the receipt the
 commit writes in the same transaction as the events (see :mod:`adapters.inbound.service`).
 
+A held delivery being re-run is claimed (``claimed_until``): every worker that applies an
+event while something is held looks for what it released, and so does the periodic releaser;
+without the claim, releasers running at once re-ran the same ready delivery each (the later
+ones finding its receipt). Settling the delivery ends the claim in the same statement.
+
 Statuses: ``received`` (logged, not yet translated, or its commit failed and a retry will
 finish it), ``applied``, ``held`` (waiting for ``wait_*``), ``ignored`` (nothing to do),
 ``refused`` (what it says cannot be true; ``detail`` says why; a retry re-runs it).
@@ -61,7 +66,14 @@ TABLES = [
         WHERE status = 'held'
     """,
     "CREATE INDEX IF NOT EXISTS concord_inbound_received ON {schema}.concord_inbound (received_at)",
+    # A releaser re-running a held delivery claims it until then (see InboundLog.claim_released).
+    "ALTER TABLE {schema}.concord_inbound ADD COLUMN IF NOT EXISTS claimed_until timestamptz",
 ]
+
+CLAIM_LEASE_S = 60
+"""How long a releaser's claim on a held delivery lasts if it never settles it (the process
+stopped mid re-run): after that, the next release round takes it again, so no release is
+lost; a re-run takes well under a second."""
 
 FINAL = frozenset({"applied", "ignored", "discarded"})
 """Statuses a repeated delivery does not re-run (held and refused ones are re-tried)."""
@@ -262,8 +274,8 @@ class InboundLog:
         update = (
             "UPDATE {schema}.concord_inbound SET status = %s, detail = %s, wait_system = %s, "
             "wait_entity = %s, wait_external_id = %s, attempts = attempts + 1, "
-            "customer_ids = customer_ids || %s::uuid[], updated_at = now() "
-            "WHERE id = %s AND status <> 'applied'"
+            "customer_ids = customer_ids || %s::uuid[], updated_at = now(), "
+            "claimed_until = NULL WHERE id = %s AND status <> 'applied'"
         )
         params = (
             status,
@@ -286,12 +298,12 @@ class InboundLog:
 
     def note_failure(self, delivery_id: int, error: str) -> None:
         """A re-run failed unexpectedly: count the attempt and keep the error (the status
-        stays, so the next release round tries again)."""
+        stays and the claim ends, so the next release round tries again)."""
         query = self._sql(
             "UPDATE {schema}.concord_inbound SET attempts = attempts + 1, "
             "detail = coalesce(detail, '{{}}'::jsonb) "
             "|| jsonb_build_object('last_error', %s::text), "
-            "updated_at = now() WHERE id = %s"
+            "updated_at = now(), claimed_until = NULL WHERE id = %s"
         )
         with self.datastore.get_connection() as conn:
             conn.execute(query, (error[:1000], delivery_id))
@@ -315,20 +327,30 @@ class InboundLog:
         with self.datastore.get_connection() as conn:
             return conn.execute(query).fetchone() is not None
 
-    def released(self) -> list[Delivery]:
-        """Held deliveries whose dependency has arrived (it is in the cross-reference),
-        oldest first: the order they were received in is the order they are applied in."""
+    def claim_released(self) -> list[Delivery]:
+        """Held deliveries whose dependency has arrived (it is in the cross-reference, or
+        the review is decided) and that no other releaser is re-running, claimed for this
+        caller, oldest first: the order they were received in is the order they are applied
+        in. ``SKIP LOCKED`` and the claim keep two releasers from taking the same one.
+
+        The claim never loses a release: it ends when the re-run settles the delivery, and a
+        re-run that holds it again looks for the new dependency after settling
+        (``InboundService._hold``), so one that arrived while it was claimed is seen."""
         columns = ", ".join("i." + c.strip() for c in _COLUMNS.split(","))
         query = self._sql(
-            f"SELECT {columns} FROM {{schema}}.concord_inbound i WHERE i.status = 'held' AND ("
+            "WITH ready AS (SELECT i.id FROM {schema}.concord_inbound i WHERE i.status = 'held' "
+            "AND (i.claimed_until IS NULL OR i.claimed_until < now()) AND ("
             "EXISTS (SELECT 1 FROM {schema}.concord_xref x WHERE x.system = i.wait_system "
             "AND x.entity = i.wait_entity AND x.external_id = i.wait_external_id) OR "
             "(i.wait_system = 'review' AND EXISTS (SELECT 1 FROM {schema}.concord_matches m "
             "WHERE m.source || ':' || m.external_id = i.wait_external_id "
-            "AND m.status <> 'pending'))) ORDER BY i.id"
+            "AND m.status <> 'pending'))) ORDER BY i.id FOR UPDATE OF i SKIP LOCKED) "
+            "UPDATE {schema}.concord_inbound i SET claimed_until = now() + make_interval("
+            f"secs => %s) FROM ready WHERE i.id = ready.id RETURNING {columns}"
         )
         with self.datastore.get_connection() as conn:
-            return [_delivery(row) for row in conn.execute(query).fetchall()]
+            rows = conn.execute(query, (CLAIM_LEASE_S,)).fetchall()
+        return sorted((_delivery(row) for row in rows), key=lambda d: d.id)
 
     def list(
         self,

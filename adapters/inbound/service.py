@@ -423,10 +423,11 @@ class InboundService:
 
     def release(self) -> list[Outcome]:
         """Apply held deliveries whose dependency has arrived, oldest first, until none is
-        left (a released one may be the dependency of another)."""
+        left (a released one may be the dependency of another). Each is claimed first: one
+        another releaser is re-running is left to it (see ``InboundLog.claim_released``)."""
         outcomes: list[Outcome] = []
         while True:
-            ready = self.log.released()
+            ready = self.log.claim_released()
             progressed = False
             for delivery in ready:
                 outcome = self._again(delivery)

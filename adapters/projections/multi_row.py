@@ -18,8 +18,14 @@ row), ``RETURNING``, ``INSERT ... SELECT``, subqueries and anything else are not
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
+from uuid import UUID
+
+from psycopg.types.json import Json, Jsonb
 
 #: Parameters per folded statement. A run's full chunks share one text and go as one
 #: ``executemany``, which psycopg parses once whatever the number of parameters (its cache
@@ -39,6 +45,23 @@ _UNSAFE = re.compile(r"\b(ON\s+CONFLICT|RETURNING|SELECT|VALUES|DEFAULT)\b", re.
 _ONLY_PARAMETERS = re.compile(r"\(\s*%s(\s*,\s*%s)*\s*\)")
 _TARGET = re.compile(r"\s*INSERT\s+INTO\s+(.*?)\s*VALUES\s*$", re.IGNORECASE | re.DOTALL)
 _PLACEHOLDER = re.compile(r"\{\w+\}")
+_COLUMNS = re.compile(r"\(([^()]*)\)\s*VALUES\s*$", re.IGNORECASE)
+
+#: Python type -> the column types whose ``COPY`` text of it stores what an ``INSERT`` of it
+#: as a parameter stores. Why a list: ``COPY`` hands the column's input function the
+#: value's text, an ``INSERT`` a typed parameter that PostgreSQL casts, and the two differ
+#: for some pairs (``True`` into text: ``t`` against ``true``; a float into numeric; an
+#: aware datetime into a date or a timestamp without time zone). A ``str`` is sent untyped
+#: either way, so the column parses it alike; None is NULL everywhere.
+_SAME_BY_COPY: dict[type, frozenset[str]] = {
+    int: frozenset({"bigint", "integer", "smallint", "numeric", "text"}),
+    bool: frozenset({"boolean"}),
+    Decimal: frozenset({"numeric"}),
+    UUID: frozenset({"uuid", "text"}),
+    date: frozenset({"date"}),
+    Jsonb: frozenset({"jsonb"}),
+    Json: frozenset({"json", "jsonb"}),
+}
 
 
 class PlainInsert(NamedTuple):
@@ -57,6 +80,12 @@ class PlainInsert(NamedTuple):
     ``ON CONFLICT`` (``COPY`` has none: an insert that fails on a duplicate fails as
     ``COPY`` too) and a row of bare parameters, each one column's value (``COPY`` takes
     values, not expressions). Else None."""
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The insert's column names, in order."""
+        found = _COLUMNS.search(self.head)
+        return tuple(c.strip() for c in found.group(1).split(",")) if found else ()
 
     def folded(self, rows: int) -> str:
         """The statement inserting ``rows`` rows (their parameters one row after another)."""
@@ -125,3 +154,28 @@ def _balanced(row: str) -> bool:
         if depth == 0:
             return i == len(row) - 1
     return False
+
+
+def copy_keeps_values(
+    insert: PlainInsert, types: Mapping[str, str] | None, rows: Sequence[Sequence[Any]]
+) -> bool:
+    """Whether ``COPY`` of ``rows`` stores exactly what the insert would (see
+    ``_SAME_BY_COPY``), given the table's column types (None: unknown, so no)."""
+    if types is None:
+        return False
+    columns = insert.columns
+    if not columns or any(c not in types for c in columns):
+        return False
+    for name, values in zip(columns, zip(*rows, strict=True), strict=True):
+        column = types[name]
+        for kind in set(map(type, values)):
+            if kind is str or kind is type(None):
+                continue
+            if kind is datetime:
+                if column != "timestamptz" or any(
+                    v.tzinfo is None for v in values if type(v) is datetime
+                ):
+                    return False
+            elif column not in _SAME_BY_COPY.get(kind, ()):
+                return False
+    return True

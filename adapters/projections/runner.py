@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +47,12 @@ from adapters.postgres.personal_keys import KnownKeys
 from adapters.postgres.stores import store_class
 from adapters.projections import schema as ddl
 from adapters.projections.bi_access import grant_bi_select
-from adapters.projections.multi_row import PlainInsert, plain_insert, tables_named
+from adapters.projections.multi_row import (
+    PlainInsert,
+    copy_keeps_values,
+    plain_insert,
+    tables_named,
+)
 from adapters.projections.schema import CHANNEL, LIVE, SHADOW
 from hub.application.personal import SEALED, envelope_paths, is_sealed, open_envelope
 from hub.application.views import envelope, event_id
@@ -144,8 +149,13 @@ class _Cursor:
         not_copied: set[str] | None = None,
         *,
         copy: bool = True,
+        types: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.copy = copy
+        self.types: Mapping[str, Mapping[str, str]] = types or {}
+        """``{table}`` placeholder -> its columns' SQL types: which values ``COPY`` may
+        take (``copy_keeps_values``), and which placeholders name a table (one naming
+        anything else, a view say, is taken to read them all)."""
         """Whether copyable inserts may be kept back for ``COPY`` (not in a run of batches
         that stays in its pipeline)."""
         self.memo: dict[Any, Any] = {} if memo is None else memo
@@ -195,10 +205,15 @@ class _Cursor:
         runs, self._runs, self._tables = self._runs, {}, set()
         for held, rows in list(runs.items()):
             insert = self._copy_of(held)
-            if insert is not None:
+            if insert is None:
+                continue
+            if copy_keeps_values(insert, self.types.get(insert.table), rows):
                 self._deferred.setdefault(held, (insert.table, []))[1].extend(rows)
                 self._deferred_tables.add(insert.table)
                 del runs[held]
+            elif held in self._deferred:  # sent as inserts, after what was kept back of it
+                runs[held] = self._deferred.pop(held)[1] + rows
+                self._deferred_tables = {table for table, _ in self._deferred.values()}
         self._send_runs(runs)
 
     def _copy_of(self, statement: str) -> PlainInsert | None:
@@ -215,7 +230,8 @@ class _Cursor:
             insert.table for held in self._runs if (insert := self._copy_of(held)) is not None
         }
         named = tables_named(statement)
-        tables = pending if named is None else pending & named
+        known = named is not None and all(name in self.types for name in named)
+        tables = pending & named if named is not None and known else pending
         if not tables:
             return
         self.flush()
@@ -332,7 +348,8 @@ class ProjectionRunner:
         self.listen = listen
         self.pipelined = pipelined
         self.on_progress: Callable[[int, int], None] | None = None
-        """Called after each rebuild batch with (events done, events to do)."""
+        """Called after each rebuild round (a batch, or a run of batches back to back) with
+        (events done, events to do)."""
         self.on_commit: Callable[[], None] | None = None
         """Called (on the runner's thread) after each batch that committed events to the
         live view: whoever acts on the view's rows (the process manager's dispatcher) is
@@ -346,6 +363,9 @@ class ProjectionRunner:
         self._state = ""
         self._compiled: dict[tuple[str, str], str] = {}
         self._stores_found: set[str] = set()
+        self._types = {
+            f"{{{t.name}}}": {c.name: c.type for c in t.columns} for t in projection.tables
+        }
         self._not_copied: set[str] = set()
         """Inserts whose ``COPY`` failed once (see ``_Cursor``): not tried again."""
         self._memos: dict[str, dict[Any, Any]] = {LIVE: {}, SHADOW: {}}
@@ -736,6 +756,8 @@ class ProjectionRunner:
                     )
                     cursor.execute("BEGIN")
                     cursor.execute("SET LOCAL synchronous_commit = off")
+                    # Locked as any batch's (its result is not needed: the positions were
+                    # read before the run, and the advisory lock keeps other runners out).
                     self._lock_positions(cursor, generation)
                     view = _Cursor(
                         cursor,
@@ -745,6 +767,7 @@ class ProjectionRunner:
                         conn.cursor(),
                         raw,
                         copy=False,
+                        types=self._types,
                     )
                     done = 0
                     for store in stores:
@@ -757,6 +780,7 @@ class ProjectionRunner:
                     rows = {s: _fetched(read) for s, read in reads.items()}
                     rows.update({s: [] for s in stores if s not in rows})
                     view.flush()
+                    view.reader.close()
                     for store, position in moved.items():
                         self._move_position(cursor, generation, store, position)
                     self._count_rebuilt(cursor, done)
@@ -813,6 +837,7 @@ class ProjectionRunner:
             reader,
             raw,
             self._not_copied,
+            types=self._types,
         )
         for store in self.projection.stores:
             if not self._store_exists(store):

@@ -8,6 +8,8 @@ connection is killed mid-run."""
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any, ClassVar
 
 import psycopg
@@ -201,3 +203,84 @@ def test_a_connection_killed_mid_run_resumes_identical_to_one_statement_at_a_tim
     assert killed.is_set()
     runner(runtime, Logged(), batch=2).catch_up()  # a restart: from the committed positions
     assert _table(runtime) == expected and len(expected) == stored
+
+
+class Typed(Projection):
+    """Values whose ``COPY`` text a column could read otherwise than an ``INSERT`` stores
+    them (a bool into text, a float into numeric, an aware time into a timestamp and a
+    date), beside values ``COPY`` keeps exactly (an aware time into timestamptz)."""
+
+    name: ClassVar[str] = "typed_copy"
+    version: ClassVar[int] = 1
+    stores: ClassVar[tuple[str, ...]] = ("customers",)
+    tables: ClassVar[tuple[Table, ...]] = (
+        Table(
+            "typed_copy",
+            "Typed values (a test projection).",
+            (
+                Column("event_id", "uuid", "The event.", not_null=True),
+                Column("flag", "text", "A bool."),
+                Column("amount", "numeric", "A float."),
+                Column("at", "timestamp", "An aware time."),
+                Column("day", "date", "An aware time."),
+                Column("moment", "timestamptz", "An aware time."),
+            ),
+            ("event_id",),
+        ),
+    )
+
+    def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
+        when = datetime(2024, 1, 1, 1, 0, tzinfo=timezone(timedelta(hours=5)))
+        cursor.execute(
+            "INSERT INTO {typed_copy} (event_id, flag, amount, at, day, moment) "
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            (event["event_id"], True, 0.1 + 0.2, when, when, when),
+        )
+
+
+class Moments(Projection):
+    """Only values ``COPY`` keeps exactly: its rows go by ``COPY``."""
+
+    name: ClassVar[str] = "moments_copy"
+    version: ClassVar[int] = 1
+    stores: ClassVar[tuple[str, ...]] = ("customers",)
+    tables: ClassVar[tuple[Table, ...]] = (
+        Table(
+            "moments_copy",
+            "Typed values (a test projection).",
+            (
+                Column("event_id", "uuid", "The event.", not_null=True),
+                Column("version", "bigint", "The version."),
+                Column("moment", "timestamptz", "An aware time."),
+                Column("amount", "numeric", "A Decimal."),
+            ),
+            ("event_id",),
+        ),
+    )
+
+    def apply(self, event: Envelope, at: Position, cursor: ViewCursor) -> None:
+        cursor.execute(
+            "INSERT INTO {moments_copy} (event_id, version, moment, amount) "
+            "VALUES (%s, %s, %s, %s)",
+            (
+                event["event_id"],
+                event["version"],
+                datetime.fromisoformat(event["recorded_at"]),
+                Decimal("12.50"),
+            ),
+        )
+
+
+@pytest.mark.parametrize("projection", [Typed(), Moments()], ids=["typed", "moments"])
+def test_copy_stores_what_an_insert_stores_or_is_not_used(
+    runtime: Runtime, copied: list[int], projection: Projection
+) -> None:
+    _history(runtime, 6)
+    table = projection.tables[0].name
+    runner(runtime, projection, batch=50).catch_up()
+    built = rows(runtime, table, "event_id")
+    assert len(built) == 9
+    assert sum(copied) == (0 if isinstance(projection, Typed) else 9)
+    rebuild(runtime, projection)
+    runner(runtime, projection, pipelined=False).catch_up()
+    assert rows(runtime, table, "event_id") == built

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from uuid import uuid4
+
 import pytest
 
-from adapters.projections.multi_row import MAX_PARAMS, plain_insert
+from adapters.projections.multi_row import MAX_PARAMS, copy_keeps_values, plain_insert
 
 PLAIN = 'INSERT INTO "s"."t" (a, b, status) VALUES (%s, %s, \'active\')'
 
@@ -70,3 +74,19 @@ def test_numbered_gives_postgres_placeholders_row_after_row() -> None:
     )
     escaped = plain_insert("INSERT INTO {t} (a, b) VALUES (%s, '100%%')")
     assert escaped is not None and escaped.numbered(2) is None  # psycopg's escape: kept
+
+
+def test_copy_is_used_only_for_values_it_stores_as_an_insert_would() -> None:
+    insert = plain_insert("INSERT INTO {t} (a, b) VALUES (%s, %s)")
+    assert insert is not None and insert.columns == ("a", "b")
+    aware = datetime(2024, 1, 1, 1, 0, tzinfo=timezone(timedelta(hours=5)))
+    keeps = {"a": "timestamptz", "b": "boolean"}
+    assert copy_keeps_values(insert, keeps, [(aware, True), (None, None), ("2024-01-01", False)])
+    assert not copy_keeps_values(insert, {"a": "timestamptz", "b": "text"}, [(aware, True)])
+    assert not copy_keeps_values(insert, {"a": "date", "b": "boolean"}, [(aware, True)])
+    assert not copy_keeps_values(insert, keeps, [(datetime(2024, 1, 1), True)])  # naive
+    assert not copy_keeps_values(insert, {"a": "numeric", "b": "boolean"}, [(0.5, True)])
+    assert copy_keeps_values(insert, {"a": "numeric", "b": "uuid"}, [(Decimal("1.50"), uuid4())])
+    assert not copy_keeps_values(insert, None, [(1, 2)])  # a table of unknown columns
+    assert not copy_keeps_values(insert, {"a": "bigint"}, [(1, 2)])  # a column unknown
+    assert not copy_keeps_values(insert, {"a": "bigint[]", "b": "text"}, [([1], "x")])

@@ -782,7 +782,9 @@ class ProjectionRunner:
                     view.flush()
                     view.reader.close()
                     for store, position in moved.items():
-                        self._move_position(cursor, generation, store, position)
+                        self._move_position(
+                            cursor, generation, store, position, after.get(store, 0)
+                        )
                     self._count_rebuilt(cursor, done)
                     cursor.execute("COMMIT")
                     total += done
@@ -885,15 +887,29 @@ class ProjectionRunner:
         )
 
     def _move_position(
-        self, cursor: psycopg.Cursor[Any], generation: str, store: str, position: int
+        self,
+        cursor: psycopg.Cursor[Any],
+        generation: str,
+        store: str,
+        position: int,
+        was: int | None = None,
     ) -> None:
-        cursor.execute(
-            sql.SQL(
-                "UPDATE {}.concord_projection_positions SET position = %s, updated_at = now() "
-                "WHERE projection = %s AND generation = %s AND store = %s"
-            ).format(sql.Identifier(self.schema)),
-            (position, self.projection.name, generation, store),
-        )
+        """Move a store's position; with ``was``, only from there, or the statement fails
+        (pipelined, it fails the batch): a run of batches back to back read its positions
+        once, so a second writer that moved them (without the advisory lock) must stop it
+        as the ``FOR UPDATE`` read stops a single batch."""
+        update = sql.SQL(
+            "UPDATE {}.concord_projection_positions SET position = %s, updated_at = now() "
+            "WHERE projection = %s AND generation = %s AND store = %s"
+        ).format(sql.Identifier(self.schema))
+        params: tuple[Any, ...] = (position, self.projection.name, generation, store)
+        if was is not None:
+            update = sql.SQL(
+                "WITH moved AS ({} AND position = %s RETURNING 1) "
+                "SELECT 1 / (count(*) = 1)::int FROM moved"
+            ).format(update)
+            params = (*params, was)
+        cursor.execute(update, params)
 
     def _count_rebuilt(self, cursor: psycopg.Cursor[Any], done: int) -> None:
         cursor.execute(

@@ -284,3 +284,27 @@ def test_copy_stores_what_an_insert_stores_or_is_not_used(
     rebuild(runtime, projection)
     runner(runtime, projection, pipelined=False).catch_up()
     assert rows(runtime, table, "event_id") == built
+
+
+def test_a_run_back_to_back_moves_a_position_only_from_where_it_read_it(
+    runtime: Runtime,
+) -> None:
+    """A second writer without the advisory lock that moved a position stops the run (the
+    run read its positions once, not ``FOR UPDATE`` per batch)."""
+    stored = _history(runtime, 3)
+    worker = runner(runtime, Logged())
+    worker.catch_up()
+    worker._connect()
+    try:
+        assert worker._work is not None
+        with worker._work.transaction(), worker._work.cursor() as cursor:
+            worker._move_position(cursor, "live", "customers", stored, was=stored)
+        with (
+            pytest.raises(psycopg.errors.DivisionByZero),
+            worker._work.transaction(),
+            worker._work.cursor() as cursor,
+        ):
+            worker._move_position(cursor, "live", "customers", stored + 5, was=stored - 1)
+    finally:
+        worker._close()
+    assert status(runtime, Logged()).stores[0].position == stored

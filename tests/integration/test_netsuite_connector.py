@@ -288,42 +288,49 @@ def test_hold_and_release_mark_the_sales_order(erp: Running, world: World) -> No
     assert stored is not None and stored["custbody_concord_hold"] is False
 
 
-def test_invoice_posted_and_payment_applied_after_it(erp: Running, world: World) -> None:
-    sandbox = _sandbox(erp)
-    order = _order(world, "order")
-    world.keep(order)
+def _paid_invoice(
+    world: World, record: str, charge: str, quantity: Decimal, price: Decimal, tax: Decimal
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """An invoice of the order ``order`` as billing issued it (``record``) and a payment
+    (``charge``) applied to it in full: ``PaymentReceived``, ``InvoiceIssued`` and
+    ``PaymentApplied``."""
+    amount = quantity * price
     invoice = Invoice.issue(
-        _billing("in_1QXyz"),
+        _billing(record),
         uid("invoice"),
         customer_id=uid("child"),
         lines=[
-            InvoiceLine(
-                sku="PLAT-1",
-                quantity=Decimal(3),
-                unit_price=Decimal("1200.50"),
-                amount=Decimal("3601.50"),
-                tax=Decimal("684.29"),
-            )
+            InvoiceLine(sku="PLAT-1", quantity=quantity, unit_price=price, amount=amount, tax=tax)
         ],
         currency="EUR",
-        subtotal=Decimal("3601.50"),
-        tax=Decimal("684.29"),
-        total=Decimal("4285.79"),
+        subtotal=amount,
+        tax=tax,
+        total=amount + tax,
         issue_date=date(2026, 2, 1),
         due_date=date(2026, 3, 3),
         order_id=uid("order"),
     )
     (issued,) = world.keep(invoice)
     payment = Payment.receive(
-        _billing("pi_1"),
+        _billing(charge),
         uid("payment"),
         customer_id=uid("child"),
-        amount=Money.of(Decimal("4285.79"), "EUR"),
+        amount=Money.of(amount + tax, "EUR"),
         method=PaymentMethod.CARD,
         received_at=datetime(2026, 2, 10, tzinfo=UTC),
     )
-    payment.apply_to(_billing("pi_1"), uid("invoice"), Money.of(Decimal("4285.79"), "EUR"))
+    payment.apply_to(_billing(charge), uid("invoice"), Money.of(amount + tax, "EUR"))
     received, applied = world.keep(payment)
+    return received, issued, applied
+
+
+def test_invoice_posted_and_payment_applied_after_it(erp: Running, world: World) -> None:
+    sandbox = _sandbox(erp)
+    order = _order(world, "order")
+    world.keep(order)
+    received, issued, applied = _paid_invoice(
+        world, "in_1QXyz", "pi_1", Decimal(3), Decimal("1200.50"), Decimal("684.29")
+    )
     with pytest.raises(TransientDeliveryError) as early:
         _deliver(_connector(erp, world), applied)  # payment before invoice: held
     assert "not in NetSuite yet" in early.value.message
@@ -345,44 +352,6 @@ def test_invoice_posted_and_payment_applied_after_it(erp: Running, world: World)
     assert paid is not None and paid["apply"]["items"][0]["doc"]["id"] == posted["id"]
 
 
-def _paid_invoice(world: World) -> tuple[dict[str, Any], dict[str, Any]]:
-    """An invoice of the order ``order`` (as billing issued it) and a payment applied to it:
-    the ``InvoiceIssued`` and ``PaymentApplied`` envelopes."""
-    invoice = Invoice.issue(
-        _billing("in_2QXyz"),
-        uid("invoice"),
-        customer_id=uid("child"),
-        lines=[
-            InvoiceLine(
-                sku="PLAT-1",
-                quantity=Decimal(1),
-                unit_price=Decimal("100.00"),
-                amount=Decimal("100.00"),
-                tax=Decimal("19.00"),
-            )
-        ],
-        currency="EUR",
-        subtotal=Decimal("100.00"),
-        tax=Decimal("19.00"),
-        total=Decimal("119.00"),
-        issue_date=date(2026, 2, 1),
-        due_date=date(2026, 3, 3),
-        order_id=uid("order"),
-    )
-    (issued,) = world.keep(invoice)
-    payment = Payment.receive(
-        _billing("pi_2"),
-        uid("payment"),
-        customer_id=uid("child"),
-        amount=Money.of(Decimal("119.00"), "EUR"),
-        method=PaymentMethod.CARD,
-        received_at=datetime(2026, 2, 10, tzinfo=UTC),
-    )
-    payment.apply_to(_billing("pi_2"), uid("invoice"), Money.of(Decimal("119.00"), "EUR"))
-    _, applied = world.keep(payment)
-    return issued, applied
-
-
 def test_a_payment_waiting_for_its_invoice_does_not_make_the_connector_forget(
     erp: Running, world: World
 ) -> None:
@@ -392,7 +361,9 @@ def test_a_payment_waiting_for_its_invoice_does_not_make_the_connector_forget(
     sandbox = _sandbox(erp)
     connector = _connector(erp, world)
     validated = _validated(world)
-    issued, applied = _paid_invoice(world)
+    _, issued, applied = _paid_invoice(
+        world, "in_2QXyz", "pi_2", Decimal(1), Decimal("100.00"), Decimal("19.00")
+    )
 
     async def run() -> None:
         try:

@@ -22,9 +22,15 @@ Guarantees, and how they are kept:
   personal fields sealed; they are opened with the customer's key only for the target call
   (``adapters.nats.personal``), so after an erasure a target receives ``[erased]``.
 
-Within one fetched batch, aggregates are handled concurrently and each aggregate's events
-serially. One instance per subscriber runs at a time (the runner holds an advisory lock);
-that is what makes the in-memory view of held aggregates authoritative.
+Aggregates are handled concurrently (up to ``concurrency`` at once) and each aggregate's
+events serially, in stream order. Fetching does not wait for the previous batch to finish:
+up to ``batch`` messages are under way at once, and a message whose aggregate is still busy
+with an earlier one waits behind it (telling the server it is in progress). Waiting for the
+whole batch made every deal wait for the slowest delivery fetched with it (a payment
+waiting for its invoice, an order's three calls), which was most of the ERP's queueing.
+
+One instance per subscriber runs at a time (the runner holds an advisory lock); that is
+what makes the in-memory view of held aggregates authoritative.
 """
 
 from __future__ import annotations
@@ -121,6 +127,11 @@ class Subscriber:
         self._locks: dict[Key, asyncio.Lock] = {}
         self._tasks: dict[Key, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._live: dict[Key, asyncio.Task[None]] = {}
+        """The last live-message task of each busy aggregate (the next one waits for it)."""
+        self._under_way = 0
+        self._running = asyncio.Semaphore(max(1, spec.concurrency))
+        self._failed_with: BaseException | None = None
         self._opener = EnvelopeOpener(store.pool, store.schema, withhold=not spec.personal_data)
 
     def _connector(self, event_type: str) -> Connector | None:
@@ -150,37 +161,55 @@ class Subscriber:
         await self._settle_in_doubt(stop)
         sub = await self.js.pull_subscribe_bind(durable=self.spec.name, stream=self.stream)
         control = asyncio.create_task(self._control_loop(stop, healthcheck))
+        control.add_done_callback(self._on_control_done)
         for key in await self.store.draining():
             self._spawn(key, self._drain(key))
         self.ready.set()
         try:
             while not stop.is_set():
-                try:
-                    msgs = await sub.fetch(self.spec.batch, timeout=self.spec.fetch_timeout)
-                except (nats.errors.TimeoutError, TimeoutError):
-                    msgs = []
-                if msgs:
-                    # Deliver while the control loop watches the lead: if the health check
-                    # fails (the advisory lock's session is gone, so a standby may take
-                    # over), stop at once instead of finishing the batch beside it.
-                    work = asyncio.ensure_future(self._handle_batch(msgs))
-                    await asyncio.wait({work, control}, return_when=asyncio.FIRST_COMPLETED)
-                    lost_lead = control.done() and not control.cancelled() and control.exception()
-                    if not work.done() and lost_lead:
-                        work.cancel()
-                        await asyncio.gather(work, return_exceptions=True)
-                    else:
-                        await work  # a clean stop lets the batch finish
+                room = self.spec.batch - self._under_way
+                if room <= 0:
+                    await asyncio.wait(
+                        {control, *self._live.values()}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                else:
+                    try:
+                        msgs = await sub.fetch(room, timeout=self.spec.fetch_timeout)
+                    except (nats.errors.TimeoutError, TimeoutError):
+                        msgs = []
+                    if msgs:
+                        await self._dispatch(msgs)
+                self._raise_failed()
                 if control.done():
                     control.result()  # surfaces a failed health check or control query
                     return
+            # A clean stop lets what was fetched finish.
+            await asyncio.gather(*self._live.values(), return_exceptions=True)
+            self._raise_failed()
         finally:
-            pending = [control, *self._tasks.values(), *self._background]
+            pending = [control, *self._live.values(), *self._tasks.values(), *self._background]
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            self._live.clear()
+            self._under_way = 0
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    def _on_control_done(self, control: asyncio.Task[None]) -> None:
+        """A failed health check means the advisory lock's session is gone, so a standby may
+        take over: what is under way stops at once instead of finishing beside it."""
+        if not control.cancelled() and control.exception() is not None:
+            for task in list(self._live.values()):
+                task.cancel()
+
+    def _raise_failed(self) -> None:
+        """An unexpected error (PostgreSQL, NATS) of a live delivery stops the run, as it
+        did when batches were awaited whole: nothing unconfirmed was acked."""
+        failed = self._failed_with
+        if failed is not None:
+            self._failed_with = None
+            raise failed
 
     async def _settle_in_doubt(self, stop: asyncio.Event) -> None:
         """After an unclean stop, let the previous run's unacknowledged messages come due.
@@ -210,7 +239,8 @@ class Subscriber:
 
     # ------------------------------------------------------------------ live messages
 
-    async def _handle_batch(self, msgs: list[Msg]) -> None:
+    async def _dispatch(self, msgs: list[Msg]) -> None:
+        """Start the fetched messages, each aggregate's after what it already has under way."""
         groups: dict[Key, list[tuple[Msg, Delivery]]] = {}
         for msg in msgs:
             seq = msg.metadata.sequence.stream
@@ -223,20 +253,47 @@ class Subscriber:
                 self.metrics.count("dead_lettered")
                 continue
             groups.setdefault(delivery.key, []).append((msg, delivery))
-        if len(groups) <= 1 or self.spec.concurrency == 1:
-            for group in groups.values():
-                await self._handle_group(group)
-            return
-        # A few workers taking aggregates off one queue: cheaper than a task per aggregate.
-        queue = iter(list(groups.values()))
+        for key, group in groups.items():
+            self._start(key, group)
 
-        async def worker() -> None:
-            for group in queue:
-                await self._handle_group(group)
+    def _start(self, key: Key, group: list[tuple[Msg, Delivery]]) -> None:
+        before = self._live.get(key)
+        loop = asyncio.get_running_loop()
+        interval = self.spec.ack_wait / 2
 
-        async with asyncio.TaskGroup() as tasks:
-            for _ in range(min(self.spec.concurrency, len(groups))):
-                tasks.create_task(worker())
+        async def run() -> None:
+            handle: asyncio.TimerHandle | None = None
+
+            def still_waiting() -> None:
+                nonlocal handle
+                for msg, _ in group:
+                    self._detach(msg.in_progress())
+                handle = loop.call_later(interval, still_waiting)
+
+            handle = loop.call_later(interval, still_waiting)
+            try:
+                if before is not None:
+                    await before  # an earlier message failed unexpectedly: so do these
+                await self._running.acquire()
+            finally:
+                handle.cancel()
+            try:
+                await self._handle_group(group)
+            finally:
+                self._running.release()
+
+        task = asyncio.create_task(run(), name=f"{self.spec.name}:live:{key[0]}:{key[1]}")
+        self._live[key] = task
+        self._under_way += len(group)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._under_way -= len(group)
+            if self._live.get(key) is finished:
+                del self._live[key]
+            if not finished.cancelled() and finished.exception() is not None:
+                self._failed_with = finished.exception()
+
+        task.add_done_callback(done)
 
     async def _handle_group(self, group: list[tuple[Msg, Delivery]]) -> None:
         # A redelivery can arrive in the same batch after a newer event of its aggregate.

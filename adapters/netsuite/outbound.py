@@ -48,7 +48,7 @@ from adapters.netsuite.client import NetSuiteClient, NetSuiteMissing, eid
 from adapters.settings import Settings
 from hub.domain.product import product_id
 
-__all__ = ["SOURCE_SYSTEM", "NetSuiteConnector", "netsuite_connector"]
+__all__ = ["SOURCE_SYSTEM", "InvoiceNotInNetSuiteYet", "NetSuiteConnector", "netsuite_connector"]
 
 SOURCE_SYSTEM = "erp"
 #: Custom fields naming Concord's own ids on NetSuite records (so a payment finds the
@@ -74,6 +74,11 @@ HOLD_FIELD = "custbody_concord_hold"
 HOLD_REASON_FIELD = "custbody_concord_hold_reason"
 
 
+class InvoiceNotInNetSuiteYet(TransientDeliveryError):
+    """A payment came before the invoice it pays reached NetSuite: held (retried), and no
+    sign that anything remembered of NetSuite is wrong."""
+
+
 class NetSuiteConnector(Connector):
     """Delivers the ERP's share of the canonical events to one NetSuite account."""
 
@@ -83,7 +88,7 @@ class NetSuiteConnector(Connector):
         self._sent: OrderedDict[tuple[str, str], tuple[float, dict[str, Any]]] = OrderedDict()
         """(kind, externalId) -> (when, the record NetSuite took from this process)."""
         self._found: dict[str, list[str]] = {}
-        """Concord invoice id -> NetSuite's internal ids of its invoice (as found)."""
+        """Concord invoice id -> NetSuite's internal ids of its invoice (found, or upserted)."""
         self._handlers: dict[str, Handler] = {
             "OrderValidated": self._order_validated,
             "OrderAmended": self._order_amended,
@@ -111,6 +116,11 @@ class NetSuiteConnector(Connector):
         skipped = _SKIPPED.set(False)
         try:
             await handler(envelope)
+        except InvoiceNotInNetSuiteYet:
+            # Concord's own wait, not NetSuite's refusal: forgetting what NetSuite took
+            # (for every delivery of the process) would resend each customer and look up
+            # each invoice again, and payments often come before their invoice.
+            raise
         except Exception as failed:
             self._sent.clear()  # a retry later sends (and looks up) everything again
             self._found.clear()
@@ -232,7 +242,16 @@ class NetSuiteConnector(Connector):
         created_from = await self._sales_order_of(invoice)
         if created_from is not None:
             record["createdFrom"] = {"externalId": created_from}
-        await self._upsert_unless_taken("invoice", record)
+        internal = await self._upsert_unless_taken("invoice", record)
+        if internal is not None:
+            # NetSuite's answer names the invoice the payment will look for (it carries
+            # the Concord invoice id): no search for it when the payment comes.
+            self._remember_invoice(str(invoice["id"]), [internal])
+
+    def _remember_invoice(self, invoice_id: str, found: list[str]) -> None:
+        if invoice_id not in self._found and len(self._found) >= SENT_RECORDS:
+            self._found.clear()
+        self._found[invoice_id] = found  # a record's internal id never changes
 
     async def _sales_order_of(self, invoice: dict[str, Any]) -> str | None:
         """The externalId of the sales order the invoice bills, if NetSuite accepted one."""
@@ -266,12 +285,10 @@ class NetSuiteConnector(Connector):
             else:
                 found = await self.client.find_ids("invoice", CONCORD_INVOICE_FIELD, invoice_id)
             if found:
-                if len(self._found) >= SENT_RECORDS:
-                    self._found.clear()
-                self._found[invoice_id] = found  # a record's internal id never changes
+                self._remember_invoice(invoice_id, found)
             if not found:
                 # Held, not failed: the invoice is posted once billing issued it.
-                raise TransientDeliveryError(
+                raise InvoiceNotInNetSuiteYet(
                     f"invoice {invoice_id} is not in NetSuite yet; the payment waits for it"
                 )
             rows.append({"doc": {"id": found[0]}, "apply": True, "amount": paid})
@@ -320,9 +337,9 @@ class NetSuiteConnector(Connector):
         self._sent.pop(("salesOrder", external), None)
         await self.client.update("salesOrder", eid(external), changes, replace=replace)
 
-    async def _upsert_unless_taken(self, kind: str, record: dict[str, Any]) -> None:
+    async def _upsert_unless_taken(self, kind: str, record: dict[str, Any]) -> str | None:
         """Upsert ``record`` unless NetSuite took this very record from this process a
-        moment ago.
+        moment ago; the internal id NetSuite answered (None when skipped).
 
         Why: every order, invoice and payment needs its customer (and the parents) in
         NetSuite first, and a payment is sent on receipt and again on each application
@@ -335,12 +352,13 @@ class NetSuiteConnector(Connector):
         sent = self._sent.get(key)
         if sent is not None and time.monotonic() - sent[0] <= SENT_TTL_S and sent[1] == record:
             _SKIPPED.set(True)
-            return
-        await self.client.upsert(kind, key[1], record)
+            return None
+        internal = await self.client.upsert(kind, key[1], record)
         self._sent[key] = (time.monotonic(), record)
         self._sent.move_to_end(key)
         while len(self._sent) > SENT_RECORDS:
             self._sent.popitem(last=False)
+        return internal
 
     # -- reads --------------------------------------------------------------------------------
     async def _state(self, entity: str, aggregate_id: Any) -> dict[str, Any]:

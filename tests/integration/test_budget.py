@@ -100,3 +100,50 @@ def test_bad_sizes_are_refused() -> None:
             assert "erp" in str(refused)
         else:  # pragma: no cover
             raise AssertionError(f"{bad} accepted")
+
+
+class _CountingBudget(PgBudget):
+    """The shared budget, counting the slots it takes from PostgreSQL."""
+
+    takes = 0
+
+    async def _try_slot(self) -> int | None:
+        got = await super()._try_slot()
+        if got is not None:
+            self.takes += 1
+        return got
+
+
+def _hand_off_run(database_url: str, schema: str, handoff_s: float) -> tuple[int, int]:
+    async def run() -> tuple[int, int]:
+        async with AsyncConnectionPool(database_url, min_size=1, max_size=3, open=False) as pool:
+            budget = _CountingBudget(pool, schema, "erp", concurrency=2, handoff_s=handoff_s)
+            peak = await _in_flight_peak([budget], 20)
+            return peak, budget.takes
+
+    return asyncio.run(run())
+
+
+def test_a_busy_process_hands_its_slots_on_instead_of_taking_them_again(
+    database_url: str, pg_schema: str
+) -> None:
+    """Under load the take and give-back statements outlasted the calls (and held the slot):
+    a call that ends while others of the process wait hands its slot to the next."""
+    _tables(database_url, pg_schema)
+    peak, takes = _hand_off_run(database_url, pg_schema, handoff_s=5.0)
+    assert peak == 2  # the limit still holds
+    assert takes <= 4  # 20 calls, 2 slots: taken about once each, not once per call
+    with psycopg.connect(database_url) as conn:
+        held = conn.execute(
+            f'SELECT count(*) FROM "{pg_schema}".concord_target_slots WHERE holder IS NOT NULL'
+        ).fetchone()
+    assert held == (0,)  # idle again: every slot given back
+
+
+def test_a_slot_older_than_the_hand_off_age_goes_back_to_postgresql(
+    database_url: str, pg_schema: str
+) -> None:
+    """So a busy process still lets other processes compete for the target's slots."""
+    _tables(database_url, pg_schema)
+    peak, takes = _hand_off_run(database_url, pg_schema, handoff_s=0.0)
+    assert peak == 2 and takes == 20

@@ -16,7 +16,11 @@ from adapters.connectors.budget import Budget
 from adapters.connectors.hub_reader import MemoryHubReader
 from adapters.connectors.port import PermanentDeliveryError, TransientDeliveryError
 from adapters.netsuite.client import NetSuiteClient
-from adapters.netsuite.outbound import NetSuiteConnector, netsuite_connector
+from adapters.netsuite.outbound import (
+    InvoiceNotInNetSuiteYet,
+    NetSuiteConnector,
+    netsuite_connector,
+)
 from adapters.sandbox.base import Running, serve_in_thread
 from adapters.sandbox.erp import PREFIX, ErpSandbox
 from adapters.settings import Settings
@@ -284,52 +288,59 @@ def test_hold_and_release_mark_the_sales_order(erp: Running, world: World) -> No
     assert stored is not None and stored["custbody_concord_hold"] is False
 
 
-def test_invoice_posted_and_payment_applied_after_it(erp: Running, world: World) -> None:
-    sandbox = _sandbox(erp)
-    order = _order(world, "order")
-    world.keep(order)
+def _paid_invoice(
+    world: World, record: str, charge: str, quantity: Decimal, price: Decimal, tax: Decimal
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """An invoice of the order ``order`` as billing issued it (``record``) and a payment
+    (``charge``) applied to it in full: ``PaymentReceived``, ``InvoiceIssued`` and
+    ``PaymentApplied``."""
+    amount = quantity * price
     invoice = Invoice.issue(
-        _billing("in_1QXyz"),
+        _billing(record),
         uid("invoice"),
         customer_id=uid("child"),
         lines=[
-            InvoiceLine(
-                sku="PLAT-1",
-                quantity=Decimal(3),
-                unit_price=Decimal("1200.50"),
-                amount=Decimal("3601.50"),
-                tax=Decimal("684.29"),
-            )
+            InvoiceLine(sku="PLAT-1", quantity=quantity, unit_price=price, amount=amount, tax=tax)
         ],
         currency="EUR",
-        subtotal=Decimal("3601.50"),
-        tax=Decimal("684.29"),
-        total=Decimal("4285.79"),
+        subtotal=amount,
+        tax=tax,
+        total=amount + tax,
         issue_date=date(2026, 2, 1),
         due_date=date(2026, 3, 3),
         order_id=uid("order"),
     )
     (issued,) = world.keep(invoice)
     payment = Payment.receive(
-        _billing("pi_1"),
+        _billing(charge),
         uid("payment"),
         customer_id=uid("child"),
-        amount=Money.of(Decimal("4285.79"), "EUR"),
+        amount=Money.of(amount + tax, "EUR"),
         method=PaymentMethod.CARD,
         received_at=datetime(2026, 2, 10, tzinfo=UTC),
     )
-    payment.apply_to(_billing("pi_1"), uid("invoice"), Money.of(Decimal("4285.79"), "EUR"))
+    payment.apply_to(_billing(charge), uid("invoice"), Money.of(amount + tax, "EUR"))
     received, applied = world.keep(payment)
+    return received, issued, applied
+
+
+def test_invoice_posted_and_payment_applied_after_it(erp: Running, world: World) -> None:
+    sandbox = _sandbox(erp)
+    order = _order(world, "order")
+    world.keep(order)
+    received, issued, applied = _paid_invoice(
+        world, "in_1QXyz", "pi_1", Decimal(3), Decimal("1200.50"), Decimal("684.29")
+    )
     with pytest.raises(TransientDeliveryError) as early:
         _deliver(_connector(erp, world), applied)  # payment before invoice: held
     assert "not in NetSuite yet" in early.value.message
     before = len(sandbox.calls)
     _deliver(_connector(erp, world), issued, issued, received, applied, applied)
     # The payment's record is the same at each of its events (the hub holds its one
-    # application by then): upserted once, its invoice looked up once; the invoice's
-    # second delivery finds it taken.
+    # application by then): upserted once, its invoice known from the invoice's upsert
+    # (no search); the invoice's second delivery finds it taken.
     calls = [f"{c.method} {c.path.rsplit('/', 2)[-2]}" for c in list(sandbox.calls)[before:]]
-    assert calls.count("PUT customerPayment") == 1 and calls.count("GET v1") == 1, calls
+    assert calls.count("PUT customerPayment") == 1 and calls.count("GET v1") == 0, calls
     assert calls.count("PUT invoice") == 1, calls  # delivered twice, sent once
     posted = sandbox.by_external_id("invoice", "in_1QXyz")
     assert posted is not None
@@ -339,6 +350,42 @@ def test_invoice_posted_and_payment_applied_after_it(erp: Running, world: World)
     assert sandbox.count("invoice") == 1 and sandbox.count("customerPayment") == 1
     paid = sandbox.by_external_id("customerPayment", str(uid("payment")))
     assert paid is not None and paid["apply"]["items"][0]["doc"]["id"] == posted["id"]
+
+
+def test_a_payment_waiting_for_its_invoice_does_not_make_the_connector_forget(
+    erp: Running, world: World
+) -> None:
+    """Payments often come before their invoice reached NetSuite. That wait is Concord's
+    own, not a NetSuite failure: what NetSuite took stays remembered (no customer sent
+    again), and the invoice's upsert answer is the id the payment needs (no search)."""
+    sandbox = _sandbox(erp)
+    connector = _connector(erp, world)
+    validated = _validated(world)
+    _, issued, applied = _paid_invoice(
+        world, "in_2QXyz", "pi_2", Decimal(1), Decimal("100.00"), Decimal("19.00")
+    )
+
+    async def run() -> None:
+        try:
+            await connector.deliver(validated, "e1")
+            assert _customer_puts(sandbox) == 2  # parent, then child
+            with pytest.raises(InvoiceNotInNetSuiteYet):
+                await connector.deliver(applied, "e2")  # held: its invoice comes later
+            await connector.deliver(issued, "e3")
+            await connector.deliver(applied, "e2")
+        finally:
+            await connector.aclose()
+
+    asyncio.run(run())
+    assert _customer_puts(sandbox) == 2  # the customers were not sent again
+    searches = [c for c in sandbox.calls if c.method == "GET"]
+    assert len(searches) == 1, searches  # the early payment's; the retry knew the invoice
+    posted = sandbox.by_external_id("invoice", "in_2QXyz")
+    paid = sandbox.by_external_id("customerPayment", str(uid("payment")))
+    assert posted is not None and paid is not None
+    assert paid["apply"]["items"][0]["doc"]["id"] == posted["id"]
+    assert posted["status"]["id"] == "Paid In Full"
+    assert sandbox.count("customerPayment") == 1 and sandbox.count("salesOrder") == 1
 
 
 def test_the_budget_keeps_calls_within_the_accounts_limit(erp: Running, world: World) -> None:

@@ -25,6 +25,7 @@ from hub.application.views import event_id
 from tests.conftest import run_sync
 from tests.integration.subscriber_support import (
     db_rows,
+    fast_spec,
     http_spec,
     make_settings,
     new_id,
@@ -317,5 +318,53 @@ def test_malformed_message_is_set_aside_and_others_flow(settings: Settings) -> N
                 await wait_until("the good event", lambda: target.versions(a) == [1])
             rows = db_rows(settings, "SELECT reason, status FROM concord_dead_letters")
             assert rows == [("malformed", "dead")]  # open: listed for an operator
+
+    run_sync(main())
+
+
+class _SlowFor(Connector):
+    """A target that answers every event at once except the first of ``slow``, which it
+    answers only when told to: a slow call (three NetSuite calls, a payment waiting)."""
+
+    def __init__(self, slow: str) -> None:
+        self.slow = slow
+        self.release = asyncio.Event()
+        self.started: list[tuple[str, int]] = []
+        self.done: list[tuple[str, int]] = []
+
+    async def deliver(self, envelope: dict[str, Any], idempotency_key: str) -> None:
+        key = (str(envelope["aggregate_id"]), int(envelope["version"]))
+        self.started.append(key)
+        if key == (self.slow, 1):
+            await self.release.wait()
+        self.done.append(key)
+
+
+def test_a_slow_delivery_does_not_hold_up_other_aggregates_fetched_after_it(
+    settings: Settings,
+) -> None:
+    """Fetching went on only when the whole previous batch was delivered, so every deal
+    waited for the slowest delivery fetched with it; now only the slow aggregate's own later
+    events wait (in order)."""
+
+    async def main() -> None:
+        async with stream_and_target(settings) as (stream, _):
+            a, b = new_id(), new_id()
+            target = _SlowFor(a)
+            spec = fast_spec("erp", target, stream)
+            async with running(settings, spec):
+                await stream.publish("order", a, 1)
+                await wait_until("A's slow call", lambda: (a, 1) in target.started)
+                await stream.publish("order", b, 1)
+                await stream.publish("order", a, 2)
+                await stream.publish("order", b, 2)
+                try:
+                    await wait_until("B, fetched later", lambda: (b, 2) in target.done)
+                finally:
+                    target.release.set()
+                await wait_until("A's later event", lambda: (a, 2) in target.done)
+            assert (a, 2) not in target.started[: target.started.index((b, 2))]  # A waited
+            assert [k for k in target.done if k[0] == a] == [(a, 1), (a, 2)]
+            assert [k for k in target.done if k[0] == b] == [(b, 1), (b, 2)]
 
     run_sync(main())

@@ -152,18 +152,17 @@ class _Cursor:
         types: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.copy = copy
+        """Whether copyable inserts may be kept back for ``COPY`` (not in a run of batches
+        that stays in its pipeline)."""
         self.types: Mapping[str, Mapping[str, str]] = types or {}
         """``{table}`` placeholder -> its columns' SQL types: which values ``COPY`` may
         take (``copy_keeps_values``), and which placeholders name a table (one naming
         anything else, a view say, is taken to read them all)."""
-        """Whether copyable inserts may be kept back for ``COPY`` (not in a run of batches
-        that stays in its pipeline)."""
         self.memo: dict[Any, Any] = {} if memo is None else memo
         self.not_copied: set[str] = set() if not_copied is None else not_copied
         """Statements whose ``COPY`` failed once: sent as inserts from then on."""
         self._deferred: dict[str, tuple[str, list[Sequence[Any]]]] = {}
         """Copyable plain insert -> (its table, its rows kept back to the batch's end)."""
-        self._deferred_tables: set[str] = set()
         self.raw = raw
         """Where folded inserts go with ``$n`` placeholders (see ``PlainInsert.numbered``)."""
         self.cursor = cursor
@@ -184,7 +183,7 @@ class _Cursor:
         if self.pipeline is None:
             self.cursor.execute(self.compiled(statement), params)
             return
-        if (self._deferred_tables or self._runs) and self._copy_of(statement) is None:
+        if self.copy and (self._deferred or self._runs) and self._copy_of(statement) is None:
             self._before(statement)
         run = self._runs.get(statement)
         if run is None:
@@ -209,11 +208,9 @@ class _Cursor:
                 continue
             if copy_keeps_values(insert, self.types.get(insert.table), rows):
                 self._deferred.setdefault(held, (insert.table, []))[1].extend(rows)
-                self._deferred_tables.add(insert.table)
                 del runs[held]
             elif held in self._deferred:  # sent as inserts, after what was kept back of it
                 runs[held] = self._deferred.pop(held)[1] + rows
-                self._deferred_tables = {table for table, _ in self._deferred.values()}
         self._send_runs(runs)
 
     def _copy_of(self, statement: str) -> PlainInsert | None:
@@ -226,7 +223,7 @@ class _Cursor:
     def _before(self, statement: str) -> None:
         """Send the rows kept back (or held, to be kept back) for the tables ``statement``
         names, before it."""
-        pending = self._deferred_tables | {
+        pending = {table for table, _ in self._deferred.values()} | {
             insert.table for held in self._runs if (insert := self._copy_of(held)) is not None
         }
         named = tables_named(statement)
@@ -238,7 +235,6 @@ class _Cursor:
         runs = {h: rows for h, (table, rows) in self._deferred.items() if table in tables}
         for held in runs:
             del self._deferred[held]
-        self._deferred_tables -= tables
         self._send_runs(runs)
 
     def settle_small(self) -> None:
@@ -247,13 +243,12 @@ class _Cursor:
         small = {h: rows for h, (_, rows) in self._deferred.items() if len(rows) < COPY_MIN_ROWS}
         for held in small:
             del self._deferred[held]
-        self._deferred_tables = {table for table, _ in self._deferred.values()}
         self._send_runs(small)
 
     def copy_deferred(self) -> None:
         """Out of the pipeline, in the batch's transaction: each kept-back run as one
         ``COPY`` (a failing one names its statement in ``not_copied`` and re-raises)."""
-        deferred, self._deferred, self._deferred_tables = self._deferred, {}, set()
+        deferred, self._deferred = self._deferred, {}
         for held, (_, rows) in deferred.items():
             insert = plain_insert(self.compiled(held))
             assert insert is not None and insert.copy is not None

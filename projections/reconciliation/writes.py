@@ -213,27 +213,15 @@ def payment_row(
 
 def break_row(key: str, row: Break, new: tuple[str, str, str]) -> tuple[Any, ...]:
     code, kind, object_id = new
-    f = row.found
-    return (
-        key,
-        code,
-        kind,
-        object_id,
-        f.customer_id,
-        f.currency,
-        f.expected,
-        f.expected_by,
-        f.actual,
-        f.actual_by,
-        f.detail,
-        row.opened_at,
-        None if row.open else row.changed_at,
-        f"/v1/lineage/{object_id}",
-        row.changed_at,
-    )
+    return (key, code, kind, object_id, *_found(row), f"/v1/lineage/{object_id}", row.changed_at)
 
 
 def break_update(key: str, row: Break) -> tuple[Any, ...]:
+    return (*_found(row), row.changed_at, key)
+
+
+def _found(row: Break) -> tuple[Any, ...]:
+    """What a break row holds of its finding, in the column order both statements use."""
     f = row.found
     return (
         f.customer_id,
@@ -245,8 +233,6 @@ def break_update(key: str, row: Break) -> tuple[Any, ...]:
         f.detail,
         row.opened_at,
         None if row.open else row.changed_at,
-        row.changed_at,
-        key,
     )
 
 
